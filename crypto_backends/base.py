@@ -1,0 +1,384 @@
+"""The one interface every scheme implements.
+
+A scheme is more than encrypt/decrypt.  Besides the four operations of a round
+(:meth:`Scheme.protect` at a party, :meth:`Scheme.combine` at the aggregator,
+:meth:`Scheme.function_key` at the authority where needed, :meth:`Scheme.reveal`
+wherever decryption happens), a scheme *declares*:
+
+* :attr:`Scheme.reveal_site` - whether the aggregator turns the combined result
+  into the fused vector itself (``plain``, ``fe``) or sends it back to the
+  parties, who hold the decryption key (``paillier``, ``ckks``);
+* :attr:`Scheme.needs_function_key` - whether the aggregator must obtain a
+  per-round function key from the key authority before revealing (``fe``);
+* :attr:`Scheme.hides_updates` - whether the aggregator is unable to read an
+  individual update;
+* :attr:`Scheme.threat_model` - who holds which key and who learns what;
+* :meth:`Scheme.tolerance` - the largest error of the fused weighted mean that
+  the scheme promises for inputs inside :attr:`Scheme.value_bound`.
+
+The federated core follows these declarations and never branches on a name.
+
+Weights.  ``protect`` receives the party's (public, positive) weight.  ``reveal``
+returns the weighted **sum** ``sum_i w_i x_i`` of the contributors named in the
+aggregate; the weighted mean is that divided by ``aggregate.total_weight``
+(:func:`weighted_mean`).  Whether the party pre-scales by its weight or the
+aggregator / function key applies it is the scheme's documented choice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .envelope import Envelope, Kind, check_party_id
+from .errors import (
+    CryptoError,
+    InsecureParameterError,
+    InvalidInputError,
+    InvalidParameterError,
+    KeyMismatchError,
+    LengthMismatchError,
+    MalformedCiphertextError,
+    RoundMismatchError,
+    SchemeMismatchError,
+    SecretExportError,
+)
+from .keys import (
+    SECRET_ACCESS,
+    AggregatorKey,
+    AuthorityKey,
+    FunctionKey,
+    Key,
+    KeySet,
+    PartyKey,
+    Role,
+    SecretAccess,
+)
+
+MIN_SECURITY_BITS = 112
+
+
+class InsecureParametersWarning(UserWarning):
+    """Emitted whenever a scheme is built with parameters below 112-bit security."""
+
+
+class RevealSite(str, Enum):
+    """Where the combined result becomes a plaintext vector."""
+
+    AGGREGATOR = "aggregator"
+    PARTIES = "parties"
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """Plain-language statement of a scheme's trust assumptions (feeds SECURITY.md and reports)."""
+
+    key_holders: Mapping[str, str]
+    aggregator_learns: str
+    party_learns: str
+    collusion: str
+    dropouts: str
+    not_protected: str
+
+
+@dataclass(frozen=True)
+class SchemeParams:
+    """Base of every scheme's frozen parameter dataclass.
+
+    ``allow_insecure`` exists for fast tests only: it lets parameters below 112-bit
+    security through, with an :class:`InsecureParametersWarning`.
+    """
+
+    allow_insecure: bool = False
+
+    def security_bits(self) -> int:
+        """Estimated classical security level of these parameters, in bits."""
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Raise :class:`InvalidParameterError` for inconsistent values (override)."""
+
+    @classmethod
+    def presets(cls) -> Mapping[str, SchemeParams]:
+        """Named, reviewed parameter sets.  ``default`` is always present."""
+        return {"default": cls()}
+
+    @classmethod
+    def preset(cls, name: str) -> SchemeParams:
+        presets = cls.presets()
+        if name not in presets:
+            raise InvalidParameterError(f"unknown preset {name!r}; choose one of {sorted(presets)}")
+        return presets[name]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def as_update_vector(values: object) -> np.ndarray:
+    """Return ``values`` as a finite 1-D float64 array or raise :class:`InvalidInputError`."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"update is not a numeric vector: {exc}") from None
+    if arr.ndim != 1:
+        raise InvalidInputError(f"update must be a 1-D vector, got shape {arr.shape}; flatten it first")
+    if not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise InvalidInputError(
+            f"update holds {bad} NaN or infinite value(s); fix the local training (e.g. lower the "
+            "learning rate) - non-finite values cannot be protected"
+        )
+    return arr
+
+
+def check_weight(weight: float) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)):
+        raise InvalidInputError(f"weight must be a number, got {type(weight).__name__}")
+    weight = float(weight)
+    if not math.isfinite(weight) or weight <= 0:
+        raise InvalidInputError(f"weight must be finite and positive, got {weight}")
+    return weight
+
+
+def weighted_mean(weighted_sum: np.ndarray, aggregate: Envelope) -> np.ndarray:
+    """The fused weighted mean from :meth:`Scheme.reveal`'s weighted sum."""
+    return weighted_sum / aggregate.total_weight
+
+
+class Scheme(ABC):
+    """Base class of every secure-aggregation scheme.  See the module docstring."""
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    params_type: ClassVar[type[SchemeParams]]
+    reveal_site: ClassVar[RevealSite]
+    needs_function_key: ClassVar[bool] = False
+    hides_updates: ClassVar[bool] = True
+    threat_model: ClassVar[ThreatModel]
+
+    def __init__(self, params: SchemeParams | None = None) -> None:
+        if params is None:
+            params = self.params_type()
+        if not isinstance(params, self.params_type):
+            raise InvalidParameterError(
+                f"{self.name} needs {self.params_type.__name__}, got {type(params).__name__}"
+            )
+        params.validate()
+        bits = params.security_bits()
+        if bits < MIN_SECURITY_BITS:
+            if not params.allow_insecure:
+                raise InsecureParameterError(
+                    f"{self.name} parameters give about {bits}-bit security, below the "
+                    f"{MIN_SECURITY_BITS}-bit minimum; use the default preset "
+                    f"({self.params_type.presets()['default'].as_dict()}). Insecure parameters are "
+                    "accepted only with allow_insecure=true, for tests."
+                )
+            warnings.warn(
+                f"{self.name} runs with INSECURE test parameters (~{bits}-bit security); "
+                "never use them for real data",
+                InsecureParametersWarning,
+                stacklevel=2,
+            )
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+    # --- declarations ---------------------------------------------------------
+    @property
+    def security_bits(self) -> int:
+        return self.params.security_bits()
+
+    @property
+    def value_bound(self) -> float | None:
+        """Inputs are clipped to ``[-value_bound, value_bound]``; ``None`` when not clipped."""
+        return None
+
+    @abstractmethod
+    def tolerance(self, weights: Sequence[float]) -> float:
+        """Largest absolute error of the fused weighted mean for inputs within :attr:`value_bound`."""
+
+    # --- the round -------------------------------------------------------------
+    @abstractmethod
+    def keygen(self, party_ids: Sequence[str]) -> KeySet:
+        """Make every key of a federation.  Runs at the dealer / key authority."""
+
+    @abstractmethod
+    def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
+        """Protect one party's update (at the party)."""
+
+    @abstractmethod
+    def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
+        """Check and combine protected updates (at the aggregator) into an ``aggregate`` envelope."""
+
+    def function_key(
+        self, key: AuthorityKey, *, round: int, weights: Mapping[str, float]
+    ) -> FunctionKey:
+        """Derive the aggregator's function key for one round and weight vector (at the authority)."""
+        raise CryptoError(f"the {self.name} scheme has no function keys (needs_function_key is False)")
+
+    @abstractmethod
+    def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+        """Return the weighted sum held in ``aggregate``, at the role :attr:`reveal_site` names."""
+
+    def publish(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+        """Like :meth:`reveal`, for a result that leaves the key holders (published or sent on).
+
+        Schemes whose decryptions leak key material when shared (CKKS) override this
+        to add noise flooding or rounding.
+        """
+        return self.reveal(key, aggregate, function_key=function_key)
+
+    # --- checks shared by every scheme ------------------------------------------
+    def make_envelope(
+        self,
+        key: Key,
+        payload: bytes | bytearray | memoryview,
+        *,
+        round: int,
+        kind: Kind,
+        parties: Sequence[str],
+        weights: Sequence[float],
+        length: int,
+    ) -> Envelope:
+        return Envelope(
+            scheme=self.name,
+            version=self.version,
+            key_id=key.key_id,
+            round=int(round),
+            kind=kind,
+            parties=tuple(parties),
+            weights=tuple(float(w) for w in weights),
+            length=int(length),
+            payload=payload,
+        )
+
+    def check_envelope(
+        self,
+        env: Envelope,
+        key: Key,
+        *,
+        kind: Kind,
+        round: int | None = None,
+        length: int | None = None,
+    ) -> None:
+        """Raise the typed error if ``env`` is not this scheme's, this key set's, this round's."""
+        if not isinstance(env, Envelope):
+            raise MalformedCiphertextError(f"expected an Envelope, got {type(env).__name__}; parse bytes with Envelope.from_bytes")
+        if env.scheme != self.name or env.version != self.version:
+            raise SchemeMismatchError(
+                f"envelope is {env.scheme!r} v{env.version}, this scheme is {self.name!r} v{self.version}: "
+                "every party and the aggregator must use the same [crypto] scheme"
+            )
+        if env.key_id != key.key_id:
+            raise KeyMismatchError(
+                f"envelope was made under key {env.key_id.hex()[:16]}, expected {key.fingerprint}: "
+                "the sender uses keys from another federation or an old key set"
+            )
+        if env.kind != kind:
+            raise MalformedCiphertextError(f"expected an {kind!r} envelope, got {env.kind!r}")
+        if round is not None and env.round != round:
+            raise RoundMismatchError(f"envelope belongs to round {env.round}, expected round {round}")
+        if length is not None and env.length != length:
+            raise LengthMismatchError(f"envelope holds {env.length} values, expected {length}")
+
+    def check_updates(self, key: Key, updates: Sequence[Envelope], *, round: int) -> int:
+        """Check a batch of updates for :meth:`combine`; returns their common length."""
+        if not updates:
+            raise CryptoError("nothing to combine: at least one update is needed")
+        length = updates[0].length if isinstance(updates[0], Envelope) else None
+        seen: set[str] = set()
+        for env in updates:
+            self.check_envelope(env, key, kind="update", round=round, length=length)
+            if env.party in seen:
+                raise MalformedCiphertextError(f"party {env.party!r} sent two updates for round {round}")
+            seen.add(env.party)
+        return int(length or 0)
+
+    # --- key export (explicit, never pickle) -------------------------------------
+    def dump_key(self, key: Key, *, secret_access: SecretAccess | None = None) -> bytes:
+        """Serialize a key.  Keys holding secrets need ``secret_access=SECRET_ACCESS``."""
+        if key.scheme != self.name:
+            raise SchemeMismatchError(f"a {key.scheme!r} key cannot be dumped by {self.name!r}")
+        if key.holds_secret and secret_access is not SECRET_ACCESS:
+            raise SecretExportError(
+                f"{type(key).__name__} holds secret material; pass secret_access=SECRET_ACCESS to "
+                "export it, and send the bytes only to a holder of the same role over mutual TLS"
+            )
+        header: dict[str, Any] = {
+            "scheme": self.name,
+            "class": type(key).__name__,
+            "key_id": key.key_id.hex(),
+            "owner": key.owner,
+            "secret": key.holds_secret,
+        }
+        if isinstance(key, FunctionKey):
+            header["round"] = key.round
+            header["weights"] = key.weights
+        head = json.dumps(header, separators=(",", ":")).encode()
+        body = self._material_to_bytes(key)
+        return b"SFLK" + struct.pack(">I", len(head)) + head + body
+
+    def load_key(self, data: bytes) -> Key:
+        """Inverse of :meth:`dump_key`."""
+        data = bytes(data)
+        if len(data) < 8 or data[:4] != b"SFLK":
+            raise MalformedCiphertextError("not a securefl key (bad magic)")
+        (hlen,) = struct.unpack(">I", data[4:8])
+        try:
+            header = json.loads(data[8 : 8 + hlen])
+            cls = _KEY_CLASSES[header["class"]]
+            scheme, key_id = header["scheme"], bytes.fromhex(header["key_id"])
+            owner, secret = header["owner"], bool(header["secret"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedCiphertextError(f"garbled key header: {exc}") from None
+        if scheme != self.name:
+            raise SchemeMismatchError(f"this is a {scheme!r} key; load it with that scheme")
+        material = self._material_from_bytes(cls.role, cls, data[8 + hlen :])
+        if cls is FunctionKey:
+            return FunctionKey(scheme, key_id, material, round=int(header["round"]), weights=header["weights"])
+        if owner is not None:
+            check_party_id(owner)
+        return cls(scheme, key_id, material, holds_secret=secret, owner=owner)
+
+    @abstractmethod
+    def _material_to_bytes(self, key: Key) -> bytes:
+        """Scheme-specific serialization of a key's material."""
+
+    @abstractmethod
+    def _material_from_bytes(self, role: Role, cls: type[Key], data: bytes) -> Any:
+        """Inverse of :meth:`_material_to_bytes`."""
+
+
+_KEY_CLASSES: dict[str, type[Key]] = {
+    cls.__name__: cls for cls in (PartyKey, AggregatorKey, AuthorityKey, FunctionKey)
+}
+
+__all__ = [
+    "SECRET_ACCESS",
+    "AggregatorKey",
+    "AuthorityKey",
+    "Envelope",
+    "FunctionKey",
+    "InsecureParametersWarning",
+    "Key",
+    "KeySet",
+    "PartyKey",
+    "RevealSite",
+    "Role",
+    "Scheme",
+    "SchemeParams",
+    "ThreatModel",
+    "as_update_vector",
+    "check_weight",
+    "weighted_mean",
+]

@@ -1,0 +1,183 @@
+"""The versioned ciphertext envelope and its byte format.
+
+Every protected update, and every combined aggregate, travels as an
+:class:`Envelope`.  Its byte form is explicit framing, never pickle::
+
+    b"SFLE"                 4-byte magic
+    header length           4 bytes, big-endian unsigned
+    header                  UTF-8 JSON object with exactly the fields below
+    payload length          8 bytes, big-endian unsigned
+    payload                 scheme-defined bytes
+
+Parsing is strict: unknown or missing header fields, wrong types, party ids
+outside ``[A-Za-z0-9._-]{1,64}``, negative rounds, trailing bytes and truncation
+are all :class:`~crypto_backends.errors.MalformedCiphertextError`.  Parsing does
+not copy the payload (it is a ``memoryview`` into the input).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import MalformedCiphertextError
+
+MAGIC = b"SFLE"
+MAX_HEADER_BYTES = 1 << 20
+MAX_PARTIES = 10_000
+MAX_ROUND = 2**31 - 1
+MAX_LENGTH = 2**31 - 1
+PARTY_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_HEADER_FIELDS = {"scheme", "version", "key_id", "round", "kind", "parties", "weights", "length"}
+Kind = Literal["update", "aggregate"]
+
+
+def check_party_id(party_id: str) -> str:
+    """Return ``party_id`` if it is a valid id, else raise :class:`MalformedCiphertextError`."""
+    if not isinstance(party_id, str) or not PARTY_ID_RE.fullmatch(party_id):
+        raise MalformedCiphertextError(
+            f"invalid party id {party_id!r}: use 1-64 characters from letters, digits, '.', '_' and '-'"
+        )
+    return party_id
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A protected vector plus the metadata needed to check it before use.
+
+    ``parties`` and ``weights`` name who contributed: one entry for an ``update``,
+    every contributor for an ``aggregate``.  ``length`` is the number of plaintext
+    values.  ``payload`` is scheme-defined and opaque to everything else.
+    """
+
+    scheme: str
+    version: int
+    key_id: bytes
+    round: int
+    kind: Kind
+    parties: tuple[str, ...]
+    weights: tuple[float, ...]
+    length: int
+    payload: bytes | bytearray | memoryview
+
+    @property
+    def party(self) -> str:
+        """The single sender of an ``update``."""
+        if self.kind != "update":
+            raise MalformedCiphertextError("an aggregate has no single party; read .parties")
+        return self.parties[0]
+
+    @property
+    def total_weight(self) -> float:
+        return math.fsum(self.weights)
+
+    def _header(self) -> bytes:
+        return json.dumps(
+            {
+                "scheme": self.scheme,
+                "version": self.version,
+                "key_id": self.key_id.hex(),
+                "round": self.round,
+                "kind": self.kind,
+                "parties": list(self.parties),
+                "weights": list(self.weights),
+                "length": self.length,
+            },
+            separators=(",", ":"),
+            allow_nan=False,
+        ).encode()
+
+    def to_bytes(self) -> bytes:
+        """Serialize (one copy of the payload)."""
+        header = self._header()
+        payload = self.payload
+        plen = memoryview(payload).nbytes
+        return b"".join((MAGIC, struct.pack(">I", len(header)), header, struct.pack(">Q", plen), payload))
+
+    def nbytes(self) -> int:
+        """Size of :meth:`to_bytes` without building it."""
+        return 16 + len(self._header()) + memoryview(self.payload).nbytes
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> Envelope:
+        """Parse and validate; the returned payload is a view into ``data``."""
+        view = memoryview(data).cast("B")
+        if len(view) < 16 or bytes(view[:4]) != MAGIC:
+            raise MalformedCiphertextError(
+                "not a securefl envelope (bad magic or shorter than 16 bytes): "
+                "pass the exact bytes produced by Envelope.to_bytes()"
+            )
+        (hlen,) = struct.unpack(">I", view[4:8])
+        if hlen > MAX_HEADER_BYTES or 8 + hlen + 8 > len(view):
+            raise MalformedCiphertextError("envelope truncated inside its header")
+        try:
+            header = json.loads(bytes(view[8 : 8 + hlen]).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedCiphertextError(f"envelope header is not valid JSON: {exc}") from None
+        (plen,) = struct.unpack(">Q", view[8 + hlen : 16 + hlen])
+        start = 16 + hlen
+        if start + plen != len(view):
+            raise MalformedCiphertextError(
+                f"envelope payload is {len(view) - start} bytes but its header announces {plen}: "
+                "the message was truncated or extended in transit"
+            )
+        fields = _validate_header(header)
+        return cls(payload=view[start:], **fields)
+
+
+def _validate_header(header: object) -> dict:
+    if not isinstance(header, dict) or set(header) != _HEADER_FIELDS:
+        got = sorted(header) if isinstance(header, dict) else type(header).__name__
+        raise MalformedCiphertextError(f"envelope header fields {got} differ from {sorted(_HEADER_FIELDS)}")
+    scheme, version, key_hex = header["scheme"], header["version"], header["key_id"]
+    rnd, kind, parties, weights, length = (
+        header["round"], header["kind"], header["parties"], header["weights"], header["length"],
+    )
+    if not isinstance(scheme, str) or not PARTY_ID_RE.fullmatch(scheme):
+        raise MalformedCiphertextError(f"invalid scheme name in envelope: {scheme!r}")
+    if not _is_int(version) or not 0 < version < 2**16:
+        raise MalformedCiphertextError(f"invalid envelope version {version!r}")
+    if not isinstance(key_hex, str) or len(key_hex) > 128:
+        raise MalformedCiphertextError("invalid key fingerprint in envelope")
+    try:
+        key_id = bytes.fromhex(key_hex)
+    except ValueError:
+        raise MalformedCiphertextError("key fingerprint in envelope is not hex") from None
+    if not _is_int(rnd) or not 0 <= rnd <= MAX_ROUND:
+        raise MalformedCiphertextError(f"invalid round {rnd!r}: must be an integer in [0, {MAX_ROUND}]")
+    if kind not in ("update", "aggregate"):
+        raise MalformedCiphertextError(f"invalid envelope kind {kind!r}")
+    if not isinstance(parties, list) or not 1 <= len(parties) <= MAX_PARTIES:
+        raise MalformedCiphertextError("envelope must name between 1 and 10000 parties")
+    for p in parties:
+        check_party_id(p)
+    if len(set(parties)) != len(parties):
+        raise MalformedCiphertextError("envelope names a party twice")
+    if kind == "update" and len(parties) != 1:
+        raise MalformedCiphertextError("an update envelope names exactly one party")
+    if not isinstance(weights, list) or len(weights) != len(parties):
+        raise MalformedCiphertextError("envelope weights must be a list aligned with its parties")
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise MalformedCiphertextError(f"invalid weight {w!r}: weights are finite and positive")
+    if not _is_int(length) or not 0 <= length <= MAX_LENGTH:
+        raise MalformedCiphertextError(f"invalid vector length {length!r}")
+    return {
+        "scheme": scheme, "version": version, "key_id": key_id, "round": rnd, "kind": kind,
+        "parties": tuple(parties), "weights": tuple(float(w) for w in weights), "length": length,
+    }
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def merged_contributors(updates: Sequence[Envelope]) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """Parties and weights of an aggregate built from ``updates`` (sorted by party id)."""
+    pairs = sorted((u.party, u.weights[0]) for u in updates)
+    return tuple(p for p, _ in pairs), tuple(w for _, w in pairs)

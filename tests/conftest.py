@@ -1,0 +1,14 @@
+"""Shared fixtures: every registered scheme with its fast test parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from crypto_backends import registry
+from crypto_backends.base import Scheme
+from tests.schemes import make_scheme
+
+
+@pytest.fixture(params=registry.available())
+def scheme(request) -> Scheme:
+    return make_scheme(request.param)
