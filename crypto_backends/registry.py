@@ -33,6 +33,11 @@ def available() -> list[str]:
     return list(_BUILTIN) + sorted(_plugins())
 
 
+def builtin() -> list[str]:
+    """Names of the schemes shipped with securefl (what its own documentation describes)."""
+    return list(_BUILTIN)
+
+
 @cache
 def get(name: str) -> type[Scheme]:
     """The scheme class registered under ``name``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +26,7 @@ from . import __version__
 from . import baselines as baseline_registry
 from . import config as config_mod
 from .errors import ConfigError
+from .units import format_bytes, format_seconds
 
 EXIT_ERROR = 2
 console = Console(stderr=True, highlight=False)
@@ -74,22 +75,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # --- bench -----------------------------------------------------------------------
-def _fmt_s(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return f"{x * 1e3:.2f} ms" if x < 1 else f"{x:.2f} s"
-
-
-def _fmt_bytes(b: float) -> str:
-    if b is None or math.isnan(b):
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if b < 1024 or unit == "GiB":
-            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
-        b /= 1024
-    return ""
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
@@ -118,8 +103,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if r.error:
             table.add_row(r.scheme, "", "[red]failed[/]", r.error[:80], "", "", "", "", "", "")
             continue
-        table.add_row(r.scheme, str(r.security_bits or "-"), _fmt_s(r.encrypt_s), _fmt_s(r.aggregate_s),
-                      _fmt_s(r.decrypt_s), _fmt_s(r.round_s), _fmt_bytes(r.bytes_per_party),
+        table.add_row(r.scheme, str(r.security_bits or "-"), format_seconds(r.encrypt_s), format_seconds(r.aggregate_s),
+                      format_seconds(r.decrypt_s), format_seconds(r.round_s), format_bytes(r.bytes_per_party),
                       f"{r.bytes_per_party / r.params:.2f}", f"{r.max_abs_error:.2e}",
                       f"{r.x_numpy:.2f}x" if r.x_numpy else "-")
     out.print(table)
@@ -128,6 +113,48 @@ def cmd_bench(args: argparse.Namespace) -> int:
             out.print(Text(f"  {r.scheme}: {r.note}"))
     _write_json(args.json, {"results": [r.as_json() for r in results]})
     return 1 if any(r.error for r in results) else 0
+
+
+# --- compare ---------------------------------------------------------------------
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import compare, report
+
+    overrides = list(args.set or [])
+    if args.parties is not None:
+        overrides.append(f"federation.parties={args.parties}")
+    if args.rounds is not None:
+        overrides.append(f"federation.rounds={args.rounds}")
+    cfg = config_mod.load(args.config, overrides) if args.config else config_mod.loads("", overrides, source="<defaults>")
+    names = [s.strip() for s in args.schemes.split(",") if s.strip()] if args.schemes else registry.available()
+    for name in names:
+        if name not in registry.available():
+            raise ConfigError(f"--schemes: unknown scheme {name!r}; available: {', '.join(registry.available())}")
+    options = compare.CompareOptions.from_params(cfg.federation.parties, args.params,
+                                                 point_budget=args.point_budget, seed=args.seed)
+    console.print(f"[bold]securefl compare[/]: {', '.join(names)}; {options.parties} parties; sizes "
+                  f"{', '.join(f'{s:,}' for s in options.sizes)} (table at {options.table_size:,}); training "
+                  f"{cfg.model.kind} on {cfg.data.dataset} for {cfg.federation.rounds} rounds")
+    with _progress() as progress:
+        task = progress.add_task("compare", total=compare.steps(names, options))
+
+        def on_done(line: str) -> None:
+            progress.advance(task)
+            console.print(Text(line))
+
+        comparison = compare.run(cfg, options, names=names, command=args.command_line,
+                                 on_step=lambda label: progress.update(task, description=label), on_done=on_done)
+    files = report.write(comparison, args.out)
+    table = Table(title=f"securefl compare: {options.parties} parties x {options.table_size:,} parameters")
+    for col in ("scheme", "bits", "protect", "combine", "reveal", "bytes/party", "max |error|", "final accuracy"):
+        table.add_column(col, justify="left" if col == "scheme" else "right")
+    for row in report.summary_rows(comparison):
+        table.add_row(row[0].strip("`"), row[1], *row[6:12])
+    out.print(table)
+    for row in report.summary_rows(comparison):
+        if row[-1]:
+            out.print(Text(f"  {row[0].strip('`')}: {row[-1]}"))
+    out.print(f"wrote {files['md']}, {files['html']}, {files['json']} in {comparison.seconds:.0f} s")
+    return 1 if comparison.failed else 0
 
 
 # --- parser ----------------------------------------------------------------------
@@ -157,12 +184,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the (non-secret) test vectors")
     with_set(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("compare", help="the side-by-side report of every scheme",
+                       description="Run every registered scheme on the same workload (a cost sweep over model "
+                       "sizes and a short training run of CONFIG's data set) and write report.md, a self-contained "
+                       "report.html, report.json and PNG plots into --out. Exits 1 if a scheme failed (the report "
+                       "still lists it, with its error).")
+    p.add_argument("--config", metavar="CONFIG", help="data set, model, rounds and [crypto.<scheme>] tables "
+                   "(default: the built-in defaults)")
+    p.add_argument("--parties", type=int, help="parties in the cost sweep and in training (default: the config's)")
+    p.add_argument("--params", type=int, nargs="+", metavar="D",
+                   help="model sizes: one size D is the table's workload, swept together with 10000 100000 "
+                   "1000000; several sizes are swept exactly, the table at the first (default: 10000 100000 1000000)")
+    p.add_argument("--rounds", type=int, help="training rounds (default: the config's)")
+    p.add_argument("--out", default="report", metavar="DIR", help="output directory (default: report)")
+    p.add_argument("--schemes", help="comma-separated schemes (default: every registered one)")
+    p.add_argument("--point-budget", type=float, default=60.0, metavar="SECONDS",
+                   help="skip a sweep size predicted to take longer for a scheme, and the larger ones (default: 60)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the (non-secret) test vectors")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config key (type-checked like the file); repeatable")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["securefl", *argv])
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

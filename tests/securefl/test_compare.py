@@ -1,0 +1,167 @@
+"""``securefl compare``: the report's structure from a tiny run, failures as rows, the time cap."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from crypto_backends import registry
+from securefl.cli import main
+from securefl.compare import DEFAULT_SIZES, CompareOptions, _Sweep
+from securefl.errors import ConfigError
+from securefl.report import TABLE_HEADERS
+from tests.plugins import plugin_scheme
+
+ROUNDS = 2
+
+
+def fast_config(directory: Path) -> Path:
+    """A 3-party, 2-round config with every registered scheme's ``test`` preset (generic over schemes)."""
+    lines = ["[federation]", "parties = 3", f"rounds = {ROUNDS}", "seed = 1", "", "[crypto]", 'scheme = "plain"']
+    for name in registry.available():
+        if "test" in registry.params_type(name).presets():
+            lines += ["", f"[crypto.{name}]", 'preset = "test"']
+    path = directory / "fast.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def summary_table(md: str) -> list[list[str]]:
+    """Cells of the summary table's body rows (split on unescaped pipes)."""
+    header = "| " + " | ".join(TABLE_HEADERS) + " |"
+    assert header in md, "the summary table's header row is missing or its columns changed"
+    rows = []
+    for line in md.split(header, 1)[1].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("compare")
+    out = tmp / "report"
+    argv = ["compare", "--config", str(fast_config(tmp)), "--params", "200", "400", "--out", str(out)]
+    code = main(argv)
+    return {"code": code, "out": out, "argv": argv, "md": (out / "report.md").read_text(),
+            "html": (out / "report.html").read_text(), "json": json.loads((out / "report.json").read_text())}
+
+
+def test_every_registered_scheme_has_a_full_row(report):
+    assert report["code"] == 0, report["md"]
+    rows = summary_table(report["md"])
+    assert [r[0].strip("`") for r in rows] == registry.available()
+    for row in rows:
+        assert len(row) == len(TABLE_HEADERS)
+        cells = dict(zip(TABLE_HEADERS, row))
+        assert re.fullmatch(r"\d+( \(INSECURE: test parameters\))?", cells["security (bits)"])
+        for col in ("protect (s)", "combine (s)", "reveal (s)"):
+            assert re.fullmatch(r"[\d.]+ m?s", cells[col]), (col, cells[col])
+        assert re.fullmatch(r"[\d.]+ (B|KiB|MiB)", cells["bytes per party"])
+        assert re.fullmatch(r"\d\.\de[+-]\d+", cells["fused-vector error"])
+        assert re.fullmatch(r"[01]\.\d{4}( \([+-]\d\.\d{4}\))?", cells["final accuracy"])
+        assert "party" in cells["who holds which key"] and cells["what the aggregator learns"]
+
+
+def test_plots_exist_are_pngs_and_are_linked(report):
+    for name in ("cost.png", "accuracy.png"):
+        data = (report["out"] / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+        assert f"]({name})" in report["md"]
+
+
+def test_html_is_self_contained(report):
+    html = report["html"]
+    assert "<style>" in html and html.count('src="data:image/png;base64,') == 2
+    assert not re.search(r'(src|href)="(?!data:)', html), "the HTML must not load anything from elsewhere"
+    assert "<script" not in html and "<link" not in html
+    assert all(f"<th>{h}</th>" in html for h in ("scheme", "bytes per party", "final accuracy"))
+
+
+def test_json_holds_the_raw_numbers_machine_and_command(report):
+    data = report["json"]
+    assert data["command"] == "securefl " + " ".join(report["argv"])
+    assert {"cpu", "cores", "memory_bytes", "python", "libraries"} <= set(data["machine"])
+    assert data["options"]["sizes"] == [200, 400] and data["options"]["table_size"] == 200
+    assert [s["name"] for s in data["schemes"]] == registry.available()
+    for s in data["schemes"]:
+        assert s["error"] is None and s["training"]["error"] is None
+        assert [p["params"] for p in s["points"]] == [200, 400]
+        assert all(p["parties"] == 3 and p["bytes_per_party"] > 0 for p in s["points"])
+        assert len(s["training"]["rounds"]) == ROUNDS
+        assert s["facts"]["threat"]["key_holders"] and s["facts"]["security_bits"] > 0
+    md = report["md"]
+    assert "## Machine" in md and data["machine"]["python"] in md
+    assert f"```\n{data['command']}\n```" in md
+
+
+BROKEN = """
+    from crypto_backends.plaintext import PlainScheme
+
+    class Plugin(PlainScheme):
+        name = "broken"
+
+        def protect(self, key, values, *, weight, round):
+            raise RuntimeError("boom")
+"""
+
+SLOW = """
+    import time
+    from crypto_backends.plaintext import PlainScheme
+
+    class Plugin(PlainScheme):
+        name = "sleepy"
+
+        def protect(self, key, values, *, weight, round):
+            time.sleep(len(values) * 2e-5)
+            return super().protect(key, values, weight=weight, round=round)
+"""
+
+
+def test_a_failing_scheme_is_a_row_and_a_slow_one_is_capped(tmp_path, monkeypatch):
+    with plugin_scheme(tmp_path, monkeypatch, "broken", BROKEN), plugin_scheme(tmp_path, monkeypatch, "sleepy", SLOW):
+        out = tmp_path / "out"
+        code = main(["compare", "--schemes", "plain,broken,sleepy", "--params", "500", "50000", "--rounds", "1",
+                     "--parties", "3", "--point-budget", "0.5", "--out", str(out)])
+    assert code == 1  # a scheme failed; the report is still complete
+    rows = {r[0].strip("`"): dict(zip(TABLE_HEADERS, r)) for r in summary_table((out / "report.md").read_text())}
+    assert set(rows) == {"plain", "broken", "sleepy"}
+    assert rows["broken"]["protect (s)"] == "failed" and rows["broken"]["final accuracy"] == "failed"
+    assert "RuntimeError: boom" in rows["broken"]["notes"]
+    assert rows["plain"]["notes"] == "" and rows["plain"]["protect (s)"].endswith("s")
+    assert "budget" in rows["sleepy"]["notes"]
+    data = {s["name"]: s for s in json.loads((out / "report.json").read_text())["schemes"]}
+    assert [p["params"] for p in data["sleepy"]["points"]] == [500]
+    assert data["sleepy"]["skipped"][0]["params"] == 50000
+    assert [p["params"] for p in data["plain"]["points"]] == [500, 50000]
+    assert data["broken"]["points"] == [] and "boom" in data["broken"]["training"]["error"]
+
+
+def test_params_option_semantics():
+    assert CompareOptions.from_params(5).sizes == DEFAULT_SIZES
+    one = CompareOptions.from_params(5, [20_000])
+    assert one.table_size == 20_000 and one.sizes == tuple(sorted({*DEFAULT_SIZES, 20_000}))
+    several = CompareOptions.from_params(5, [300, 100, 300])
+    assert several.sizes == (100, 300) and several.table_size == 300
+    with pytest.raises(ConfigError, match="positive"):
+        CompareOptions.from_params(5, [0])
+    with pytest.raises(ConfigError, match="point-budget"):
+        CompareOptions.from_params(5, point_budget=0)
+
+
+def test_sweep_skips_what_it_predicts_over_budget_but_never_the_table_size():
+    sweep = _Sweep(CompareOptions(3, (1_000, 10_000, 100_000), table_size=100_000, point_budget=60))
+    sweep.record("s", 1_000, wall=5.0, keygen=2.0)
+    assert sweep.reason_to_skip("s", 10_000) is None  # 2 + 3 * 10 = 32 s
+    sweep.record("s", 10_000, wall=32.0, keygen=2.0)
+    assert sweep.reason_to_skip("s", 100_000) is None  # over budget, but it is the table's size
+    sweep = _Sweep(CompareOptions(3, (1_000, 10_000, 100_000), table_size=1_000, point_budget=60))
+    sweep.record("s", 1_000, wall=8.0, keygen=2.0)
+    why = sweep.reason_to_skip("s", 10_000)
+    assert why and "62 s" in why and "60 s budget" in why
+    assert sweep.reason_to_skip("s", 100_000) == why
+    assert sweep.reason_to_skip("other", 10_000) is None
