@@ -152,6 +152,32 @@ def _label(s: SchemeResult) -> str:
     return label
 
 
+_SI = ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
+
+
+def _si(x: float, unit: str = "") -> str:
+    """Decimal SI label for a log-axis tick: ``1e5, "B"`` -> ``"100 kB"``, ``1e-4, "s"`` -> ``"100 µs"``."""
+    for div, prefix in _SI:
+        if x >= div * 0.9999:
+            return f"{x / div:.3g} {prefix}{unit}".strip()
+    return f"{x:.3g} {unit}".strip()
+
+
+def _decades(ax, axis: str, values: Sequence[float], formatter) -> None:
+    """Log axis padded to whole decades, ticks at the decades, labelled with ``formatter``."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    values = [v for v in values if v > 0 and math.isfinite(v)]
+    if values:
+        # whole decades, and a margin so no point sits on the frame
+        lo, hi = math.floor(math.log10(min(values) / 1.6)), math.ceil(math.log10(max(values) * 1.6))
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(10.0 ** lo, 10.0 ** max(hi, lo + 1))
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(LogLocator(base=10))
+    target.set_major_formatter(FuncFormatter(lambda v, _pos: formatter(v)))
+    target.set_minor_formatter(NullFormatter())
+
+
 def plot_cost(comparison: Comparison, path: Path) -> Path:
     """Seconds per round and bytes per party against model size, log-log, one line per scheme."""
     from matplotlib.figure import Figure
@@ -165,11 +191,14 @@ def plot_cost(comparison: Comparison, path: Path) -> Path:
     n = comparison.options.parties
     ax_t.set_title(f"seconds per round: protect one update + combine {n} + reveal")
     ax_t.set_ylabel("seconds")
-    ax_b.set_title("bytes uploaded per party")
+    ax_b.set_title("bytes uploaded per party (1 kB = 1000 B)")
     ax_b.set_ylabel("bytes")
-    for ax in (ax_t, ax_b):
+    points = [p for s in comparison.schemes for p in s.points]
+    for ax, ys, unit in ((ax_t, [p.round_s for p in points], "s"), (ax_b, [p.bytes_per_party for p in points], "B")):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _decades(ax, "x", [p.params for p in points], _si)
+        _decades(ax, "y", ys, lambda v, unit=unit: _si(v, unit))
         ax.set_xlabel("model size (parameters per update)")
         ax.grid(True, which="both", alpha=0.3)
     ax_b.legend(loc="upper left", fontsize=9)
@@ -191,6 +220,9 @@ def plot_accuracy(comparison: Comparison, path: Path) -> Path:
                     label=s.name + (" (failed)" if s.training_error else ""), **_style(s))
     w = comparison.workload
     ax.set_title(f"{metric} per round: {w['model']} on {w['dataset']}, {w['parties']} parties")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel(f"held-out {metric}")
     ax.grid(True, alpha=0.3)
