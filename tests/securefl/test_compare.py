@@ -117,7 +117,7 @@ SLOW = """
         name = "sleepy"
 
         def protect(self, key, values, *, weight, round):
-            time.sleep(len(values) * 2e-5)
+            time.sleep(len(values) * 1e-4)
             return super().protect(key, values, weight=weight, round=round)
 """
 
@@ -126,7 +126,7 @@ def test_a_failing_scheme_is_a_row_and_a_slow_one_is_capped(tmp_path, monkeypatc
     with plugin_scheme(tmp_path, monkeypatch, "broken", BROKEN), plugin_scheme(tmp_path, monkeypatch, "sleepy", SLOW):
         out = tmp_path / "out"
         code = main(["compare", "--schemes", "plain,broken,sleepy", "--params", "500", "50000", "--rounds", "1",
-                     "--parties", "3", "--point-budget", "0.5", "--out", str(out)])
+                     "--parties", "3", "--point-budget", "5", "--out", str(out)])
     assert code == 1  # a scheme failed; the report is still complete
     rows = {r[0].strip("`"): dict(zip(TABLE_HEADERS, r)) for r in summary_table((out / "report.md").read_text())}
     assert set(rows) == {"plain", "broken", "sleepy"}
