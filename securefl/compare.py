@@ -158,7 +158,8 @@ def workload(cfg: Config, options: CompareOptions) -> dict:
     fed, data, model = cfg.federation, cfg.data, cfg.model
     source = Path(cfg.source)
     digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else None
-    return {"config": cfg.source, "config_sha256": digest, "dataset": data.dataset, "partition": data.partition, "model": model.kind,
+    return {"config": cfg.source, "config_sha256": digest, "dataset": data.dataset, "partition": data.partition,
+            "model": model.kind,
             "parties": fed.parties, "rounds": fed.rounds, "quorum": fed.min_parties, "seed": fed.seed,
             "local_epochs": model.local_epochs, "bench_parties": options.parties,
             "bench_vectors": f"standard normal, seed {options.seed}", "bench_weights": f"1..{options.parties}"}

@@ -1,7 +1,14 @@
-"""PNG plots (matplotlib, headless Agg backend)."""
+"""PNG plots (matplotlib, headless Agg backend).
+
+The comparison plots build a :class:`matplotlib.figure.Figure` directly (no
+pyplot state), drawing the "floor" (every scheme that declares
+``hides_updates = False``, read from the declarations, not from a name) as a
+dashed black line.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,7 +17,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
+from .compare import Comparison, SchemeResult  # noqa: E402
 from .simulation import RunResult  # noqa: E402
+
+COST_PNG = "cost.png"
+ACCURACY_PNG = "accuracy.png"
 
 
 def plot_rounds(results: Sequence[RunResult], path: str | Path) -> Path:
@@ -30,4 +41,103 @@ def plot_rounds(results: Sequence[RunResult], path: str | Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
+
+
+def is_floor(s: SchemeResult) -> bool:
+    """The unprotected reference of a comparison: a scheme that declares ``hides_updates = False``."""
+    return s.facts is not None and not s.facts.hides_updates
+
+
+def _style(s: SchemeResult) -> dict:
+    if is_floor(s):
+        return {"color": "black", "linestyle": "--", "linewidth": 2.2, "marker": "s", "zorder": 3}
+    return {"marker": "o", "linewidth": 1.6}
+
+
+def _label(s: SchemeResult) -> str:
+    label = s.name + (" (unprotected floor)" if is_floor(s) else "")
+    if s.skipped and s.points:
+        label += f" (stopped after {s.points[-1].params:,})"
+    elif not s.points:
+        label += " (no measurement)"
+    return label
+
+
+_SI = ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
+
+
+def _si(x: float, unit: str = "") -> str:
+    """Decimal SI label for a log-axis tick: ``1e5, "B"`` -> ``"100 kB"``, ``1e-4, "s"`` -> ``"100 µs"``."""
+    for div, prefix in _SI:
+        if x >= div * 0.9999:
+            return f"{x / div:.3g} {prefix}{unit}".strip()
+    return f"{x:.3g} {unit}".strip()
+
+
+def _decades(ax, axis: str, values: Sequence[float], formatter) -> None:
+    """Log axis padded to whole decades, ticks at the decades, labelled with ``formatter``."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    values = [v for v in values if v > 0 and math.isfinite(v)]
+    if values:
+        # whole decades, and a margin so no point sits on the frame
+        lo, hi = math.floor(math.log10(min(values) / 1.6)), math.ceil(math.log10(max(values) * 1.6))
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(10.0 ** lo, 10.0 ** max(hi, lo + 1))
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(LogLocator(base=10))
+    target.set_major_formatter(FuncFormatter(lambda v, _pos: formatter(v)))
+    target.set_minor_formatter(NullFormatter())
+
+
+def plot_cost(comparison: Comparison, path: Path) -> Path:
+    """Seconds per round and bytes per party against model size, log-log, one line per scheme."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    ax_t, ax_b = fig.subplots(1, 2)
+    for s in comparison.schemes:
+        xs = [p.params for p in s.points]
+        ax_t.plot(xs, [p.round_s for p in s.points], label=_label(s), **_style(s))
+        ax_b.plot(xs, [p.bytes_per_party for p in s.points], label=_label(s), **_style(s))
+    n = comparison.options.parties
+    ax_t.set_title(f"seconds per round: protect one update + combine {n} + reveal")
+    ax_t.set_ylabel("seconds")
+    ax_b.set_title("bytes uploaded per party (1 kB = 1000 B)")
+    ax_b.set_ylabel("bytes")
+    points = [p for s in comparison.schemes for p in s.points]
+    for ax, ys, unit in ((ax_t, [p.round_s for p in points], "s"), (ax_b, [p.bytes_per_party for p in points], "B")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _decades(ax, "x", [p.params for p in points], _si)
+        _decades(ax, "y", ys, lambda v, unit=unit: _si(v, unit))
+        ax.set_xlabel("model size (parameters per update)")
+        ax.grid(True, which="both", alpha=0.3)
+    ax_b.legend(loc="upper left", fontsize=9)
+    fig.suptitle(f"securefl compare: cost against model size ({n} parties)")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_accuracy(comparison: Comparison, path: Path) -> Path:
+    """Held-out metric after each round, one line per scheme."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.8), layout="constrained")
+    ax = fig.subplots()
+    metric = next((s.metric for s in comparison.schemes if s.training), "accuracy")
+    for s in comparison.schemes:
+        if s.training:
+            ax.plot([m.round + 1 for m in s.training], [m.accuracy for m in s.training],
+                    label=s.name + (" (failed)" if s.training_error else ""), **_style(s))
+    w = comparison.workload
+    ax.set_title(f"{metric} per round: {w['model']} on {w['dataset']}, {w['parties']} parties")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"held-out {metric}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9)
+    fig.savefig(path, dpi=110)
     return path

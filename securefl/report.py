@@ -3,10 +3,6 @@
 The Markdown and the HTML are rendered from one list of blocks, so they say the
 same thing; the HTML inlines its CSS and embeds the plots as base64 data URIs,
 so it can be mailed or archived as one file.  report.json holds the raw numbers.
-
-The "floor" of the plots (the unprotected reference) is every scheme that
-declares ``hides_updates = False``; it is read from the declarations, not from a
-name.
 """
 
 from __future__ import annotations
@@ -22,10 +18,8 @@ from pathlib import Path
 
 from .compare import Comparison, SchemeResult
 from .facts import AGGREGATOR, COLLUSION, DROPOUTS, KEY_HOLDERS, markdown_table
+from .plots import ACCURACY_PNG, COST_PNG, is_floor, plot_accuracy, plot_cost
 from .units import format_bytes, format_seconds
-
-COST_PNG = "cost.png"
-ACCURACY_PNG = "accuracy.png"
 
 TABLE_HEADERS = (
     "scheme", "security (bits)", KEY_HOLDERS[0], AGGREGATOR[0], COLLUSION[0], DROPOUTS[0],
@@ -132,105 +126,6 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-# --- plots ------------------------------------------------------------------------
-def _is_floor(s: SchemeResult) -> bool:
-    return s.facts is not None and not s.facts.hides_updates
-
-
-def _style(s: SchemeResult) -> dict:
-    if _is_floor(s):
-        return {"color": "black", "linestyle": "--", "linewidth": 2.2, "marker": "s", "zorder": 3}
-    return {"marker": "o", "linewidth": 1.6}
-
-
-def _label(s: SchemeResult) -> str:
-    label = s.name + (" (unprotected floor)" if _is_floor(s) else "")
-    if s.skipped and s.points:
-        label += f" (stopped after {s.points[-1].params:,})"
-    elif not s.points:
-        label += " (no measurement)"
-    return label
-
-
-_SI = ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
-
-
-def _si(x: float, unit: str = "") -> str:
-    """Decimal SI label for a log-axis tick: ``1e5, "B"`` -> ``"100 kB"``, ``1e-4, "s"`` -> ``"100 µs"``."""
-    for div, prefix in _SI:
-        if x >= div * 0.9999:
-            return f"{x / div:.3g} {prefix}{unit}".strip()
-    return f"{x:.3g} {unit}".strip()
-
-
-def _decades(ax, axis: str, values: Sequence[float], formatter) -> None:
-    """Log axis padded to whole decades, ticks at the decades, labelled with ``formatter``."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    values = [v for v in values if v > 0 and math.isfinite(v)]
-    if values:
-        # whole decades, and a margin so no point sits on the frame
-        lo, hi = math.floor(math.log10(min(values) / 1.6)), math.ceil(math.log10(max(values) * 1.6))
-        (ax.set_xlim if axis == "x" else ax.set_ylim)(10.0 ** lo, 10.0 ** max(hi, lo + 1))
-    target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_locator(LogLocator(base=10))
-    target.set_major_formatter(FuncFormatter(lambda v, _pos: formatter(v)))
-    target.set_minor_formatter(NullFormatter())
-
-
-def plot_cost(comparison: Comparison, path: Path) -> Path:
-    """Seconds per round and bytes per party against model size, log-log, one line per scheme."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(12, 4.8), layout="constrained")
-    ax_t, ax_b = fig.subplots(1, 2)
-    for s in comparison.schemes:
-        xs = [p.params for p in s.points]
-        ax_t.plot(xs, [p.round_s for p in s.points], label=_label(s), **_style(s))
-        ax_b.plot(xs, [p.bytes_per_party for p in s.points], label=_label(s), **_style(s))
-    n = comparison.options.parties
-    ax_t.set_title(f"seconds per round: protect one update + combine {n} + reveal")
-    ax_t.set_ylabel("seconds")
-    ax_b.set_title("bytes uploaded per party (1 kB = 1000 B)")
-    ax_b.set_ylabel("bytes")
-    points = [p for s in comparison.schemes for p in s.points]
-    for ax, ys, unit in ((ax_t, [p.round_s for p in points], "s"), (ax_b, [p.bytes_per_party for p in points], "B")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        _decades(ax, "x", [p.params for p in points], _si)
-        _decades(ax, "y", ys, lambda v, unit=unit: _si(v, unit))
-        ax.set_xlabel("model size (parameters per update)")
-        ax.grid(True, which="both", alpha=0.3)
-    ax_b.legend(loc="upper left", fontsize=9)
-    fig.suptitle(f"securefl compare: cost against model size ({n} parties)")
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def plot_accuracy(comparison: Comparison, path: Path) -> Path:
-    """Held-out metric after each round, one line per scheme."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4.8), layout="constrained")
-    ax = fig.subplots()
-    metric = next((s.metric for s in comparison.schemes if s.training), "accuracy")
-    for s in comparison.schemes:
-        if s.training:
-            ax.plot([m.round + 1 for m in s.training], [m.accuracy for m in s.training],
-                    label=s.name + (" (failed)" if s.training_error else ""), **_style(s))
-    w = comparison.workload
-    ax.set_title(f"{metric} per round: {w['model']} on {w['dataset']}, {w['parties']} parties")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("round")
-    ax.set_ylabel(f"held-out {metric}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=9)
-    fig.savefig(path, dpi=110)
-    return path
-
-
 # --- content ------------------------------------------------------------------------
 def _fmt_error(x: float | None) -> str:
     return "-" if x is None or math.isnan(x) else f"{x:.1e}"
@@ -254,20 +149,23 @@ def _accuracy(s: SchemeResult, floor: float | None) -> str:
     acc = s.final_accuracy
     if acc is None or s.training_error:
         return "failed" if s.training_error else "-"
-    delta = f" ({acc - floor:+.4f})" if floor is not None and not _is_floor(s) else ""
+    delta = f" ({acc - floor:+.4f})" if floor is not None and not is_floor(s) else ""
     return f"{acc:.4f}{delta}"
 
 
 def summary_rows(comparison: Comparison) -> list[tuple[str, ...]]:
     size = comparison.options.table_size
-    floor = next((s.final_accuracy for s in comparison.schemes if _is_floor(s) and s.final_accuracy is not None), None)
+    floor = next((s.final_accuracy for s in comparison.schemes if is_floor(s) and s.final_accuracy is not None), None)
     rows = []
     for s in comparison.schemes:
         f = s.facts
         threat = (f.security_text(), KEY_HOLDERS[1](f), AGGREGATOR[1](f), COLLUSION[1](f), DROPOUTS[1](f)) if f else ("-",) * 5
         p = s.point(size)
-        cost = ((format_seconds(p.encrypt_s), format_seconds(p.aggregate_s), format_seconds(p.decrypt_s),
-                 format_bytes(p.bytes_per_party), _fmt_error(p.max_abs_error)) if p else ("failed" if s.error else "-",) + ("-",) * 4)
+        if p:
+            cost = (format_seconds(p.encrypt_s), format_seconds(p.aggregate_s), format_seconds(p.decrypt_s),
+                    format_bytes(p.bytes_per_party), _fmt_error(p.max_abs_error))
+        else:
+            cost = ("failed" if s.error else "-", "-", "-", "-", "-")
         rows.append((f"`{s.name}`", *threat, *cost, _accuracy(s, floor), _notes(s)))
     return rows
 
@@ -343,7 +241,7 @@ def _machine_items(m: dict) -> tuple[str, ...]:
 
 def blocks(comparison: Comparison, cost_png: Path, accuracy_png: Path) -> list[Block]:
     c, o, w = comparison, comparison.options, comparison.workload
-    floor = [s.name for s in c.schemes if _is_floor(s)]
+    floor = [s.name for s in c.schemes if is_floor(s)]
     out: list[Block] = [
         Heading(1, "securefl compare"),
         Para(f"Started {c.started}, took {c.seconds:.0f} s. Every scheme ran in one process, one after the other, "
@@ -393,7 +291,8 @@ def write(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]:
              "cost": cost, "accuracy": accuracy}
     files["md"].write_text(to_markdown(doc), encoding="utf-8")
     files["html"].write_text(to_html(doc, "securefl compare"), encoding="utf-8")
-    files["json"].write_text(json.dumps(_finite(comparison.as_json()), indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8")
+    raw = json.dumps(_finite(comparison.as_json()), indent=2, default=str, allow_nan=False)
+    files["json"].write_text(raw + "\n", encoding="utf-8")
     return files
 
 
