@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from typing import Any
 from crypto_backends import registry
 
 from . import config
-from .errors import ConfigError
+from .errors import SecureFLError
 from .facts import (
     AGGREGATOR,
     COLLUSION,
@@ -74,7 +75,7 @@ def render(text: str, blocks: dict[str, Callable[[], str]], *, source: str = "do
         begin, end = _markers(name)
         pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
         if not pattern.search(text):
-            raise ConfigError(f"{source} lacks the generated block {name!r}; add the two lines "
+            raise SecureFLError(f"{source} lacks the generated block {name!r}; add the two lines "
                               f"{begin!r} and {end!r} where it belongs")
         text = pattern.sub(lambda _m: f"{begin}\n{make()}\n{end}", text, count=1)
     return text
@@ -92,16 +93,16 @@ def stale(root: Path = ROOT) -> list[str]:
 
 
 def write(root: Path = ROOT) -> list[str]:
-    """Regenerate every block in place; returns the files that changed."""
-    changed = []
+    """Regenerate every block in place (all files or none); returns the files that changed."""
+    updates = {}
     for rel, blocks in GENERATED.items():
-        path = root / rel
-        text = path.read_text(encoding="utf-8")
+        text = (root / rel).read_text(encoding="utf-8")
         new = render(text, blocks, source=rel)
         if new != text:
-            path.write_text(new, encoding="utf-8")
-            changed.append(rel)
-    return changed
+            updates[rel] = new
+    for rel, new in updates.items():
+        (root / rel).write_text(new, encoding="utf-8")
+    return list(updates)
 
 
 # --- configuration reference --------------------------------------------------
@@ -127,17 +128,34 @@ def config_reference() -> dict[str, tuple[str, Any]]:
     return rows
 
 
+def toml_value(value: Any) -> str:
+    """``value`` written as TOML (for messages that suggest a reference row); ``None`` -> empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m securefl.docs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report stale blocks (exit 1 if any)")
     args = parser.parse_args(argv)
-    if args.check:
-        names = stale()
-        for name in names:
-            print(f"stale: {name} (run python -m securefl.docs)")
-        return 1 if names else 0
-    for rel in write():
-        print(f"updated {rel}")
+    try:
+        if args.check:
+            names = stale()
+            for name in names:
+                print(f"stale: {name} (run python -m securefl.docs)")
+            return 1 if names else 0
+        for rel in write():
+            print(f"updated {rel}")
+    except SecureFLError as exc:
+        print(f"securefl.docs: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

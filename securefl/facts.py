@@ -40,13 +40,17 @@ class SchemeFacts:
         return self.security_bits < MIN_SECURITY_BITS
 
     def security_text(self) -> str:
-        """The level in bits, flagged loudly when it is below the minimum (test presets)."""
+        """The level in bits, flagged loudly when below the minimum; none for a scheme that hides nothing."""
+        if not self.hides_updates:
+            return "none: updates are not hidden"
         return f"{self.security_bits} (INSECURE: test parameters)" if self.insecure else str(self.security_bits)
 
     def key_holders_text(self) -> str:
         return "; ".join(f"{role}: {what}" for role, what in self.threat.key_holders.items())
 
     def presets_text(self) -> str:
+        if not self.hides_updates:
+            return ", ".join(f"`{name}`" for name in self.presets)
         return ", ".join(f"`{name}` ({bits})" for name, bits in self.presets.items())
 
     def as_json(self) -> dict:

@@ -1,24 +1,128 @@
-"""The README's configuration reference cannot drift from the config dataclasses."""
+"""README.md and SECURITY.md cannot drift from the code.
+
+* the configuration reference states every key with the type and default of its dataclass field,
+  and names no key that does not exist;
+* the generated scheme tables match the schemes' declarations;
+* SECURITY.md has a section in the fixed format for every scheme securefl ships.
+"""
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
-from securefl import config
+import pytest
+
+from crypto_backends import registry
+from securefl import docs
 
 README = Path("README.md").read_text(encoding="utf-8")
+SECURITY = Path("SECURITY.md").read_text(encoding="utf-8")
+
+SCHEME_SUBSECTIONS = (
+    "Who holds which key",
+    "What each role learns",
+    "Collusion",
+    "Parameters and security level",
+    "Known attacks and what securefl does",
+    "Not protected",
+)
+"""The fixed format of a SECURITY.md scheme section (listed at the top of SECURITY.md)."""
 
 
-def test_every_config_key_is_in_the_readme_reference():
-    missing = []
-    for key, *_ in config.reference_fields():
-        parts = key.split(".")
-        # scheme tables are documented per scheme, except allow_insecure which all share
-        if parts[0] == "crypto" and len(parts) == 3 and parts[2] == "allow_insecure":
+def section(text: str, heading: str) -> str:
+    """The body of the ``## heading`` section of a Markdown document (empty if absent)."""
+    parts = re.split(rf"^## {re.escape(heading)}\s*$", text, maxsplit=1, flags=re.M)
+    return re.split(r"^## ", parts[1], maxsplit=1, flags=re.M)[0] if len(parts) == 2 else ""
+
+
+def reference_rows() -> dict[str, tuple[str, str, str]]:
+    """README reference rows: key -> (type, default cell, meaning)."""
+    rows = {}
+    for line in section(README, "Configuration reference").splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 4 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = (cells[1], cells[2], cells[3])
+    return rows
+
+
+def toml_cell(cell: str):
+    """A default cell (`` `5` ``, `` `"iid"` ``, empty) as the value TOML would read."""
+    cell = cell.strip().strip("`")
+    return tomllib.loads(f"v = {cell}")["v"] if cell else None
+
+
+def _shared(key: str) -> bool:
+    # allow_insecure belongs to every scheme; one row (crypto.plain.allow_insecure) documents them all
+    parts = key.split(".")
+    return parts[0] == "crypto" and len(parts) == 3 and parts[2] == "allow_insecure" and parts[1] != "plain"
+
+
+def test_every_config_key_is_documented_with_its_type_and_default():
+    rows = reference_rows()
+    problems = []
+    for key, (typ, default) in docs.config_reference().items():
+        if key not in rows:
+            if not _shared(key):
+                problems.append(f"missing row: | `{key}` | {typ} | `{docs.toml_value(default)}` | <meaning> |")
             continue
-        if f"`{key}`" not in README:
-            missing.append(key)
-    assert not missing, f"add these keys to the README's configuration reference: {missing}"
+        doc_type, doc_default, meaning = rows[key]
+        if doc_type != typ:
+            problems.append(f"{key}: README says type {doc_type!r}, the dataclass says {typ!r}")
+        if toml_cell(doc_default) != default:
+            problems.append(f"{key}: README says default {doc_default}, the dataclass says `{docs.toml_value(default)}`")
+        if not meaning:
+            problems.append(f"{key}: say what it means")
+    assert not problems, "README.md's configuration reference is out of date:\n" + "\n".join(problems)
+
+
+def test_the_reference_names_only_keys_that_exist():
+    known = set(docs.config_reference())
+    unknown = [key for key in reference_rows() if "<" not in key and key not in known]
+    assert not unknown, f"README.md documents keys the config does not accept: {unknown}"
+
+
+def test_reference_check_catches_a_wrong_default(monkeypatch):
+    real = docs.config_reference()
+    key = "federation.rounds"
+    monkeypatch.setattr(docs, "config_reference", lambda: {**real, key: ("integer", 11)})
+    with pytest.raises(AssertionError, match="federation.rounds: README says default `10`"):
+        test_every_config_key_is_documented_with_its_type_and_default()
+
+
+def test_generated_tables_match_the_scheme_declarations():
+    assert docs.stale() == [], "run `python -m securefl.docs` and commit README.md / SECURITY.md"
+    for name in registry.builtin():
+        assert f"| `{name}` |" in section(README, "Choosing a scheme")
+        assert f"| `{name}` |" in section(SECURITY, "Summary")
+
+
+def test_render_replaces_only_the_marked_block():
+    begin, end = docs._markers("t")
+    text = f"before\n{begin}\nold\n{end}\nafter\n"
+    assert docs.render(text, {"t": lambda: "new"}) == f"before\n{begin}\nnew\n{end}\nafter\n"
+    with pytest.raises(docs.SecureFLError, match="lacks the generated block 'u'"):
+        docs.render(text, {"u": lambda: "x"})
+
+
+@pytest.mark.parametrize("name", registry.builtin())
+def test_security_md_has_a_section_in_the_fixed_format_per_scheme(name):
+    body = section(SECURITY, f"Scheme: {name}")
+    assert body, f"SECURITY.md needs a '## Scheme: {name}' section"
+    headings = re.findall(r"^### (.+?)\s*$", body, flags=re.M)
+    missing = [h for h in SCHEME_SUBSECTIONS if h not in headings]
+    assert not missing, f"SECURITY.md's {name} section lacks: {missing}"
+
+
+def test_the_format_list_at_the_top_of_security_md_is_the_one_checked():
+    intro = SECURITY.split("\n## ", 1)[0]
+    assert tuple(re.findall(r"^- \*\*(.+?)\*\*", intro, flags=re.M)) == SCHEME_SUBSECTIONS
+
+
+def test_security_md_says_how_to_report_and_what_is_out_of_scope():
+    assert "private" in section(SECURITY, "Reporting a vulnerability")
+    assert section(SECURITY, "Out of scope for every scheme").strip()
 
 
 def test_readme_opens_with_install_and_test_commands():
