@@ -49,10 +49,16 @@ def is_floor(s: SchemeResult) -> bool:
     return s.facts is not None and not s.facts.hides_updates
 
 
-def _style(s: SchemeResult) -> dict:
+_MARKERS = ("o", "^", "D", "v", "P", "X", "<", ">")
+
+
+def _style(s: SchemeResult, i: int) -> dict:
+    """The floor dashed black underneath; the others with their own marker, each smaller than the last,
+    so that coinciding lines (the same accuracy, the same upload size) stay visible."""
     if is_floor(s):
-        return {"color": "black", "linestyle": "--", "linewidth": 2.2, "marker": "s", "zorder": 3}
-    return {"marker": "o", "linewidth": 1.6}
+        return {"color": "black", "linestyle": "--", "linewidth": 2.2, "marker": "s", "markersize": 9, "zorder": 2}
+    return {"marker": _MARKERS[i % len(_MARKERS)], "markersize": max(9 - 1.2 * i, 3.5), "linewidth": 1.6,
+            "color": f"C{i}", "zorder": 3 + i}
 
 
 def _label(s: SchemeResult) -> str:
@@ -96,10 +102,10 @@ def plot_cost(comparison: Comparison, path: Path) -> Path:
 
     fig = Figure(figsize=(12, 4.8), layout="constrained")
     ax_t, ax_b = fig.subplots(1, 2)
-    for s in comparison.schemes:
+    for i, s in enumerate(comparison.schemes):
         xs = [p.params for p in s.points]
-        ax_t.plot(xs, [p.round_s for p in s.points], label=_label(s), **_style(s))
-        ax_b.plot(xs, [p.bytes_per_party for p in s.points], label=_label(s), **_style(s))
+        ax_t.plot(xs, [p.round_s for p in s.points], label=_label(s), **_style(s, i))
+        ax_b.plot(xs, [p.bytes_per_party for p in s.points], label=_label(s), **_style(s, i))
     n = comparison.options.parties
     ax_t.set_title(f"seconds per round: protect one update + combine {n} + reveal")
     ax_t.set_ylabel("seconds")
@@ -120,24 +126,33 @@ def plot_cost(comparison: Comparison, path: Path) -> Path:
 
 
 def plot_accuracy(comparison: Comparison, path: Path) -> Path:
-    """Held-out metric after each round, one line per scheme."""
+    """Held-out metric after each round, one line per scheme; beside it, the difference to the floor."""
     from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4.8), layout="constrained")
-    ax = fig.subplots()
-    metric = next((s.metric for s in comparison.schemes if s.training), "accuracy")
-    for s in comparison.schemes:
-        if s.training:
-            ax.plot([m.round + 1 for m in s.training], [m.accuracy for m in s.training],
-                    label=s.name + (" (failed)" if s.training_error else ""), **_style(s))
-    w = comparison.workload
-    ax.set_title(f"{metric} per round: {w['model']} on {w['dataset']}, {w['parties']} parties")
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("round")
+    trained = [(i, s) for i, s in enumerate(comparison.schemes) if s.training]
+    floor = next((s for _, s in trained if is_floor(s)), None)
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    ax, ax_d = fig.subplots(1, 2)
+    metric = trained[0][1].metric if trained else "accuracy"
+    for i, s in trained:
+        rounds = [m.round + 1 for m in s.training]
+        final = f" (final {s.training[-1].accuracy:.4f})"
+        ax.plot(rounds, [m.accuracy for m in s.training],
+                label=s.name + (" (failed)" if s.training_error else final), **_style(s, i))
+        if floor is not None:
+            base = {m.round: m.accuracy for m in floor.training}
+            common = [m for m in s.training if m.round in base]
+            ax_d.plot([m.round + 1 for m in common], [m.accuracy - base[m.round] for m in common], **_style(s, i))
+    w = comparison.workload
+    ax.set_title(f"{metric} per round: {w['model']} on {w['dataset']}, {w['parties']} parties")
     ax.set_ylabel(f"held-out {metric}")
-    ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9)
+    ax_d.set_title(f"difference to {floor.name if floor else 'the floor'} (0 = no loss)")
+    ax_d.set_ylabel(f"{metric} difference")
+    for a in (ax, ax_d):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a.set_xlabel("round")
+        a.grid(True, alpha=0.3)
     fig.savefig(path, dpi=110)
     return path

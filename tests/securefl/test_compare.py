@@ -92,7 +92,7 @@ def test_json_holds_the_raw_numbers_machine_and_command(report):
     for s in data["schemes"]:
         assert s["error"] is None and s["training"]["error"] is None
         assert [p["params"] for p in s["points"]] == [200, 400]
-        assert all(p["parties"] == 3 and p["bytes_per_party"] > 0 for p in s["points"])
+        assert all(p["parties"] == 3 and p["bytes_per_party"] > 0 and p["extra"]["first_round_s"] > 0 for p in s["points"])
         assert len(s["training"]["rounds"]) == ROUNDS
         assert s["facts"]["threat"]["key_holders"] and s["facts"]["security_bits"] > 0
     md = report["md"]
