@@ -20,8 +20,10 @@ For each scheme the comparison gathers, in one process and one run:
 Time cap.  Sizes are measured in ascending order.  Before a point, its cost is
 predicted from the scheme's previous point (key generation plus the rest scaled
 linearly with the size); a point predicted to exceed ``point_budget`` seconds is
-skipped, and so are the larger ones, and the report says so.  The table's own
-workload size is always measured.  A scheme that raises (in the sweep or in
+skipped, and so are the larger ones, and the report says so; the largest
+1-2-5-series size that fits the budget is measured in its place when that is at
+least twice the previous size.  The table's own workload size is always
+measured.  A scheme that raises (in the sweep or in
 training) is recorded with its error; the other schemes go on.
 
 Nothing here knows a scheme by name: the list comes from
@@ -34,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -169,26 +172,46 @@ def workload(cfg: Config, options: CompareOptions) -> dict:
             "bench_vectors": f"standard normal, seed {options.seed}", "bench_weights": f"1..{options.parties}"}
 
 
+def _nice_floor(x: float) -> int:
+    """The largest of 1, 2, 5, 10, 20, 50, ... not above ``x`` (0 below 1)."""
+    if x < 1:
+        return 0
+    decade = 10 ** int(math.floor(math.log10(x)))
+    return max(m * decade for m in (1, 2, 5) if m * decade <= x)
+
+
 class _Sweep:
-    """Decides, per scheme, whether the next size is worth its predicted cost."""
+    """Decides, per scheme, whether the next size is worth its predicted cost.
+
+    The cost of a size is predicted from the scheme's previous size: its key
+    generation as a fixed cost plus the rest scaled linearly.  When the next size
+    is over budget, the largest round size (1-2-5 series) that fits the budget is
+    measured instead, if it is at least twice the previous one, so that the plot
+    still shows how the scheme grows; then the scheme stops.
+    """
 
     def __init__(self, options: CompareOptions) -> None:
         self.options = options
         self.last: dict[str, tuple[int, float, float]] = {}  # name -> (size, wall s, keygen s)
         self.stopped: dict[str, str] = {}
 
-    def reason_to_skip(self, name: str, size: int) -> str | None:
+    def plan(self, name: str, size: int) -> tuple[int | None, str | None]:
+        """(the size to measure now or ``None``, why ``size`` itself is not measured or ``None``)."""
         if name in self.stopped:
-            return self.stopped[name]
+            return None, self.stopped[name]
         if name not in self.last or size == self.options.table_size:
-            return None
+            return size, None
         prev, wall, keygen = self.last[name]
-        predicted = keygen + (wall - keygen) * size / prev
-        if predicted <= self.options.point_budget:
-            return None
+        per_value = max(wall - keygen, 1e-9) / prev
+        predicted = keygen + per_value * size
+        budget = self.options.point_budget
+        if predicted <= budget:
+            return size, None
+        instead = _nice_floor((budget - keygen) / per_value)
+        instead = instead if 2 * prev <= instead < size else None
         self.stopped[name] = (f"not measured: predicted {predicted:.0f} s at {size:,} values (from {wall:.3g} s at "
-                              f"{prev:,}) exceeds the {self.options.point_budget:g} s budget per point")
-        return self.stopped[name]
+                              f"{prev:,}) exceeds the {budget:g} s budget per point")
+        return instead, self.stopped[name] + (f"; measured at {instead:,} instead" if instead else "")
 
     def record(self, name: str, size: int, wall: float, keygen: float) -> None:
         self.last[name] = (size, wall, keygen)
@@ -219,16 +242,20 @@ def run(
     for size in options.sizes:
         vectors, weights = bench.bench_vectors(options.parties, size, options.seed)
         for res in results.values():
-            why = sweep.reason_to_skip(res.name, size)
+            measure, why = sweep.plan(res.name, size)
             if why:
                 res.skipped.append((size, why))
+            if measure is None:
                 on_done(f"{res.name} @ {size:,}: skipped")
                 continue
-            on_step(f"{res.name}: cost at {size:,} values")
-            _measure(cfg, res, vectors, weights, sweep)
-            point = res.point(size)
-            on_done(f"{res.name} @ {size:,}: " + (f"round {point.round_s:.3f} s, {point.bytes_per_party:,.0f} B/party"
-                                                  if point else "failed"))
+            on_step(f"{res.name}: cost at {measure:,} values")
+            if measure == size:
+                _measure(cfg, res, vectors, weights, sweep)
+            else:
+                _measure(cfg, res, *bench.bench_vectors(options.parties, measure, options.seed), sweep)
+            point = res.point(measure)
+            on_done(f"{res.name} @ {measure:,}: " + (f"round {point.round_s:.3f} s, {point.bytes_per_party:,.0f} "
+                                                     "B/party" if point else "failed"))
         del vectors
     for res in results.values():
         on_step(f"{res.name}: training {cfg.data.dataset}")

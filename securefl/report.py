@@ -265,7 +265,9 @@ def blocks(comparison: Comparison, cost_png: Path, accuracy_png: Path) -> list[B
              "first one, which also pays one-time costs (helper processes, process-wide tables) that a long-running "
              "federation pays once. **round** = protect + combine + reveal (parties protect in parallel). Sizes "
              f"are measured in ascending order; a size predicted to take more than {o.point_budget:g} s for one "
-             "scheme is skipped for that scheme, together with the larger ones (`--point-budget`)."),
+             "scheme is skipped for that scheme, together with the larger ones (`--point-budget`); the largest "
+             "size of the 1-2-5 series that fits the budget is measured in its place, if it is at least twice the "
+             "last one."),
         Table(("scheme", "parameters", "keygen", "first round", "protect", "combine", "reveal", "round",
                "bytes/party", "bytes/value", "error"), tuple(_sweep_rows(c))),
         Heading(2, "Accuracy per round"),

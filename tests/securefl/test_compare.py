@@ -118,7 +118,7 @@ SLOW = """
         name = "sleepy"
 
         def protect(self, key, values, *, weight, round):
-            time.sleep(len(values) * 1e-4)
+            time.sleep(len(values) * 2e-4)
             return super().protect(key, values, weight=weight, round=round)
 """
 
@@ -126,7 +126,7 @@ SLOW = """
 def test_a_failing_scheme_is_a_row_and_a_slow_one_is_capped(tmp_path, monkeypatch):
     with plugin_scheme(tmp_path, monkeypatch, "broken", BROKEN), plugin_scheme(tmp_path, monkeypatch, "sleepy", SLOW):
         out = tmp_path / "out"
-        code = main(["compare", "--schemes", "plain,broken,sleepy", "--params", "500", "50000", "--rounds", "1",
+        code = main(["compare", "--schemes", "plain,broken,sleepy", "--params", "200", "20000", "--rounds", "1",
                      "--parties", "3", "--point-budget", "5", "--out", str(out)])
     assert code == 1  # a scheme failed; the report is still complete
     rows = {r[0].strip("`"): dict(zip(TABLE_HEADERS, r)) for r in summary_table((out / "report.md").read_text())}
@@ -136,9 +136,11 @@ def test_a_failing_scheme_is_a_row_and_a_slow_one_is_capped(tmp_path, monkeypatc
     assert rows["plain"]["notes"] == "" and rows["plain"]["protect (s)"].endswith("s")
     assert "budget" in rows["sleepy"]["notes"]
     data = {s["name"]: s for s in json.loads((out / "report.json").read_text())["schemes"]}
-    assert [p["params"] for p in data["sleepy"]["points"]] == [500]
-    assert data["sleepy"]["skipped"][0]["params"] == 50000
-    assert [p["params"] for p in data["plain"]["points"]] == [500, 50000]
+    # 2.4 ms per value: 20k would take ~48 s, the 5 s budget buys 2k (1-2-5 series), then the sweep stops
+    sleepy = [p["params"] for p in data["sleepy"]["points"]]
+    assert sleepy[0] == 200 and len(sleepy) <= 2 and all(400 <= p < 20000 for p in sleepy[1:])
+    assert data["sleepy"]["skipped"][0]["params"] == 20000
+    assert [p["params"] for p in data["plain"]["points"]] == [200, 20000]
     assert data["broken"]["points"] == [] and "boom" in data["broken"]["training"]["error"]
 
 
@@ -157,12 +159,17 @@ def test_params_option_semantics():
 def test_sweep_skips_what_it_predicts_over_budget_but_never_the_table_size():
     sweep = _Sweep(CompareOptions(3, (1_000, 10_000, 100_000), table_size=100_000, point_budget=60))
     sweep.record("s", 1_000, wall=5.0, keygen=2.0)
-    assert sweep.reason_to_skip("s", 10_000) is None  # 2 + 3 * 10 = 32 s
+    assert sweep.plan("s", 10_000) == (10_000, None)  # 2 + 3 * 10 = 32 s
     sweep.record("s", 10_000, wall=32.0, keygen=2.0)
-    assert sweep.reason_to_skip("s", 100_000) is None  # over budget, but it is the table's size
+    assert sweep.plan("s", 100_000) == (100_000, None)  # over budget, but it is the table's size
+
+
+def test_sweep_measures_the_largest_affordable_size_instead_then_stops():
     sweep = _Sweep(CompareOptions(3, (1_000, 10_000, 100_000), table_size=1_000, point_budget=60))
-    sweep.record("s", 1_000, wall=8.0, keygen=2.0)
-    why = sweep.reason_to_skip("s", 10_000)
-    assert why and "62 s" in why and "60 s budget" in why
-    assert sweep.reason_to_skip("s", 100_000) == why
-    assert sweep.reason_to_skip("other", 10_000) is None
+    sweep.record("s", 1_000, wall=8.0, keygen=2.0)  # 6 ms per value: 62 s at 10k, 58 s buy 9.6k
+    instead, why = sweep.plan("s", 10_000)
+    assert instead == 5_000 and "62 s" in why and "60 s budget" in why and "5,000 instead" in why
+    assert sweep.plan("s", 100_000)[0] is None
+    assert sweep.plan("other", 10_000) == (10_000, None)
+    sweep.record("t", 1_000, wall=40.0, keygen=2.0)  # the budget buys less than twice the last size
+    assert sweep.plan("t", 10_000)[0] is None
