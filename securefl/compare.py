@@ -209,9 +209,10 @@ class _Sweep:
             return size, None
         instead = _nice_floor((budget - keygen) / per_value)
         instead = instead if 2 * prev <= instead < size else None
-        self.stopped[name] = (f"not measured: predicted {predicted:.0f} s at {size:,} values (from {wall:.3g} s at "
-                              f"{prev:,}) exceeds the {budget:g} s budget per point")
-        return instead, self.stopped[name] + (f"; measured at {instead:,} instead" if instead else "")
+        self.stopped[name] = f"not measured: the sweep stopped at {size:,} values (over the {budget:g} s budget)"
+        why = (f"not measured: predicted {predicted:.0f} s at {size:,} values (from {wall:.3g} s at {prev:,}) exceeds "
+               f"the {budget:g} s budget per point")
+        return instead, why + (f"; measured at {instead:,} instead" if instead else "")
 
     def record(self, name: str, size: int, wall: float, keygen: float) -> None:
         self.last[name] = (size, wall, keygen)
