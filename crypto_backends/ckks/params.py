@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..base import SchemeParams
-from ..errors import InvalidParameterError
+from ..errors import InsecureParameterError, InvalidParameterError
 
 # Largest total coefficient-modulus bit count per ring degree N for 128/192/256-bit
 # classical security (HE standard, Table 1, uniform ternary secret).
@@ -117,11 +117,11 @@ class CKKSParams(SchemeParams):
 
     # --- the SchemeParams interface --------------------------------------------------
     def security_bits(self) -> int:
-        """Classical security from the HE standard's table (128, 192 or 256 when within a column).
+        """Classical security from the HE standard's table: 256, 192 or 128 bits.
 
-        Beyond the 128-bit bound the estimate scales the bound linearly (LWE
-        hardness grows about as N / log q), which is only a rough figure and is
-        always below 128, so such parameters are refused without allow_insecure.
+        Parameters beyond the 128-bit column are refused by :meth:`validate`
+        (SEAL refuses them too); were they reached, the estimate scales the
+        bound linearly (LWE hardness grows about as N / log q), a rough figure.
         """
         table = HE_STANDARD_MAX_BITS[self.poly_modulus_degree]
         for level in (256, 192, 128):
@@ -140,6 +140,13 @@ class CKKSParams(SchemeParams):
             raise InvalidParameterError(
                 f"coeff_mod_bit_sizes must list at least two prime sizes (data primes, then TenSEAL's special "
                 f"prime), got {bits!r}; e.g. [60, 49] for N=4096"
+            )
+        bound = HE_STANDARD_MAX_BITS[n][128]
+        if sum(bits) > bound:
+            raise InsecureParameterError(
+                f"coeff_mod_bit_sizes {list(bits)} total {sum(bits)} bits, above the {bound}-bit bound the HE "
+                f"security standard sets for 128-bit security at N={n} (SEAL refuses it even with "
+                f"allow_insecure). Use at most {bound} bits in total, or a larger poly_modulus_degree"
             )
         low = n.bit_length() + 1  # a prime = 1 mod 2N needs more bits than 2N
         for b in bits:
