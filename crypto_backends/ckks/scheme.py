@@ -83,7 +83,8 @@ class CKKSScheme(Scheme):
         ),
         dropouts="any subset may answer; the sum is over the contributors the aggregate names",
         not_protected=(
-            "updates against a party that colludes with the aggregator; integrity (a party can send any "
+            "updates against a party that colludes with the aggregator; a protocol-deviating aggregator "
+            "that has the parties decrypt and publish a crafted aggregate; integrity (a party can send any "
             "update); a decrypted aggregate released without publish() (Li-Micciancio key recovery)"
         ),
     )
