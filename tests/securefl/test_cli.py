@@ -15,9 +15,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "securefl", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_run_writes_the_json_contract(tmp_path):
-    path = tmp_path / "run.json"
-    assert main(["run", PLAIN, "--set", "federation.rounds=2", "--json", str(path)]) == 0
+def test_run_writes_the_json_contract_and_plot(tmp_path):
+    path, png = tmp_path / "run.json", tmp_path / "run.png"
+    assert main(["run", PLAIN, "--set", "federation.rounds=2", "--json", str(path), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(path.read_text())
     assert {"scheme", "dataset", "parties", "rounds", "final_accuracy"} <= set(data)
     assert data["scheme"] == "plain" and data["dataset"] == "breast_cancer" and data["parties"] == 5
@@ -44,6 +45,7 @@ def test_bench_writes_the_json_contract(tmp_path):
         (["run", PLAIN, "--set", "federation.rounds=two"], "federation.rounds"),
         (["run", PLAIN, "--set", "nodot"], "SECTION.KEY=VALUE"),
         (["bench", "--schemes", "rot13"], "unknown scheme 'rot13'"),
+        (["run", PLAIN, "--json", "/no/such/dir/x.json"], "does not exist"),
     ],
 )
 def test_errors_are_one_paragraph_without_traceback(args, needle):

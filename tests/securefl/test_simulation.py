@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -34,6 +36,23 @@ class Crashing(Party):
         return super().handle_round(round, model)
 
 
+class Slow(Party):
+    """Takes 0.3 s a round, like a party with real work to do."""
+
+    def handle_round(self, round: int, model: bytes) -> bytes:
+        time.sleep(0.3)
+        return super().handle_round(round, model)
+
+
+class Sleepy(Slow):
+    """Hangs in round 0 well past the round timeout, then behaves."""
+
+    def handle_round(self, round: int, model: bytes) -> bytes:
+        if round == 0:
+            time.sleep(1.7)
+        return super().handle_round(round, model)
+
+
 class Forger(Party):
     """Sends a well-formed upload that claims to come from another party."""
 
@@ -65,6 +84,18 @@ def test_party_that_raises_mid_round_is_dropped_and_the_round_goes_on():
     assert "party-3" not in result.rounds[1].parties
     assert "party-3" in result.rounds[2].parties  # it rejoins in the next round
     assert result.final_accuracy > 0.9
+
+
+def test_party_that_times_out_is_dropped_and_rejoins_when_free():
+    sim = _sim("federation.round_timeout=1.0", "federation.rounds=8")
+    for pid in sim.parties:
+        _replace(sim, pid, Sleepy if pid == "party-5" else Slow)
+    t0 = time.perf_counter()
+    result = sim.run()
+    assert "no answer within 1.0 s" in result.rounds[0].dropped["party-5"]
+    assert any(r.dropped.get("party-5") == "still busy with an earlier round" for r in result.rounds)
+    assert "party-5" in result.rounds[-1].parties  # back once it is free
+    assert time.perf_counter() - t0 < 10
 
 
 @pytest.mark.parametrize("cls", [Forger, Garbler])
