@@ -66,7 +66,9 @@ class CKKSParams(SchemeParams):
     * ``clip``: every input value is clipped to ``[-clip, clip]`` (counted, warned).
     * ``max_total_weight``: the largest sum of the weights of one aggregate.
       ``clip * max_total_weight * 2**scale_bits`` must fit the data primes.
-    * ``n_threads``: TenSEAL's thread pool size for a context.
+    * ``n_threads``: TenSEAL's thread pool size for a context (used by TenSEAL's
+      own parallel operations).  Chunks are encrypted one after the other:
+      TenSEAL holds the GIL, and a Python thread pool measured slower here.
     * ``flooding_bits``: statistical security ``s`` of the noise flooding applied
       by ``publish()`` (against Li-Micciancio key recovery), see ``flooding``.
     * ``flooding_queries``: how many aggregates may be published under one key set
