@@ -7,6 +7,12 @@ that prime: about ``2 * 2 * 64 / 8 = 32`` bytes per value with a 60-bit prime,
 whatever ``N`` is (two polynomials of ``N`` 64-bit words carry ``N/2`` values).
 TenSEAL needs a second ("special") prime to build a context; it only ever
 serves key switching, which never happens here, and is not part of a ciphertext.
+Two byte savings are out of reach through TenSEAL: SEAL can serialize a fresh
+symmetric ciphertext with its uniform half replaced by a seed (about 16 bytes
+per value), but TenSEAL expands it before ``serialize()``; and the zstd
+compression TenSEAL applies gains nothing on 60-bit coefficients (a 40-bit
+data prime would compress to about 24 bytes per value, at a precision that
+noise flooding cannot afford).
 
 Security follows Table 1 of the HomomorphicEncryption.org standard
 (Albrecht et al., "Homomorphic Encryption Security Standard", 2018; ternary
