@@ -9,7 +9,8 @@ TenSEAL needs a second ("special") prime to build a context; it only ever
 serves key switching, which never happens here, and is not part of a ciphertext.
 Two byte savings are out of reach through TenSEAL: SEAL can serialize a fresh
 symmetric ciphertext with its uniform half replaced by a seed (about 16 bytes
-per value), but TenSEAL expands it before ``serialize()``; and the zstd
+per value), but TenSEAL's ``serialize()`` writes it in full (measured: symmetric
+and public-key ciphertexts serialize to the same size); and the zstd
 compression TenSEAL applies gains nothing on 60-bit coefficients (a 40-bit
 data prime would compress to about 24 bytes per value, at a precision that
 noise flooding cannot afford).
