@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +44,7 @@ from ..errors import (
     KeyMismatchError,
     KeyRoleError,
     MalformedCiphertextError,
+    PolicyError,
 )
 from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyKey, Role, require_role
 from ..randomness import random_bytes
@@ -58,6 +60,33 @@ _TAIL_SIGMAS = 8.0
 
 class ClippedValuesWarning(RuntimeWarning):
     """Some input values were beyond ``clip`` and were clipped before encryption."""
+
+
+class _Material:
+    """A key's TenSEAL context, plus how many aggregates this handle has published.
+
+    The count enforces ``flooding_queries`` per key handle in this process (like
+    a privacy-budget accountant); it is not persisted by ``dump_key``, and other
+    holders of the same key set keep their own counts.
+    """
+
+    __slots__ = ("context", "published", "_lock")
+
+    def __init__(self, context: ts.Context) -> None:
+        self.context = context
+        self.published = 0
+        self._lock = threading.Lock()
+
+    def charge_publication(self, limit: int) -> None:
+        with self._lock:
+            if self.published >= limit:
+                raise PolicyError(
+                    f"this key has published {self.published} aggregates, the flooding_queries={limit} "
+                    "its noise flooding is sized for: more would let the decryption error (and so the secret "
+                    "key) be averaged out. Generate a new key set, or size [crypto.ckks] flooding_queries "
+                    "for the whole run"
+                )
+            self.published += 1
 
 
 class CKKSScheme(Scheme):
@@ -119,11 +148,11 @@ class CKKSScheme(Scheme):
         secret, public = _secret_bytes(ctx), _public_bytes(ctx)
         key_id = hashlib.sha256(_KEY_ID_DOMAIN + random_bytes(32) + public).digest()[:16]
         parties = {
-            pid: PartyKey(self.name, key_id, self._context(secret), holds_secret=True, owner=pid)
+            pid: PartyKey(self.name, key_id, _Material(self._context(secret)), holds_secret=True, owner=pid)
             for pid in party_ids
         }
-        aggregator = AggregatorKey(self.name, key_id, self._context(public), holds_secret=False)
-        authority = AuthorityKey(self.name, key_id, ctx, holds_secret=True)
+        aggregator = AggregatorKey(self.name, key_id, _Material(self._context(public)), holds_secret=False)
+        authority = AuthorityKey(self.name, key_id, _Material(ctx), holds_secret=True)
         return KeySet(aggregator=aggregator, parties=parties, authority=authority, key_id=key_id)
 
     def _context(self, data: bytes) -> ts.Context:
@@ -133,7 +162,7 @@ class CKKSScheme(Scheme):
             raise MalformedCiphertextError("garbled ckks key material: not a TenSEAL context") from None
 
     def _material_to_bytes(self, key: Key) -> bytes:
-        ctx = key.unwrap(self.name)
+        ctx = key.unwrap(self.name).context
         return _secret_bytes(ctx) if ctx.is_private() else _public_bytes(ctx)
 
     def _material_from_bytes(self, role: Role, cls: type[Key], data: bytes) -> Any:
@@ -148,7 +177,7 @@ class CKKSScheme(Scheme):
         if cls is not AggregatorKey and not ctx.is_private():
             raise KeyRoleError(f"a {cls.__name__} needs the CKKS secret key, and this material has none")
         self._check_context_params(ctx)
-        return ctx
+        return _Material(ctx)
 
     def _check_context_params(self, ctx: ts.Context) -> None:
         p = self.params
@@ -175,7 +204,7 @@ class CKKSScheme(Scheme):
     def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
         """Clip to ``[-clip, clip]``, multiply by ``weight``, encrypt chunk by chunk (at the party)."""
         require_role(key, PartyKey, action="protect an update")
-        ctx = key.unwrap(self.name)
+        ctx = key.unwrap(self.name).context
         x = as_update_vector(values)
         w = check_weight(weight)
         if w > self.params.max_total_weight:
@@ -199,7 +228,7 @@ class CKKSScheme(Scheme):
     def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
         """Add the ciphertexts chunk by chunk (at the aggregator; no key needed beyond the parameters)."""
         require_role(key, AggregatorKey, action="combine updates")
-        ctx = key.unwrap(self.name)
+        ctx = key.unwrap(self.name).context
         length = self.check_updates(key, updates, round=round)
         parties, weights = merged_contributors(updates)
         self._check_total_weight(weights)
@@ -220,7 +249,7 @@ class CKKSScheme(Scheme):
     def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
         """Decrypt the weighted sum (at a party, or the dealer).  Not for release: see :meth:`publish`."""
         require_role(key, PartyKey, AuthorityKey, action="reveal the aggregate")
-        ctx = key.unwrap(self.name)
+        ctx = key.unwrap(self.name).context
         self.check_envelope(aggregate, key, kind="aggregate")
         self._check_total_weight(aggregate.weights)
         length, slots = aggregate.length, self.params.slots
@@ -247,9 +276,11 @@ class CKKSScheme(Scheme):
         promised: the flooding rule of :mod:`.flooding` for ``flooding_bits`` of
         statistical security over ``flooding_queries`` publications.  Not
         promised: anything after more publications than that under one key set
-        (generate new keys), nor anything for decryptions released without it.
+        (this key handle refuses them with :class:`PolicyError`; generate new
+        keys), nor anything for decryptions released without it.
         """
         total = self.reveal(key, aggregate, function_key=function_key)
+        key.unwrap(self.name).charge_publication(self.params.flooding_queries)
         return flood(total, self.publish_sigma(aggregate))
 
     def publish_sigma(self, aggregate: Envelope) -> float:

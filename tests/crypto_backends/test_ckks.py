@@ -29,6 +29,7 @@ from crypto_backends.errors import (
     KeyRoleError,
     LengthMismatchError,
     MalformedCiphertextError,
+    PolicyError,
 )
 from crypto_backends.roundtrip import secure_weighted_mean
 
@@ -105,10 +106,10 @@ def test_aggregator_context_has_no_key_and_cannot_decrypt_or_encrypt(scheme, key
     assert not agg.holds_secret
     dumped = scheme.dump_key(agg)  # no export token needed: nothing secret inside
     reloaded = scheme.load_key(dumped)
-    ctx = reloaded.unwrap("ckks")
+    ctx = reloaded.unwrap("ckks").context
     assert not ctx.is_private() and not ctx.has_secret_key() and ctx.is_public()
     assert len(dumped) < 1024  # parameters only: no secret, public, relinearisation or Galois key
-    party_ctx = keys.parties["alice"].unwrap("ckks")
+    party_ctx = keys.parties["alice"].unwrap("ckks").context
     blob = ts.ckks_vector(party_ctx, [1.0, 2.0]).serialize()
     with pytest.raises(ValueError):  # TenSEAL itself refuses: there is no key to decrypt with
         ts.ckks_vector_from(ctx, blob).decrypt()
@@ -122,9 +123,9 @@ def test_aggregator_context_has_no_key_and_cannot_decrypt_or_encrypt(scheme, key
 
 
 def test_parties_and_dealer_hold_the_secret(scheme, keys):
-    assert keys.authority.holds_secret and keys.authority.unwrap("ckks").is_private()
+    assert keys.authority.holds_secret and keys.authority.unwrap("ckks").context.is_private()
     for key in keys.parties.values():
-        assert key.holds_secret and key.unwrap("ckks").is_private()
+        assert key.holds_secret and key.unwrap("ckks").context.is_private()
     aggregate = scheme.combine(keys.aggregator, [_update(scheme, keys, [0.5, -0.5])], round=0)
     assert np.allclose(scheme.reveal(keys.authority, aggregate), [0.5, -0.5], atol=1e-3)
 
@@ -270,7 +271,9 @@ def test_error_model_bounds_the_measured_error(scheme, keys):
     assert float(norms.max()) <= error_norm_bound(scheme.params, len(PARTIES))
 
 
-def test_publish_adds_noise_of_the_configured_scale(scheme, keys):
+def test_publish_adds_noise_of_the_configured_scale():
+    scheme = CKKSScheme(dataclasses.replace(CKKSParams.preset("test"), flooding_queries=2))
+    keys = scheme.keygen(PARTIES)
     n = 16 * scheme.params.slots
     updates = [_update(scheme, keys, np.zeros(n), party=p) for p in PARTIES[:2]]
     aggregate = scheme.combine(keys.aggregator, updates, round=0)
@@ -285,6 +288,15 @@ def test_publish_adds_noise_of_the_configured_scale(scheme, keys):
     assert abs(kurtosis - 3) < 0.25
     again = scheme.publish(keys.parties["alice"], aggregate)
     assert not np.array_equal(again, noise + scheme.reveal(keys.parties["alice"], aggregate))
+
+
+def test_publications_beyond_the_flooding_budget_are_refused(scheme):
+    keys = scheme.keygen(["alice"])  # the test preset's noise covers flooding_queries=1 publication
+    aggregate = scheme.combine(keys.aggregator, [_update(scheme, keys, np.ones(10))], round=0)
+    scheme.publish(keys.parties["alice"], aggregate)
+    with pytest.raises(PolicyError, match="flooding_queries=1"):
+        scheme.publish(keys.parties["alice"], aggregate)
+    scheme.reveal(keys.parties["alice"], aggregate)  # revealing inside the key holders costs nothing
 
 
 def test_flooding_width_follows_the_statistical_security_parameter():
