@@ -263,7 +263,8 @@ class CKKSScheme(Scheme):
                 raise DecryptionError("decryption failed") from None
         # An aggregate under another key (same parameters, forged fingerprint) or a corrupted one
         # decrypts to values near q / scale, far beyond anything honest parties can sum to.
-        limit = self.params.max_abs_sum * (1 + 1e-9) + _TAIL_SIGMAS * self.params.slot_error_sd(len(aggregate.parties))
+        honest = float(self.params.clip) * aggregate.total_weight * (1 + 1e-9)
+        limit = honest + _TAIL_SIGMAS * self.params.slot_error_sd(len(aggregate.parties))
         if length and not float(np.max(np.abs(out))) <= limit:
             raise DecryptionError("decryption failed")
         return out
