@@ -15,7 +15,8 @@ For each scheme the comparison gathers, in one process and one run:
   the second gives the steady-state figures;
 * a short training run of the configuration's data set and model
   (:class:`securefl.simulation.Simulation`, the same configuration with only
-  ``crypto.scheme`` changed), giving accuracy per round.
+  ``crypto.scheme`` changed, validated again by the loader), giving accuracy
+  per round.
 
 Time cap.  Sizes are measured in ascending order.  Before a point, its cost is
 predicted from the scheme's previous point (key generation plus the rest scaled
@@ -225,12 +226,18 @@ def run(
     cfg: Config,
     options: CompareOptions,
     *,
+    config_for: Callable[[str], Config],
     names: Sequence[str] | None = None,
     command: str = "",
     on_step: Callable[[str], None] = lambda label: None,
     on_done: Callable[[str], None] = lambda line: None,
 ) -> Comparison:
-    """Measure every scheme in ``names`` (default: all registered) as the module docstring says."""
+    """Measure every scheme in ``names`` (default: all registered) as the module docstring says.
+
+    ``cfg`` gives the data set, model and ``[crypto.<scheme>]`` tables; ``config_for(name)`` must return the
+    same configuration with ``crypto.scheme = name``, validated by the configuration loader (so rules that
+    span sections apply to every scheme's training run; the CLI re-loads the file with an override).
+    """
     names = list(names if names is not None else registry.available())
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
@@ -260,7 +267,7 @@ def run(
         del vectors
     for res in results.values():
         on_step(f"{res.name}: training {cfg.data.dataset}")
-        _train(cfg, res, on_step)
+        _train(config_for, res, on_step)
         on_done(f"{res.name} training: " + (f"final {res.metric} {res.final_accuracy:.4f}"
                                             if res.training_error is None else "failed"))
     return Comparison(command, options, workload(cfg, options), machine.describe(), list(results.values()),
@@ -299,13 +306,10 @@ def _measure(cfg: Config, res: SchemeResult, vectors: list[np.ndarray], weights:
     _keep_warnings(res, caught)
 
 
-def _train(cfg: Config, res: SchemeResult, on_step: Callable[[str], None]) -> None:
-    scheme_cfg = dataclasses.replace(cfg, crypto=dataclasses.replace(cfg.crypto, scheme=res.name))
-    rounds = cfg.federation.rounds
-
+def _train(config_for: Callable[[str], Config], res: SchemeResult, on_step: Callable[[str], None]) -> None:
     def on_round(m: RoundMetrics) -> None:
         res.training.append(m)
-        on_step(f"{res.name}: training round {m.round + 1}/{rounds}")
+        on_step(f"{res.name}: training round {m.round + 1}")
 
     # the round engine logs why a party was dropped; a failed run's error should say it too
     party_failures = _Collect()
@@ -315,7 +319,7 @@ def _train(cfg: Config, res: SchemeResult, on_step: Callable[[str], None]) -> No
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         try:
-            sim = Simulation(scheme_cfg)
+            sim = Simulation(config_for(res.name))
             res.metric = sim.evaluator.metric
             sim.run(on_round)
         except Exception as exc:  # noqa: BLE001 - a report row, not a crash

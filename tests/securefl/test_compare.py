@@ -173,3 +173,20 @@ def test_sweep_measures_the_largest_affordable_size_instead_then_stops():
     assert sweep.plan("other", 10_000) == (10_000, None)
     sweep.record("t", 1_000, wall=40.0, keygen=2.0)  # the budget buys less than twice the last size
     assert sweep.plan("t", 10_000)[0] is None
+
+
+def test_each_training_run_gets_its_config_from_the_loader():
+    from securefl import compare, config
+
+    base = config.loads("[federation]\nparties = 2\nrounds = 1\n")
+    asked = []
+
+    def config_for(name: str) -> config.Config:
+        asked.append(name)
+        raise ConfigError(f"crypto.scheme: {name} refused by a cross-section rule")
+
+    result = compare.run(base, CompareOptions(2, (50,), 50), config_for=config_for, names=["plain"])
+    (plain,) = result.schemes
+    assert asked == ["plain"] and plain.points and not plain.training
+    assert plain.training_error == "ConfigError: crypto.scheme: plain refused by a cross-section rule"
+    assert result.failed == ["plain"]
