@@ -169,7 +169,7 @@ def workload(cfg: Config, options: CompareOptions) -> dict:
     return {"config": cfg.source, "config_sha256": digest, "dataset": data.dataset, "partition": data.partition,
             "model": model.kind,
             "parties": fed.parties, "rounds": fed.rounds, "quorum": fed.min_parties, "seed": fed.seed,
-            "local_epochs": model.local_epochs, "bench_parties": options.parties,
+            "local_epochs": model.local_epochs, "privacy": dataclasses.asdict(cfg.privacy), "bench_parties": options.parties,
             "bench_vectors": f"standard normal, seed {options.seed}", "bench_weights": f"1..{options.parties}"}
 
 

@@ -280,7 +280,8 @@ def blocks(comparison: Comparison, cost_png: Path, accuracy_png: Path) -> list[B
         Heading(2, "Reproduce"),
         Code(c.command),
         Para(f"Configuration: `{w['config']}`" + (f" (sha256 `{w['config_sha256']}`)" if w.get("config_sha256") else "")
-             + f"; federation seed {w['seed']}, quorum {w['quorum']}, local_epochs {w['local_epochs']}. "
+             + f"; federation seed {w['seed']}, quorum {w['quorum']}, local_epochs {w['local_epochs']}; "
+             + "privacy " + ", ".join(f"{k} = {v}" for k, v in w["privacy"].items()) + ". "
              "The raw numbers are in report.json."),
     ]
     return out
