@@ -33,12 +33,17 @@ console = Console(stderr=True, highlight=False)
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+def _check_parent(path: str, flag: str) -> Path:
+    target = Path(path)
+    if not target.parent.exists():
+        raise ConfigError(f"{flag} {path!r}: directory {str(target.parent)!r} does not exist; create it first")
+    return target
+
+
 def _write_json(path: str | None, payload: dict) -> None:
     if not path:
         return
-    target = Path(path)
-    if target.parent and not target.parent.exists():
-        raise ConfigError(f"--json {path!r}: directory {str(target.parent)!r} does not exist")
+    target = _check_parent(path, "--json")
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     tmp.replace(target)
@@ -70,6 +75,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = sim.run(on_round)
     out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
     _write_json(args.json, result.as_json())
+    if args.plot:
+        from .plots import plot_rounds
+
+        _check_parent(args.plot, "--plot")
+        out.print(f"plot written to {plot_rounds([result], args.plot)}")
     return 0
 
 
@@ -145,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a federation in one process", description="Run every round of the federation CONFIG describes, all roles in this process.")
     p.add_argument("config", metavar="CONFIG", help="TOML configuration file, e.g. examples/configs/plain.toml")
     with_set(p)
+    p.add_argument("--plot", metavar="PNG", help="also plot accuracy and upload size per round to PNG")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("bench", help="measure schemes side by side", description="Protect, combine and reveal the same standard-normal vectors with every scheme in one run.")

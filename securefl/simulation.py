@@ -84,13 +84,24 @@ class Simulation:
             function_keys=self.authority.function_key if self.scheme.needs_function_key else None,
         )
 
+        self._busy: dict[str, cf.Future] = {}
+
     def _adapter(self) -> ModelAdapter:
         return make_adapter(self.cfg.model, self.data.n_features, self.data.classes, self.cfg.federation.seed)
 
     def _collect(self, pool: cf.ThreadPoolExecutor, round: int, model: bytes) -> tuple[dict[str, bytes], dict[str, str]]:
-        futures = {pool.submit(p.handle_round, round, model): pid for pid, p in self.parties.items()}
+        uploads: dict[str, bytes] = {}
+        dropped: dict[str, str] = {}
+        futures: dict[cf.Future, str] = {}
+        for pid, party in self.parties.items():
+            if pid in self._busy and not self._busy[pid].done():
+                # a thread cannot be killed; a party still working on an old round sits this one out
+                dropped[pid] = "still busy with an earlier round"
+                continue
+            fut = pool.submit(party.handle_round, round, model)
+            self._busy[pid] = fut
+            futures[fut] = pid
         done, late = cf.wait(futures, timeout=self.cfg.federation.round_timeout)
-        uploads, dropped = {}, {}
         for fut in done:
             pid = futures[fut]
             try:
@@ -99,7 +110,6 @@ class Simulation:
                 dropped[pid] = f"{type(exc).__name__}: {exc}"
                 log.warning("round %d: party %s failed: %s", round, pid, dropped[pid])
         for fut in late:
-            fut.cancel()
             dropped[futures[fut]] = f"no answer within {self.cfg.federation.round_timeout} s"
         return uploads, dropped
 
@@ -115,7 +125,9 @@ class Simulation:
         model = GlobalModel.open(self.evaluator.initial_parameters())
         history: list[RoundMetrics] = []
         params = model.vector
-        with cf.ThreadPoolExecutor(max_workers=min(len(self.parties), 8), thread_name_prefix="party") as pool:
+        self._busy = {}
+        pool = cf.ThreadPoolExecutor(max_workers=len(self.parties), thread_name_prefix="party")
+        try:
             for rnd in range(fed.rounds):
                 t0 = time.perf_counter()
                 uploads, dropped = self._collect(pool, rnd, model.to_bytes())
@@ -131,6 +143,9 @@ class Simulation:
                 )
                 history.append(metrics)
                 on_round(metrics)
+        finally:
+            # do not wait for a party that never answered: the run is over without it
+            pool.shutdown(wait=False, cancel_futures=True)
         return RunResult(self.scheme.name, self.data.name, len(self.parties), self.evaluator.metric, history,
                          np.asarray(params))
 
