@@ -44,11 +44,15 @@ from gmpy2 import mpz
 from phe import paillier as phe_paillier
 
 from ..errors import MalformedCiphertextError
+from . import helpers
+from ._helper import fixed_base_table, obfuscators_from_table
 
 _KEY_ID_DOMAIN = b"securefl/paillier/v1"
 # Build the fixed-base table only when one call needs this many ciphertexts: the
 # table costs 255 multiplications per byte of r, a plain exponentiation about 10.
 _TABLE_THRESHOLD = 32
+# Helper processes pay off once a call has this many ciphertexts to make.
+_HELPER_THRESHOLD = 64
 
 
 @dataclass(eq=False)
@@ -88,38 +92,55 @@ class PublicMaterial:
     def _fixed_base_table(self) -> list[list[mpz]]:
         """``table[i][d] = h_s^(d * 256^i) mod n^2``: public, so caching it leaks nothing."""
         if self._table is None:
-            n2, table, base = self.nsquare, [], self.hs
-            for _ in range(self.exponent_bytes):
-                row = [mpz(1), base]
-                for _ in range(254):
-                    row.append(row[-1] * base % n2)
-                table.append(row)
-                base = row[-1] * base % n2
-            self._table = table
+            self._table = fixed_base_table(self.hs, self.nsquare, self.exponent_bytes)
         return self._table
 
-    def obfuscators(self, count: int) -> list[mpz]:
-        """``count`` fresh values ``h_s^r mod n^2``, each with its own random ``r``."""
+    def obfuscators(self, count: int, processes: int = 1) -> list[mpz]:
+        """``count`` fresh values ``h_s^r mod n^2``, each with its own random ``r``.
+
+        With ``processes > 1`` and enough work, helper processes compute shares of them.
+        """
         n2, nbytes = self.nsquare, self.exponent_bytes
-        randomness = os.urandom(count * nbytes)
         if self._table is None and count < _TABLE_THRESHOLD:
-            return gmpy2.powmod_exp_list(
-                self.hs, [mpz(int.from_bytes(randomness[i * nbytes:(i + 1) * nbytes], "big")) for i in range(count)], n2
-            )
-        table = self._fixed_base_table()
-        out = []
-        for i in range(count):
-            digits = randomness[i * nbytes:(i + 1) * nbytes]
-            acc = table[0][digits[0]]
-            for row, d in zip(table[1:], digits[1:]):
-                acc = acc * row[d] % n2
-            out.append(acc)
+            randomness = os.urandom(count * nbytes)
+            exponents = [mpz(int.from_bytes(randomness[i * nbytes:(i + 1) * nbytes], "big")) for i in range(count)]
+            return gmpy2.powmod_exp_list(self.hs, exponents, n2)
+        pool = []
+        if processes > 1 and count >= _HELPER_THRESHOLD:
+            pool = helpers.helpers_for(self.key_id(), self.key_bytes, int(self.n), int(self.hs), nbytes,
+                                       processes - 1)
+        pool = [h for h in pool if h.busy.acquire(blocking=False)]  # another thread may be using one
+        share = count // (len(pool) + 1)
+        asked = []
+        try:
+            for helper in pool:
+                if helper.request(share):
+                    asked.append(helper)
+            out = obfuscators_from_table(self._fixed_base_table(), n2, count - share * len(asked), nbytes)
+            for helper in asked:
+                out.extend(self._from_helper(helper, share))
+        finally:
+            for helper in pool:
+                helper.busy.release()
         return out
 
-    def encrypt(self, plaintexts: Sequence[mpz]) -> list[mpz]:
+    def _from_helper(self, helper: helpers._Helper, share: int) -> list[mpz]:
+        """The helper's share, or (if it died or sent values outside ``(0, n^2)``) our own."""
+        width, n2 = self.ciphertext_bytes, self.nsquare
+        try:
+            data = helper.receive(share)
+            values = [mpz(int.from_bytes(data[i * width:(i + 1) * width], "big")) for i in range(share)]
+            if all(0 < v < n2 for v in values):
+                return values
+        except OSError:
+            pass
+        helpers.discard(helper)
+        return obfuscators_from_table(self._fixed_base_table(), n2, share, self.exponent_bytes)
+
+    def encrypt(self, plaintexts: Sequence[mpz], processes: int = 1) -> list[mpz]:
         """Encrypt integers in ``[0, n)`` (the caller guarantees the range)."""
         n, n2 = self.n, self.nsquare
-        return [(1 + m * n) * r % n2 for m, r in zip(plaintexts, self.obfuscators(len(plaintexts)))]
+        return [(1 + m * n) * r % n2 for m, r in zip(plaintexts, self.obfuscators(len(plaintexts), processes))]
 
     # --- ciphertext bytes -----------------------------------------------------------
     def parse_ciphertexts(self, data: memoryview, count: int) -> list[mpz]:

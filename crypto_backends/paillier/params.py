@@ -49,6 +49,9 @@ class PaillierParams(SchemeParams):
       it sizes the headroom of every slot.  Combining more is refused, never wrapped.
     * ``weight_scale``: a party's integer weight is ``round(weight * weight_scale)``;
       1.0 suits sample counts, 1000 suits weights given with three decimals.
+    * ``encrypt_processes``: processes sharing one party's encryption (helper
+      processes fed public values over pipes); 0 = one per core, 1 = this process only.
+      It changes speed only, never the ciphertexts' format or security.
     """
 
     key_bits: int = 3072
@@ -57,6 +60,7 @@ class PaillierParams(SchemeParams):
     stochastic_rounding: bool = False
     max_total_weight: int = 4096
     weight_scale: float = 1.0
+    encrypt_processes: int = 0
 
     def security_bits(self) -> int:
         return modulus_security_bits(self.key_bits)
@@ -75,6 +79,12 @@ class PaillierParams(SchemeParams):
         scale = self.weight_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (0 < scale < 2**40):
             raise InvalidParameterError(f"weight_scale={scale!r}: use a positive number such as 1.0 or 1000.0")
+        if isinstance(self.encrypt_processes, bool) or not isinstance(self.encrypt_processes, int) \
+                or not 0 <= self.encrypt_processes <= 1024:
+            raise InvalidParameterError(
+                f"encrypt_processes={self.encrypt_processes!r}: use 0 (one per core), 1 (no helper "
+                "processes) or another small positive integer"
+            )
         self.fixed_point()  # checks clip and bits
         if self.slot_bits > MAX_SLOT_BITS:
             raise InvalidParameterError(

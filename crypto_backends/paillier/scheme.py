@@ -54,7 +54,7 @@ from ..errors import (
     SchemeMismatchError,
 )
 from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyKey, Role, require_role
-from . import djn
+from . import djn, helpers
 from .packing import SlotLayout
 from .params import PaillierParams
 
@@ -171,7 +171,8 @@ class PaillierScheme(Scheme):
                 stacklevel=2,
             )
         shifted = (q.values + self._fp.max_int).astype(np.uint64) * np.uint64(iw)
-        cts = public.encrypt(self._layout.pack(shifted))
+        processes = self.params.encrypt_processes or helpers.default_processes()
+        cts = public.encrypt(self._layout.pack(shifted), processes)
         payload = self._header() + public.ciphertexts_to_bytes(cts)
         return self.make_envelope(
             key, payload, round=round, kind="update", parties=(key.owner or "party",),

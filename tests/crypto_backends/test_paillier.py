@@ -302,3 +302,34 @@ def test_real_2048_bit_key_standard_normal_updates():
     fused = secure_weighted_mean(scheme, keys, vectors, weights)
     expected = np.average(np.stack(list(vectors.values())), axis=0, weights=list(weights.values()))
     assert np.max(np.abs(fused - expected)) <= 1e-3
+
+
+# --- helper processes ------------------------------------------------------------------------
+def test_helper_processes_share_the_encryption_and_failures_fall_back():
+    from crypto_backends.paillier import helpers
+
+    scheme = make(encrypt_processes=2)
+    keys = scheme.keygen(["alice"])
+    x = np.random.default_rng(4).uniform(-8, 8, 64 * scheme.params.slots_per_ciphertext)
+    try:
+        fused = secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})
+        assert helpers._pool is not None and helpers._pool[0] == keys.key_id
+        assert np.max(np.abs(fused - x)) <= scheme.tolerance([1.0])
+        (helper,) = helpers._pool[1]
+        helper.proc.kill()
+        helper.proc.wait()
+        fused = secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})  # computed locally instead
+        assert np.max(np.abs(fused - x)) <= scheme.tolerance([1.0])
+        assert helpers._pool is None
+    finally:
+        helpers.shutdown()
+
+
+def test_no_helper_process_when_asked_for_one_process():
+    from crypto_backends.paillier import helpers
+
+    helpers.shutdown()
+    scheme = make(encrypt_processes=1)
+    keys = scheme.keygen(["alice"])
+    secure_weighted_mean(scheme, keys, {"alice": np.zeros(3000)}, {"alice": 1.0})
+    assert helpers._pool is None
