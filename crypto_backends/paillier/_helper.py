@@ -19,7 +19,7 @@ import sys
 
 
 def fixed_base_table(hs, n2, exponent_bytes: int) -> list:
-    """``table[i][d] = hs^(d * 256^i) mod n2`` (Lim-Lee fixed-base windowing, 8-bit windows)."""
+    """``table[i][d] = hs^(d * 256^i) mod n2`` (fixed-base powers, one table per 8-bit window; HAC 14.6.3)."""
     from gmpy2 import mpz
 
     table, base = [], hs

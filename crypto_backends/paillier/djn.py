@@ -8,8 +8,10 @@ References:
   system with applications to electronic voting", Int. J. Inf. Security 9(6), 2010,
   section 4.2 (``h = -x^2 mod n``, ``h_s = h^n mod n^2``, encryption
   ``(1 + n)^m * h_s^r`` with ``r`` of ``ceil(bits(n) / 2)`` bits).
-* C. H. Lim, P. J. Lee, "More flexible exponentiation with precomputation",
-  CRYPTO 1994 (fixed-base windowing, as ABY's DJN implementation also does).
+* A. Menezes, P. van Oorschot, S. Vanstone, Handbook of Applied Cryptography,
+  section 14.6.3 (exponentiation with a fixed base and precomputed powers).
+* D. Demmler, T. Schneider, M. Zohner, "ABY", NDSS 2015: its ``libdjn`` uses the
+  same ``ceil(bits(n)/2)``-bit exponent and a fixed-base table for ``h_s``.
 
 What is promised.  ``encrypt`` makes ``c = (1 + m n) * h_s^r mod n^2`` with a fresh
 ``r`` from ``os.urandom`` for every ciphertext.  ``h_s`` is fixed per key, so

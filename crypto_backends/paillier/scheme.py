@@ -78,7 +78,10 @@ class PaillierScheme(Scheme):
             "authority": "the dealer that generated the key pair; holds a copy until it destroys it",
         },
         aggregator_learns="ciphertexts only, plus each party's weight, vector length and timing",
-        party_learns="the fused weighted sum of the parties that answered, and nothing about any single other party",
+        party_learns=(
+            "the fused weighted sum of the parties that answered and their weights; nothing about another "
+            "party's update beyond what that sum implies"
+        ),
         collusion=(
             "any one party (or the dealer) colluding with the aggregator decrypts every party's update; "
             "parties must therefore trust each other not to collude with the aggregator"
