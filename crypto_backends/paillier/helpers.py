@@ -33,6 +33,7 @@ class _Helper:
 
     def __init__(self, key_bytes: int, n: int, hs: int, exponent_bytes: int) -> None:
         self.width = 2 * key_bytes
+        self.owner_pid = os.getpid()
         self.busy = threading.Lock()
         # -I: isolated mode, so neither the working directory nor PYTHON* variables shape the child
         self.proc = subprocess.Popen(
@@ -64,12 +65,18 @@ class _Helper:
         return data
 
     def close(self) -> None:
+        """Close the pipes (the helper exits on end of input) and reap the process."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
         try:
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
             self.proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
 
 
 def helpers_for(key_id: bytes, key_bytes: int, n: int, hs: int, exponent_bytes: int, wanted: int) -> list[_Helper]:
@@ -78,6 +85,8 @@ def helpers_for(key_id: bytes, key_bytes: int, n: int, hs: int, exponent_bytes: 
     if wanted < 1:
         return []
     with _lock:
+        if _pool is not None and _pool[1] and _pool[1][0].owner_pid != os.getpid():
+            _pool = None  # inherited through fork: those pipes belong to the parent process
         if _pool is not None and _pool[0] == key_id and len(_pool[1]) >= wanted:
             return _pool[1][:wanted]
         if _pool is not None:
@@ -113,5 +122,6 @@ def shutdown() -> None:
     with _lock:
         if _pool is not None:
             for helper in _pool[1]:
-                helper.close()
+                if helper.owner_pid == os.getpid():
+                    helper.close()
             _pool = None

@@ -333,3 +333,28 @@ def test_no_helper_process_when_asked_for_one_process():
     keys = scheme.keygen(["alice"])
     secure_weighted_mean(scheme, keys, {"alice": np.zeros(3000)}, {"alice": 1.0})
     assert helpers._pool is None
+
+
+def test_a_forked_child_does_not_use_its_parents_helpers():
+    import os
+
+    from crypto_backends.paillier import helpers
+
+    scheme = make(encrypt_processes=2)
+    keys = scheme.keygen(["alice"])
+    x = np.zeros(64 * scheme.params.slots_per_ciphertext)
+    try:
+        secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})
+        parent_helpers = list(helpers._pool[1])
+        pid = os.fork()
+        if pid == 0:  # child: must start its own helpers, leaving the parent's pipes alone
+            ok = np.allclose(secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0}), 0.0, atol=1e-3)
+            ok = ok and all(h not in parent_helpers for h in helpers._pool[1])
+            helpers.shutdown()
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert helpers._pool[1] == parent_helpers
+        assert np.allclose(secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0}), 0.0, atol=1e-3)
+    finally:
+        helpers.shutdown()
