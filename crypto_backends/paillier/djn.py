@@ -65,11 +65,16 @@ class PublicMaterial:
     hs: mpz
     nsquare: mpz = field(init=False)
     key_bytes: int = field(init=False)
+    key_id: bytes = field(init=False)  # fingerprint of the public key, shared by the whole key set
     _table: list[list[mpz]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.nsquare = self.n * self.n
         self.key_bytes = (int(self.n.bit_length()) + 7) // 8
+        h = hashlib.sha256(_KEY_ID_DOMAIN)
+        h.update(int(self.n).to_bytes(self.key_bytes, "big"))
+        h.update(int(self.hs).to_bytes(self.ciphertext_bytes, "big"))
+        self.key_id = h.digest()[:16]
 
     @property
     def ciphertext_bytes(self) -> int:
@@ -79,12 +84,6 @@ class PublicMaterial:
     def exponent_bytes(self) -> int:
         """Bytes of the random exponent ``r``: ``ceil(bits(n)/2)`` bits, rounded up to whole bytes."""
         return (int(self.n.bit_length()) + 15) // 16
-
-    def key_id(self) -> bytes:
-        h = hashlib.sha256(_KEY_ID_DOMAIN)
-        h.update(int(self.n).to_bytes(self.key_bytes, "big"))
-        h.update(int(self.hs).to_bytes(self.ciphertext_bytes, "big"))
-        return h.digest()[:16]
 
     def to_bytes(self) -> bytes:
         return (struct.pack(">H", self.key_bytes) + int(self.n).to_bytes(self.key_bytes, "big")
@@ -109,7 +108,7 @@ class PublicMaterial:
             return gmpy2.powmod_exp_list(self.hs, exponents, n2)
         pool = []
         if processes > 1 and count >= _HELPER_THRESHOLD:
-            pool = helpers.helpers_for(self.key_id(), self.key_bytes, int(self.n), int(self.hs), nbytes,
+            pool = helpers.helpers_for(self.key_id, self.key_bytes, int(self.n), int(self.hs), nbytes,
                                        processes - 1)
         pool = [h for h in pool if h.busy.acquire(blocking=False)]  # another thread may be using one
         share = count // (len(pool) + 1)

@@ -118,7 +118,7 @@ class PaillierScheme(Scheme):
     # --- keys --------------------------------------------------------------------
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
         pair = djn.generate(self.params.key_bits)
-        key_id = pair.public.key_id()
+        key_id = pair.public.key_id
         parties = {
             pid: PartyKey(self.name, key_id, pair, holds_secret=True, owner=check_party_id(pid))
             for pid in party_ids
@@ -135,6 +135,11 @@ class PaillierScheme(Scheme):
         public = material.public if isinstance(material, djn.PrivateMaterial) else material
         if not isinstance(public, djn.PublicMaterial):
             raise KeyMismatchError(f"{key!r} carries no paillier key material")
+        if public.key_id != key.key_id:
+            raise KeyMismatchError(
+                f"{key!r} names fingerprint {key.fingerprint} but holds the key {public.key_id.hex()[:16]}: "
+                "the key file was altered or assembled from two key sets; export it again"
+            )
         if public.n.bit_length() != self.params.key_bits:
             raise KeyMismatchError(
                 f"{key!r} has a {public.n.bit_length()}-bit modulus but key_bits={self.params.key_bits}: "

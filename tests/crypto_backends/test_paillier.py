@@ -358,3 +358,11 @@ def test_a_forked_child_does_not_use_its_parents_helpers():
         assert np.allclose(secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0}), 0.0, atol=1e-3)
     finally:
         helpers.shutdown()
+
+
+def test_a_key_whose_material_does_not_match_its_fingerprint_is_refused(scheme, keys):
+    other = scheme.keygen(["alice"])
+    data = scheme.dump_key(keys.aggregator)
+    forged = data.replace(keys.key_id.hex().encode(), other.key_id.hex().encode())
+    with pytest.raises(KeyMismatchError, match="altered"):
+        scheme.combine(scheme.load_key(forged), _pair(scheme, keys), round=0)
