@@ -10,7 +10,8 @@ and the private key never leaves this process.
 Helpers are started lazily for the first large enough encryption under a key,
 kept for the following rounds (one key at a time; a new key replaces them), and
 ended when their pipes close (at interpreter exit, or :func:`shutdown`).  If a
-helper cannot start or dies, the caller computes everything itself.
+helper cannot start or dies, the caller computes everything itself and, after a
+``RuntimeWarning``, starts no more helpers in this process.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import struct
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 _SCRIPT = str(Path(__file__).with_name("_helper.py"))
 _lock = threading.Lock()
 _pool: tuple[bytes, list[_Helper]] | None = None
+_failed = False  # after a helper failure this process stops starting new ones
 
 
 class _Helper:
@@ -40,8 +43,12 @@ class _Helper:
             [sys.executable, "-I", _SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        self._send(struct.pack(">H", key_bytes) + n.to_bytes(key_bytes, "big")
-                   + hs.to_bytes(2 * key_bytes, "big") + struct.pack(">H", exponent_bytes))
+        try:
+            self._send(struct.pack(">H", key_bytes) + n.to_bytes(key_bytes, "big")
+                       + hs.to_bytes(2 * key_bytes, "big") + struct.pack(">H", exponent_bytes))
+        except OSError:
+            self.close()
+            raise
 
     def _send(self, data: bytes) -> None:
         assert self.proc.stdin is not None
@@ -49,17 +56,21 @@ class _Helper:
         self.proc.stdin.flush()
 
     def request(self, count: int) -> bool:
-        """Ask for ``count`` obfuscators; False (and the helper discarded) if it is gone."""
+        """Ask for ``count`` obfuscators; False (and the helpers discarded) if it is gone."""
         try:
             self._send(struct.pack(">I", count))
             return True
-        except OSError:
+        except (OSError, ValueError):  # ValueError: its pipe was closed after another helper failed
             discard(self)
             return False
 
     def receive(self, count: int) -> bytes:
+        """The answer to :meth:`request`; :class:`OSError` if the helper is gone."""
         assert self.proc.stdout is not None
-        data = self.proc.stdout.read(count * self.width)
+        try:
+            data = self.proc.stdout.read(count * self.width)
+        except ValueError:
+            raise OSError("paillier helper pipe closed") from None
         if len(data) != count * self.width:
             raise OSError("paillier helper process ended early")
         return data
@@ -82,7 +93,7 @@ class _Helper:
 def helpers_for(key_id: bytes, key_bytes: int, n: int, hs: int, exponent_bytes: int, wanted: int) -> list[_Helper]:
     """Up to ``wanted`` running helpers for this public key (started on first use)."""
     global _pool
-    if wanted < 1:
+    if wanted < 1 or _failed:
         return []
     with _lock:
         if _pool is not None and _pool[1] and _pool[1][0].owner_pid != os.getpid():
@@ -93,22 +104,36 @@ def helpers_for(key_id: bytes, key_bytes: int, n: int, hs: int, exponent_bytes: 
             for helper in _pool[1]:
                 helper.close()
             _pool = None
+        started: list[_Helper] = []
         try:
-            started = [_Helper(key_bytes, n, hs, exponent_bytes) for _ in range(wanted)]
-        except OSError:
+            for _ in range(wanted):
+                started.append(_Helper(key_bytes, n, hs, exponent_bytes))
+        except (OSError, ValueError) as exc:
+            for helper in started:
+                helper.close()
+            _give_up(f"could not start one: {exc}")
             return []
         _pool = (key_id, started)
         return started
 
 
 def discard(helper: _Helper) -> None:
-    """Forget a helper that failed; the next call starts fresh ones."""
+    """End the helpers after one failed; this process then encrypts on its own."""
     global _pool
     with _lock:
         if _pool is not None and helper in _pool[1]:
             for h in _pool[1]:
                 h.close()
             _pool = None
+    _give_up("one ended early or answered out of range")
+
+
+def _give_up(reason: str) -> None:
+    global _failed
+    if not _failed:
+        _failed = True
+        warnings.warn(f"paillier helper processes disabled ({reason}); encrypting in this process only",
+                      RuntimeWarning, stacklevel=3)
 
 
 def default_processes() -> int:
@@ -117,8 +142,9 @@ def default_processes() -> int:
 
 @atexit.register
 def shutdown() -> None:
-    """End every helper process (also run at interpreter exit)."""
-    global _pool
+    """End every helper process (also run at interpreter exit); helpers may start again later."""
+    global _pool, _failed
+    _failed = False
     with _lock:
         if _pool is not None:
             for helper in _pool[1]:

@@ -318,9 +318,12 @@ def test_helper_processes_share_the_encryption_and_failures_fall_back():
         (helper,) = helpers._pool[1]
         helper.proc.kill()
         helper.proc.wait()
-        fused = secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})  # computed locally instead
+        with pytest.warns(RuntimeWarning, match="helper processes disabled"):
+            fused = secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})  # computed locally instead
         assert np.max(np.abs(fused - x)) <= scheme.tolerance([1.0])
         assert helpers._pool is None
+        secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})
+        assert helpers._pool is None  # no new helpers after a failure
     finally:
         helpers.shutdown()
 
@@ -366,3 +369,19 @@ def test_a_key_whose_material_does_not_match_its_fingerprint_is_refused(scheme, 
     forged = data.replace(keys.key_id.hex().encode(), other.key_id.hex().encode())
     with pytest.raises(KeyMismatchError, match="altered"):
         scheme.combine(scheme.load_key(forged), _pair(scheme, keys), round=0)
+
+
+def test_helpers_that_cannot_run_leave_encryption_to_this_process(monkeypatch):
+    from crypto_backends.paillier import helpers
+
+    helpers.shutdown()
+    monkeypatch.setattr(helpers, "_SCRIPT", "/nonexistent/securefl_helper.py")
+    scheme = make(encrypt_processes=3)
+    keys = scheme.keygen(["alice"])
+    x = np.random.default_rng(9).uniform(-1, 1, 64 * scheme.params.slots_per_ciphertext)
+    try:
+        with pytest.warns(RuntimeWarning, match="helper processes disabled"):
+            fused = secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})
+        assert np.max(np.abs(fused - x)) <= scheme.tolerance([1.0])
+    finally:
+        helpers.shutdown()
