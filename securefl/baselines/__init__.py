@@ -16,6 +16,7 @@ import numpy as np
 
 BASELINES: dict[str, str] = {
     "numpy": "securefl.baselines.numpy_mean",
+    "tenseal_nvflare": "securefl.baselines.tenseal_nvflare",
     "phe": "securefl.baselines.phe_per_value",
     "phe3072": "securefl.baselines.phe_per_value:measure_3072",
 }
