@@ -1,6 +1,7 @@
 """The ``paillier`` scheme: packed Paillier with DJN randomisation (see :mod:`.scheme`)."""
 
 from .params import PaillierParams
-from .scheme import ClippingWarning, PaillierScheme
+from ..encoding import ClippedValuesWarning
+from .scheme import PaillierScheme
 
-__all__ = ["ClippingWarning", "PaillierParams", "PaillierScheme"]
+__all__ = ["ClippedValuesWarning", "PaillierParams", "PaillierScheme"]

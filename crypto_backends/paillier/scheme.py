@@ -43,6 +43,7 @@ from ..base import (
     as_update_vector,
     check_weight,
 )
+from ..encoding import ClippedValuesWarning
 from ..envelope import Envelope, check_party_id, merged_contributors
 from ..errors import (
     DecodingOverflowError,
@@ -59,10 +60,6 @@ from .packing import SlotLayout
 from .params import PaillierParams
 
 _HEADER = struct.Struct(">HHI")
-
-
-class ClippingWarning(UserWarning):
-    """Some values of an update were outside ``[-clip, clip]`` and were clipped before encryption."""
 
 
 class PaillierScheme(Scheme):
@@ -163,7 +160,7 @@ class PaillierScheme(Scheme):
     def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
         """Quantise, weight, pack and encrypt one update (at the party).
 
-        Values beyond ``clip`` are clipped, with a :class:`ClippingWarning` counting them.
+        Values beyond ``clip`` are clipped, with a :class:`ClippedValuesWarning` counting them.
         """
         require_role(key, PartyKey, action="protect an update")
         public = self._public(key)
@@ -175,7 +172,7 @@ class PaillierScheme(Scheme):
             warnings.warn(
                 f"{q.clipped} of {x.size} values were outside [-{self.params.clip}, {self.params.clip}] and "
                 "were clipped; raise crypto.paillier.clip if this happens often",
-                ClippingWarning,
+                ClippedValuesWarning,
                 stacklevel=2,
             )
         shifted = (q.values + self._fp.max_int).astype(np.uint64) * np.uint64(iw)

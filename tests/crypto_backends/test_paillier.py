@@ -22,7 +22,7 @@ from crypto_backends.errors import (
     MalformedCiphertextError,
     SchemeMismatchError,
 )
-from crypto_backends.paillier import ClippingWarning, PaillierParams, PaillierScheme
+from crypto_backends.paillier import ClippedValuesWarning, PaillierParams, PaillierScheme
 from crypto_backends.paillier import djn
 from crypto_backends.paillier.packing import SlotLayout
 from crypto_backends.paillier.params import bytes_per_value
@@ -212,7 +212,7 @@ def test_nan_input_is_refused(scheme, keys, bad):
 
 
 def test_values_beyond_clip_are_clipped_and_counted(scheme, keys):
-    with pytest.warns(ClippingWarning, match="2 of 4 values"):
+    with pytest.warns(ClippedValuesWarning, match="2 of 4 values"):
         env = scheme.protect(keys.parties["alice"], np.array([0.0, 100.0, -100.0, 1.0]), weight=1.0, round=0)
     fused = scheme.reveal(keys.parties["bob"], scheme.combine(keys.aggregator, [env], round=0))
     assert np.allclose(fused, [0.0, 8.0, -8.0, 1.0], atol=scheme.tolerance([1.0]))
