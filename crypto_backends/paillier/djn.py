@@ -6,7 +6,7 @@ References:
   classes", EUROCRYPT 1999 (the scheme, with ``g = n + 1``).
 * I. Damgård, M. Jurik, J. B. Nielsen, "A generalization of Paillier's public-key
   system with applications to electronic voting", Int. J. Inf. Security 9(6), 2010,
-  section 4.2 (``h = -x^2 mod n``, ``h_s = h^n mod n^2``, encryption
+  the faster variant of the scheme (``h = -x^2 mod n``, ``h_s = h^n mod n^2``, encryption
   ``(1 + n)^m * h_s^r`` with ``r`` of ``ceil(bits(n) / 2)`` bits).
 * A. Menezes, P. van Oorschot, S. Vanstone, Handbook of Applied Cryptography,
   section 14.6.3 (exponentiation with a fixed base and precomputed powers).
