@@ -45,6 +45,12 @@ class SchemeFacts:
             return "none: updates are not hidden"
         return f"{self.security_bits} (INSECURE: test parameters)" if self.insecure else str(self.security_bits)
 
+    def security_phrase(self) -> str:
+        """The level as words, for prose: ``"128-bit security"``."""
+        if not self.hides_updates:
+            return "no confidentiality: updates are not hidden"
+        return f"{self.security_bits}-bit security" + (" (INSECURE: test parameters)" if self.insecure else "")
+
     def key_holders_text(self) -> str:
         return "; ".join(f"{role}: {what}" for role, what in self.threat.key_holders.items())
 

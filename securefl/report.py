@@ -217,7 +217,7 @@ def _threat_blocks(comparison: Comparison) -> list[Block]:
             f"**not protected**: {t.not_protected}",
             f"**decrypted at**: the {f.reveal_site}" + (" with a per-round function key from the authority"
                                                         if f.needs_function_key else ""),
-            f"**parameters** ({f.security_text()}-bit security): `{json.dumps(s.params, default=str)}`",
+            f"**parameters** ({f.security_phrase()}): `{json.dumps(s.params, default=str)}`",
             f"**presets** (security bits): {f.presets_text()}; declared error bound {tol} for these weights",
         ]
         items += [f"warning: {w}" for w in s.warnings]
