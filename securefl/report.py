@@ -84,10 +84,15 @@ def to_markdown(blocks: Sequence[Block]) -> str:
 
 
 def _inline(text: str) -> str:
-    """Escape ``text`` for HTML, keeping Markdown's `code` and **bold**."""
-    out = html.escape(text)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    """Escape ``text`` for HTML, keeping Markdown's `code`, **bold** and *italics* (not inside code)."""
+    parts = re.split(r"(`[^`]+`)", html.escape(text))
+    for i, part in enumerate(parts):
+        if i % 2:
+            parts[i] = f"<code>{part[1:-1]}</code>"
+        else:
+            part = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", part)
+            parts[i] = re.sub(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])", r"<em>\1</em>", part)
+    return "".join(parts)
 
 
 CSS = """

@@ -190,3 +190,16 @@ def test_each_training_run_gets_its_config_from_the_loader():
     assert asked == ["plain"] and plain.points and not plain.training
     assert plain.training_error == "ConfigError: crypto.scheme: plain refused by a cross-section rule"
     assert result.failed == ["plain"]
+
+
+def test_markdown_and_html_render_the_same_blocks_safely():
+    from securefl.report import Bullets, Code, Heading, Para, Table, to_html, to_markdown
+
+    blocks = [Heading(2, "A *b*"), Para("x <script>alert(1)</script> `a|b` **bold**"),
+              Table(("k", "v"), (("a|b", "<i>"),)), Bullets(("one", "two")), Code("securefl compare --out r")]
+    md = to_markdown(blocks)
+    assert "## A *b*" in md and "| a\\|b | <i> |" in md and "- two" in md and "```\nsecurefl compare --out r\n```" in md
+    page = to_html(blocks, "t<")
+    assert "<script>" not in page and "&lt;script&gt;" in page and "<title>t&lt;</title>" in page
+    assert "<h2>A <em>b</em></h2>" in page and "<code>a|b</code>" in page and "<strong>bold</strong>" in page
+    assert "<td>&lt;i&gt;</td>" in page
