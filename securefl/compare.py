@@ -24,8 +24,9 @@ linearly with the size); a point predicted to exceed ``point_budget`` seconds is
 skipped, and so are the larger ones, and the report says so; the largest
 1-2-5-series size that fits the budget is measured in its place when that is at
 least twice the previous size.  The table's own workload size is always
-measured.  A scheme that raises (in the sweep or in
-training) is recorded with its error; the other schemes go on.
+measured.  A scheme that raises (in the sweep or in training) is recorded with
+its error; the other schemes go on.  Warnings (an insecure test preset, clipped
+values) are recorded per scheme and shown in the report.
 
 Nothing here knows a scheme by name: the list comes from
 :func:`crypto_backends.registry.available`, and each scheme's parameters come
@@ -34,13 +35,14 @@ from the configuration's ``[crypto.<scheme>]`` table or the scheme's defaults.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -275,8 +277,7 @@ def run(
 
 
 def _declarations(cfg: Config, res: SchemeResult, options: CompareOptions) -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _recording(res):
         try:
             params = cfg.crypto.scheme_params(res.name)
             res.params = params.as_dict()
@@ -285,14 +286,12 @@ def _declarations(cfg: Config, res: SchemeResult, options: CompareOptions) -> No
             res.tolerance = float(scheme.tolerance([float(i + 1) for i in range(options.parties)]))
         except Exception as exc:  # noqa: BLE001 - a report row, not a crash
             res.error = _describe(exc)
-    _keep_warnings(res, caught)
 
 
 def _measure(cfg: Config, res: SchemeResult, vectors: list[np.ndarray], weights: list[float], sweep: _Sweep) -> None:
     """Two rounds at this size: the first is discarded, the second measured (see the module docstring)."""
     size = int(vectors[0].size)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _recording(res):
         t0 = time.perf_counter()
         try:
             first = bench.bench_scheme(res.name, vectors, weights, params=cfg.crypto.scheme_params(res.name))
@@ -303,7 +302,6 @@ def _measure(cfg: Config, res: SchemeResult, vectors: list[np.ndarray], weights:
         else:
             res.points.append(dataclasses.replace(point, extra={**point.extra, "first_round_s": first.round_s}))
             sweep.record(res.name, size, time.perf_counter() - t0, first.keygen_s + point.keygen_s)
-    _keep_warnings(res, caught)
 
 
 def _train(config_for: Callable[[str], Config], res: SchemeResult, on_step: Callable[[str], None]) -> None:
@@ -315,8 +313,7 @@ def _train(config_for: Callable[[str], Config], res: SchemeResult, on_step: Call
     party_failures = _Collect()
     engine_log = logging.getLogger("securefl.simulation")
     engine_log.addHandler(party_failures)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _recording(res):
         t0 = time.perf_counter()
         try:
             sim = Simulation(config_for(res.name))
@@ -328,7 +325,6 @@ def _train(config_for: Callable[[str], Config], res: SchemeResult, on_step: Call
         finally:
             engine_log.removeHandler(party_failures)
         res.training_seconds = time.perf_counter() - t0
-    _keep_warnings(res, caught)
 
 
 class _Collect(logging.Handler):
@@ -340,8 +336,15 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _keep_warnings(res: SchemeResult, caught: list[warnings.WarningMessage]) -> None:
-    for w in caught:
-        text = f"{w.category.__name__}: {w.message}"
-        if text not in res.warnings:
-            res.warnings.append(text)
+@contextlib.contextmanager
+def _recording(res: SchemeResult) -> Iterator[None]:
+    """Record the warnings raised inside (each distinct one once) on ``res``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                text = f"{w.category.__name__}: {w.message}"
+                if text not in res.warnings:
+                    res.warnings.append(text)

@@ -95,6 +95,9 @@ def test_json_holds_the_raw_numbers_machine_and_command(report):
         assert all(p["parties"] == 3 and p["bytes_per_party"] > 0 and p["extra"]["first_round_s"] > 0 for p in s["points"])
         assert len(s["training"]["rounds"]) == ROUNDS
         assert s["facts"]["threat"]["key_holders"] and s["facts"]["security_bits"] > 0
+        if s["facts"]["security_bits"] < 112:  # a test preset: the report must say so, loudly
+            assert any(w.startswith("InsecureParametersWarning") for w in s["warnings"])
+            assert f"`{s['name']}` | {s['facts']['security_bits']} (INSECURE" in report["md"]
     md = report["md"]
     assert "## Machine" in md and data["machine"]["python"] in md
     assert f"```\n{data['command']}\n```" in md
