@@ -189,17 +189,26 @@ def _sweep_rows(comparison: Comparison) -> list[tuple[str, ...]]:
     return rows
 
 
+def _privacy_spent(m: object) -> str:
+    """Differential privacy spent by the end of a round, when the round engine accounts it."""
+    eps, delta = getattr(m, "epsilon_spent", None), getattr(m, "delta_spent", None)
+    if eps is None:
+        return "-"
+    return f"ε = {eps:.3g}" + (f", δ = {delta:.2g}" if delta else "")
+
+
 def _training_rows(comparison: Comparison) -> list[tuple[str, ...]]:
     rows = []
     for s in comparison.schemes:
         if s.training_error:
-            rows.append((s.name, "failed", "-", "-", s.training_error))
+            rows.append((s.name, "failed", "-", "-", "-", s.training_error))
             continue
         if not s.training:
             continue
         per_round = sum(m.seconds for m in s.training) / len(s.training)
         bytes_up = sum(m.bytes_up for m in s.training) / len(s.training)
-        rows.append((s.name, f"{s.final_accuracy:.4f}", format_seconds(per_round), format_bytes(bytes_up), ""))
+        rows.append((s.name, f"{s.final_accuracy:.4f}", format_seconds(per_round), format_bytes(bytes_up),
+                     _privacy_spent(s.training[-1]), ""))
     return rows
 
 
@@ -277,7 +286,8 @@ def blocks(comparison: Comparison, cost_png: Path, accuracy_png: Path) -> list[B
                "bytes/party", "bytes/value", "error"), tuple(_sweep_rows(c))),
         Heading(2, "Accuracy per round"),
         Image(accuracy_png, "held-out accuracy per round for each scheme"),
-        Table(("scheme", "final accuracy", "seconds per round", "bytes up per party", "error"), tuple(_training_rows(c))),
+        Table(("scheme", "final accuracy", "seconds per round", "bytes up per party", "privacy spent", "error"),
+              tuple(_training_rows(c))),
         Heading(2, "Threat model per scheme"),
         *_threat_blocks(c),
         Heading(2, "Machine"),
