@@ -63,24 +63,24 @@ class DlogTable:
     def max_steps(self, bound: int) -> int:
         return max(0, -(-(bound - self.size) // self.step))
 
-    def solve(self, points: Sequence[PublicKey | None], encoded: Sequence[bytes], bound: int) -> np.ndarray:
-        """Discrete logs (int64) of ``points`` (their encodings alongside) within ``[-bound, bound]``."""
+    def solve(self, encoded: Sequence[bytes], bound: int) -> np.ndarray:
+        """Discrete logs (int64) of points given as 33-byte encodings, within ``[-bound, bound]``."""
         if self.max_steps(bound) > MAX_GIANT_STEPS:
             raise DecodingOverflowError(
                 f"weighted sums may reach +-{bound}, which needs up to {self.max_steps(bound)} giant "
                 f"steps per value with a 2^{self.table_bits} table (limit {MAX_GIANT_STEPS}): normalise "
                 "the weights (e.g. fractions of the total), lower bits, or raise dlog_table_bits"
             )
-        out = np.zeros(len(points), dtype=np.int64)
+        out = np.zeros(len(encoded), dtype=np.int64)
         # A probe first: ciphertexts and a function key that do not belong together give
         # random points, and failing on a few of them costs far less than on all of them.
-        probe = min(_PROBE, len(points))
-        out[:probe] = self._solve(points[:probe], encoded[:probe], bound)
-        out[probe:] = self._solve(points[probe:], encoded[probe:], bound)
+        probe = min(_PROBE, len(encoded))
+        out[:probe] = self._solve(encoded[:probe], bound)
+        out[probe:] = self._solve(encoded[probe:], bound)
         return out
 
-    def _solve(self, points: Sequence[PublicKey | None], encoded: Sequence[bytes], bound: int) -> np.ndarray:
-        n = len(points)
+    def _solve(self, encoded: Sequence[bytes], bound: int) -> np.ndarray:
+        n = len(encoded)
         values = np.zeros(n, dtype=np.int64)
         found, vals = self._lookup(encoded)
         values[found] = vals[found]
@@ -89,7 +89,7 @@ class DlogTable:
             return values
         down = group.base_mul(-self.step)
         up = group.base_mul(self.step)
-        pos = {i: points[i] for i in todo}
+        pos = {i: group.decode(encoded[i]) for i in todo}
         neg = dict(pos)
         for m in range(1, self.max_steps(bound) + 1):
             for direction, walkers, delta in ((1, pos, down), (-1, neg, up)):

@@ -78,6 +78,36 @@ def decode(data: bytes) -> PublicKey | None:
     return PublicKey(data)  # checks x < p and that x^3 + 7 is a square
 
 
+_DIGIT = 12
+_small_lock = threading.Lock()
+_small: list[list[PublicKey | None]] = []
+
+
+def small_mul(v: int) -> list[PublicKey]:
+    """Points summing to ``v * G``: two table entries for ``|v| < 2**24``, else one multiplication.
+
+    A table lookup plus one more point in the caller's ``combine_keys`` costs about a
+    microsecond, against 14 us for libsecp256k1's fixed-base multiplication.
+    """
+    if not -(1 << (2 * _DIGIT)) <= v < 1 << (2 * _DIGIT):
+        point = base_mul(v)
+        return [point] if point is not None else []
+    if not _small:
+        _build_small()
+    lo_table, hi_table = _small
+    lo, hi = lo_table[v & ((1 << _DIGIT) - 1)], hi_table[(v >> _DIGIT) + (1 << _DIGIT)]
+    return [p for p in (lo, hi) if p is not None]
+
+
+def _build_small() -> None:
+    size = 1 << _DIGIT
+    lo = [base_mul(d) for d in range(size)]
+    hi = [base_mul(h << _DIGIT) for h in range(-size, size)]
+    with _small_lock:
+        if not _small:
+            _small.extend([lo, hi])
+
+
 def _hash_to_curve(index: int) -> PublicKey:
     counter = 0
     while True:

@@ -8,8 +8,6 @@ them in worker processes without pickling any key object.  Coordinates
 from __future__ import annotations
 
 import numpy as np
-from coincurve import PublicKey
-
 from ..errors import MalformedCiphertextError
 from . import group
 
@@ -21,10 +19,9 @@ def encrypt(k: int, start: int, values: bytes) -> bytes:
     v = np.frombuffer(values, dtype="<i8").tolist()
     k_bytes = group.scalar_bytes(k)
     out = bytearray(_P * len(v))
-    order = group.ORDER
     for j, (h, vj) in enumerate(zip(group.base_points(start, len(v)), v)):
         pad = h.multiply(k_bytes)
-        point = group.add([pad, PublicKey.from_secret((vj % order).to_bytes(32, "big"))]) if vj else pad
+        point = group.add([pad, *group.small_mul(vj)]) if vj else pad
         out[_P * j : _P * j + _P] = group.encode(point)
     return bytes(out)
 

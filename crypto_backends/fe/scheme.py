@@ -328,9 +328,8 @@ class FEScheme(Scheme):
         jobs = [(neg, a, points[_P * a : _P * b]) for a, b in parallel.spans(n, self._workers)]
         unmasked = b"".join(parallel.run(kernels.unmask, jobs, self._workers)) if n else b""
         encoded = [unmasked[_P * j : _P * j + _P] for j in range(n)]
-        decoded = [group.decode(e) for e in encoded]
         bound = self._sum_bound(aggregate.weights)
-        sums = dlog.table(self.params.dlog_table_bits).solve(decoded, encoded, bound)  # type: ignore[attr-defined]
+        sums = dlog.table(self.params.dlog_table_bits).solve(encoded, bound)  # type: ignore[attr-defined]
         if sums.size and int(np.abs(sums).max()) > bound:
             raise DecodingOverflowError(
                 f"a decrypted sum exceeds +-{bound}, the most these weights can produce: the ciphertexts "
