@@ -20,6 +20,7 @@ from crypto_backends.errors import (
     RoundMismatchError,
 )
 from crypto_backends.fe import FEParams, FEScheme, dlog, group, kernels
+from crypto_backends.fe.scheme import _round_scalar
 from crypto_backends.roundtrip import secure_weighted_mean
 
 PARTIES = ["p0", "p1", "p2", "p3", "p4"]
@@ -174,6 +175,12 @@ def test_a_key_for_other_weights_decrypts_to_nothing():
 
 
 # --- garbled ciphertexts and out-of-bound results ----------------------------------------------------
+def two_updates(x: np.ndarray):
+    s = scheme()
+    keys = s.keygen(PARTIES[:2])
+    return s, keys, *(s.protect(keys.parties[p], x, weight=1.0, round=0) for p in ("p0", "p1"))
+
+
 @pytest.mark.parametrize(
     "garble",
     [
@@ -183,10 +190,7 @@ def test_a_key_for_other_weights_decrypts_to_nothing():
     ],
 )
 def test_garbled_points_are_malformed(garble):
-    s = scheme()
-    keys = s.keygen(PARTIES[:2])
-    a = s.protect(keys.parties["p0"], np.ones(8), weight=1.0, round=0)
-    b = s.protect(keys.parties["p1"], np.ones(8), weight=1.0, round=0)
+    s, keys, a, b = two_updates(np.ones(8))
     payload = bytes(b.payload)
     bad = payload[:33 * 3] + garble(payload[33 * 3 : 33 * 4]) + payload[33 * 4 :]
     with pytest.raises(MalformedCiphertextError, match="position 3"):
@@ -200,10 +204,7 @@ def test_garbled_points_are_malformed(garble):
 
 
 def test_a_swapped_valid_point_decrypts_to_nothing():
-    s = scheme()
-    keys = s.keygen(PARTIES[:2])
-    a = s.protect(keys.parties["p0"], np.ones(8), weight=1.0, round=0)
-    b = s.protect(keys.parties["p1"], np.ones(8), weight=1.0, round=0)
+    s, keys, a, b = two_updates(np.ones(8))
     payload = bytes(b.payload)
     swapped = payload[33:66] + payload[:33] + payload[66:]
     aggregate = s.combine(keys.aggregator, [a, dataclasses.replace(b, payload=swapped)], round=0)
@@ -213,14 +214,9 @@ def test_a_swapped_valid_point_decrypts_to_nothing():
 
 
 def test_an_out_of_range_value_is_the_typed_error_not_a_hang():
-    s = scheme()
-    keys = s.keygen(PARTIES[:2])
-    a = s.protect(keys.parties["p0"], np.full(4, 8.0), weight=1.0, round=0)
-    b = s.protect(keys.parties["p1"], np.full(4, 8.0), weight=1.0, round=0)
+    s, keys, a, b = two_updates(np.full(4, 8.0))
     # A misbehaving party encrypts a value beyond clip (its pad is right, its value is not).
     secret = keys.parties["p1"].unwrap("fe").secret
-    from crypto_backends.fe.scheme import _round_scalar
-
     huge = np.array([0, 0, 10**9, 0], dtype="<i8").tobytes()
     bad = dataclasses.replace(b, payload=kernels.encrypt(_round_scalar(secret, 0, 1.0), 0, huge))
     aggregate = s.combine(keys.aggregator, [a, bad], round=0)
