@@ -1,0 +1,149 @@
+"""``securefl bench``: the same update vectors through every scheme, side by side.
+
+Every scheme (and every requested baseline) sees the same standard-normal float64
+vectors, one per party, with weights 1..N, in the same process and run, so the
+ratios between rows are meaningful on a noisy machine even when the absolute
+numbers are not.  Columns:
+
+* ``encrypt_s``: median seconds for one party to protect one update, serialisation
+  to bytes included;
+* ``aggregate_s``: parsing every upload and combining all N into the aggregate's bytes;
+* ``decrypt_s``: from the aggregate's bytes to the fused vector, any function-key step included;
+* ``bytes_per_party``: size of one serialised upload;
+* ``max_abs_error``: against numpy's weighted mean of the raw vectors.
+
+``round_s = encrypt_s + aggregate_s + decrypt_s`` is a round's latency with parties
+working in parallel; ``work_s = N * encrypt_s + aggregate_s + decrypt_s`` is the
+total work, which is what ``x_numpy`` divides by numpy's own weighted mean.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from crypto_backends import Envelope, registry
+from crypto_backends.base import SchemeParams
+from crypto_backends.roundtrip import reveal_mean
+
+from . import baselines as baseline_registry
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    scheme: str
+    parties: int
+    params: int
+    encrypt_s: float
+    aggregate_s: float
+    decrypt_s: float
+    bytes_per_party: float
+    max_abs_error: float
+    keygen_s: float = 0.0
+    security_bits: int | None = None
+    round_s: float = 0.0
+    work_s: float = 0.0
+    x_numpy: float | None = None
+    error: str | None = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def bench_vectors(parties: int, params: int, seed: int = 0) -> tuple[list[np.ndarray], list[float]]:
+    """The bench's inputs: standard-normal float64 vectors (test data, not secrets) and weights 1..N."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(params) for _ in range(parties)], [float(i + 1) for i in range(parties)]
+
+
+def bench_scheme(
+    name: str,
+    vectors: Sequence[np.ndarray],
+    weights: Sequence[float],
+    *,
+    params: SchemeParams | None = None,
+    repeat: int = 1,
+) -> BenchResult:
+    """Measure one scheme on ``vectors`` (see the module docstring for the columns)."""
+    n, dim = len(vectors), int(vectors[0].size)
+    ids = [f"party-{i + 1}" for i in range(n)]
+    expected = np.average(np.stack(vectors), axis=0, weights=weights)
+    scheme = registry.create(name, params)
+    t0 = time.perf_counter()
+    keys = scheme.keygen(ids)
+    keygen_s = time.perf_counter() - t0
+    enc, agg, dec, sizes, errors = [], [], [], [], []
+    for rnd in range(repeat):
+        wire = []
+        for pid, vec, w in zip(ids, vectors, weights):
+            t0 = time.perf_counter()
+            wire.append(scheme.protect(keys.parties[pid], vec, weight=w, round=rnd).to_bytes())
+            enc.append(time.perf_counter() - t0)
+        sizes.extend(len(b) for b in wire)
+        t0 = time.perf_counter()
+        aggregate = scheme.combine(keys.aggregator, [Envelope.from_bytes(b) for b in wire], round=rnd).to_bytes()
+        agg.append(time.perf_counter() - t0)
+        del wire
+        t0 = time.perf_counter()
+        fused = reveal_mean(scheme, keys, Envelope.from_bytes(aggregate))
+        dec.append(time.perf_counter() - t0)
+        errors.append(float(np.max(np.abs(fused - expected))) if dim else 0.0)
+    return _result(name, n, dim, statistics.median(enc), statistics.median(agg), statistics.median(dec),
+                   statistics.mean(sizes), max(errors), keygen_s=keygen_s, security_bits=scheme.security_bits)
+
+
+def _result(name: str, n: int, dim: int, e: float, a: float, d: float, size: float, err: float, **kw) -> BenchResult:
+    return BenchResult(name, n, dim, e, a, d, size, err, round_s=e + a + d, work_s=n * e + a + d, **kw)
+
+
+def run(
+    schemes: Sequence[str],
+    *,
+    parties: int = 10,
+    params: int = 100_000,
+    repeat: int = 1,
+    scheme_params: Callable[[str], SchemeParams | None] = lambda name: None,
+    baselines: Sequence[str] = (),
+    seed: int = 0,
+    on_step: Callable[[str], None] = lambda label: None,
+) -> list[BenchResult]:
+    """Bench ``schemes`` and ``baselines`` on one set of vectors; a failing scheme becomes an error row."""
+    vectors, weights = bench_vectors(parties, params, seed)
+    results: list[BenchResult] = []
+    numpy_row = _baseline("numpy", vectors, weights, repeat)
+    for name in schemes:
+        on_step(name)
+        try:
+            results.append(bench_scheme(name, vectors, weights, params=scheme_params(name), repeat=repeat))
+        except Exception as exc:  # noqa: BLE001 - a report row, not a crash (see docstring)
+            results.append(BenchResult(name, parties, params, math.nan, math.nan, math.nan, math.nan, math.nan,
+                                       error=f"{type(exc).__name__}: {exc}"))
+    for name in baselines:
+        on_step(f"baseline {name}")
+        results.append(_baseline(name, vectors, weights, repeat))
+    results.append(numpy_row)
+    floor = numpy_row.aggregate_s
+    return [
+        r if r.error or r.scheme == numpy_row.scheme else _with_ratio(r, floor) for r in results
+    ]
+
+
+def _with_ratio(r: BenchResult, floor: float) -> BenchResult:
+    data = r.as_json()
+    data["x_numpy"] = r.work_s / floor if floor > 0 else None
+    return BenchResult(**data)
+
+
+def _baseline(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> BenchResult:
+    m: Mapping = baseline_registry.measure(name, vectors, weights, repeat)
+    n = len(vectors)
+    return _result(f"baseline:{name}", n, int(vectors[0].size), m["encrypt_s"], m["aggregate_s"],
+                   m["decrypt_s"], m["bytes_per_party"], m["max_abs_error"], note=m.get("note", ""),
+                   security_bits=m.get("security_bits"))

@@ -1,0 +1,192 @@
+"""The ``securefl`` command line.
+
+Every command exits non-zero with a one-paragraph message (no traceback) on a
+configuration or data error; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from crypto_backends import registry
+from crypto_backends.errors import SecureFLError
+
+from . import __version__
+from . import baselines as baseline_registry
+from . import config as config_mod
+from .errors import ConfigError
+
+EXIT_ERROR = 2
+console = Console(stderr=True, highlight=False)
+# wide enough for the bench table when writing to a file or a pipe
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _check_parent(path: str, flag: str) -> Path:
+    target = Path(path)
+    if not target.parent.exists():
+        raise ConfigError(f"{flag} {path!r}: directory {str(target.parent)!r} does not exist; create it first")
+    return target
+
+
+def _write_json(path: str | None, payload: dict) -> None:
+    if not path:
+        return
+    target = _check_parent(path, "--json")
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(target)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False, disable=not console.is_terminal)
+
+
+# --- run -------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from .simulation import Simulation
+
+    cfg = config_mod.load(args.config, args.set or [])
+    sim = Simulation(cfg)
+    console.print(f"[bold]securefl run[/]: {cfg.crypto.scheme} on {cfg.data.dataset}, "
+                  f"{cfg.federation.parties} parties, {cfg.federation.rounds} rounds, "
+                  f"{sim.evaluator.num_parameters} parameters ({sim.scheme.security_bits}-bit security)")
+    with _progress() as progress:
+        task = progress.add_task("rounds", total=cfg.federation.rounds)
+
+        def on_round(m) -> None:
+            progress.advance(task)
+            note = f"  dropped: {', '.join(m.dropped)}" if m.dropped else ""
+            console.print(Text(f"round {m.round + 1:>3}  {sim.evaluator.metric} {m.accuracy:.4f}  "
+                          f"{m.seconds:7.3f} s  {m.bytes_up / 1024:9.1f} KiB up/party{note}"))
+
+        result = sim.run(on_round)
+    out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
+    _write_json(args.json, result.as_json())
+    if args.plot:
+        from .plots import plot_rounds
+
+        _check_parent(args.plot, "--plot")
+        out.print(f"plot written to {plot_rounds([result], args.plot)}")
+    return 0
+
+
+# --- bench -----------------------------------------------------------------------
+def _fmt_s(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x * 1e3:.2f} ms" if x < 1 else f"{x:.2f} s"
+
+
+def _fmt_bytes(b: float) -> str:
+    if b is None or math.isnan(b):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if b < 1024 or unit == "GiB":
+            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
+        b /= 1024
+    return ""
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    cfg = config_mod.load(args.config, args.set or []) if args.config else config_mod.loads("", args.set or [])
+    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+    for name in schemes:
+        if name not in registry.available():
+            raise ConfigError(f"--schemes: unknown scheme {name!r}; available: {', '.join(registry.available())}")
+    wanted = [b.strip() for b in (args.baselines or "").split(",") if b.strip()]
+    for name in wanted:
+        if name not in baseline_registry.available():
+            raise ConfigError(f"--baselines: unknown baseline {name!r}; available: {', '.join(baseline_registry.available())}")
+    if args.parties < 1 or args.params < 1 or args.repeat < 1:
+        raise ConfigError("--parties, --params and --repeat must be positive integers")
+    with _progress() as progress:
+        task = progress.add_task("bench", total=len(schemes) + len(wanted) + 1)
+        step: Callable[[str], None] = lambda label: (progress.update(task, description=label), progress.advance(task))
+        results = bench.run(schemes, parties=args.parties, params=args.params, repeat=args.repeat,
+                            scheme_params=cfg.crypto.scheme_params, baselines=wanted, seed=args.seed, on_step=step)
+        progress.advance(task)
+    table = Table(title=f"securefl bench: {args.parties} parties x {args.params} parameters, weights 1..{args.parties}")
+    for col in ("scheme", "bits", "encrypt", "aggregate", "decrypt", "round", "bytes/party", "bytes/value",
+                "max |error|", "work / numpy"):
+        table.add_column(col, justify="left" if col == "scheme" else "right")
+    for r in results:
+        if r.error:
+            table.add_row(r.scheme, "", "[red]failed[/]", r.error[:80], "", "", "", "", "", "")
+            continue
+        table.add_row(r.scheme, str(r.security_bits or "-"), _fmt_s(r.encrypt_s), _fmt_s(r.aggregate_s),
+                      _fmt_s(r.decrypt_s), _fmt_s(r.round_s), _fmt_bytes(r.bytes_per_party),
+                      f"{r.bytes_per_party / r.params:.2f}", f"{r.max_abs_error:.2e}",
+                      f"{r.x_numpy:.2f}x" if r.x_numpy else "-")
+    out.print(table)
+    for r in results:
+        if r.note:
+            out.print(Text(f"  {r.scheme}: {r.note}"))
+    _write_json(args.json, {"results": [r.as_json() for r in results]})
+    return 1 if any(r.error for r in results) else 0
+
+
+# --- parser ----------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="securefl", description="Privacy-preserving secure aggregation for federated learning.")
+    parser.add_argument("--version", action="version", version=f"securefl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_set(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="override a config key (type-checked like the file); repeatable")
+        p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+
+    p = sub.add_parser("run", help="run a federation in one process", description="Run every round of the federation CONFIG describes, all roles in this process.")
+    p.add_argument("config", metavar="CONFIG", help="TOML configuration file, e.g. examples/configs/plain.toml")
+    with_set(p)
+    p.add_argument("--plot", metavar="PNG", help="also plot accuracy and upload size per round to PNG")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench", help="measure schemes side by side", description="Protect, combine and reveal the same standard-normal vectors with every scheme in one run.")
+    p.add_argument("--schemes", default=",".join(registry.available()), help="comma-separated schemes (default: all)")
+    p.add_argument("--parties", type=int, default=10)
+    p.add_argument("--params", type=int, default=100_000, help="values per update")
+    p.add_argument("--repeat", type=int, default=1, help="repetitions; medians are reported")
+    p.add_argument("--baselines", default="", help=f"comma-separated reference implementations ({', '.join(baseline_registry.available())})")
+    p.add_argument("--config", metavar="CONFIG", help="take [crypto.<scheme>] tables from this file")
+    p.add_argument("--seed", type=int, default=0, help="seed of the (non-secret) test vectors")
+    with_set(p)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except SecureFLError as exc:
+        if args.debug:
+            raise
+        console.print(Text(f"securefl {args.command}: error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

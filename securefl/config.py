@@ -1,0 +1,360 @@
+"""Configuration: TOML in, frozen and validated dataclasses out.
+
+Every rule about what a configuration may say lives in this module.  The loader
+is generic over dataclasses: a table's keys must be the dataclass's fields
+(anything else is an error listing what is allowed), values are type-checked
+against the field annotations, and each dataclass's ``__post_init__`` checks
+ranges.  Scheme tables ``[crypto.<scheme>]`` load into that scheme's own
+parameter dataclass the same way, so a new scheme needs no change here.
+
+``--set SECTION.KEY=VALUE`` overrides go through the same checks: the value is
+read as a TOML value (``2048``, ``0.5``, ``true``, ``"text"``, ``[1, 2]``), and a
+bare word is taken as a string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crypto_backends import registry
+from crypto_backends.base import SchemeParams
+from crypto_backends.envelope import PARTY_ID_RE
+from crypto_backends.errors import SecureFLError
+
+from .errors import ConfigError
+
+DATASETS = ("breast_cancer", "digits", "iris", "wine")
+PARTITIONS = ("iid", "dirichlet")
+MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp")
+PRIVACY_MODES = ("off",)
+TRANSPORTS = ("inproc",)
+
+
+def _require(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _one_of(value: str, allowed: Sequence[str], key: str) -> None:
+    _require(value in allowed, key, f"{value!r} is not allowed; use one of {', '.join(map(repr, allowed))}")
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """``[federation]``: who takes part and for how long."""
+
+    parties: int = 5
+    rounds: int = 10
+    quorum: int = 0
+    """Fewest parties whose updates a round needs; 0 means every party."""
+    seed: int = 0
+    round_timeout: float = 600.0
+    """Seconds the aggregator waits for updates before dropping the missing parties."""
+    party_ids: tuple[str, ...] = ()
+    """Explicit party names; empty means ``party-1`` ... ``party-N``."""
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.parties <= 1000, "federation.parties", "must be between 1 and 1000")
+        _require(1 <= self.rounds <= 100_000, "federation.rounds", "must be between 1 and 100000")
+        _require(0 <= self.quorum <= self.parties, "federation.quorum",
+                 f"must be between 1 and federation.parties ({self.parties}), or 0 for all parties")
+        _require(self.seed >= 0, "federation.seed", "must be a non-negative integer")
+        _require(0 < self.round_timeout <= 86_400, "federation.round_timeout", "must be in (0, 86400] seconds")
+        if self.party_ids:
+            _require(len(self.party_ids) == self.parties, "federation.party_ids",
+                     f"names {len(self.party_ids)} parties but federation.parties is {self.parties}")
+            _require(len(set(self.party_ids)) == len(self.party_ids), "federation.party_ids", "names a party twice")
+            for pid in self.party_ids:
+                _require(bool(PARTY_ID_RE.fullmatch(pid)), "federation.party_ids",
+                         f"{pid!r} is not a valid id (1-64 letters, digits, '.', '_', '-')")
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return self.party_ids or tuple(f"party-{i + 1}" for i in range(self.parties))
+
+    @property
+    def min_parties(self) -> int:
+        return self.quorum or self.parties
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``[data]``: the data set and how it is split across parties."""
+
+    dataset: str = "breast_cancer"
+    """A bundled scikit-learn set (breast_cancer, digits, iris, wine) or ``csv:PATH``."""
+    label_column: str = "label"
+    partition: str = "iid"
+    alpha: float = 0.5
+    """Dirichlet concentration for ``partition = "dirichlet"`` (smaller = more label skew)."""
+    test_fraction: float = 0.25
+    standardize: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dataset.startswith("csv:"):
+            _require(len(self.dataset) > 4, "data.dataset", "write csv:PATH with the path of a CSV file")
+        else:
+            _one_of(self.dataset, DATASETS, "data.dataset")
+        _one_of(self.partition, PARTITIONS, "data.partition")
+        _require(self.alpha > 0, "data.alpha", "must be positive")
+        _require(0 < self.test_fraction < 1, "data.test_fraction", "must be strictly between 0 and 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: the scikit-learn model every party trains locally."""
+
+    kind: str = "logistic"
+    local_epochs: int = 1
+    learning_rate: float = 0.01
+    alpha: float = 0.0001
+    """L2 regularisation strength."""
+    hidden_layers: tuple[int, ...] = (32,)
+    """Hidden layer sizes (``mlp`` only)."""
+    batch_size: int = 32
+    """Mini-batch size (``mlp`` only)."""
+
+    def __post_init__(self) -> None:
+        _one_of(self.kind, MODEL_KINDS, "model.kind")
+        _require(1 <= self.local_epochs <= 1000, "model.local_epochs", "must be between 1 and 1000")
+        _require(0 < self.learning_rate <= 10, "model.learning_rate", "must be in (0, 10]")
+        _require(self.alpha >= 0, "model.alpha", "must be non-negative")
+        _require(len(self.hidden_layers) >= 1 and all(1 <= h <= 100_000 for h in self.hidden_layers),
+                 "model.hidden_layers", "must be a non-empty list of positive layer sizes")
+        _require(self.batch_size >= 1, "model.batch_size", "must be positive")
+
+
+@dataclass(frozen=True)
+class CryptoConfig:
+    """``[crypto]``: ``scheme`` picks the protection; ``[crypto.<scheme>]`` tables tune each scheme."""
+
+    scheme: str = "plain"
+    params: Mapping[str, SchemeParams] = field(default_factory=dict)
+
+    def scheme_params(self, name: str | None = None) -> SchemeParams:
+        """Parameters for ``name`` (default: the selected scheme): its table, else its defaults."""
+        name = name or self.scheme
+        return self.params.get(name) or registry.params_type(name)()
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """``[privacy]``: differential privacy around the scheme (reserved; ``off`` for now)."""
+
+    mode: str = "off"
+
+    def __post_init__(self) -> None:
+        _one_of(self.mode, PRIVACY_MODES, "privacy.mode")
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """``[transport]``: how the roles talk (``inproc``: one process)."""
+
+    kind: str = "inproc"
+
+    def __post_init__(self) -> None:
+        _one_of(self.kind, TRANSPORTS, "transport.kind")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run's configuration."""
+
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    crypto: CryptoConfig = field(default_factory=CryptoConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    source: str = "<defaults>"
+
+
+SECTIONS: dict[str, type] = {
+    "federation": FederationConfig,
+    "data": DataConfig,
+    "model": ModelConfig,
+    "crypto": CryptoConfig,
+    "privacy": PrivacyConfig,
+    "transport": TransportConfig,
+}
+
+
+# --- loading -------------------------------------------------------------------
+def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read a TOML file, apply ``--set`` overrides, validate, return a frozen :class:`Config`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a TOML file "
+                          "such as examples/configs/plain.toml") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    return loads(text, overrides, source=str(path))
+
+
+def loads(text: str, overrides: Sequence[str] = (), *, source: str = "<string>") -> Config:
+    """Like :func:`load`, from TOML text."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    for item in overrides:
+        apply_override(raw, item)
+    return from_mapping(raw, source=source)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``SECTION.KEY=VALUE`` into a key path and a typed value."""
+    key, sep, value = item.partition("=")
+    path = [p.strip() for p in key.strip().split(".")]
+    if not sep or len(path) < 2 or not all(path):
+        raise ConfigError(f"--set {item!r}: write SECTION.KEY=VALUE, for example --set federation.rounds=5")
+    value = value.strip()
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare word: a string
+    return path, parsed
+
+
+def apply_override(raw: dict, item: str) -> None:
+    path, value = parse_override(item)
+    node = raw
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
+    node[path[-1]] = value
+
+
+def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>") -> Config:
+    """Validate a parsed TOML document into a :class:`Config`."""
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown section [{sorted(unknown)[0]}] in {source}; "
+                          f"allowed sections: {', '.join(f'[{s}]' for s in SECTIONS)}")
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: must be a table ([{name}]), got a {type(table).__name__}")
+        sections[name] = _crypto(table) if cls is CryptoConfig else build(cls, table, name)
+    return Config(**sections, source=source)
+
+
+def _crypto(table: Mapping[str, Any]) -> CryptoConfig:
+    scheme = table.get("scheme", "plain")
+    _require(isinstance(scheme, str), "crypto.scheme", "must be a string naming a scheme")
+    available = registry.available()
+    _require(scheme in available, "crypto.scheme", f"{scheme!r} is not a registered scheme; use one of {', '.join(available)}")
+    params: dict[str, SchemeParams] = {}
+    for key, value in table.items():
+        if key == "scheme":
+            continue
+        _require(key in available and isinstance(value, dict), f"crypto.{key}",
+                 f"unknown key; [crypto] holds 'scheme' and one table per scheme ({', '.join(available)})")
+        params[key] = scheme_params_from_table(key, value)
+    return CryptoConfig(scheme=scheme, params=params)
+
+
+def scheme_params_from_table(name: str, table: Mapping[str, Any]) -> SchemeParams:
+    """Build scheme ``name``'s parameters from a ``[crypto.<name>]`` table (``preset`` + fields)."""
+    ptype = registry.params_type(name)
+    table = dict(table)
+    prefix = f"crypto.{name}"
+    base: SchemeParams | None = None
+    if "preset" in table:
+        preset = table.pop("preset")
+        presets = ptype.presets()
+        _require(preset in presets, f"{prefix}.preset", f"{preset!r} is unknown; use one of {', '.join(sorted(presets))}")
+        base = presets[preset]
+    defaults = dataclasses.asdict(base) if base is not None else {}
+    params = build(ptype, {**{k: v for k, v in defaults.items()}, **table}, prefix, extra_allowed=("preset",))
+    try:
+        params.validate()
+        bits = params.security_bits()
+    except SecureFLError as exc:
+        raise ConfigError(f"{prefix}: {exc}") from None
+    _require(bits >= 112 or params.allow_insecure, prefix,
+             f"these parameters give about {bits}-bit security, below the 112-bit minimum; remove the "
+             f"overrides to get the 128-bit defaults ({ptype.presets()['default'].as_dict()})")
+    return params
+
+
+def build(cls: type, table: Mapping[str, Any], prefix: str, extra_allowed: Sequence[str] = ()) -> Any:
+    """Type-check ``table`` against dataclass ``cls`` and construct it."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "source"]
+    for key in table:
+        if key not in names:
+            allowed = ", ".join([*names, *extra_allowed])
+            raise ConfigError(f"{prefix}.{key}: unknown key; [{prefix}] allows: {allowed}")
+    kwargs = {key: _check_type(f"{prefix}.{key}", value, hints[key]) for key, value in table.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except SecureFLError as exc:
+        raise ConfigError(f"{prefix}: {exc}") from None
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            try:
+                return _check_type(key, value, arg)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} has the wrong type; expected {_type_name(hint)}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list of {_type_name(args[0])}, got {value!r}")
+        return tuple(_check_type(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is bool or hint is str:
+        if isinstance(value, hint):
+            return value
+    elif hint is type(None):
+        pass
+    else:
+        raise ConfigError(f"{key}: cannot be set from a config file")
+    raise ConfigError(f"{key}: {value!r} has the wrong type; expected {_type_name(hint)}")
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        hint, getattr(hint, "__name__", str(hint)))
+
+
+def reference_fields() -> list[tuple[str, str, Any, str]]:
+    """Every configurable key as (key, type, default, doc), for the README reference."""
+    rows: list[tuple[str, str, Any, str]] = []
+    for section, cls in SECTIONS.items():
+        if cls is CryptoConfig:
+            rows.append(("crypto.scheme", "a string", "plain", f"one of {', '.join(registry.available())}"))
+            for name in registry.available():
+                ptype = registry.params_type(name)
+                for f in dataclasses.fields(ptype):
+                    rows.append((f"crypto.{name}.{f.name}", _type_name(typing.get_type_hints(ptype)[f.name]), f.default, ""))
+            continue
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            rows.append((f"{section}.{f.name}", _type_name(typing.get_type_hints(cls)[f.name]), default, ""))
+    return rows

@@ -1,0 +1,155 @@
+"""All three roles in one process: the embedded default and the reference for every deployment.
+
+The round engine passes the same bytes between roles as a networked deployment
+would, so upload sizes are real and every message is parsed and checked.
+Parties run concurrently on a thread pool; a party that raises, or does not
+answer within ``federation.round_timeout``, is dropped for that round, and the
+round goes on if the quorum holds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crypto_backends import registry
+from crypto_backends.base import Scheme
+
+from .aggregator import Aggregator
+from .authority import Authority
+from .config import Config
+from .data import FederatedData, load_federated
+from .messages import GlobalModel
+from .models import ModelAdapter, make_adapter
+from .party import Party
+
+log = logging.getLogger("securefl.simulation")
+
+
+@dataclass(frozen=True)
+class RoundMetrics:
+    round: int
+    accuracy: float
+    seconds: float
+    bytes_up: float
+    """Mean bytes uploaded per answering party."""
+    parties: tuple[str, ...]
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {"round": self.round, "accuracy": self.accuracy, "seconds": self.seconds, "bytes_up": self.bytes_up,
+                "parties": list(self.parties), "dropped": dict(self.dropped)}
+
+
+@dataclass
+class RunResult:
+    scheme: str
+    dataset: str
+    parties: int
+    metric: str
+    rounds: list[RoundMetrics]
+    final_parameters: np.ndarray
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.rounds[-1].accuracy if self.rounds else float("nan")
+
+    def as_json(self) -> dict:
+        return {"scheme": self.scheme, "dataset": self.dataset, "parties": self.parties, "metric": self.metric,
+                "rounds": [r.as_json() for r in self.rounds], "final_accuracy": self.final_accuracy}
+
+
+class Simulation:
+    """A federation in one process, built from a :class:`~securefl.config.Config`."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        fed = cfg.federation
+        self.scheme: Scheme = registry.create(cfg.crypto.scheme, cfg.crypto.scheme_params())
+        self.data: FederatedData = load_federated(cfg.data, fed.ids, fed.seed)
+        self.evaluator: ModelAdapter = self._adapter()
+        self.authority = Authority(self.scheme, fed.ids)
+        self.parties: dict[str, Party] = {
+            pid: Party(pid, shard, self._adapter(), self.scheme, self.authority.party_key(pid))
+            for pid, shard in self.data.shards.items()
+        }
+        self.aggregator = Aggregator(
+            self.scheme, self.authority.aggregator_key(), num_parameters=self.evaluator.num_parameters,
+            quorum=fed.min_parties,
+            function_keys=self.authority.function_key if self.scheme.needs_function_key else None,
+        )
+
+        self._busy: dict[str, cf.Future] = {}
+
+    def _adapter(self) -> ModelAdapter:
+        return make_adapter(self.cfg.model, self.data.n_features, self.data.classes, self.cfg.federation.seed)
+
+    def _collect(self, pool: cf.ThreadPoolExecutor, round: int, model: bytes) -> tuple[dict[str, bytes], dict[str, str]]:
+        uploads: dict[str, bytes] = {}
+        dropped: dict[str, str] = {}
+        futures: dict[cf.Future, str] = {}
+        for pid, party in self.parties.items():
+            if pid in self._busy and not self._busy[pid].done():
+                # a thread cannot be killed; a party still working on an old round sits this one out
+                dropped[pid] = "still busy with an earlier round"
+                continue
+            fut = pool.submit(party.handle_round, round, model)
+            self._busy[pid] = fut
+            futures[fut] = pid
+        done, late = cf.wait(futures, timeout=self.cfg.federation.round_timeout)
+        for fut in done:
+            pid = futures[fut]
+            try:
+                uploads[pid] = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a failing party is dropped, not fatal
+                dropped[pid] = f"{type(exc).__name__}: {exc}"
+                log.warning("round %d: party %s failed: %s", round, pid, dropped[pid])
+        for fut in late:
+            dropped[futures[fut]] = f"no answer within {self.cfg.federation.round_timeout} s"
+        return uploads, dropped
+
+    def published_parameters(self, model: GlobalModel) -> np.ndarray:
+        """The model as it would be released: opened by a key holder, with the scheme's publication step."""
+        if not model.is_sealed:
+            return model.vector  # type: ignore[return-value]
+        holder = self.parties[sorted(self.parties)[0]]
+        return holder.open_model(model, publish=True)
+
+    def run(self, on_round: Callable[[RoundMetrics], None] = lambda m: None) -> RunResult:
+        fed = self.cfg.federation
+        model = GlobalModel.open(self.evaluator.initial_parameters())
+        history: list[RoundMetrics] = []
+        params = model.vector
+        self._busy = {}
+        pool = cf.ThreadPoolExecutor(max_workers=len(self.parties), thread_name_prefix="party")
+        try:
+            for rnd in range(fed.rounds):
+                t0 = time.perf_counter()
+                uploads, dropped = self._collect(pool, rnd, model.to_bytes())
+                outcome = self.aggregator.fuse(rnd, uploads)
+                model = outcome.model
+                seconds = time.perf_counter() - t0
+                params = self.published_parameters(model)
+                dropped.update(outcome.rejected)
+                sizes = [len(uploads[p]) for p in outcome.contributors]
+                metrics = RoundMetrics(
+                    rnd, self.evaluator.evaluate(params, self.data.X_test, self.data.y_test), seconds,
+                    float(np.mean(sizes)), outcome.contributors, dropped,
+                )
+                history.append(metrics)
+                on_round(metrics)
+        finally:
+            # do not wait for a party that never answered: the run is over without it
+            pool.shutdown(wait=False, cancel_futures=True)
+        return RunResult(self.scheme.name, self.data.name, len(self.parties), self.evaluator.metric, history,
+                         np.asarray(params))
+
+
+def run(cfg: Config, on_round: Callable[[RoundMetrics], None] = lambda m: None) -> RunResult:
+    """Build a :class:`Simulation` from ``cfg`` and run every round."""
+    return Simulation(cfg).run(on_round)
