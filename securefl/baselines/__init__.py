@@ -15,6 +15,8 @@ import numpy as np
 
 BASELINES: dict[str, str] = {
     "numpy": "securefl.baselines.numpy_mean",
+    "phe_per_value": "securefl.baselines.phe_per_value",
+    "pymife_damgard": "securefl.baselines.pymife_damgard",
 }
 
 
