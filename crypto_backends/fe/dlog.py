@@ -22,6 +22,7 @@ a false match about ``2**-100`` likely per lookup.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
@@ -40,6 +41,14 @@ _LANES = 1024
 MAX_GIANT_STEPS = 1 << 12
 _PROBE = 16
 _build_lock = threading.Lock()
+
+
+def _renew_lock() -> None:
+    global _build_lock
+    _build_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_lock)
 
 
 class DlogTable:

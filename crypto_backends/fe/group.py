@@ -15,6 +15,7 @@ every round and every party uses the same ones.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Sequence
 
@@ -29,6 +30,11 @@ _BLOCK = 4096
 
 _blocks: dict[int, list[PublicKey]] = {}
 _blocks_lock = threading.Lock()
+
+
+def _renew_locks() -> None:
+    global _blocks_lock, _small_lock
+    _blocks_lock, _small_lock = threading.Lock(), threading.Lock()
 
 
 def scalar_bytes(k: int) -> bytes:
@@ -106,6 +112,9 @@ def _build_small() -> None:
     with _small_lock:
         if not _small:
             _small.extend([lo, hi])
+
+
+os.register_at_fork(after_in_child=_renew_locks)
 
 
 def _hash_to_curve(index: int) -> PublicKey:

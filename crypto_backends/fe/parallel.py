@@ -1,9 +1,12 @@
 """Run a kernel over coordinate chunks, in worker processes when that pays.
 
 coincurve holds the GIL, so threads do not help; processes do.  Jobs carry only
-``bytes`` and ``int`` (see :mod:`.kernels`), never key objects.  The pool is
-started lazily with the ``forkserver`` method (safe in a process that already runs
-threads), kept for the life of the process, and shut down at exit.
+``bytes`` and ``int`` (see :mod:`.kernels`), never key objects.  The calling
+process works on the first chunk itself while ``workers - 1`` pool processes take
+the others.  The pool is started lazily with ``fork`` (children inherit the warm
+caches of base points and tables, and no ``__main__`` is re-imported), kept for
+the life of the process, and shut down at exit; the module's locks are renewed in
+a forked child so that a lock held by another thread at fork time cannot hang it.
 """
 
 from __future__ import annotations
@@ -37,19 +40,34 @@ def spans(length: int, workers: int) -> list[tuple[int, int]]:
 
 
 def run(kernel: Callable[..., bytes], jobs: Sequence[tuple[Any, ...]], workers: int) -> list[bytes]:
-    """``[kernel(*job) for job in jobs]``, spread over ``workers`` processes if more than one job."""
+    """``[kernel(*job) for job in jobs]``; all but the first job go to pool processes."""
     if len(jobs) <= 1 or workers <= 1:
         return [kernel(*job) for job in jobs]
-    return list(_pool(workers).map(kernel, *zip(*jobs)))
+    pool = _pool(workers - 1)
+    futures = [pool.submit(kernel, *job) for job in jobs[1:]]
+    try:
+        first = kernel(*jobs[0])
+    finally:
+        rest = [f.result() for f in futures]
+    return [first, *rest]
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
+def _pool(size: int) -> ProcessPoolExecutor:
     with _lock:
-        pool = _pools.get(workers)
+        pool = _pools.get(size)
         if pool is None:
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
-            _pools[workers] = pool
+            pool = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("fork"))
+            _pools[size] = pool
         return pool
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _pools.clear()  # the parent's pools are not ours to use
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register
