@@ -8,6 +8,7 @@ them in worker processes without pickling any key object.  Coordinates
 from __future__ import annotations
 
 import numpy as np
+
 from ..errors import MalformedCiphertextError
 from . import group
 

@@ -12,6 +12,7 @@ a forked child so that a lock held by another thread at fork time cannot hang it
 from __future__ import annotations
 
 import atexit
+import itertools
 import multiprocessing
 import os
 import threading
@@ -36,7 +37,7 @@ def spans(length: int, workers: int) -> list[tuple[int, int]]:
     if workers <= 1 or length < MIN_PARALLEL:
         return [(0, length)]
     bounds = [length * i // workers for i in range(workers + 1)]
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def run(kernel: Callable[..., bytes], jobs: Sequence[tuple[Any, ...]], workers: int) -> list[bytes]:

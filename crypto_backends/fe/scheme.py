@@ -84,7 +84,6 @@ from ..errors import (
     KeyRoleError,
     LengthMismatchError,
     MalformedCiphertextError,
-    PolicyError,
     RoundMismatchError,
 )
 from ..keys import AuthorityKey, FunctionKey, require_role
@@ -153,7 +152,7 @@ class FEParams(SchemeParams):
 class _PartyMaterial:
     """A party's PRF key, and the rounds it has encrypted (one update per round)."""
 
-    __slots__ = ("secret", "_used", "_lock")
+    __slots__ = ("_lock", "_used", "secret")
 
     def __init__(self, secret: bytes) -> None:
         self.secret = secret
@@ -173,7 +172,7 @@ class _PartyMaterial:
 class _AuthorityMaterial:
     """The master secret, the federation's party ids, and the policy's per-round record."""
 
-    __slots__ = ("master", "parties", "ledger")
+    __slots__ = ("ledger", "master", "parties")
 
     def __init__(self, master: bytes, parties: Sequence[str], ledger: policy.Ledger) -> None:
         self.master = master
@@ -434,4 +433,4 @@ def _load_authority(data: bytes) -> _AuthorityMaterial:
     return _AuthorityMaterial(master, parties, policy.Ledger(entries))
 
 
-__all__ = ["FEParams", "FEScheme", "PolicyError"]
+__all__ = ["FEParams", "FEScheme"]

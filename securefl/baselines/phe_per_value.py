@@ -25,7 +25,7 @@ def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int
     public, private = paillier.generate_paillier_keypair(n_length=2048)
     enc, cts = [], []
     for vec, w in zip(vectors, weights):
-        ints = [int(round(float(np.clip(v, -8, 8)) * w * SCALE)) for v in vec[:sample]]
+        ints = [round(float(np.clip(v, -8, 8)) * w * SCALE) for v in vec[:sample]]
         t0 = time.perf_counter()
         row = [public.encrypt(i) for i in ints]
         enc.append((time.perf_counter() - t0) / sample)

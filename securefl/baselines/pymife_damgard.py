@@ -29,8 +29,8 @@ SCALE = MAX_INT / 8.0
 def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict:
     dim, n = int(vectors[0].size), len(vectors)
     block = min(BLOCK, dim)
-    ints = [[int(round(float(np.clip(v, -8, 8)) * SCALE)) for v in vec[:block]] for vec in vectors]
-    y_int = [int(round(w)) for w in weights]  # MIFE needs integer weights
+    ints = [[round(float(np.clip(v, -8, 8)) * SCALE) for v in vec[:block]] for vec in vectors]
+    y_int = [round(w) for w in weights]  # MIFE needs integer weights
     master = FeDamgardMulti.generate(n, block, F=Curve25519())
     enc, cts = [], []
     for i in range(n):

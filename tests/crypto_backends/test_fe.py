@@ -53,9 +53,10 @@ def aggregate_weights(aggregate: Envelope) -> dict[str, float]:
 def test_too_few_parties_is_refused_and_logged(caplog):
     s = strict()
     keys = s.keygen(PARTIES)
-    with caplog.at_level(logging.WARNING, logger="crypto_backends.fe.policy"):
-        with pytest.raises(PolicyError, match="non-zero weight"):
-            s.function_key(keys.authority, round=0, weights={"p0": 1.0, "p1": 1.0, "p2": 0.0})
+    with caplog.at_level(logging.WARNING, logger="crypto_backends.fe.policy"), pytest.raises(
+        PolicyError, match="non-zero weight"
+    ):
+        s.function_key(keys.authority, round=0, weights={"p0": 1.0, "p1": 1.0, "p2": 0.0})
     assert "refused" in caplog.text and "round 0" in caplog.text
 
 
@@ -320,7 +321,7 @@ def test_function_keys_round_trip_through_bytes():
 
 
 @pytest.mark.parametrize(
-    "bad", [dict(min_parties=1), dict(max_share=0.0), dict(bits=30), dict(dlog_table_bits=40), dict(workers=-1)]
+    "bad", [{"min_parties": 1}, {"max_share": 0.0}, {"bits": 30}, {"dlog_table_bits": 40}, {"workers": -1}]
 )
 def test_bad_parameters_are_refused(bad):
     with pytest.raises(InvalidParameterError):
