@@ -78,6 +78,8 @@ def check(weights: Mapping[str, float], *, round: int, min_parties: int, max_sha
             f"the weight vector has {len(nonzero)} non-zero weight(s), the policy needs at least "
             f"{min_parties}: wait for more parties to answer or lower min_parties",
         )
+    if not nonzero:
+        refuse(round, "the weight vector has no non-zero weight")
     total = math.fsum(nonzero.values())
     party, largest = max(nonzero.items(), key=lambda item: item[1])
     if largest / total > max_share + 1e-12:

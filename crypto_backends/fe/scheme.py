@@ -50,6 +50,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import numbers
 import struct
 import threading
 from collections.abc import Mapping, Sequence
@@ -73,7 +74,7 @@ from ..base import (
     check_weight,
 )
 from ..encoding import FixedPoint
-from ..envelope import check_party_id
+from ..envelope import MAX_ROUND, check_party_id
 from ..errors import (
     CryptoError,
     DecodingOverflowError,
@@ -184,6 +185,12 @@ def _party_secret(master: bytes, key_id: bytes, party: str) -> bytes:
     return hmac.digest(master, b"securefl/fe/v1/party\x00" + key_id + party.encode(), "sha256")
 
 
+def _check_round(round: object) -> int:
+    if isinstance(round, bool) or not isinstance(round, numbers.Integral) or not 0 <= round <= MAX_ROUND:
+        raise InvalidInputError(f"round must be an integer in [0, {MAX_ROUND}], got {round!r}")
+    return int(round)
+
+
 def _round_scalar(secret: bytes, round: int, weight: float) -> int:
     label = b"securefl/fe/v1/round\x00" + struct.pack(">Qd", round, weight)
     # 512 bits reduced mod q: statistically uniform (distance < 2**-256).
@@ -268,12 +275,11 @@ class FEScheme(Scheme):
         """
         require_role(key, AuthorityKey, action="derive function keys")
         material: _AuthorityMaterial = key.unwrap(self.name)
-        if isinstance(round, bool) or not isinstance(round, int) or round < 0:
-            raise InvalidInputError(f"round must be a non-negative integer, got {round!r}")
+        round = _check_round(round)
         for party, w in weights.items():
             if party not in material.parties:
                 policy.refuse(round, f"party {party!r} is not a member of this federation")
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) or w < 0:
                 policy.refuse(round, f"weight {w!r} of party {party!r} is not a finite number >= 0")
         p: FEParams = self.params  # type: ignore[assignment]
         policy.check(weights, round=round, min_parties=p.min_parties, max_share=float(p.max_share))
@@ -293,8 +299,9 @@ class FEScheme(Scheme):
         w = check_weight(weight)
         ints = self._encode(x, w)
         fingerprint = hashlib.sha256(struct.pack(">d", w) + ints.tobytes()).digest()
-        material.claim(int(round), fingerprint)
-        k = _round_scalar(material.secret, int(round), w)
+        round = _check_round(round)
+        material.claim(round, fingerprint)
+        k = _round_scalar(material.secret, round, w)
         raw = ints.astype("<i8").tobytes()
         jobs = [(k, a, raw[8 * a : 8 * b]) for a, b in parallel.spans(x.size, self._workers)]
         payload = b"".join(parallel.run(kernels.encrypt, jobs, self._workers))

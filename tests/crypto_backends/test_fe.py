@@ -11,6 +11,7 @@ import pytest
 from crypto_backends import SECRET_ACCESS, Envelope, FunctionKey
 from crypto_backends.errors import (
     DecodingOverflowError,
+    InvalidInputError,
     InvalidParameterError,
     KeyMismatchError,
     KeyReuseError,
@@ -348,3 +349,13 @@ def test_worker_processes_give_the_same_ciphertexts():
     fkey = one.function_key(keys.authority, round=0, weights=aggregate_weights(aggregate))
     fused = two.reveal(keys.aggregator, aggregate, function_key=fkey) / 3.0
     assert np.max(np.abs(fused - vec / 3.0)) <= one.tolerance([2.0, 1.0])
+
+
+def test_rounds_must_be_valid_integers():
+    s = scheme()
+    keys = s.keygen(PARTIES[:2])
+    for bad in (-1, 2**31, 1.5, True):
+        with pytest.raises(InvalidInputError):
+            s.protect(keys.parties["p0"], np.zeros(2), weight=1.0, round=bad)
+        with pytest.raises(InvalidInputError):
+            s.function_key(keys.authority, round=bad, weights={"p0": 1.0, "p1": 1.0})
