@@ -39,9 +39,12 @@ only for the weight vector the parties declared; any other vector decrypts to
 noise, reported as :class:`DecodingOverflowError`.  A zero (or absent) weight
 leaves a party out, which is how dropouts are handled.
 
-Costs (secp256k1 via coincurve, one core here): encrypt one value ~39 us (one
-variable-base and one fixed-base multiplication); combine ~4 us per point (parse
-and add); reveal ~27 us per coordinate plus a table lookup.  Work on long vectors
+Costs (secp256k1 via coincurve, one core of this 2-core machine when quiet):
+encrypt one value ~19 us (a constant-time variable-base multiplication, ~15 us,
+plus adding ``v * G`` from a small table); combine ~4 us per point (parsing a
+compressed point dominates); reveal ~27 us per coordinate plus a vectorised table
+lookup.  pymife's curve25519 Damgard MIFE spends ~1.2 ms per value, phe ~8-15 ms
+at 2048 bits (``securefl bench --baselines pymife_damgard,phe_per_value``).  Work on long vectors
 is spread over ``workers`` processes.
 """
 
@@ -102,7 +105,7 @@ class FEParams(SchemeParams):
     ``clip``/``bits``: each value is clipped to ``[-clip, clip]`` and quantised with
     ``2**(bits-1) - 1`` steps per side, after multiplication by the party's weight.
     ``dlog_table_bits``: the baby-step table has ``2**dlog_table_bits`` entries (built
-    once per process; 20 takes ~2 s and 40 MB); sums within +-that size cost one
+    once per process; 20 takes ~2 s and 25 MB); sums within +-that size cost one
     lookup.  ``min_parties``/``max_share``: the authority's inference-prevention
     policy.  ``workers``: processes for long vectors (0 = one per CPU, 1 = none).
     The group is fixed (secp256k1, ~128-bit security), so no parameter lowers it.
