@@ -33,6 +33,12 @@ argued in SECURITY.md ("Scheme: fe"):
    use every pad once instead (a fresh round key per round, and the party key
    refuses to encrypt a second, different update in one round).
 
+Payloads (inside the envelope, whose header carries scheme, key set, round,
+parties, weights and length): ``length`` compressed SEC 1 points of 33 bytes each,
+nothing else; the all-zero string stands for the identity (possible in an
+aggregate, negligible in an update).  Every point is parsed and checked to lie on
+the curve before use; a bad one is :class:`MalformedCiphertextError`.
+
 Weights are the parties' own (sample counts, say): party i multiplies by ``w_i``
 before rounding, and ``w_i`` is bound into its round key, so a function key works
 only for the weight vector the parties declared; any other vector decrypts to
