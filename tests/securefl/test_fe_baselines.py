@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
 from securefl import baselines
 
 COLUMNS = {"encrypt_s", "aggregate_s", "decrypt_s", "bytes_per_party", "max_abs_error", "note"}
@@ -20,11 +18,3 @@ def test_pymife_damgard_baseline_reports_extrapolated_columns():
     row = baselines.measure("pymife_damgard", vectors, weights, repeat=1)
     assert COLUMNS <= set(row) and "extrapolated" in row["note"]
     assert row["encrypt_s"] > 0 and row["max_abs_error"] < 1e-3
-
-
-@pytest.mark.slow
-def test_phe_per_value_baseline_reports_extrapolated_columns():
-    vectors, weights = _inputs()
-    row = baselines.measure("phe_per_value", vectors, weights, repeat=1)
-    assert COLUMNS <= set(row) and row["bytes_per_party"] == 512 * 40
-    assert row["max_abs_error"] < 1e-3
