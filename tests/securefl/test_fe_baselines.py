@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from securefl import baselines
 
 COLUMNS = {"encrypt_s", "aggregate_s", "decrypt_s", "bytes_per_party", "max_abs_error", "note"}
