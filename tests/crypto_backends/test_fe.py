@@ -7,6 +7,8 @@ import logging
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crypto_backends import SECRET_ACCESS, Envelope, FunctionKey
 from crypto_backends.errors import (
@@ -359,3 +361,21 @@ def test_rounds_must_be_valid_integers():
             s.protect(keys.parties["p0"], np.zeros(2), weight=1.0, round=bad)
         with pytest.raises(InvalidInputError):
             s.function_key(keys.authority, round=bad, weights={"p0": 1.0, "p1": 1.0})
+
+
+@given(
+    data=st.lists(
+        st.lists(st.floats(-8, 8, allow_nan=False), min_size=3, max_size=3), min_size=2, max_size=4
+    ),
+    weights=st.lists(st.floats(0.01, 1000), min_size=4, max_size=4),
+)
+@settings(max_examples=25, deadline=None)
+def test_any_inputs_within_clip_fuse_within_the_declared_tolerance(data, weights):
+    s = scheme()
+    ids = PARTIES[: len(data)]
+    keys = s.keygen(ids)
+    vecs = {p: np.array(v) for p, v in zip(ids, data)}
+    w = dict(zip(ids, weights))
+    fused = secure_weighted_mean(s, keys, vecs, w)
+    expected = np.average(np.stack(list(vecs.values())), axis=0, weights=[w[p] for p in ids])
+    assert np.max(np.abs(fused - expected)) <= s.tolerance([w[p] for p in ids])
