@@ -86,6 +86,8 @@ class DlogTable:
         probe = min(_PROBE, len(encoded))
         out[:probe] = self._solve(encoded[:probe], bound)
         out[probe:] = self._solve(encoded[probe:], bound)
+        if out.size and int(np.abs(out).max()) > bound:  # found by the table, but beyond the bound
+            raise _outside(bound)
         return out
 
     def _solve(self, encoded: Sequence[bytes], bound: int) -> np.ndarray:
@@ -114,11 +116,7 @@ class DlogTable:
                         walkers[i] = p
             if not pos:
                 return values
-        raise DecodingOverflowError(
-            f"a decrypted value lies outside +-{bound}: the ciphertexts and the function key do not "
-            "belong together (another round, other weights, another key set, altered bytes) or the "
-            "sum overflowed its bound"
-        )
+        raise _outside(bound)
 
     def _lookup(self, encoded: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """(found mask, signed values) for points given as 33-byte encodings."""
@@ -143,6 +141,14 @@ class DlogTable:
         found |= identity
         signed[identity] = 0
         return found, signed
+
+
+def _outside(bound: int) -> DecodingOverflowError:
+    return DecodingOverflowError(
+        f"a decrypted value lies outside +-{bound}: the ciphertexts and the function key do not "
+        "belong together (another round, other weights, another key set, altered bytes), or a "
+        "party encrypted a value beyond clip"
+    )
 
 
 @lru_cache(maxsize=4)

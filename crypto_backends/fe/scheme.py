@@ -86,7 +86,6 @@ from ..encoding import FixedPoint
 from ..envelope import MAX_ROUND, check_party_id
 from ..errors import (
     CryptoError,
-    DecodingOverflowError,
     InvalidInputError,
     InvalidParameterError,
     KeyMismatchError,
@@ -345,11 +344,6 @@ class FEScheme(Scheme):
         encoded = [unmasked[_P * j : _P * j + _P] for j in range(n)]
         bound = self._sum_bound(aggregate.weights)
         sums = dlog.table(self.params.dlog_table_bits).solve(encoded, bound)  # type: ignore[attr-defined]
-        if sums.size and int(np.abs(sums).max()) > bound:
-            raise DecodingOverflowError(
-                f"a decrypted sum exceeds +-{bound}, the most these weights can produce: the ciphertexts "
-                "and the function key do not belong together, or a party sent values out of range"
-            )
         return sums.astype(np.float64) / self._fp.scale
 
     # --- helpers --------------------------------------------------------------------------

@@ -379,3 +379,8 @@ def test_any_inputs_within_clip_fuse_within_the_declared_tolerance(data, weights
     fused = secure_weighted_mean(s, keys, vecs, w)
     expected = np.average(np.stack(list(vecs.values())), axis=0, weights=[w[p] for p in ids])
     assert np.max(np.abs(fused - expected)) <= s.tolerance([w[p] for p in ids])
+
+
+def test_a_value_inside_the_table_but_beyond_the_bound_is_refused():
+    with pytest.raises(DecodingOverflowError):
+        dlog.table(8).solve([group.encode(group.base_mul(200))], 100)
