@@ -5,9 +5,9 @@ cannot compress and coincurve cannot hold, is the reserved all-zero string
 :data:`IDENTITY`.  In memory a point is a :class:`coincurve.PublicKey`, or ``None``
 for the identity.
 
-:func:`base_point` is a hash onto the curve (try-and-increment on SHA-512 with a
+:func:`base_points` hashes onto the curve (try-and-increment on SHA-512 with a
 domain separator), used as a random oracle: nobody knows the discrete logarithm of
-``H_j = base_point(j)`` to base ``G`` or to each other.  Its running time depends on
+a point ``H_j`` to base ``G`` or to another ``H_j``.  Its running time depends on
 ``j`` only, which is public.  The points are cached per process in blocks, since
 every round and every party uses the same ones.
 """
@@ -28,13 +28,21 @@ IDENTITY = bytes(POINT_BYTES)
 _BASE_DST = b"securefl/fe/v1/base-point\x00"
 _BLOCK = 4096
 
+_DIGIT = 12
+
 _blocks: dict[int, list[PublicKey]] = {}
+_small: list[list[PublicKey | None]] = []
 _blocks_lock = threading.Lock()
+_small_lock = threading.Lock()
 
 
 def _renew_locks() -> None:
+    # A lock held by another thread at fork time would stay held in the child forever.
     global _blocks_lock, _small_lock
     _blocks_lock, _small_lock = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_locks)
 
 
 def scalar_bytes(k: int) -> bytes:
@@ -84,11 +92,6 @@ def decode(data: bytes) -> PublicKey | None:
     return PublicKey(data)  # checks x < p and that x^3 + 7 is a square
 
 
-_DIGIT = 12
-_small_lock = threading.Lock()
-_small: list[list[PublicKey | None]] = []
-
-
 def small_mul(v: int) -> list[PublicKey]:
     """Points summing to ``v * G``: two table entries for ``|v| < 2**24``, else one multiplication.
 
@@ -112,9 +115,6 @@ def _build_small() -> None:
     with _small_lock:
         if not _small:
             _small.extend([lo, hi])
-
-
-os.register_at_fork(after_in_child=_renew_locks)
 
 
 def _hash_to_curve(index: int) -> PublicKey:
