@@ -77,8 +77,8 @@ class DlogTable:
         if self.max_steps(bound) > MAX_GIANT_STEPS:
             raise DecodingOverflowError(
                 f"weighted sums may reach +-{bound}, which needs up to {self.max_steps(bound)} giant "
-                f"steps per value with a 2^{self.table_bits} table (limit {MAX_GIANT_STEPS}): normalise "
-                "the weights (e.g. fractions of the total), lower bits, or raise dlog_table_bits"
+                f"steps per value with a 2^{self.table_bits} table (limit {MAX_GIANT_STEPS}): count the "
+                "weights in larger units (fe weight_unit), lower bits, or raise dlog_table_bits"
             )
         out = np.zeros(len(encoded), dtype=np.int64)
         # A probe first: ciphertexts and a function key that do not belong together give

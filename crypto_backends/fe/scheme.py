@@ -7,7 +7,7 @@ Construction (per key set; ``G`` generates secp256k1's group of prime order ``q`
                party i:   K_i = HMAC-SHA256(msk, "party" | key_id | id_i)
     Round key  k_{i,r,w} = HMAC-SHA512(K_i, "round" | r | w) mod q
     Encrypt    party i, round r, weight w, update x (length m):
-               v_j = round(w * clip(x_j) * scale)      an integer
+               v_j = round(w / unit * clip(x_j) * scale)   an integer
                c_j = v_j * G + k_{i,r,w} * H_j         j = 0 .. m-1, one point each
     Combine    A_j = sum_i c_ij                        (aggregator, unweighted)
     KeyGen     policy check, then dk = sum_{i: y_i > 0} k_{i,r,y_i} mod q
@@ -112,7 +112,11 @@ class FEParams(SchemeParams):
     ``dlog_table_bits``: the baby-step table has ``2**dlog_table_bits`` entries (built
     once per process; 20 takes ~2 s and 25 MB); sums within +-that size cost one
     lookup.  ``min_parties``/``max_share``: the authority's inference-prevention
-    policy.  ``workers``: processes for long vectors (0 = one per CPU, 1 = none).
+    policy.  ``weight_unit``: weights are counted in these units before quantisation;
+    decrypted sums can reach ``total_weight / weight_unit * 2**(bits-1)``, so raise it
+    for large weights (sample counts in the hundreds of thousands) to keep the
+    discrete logarithm small, at ``weight_unit`` times the rounding error.
+    ``workers``: processes for long vectors (0 = one per CPU, 1 = none).
     The group is fixed (secp256k1, ~128-bit security), so no parameter lowers it.
     """
 
@@ -121,6 +125,7 @@ class FEParams(SchemeParams):
     dlog_table_bits: int = 20
     min_parties: int = 3
     max_share: float = 0.5
+    weight_unit: float = 1.0
     workers: int = 0
 
     def security_bits(self) -> int:
@@ -145,6 +150,8 @@ class FEParams(SchemeParams):
             )
         if not (isinstance(self.max_share, (int, float)) and 0 < self.max_share <= 1):
             raise InvalidParameterError(f"fe max_share must be in (0, 1], got {self.max_share!r}")
+        if not (isinstance(self.weight_unit, (int, float)) and 0 < float(self.weight_unit) < 1e12):
+            raise InvalidParameterError(f"fe weight_unit must be a positive number, got {self.weight_unit!r}")
         if not (isinstance(self.workers, int) and self.workers >= 0):
             raise InvalidParameterError(f"fe workers must be an integer >= 0 (0 = one per CPU), got {self.workers!r}")
 
@@ -239,6 +246,7 @@ class FEScheme(Scheme):
         p: FEParams = self.params  # type: ignore[assignment]
         self._fp = FixedPoint(clip=float(p.clip), bits=p.bits)
         self._workers = parallel.worker_count(p.workers)
+        self._unit = float(p.weight_unit)
 
     # --- declarations -------------------------------------------------------------
     @property
@@ -249,7 +257,7 @@ class FEScheme(Scheme):
         # Each party rounds w_i * x_ij * scale to an integer (error <= 1/2), so the
         # weighted mean is off by at most n / (2 * scale * total weight).
         total = math.fsum(weights)
-        return len(weights) * 0.5 / (self._fp.scale * total) * (1 + 1e-9) + 1e-12
+        return len(weights) * 0.5 * self._unit / (self._fp.scale * total) * (1 + 1e-9) + 1e-12
 
     # --- keys -----------------------------------------------------------------------
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
@@ -344,11 +352,11 @@ class FEScheme(Scheme):
         encoded = [unmasked[_P * j : _P * j + _P] for j in range(n)]
         bound = self._sum_bound(aggregate.weights)
         sums = dlog.table(self.params.dlog_table_bits).solve(encoded, bound)  # type: ignore[attr-defined]
-        return sums.astype(np.float64) / self._fp.scale
+        return sums.astype(np.float64) * (self._unit / self._fp.scale)
 
     # --- helpers --------------------------------------------------------------------------
     def _encode(self, x: np.ndarray, weight: float) -> np.ndarray:
-        factor = weight * self._fp.scale
+        factor = weight / self._unit * self._fp.scale
         if factor * float(self._fp.clip) >= _MAX_EXACT:
             raise InvalidInputError(
                 f"weight {weight} is too large for fe's integer encoding; normalise the weights "
@@ -358,7 +366,7 @@ class FEScheme(Scheme):
         return np.rint(np.clip(x, -clip, clip) * factor).astype(np.int64)
 
     def _sum_bound(self, weights: Sequence[float]) -> int:
-        return int(math.fsum(w * self._fp.max_int + 0.5 for w in weights))
+        return int(math.fsum(w / self._unit * self._fp.max_int + 0.5 for w in weights))
 
     def _points(self, env: Envelope) -> bytes:
         data = bytes(env.payload)

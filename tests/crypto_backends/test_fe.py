@@ -384,3 +384,15 @@ def test_any_inputs_within_clip_fuse_within_the_declared_tolerance(data, weights
 def test_a_value_inside_the_table_but_beyond_the_bound_is_refused():
     with pytest.raises(DecodingOverflowError):
         dlog.table(8).solve([group.encode(group.base_mul(200))], 100)
+
+
+def test_large_weights_need_a_larger_weight_unit():
+    vecs = vectors(3, 6)
+    weights = {"p0": 300_000.0, "p1": 200_000.0, "p2": 250_000.0}
+    big = scheme(dlog_table_bits=10)
+    with pytest.raises(DecodingOverflowError, match="weight_unit"):
+        secure_weighted_mean(big, big.keygen(PARTIES[:3]), vecs, weights)
+    unit = scheme(dlog_table_bits=10, weight_unit=1000.0)
+    fused = secure_weighted_mean(unit, unit.keygen(PARTIES[:3]), vecs, weights)
+    expected = np.average(np.stack(list(vecs.values())), axis=0, weights=list(weights.values()))
+    assert np.max(np.abs(fused - expected)) <= unit.tolerance(list(weights.values()))
