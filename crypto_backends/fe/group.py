@@ -5,11 +5,17 @@ cannot compress and coincurve cannot hold, is the reserved all-zero string
 :data:`IDENTITY`.  In memory a point is a :class:`coincurve.PublicKey`, or ``None``
 for the identity.
 
-:func:`base_points` hashes onto the curve (try-and-increment on SHA-512 with a
+:func:`base_block` hashes onto the curve (try-and-increment on SHA-512 with a
 domain separator), used as a random oracle: nobody knows the discrete logarithm of
 a point ``H_j`` to base ``G`` or to another ``H_j``.  Its running time depends on
 ``j`` only, which is public.  The points are cached per process in blocks, since
 every round and every party uses the same ones.
+
+The hot loops of :mod:`.kernels` call libsecp256k1 through coincurve's own cffi
+binding (``coincurve._libsecp256k1``, pinned with coincurve 21) on preallocated
+``secp256k1_pubkey`` structs, which saves creating a Python object per point
+(about 15% of the cost of an encryption).  The caches below therefore hold raw
+struct arrays (:func:`base_point` wraps one as a coincurve point).
 """
 
 from __future__ import annotations
@@ -18,20 +24,26 @@ import hashlib
 import os
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from coincurve import PublicKey
+from coincurve._libsecp256k1 import ffi, lib
+from coincurve.context import GLOBAL_CONTEXT
 
 #: Order of secp256k1's group (a 256-bit prime).
 ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 POINT_BYTES = 33
 IDENTITY = bytes(POINT_BYTES)
 _BASE_DST = b"securefl/fe/v1/base-point\x00"
-_BLOCK = 4096
+BLOCK = 4096
 
 _DIGIT = 12
+CTX = GLOBAL_CONTEXT.ctx
+COMPRESSED = lib.SECP256K1_EC_COMPRESSED
+STRUCT = ffi.sizeof("secp256k1_pubkey")
 
-_blocks: dict[int, list[PublicKey]] = {}
-_small: list[list[PublicKey | None]] = []
+_blocks: dict[int, Any] = {}  # block number -> secp256k1_pubkey[BLOCK]
+_small: list[Any] = []  # [lo, hi]: secp256k1_pubkey arrays of d * G and (h << _DIGIT) * G
 _blocks_lock = threading.Lock()
 _small_lock = threading.Lock()
 
@@ -70,7 +82,7 @@ def add(points: Sequence[PublicKey | None]) -> PublicKey | None:
 
 
 def mul(point: PublicKey | None, k: int) -> PublicKey | None:
-    """``k * point`` (variable base, constant time in libsecp256k1)."""
+    """``k * point`` for a *public* ``k`` (variable time; see :func:`secret_mul`)."""
     k %= ORDER
     if point is None or not k:
         return None
@@ -92,29 +104,58 @@ def decode(data: bytes) -> PublicKey | None:
     return PublicKey(data)  # checks x < p and that x^3 + 7 is a square
 
 
-def small_mul(v: int) -> list[PublicKey]:
-    """Points summing to ``v * G``: two table entries for ``|v| < 2**24``, else one multiplication.
+def small_table() -> tuple[Any, Any]:
+    """``(lo, hi)``: ``lo[d] = d * G`` for ``0 < d < 2**12`` and ``hi[h + 2**12] = (h * 2**12) * G``
+    for ``-2**12 <= h < 2**12, h != 0`` (raw structs; the zero entries are unused).
 
-    A table lookup plus one more point in the caller's ``combine_keys`` costs about a
-    microsecond, against 14 us for libsecp256k1's fixed-base multiplication.
+    Any ``|v| < 2**24`` is ``lo[v mod 2**12] + hi[(v >> 12) + 2**12]``: one more point
+    in a combine costs about a microsecond, a fixed-base multiplication 12 us.
     """
-    if not -(1 << (2 * _DIGIT)) <= v < 1 << (2 * _DIGIT):
-        point = base_mul(v)
-        return [point] if point is not None else []
     if not _small:
-        _build_small()
-    lo_table, hi_table = _small
-    lo, hi = lo_table[v & ((1 << _DIGIT) - 1)], hi_table[(v >> _DIGIT) + (1 << _DIGIT)]
-    return [p for p in (lo, hi) if p is not None]
+        size = 1 << _DIGIT
+        lo, hi = ffi.new("secp256k1_pubkey[]", size), ffi.new("secp256k1_pubkey[]", 2 * size)
+        for d in range(1, size):
+            ffi.memmove(lo + d, base_mul(d).public_key, STRUCT)  # type: ignore[union-attr]
+        for h in range(-size, size):
+            if h:
+                ffi.memmove(hi + h + size, base_mul(h << _DIGIT).public_key, STRUCT)  # type: ignore[union-attr]
+        with _small_lock:
+            if not _small:
+                _small.extend([lo, hi])
+    return _small[0], _small[1]
 
 
-def _build_small() -> None:
-    size = 1 << _DIGIT
-    lo = [base_mul(d) for d in range(size)]
-    hi = [base_mul(h << _DIGIT) for h in range(-size, size)]
-    with _small_lock:
-        if not _small:
-            _small.extend([lo, hi])
+@ffi.callback("int(unsigned char *, const unsigned char *, const unsigned char *, void *)")
+def _export_xy(output: Any, x32: Any, y32: Any, data: Any) -> int:
+    ffi.memmove(output, x32, 32)
+    ffi.memmove(output + 32, y32, 32)
+    return 1
+
+
+def secret_mul(dest: Any, base: Any, k_bytes: bytes, scratch: Any) -> None:
+    """``dest = k * base`` in constant time, for a secret ``k`` (raw structs).
+
+    coincurve's ``PublicKey.multiply`` (libsecp256k1's ``pubkey_tweak_mul``) runs in
+    time that depends on the scalar; ECDH's multiplication does not.  We let ECDH
+    "hash" the shared point to its plain coordinates (``_export_xy``) and parse them
+    back.  ``scratch`` is a 65-byte buffer whose first byte is 4.
+    """
+    if not lib.secp256k1_ecdh(CTX, scratch + 1, base, k_bytes, _export_xy, ffi.NULL):
+        raise ValueError("invalid scalar")
+    if not lib.secp256k1_ec_pubkey_parse(CTX, dest, scratch, 65):
+        raise ValueError("invalid point")
+
+
+def new_scratch() -> Any:
+    scratch = ffi.new("unsigned char[65]")
+    scratch[0] = 4
+    return scratch
+
+
+def _wrap(struct: Any) -> PublicKey:
+    copy = ffi.new("secp256k1_pubkey *")
+    ffi.memmove(copy, struct, STRUCT)
+    return PublicKey(copy)
 
 
 def _hash_to_curve(index: int) -> PublicKey:
@@ -128,16 +169,18 @@ def _hash_to_curve(index: int) -> PublicKey:
             counter += 1
 
 
-def base_points(start: int, count: int) -> list[PublicKey]:
-    """``[H_start, ..., H_{start+count-1}]``, computed once per process and cached."""
-    out: list[PublicKey] = []
-    for block in range(start // _BLOCK, (start + count + _BLOCK - 1) // _BLOCK if count else 0):
-        points = _blocks.get(block)
-        if points is None:
-            points = [_hash_to_curve(block * _BLOCK + i) for i in range(_BLOCK)]
-            with _blocks_lock:
-                points = _blocks.setdefault(block, points)
-        lo = max(start, block * _BLOCK) - block * _BLOCK
-        hi = min(start + count, (block + 1) * _BLOCK) - block * _BLOCK
-        out.extend(points[lo:hi])
-    return out
+def base_block(block: int) -> Any:
+    """``H_j`` for ``j`` in ``block * 4096 .. block * 4096 + 4095`` as a raw struct array (cached)."""
+    points = _blocks.get(block)
+    if points is None:
+        points = ffi.new("secp256k1_pubkey[]", BLOCK)
+        for i in range(BLOCK):
+            ffi.memmove(points + i, _hash_to_curve(block * BLOCK + i).public_key, STRUCT)
+        with _blocks_lock:
+            points = _blocks.setdefault(block, points)
+    return points
+
+
+def base_point(index: int) -> PublicKey:
+    """``H_index`` as a coincurve point."""
+    return _wrap(base_block(index // BLOCK) + index % BLOCK)

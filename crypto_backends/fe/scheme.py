@@ -45,12 +45,13 @@ only for the weight vector the parties declared; any other vector decrypts to
 noise, reported as :class:`DecodingOverflowError`.  A zero (or absent) weight
 leaves a party out, which is how dropouts are handled.
 
-Costs (secp256k1 via coincurve, one core of this 2-core machine when quiet):
-encrypt one value ~19 us (a constant-time variable-base multiplication, ~15 us,
-plus adding ``v * G`` from a small table); combine ~4 us per point (parsing a
-compressed point dominates); reveal ~27 us per coordinate plus a vectorised table
-lookup.  pymife's curve25519 Damgard MIFE spends ~1.2 ms per value, phe ~8-15 ms
-at 2048 bits (``securefl bench --baselines pymife_damgard,phe_per_value``).  Work on long vectors
+Costs (secp256k1 via coincurve, CPU time on this shared 2-core machine): encrypt
+one value ~25-31 us, of which ~22-28 us is the constant-time multiplication by the
+round key (libsecp256k1's ECDH path; see :func:`.group.secret_mul`); combine ~4 us
+per point (decompressing a point dominates); reveal ~30 us per coordinate plus a
+vectorised table lookup.  pymife's curve25519 Damgard MIFE spends ~1.2 ms per
+value (~2.3 ms with one instance per coordinate), phe ~8 ms at 2048 bits
+(``securefl bench --baselines pymife_damgard,phe``).  Work on long vectors
 is spread over ``workers`` processes.
 """
 

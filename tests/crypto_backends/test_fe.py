@@ -264,7 +264,7 @@ def test_two_ciphertexts_of_one_party_reveal_nothing_about_their_difference():
     assert not _leaks_difference(points1[0], points1[2])  # equal values, two coordinates
     assert not _leaks_difference(points1[0], points1[1])  # different values, two coordinates
     # The flaw of a shared random value, for contrast: c_j = v_j G + r h leaks v_0 - v_1.
-    h, r = group.base_points(0, 1)[0], 12345678901234567890
+    h, r = group.base_point(0), 12345678901234567890
     shared = [group.encode(group.add([group.base_mul(v), group.mul(h, r)])) for v in (40, 7)]
     assert _leaks_difference(*shared)
 
@@ -396,3 +396,12 @@ def test_large_weights_need_a_larger_weight_unit():
     fused = secure_weighted_mean(unit, unit.keygen(PARTIES[:3]), vecs, weights)
     expected = np.average(np.stack(list(vecs.values())), axis=0, weights=list(weights.values()))
     assert np.max(np.abs(fused - expected)) <= unit.tolerance(list(weights.values()))
+
+
+def test_the_encryption_kernel_computes_v_g_plus_k_h():
+    values = [0, 1, -1, 4095, 4096, -4096, -4097, 2**24 - 1, -(2**24), 2**24, -(2**40), 123456789]
+    k = 0xC0FFEE * 2**200 + 12345
+    out = kernels.encrypt(k, 5, np.array(values, dtype="<i8").tobytes())
+    for j, v in enumerate(values):
+        expected = group.add([group.base_mul(v), group.mul(group.base_point(5 + j), k)])
+        assert out[33 * j : 33 * j + 33] == group.encode(expected), v
