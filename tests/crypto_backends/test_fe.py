@@ -405,3 +405,10 @@ def test_the_encryption_kernel_computes_v_g_plus_k_h():
     for j, v in enumerate(values):
         expected = group.add([group.base_mul(v), group.mul(group.base_point(5 + j), k)])
         assert out[33 * j : 33 * j + 33] == group.encode(expected), v
+
+
+def test_secret_scalars_never_take_the_variable_time_multiplication():
+    import inspect
+
+    source = inspect.getsource(kernels)
+    assert "tweak_mul" not in source and "multiply" not in source and "secret_mul" in source
