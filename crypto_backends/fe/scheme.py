@@ -63,6 +63,7 @@ import math
 import numbers
 import struct
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,7 @@ from ..base import (
     as_update_vector,
     check_weight,
 )
-from ..encoding import FixedPoint
+from ..encoding import ClippedValuesWarning, FixedPoint
 from ..envelope import MAX_ROUND, check_party_id
 from ..errors import (
     CryptoError,
@@ -364,6 +365,14 @@ class FEScheme(Scheme):
                 "(e.g. fractions of the total or sample counts below a million)"
             )
         clip = float(self._fp.clip)
+        clipped = int(np.count_nonzero(np.abs(x) > clip))
+        if clipped:
+            warnings.warn(
+                f"{clipped} of {x.size} values were outside [-{clip}, {clip}] and were clipped; raise "
+                "crypto.fe.clip if this happens often",
+                ClippedValuesWarning,
+                stacklevel=3,
+            )
         return np.rint(np.clip(x, -clip, clip) * factor).astype(np.int64)
 
     def _sum_bound(self, weights: Sequence[float]) -> int:

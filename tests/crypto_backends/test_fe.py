@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crypto_backends import SECRET_ACCESS, Envelope, FunctionKey
+from crypto_backends.encoding import ClippedValuesWarning
 from crypto_backends.errors import (
     DecodingOverflowError,
     InvalidInputError,
@@ -412,3 +413,10 @@ def test_secret_scalars_never_take_the_variable_time_multiplication():
 
     source = inspect.getsource(kernels)
     assert "tweak_mul" not in source and "multiply" not in source and "secret_mul" in source
+
+
+def test_clipped_values_are_counted_in_a_warning():
+    s = scheme()
+    keys = s.keygen(PARTIES[:1])
+    with pytest.warns(ClippedValuesWarning, match="2 of 3 values"):
+        s.protect(keys.parties["p0"], np.array([100.0, 0.0, -9.0]), weight=1.0, round=0)
