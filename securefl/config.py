@@ -32,8 +32,9 @@ from .errors import ConfigError
 
 DATASETS = ("breast_cancer", "digits", "iris", "wine")
 PARTITIONS = ("iid", "dirichlet")
-MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp")
-PRIVACY_MODES = ("off",)
+MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp", "naive_bayes")
+PRIVACY_MODES = ("off", "local", "distributed")
+MECHANISMS = ("gaussian", "laplace")
 TRANSPORTS = ("inproc",)
 
 
@@ -146,12 +147,51 @@ class CryptoConfig:
 
 @dataclass(frozen=True)
 class PrivacyConfig:
-    """``[privacy]``: differential privacy around the scheme (reserved; ``off`` for now)."""
+    """``[privacy]``: differential privacy wrapped around whichever scheme ``[crypto]`` picks."""
 
     mode: str = "off"
+    """``off``, ``local`` (each party adds the full noise) or ``distributed`` (noise shares under encryption)."""
+    mechanism: str = "gaussian"
+    epsilon: float = 1.0
+    """Epsilon spent per round (for ``naive_bayes``: by the one-shot fit)."""
+    delta: float = 1e-5
+    """Delta spent per round (``gaussian`` only; ``laplace`` spends none)."""
+    clip_norm: float = 1.0
+    """L2 bound every update is clipped to before noise (models trained in rounds)."""
+    epsilon_budget: float = 10.0
+    """Total epsilon the run may spend; the round that would exceed it is refused."""
+    delta_budget: float = 1e-4
+    bounds: tuple[float, ...] = (-3.0, 3.0)
+    """Public ``[lower, upper]`` bound of every feature (``naive_bayes``); values are clipped to it."""
+    bounds_from_data: bool = False
+    """Derive ``bounds`` from each party's data instead: leaks privacy, warns (PrivacyLeakWarning)."""
 
     def __post_init__(self) -> None:
         _one_of(self.mode, PRIVACY_MODES, "privacy.mode")
+        _one_of(self.mechanism, MECHANISMS, "privacy.mechanism")
+        _require(0 < self.epsilon <= 100, "privacy.epsilon", "must be in (0, 100]")
+        if self.mechanism == "gaussian":
+            _require(0 < self.delta < 1, "privacy.delta", "must be in (0, 1) for the gaussian mechanism, e.g. 1e-5")
+        else:
+            _require(0 <= self.delta < 1, "privacy.delta", "must be in [0, 1)")
+        _require(0 < self.clip_norm < 1e6, "privacy.clip_norm", "must be positive")
+        _require(self.epsilon_budget >= self.epsilon, "privacy.epsilon_budget",
+                 f"must allow at least one round (privacy.epsilon = {self.epsilon})")
+        _require(0 <= self.delta_budget < 1, "privacy.delta_budget", "must be in [0, 1)")
+        if self.mechanism == "gaussian":
+            _require(self.delta_budget >= self.delta, "privacy.delta_budget",
+                     f"must allow at least one round (privacy.delta = {self.delta})")
+        _require(len(self.bounds) == 2 and self.bounds[0] < self.bounds[1], "privacy.bounds",
+                 "write [lower, upper] with lower < upper, e.g. [-3.0, 3.0] for standardized features")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+    @property
+    def delta_per_round(self) -> float:
+        """Delta one round spends: the configured delta for ``gaussian``, zero for ``laplace``."""
+        return self.delta if self.mechanism == "gaussian" else 0.0
 
 
 @dataclass(frozen=True)
@@ -248,7 +288,21 @@ def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>") -> Config
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: must be a table ([{name}]), got a {type(table).__name__}")
         sections[name] = _crypto(table) if cls is CryptoConfig else build(cls, table, name)
-    return Config(**sections, source=source)
+    cfg = Config(**sections, source=source)
+    check_consistency(cfg)
+    return cfg
+
+
+def check_consistency(cfg: Config) -> None:
+    """Rules that span sections (asked of the scheme's declarations, never of its name)."""
+    if cfg.privacy.mode == "distributed" and not registry.get(cfg.crypto.scheme).hides_updates:
+        hiding = [n for n in registry.available() if registry.get(n).hides_updates]
+        raise ConfigError(
+            f"privacy.mode: 'distributed' needs a scheme that hides each update from the aggregator, and "
+            f"{cfg.crypto.scheme!r} does not (the aggregator would see every party's small noise share). "
+            f"Set crypto.scheme to one that does ({', '.join(hiding) or 'none installed'}) or use "
+            "privacy.mode = 'local'"
+        )
 
 
 def _crypto(table: Mapping[str, Any]) -> CryptoConfig:

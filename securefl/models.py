@@ -15,22 +15,46 @@ shuffling), never secrets.
 
 from __future__ import annotations
 
+import math
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier, SGDRegressor
 from sklearn.metrics import r2_score
+from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPClassifier
 
 from .config import ModelConfig
+from .fusion import mean_from_sum
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """How far one record can move a block of ``length`` consecutive values of a party's vector.
+
+    ``l1`` / ``l2`` bound the change of the block when one record of the party is
+    replaced by another; ``budget_share`` is the fraction of each round's epsilon
+    (and delta) that the block's noise spends (the shares of a vector sum to 1).
+    """
+
+    length: int
+    l1: float
+    l2: float
+    budget_share: float
 
 
 class ModelAdapter(ABC):
     """A model as a flat float64 vector (see the module docstring)."""
 
     metric: str = "accuracy"
+    rounds_needed: int | None = None
+    """Rounds after which training is complete (``None``: as many as configured)."""
+    clips_updates: bool = True
+    """Whether differential privacy must clip this model's vectors to ``privacy.clip_norm``
+    (``False`` when the adapter bounds its values itself)."""
 
     def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int) -> None:
         self.cfg, self.n_features, self.classes, self.seed = cfg, n_features, classes, seed
@@ -48,6 +72,28 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray: ...
+
+    def local_weight(self, rows: int) -> float:
+        """A party's (public) weight in fusion: its number of training rows (FedAvg)."""
+        return float(rows)
+
+    def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
+        """The next global vector from the revealed weighted sum: the weighted mean (FedAvg)."""
+        return mean_from_sum(weighted_sum, total_weight)
+
+    def sensitivity(self, clip_norm: float) -> tuple[Sensitivity, ...]:
+        """How one record moves this model's vector, once the vector is clipped to ``clip_norm``.
+
+        Clipping bounds any change of the party's data, so any two clipped vectors
+        are at most ``2 * clip_norm`` apart (and ``sqrt(P)`` times that in L1).
+        """
+        p = self.num_parameters
+        return (Sensitivity(p, 2.0 * clip_norm * math.sqrt(p), 2.0 * clip_norm, 1.0),)
+
+    @property
+    def value_range(self) -> float:
+        """Largest absolute value of a vector handed to protection before noise (``inf`` if unbounded)."""
+        return math.inf
 
     def evaluate(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
         pred = self.predict(params, X)
@@ -168,8 +214,100 @@ class MLPAdapter(ModelAdapter):
         return self.classes[np.argmax(out, axis=1)]  # type: ignore[index]
 
 
-def make_adapter(cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int) -> ModelAdapter:
-    """The adapter for ``cfg.kind``."""
+class NaiveBayesAdapter(ModelAdapter):
+    """``naive_bayes``: Gaussian naive Bayes from summed sufficient statistics, in one round.
+
+    A party's vector is, for ``k`` classes and ``d`` features, ``[counts (k) | sums
+    (k*d) | sums of squares (k*d)]`` of its rows, features first clipped to the
+    public bounds and mapped to ``z = (x - mid) / half`` in ``[-1, 1]``, and every
+    statistic divided by the public ``rows_bound`` (the largest party's row count),
+    so every value lies in ``[-1, 1]`` and fits integer schemes' clip ranges.
+    Fusion is the plain **sum** of the parties' statistics (every weight is 1);
+    :meth:`estimator` turns a (possibly noisy) sum into a scikit-learn
+    :class:`~sklearn.naive_bayes.GaussianNB` (post-processing: clamps counts to at
+    least 1 and variances to ``[VAR_FLOOR, 1]`` in ``z`` units).
+    """
+
+    rounds_needed = 1
+    clips_updates = False
+    VAR_FLOOR = 1e-3
+
+    def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
+                 lower: np.ndarray, upper: np.ndarray, rows_bound: int) -> None:
+        super().__init__(cfg, n_features, classes, seed)
+        if classes is None:
+            from .errors import DataError
+
+            raise DataError("model.kind = 'naive_bayes' needs a classification data set (the labels are continuous)")
+        self.k = len(classes)
+        self.lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n_features,)).copy()
+        self.upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n_features,)).copy()
+        self.mid, self.half = (self.upper + self.lower) / 2, (self.upper - self.lower) / 2
+        self.rows_bound = max(int(rows_bound), 1)
+
+    @property
+    def num_parameters(self) -> int:
+        return self.k * (1 + 2 * self.n_features)
+
+    @property
+    def value_range(self) -> float:
+        return 1.0
+
+    def initial_parameters(self) -> np.ndarray:
+        return np.zeros(self.num_parameters)
+
+    def local_weight(self, rows: int) -> float:
+        return 1.0
+
+    def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
+        return np.asarray(weighted_sum, dtype=np.float64)
+
+    def sensitivity(self, clip_norm: float) -> tuple[Sensitivity, ...]:
+        """Replacing one record moves one unit of count between two classes (L1 2, L2 sqrt 2); its
+        ``z`` (each in [-1, 1]) changes the sums by at most 2 per feature; its ``z**2`` (in [0, 1]) the
+        sums of squares by at most 1 per feature and class touched.  All divided by ``rows_bound``."""
+        k, d, n = self.k, self.n_features, float(self.rows_bound)
+        return (
+            Sensitivity(k, 2.0 / n, math.sqrt(2.0) / n, 1 / 3),
+            Sensitivity(k * d, 2.0 * d / n, 2.0 * math.sqrt(d) / n, 1 / 3),
+            Sensitivity(k * d, 2.0 * d / n, math.sqrt(2.0 * d) / n, 1 / 3),
+        )
+
+    def fit_local(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        z = (np.clip(X, self.lower, self.upper) - self.mid) / self.half
+        onehot = (np.asarray(y)[:, None] == self.classes[None, :]).astype(np.float64)  # type: ignore[index]
+        stats = np.concatenate([onehot.sum(axis=0), (onehot.T @ z).ravel(), (onehot.T @ (z * z)).ravel()])
+        return stats / self.rows_bound
+
+    def estimator(self, params: np.ndarray) -> GaussianNB:
+        """A fitted-looking scikit-learn GaussianNB whose theta_, var_ and class_prior_ come from ``params``."""
+        k, d = self.k, self.n_features
+        stats = np.asarray(params, dtype=np.float64) * self.rows_bound
+        counts = np.maximum(stats[:k], 1.0)
+        mean = np.clip(stats[k : k + k * d].reshape(k, d) / counts[:, None], -1.0, 1.0)
+        var = np.clip(stats[k + k * d :].reshape(k, d) / counts[:, None] - mean**2, self.VAR_FLOOR, 1.0)
+        est = GaussianNB()
+        est.classes_ = np.asarray(self.classes)
+        est.class_count_ = counts
+        est.class_prior_ = counts / counts.sum()
+        est.theta_ = self.mid + self.half * mean
+        est.var_ = self.half**2 * var
+        est.epsilon_ = 0.0
+        est.n_features_in_ = d
+        return est
+
+    def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        return self.estimator(params).predict(X)
+
+
+def make_adapter(cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
+                 bounds: tuple[np.ndarray, np.ndarray] | None = None, rows_bound: int = 1) -> ModelAdapter:
+    """The adapter for ``cfg.kind``; ``naive_bayes`` needs the public feature ``bounds`` and ``rows_bound``."""
+    if cfg.kind == "naive_bayes":
+        if bounds is None:
+            raise ValueError("naive_bayes needs public feature bounds")
+        return NaiveBayesAdapter(cfg, n_features, classes, seed, lower=bounds[0], upper=bounds[1],
+                                 rows_bound=rows_bound)
     if cfg.kind == "mlp":
         return MLPAdapter(cfg, n_features, classes, seed)
     return LinearAdapter(cfg, n_features, classes, seed)

@@ -9,7 +9,6 @@ from crypto_backends.envelope import Envelope
 from crypto_backends.keys import PartyKey
 
 from .data import Shard
-from .fusion import mean_from_sum
 from .messages import GlobalModel
 from .models import ModelAdapter
 
@@ -22,8 +21,8 @@ class Party:
 
     @property
     def weight(self) -> float:
-        """FedAvg weight: the number of local training rows (public)."""
-        return float(self.shard.n)
+        """This party's (public) fusion weight, as the model adapter defines it (FedAvg: its row count)."""
+        return self.adapter.local_weight(self.shard.n)
 
     def open_model(self, model: GlobalModel, *, publish: bool = False) -> np.ndarray:
         """The global model as a vector, decrypting a sealed aggregate with this party's key.
@@ -35,10 +34,12 @@ class Party:
             return model.vector
         aggregate = Envelope.from_bytes(model.sealed)  # type: ignore[arg-type]
         reveal = self.scheme.publish if publish else self.scheme.reveal
-        return mean_from_sum(reveal(self.key, aggregate), aggregate.total_weight)
+        return self.adapter.fuse(reveal(self.key, aggregate), aggregate.total_weight)
 
     def handle_round(self, round: int, model: bytes) -> bytes:
         """Train from the global model of ``round`` and return the protected update's bytes."""
+        # data-independent work (e.g. DP noise) first, so that after training only the cheap part remains
+        self.scheme.prepare(self.key, length=self.adapter.num_parameters, weight=self.weight, round=round)
         params = self.open_model(GlobalModel.from_bytes(model))
         update = self.adapter.fit_local(params, self.shard.X, self.shard.y)
         return self.scheme.protect(self.key, update, weight=self.weight, round=round).to_bytes()

@@ -1,0 +1,155 @@
+"""Differential privacy for a federation: calibration, the budget accountant, and wrapping the scheme.
+
+The mechanics (clip, noise, snap) live in :mod:`crypto_backends.dp`; this module
+decides *how much* noise from ``[privacy]`` and the model's declared
+sensitivities, and keeps count of what has been spent.
+
+Calibration is diffprivlib's: :class:`diffprivlib.mechanisms.GaussianAnalytic`
+(Balle and Wang 2018, any epsilon) for the Gaussian mechanism on the L2
+sensitivity, :class:`diffprivlib.mechanisms.Laplace` on the L1 sensitivity.  A
+vector made of several blocks (naive Bayes: counts, sums, sums of squares) gives
+each block its ``budget_share`` of the round's epsilon and delta; the round
+spends their sum (basic composition).
+
+Neighbouring data sets differ in one record of one party (replaced; party sizes
+are public, they are the FedAvg weights).  The guarantee therefore protects each
+record of each party, against the aggregator and against the other parties.
+
+Accounting: :class:`PrivacyAccountant` wraps diffprivlib's
+:class:`~diffprivlib.BudgetAccountant` (basic sequential composition, no slack):
+the round that would exceed ``privacy.epsilon_budget`` or
+``privacy.delta_budget`` is refused with :class:`BudgetExceededError` before any
+party releases anything.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+from diffprivlib import BudgetAccountant
+from diffprivlib.mechanisms import GaussianAnalytic, Laplace
+from diffprivlib.utils import BudgetError, PrivacyLeakWarning
+
+from crypto_backends.base import Scheme
+from crypto_backends.dp import DPScheme, NoisePlan, NoiseSegment
+
+from .config import PrivacyConfig
+from .errors import BudgetExceededError, ConfigError
+from .models import ModelAdapter, Sensitivity
+
+__all__ = ["PrivacyAccountant", "PrivacyLeakWarning", "calibrate", "feature_bounds", "noise_plan", "wrap"]
+
+TAIL_STDS = 4.0
+"""Values handed to a scheme with a clip range must fit within data bound + this many noise deviations."""
+
+
+def calibrate(mechanism: str, epsilon: float, delta: float, block: Sensitivity) -> float:
+    """Noise scale (sigma, or Laplace b) for one block at ``epsilon``/``delta`` of the round (before its share)."""
+    eps, dlt = epsilon * block.budget_share, delta * block.budget_share
+    if mechanism == "gaussian":
+        return float(GaussianAnalytic(epsilon=eps, delta=dlt, sensitivity=block.l2)._scale)
+    mech = Laplace(epsilon=eps, delta=0.0, sensitivity=block.l1)
+    return math.sqrt(mech.variance(0.0) / 2.0)
+
+
+def noise_plan(cfg: PrivacyConfig, adapter: ModelAdapter, *, min_contributors: int, weight_bound: float) -> NoisePlan:
+    """The plan every party of the federation uses (public: it depends only on config and public sizes)."""
+    blocks = adapter.sensitivity(cfg.clip_norm)
+    segments = tuple(NoiseSegment(b.length, calibrate(cfg.mechanism, cfg.epsilon, cfg.delta, b)) for b in blocks)
+    return NoisePlan(
+        mechanism=cfg.mechanism,  # type: ignore[arg-type]
+        segments=segments,
+        mode=cfg.mode,  # type: ignore[arg-type]
+        clip_norm=cfg.clip_norm if adapter.clips_updates else None,
+        min_contributors=min_contributors,
+        weight_bound=weight_bound,
+    )
+
+
+def wrap(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, *, min_contributors: int,
+         weights: Mapping[str, float]) -> Scheme:
+    """``scheme`` itself when privacy is off, else the DP wrapper around it (checked against its clip range)."""
+    if not cfg.enabled:
+        return scheme
+    plan = noise_plan(cfg, adapter, min_contributors=min_contributors, weight_bound=max(weights.values()))
+    data_bound = cfg.clip_norm if adapter.clips_updates else adapter.value_range
+    check_value_bound(scheme, plan, data_bound, min(weights.values()))
+    try:
+        return DPScheme(scheme, plan)
+    except ValueError as exc:
+        raise ConfigError(f"privacy.mode: {exc}") from None
+
+
+def check_value_bound(scheme: Scheme, plan: NoisePlan, data_bound: float, min_weight: float) -> None:
+    """Refuse a plan whose noisy values would routinely exceed the scheme's clip range (biasing the model)."""
+    if scheme.value_bound is None:
+        return
+    std = max(float(np.max(plan.central_std())) / math.sqrt(plan.shares), 0.0)
+    if plan.mode == "distributed":
+        std *= plan.weight_bound / min_weight
+    reach = data_bound + TAIL_STDS * std
+    if reach > scheme.value_bound:
+        raise ConfigError(
+            f"privacy: noisy values reach about {reach:.3g} (data up to {data_bound:.3g} plus noise of standard "
+            f"deviation {std:.3g}), beyond the {scheme.name} scheme's clip range +-{scheme.value_bound:.3g}; values "
+            f"beyond it would be clipped and bias the model. Widen the scheme's clip range in [crypto.{scheme.name}], "
+            "raise privacy.epsilon, or lower privacy.clip_norm"
+        )
+
+
+def feature_bounds(cfg: PrivacyConfig, features: list[np.ndarray], n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Public per-feature bounds: ``privacy.bounds`` for every feature, or (opt-in, leaking) the data's min/max."""
+    if cfg.bounds_from_data:
+        warnings.warn(
+            "privacy.bounds_from_data = true: feature bounds are read from the parties' data, which leaks "
+            "information the differential-privacy guarantee does not cover. Set privacy.bounds from domain "
+            "knowledge instead", PrivacyLeakWarning, stacklevel=2,
+        )
+        stacked = np.vstack(features)
+        lower, upper = stacked.min(axis=0), stacked.max(axis=0)
+        upper = np.where(upper > lower, upper, lower + 1.0)
+        return lower, upper
+    return np.full(n_features, cfg.bounds[0]), np.full(n_features, cfg.bounds[1])
+
+
+class PrivacyAccountant:
+    """Epsilon and delta spent so far against the configured budget (basic composition)."""
+
+    def __init__(self, cfg: PrivacyConfig) -> None:
+        self.cfg = cfg
+        self._budget = BudgetAccountant(epsilon=cfg.epsilon_budget, delta=cfg.delta_budget)
+        self.rounds_charged = 0
+
+    def charge(self, round: int) -> None:
+        """Spend one round's epsilon and delta, or raise :class:`BudgetExceededError` and spend nothing."""
+        eps, delta = self.cfg.epsilon, self.cfg.delta_per_round
+        try:
+            self._budget.check(eps, delta)
+        except BudgetError:
+            spent = self.spent
+            raise BudgetExceededError(
+                f"round {round} refused: it would spend epsilon {eps:g} and delta {delta:g} on top of "
+                f"epsilon {spent[0]:g} and delta {spent[1]:.3g} already spent, beyond the budget "
+                f"(privacy.epsilon_budget = {self.cfg.epsilon_budget:g}, privacy.delta_budget = "
+                f"{self.cfg.delta_budget:g}). Raise the budget, lower privacy.epsilon, or run fewer rounds"
+            ) from None
+        self._budget.spend(eps, delta)
+        self.rounds_charged += 1
+
+    @property
+    def spent(self) -> tuple[float, float]:
+        total = self._budget.total()
+        return float(total[0]), float(total[1])
+
+    def as_json(self) -> dict:
+        eps, delta = self.spent
+        return {
+            "mode": self.cfg.mode, "mechanism": self.cfg.mechanism,
+            "epsilon_per_round": self.cfg.epsilon, "delta_per_round": self.cfg.delta_per_round,
+            "epsilon_spent": eps, "delta_spent": delta,
+            "epsilon_budget": self.cfg.epsilon_budget, "delta_budget": self.cfg.delta_budget,
+            "rounds_charged": self.rounds_charged, "composition": "basic",
+        }
