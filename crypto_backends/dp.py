@@ -202,14 +202,13 @@ class DPScheme(Scheme):
             return prepared[1]
         return self.sample_noise(length, weight)
 
-    def clip(self, values: np.ndarray) -> np.ndarray:
-        """``values`` scaled down to L2 norm ``clip_norm`` if longer (a copy)."""
-        x = np.array(values, dtype=np.float64)
-        if self.plan.clip_norm is not None:
-            norm = math.sqrt(float(np.dot(x, x)))
-            if norm > self.plan.clip_norm:
-                x *= self.plan.clip_norm / norm
-        return x
+    def clip_factor(self, values: np.ndarray) -> float:
+        """The factor (at most 1) that scales ``values`` down to L2 norm ``clip_norm``."""
+        if self.plan.clip_norm is None:
+            return 1.0
+        # einsum, not np.dot: BLAS threads cost more than they save on a busy machine
+        norm = math.sqrt(float(np.einsum("i,i->", values, values)))
+        return min(1.0, self.plan.clip_norm / norm) if norm > 0 else 1.0
 
     # --- the round --------------------------------------------------------------------
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
@@ -222,17 +221,38 @@ class DPScheme(Scheme):
         if x.size != self.plan.length:
             raise LengthMismatchError(f"the noise plan covers {self.plan.length} values, the update has {x.size}")
         noisy = self._take_noise(key, x.size, w, round)
-        noisy += self.clip(x)
-        if self.plan.mode == "local":
-            self._snap(noisy, [self._noise_scale(s, w) for s in self.plan.segments], shares=1)
+        factor = self.clip_factor(x)
+        snap = self.plan.mode == "local"
+        grids = self._grids([self._noise_scale(s, w) for s in self.plan.segments], shares=1)
+        # noise + factor * x, then snap, in place and in cache-sized chunks: the update is read once
+        # and the noise read and written once, as for the bare scheme's own pass over the values
+        for start, stop, grid in self._chunks(grids):
+            nv, xv = noisy[start:stop], x[start:stop]
+            if factor < 1.0:
+                nv /= factor
+                nv += xv
+                nv *= factor
+            else:
+                nv += xv
+            if snap:
+                noise.snap(nv, grid)
         return self.inner.protect(key, noisy, weight=w, round=round)
 
-    def _snap(self, vec: np.ndarray, scales: Sequence[float], *, shares: int) -> None:
+    _CHUNK = 1 << 15
+
+    def _grids(self, scales: Sequence[float], *, shares: int) -> list[float]:
+        return [noise.grid_for(noise.share_std(self.plan.mechanism, sc, shares)) for sc in scales]
+
+    def _chunks(self, grids: Sequence[float]):
         start = 0
-        for seg, scale in zip(self.plan.segments, scales):
-            grid = noise.grid_for(noise.share_std(self.plan.mechanism, scale, shares))
-            noise.snap(vec[start : start + seg.length], grid)
+        for seg, grid in zip(self.plan.segments, grids):
+            for lo in range(start, start + seg.length, self._CHUNK):
+                yield lo, min(lo + self._CHUNK, start + seg.length), grid
             start += seg.length
+
+    def _snap(self, vec: np.ndarray, scales: Sequence[float], *, shares: int) -> None:
+        for start, stop, grid in self._chunks(self._grids(scales, shares=shares)):
+            noise.snap(vec[start:stop], grid)
 
     def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
         return self.inner.combine(key, updates, round=round)
@@ -241,17 +261,18 @@ class DPScheme(Scheme):
         return self.inner.function_key(key, round=round, weights=weights)
 
     def _release(self, total: np.ndarray) -> np.ndarray:
-        if self.plan.mode == "distributed":
-            # the sum is the release: snap it to the grid of the central noise it carries
-            central = [s.scale * self.plan.weight_bound for s in self.plan.segments]
-            self._snap(total, central, shares=1)
+        if self.plan.mode == "local":
+            return total  # a sum of released (snapped) updates: post-processing
+        # distributed: the sum is the release; snap it to the grid of the central noise it carries
+        total = np.array(total, dtype=np.float64)
+        self._snap(total, [s.scale * self.plan.weight_bound for s in self.plan.segments], shares=1)
         return total
 
     def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
-        return self._release(np.array(self.inner.reveal(key, aggregate, function_key=function_key), dtype=np.float64))
+        return self._release(self.inner.reveal(key, aggregate, function_key=function_key))
 
     def publish(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
-        return self._release(np.array(self.inner.publish(key, aggregate, function_key=function_key), dtype=np.float64))
+        return self._release(self.inner.publish(key, aggregate, function_key=function_key))
 
     # --- everything else is the inner scheme's ----------------------------------------
     def check_envelope(self, env: Envelope, key: Key, **kw: Any) -> None:

@@ -46,6 +46,11 @@ class Sensitivity:
     budget_share: float
 
 
+def clipped_update_sensitivity(length: int, clip_norm: float) -> tuple[Sensitivity, ...]:
+    """A vector clipped to L2 norm ``clip_norm``: any change moves it by at most ``2 * clip_norm``."""
+    return (Sensitivity(length, 2.0 * clip_norm * math.sqrt(length), 2.0 * clip_norm, 1.0),)
+
+
 class ModelAdapter(ABC):
     """A model as a flat float64 vector (see the module docstring)."""
 
@@ -87,8 +92,7 @@ class ModelAdapter(ABC):
         Clipping bounds any change of the party's data, so any two clipped vectors
         are at most ``2 * clip_norm`` apart (and ``sqrt(P)`` times that in L1).
         """
-        p = self.num_parameters
-        return (Sensitivity(p, 2.0 * clip_norm * math.sqrt(p), 2.0 * clip_norm, 1.0),)
+        return clipped_update_sensitivity(self.num_parameters, clip_norm)
 
     @property
     def value_range(self) -> float:

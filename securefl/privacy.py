@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from diffprivlib import BudgetAccountant
@@ -55,15 +55,19 @@ def calibrate(mechanism: str, epsilon: float, delta: float, block: Sensitivity) 
     return math.sqrt(mech.variance(0.0) / 2.0)
 
 
-def noise_plan(cfg: PrivacyConfig, adapter: ModelAdapter, *, min_contributors: int, weight_bound: float) -> NoisePlan:
-    """The plan every party of the federation uses (public: it depends only on config and public sizes)."""
-    blocks = adapter.sensitivity(cfg.clip_norm)
+def noise_plan(cfg: PrivacyConfig, blocks: Sequence[Sensitivity], *, clip: bool, min_contributors: int,
+               weight_bound: float) -> NoisePlan:
+    """The plan every party of the federation uses (public: it depends only on config and public sizes).
+
+    ``blocks`` are the vector's sensitivities (a model adapter's :meth:`~securefl.models.ModelAdapter.sensitivity`);
+    ``clip`` says whether the wrapper clips vectors to ``privacy.clip_norm`` (their L2 bound).
+    """
     segments = tuple(NoiseSegment(b.length, calibrate(cfg.mechanism, cfg.epsilon, cfg.delta, b)) for b in blocks)
     return NoisePlan(
         mechanism=cfg.mechanism,  # type: ignore[arg-type]
         segments=segments,
         mode=cfg.mode,  # type: ignore[arg-type]
-        clip_norm=cfg.clip_norm if adapter.clips_updates else None,
+        clip_norm=cfg.clip_norm if clip else None,
         min_contributors=min_contributors,
         weight_bound=weight_bound,
     )
@@ -74,7 +78,8 @@ def wrap(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, *, min_contr
     """``scheme`` itself when privacy is off, else the DP wrapper around it (checked against its clip range)."""
     if not cfg.enabled:
         return scheme
-    plan = noise_plan(cfg, adapter, min_contributors=min_contributors, weight_bound=max(weights.values()))
+    plan = noise_plan(cfg, adapter.sensitivity(cfg.clip_norm), clip=adapter.clips_updates,
+                      min_contributors=min_contributors, weight_bound=max(weights.values()))
     data_bound = cfg.clip_norm if adapter.clips_updates else adapter.value_range
     check_value_bound(scheme, plan, data_bound, min(weights.values()))
     try:
