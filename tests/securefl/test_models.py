@@ -1,0 +1,68 @@
+"""Model adapters: the naive-Bayes statistics, their fusion rule, and the GaussianNB they make."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.naive_bayes import GaussianNB
+
+from securefl import config
+from securefl.models import NaiveBayesAdapter, make_adapter
+from securefl.simulation import Simulation
+
+NB = "examples/configs/naive_bayes_dp.toml"
+
+
+def _adapter(rows_bound=1, d=3, classes=(0, 1, 2)) -> NaiveBayesAdapter:
+    return make_adapter(config.ModelConfig(kind="naive_bayes"), d, np.array(classes), 0,
+                        bounds=(np.full(d, -4.0), np.full(d, 4.0)), rows_bound=rows_bound)
+
+
+def test_statistics_of_parties_sum_to_the_pooled_gaussian_nb():
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 1, (300, 3)) + np.repeat([[0, 0, 0], [2, -1, 0], [0, 1, 1]], 100, axis=0)
+    y = np.repeat([0, 1, 2], 100)
+    X = np.clip(X, -4, 4)
+    ad = _adapter(rows_bound=120)
+    parts = np.array_split(rng.permutation(300), 3)
+    fused = ad.fuse(sum(ad.fit_local(ad.initial_parameters(), X[p], y[p]) for p in parts), total_weight=3.0)
+    est, ref = ad.estimator(fused), GaussianNB(var_smoothing=0).fit(X, y)
+    assert np.allclose(est.theta_, ref.theta_) and np.allclose(est.var_, ref.var_)
+    assert np.allclose(est.class_prior_, ref.class_prior_)
+    assert np.array_equal(est.predict(X), ref.predict(X))
+    assert ad.local_weight(57) == 1.0  # fusion is a sum, not a row-weighted mean
+
+
+def test_statistics_fit_in_unit_range_whatever_the_party_size():
+    ad = _adapter(rows_bound=50)
+    X = np.random.default_rng(1).normal(0, 10, (50, 3))  # far outside the bounds: clipped
+    stats = ad.fit_local(ad.initial_parameters(), X, np.zeros(50, dtype=int))
+    assert np.abs(stats).max() <= 1.0 and ad.value_range == 1.0
+
+
+def test_sensitivity_bounds_the_change_of_one_replaced_record():
+    ad = _adapter(rows_bound=10)
+    rng = np.random.default_rng(2)
+    X, y = rng.uniform(-4, 4, (10, 3)), rng.integers(0, 3, 10)
+    base = ad.fit_local(None, X, y)
+    blocks = ad.sensitivity(clip_norm=1.0)
+    worst = np.zeros((len(blocks), 2))
+    for _ in range(200):
+        X2, y2 = X.copy(), y.copy()
+        X2[0], y2[0] = rng.choice([-4.0, 4.0], 3) * rng.uniform(0, 1, 3), rng.integers(0, 3)
+        diff, start = ad.fit_local(None, X2, y2) - base, 0
+        for i, b in enumerate(blocks):
+            seg = diff[start : start + b.length]
+            worst[i] = np.maximum(worst[i], [np.abs(seg).sum(), np.linalg.norm(seg)])
+            start += b.length
+    for (l1, l2), b in zip(worst, blocks):
+        assert l1 <= b.l1 + 1e-12 and l2 <= b.l2 + 1e-12
+    assert sum(b.budget_share for b in blocks) == 1.0 and sum(b.length for b in blocks) == ad.num_parameters
+
+
+def test_federated_naive_bayes_without_privacy_matches_scikit_learn():
+    sim = Simulation(config.load(NB, ["privacy.mode=off"]))
+    result = sim.run()
+    X = np.vstack([p.shard.X for p in sim.parties.values()])
+    y = np.concatenate([p.shard.y for p in sim.parties.values()])
+    ref = GaussianNB().fit(np.clip(X, -3, 3), y)
+    assert abs(result.final_accuracy - ref.score(sim.data.X_test, sim.data.y_test)) <= 0.02
