@@ -170,7 +170,28 @@ class DPScheme(Scheme):
             raise LengthMismatchError(f"the noise plan covers {self.plan.length} values, the update has {length}")
         shares = self.plan.shares
         draw = noise.gaussian_share if self.plan.mechanism == "gaussian" else noise.laplace_share
-        return np.concatenate([draw(s.length, self._noise_scale(s, weight), shares) for s in self.plan.segments])
+        out = np.concatenate([draw(s.length, self._noise_scale(s, weight), shares) for s in self.plan.segments])
+        dither = self.dither_std(weight)
+        if dither > 0:
+            out += noise.gaussian(length, dither)
+        return out
+
+    DITHER_FACTOR = 8.0
+
+    def dither_std(self, weight: float) -> float:
+        """Distributed mode: a Gaussian dither of 8x the inner scheme's per-value error (0 in local mode).
+
+        The inner scheme rounds each share-carrying value (fixed-point step, CKKS
+        error) and that rounding error depends on the value.  A Gaussian dither
+        eight times wider than the error makes the value modulo the step uniform
+        and independent of the data (statistical distance below ``exp(-2 pi^2 64)``),
+        so the revealed sum is the central mechanism's output plus data-independent
+        noise (post-processing).  Gamma shares alone do not smooth enough for that.
+        """
+        if self.plan.mode != "distributed":
+            return 0.0
+        tol = self.inner.tolerance([weight])
+        return self.DITHER_FACTOR * tol if math.isfinite(tol) and tol > 0 else 0.0
 
     def _check_weight(self, weight: float) -> float:
         w = check_weight(weight)

@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.privacy is not None:
         p = result.privacy
         out.print(f"privacy ({p['mode']}, {p['mechanism']}): epsilon {p['epsilon_spent']:g} of {p['epsilon_budget']:g}, "
-                  f"delta {p['delta_spent']:.3g} of {p['delta_budget']:.3g} spent (basic composition)")
+                  f"delta {p['delta_spent']:.3g} of {p['delta_budget']:.3g} spent ({p['composition']} composition)")
     _write_json(args.json, result.as_json())
     if args.plot:
         from .plots import plot_rounds

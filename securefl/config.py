@@ -35,6 +35,7 @@ PARTITIONS = ("iid", "dirichlet")
 MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp", "naive_bayes")
 PRIVACY_MODES = ("off", "local", "distributed")
 MECHANISMS = ("gaussian", "laplace")
+COMPOSITIONS = ("basic", "zcdp")
 TRANSPORTS = ("inproc",)
 
 
@@ -161,6 +162,9 @@ class PrivacyConfig:
     epsilon_budget: float = 10.0
     """Total epsilon the run may spend; the round that would exceed it is refused."""
     delta_budget: float = 1e-4
+    composition: str = "basic"
+    """How rounds add up: ``basic`` (epsilons and deltas sum) or ``zcdp`` (zero-concentrated DP, tighter over
+    many rounds; reports epsilon at ``delta_budget``)."""
     bounds: tuple[float, ...] = (-3.0, 3.0)
     """Public ``[lower, upper]`` bound of every feature (``naive_bayes``); values are clipped to it."""
     bounds_from_data: bool = False
@@ -178,6 +182,9 @@ class PrivacyConfig:
         _require(self.epsilon_budget >= self.epsilon, "privacy.epsilon_budget",
                  f"must allow at least one round (privacy.epsilon = {self.epsilon})")
         _require(0 <= self.delta_budget < 1, "privacy.delta_budget", "must be in [0, 1)")
+        _one_of(self.composition, COMPOSITIONS, "privacy.composition")
+        if self.composition == "zcdp":
+            _require(self.delta_budget > 0, "privacy.delta_budget", "must be positive with composition = 'zcdp'")
         if self.mechanism == "gaussian":
             _require(self.delta_budget >= self.delta, "privacy.delta_budget",
                      f"must allow at least one round (privacy.delta = {self.delta})")

@@ -15,11 +15,19 @@ Neighbouring data sets differ in one record of one party (replaced; party sizes
 are public, they are the FedAvg weights).  The guarantee therefore protects each
 record of each party, against the aggregator and against the other parties.
 
-Accounting: :class:`PrivacyAccountant` wraps diffprivlib's
-:class:`~diffprivlib.BudgetAccountant` (basic sequential composition, no slack):
-the round that would exceed ``privacy.epsilon_budget`` or
-``privacy.delta_budget`` is refused with :class:`BudgetExceededError` before any
-party releases anything.
+Accounting: :class:`PrivacyAccountant` refuses, with :class:`BudgetExceededError`
+and before any party releases anything, the round that would exceed
+``privacy.epsilon_budget`` or ``privacy.delta_budget``.  Two composition rules:
+
+``basic``
+    diffprivlib's :class:`~diffprivlib.BudgetAccountant` without slack: epsilons
+    add up, deltas compose as ``1 - prod(1 - delta_r)``.
+``zcdp``
+    zero-concentrated DP (Bun and Steinke, TCC 2016): a Gaussian block of L2
+    sensitivity ``D`` and scale ``sigma`` is ``D**2 / (2 sigma**2)``-zCDP, a pure
+    ``eps``-DP (Laplace) block ``eps**2 / 2``-zCDP; rho adds up over blocks and
+    rounds, and the total is reported as ``(rho + 2 sqrt(rho ln(1/delta_budget)),
+    delta_budget)``-DP.  Tighter than ``basic`` over many Gaussian rounds.
 """
 
 from __future__ import annotations
@@ -120,32 +128,69 @@ def feature_bounds(cfg: PrivacyConfig, features: list[np.ndarray], n_features: i
     return np.full(n_features, cfg.bounds[0]), np.full(n_features, cfg.bounds[1])
 
 
-class PrivacyAccountant:
-    """Epsilon and delta spent so far against the configured budget (basic composition)."""
+def round_rho(cfg: PrivacyConfig, blocks: Sequence[Sensitivity]) -> float:
+    """zCDP parameter rho one round spends with the noise :func:`calibrate` gives ``blocks``."""
+    rho = 0.0
+    for b in blocks:
+        if cfg.mechanism == "gaussian":
+            rho += (b.l2 / calibrate(cfg.mechanism, cfg.epsilon, cfg.delta, b)) ** 2 / 2
+        else:
+            rho += (cfg.epsilon * b.budget_share) ** 2 / 2
+    return rho
 
-    def __init__(self, cfg: PrivacyConfig) -> None:
+
+def zcdp_epsilon(rho: float, delta: float) -> float:
+    """Epsilon of the (epsilon, delta)-DP that rho-zCDP implies (Bun and Steinke, Prop. 1.3)."""
+    return rho + 2.0 * math.sqrt(rho * math.log(1.0 / delta)) if rho > 0 else 0.0
+
+
+class PrivacyAccountant:
+    """Epsilon and delta spent so far against the configured budget (see the module docstring)."""
+
+    def __init__(self, cfg: PrivacyConfig, blocks: Sequence[Sensitivity] = ()) -> None:
         self.cfg = cfg
         self._budget = BudgetAccountant(epsilon=cfg.epsilon_budget, delta=cfg.delta_budget)
+        self._rho_round = round_rho(cfg, blocks) if cfg.composition == "zcdp" else 0.0
+        if cfg.composition == "zcdp" and not blocks:
+            raise ValueError("zCDP accounting needs the vector's sensitivity blocks")
+        self._rho = 0.0
         self.rounds_charged = 0
+
+    def _would_spend(self) -> tuple[float, float]:
+        if self.cfg.composition == "zcdp":
+            return zcdp_epsilon(self._rho + self._rho_round, self.cfg.delta_budget), self.cfg.delta_budget
+        eps, delta = self.spent
+        return eps + self.cfg.epsilon, 1 - (1 - delta) * (1 - self.cfg.delta_per_round)
 
     def charge(self, round: int) -> None:
         """Spend one round's epsilon and delta, or raise :class:`BudgetExceededError` and spend nothing."""
         eps, delta = self.cfg.epsilon, self.cfg.delta_per_round
         try:
-            self._budget.check(eps, delta)
+            if self.cfg.composition == "zcdp":
+                if self._would_spend()[0] > self.cfg.epsilon_budget * (1 + 1e-12):
+                    raise BudgetError("zCDP budget")
+            else:
+                self._budget.check(eps, delta)
         except BudgetError:
-            spent = self.spent
+            spent, after = self.spent, self._would_spend()
             raise BudgetExceededError(
                 f"round {round} refused: it would spend epsilon {eps:g} and delta {delta:g} on top of "
-                f"epsilon {spent[0]:g} and delta {spent[1]:.3g} already spent, beyond the budget "
-                f"(privacy.epsilon_budget = {self.cfg.epsilon_budget:g}, privacy.delta_budget = "
-                f"{self.cfg.delta_budget:g}). Raise the budget, lower privacy.epsilon, or run fewer rounds"
+                f"epsilon {spent[0]:g} and delta {spent[1]:.3g} already spent ({self.cfg.composition} composition: "
+                f"epsilon {after[0]:.4g} in total), beyond the budget (privacy.epsilon_budget = "
+                f"{self.cfg.epsilon_budget:g}, privacy.delta_budget = {self.cfg.delta_budget:g}). Raise the budget, "
+                "lower privacy.epsilon, or run fewer rounds"
             ) from None
-        self._budget.spend(eps, delta)
+        if self.cfg.composition == "zcdp":
+            self._rho += self._rho_round
+        else:
+            self._budget.spend(eps, delta)
         self.rounds_charged += 1
 
     @property
     def spent(self) -> tuple[float, float]:
+        """(epsilon, delta) spent so far under the configured composition rule."""
+        if self.cfg.composition == "zcdp":
+            return (zcdp_epsilon(self._rho, self.cfg.delta_budget), self.cfg.delta_budget if self._rho else 0.0)
         total = self._budget.total()
         return float(total[0]), float(total[1])
 
@@ -156,5 +201,5 @@ class PrivacyAccountant:
             "epsilon_per_round": self.cfg.epsilon, "delta_per_round": self.cfg.delta_per_round,
             "epsilon_spent": eps, "delta_spent": delta,
             "epsilon_budget": self.cfg.epsilon_budget, "delta_budget": self.cfg.delta_budget,
-            "rounds_charged": self.rounds_charged, "composition": "basic",
+            "rounds_charged": self.rounds_charged, "composition": self.cfg.composition,
         }

@@ -92,7 +92,8 @@ class Simulation:
             registry.create(cfg.crypto.scheme, cfg.crypto.scheme_params()), cfg.privacy, self.evaluator,
             min_contributors=fed.min_parties, weights=weights,
         )
-        self.accountant = privacy.PrivacyAccountant(cfg.privacy) if cfg.privacy.enabled else None
+        self.accountant = (privacy.PrivacyAccountant(cfg.privacy, self.evaluator.sensitivity(cfg.privacy.clip_norm))
+                           if cfg.privacy.enabled else None)
         self.authority = Authority(self.scheme, fed.ids)
         self.parties: dict[str, Party] = {
             pid: Party(pid, shard, self._adapter(), self.scheme, self.authority.party_key(pid))

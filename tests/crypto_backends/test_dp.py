@@ -128,3 +128,11 @@ def test_the_wrapper_is_the_inner_scheme_on_the_wire():
     env = dp.protect(keys.parties["alice"], np.ones(4), weight=1.0, round=0)
     dp.check_envelope(Envelope.from_bytes(env.to_bytes()), keys.aggregator, kind="update", round=0, length=4)
     assert dp.load_key(dp.dump_key(keys.aggregator)).key_id == keys.key_id
+
+
+def test_distributed_shares_are_dithered_beyond_the_inner_schemes_rounding(sealed_scheme, monkeypatch):
+    monkeypatch.setattr(SealedPlain, "tolerance", lambda self, weights: 0.01)
+    dp = DPScheme(SealedPlain(), _plan("distributed", scale=1e-9, m=2, wb=1.0))
+    assert dp.dither_std(1.0) == 0.08
+    assert abs(dp.sample_noise(DIM, 1.0).std() / 0.08 - 1) < 0.02
+    assert DPScheme(SealedPlain(), _plan("local", scale=1.0)).dither_std(1.0) == 0.0

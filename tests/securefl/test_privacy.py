@@ -124,3 +124,24 @@ def test_dp_logistic_regression_example_runs():
     result = Simulation(config.load(LR_DP)).run()
     assert result.privacy["epsilon_spent"] <= result.privacy["epsilon_budget"]
     assert np.isfinite(result.final_accuracy)
+
+
+def test_zcdp_composition_is_tighter_than_basic_and_still_refuses():
+    overrides = ["privacy.mode=local", "privacy.epsilon=1", "privacy.delta=1e-6", "privacy.epsilon_budget=6",
+                 "privacy.delta_budget=1e-5"]
+    basic = Simulation(config.load(PLAIN, [*overrides, "federation.rounds=100"]))
+    zcdp = Simulation(config.load(PLAIN, [*overrides, "federation.rounds=100", "privacy.composition=zcdp"]))
+    counts = {}
+    for name, sim in (("basic", basic), ("zcdp", zcdp)):
+        rounds = 0
+        with pytest.raises(BudgetExceededError):
+            while True:
+                sim.accountant.charge(rounds)
+                rounds += 1
+        counts[name] = rounds
+    assert counts["basic"] == 6 and counts["zcdp"] > 6
+    rho = privacy.round_rho(zcdp.cfg.privacy, zcdp.evaluator.sensitivity(zcdp.cfg.privacy.clip_norm))
+    assert zcdp.accountant.spent[0] == pytest.approx(privacy.zcdp_epsilon(counts["zcdp"] * rho, 1e-5))
+    assert zcdp.accountant.spent[0] <= 6.0
+    with pytest.raises(ConfigError, match="delta_budget"):
+        config.loads("[privacy]\ncomposition = 'zcdp'\nmechanism = 'laplace'\ndelta_budget = 0")
