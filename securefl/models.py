@@ -60,6 +60,9 @@ class ModelAdapter(ABC):
     clips_updates: bool = True
     """Whether differential privacy must clip this model's vectors to ``privacy.clip_norm``
     (``False`` when the adapter bounds its values itself)."""
+    rescalable: bool = False
+    """Whether the vector may be divided by any public constant (``stat_scale``) without changing
+    the model: then values, sensitivities and noise shrink together until they fit a scheme's clip range."""
 
     def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int) -> None:
         self.cfg, self.n_features, self.classes, self.seed = cfg, n_features, classes, seed
@@ -224,8 +227,9 @@ class NaiveBayesAdapter(ModelAdapter):
     A party's vector is, for ``k`` classes and ``d`` features, ``[counts (k) | sums
     (k*d) | sums of squares (k*d)]`` of its rows, features first clipped to the
     public bounds and mapped to ``z = (x - mid) / half`` in ``[-1, 1]``, and every
-    statistic divided by the public ``rows_bound`` (the largest party's row count),
-    so every value lies in ``[-1, 1]`` and fits integer schemes' clip ranges.
+    statistic divided by the public ``stat_scale`` (at least the largest party's row
+    count, so every value lies in ``[-1, 1]``; larger when the noise must fit a
+    scheme's clip range too: see :attr:`ModelAdapter.rescalable`).
     Fusion is the plain **sum** of the parties' statistics (every weight is 1);
     :meth:`estimator` turns a (possibly noisy) sum into a scikit-learn
     :class:`~sklearn.naive_bayes.GaussianNB` (post-processing: clamps counts to at
@@ -234,10 +238,11 @@ class NaiveBayesAdapter(ModelAdapter):
 
     rounds_needed = 1
     clips_updates = False
+    rescalable = True
     VAR_FLOOR = 1e-3
 
     def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
-                 lower: np.ndarray, upper: np.ndarray, rows_bound: int) -> None:
+                 lower: np.ndarray, upper: np.ndarray, stat_scale: float) -> None:
         super().__init__(cfg, n_features, classes, seed)
         if classes is None:
             from .errors import DataError
@@ -247,7 +252,7 @@ class NaiveBayesAdapter(ModelAdapter):
         self.lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n_features,)).copy()
         self.upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n_features,)).copy()
         self.mid, self.half = (self.upper + self.lower) / 2, (self.upper - self.lower) / 2
-        self.rows_bound = max(int(rows_bound), 1)
+        self.stat_scale = max(float(stat_scale), 1.0)
 
     @property
     def num_parameters(self) -> int:
@@ -269,8 +274,8 @@ class NaiveBayesAdapter(ModelAdapter):
     def sensitivity(self, clip_norm: float) -> tuple[Sensitivity, ...]:
         """Replacing one record moves one unit of count between two classes (L1 2, L2 sqrt 2); its
         ``z`` (each in [-1, 1]) changes the sums by at most 2 per feature; its ``z**2`` (in [0, 1]) the
-        sums of squares by at most 1 per feature and class touched.  All divided by ``rows_bound``."""
-        k, d, n = self.k, self.n_features, float(self.rows_bound)
+        sums of squares by at most 1 per feature and class touched.  All divided by ``stat_scale``."""
+        k, d, n = self.k, self.n_features, float(self.stat_scale)
         return (
             Sensitivity(k, 2.0 / n, math.sqrt(2.0) / n, 1 / 3),
             Sensitivity(k * d, 2.0 * d / n, 2.0 * math.sqrt(d) / n, 1 / 3),
@@ -281,12 +286,12 @@ class NaiveBayesAdapter(ModelAdapter):
         z = (np.clip(X, self.lower, self.upper) - self.mid) / self.half
         onehot = (np.asarray(y)[:, None] == self.classes[None, :]).astype(np.float64)  # type: ignore[index]
         stats = np.concatenate([onehot.sum(axis=0), (onehot.T @ z).ravel(), (onehot.T @ (z * z)).ravel()])
-        return stats / self.rows_bound
+        return stats / self.stat_scale
 
     def estimator(self, params: np.ndarray) -> GaussianNB:
         """A fitted-looking scikit-learn GaussianNB whose theta_, var_ and class_prior_ come from ``params``."""
         k, d = self.k, self.n_features
-        stats = np.asarray(params, dtype=np.float64) * self.rows_bound
+        stats = np.asarray(params, dtype=np.float64) * self.stat_scale
         counts = np.maximum(stats[:k], 1.0)
         mean = np.clip(stats[k : k + k * d].reshape(k, d) / counts[:, None], -1.0, 1.0)
         var = np.clip(stats[k + k * d :].reshape(k, d) / counts[:, None] - mean**2, self.VAR_FLOOR, 1.0)
@@ -305,13 +310,13 @@ class NaiveBayesAdapter(ModelAdapter):
 
 
 def make_adapter(cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
-                 bounds: tuple[np.ndarray, np.ndarray] | None = None, rows_bound: int = 1) -> ModelAdapter:
-    """The adapter for ``cfg.kind``; ``naive_bayes`` needs the public feature ``bounds`` and ``rows_bound``."""
+                 bounds: tuple[np.ndarray, np.ndarray] | None = None, stat_scale: float = 1.0) -> ModelAdapter:
+    """The adapter for ``cfg.kind``; ``naive_bayes`` needs the public feature ``bounds`` and ``stat_scale``."""
     if cfg.kind == "naive_bayes":
         if bounds is None:
             raise ValueError("naive_bayes needs public feature bounds")
         return NaiveBayesAdapter(cfg, n_features, classes, seed, lower=bounds[0], upper=bounds[1],
-                                 rows_bound=rows_bound)
+                                 stat_scale=stat_scale)
     if cfg.kind == "mlp":
         return MLPAdapter(cfg, n_features, classes, seed)
     return LinearAdapter(cfg, n_features, classes, seed)

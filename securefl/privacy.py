@@ -50,7 +50,7 @@ from .models import ModelAdapter, Sensitivity
 
 __all__ = ["PrivacyAccountant", "PrivacyLeakWarning", "calibrate", "feature_bounds", "noise_plan", "wrap"]
 
-TAIL_STDS = 4.0
+TAIL_STDS = 6.0
 """Values handed to a scheme with a clip range must fit within data bound + this many noise deviations."""
 
 
@@ -96,17 +96,36 @@ def wrap(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, *, min_contr
         raise ConfigError(f"privacy.mode: {exc}") from None
 
 
+def reach(plan: NoisePlan, data_bound: float, min_weight: float) -> tuple[float, float]:
+    """(largest value handed to the inner scheme, within TAIL_STDS noise deviations; that deviation)."""
+    std = float(np.max(plan.central_std())) / math.sqrt(plan.shares)
+    if plan.mode == "distributed":
+        std *= plan.weight_bound / min_weight
+    return data_bound + TAIL_STDS * std, std
+
+
+def required_rescale(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, *, min_contributors: int,
+                     weights: Mapping[str, float]) -> float:
+    """Factor (>= 1) by which a :attr:`~securefl.models.ModelAdapter.rescalable` model's public scale must grow
+    so that its noisy values fit ``scheme``'s clip range; 1 when they fit or the model cannot be rescaled."""
+    if not (cfg.enabled and adapter.rescalable and scheme.value_bound is not None):
+        return 1.0
+    plan = noise_plan(cfg, adapter.sensitivity(cfg.clip_norm), clip=adapter.clips_updates,
+                      min_contributors=min_contributors, weight_bound=max(weights.values()))
+    # the values stay within value_range while sensitivities, and so the noise, shrink with the scale
+    _, std = reach(plan, adapter.value_range, min(weights.values()))
+    room = scheme.value_bound - adapter.value_range
+    return max(1.0, 1.001 * TAIL_STDS * std / room) if room > 0 else 1.0
+
+
 def check_value_bound(scheme: Scheme, plan: NoisePlan, data_bound: float, min_weight: float) -> None:
     """Refuse a plan whose noisy values would routinely exceed the scheme's clip range (biasing the model)."""
     if scheme.value_bound is None:
         return
-    std = max(float(np.max(plan.central_std())) / math.sqrt(plan.shares), 0.0)
-    if plan.mode == "distributed":
-        std *= plan.weight_bound / min_weight
-    reach = data_bound + TAIL_STDS * std
-    if reach > scheme.value_bound:
+    top, std = reach(plan, data_bound, min_weight)
+    if top > scheme.value_bound * (1 + 1e-9):
         raise ConfigError(
-            f"privacy: noisy values reach about {reach:.3g} (data up to {data_bound:.3g} plus noise of standard "
+            f"privacy: noisy values reach about {top:.3g} (data up to {data_bound:.3g} plus noise of standard "
             f"deviation {std:.3g}), beyond the {scheme.name} scheme's clip range +-{scheme.value_bound:.3g}; values "
             f"beyond it would be clipped and bias the model. Widen the scheme's clip range in [crypto.{scheme.name}], "
             "raise privacy.epsilon, or lower privacy.clip_norm"

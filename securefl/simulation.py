@@ -85,13 +85,19 @@ class Simulation:
         self.data: FederatedData = load_federated(cfg.data, fed.ids, fed.seed)
         self._bounds = (privacy.feature_bounds(cfg.privacy, [s.X for s in self.data.shards.values()],
                                                self.data.n_features) if cfg.model.kind == "naive_bayes" else None)
+        # public divisor of summed statistics (naive Bayes): the largest party's row count, or more (below)
+        self._stat_scale = float(max(shard.n for shard in self.data.shards.values()))
         self.evaluator: ModelAdapter = self._adapter()
         weights = {pid: self.evaluator.local_weight(shard.n) for pid, shard in self.data.shards.items()}
+        inner = registry.create(cfg.crypto.scheme, cfg.crypto.scheme_params())
+        factor = privacy.required_rescale(inner, cfg.privacy, self.evaluator, min_contributors=fed.min_parties,
+                                          weights=weights)
+        if factor > 1:  # noisy statistics must fit the scheme's clip range: shrink them all alike
+            self._stat_scale *= factor
+            self.evaluator = self._adapter()
         # differential privacy wraps whichever scheme [crypto] picks, only when [privacy] asks for it
-        self.scheme: Scheme = privacy.wrap(
-            registry.create(cfg.crypto.scheme, cfg.crypto.scheme_params()), cfg.privacy, self.evaluator,
-            min_contributors=fed.min_parties, weights=weights,
-        )
+        self.scheme: Scheme = privacy.wrap(inner, cfg.privacy, self.evaluator, min_contributors=fed.min_parties,
+                                           weights=weights)
         self.accountant = (privacy.PrivacyAccountant(cfg.privacy, self.evaluator.sensitivity(cfg.privacy.clip_norm))
                            if cfg.privacy.enabled else None)
         self.authority = Authority(self.scheme, fed.ids)
@@ -109,9 +115,8 @@ class Simulation:
         self._busy: dict[str, cf.Future] = {}
 
     def _adapter(self) -> ModelAdapter:
-        rows_bound = max(shard.n for shard in self.data.shards.values())
         return make_adapter(self.cfg.model, self.data.n_features, self.data.classes, self.cfg.federation.seed,
-                            bounds=self._bounds, rows_bound=rows_bound)
+                            bounds=self._bounds, stat_scale=self._stat_scale)
 
     @property
     def rounds(self) -> int:

@@ -12,7 +12,7 @@ NB = "examples/configs/naive_bayes_dp.toml"
 
 
 def test_curve_has_every_method_when_a_hiding_scheme_is_installed(sealed_scheme):
-    cfg = config.load(NB)
+    cfg = config.load(NB, [f"crypto.scheme={sealed_scheme}"])
     curve = dpcurve.run_curve(cfg, epsilons=(0.5, 10.0), seeds=2)
     assert curve["distributed_scheme"] == sealed_scheme
     assert set(curve["methods"]) == set(dpcurve.METHODS)

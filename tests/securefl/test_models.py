@@ -12,9 +12,9 @@ from securefl.simulation import Simulation
 NB = "examples/configs/naive_bayes_dp.toml"
 
 
-def _adapter(rows_bound=1, d=3, classes=(0, 1, 2)) -> NaiveBayesAdapter:
+def _adapter(stat_scale=1, d=3, classes=(0, 1, 2)) -> NaiveBayesAdapter:
     return make_adapter(config.ModelConfig(kind="naive_bayes"), d, np.array(classes), 0,
-                        bounds=(np.full(d, -4.0), np.full(d, 4.0)), rows_bound=rows_bound)
+                        bounds=(np.full(d, -4.0), np.full(d, 4.0)), stat_scale=stat_scale)
 
 
 def test_statistics_of_parties_sum_to_the_pooled_gaussian_nb():
@@ -22,7 +22,7 @@ def test_statistics_of_parties_sum_to_the_pooled_gaussian_nb():
     X = rng.normal(0, 1, (300, 3)) + np.repeat([[0, 0, 0], [2, -1, 0], [0, 1, 1]], 100, axis=0)
     y = np.repeat([0, 1, 2], 100)
     X = np.clip(X, -4, 4)
-    ad = _adapter(rows_bound=120)
+    ad = _adapter(stat_scale=120)
     parts = np.array_split(rng.permutation(300), 3)
     fused = ad.fuse(sum(ad.fit_local(ad.initial_parameters(), X[p], y[p]) for p in parts), total_weight=3.0)
     est, ref = ad.estimator(fused), GaussianNB(var_smoothing=0).fit(X, y)
@@ -33,14 +33,14 @@ def test_statistics_of_parties_sum_to_the_pooled_gaussian_nb():
 
 
 def test_statistics_fit_in_unit_range_whatever_the_party_size():
-    ad = _adapter(rows_bound=50)
+    ad = _adapter(stat_scale=50)
     X = np.random.default_rng(1).normal(0, 10, (50, 3))  # far outside the bounds: clipped
     stats = ad.fit_local(ad.initial_parameters(), X, np.zeros(50, dtype=int))
     assert np.abs(stats).max() <= 1.0 and ad.value_range == 1.0
 
 
 def test_sensitivity_bounds_the_change_of_one_replaced_record():
-    ad = _adapter(rows_bound=10)
+    ad = _adapter(stat_scale=10)
     rng = np.random.default_rng(2)
     X, y = rng.uniform(-4, 4, (10, 3)), rng.integers(0, 3, 10)
     base = ad.fit_local(None, X, y)

@@ -145,3 +145,13 @@ def test_zcdp_composition_is_tighter_than_basic_and_still_refuses():
     assert zcdp.accountant.spent[0] <= 6.0
     with pytest.raises(ConfigError, match="delta_budget"):
         config.loads("[privacy]\ncomposition = 'zcdp'\nmechanism = 'laplace'\ndelta_budget = 0")
+
+
+def test_naive_bayes_statistics_are_rescaled_to_fit_the_schemes_clip_range():
+    sim = Simulation(config.load(NB, ["privacy.epsilon=0.1", "privacy.epsilon_budget=1"]))
+    assert sim.scheme.value_bound is not None and sim.evaluator.rescalable
+    rows = max(p.shard.n for p in sim.parties.values())
+    assert sim.evaluator.stat_scale > rows  # small epsilon: more noise, so a larger public divisor
+    top, _ = privacy.reach(sim.scheme.plan, 1.0, 1.0)
+    assert top <= sim.scheme.value_bound * 1.001
+    assert 0 <= sim.run().final_accuracy <= 1
