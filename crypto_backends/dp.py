@@ -108,10 +108,6 @@ class NoisePlan:
         """Into how many shares each segment's noise is split: 1 in local mode."""
         return self.min_contributors if self.mode == "distributed" else 1
 
-    def central_std(self) -> np.ndarray:
-        """Per segment: standard deviation of the noise that protects one release (unit weight)."""
-        return np.array([noise.share_std(self.mechanism, s.scale, 1) for s in self.segments])
-
 
 class DPScheme(Scheme):
     """``inner`` plus clipping, calibrated noise and snapping (see the module docstring)."""

@@ -51,7 +51,9 @@ from .models import ModelAdapter, Sensitivity
 __all__ = ["PrivacyAccountant", "PrivacyLeakWarning", "calibrate", "feature_bounds", "noise_plan", "wrap"]
 
 TAIL_STDS = 6.0
-"""Values handed to a scheme with a clip range must fit within data bound + this many noise deviations."""
+"""Values handed to a scheme with a clip range must fit within data bound + this many Gaussian deviations..."""
+LAPLACE_TAIL = 14.0
+"""... or this many Laplace scales (P(|Laplace| > 14 b) < 1e-6)."""
 
 
 def calibrate(mechanism: str, epsilon: float, delta: float, block: Sensitivity) -> float:
@@ -97,11 +99,20 @@ def wrap(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, *, min_contr
 
 
 def reach(plan: NoisePlan, data_bound: float, min_weight: float) -> tuple[float, float]:
-    """(largest value handed to the inner scheme, within TAIL_STDS noise deviations; that deviation)."""
-    std = float(np.max(plan.central_std())) / math.sqrt(plan.shares)
+    """(largest value handed to the inner scheme, bar a ~1e-6 tail; the noise's part of it).
+
+    The tail is ``TAIL_STDS`` deviations for Gaussian noise and ``LAPLACE_TAIL`` times
+    the scale b for Laplace noise and its Gamma-difference shares, whose tails decay
+    like ``exp(-x / b)`` whatever the number of shares.
+    """
+    scale = max(s.scale for s in plan.segments)
+    if plan.mechanism == "gaussian":
+        tail = TAIL_STDS * scale / math.sqrt(plan.shares)
+    else:
+        tail = LAPLACE_TAIL * scale
     if plan.mode == "distributed":
-        std *= plan.weight_bound / min_weight
-    return data_bound + TAIL_STDS * std, std
+        tail *= plan.weight_bound / min_weight
+    return data_bound + tail, tail
 
 
 def required_rescale(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, *, min_contributors: int,
@@ -113,20 +124,20 @@ def required_rescale(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, 
     plan = noise_plan(cfg, adapter.sensitivity(cfg.clip_norm), clip=adapter.clips_updates,
                       min_contributors=min_contributors, weight_bound=max(weights.values()))
     # the values stay within value_range while sensitivities, and so the noise, shrink with the scale
-    _, std = reach(plan, adapter.value_range, min(weights.values()))
+    _, tail = reach(plan, adapter.value_range, min(weights.values()))
     room = scheme.value_bound - adapter.value_range
-    return max(1.0, 1.001 * TAIL_STDS * std / room) if room > 0 else 1.0
+    return max(1.0, 1.001 * tail / room) if room > 0 else 1.0
 
 
 def check_value_bound(scheme: Scheme, plan: NoisePlan, data_bound: float, min_weight: float) -> None:
     """Refuse a plan whose noisy values would routinely exceed the scheme's clip range (biasing the model)."""
     if scheme.value_bound is None:
         return
-    top, std = reach(plan, data_bound, min_weight)
+    top, tail = reach(plan, data_bound, min_weight)
     if top > scheme.value_bound * (1 + 1e-9):
         raise ConfigError(
-            f"privacy: noisy values reach about {top:.3g} (data up to {data_bound:.3g} plus noise of standard "
-            f"deviation {std:.3g}), beyond the {scheme.name} scheme's clip range +-{scheme.value_bound:.3g}; values "
+            f"privacy: noisy values reach about {top:.3g} (data up to {data_bound:.3g} plus a noise tail of "
+            f"{tail:.3g}), beyond the {scheme.name} scheme's clip range +-{scheme.value_bound:.3g}; values "
             f"beyond it would be clipped and bias the model. Widen the scheme's clip range in [crypto.{scheme.name}], "
             "raise privacy.epsilon, or lower privacy.clip_norm"
         )
