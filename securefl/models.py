@@ -102,6 +102,10 @@ class ModelAdapter(ABC):
         """Largest absolute value of a vector handed to protection before noise (``inf`` if unbounded)."""
         return math.inf
 
+    def set_release_noise(self, stds: tuple[float, ...]) -> None:
+        """Told (publicly) the standard deviation of the noise the fused vector carries, per
+        :meth:`sensitivity` block, so that post-processing can account for it.  Default: ignored."""
+
     def evaluate(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
         pred = self.predict(params, X)
         if self.metric == "r2":
@@ -240,6 +244,12 @@ class NaiveBayesAdapter(ModelAdapter):
     clips_updates = False
     rescalable = True
     VAR_FLOOR = 1e-3
+    NOISE_FLOOR = 1.0
+    """Variances are raised to at least this many noise deviations of the class's variance estimate."""
+    _sumsq_noise = 0.0
+
+    def set_release_noise(self, stds: tuple[float, ...]) -> None:
+        self._sumsq_noise = float(stds[2])
 
     def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
                  lower: np.ndarray, upper: np.ndarray, stat_scale: float) -> None:
@@ -294,7 +304,10 @@ class NaiveBayesAdapter(ModelAdapter):
         stats = np.asarray(params, dtype=np.float64) * self.stat_scale
         counts = np.maximum(stats[:k], 1.0)
         mean = np.clip(stats[k : k + k * d].reshape(k, d) / counts[:, None], -1.0, 1.0)
-        var = np.clip(stats[k + k * d :].reshape(k, d) / counts[:, None] - mean**2, self.VAR_FLOOR, 1.0)
+        # a variance the noise cannot tell from zero is raised to the noise's own level (post-processing):
+        # a near-zero variance would make one noisy feature dominate every prediction
+        floor = np.maximum(self.VAR_FLOOR, self.NOISE_FLOOR * self._sumsq_noise * self.stat_scale / counts)[:, None]
+        var = np.clip(stats[k + k * d :].reshape(k, d) / counts[:, None] - mean**2, floor, 1.0)
         est = GaussianNB()
         est.classes_ = np.asarray(self.classes)
         est.class_count_ = counts

@@ -129,6 +129,15 @@ def required_rescale(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, 
     return max(1.0, 1.001 * tail / room) if room > 0 else 1.0
 
 
+def release_noise(plan: NoisePlan, parties: int) -> tuple[float, ...]:
+    """Standard deviation of the noise in the fused sum, per segment, with at least ``plan.shares`` contributors
+    (local mode: the parties' independent noises add up; distributed: the central noise)."""
+    from crypto_backends.noise import share_std
+
+    factor = plan.weight_bound if plan.mode == "distributed" else math.sqrt(parties)
+    return tuple(share_std(plan.mechanism, s.scale, 1) * factor for s in plan.segments)
+
+
 def check_value_bound(scheme: Scheme, plan: NoisePlan, data_bound: float, min_weight: float) -> None:
     """Refuse a plan whose noisy values would routinely exceed the scheme's clip range (biasing the model)."""
     if scheme.value_bound is None:

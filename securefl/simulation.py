@@ -19,6 +19,7 @@ import numpy as np
 
 from crypto_backends import registry
 from crypto_backends.base import Scheme
+from crypto_backends.dp import DPScheme
 
 from . import privacy
 from .aggregator import Aggregator
@@ -98,6 +99,8 @@ class Simulation:
         # differential privacy wraps whichever scheme [crypto] picks, only when [privacy] asks for it
         self.scheme: Scheme = privacy.wrap(inner, cfg.privacy, self.evaluator, min_contributors=fed.min_parties,
                                            weights=weights)
+        if isinstance(self.scheme, DPScheme):
+            self.evaluator.set_release_noise(privacy.release_noise(self.scheme.plan, len(self.data.shards)))
         self.accountant = (privacy.PrivacyAccountant(cfg.privacy, self.evaluator.sensitivity(cfg.privacy.clip_norm))
                            if cfg.privacy.enabled else None)
         self.authority = Authority(self.scheme, fed.ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.naive_bayes import GaussianNB
 
 from securefl import config
@@ -66,3 +67,19 @@ def test_federated_naive_bayes_without_privacy_matches_scikit_learn():
     y = np.concatenate([p.shard.y for p in sim.parties.values()])
     ref = GaussianNB().fit(np.clip(X, -3, 3), y)
     assert abs(result.final_accuracy - ref.score(sim.data.X_test, sim.data.y_test)) <= 0.02
+
+
+def test_variances_the_noise_cannot_resolve_are_raised_to_the_noise_level():
+    ad = _adapter(stat_scale=10)
+    X = np.zeros((10, 3))  # every variance is exactly zero
+    stats = ad.fit_local(None, X, np.repeat([0, 1], 5))
+    assert np.allclose(ad.estimator(stats).var_[:2], 16 * ad.VAR_FLOOR)  # only the fixed floor, in z units
+    ad.set_release_noise((0.0, 0.0, 0.2))  # sums of squares carry noise of deviation 0.2 (statistic units)
+    var = ad.estimator(stats).var_
+    assert np.allclose(var[:2], 16 * 0.2 * 10 / 5)  # deviation 2 rows-units over 5 rows, back in x units
+
+
+def test_release_noise_is_reported_to_the_evaluator(sealed_scheme):
+    sim = Simulation(config.load(NB, [f"crypto.scheme={sealed_scheme}"]))
+    b = sim.scheme.plan.segments[2].scale
+    assert sim.evaluator._sumsq_noise == pytest.approx(b * np.sqrt(2))  # central Laplace deviation
