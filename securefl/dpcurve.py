@@ -9,6 +9,9 @@ test split:
 * ``distributed``: ``privacy.mode = "distributed"`` (noise shares under a scheme that
   hides updates: the configured one if it does, else the first installed one
   that does; the row is absent when none is installed);
+* ``central_securefl``: the same mechanism with all training rows at one party
+  (``parties = 1``): what a trusted curator running securefl's estimator would
+  get; ``distributed`` should match it, since its sum carries exactly this noise;
 * ``central``: diffprivlib's ``GaussianNB`` on the pooled training rows, at the
   same epsilon and feature bounds (the centralised reference);
 * ``non_private``: scikit-learn's ``GaussianNB`` on the pooled training rows.
@@ -33,7 +36,7 @@ from .errors import ConfigError
 from .simulation import Simulation
 
 EPSILONS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
-METHODS = ("local", "distributed", "central", "non_private")
+METHODS = ("local", "distributed", "central_securefl", "central", "non_private")
 
 
 def hiding_scheme(cfg: Config) -> str | None:
@@ -43,12 +46,15 @@ def hiding_scheme(cfg: Config) -> str | None:
     return next((name for name in registry.available() if registry.get(name).hides_updates), None)
 
 
-def _variant(cfg: Config, *, mode: str, epsilon: float, seed: int, scheme: str | None = None) -> Config:
+def _variant(cfg: Config, *, mode: str, epsilon: float, seed: int, scheme: str | None = None,
+             single_party: bool = False) -> Config:
     priv = dataclasses.replace(cfg.privacy, mode=mode, epsilon=epsilon,
                                epsilon_budget=max(cfg.privacy.epsilon_budget, epsilon))
     crypto = dataclasses.replace(cfg.crypto, scheme=scheme) if scheme else cfg.crypto
-    out = dataclasses.replace(cfg, privacy=priv, crypto=crypto,
-                              federation=dataclasses.replace(cfg.federation, seed=seed))
+    fed = dataclasses.replace(cfg.federation, seed=seed)
+    if single_party:
+        fed = dataclasses.replace(fed, parties=1, quorum=0, party_ids=())
+    out = dataclasses.replace(cfg, privacy=priv, crypto=crypto, federation=fed)
     check_consistency(out)
     return out
 
@@ -98,6 +104,8 @@ def run_curve(
             acc["non_private"][eps].append(plain_acc)
             acc["central"][eps].append(central_accuracy(cfg, data, eps))
             acc["local"][eps].append(Simulation(_variant(cfg, mode="local", epsilon=eps, seed=seed)).run().final_accuracy)
+            one = _variant(cfg, mode="local", epsilon=eps, seed=seed, single_party=True)
+            acc["central_securefl"][eps].append(Simulation(one).run().final_accuracy)
             if distributed is not None:
                 sim = Simulation(_variant(cfg, mode="distributed", epsilon=eps, seed=seed, scheme=distributed))
                 acc["distributed"][eps].append(sim.run().final_accuracy)
