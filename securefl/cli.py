@@ -107,7 +107,10 @@ def _fmt_bytes(b: float) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
-    cfg = config_mod.load(args.config, args.set or []) if args.config else config_mod.loads("", args.set or [])
+    # bench takes its schemes from --schemes: each "+dp" row checks its own scheme, not [crypto] scheme
+    overrides = args.set or []
+    cfg = (config_mod.load(args.config, overrides, whole_run=False) if args.config
+           else config_mod.loads("", overrides, whole_run=False))
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
     for name in schemes:
         if name not in registry.available():

@@ -235,7 +235,7 @@ SECTIONS: dict[str, type] = {
 
 
 # --- loading -------------------------------------------------------------------
-def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+def load(path: str | Path, overrides: Sequence[str] = (), *, whole_run: bool = True) -> Config:
     """Read a TOML file, apply ``--set`` overrides, validate, return a frozen :class:`Config`."""
     path = Path(path)
     try:
@@ -245,18 +245,22 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
                           "such as examples/configs/plain.toml") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
-    return loads(text, overrides, source=str(path))
+    return loads(text, overrides, source=str(path), whole_run=whole_run)
 
 
-def loads(text: str, overrides: Sequence[str] = (), *, source: str = "<string>") -> Config:
-    """Like :func:`load`, from TOML text."""
+def loads(text: str, overrides: Sequence[str] = (), *, source: str = "<string>", whole_run: bool = True) -> Config:
+    """Like :func:`load`, from TOML text.
+
+    ``whole_run=False`` skips the rules that span sections (:func:`check_consistency`), for
+    commands that use sections on their own (``bench`` takes its schemes from ``--schemes``).
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
     for item in overrides:
         apply_override(raw, item)
-    return from_mapping(raw, source=source)
+    return from_mapping(raw, source=source, whole_run=whole_run)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -283,7 +287,7 @@ def apply_override(raw: dict, item: str) -> None:
     node[path[-1]] = value
 
 
-def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>") -> Config:
+def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>", whole_run: bool = True) -> Config:
     """Validate a parsed TOML document into a :class:`Config`."""
     unknown = set(raw) - set(SECTIONS)
     if unknown:
@@ -296,7 +300,8 @@ def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>") -> Config
             raise ConfigError(f"{name}: must be a table ([{name}]), got a {type(table).__name__}")
         sections[name] = _crypto(table) if cls is CryptoConfig else build(cls, table, name)
     cfg = Config(**sections, source=source)
-    check_consistency(cfg)
+    if whole_run:
+        check_consistency(cfg)
     return cfg
 
 

@@ -155,3 +155,14 @@ def test_naive_bayes_statistics_are_rescaled_to_fit_the_schemes_clip_range():
     top, _ = privacy.reach(sim.scheme.plan, 1.0, 1.0)
     assert top <= sim.scheme.value_bound * 1.001
     assert 0 <= sim.run().final_accuracy <= 1
+
+
+def test_bench_adds_a_dp_row_per_scheme_and_refuses_distributed_over_plain(tmp_path, sealed_scheme):
+    path = tmp_path / "bench.json"
+    main(["bench", "--schemes", f"plain,{sealed_scheme}", "--parties", "3", "--params", "2000",
+          "--set", "privacy.mode=distributed", "--json", str(path)])
+    rows = {r["scheme"]: r for r in json.loads(path.read_text())["results"]}
+    assert "hides individual updates" in rows["plain+dp(distributed)"]["error"]
+    dp = rows[f"{sealed_scheme}+dp(distributed)"]
+    assert dp["error"] is None and dp["extra"]["prepare_s"] > 0 and dp["max_abs_error"] > 0
+    assert rows[sealed_scheme]["max_abs_error"] < 1e-9
