@@ -162,6 +162,9 @@ class PrivacyConfig:
     epsilon_budget: float = 10.0
     """Total epsilon the run may spend; the round that would exceed it is refused."""
     delta_budget: float = 1e-4
+    row_norm: float = 0.0
+    """``logistic`` only: clip every training row to this L2 norm and use local SGD's own record-level
+    sensitivity instead of clipping updates (0: clip updates to ``clip_norm``)."""
     composition: str = "basic"
     """How rounds add up: ``basic`` (epsilons and deltas sum) or ``zcdp`` (zero-concentrated DP, tighter over
     many rounds; reports epsilon at ``delta_budget``)."""
@@ -182,6 +185,7 @@ class PrivacyConfig:
         _require(self.epsilon_budget >= self.epsilon, "privacy.epsilon_budget",
                  f"must allow at least one round (privacy.epsilon = {self.epsilon})")
         _require(0 <= self.delta_budget < 1, "privacy.delta_budget", "must be in [0, 1)")
+        _require(0 <= self.row_norm < 1e6, "privacy.row_norm", "must be non-negative (0 turns it off)")
         _one_of(self.composition, COMPOSITIONS, "privacy.composition")
         if self.composition == "zcdp":
             _require(self.delta_budget > 0, "privacy.delta_budget", "must be positive with composition = 'zcdp'")
@@ -307,6 +311,16 @@ def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>", whole_run
 
 def check_consistency(cfg: Config) -> None:
     """Rules that span sections (asked of the scheme's declarations, never of its name)."""
+    priv, model = cfg.privacy, cfg.model
+    if priv.enabled and priv.row_norm > 0:
+        _require(model.kind == "logistic", "privacy.row_norm",
+                 f"bounds local SGD's sensitivity for model.kind = 'logistic' only (convex, smooth loss), not "
+                 f"{model.kind!r}; set it to 0 to clip updates to privacy.clip_norm instead")
+        # the SGD step must be non-expansive: lr * (alpha + smoothness) <= 2, smoothness = (row_norm^2 + 1) / 4
+        limit = 2.0 / (model.alpha + (priv.row_norm**2 + 1) / 4)
+        _require(model.learning_rate <= limit, "model.learning_rate",
+                 f"must be at most {limit:.4g} with privacy.row_norm = {priv.row_norm:g} (the sensitivity bound of "
+                 "local SGD needs lr * (alpha + (row_norm^2 + 1) / 4) <= 2); lower it or lower privacy.row_norm")
     if cfg.privacy.mode == "distributed" and not registry.get(cfg.crypto.scheme).hides_updates:
         hiding = [n for n in registry.available() if registry.get(n).hides_updates]
         raise ConfigError(

@@ -118,11 +118,35 @@ class LinearAdapter(ModelAdapter):
 
     _LOSS = {"logistic": "log_loss", "linear_svm": "hinge", "linear_regression": "squared_error"}
 
-    def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int) -> None:
+    def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
+                 row_norm: float = 0.0) -> None:
         super().__init__(cfg, n_features, classes, seed)
         self.regression = cfg.kind == "linear_regression"
         self.metric = "r2" if self.regression else "accuracy"
         self.k = 1 if self.regression or len(classes) == 2 else len(classes)  # type: ignore[arg-type]
+        self.row_norm = float(row_norm)
+        """> 0 (``logistic`` under DP): rows are clipped to this L2 norm and :meth:`sensitivity` is local SGD's own."""
+        self.clips_updates = self.row_norm == 0
+
+    def sensitivity(self, clip_norm: float) -> tuple[Sensitivity, ...]:
+        """With ``row_norm``: the bound of Wu et al. (SIGMOD 2017, "bolt-on" DP-SGD) for ``local_epochs``
+        passes of constant-step SGD on a convex, ``L``-Lipschitz, ``beta``-smooth loss with step
+        ``lr <= 2 / (alpha + beta)``: replacing one record moves the result by at most ``2 * epochs * L * lr``.
+        Log loss on rows ``(x, 1)`` with ``|x| <= row_norm`` has ``L = sqrt(row_norm**2 + 1)`` and ``beta =
+        L**2 / 4`` (config.check_consistency enforces the step limit); the L2 decay only contracts; each of
+        the ``k`` one-vs-rest models moves that far, so ``sqrt(k)`` times it in all.  Without: clipping."""
+        if self.row_norm == 0:
+            return super().sensitivity(clip_norm)
+        lipschitz = math.sqrt(self.row_norm**2 + 1)
+        l2 = math.sqrt(self.k) * 2 * self.cfg.local_epochs * lipschitz * self.cfg.learning_rate
+        p = self.num_parameters
+        return (Sensitivity(p, l2 * math.sqrt(p), l2, 1.0),)
+
+    def _clip_rows(self, X: np.ndarray) -> np.ndarray:
+        if self.row_norm == 0:
+            return X
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        return X * np.minimum(1.0, self.row_norm / np.maximum(norms, 1e-300))
 
     @property
     def num_parameters(self) -> int:
@@ -149,6 +173,7 @@ class LinearAdapter(ModelAdapter):
         coef, intercept = self._split(np.asarray(params, dtype=np.float64))
         est.coef_ = coef.ravel().copy() if self.regression else coef.copy()
         est.intercept_ = intercept.copy()
+        X = self._clip_rows(X)
         for _ in range(self.cfg.local_epochs):
             est.partial_fit(X, y, **extra)
         return np.concatenate([np.ravel(est.coef_), np.ravel(est.intercept_)]).astype(np.float64)
@@ -323,8 +348,10 @@ class NaiveBayesAdapter(ModelAdapter):
 
 
 def make_adapter(cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
-                 bounds: tuple[np.ndarray, np.ndarray] | None = None, stat_scale: float = 1.0) -> ModelAdapter:
-    """The adapter for ``cfg.kind``; ``naive_bayes`` needs the public feature ``bounds`` and ``stat_scale``."""
+                 bounds: tuple[np.ndarray, np.ndarray] | None = None, stat_scale: float = 1.0,
+                 row_norm: float = 0.0) -> ModelAdapter:
+    """The adapter for ``cfg.kind``; ``naive_bayes`` needs the public feature ``bounds`` and ``stat_scale``;
+    ``row_norm`` (linear models under DP) clips training rows, see :meth:`LinearAdapter.sensitivity`."""
     if cfg.kind == "naive_bayes":
         if bounds is None:
             raise ValueError("naive_bayes needs public feature bounds")
@@ -332,4 +359,4 @@ def make_adapter(cfg: ModelConfig, n_features: int, classes: np.ndarray | None, 
                                  stat_scale=stat_scale)
     if cfg.kind == "mlp":
         return MLPAdapter(cfg, n_features, classes, seed)
-    return LinearAdapter(cfg, n_features, classes, seed)
+    return LinearAdapter(cfg, n_features, classes, seed, row_norm=row_norm)

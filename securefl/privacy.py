@@ -142,6 +142,8 @@ def check_value_bound(scheme: Scheme, plan: NoisePlan, data_bound: float, min_we
     """Refuse a plan whose noisy values would routinely exceed the scheme's clip range (biasing the model)."""
     if scheme.value_bound is None:
         return
+    if not math.isfinite(data_bound):
+        data_bound = 0.0  # the model's own values: the scheme's clip range concerns them with or without DP
     top, tail = reach(plan, data_bound, min_weight)
     if top > scheme.value_bound * (1 + 1e-9):
         raise ConfigError(

@@ -119,7 +119,8 @@ class Simulation:
 
     def _adapter(self) -> ModelAdapter:
         return make_adapter(self.cfg.model, self.data.n_features, self.data.classes, self.cfg.federation.seed,
-                            bounds=self._bounds, stat_scale=self._stat_scale)
+                            bounds=self._bounds, stat_scale=self._stat_scale,
+                            row_norm=self.cfg.privacy.row_norm if self.cfg.privacy.enabled else 0.0)
 
     @property
     def rounds(self) -> int:

@@ -83,3 +83,33 @@ def test_release_noise_is_reported_to_the_evaluator(sealed_scheme):
     sim = Simulation(config.load(NB, [f"crypto.scheme={sealed_scheme}"]))
     b = sim.scheme.plan.segments[2].scale
     assert sim.evaluator._sumsq_noise == pytest.approx(b * np.sqrt(2))  # central Laplace deviation
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_local_sgd_moves_at_most_its_declared_sensitivity_when_one_record_is_replaced(n_classes):
+    cfg = config.ModelConfig(kind="logistic", local_epochs=3, learning_rate=0.05, alpha=1e-3)
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(0, 2, (60, 5)), rng.integers(0, n_classes, 60)
+    classes = np.arange(n_classes)
+    bound = make_adapter(cfg, 5, classes, 0, row_norm=2.0).sensitivity(1.0)[0].l2
+    start = rng.normal(0, 0.5, make_adapter(cfg, 5, classes, 0).num_parameters)
+    base = make_adapter(cfg, 5, classes, 0, row_norm=2.0).fit_local(start, X, y)
+    worst = 0.0
+    for i in range(40):
+        X2, y2 = X.copy(), y.copy()
+        j = i % 60
+        X2[j], y2[j] = rng.normal(0, 50, 5), (y[j] + 1) % n_classes  # an extreme, relabelled record
+        moved = make_adapter(cfg, 5, classes, 0, row_norm=2.0).fit_local(start, X2, y2)
+        worst = max(worst, float(np.linalg.norm(moved - base)))
+    assert 0 < worst <= bound
+    assert not make_adapter(cfg, 5, classes, 0, row_norm=2.0).clips_updates
+
+
+def test_row_norm_needs_logistic_and_a_non_expansive_step():
+    from securefl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.learning_rate"):
+        config.loads("[privacy]\nmode = 'local'\nrow_norm = 10.0\n[model]\nlearning_rate = 0.5")
+    with pytest.raises(ConfigError, match="privacy.row_norm"):
+        config.loads("[privacy]\nmode = 'local'\nrow_norm = 2.0\n[model]\nkind = 'mlp'")
+    config.loads("[privacy]\nmode = 'off'\nrow_norm = 2.0\n[model]\nkind = 'mlp'")  # only checked when DP is on
