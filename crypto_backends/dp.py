@@ -92,7 +92,8 @@ class NoisePlan:
             raise InvalidParameterError(f"unknown mechanism {self.mechanism!r}; use 'gaussian' or 'laplace'")
         if self.mode not in ("local", "distributed"):
             raise InvalidParameterError(f"unknown mode {self.mode!r}; use 'local' or 'distributed'")
-        if not self.segments or any(s.length < 1 or not (s.scale > 0 and math.isfinite(s.scale)) for s in self.segments):
+        bad = [s for s in self.segments if s.length < 1 or not (s.scale > 0 and math.isfinite(s.scale))]
+        if not self.segments or bad:
             raise InvalidParameterError("a noise plan needs segments of positive length and positive, finite scale")
         if self.clip_norm is not None and not (self.clip_norm > 0 and math.isfinite(self.clip_norm)):
             raise InvalidParameterError("clip_norm must be positive and finite")

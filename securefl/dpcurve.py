@@ -103,7 +103,8 @@ def run_curve(
             on_step(f"seed {i + 1}/{seeds}, epsilon {eps:g}")
             acc["non_private"][eps].append(plain_acc)
             acc["central"][eps].append(central_accuracy(cfg, data, eps))
-            acc["local"][eps].append(Simulation(_variant(cfg, mode="local", epsilon=eps, seed=seed)).run().final_accuracy)
+            local = _variant(cfg, mode="local", epsilon=eps, seed=seed)
+            acc["local"][eps].append(Simulation(local).run().final_accuracy)
             one = _variant(cfg, mode="local", epsilon=eps, seed=seed, single_party=True)
             acc["central_securefl"][eps].append(Simulation(one).run().final_accuracy)
             if distributed is not None:

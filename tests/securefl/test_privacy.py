@@ -35,7 +35,8 @@ def test_the_round_that_would_exceed_the_budget_is_refused():
                               "privacy.epsilon_budget=5", "privacy.clip_norm=5"])
     sim = Simulation(cfg)
     seen = []
-    with pytest.raises(BudgetExceededError, match=r"round 2 refused.*epsilon 2 .*epsilon 4 .*privacy.epsilon_budget = 5"):
+    refusal = r"round 2 refused.*epsilon 2 .*epsilon 4 .*privacy.epsilon_budget = 5"
+    with pytest.raises(BudgetExceededError, match=refusal):
         sim.run(seen.append)
     assert [m.round for m in seen] == [0, 1]  # two rounds ran; the third released nothing
     assert [m.epsilon_spent for m in seen] == [2.0, 4.0]
