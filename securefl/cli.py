@@ -184,8 +184,7 @@ def cmd_dp_curve(args: argparse.Namespace) -> int:
     for eps in curve["epsilons"]:
         table.add_column(f"eps={eps:g}", justify="right")
     for name, row in curve["methods"].items():
-        label = f"{name} ({curve['distributed_scheme']})" if name == "distributed" else name
-        table.add_row(label, *(f"{m:.3f} ({s:.3f})" for m, s in zip(row["mean"], row["std"])))
+        table.add_row(dpcurve.label(name, curve), *(f"{m:.3f} ({s:.3f})" for m, s in zip(row["mean"], row["std"])))
     out.print(table)
     if "distributed" not in curve["methods"]:
         out.print("distributed: no installed scheme hides individual updates, so the distributed curve is absent")

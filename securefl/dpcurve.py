@@ -20,6 +20,7 @@ test split:
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import warnings
 from collections.abc import Callable, Sequence
@@ -122,6 +123,12 @@ def run_curve(
     }
 
 
+def label(method: str, curve: dict) -> str:
+    """How a method is named in the table and the plot."""
+    return {"distributed": f"distributed ({curve['distributed_scheme']})", "central": "central (diffprivlib)",
+            "central_securefl": "central (same mechanism, one curator)", "non_private": "non-private"}.get(method, method)
+
+
 def plot_curve(curve: dict, path: str | Path) -> Path:
     """Accuracy against epsilon (log axis), one line per method with its spread over seeds."""
     import matplotlib
@@ -133,10 +140,10 @@ def plot_curve(curve: dict, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     eps = curve["epsilons"]
     for name, row in curve["methods"].items():
-        mean, std = np.array(row["mean"]), np.array(row["std"])
-        ax.plot(eps, mean, marker="o", label=name.replace("_", "-"))
-        ax.fill_between(eps, mean - std, mean + std, alpha=0.12)
-    ax.set(xscale="log", xlabel="epsilon", ylabel="held-out accuracy",
+        mean, sem = np.array(row["mean"]), np.array(row["std"]) / math.sqrt(curve["seeds"])
+        ax.plot(eps, mean, marker="o", label=label(name, curve))
+        ax.fill_between(eps, mean - sem, mean + sem, alpha=0.15)
+    ax.set(xscale="log", xlabel="epsilon", ylabel="held-out accuracy (band: standard error)",
            title=f"DP naive Bayes on {curve['dataset']}, {curve['parties']} parties, {curve['seeds']} seeds")
     ax.grid(alpha=0.3)
     ax.legend()
