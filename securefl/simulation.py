@@ -89,18 +89,7 @@ class Simulation:
         # public divisor of summed statistics (naive Bayes): the largest party's row count, or more (below)
         self._stat_scale = float(max(shard.n for shard in self.data.shards.values()))
         self.evaluator: ModelAdapter = self._adapter()
-        weights = {pid: self.evaluator.local_weight(shard.n) for pid, shard in self.data.shards.items()}
-        inner = registry.create(cfg.crypto.scheme, cfg.crypto.scheme_params())
-        factor = privacy.required_rescale(inner, cfg.privacy, self.evaluator, min_contributors=fed.min_parties,
-                                          weights=weights)
-        if factor > 1:  # noisy statistics must fit the scheme's clip range: shrink them all alike
-            self._stat_scale *= factor
-            self.evaluator = self._adapter()
-        # differential privacy wraps whichever scheme [crypto] picks, only when [privacy] asks for it
-        self.scheme: Scheme = privacy.wrap(inner, cfg.privacy, self.evaluator, min_contributors=fed.min_parties,
-                                           weights=weights)
-        if isinstance(self.scheme, DPScheme):
-            self.evaluator.set_release_noise(privacy.release_noise(self.scheme.plan, len(self.data.shards)))
+        self.scheme: Scheme = self._protection(registry.create(cfg.crypto.scheme, cfg.crypto.scheme_params()))
         self.accountant = (privacy.PrivacyAccountant(cfg.privacy, self.evaluator.sensitivity(cfg.privacy.clip_norm))
                            if cfg.privacy.enabled else None)
         self.authority = Authority(self.scheme, fed.ids)
@@ -116,6 +105,19 @@ class Simulation:
         )
 
         self._busy: dict[str, cf.Future] = {}
+
+    def _protection(self, inner: Scheme) -> Scheme:
+        """``inner``, wrapped with differential privacy when ``[privacy]`` asks for it."""
+        pcfg, quorum = self.cfg.privacy, self.cfg.federation.min_parties
+        weights = {pid: self.evaluator.local_weight(shard.n) for pid, shard in self.data.shards.items()}
+        factor = privacy.required_rescale(inner, pcfg, self.evaluator, min_contributors=quorum, weights=weights)
+        if factor > 1:  # noisy statistics must fit the scheme's clip range: shrink them all alike
+            self._stat_scale *= factor
+            self.evaluator = self._adapter()
+        scheme = privacy.wrap(inner, pcfg, self.evaluator, min_contributors=quorum, weights=weights)
+        if isinstance(scheme, DPScheme):
+            self.evaluator.set_release_noise(privacy.release_noise(scheme.plan, len(self.data.shards)))
+        return scheme
 
     def _adapter(self) -> ModelAdapter:
         return make_adapter(self.cfg.model, self.data.n_features, self.data.classes, self.cfg.federation.seed,
