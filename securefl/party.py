@@ -11,13 +11,17 @@ from crypto_backends.keys import PartyKey
 from .data import Shard
 from .messages import GlobalModel
 from .models import ModelAdapter
+from .privacy import PrivacyAccountant
 
 
 class Party:
     """One organisation's side of a round (transport-agnostic: bytes in, bytes out)."""
 
-    def __init__(self, party_id: str, shard: Shard, adapter: ModelAdapter, scheme: Scheme, key: PartyKey) -> None:
+    def __init__(self, party_id: str, shard: Shard, adapter: ModelAdapter, scheme: Scheme, key: PartyKey,
+                 accountant: PrivacyAccountant | None = None) -> None:
         self.party_id, self.shard, self.adapter, self.scheme, self.key = party_id, shard, adapter, scheme, key
+        self.accountant = accountant
+        """This party's own privacy budget (differential privacy): it refuses to release past it, whoever asks."""
 
     @property
     def weight(self) -> float:
@@ -37,7 +41,13 @@ class Party:
         return self.adapter.fuse(reveal(self.key, aggregate), aggregate.total_weight)
 
     def handle_round(self, round: int, model: bytes) -> bytes:
-        """Train from the global model of ``round`` and return the protected update's bytes."""
+        """Train from the global model of ``round`` and return the protected update's bytes.
+
+        Under differential privacy the party charges its own accountant first and raises
+        :class:`~securefl.errors.BudgetExceededError` rather than release past its budget.
+        """
+        if self.accountant is not None:
+            self.accountant.charge(round)
         # data-independent work (e.g. DP noise) first, so that after training only the cheap part remains
         self.scheme.prepare(self.key, length=self.adapter.num_parameters, weight=self.weight, round=round)
         params = self.open_model(GlobalModel.from_bytes(model))

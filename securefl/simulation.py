@@ -90,11 +90,11 @@ class Simulation:
         self._stat_scale = float(max(shard.n for shard in self.data.shards.values()))
         self.evaluator: ModelAdapter = self._adapter()
         self.scheme: Scheme = self._protection(registry.create(cfg.crypto.scheme, cfg.crypto.scheme_params()))
-        self.accountant = (privacy.PrivacyAccountant(cfg.privacy, self.evaluator.sensitivity(cfg.privacy.clip_norm))
-                           if cfg.privacy.enabled else None)
+        # the engine refuses a round past the budget up front; each party also enforces its own
+        self.accountant = self._accountant()
         self.authority = Authority(self.scheme, fed.ids)
         self.parties: dict[str, Party] = {
-            pid: Party(pid, shard, self._adapter(), self.scheme, self.authority.party_key(pid))
+            pid: Party(pid, shard, self._adapter(), self.scheme, self.authority.party_key(pid), self._accountant())
             for pid, shard in self.data.shards.items()
         }
         self.aggregator = Aggregator(
@@ -105,6 +105,10 @@ class Simulation:
         )
 
         self._busy: dict[str, cf.Future] = {}
+
+    def _accountant(self) -> privacy.PrivacyAccountant | None:
+        pcfg = self.cfg.privacy
+        return privacy.PrivacyAccountant(pcfg, self.evaluator.sensitivity(pcfg.clip_norm)) if pcfg.enabled else None
 
     def _protection(self, inner: Scheme) -> Scheme:
         """``inner``, wrapped with differential privacy when ``[privacy]`` asks for it."""

@@ -15,6 +15,7 @@ from crypto_backends.dp import DPScheme
 from securefl import config, privacy
 from securefl.cli import main
 from securefl.errors import BudgetExceededError, ConfigError
+from securefl.messages import GlobalModel
 from securefl.models import Sensitivity
 from securefl.simulation import Simulation
 
@@ -167,3 +168,16 @@ def test_bench_adds_a_dp_row_per_scheme_and_refuses_distributed_over_plain(tmp_p
     dp = rows[f"{sealed_scheme}+dp(distributed)"]
     assert dp["error"] is None and dp["extra"]["prepare_s"] > 0 and dp["max_abs_error"] > 0
     assert rows[sealed_scheme]["max_abs_error"] < 1e-9
+
+
+def test_each_party_refuses_to_release_past_its_own_budget():
+    """Whoever drives the rounds (an aggregator asking for more), a party does not release past its budget."""
+    sim = Simulation(config.load(PLAIN, ["privacy.mode=local", "privacy.epsilon=2", "privacy.epsilon_budget=4",
+                                         "privacy.clip_norm=5"]))
+    party = sim.parties["party-1"]
+    start = GlobalModel.open(sim.evaluator.initial_parameters()).to_bytes()
+    party.handle_round(0, start)
+    party.handle_round(1, start)
+    with pytest.raises(BudgetExceededError, match="round 2 refused"):
+        party.handle_round(2, start)
+    assert party.accountant.spent[0] == 4.0
