@@ -69,8 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         def on_round(m) -> None:
             progress.advance(task)
             note = f"  dropped: {', '.join(m.dropped)}" if m.dropped else ""
+            spent = f"  epsilon {m.epsilon_spent:g} spent" if m.epsilon_spent is not None else ""
             console.print(Text(f"round {m.round + 1:>3}  {sim.evaluator.metric} {m.accuracy:.4f}  "
-                          f"{m.seconds:7.3f} s  {m.bytes_up / 1024:9.1f} KiB up/party{note}"))
+                          f"{m.seconds:7.3f} s  {m.bytes_up / 1024:9.1f} KiB up/party{spent}{note}"))
 
         result = sim.run(on_round)
     out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
