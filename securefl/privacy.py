@@ -43,12 +43,14 @@ from diffprivlib.utils import BudgetError, PrivacyLeakWarning
 
 from crypto_backends.base import Scheme
 from crypto_backends.dp import DPScheme, NoisePlan, NoiseSegment
+from crypto_backends.noise import share_std
 
 from .config import PrivacyConfig
 from .errors import BudgetExceededError, ConfigError
 from .models import ModelAdapter, Sensitivity
 
-__all__ = ["PrivacyAccountant", "PrivacyLeakWarning", "calibrate", "feature_bounds", "noise_plan", "wrap"]
+__all__ = ["PrivacyAccountant", "PrivacyLeakWarning", "calibrate", "feature_bounds", "noise_plan", "release_noise",
+           "required_rescale", "round_rho", "wrap", "zcdp_epsilon"]
 
 TAIL_STDS = 6.0
 """Values handed to a scheme with a clip range must fit within data bound + this many Gaussian deviations..."""
@@ -83,13 +85,18 @@ def noise_plan(cfg: PrivacyConfig, blocks: Sequence[Sensitivity], *, clip: bool,
     )
 
 
+def _federation_plan(cfg: PrivacyConfig, adapter: ModelAdapter, min_contributors: int,
+                     weights: Mapping[str, float]) -> NoisePlan:
+    return noise_plan(cfg, adapter.sensitivity(cfg.clip_norm), clip=adapter.clips_updates,
+                      min_contributors=min_contributors, weight_bound=max(weights.values()))
+
+
 def wrap(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, *, min_contributors: int,
          weights: Mapping[str, float]) -> Scheme:
     """``scheme`` itself when privacy is off, else the DP wrapper around it (checked against its clip range)."""
     if not cfg.enabled:
         return scheme
-    plan = noise_plan(cfg, adapter.sensitivity(cfg.clip_norm), clip=adapter.clips_updates,
-                      min_contributors=min_contributors, weight_bound=max(weights.values()))
+    plan = _federation_plan(cfg, adapter, min_contributors, weights)
     data_bound = cfg.clip_norm if adapter.clips_updates else adapter.value_range
     check_value_bound(scheme, plan, data_bound, min(weights.values()))
     try:
@@ -121,8 +128,7 @@ def required_rescale(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, 
     so that its noisy values fit ``scheme``'s clip range; 1 when they fit or the model cannot be rescaled."""
     if not (cfg.enabled and adapter.rescalable and scheme.value_bound is not None):
         return 1.0
-    plan = noise_plan(cfg, adapter.sensitivity(cfg.clip_norm), clip=adapter.clips_updates,
-                      min_contributors=min_contributors, weight_bound=max(weights.values()))
+    plan = _federation_plan(cfg, adapter, min_contributors, weights)
     # the values stay within value_range while sensitivities, and so the noise, shrink with the scale
     _, tail = reach(plan, adapter.value_range, min(weights.values()))
     room = scheme.value_bound - adapter.value_range
@@ -132,8 +138,6 @@ def required_rescale(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, 
 def release_noise(plan: NoisePlan, parties: int) -> tuple[float, ...]:
     """Standard deviation of the noise in the fused sum, per segment, with at least ``plan.shares`` contributors
     (local mode: the parties' independent noises add up; distributed: the central noise)."""
-    from crypto_backends.noise import share_std
-
     factor = plan.weight_bound if plan.mode == "distributed" else math.sqrt(parties)
     return tuple(share_std(plan.mechanism, s.scale, 1) * factor for s in plan.segments)
 
