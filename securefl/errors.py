@@ -21,4 +21,8 @@ class PartyError(SecureFLError, RuntimeError):
     """A party failed while training or protecting its update."""
 
 
-__all__ = ["ConfigError", "DataError", "PartyError", "QuorumError", "SecureFLError"]
+class BudgetExceededError(SecureFLError, RuntimeError):
+    """A round would spend more differential-privacy budget than ``[privacy]`` allows; it was not run."""
+
+
+__all__ = ["BudgetExceededError", "ConfigError", "DataError", "PartyError", "QuorumError", "SecureFLError"]
