@@ -144,9 +144,7 @@ def run(
     numpy_row = _baseline("numpy", vectors, weights, repeat)
     variants: list[tuple[str, Callable[[Scheme], Scheme] | None]] = [("", None)]
     if privacy is not None and privacy.enabled:
-        plan = noise_plan(privacy, clipped_update_sensitivity(params, privacy.clip_norm), clip=True,
-                          min_contributors=parties, weight_bound=max(weights))
-        variants.append((f"+dp({privacy.mode})", lambda inner: DPScheme(inner, plan)))
+        variants.append((dp_suffix(privacy), dp_wrapper(privacy, params, weights)))
     for name in schemes:
         for suffix, wrap in variants:
             label = name + suffix
@@ -165,6 +163,19 @@ def run(
     return [
         r if r.error or r.scheme == numpy_row.scheme else _with_ratio(r, floor) for r in results
     ]
+
+
+def dp_suffix(privacy: PrivacyConfig) -> str:
+    """The label suffix of a differentially private variant: ``"+dp(local)"``."""
+    return f"+dp({privacy.mode})"
+
+
+def dp_wrapper(privacy: PrivacyConfig, params: int, weights: Sequence[float]) -> Callable[[Scheme], Scheme]:
+    """Wrap a scheme with DP calibrated from ``privacy`` for ``params``-long vectors clipped to
+    ``privacy.clip_norm``, distributed shares sized for all ``len(weights)`` parties."""
+    plan = noise_plan(privacy, clipped_update_sensitivity(params, privacy.clip_norm), clip=True,
+                      min_contributors=len(weights), weight_bound=max(weights))
+    return lambda inner: DPScheme(inner, plan)
 
 
 def _with_ratio(r: BenchResult, floor: float) -> BenchResult:

@@ -160,14 +160,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   f"{', '.join(f'{s:,}' for s in options.sizes)} (table at {options.table_size:,}); training "
                   f"{cfg.model.kind} on {cfg.data.dataset} for {cfg.federation.rounds} rounds")
     with _progress() as progress:
-        task = progress.add_task("compare", total=compare.steps(names, options))
+        task = progress.add_task("compare", total=compare.steps(len(compare.rows(cfg, names)), options))
 
         def on_done(line: str) -> None:
             progress.advance(task)
             console.print(Text(line))
 
-        comparison = compare.run(cfg, options, config_for=lambda name: load([f"crypto.scheme={name}"]), names=names,
-                                 command=args.command_line,
+        def config_for(name: str, private: bool) -> config_mod.Config:
+            return load([f"crypto.scheme={name}", *([] if private else ["privacy.mode=off"])])
+
+        comparison = compare.run(cfg, options, config_for=config_for, names=names, command=args.command_line,
                                  on_step=lambda label: progress.update(task, description=label), on_done=on_done)
     files = report.write(comparison, args.out)
     table = Table(title=f"securefl compare: {options.parties} parties x {options.table_size:,} parameters")
@@ -190,7 +192,7 @@ def _print_dp_cost(results) -> None:
             continue
         prep = r.extra.get("prepare_s", 0.0)
         out.print(Text(f"  {label}: round {r.round_s / base.round_s:.2f}x {base.scheme}'s online "
-                       f"(noise sampled ahead of the round in {_fmt_s(prep)} per party, off the critical path; "
+                       f"(noise sampled ahead of the round in {format_seconds(prep)} per party, off the critical path; "
                        f"{(r.round_s + prep) / base.round_s:.2f}x counting it); max |error| includes clipping "
                        "to privacy.clip_norm and the noise"))
 

@@ -28,6 +28,11 @@ measured.  A scheme that raises (in the sweep or in training) is recorded with
 its error; the other schemes go on.  Warnings (an insecure test preset, clipped
 values) are recorded per scheme and shown in the report.
 
+With ``[privacy]`` enabled, each scheme gets a second row, ``<scheme>+dp(<mode>)``:
+the sweep wraps it with :func:`securefl.bench.dp_wrapper` and its training keeps
+the configuration's ``[privacy]``, while the bare row trains with
+``privacy.mode = "off"``.
+
 Nothing here knows a scheme by name: the list comes from
 :func:`crypto_backends.registry.available`, and each scheme's parameters come
 from the configuration's ``[crypto.<scheme>]`` table or the scheme's defaults.
@@ -96,9 +101,15 @@ class CompareOptions:
 
 @dataclass
 class SchemeResult:
-    """Everything measured for one scheme; ``error`` / ``training_error`` hold failures."""
+    """Everything measured for one row: a scheme, or (``private``) the scheme wrapped in differential privacy.
+
+    ``name`` is the row's label (``ckks`` or ``ckks+dp(local)``), ``scheme`` the registered name;
+    ``error`` / ``training_error`` hold failures.
+    """
 
     name: str
+    scheme: str
+    private: bool = False
     facts: SchemeFacts | None = None
     params: dict = field(default_factory=dict)
     tolerance: float | None = None
@@ -121,6 +132,8 @@ class SchemeResult:
     def as_json(self) -> dict:
         return {
             "name": self.name,
+            "scheme": self.scheme,
+            "private": self.private,
             "facts": self.facts.as_json() if self.facts else None,
             "params": self.params,
             "tolerance": self.tolerance,
@@ -159,9 +172,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def steps(names: Sequence[str], options: CompareOptions) -> int:
-    """Units of work :func:`run` reports through ``on_done`` (one per sweep point and one training per scheme)."""
-    return len(names) * (len(options.sizes) + 1)
+def rows(cfg: Config, names: Sequence[str]) -> list[SchemeResult]:
+    """The rows to measure: each scheme, and with ``[privacy]`` enabled each scheme again wrapped in it."""
+    out = [SchemeResult(name, name) for name in names]
+    if cfg.privacy.enabled:
+        out += [SchemeResult(name + bench.dp_suffix(cfg.privacy), name, private=True) for name in names]
+    return out
+
+
+def steps(n_rows: int, options: CompareOptions) -> int:
+    """Units of work :func:`run` reports through ``on_done`` (one per sweep point and one training per row)."""
+    return n_rows * (len(options.sizes) + 1)
 
 
 def workload(cfg: Config, options: CompareOptions) -> dict:
@@ -228,7 +249,7 @@ def run(
     cfg: Config,
     options: CompareOptions,
     *,
-    config_for: Callable[[str], Config],
+    config_for: Callable[[str, bool], Config],
     names: Sequence[str] | None = None,
     command: str = "",
     on_step: Callable[[str], None] = lambda label: None,
@@ -236,14 +257,15 @@ def run(
 ) -> Comparison:
     """Measure every scheme in ``names`` (default: all registered) as the module docstring says.
 
-    ``cfg`` gives the data set, model and ``[crypto.<scheme>]`` tables; ``config_for(name)`` must return the
-    same configuration with ``crypto.scheme = name``, validated by the configuration loader (so rules that
-    span sections apply to every scheme's training run; the CLI re-loads the file with an override).
+    ``cfg`` gives the data set, model, ``[privacy]`` and ``[crypto.<scheme>]`` tables; ``config_for(name,
+    private)`` must return the same configuration with ``crypto.scheme = name`` and, unless ``private``,
+    ``privacy.mode = "off"``, validated by the configuration loader (so rules that span sections apply to
+    every training run; the CLI re-loads the file with overrides).
     """
     names = list(names if names is not None else registry.available())
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
-    results = {name: SchemeResult(name) for name in names}
+    results = {res.name: res for res in rows(cfg, names)}
     sweep = _Sweep(options)
     for res in results.values():
         _declarations(cfg, res, options)
@@ -260,7 +282,7 @@ def run(
                 continue
             on_step(f"{res.name}: cost at {measure:,} values")
             if measure == size:
-                _measure(cfg, res, vectors, weights, sweep)
+                    _measure(cfg, res, vectors, weights, sweep)
             else:
                 _measure(cfg, res, *bench.bench_vectors(options.parties, measure, options.seed), sweep)
             point = res.point(measure)
@@ -279,10 +301,10 @@ def run(
 def _declarations(cfg: Config, res: SchemeResult, options: CompareOptions) -> None:
     with _recording(res):
         try:
-            params = cfg.crypto.scheme_params(res.name)
+            params = cfg.crypto.scheme_params(res.scheme)
             res.params = params.as_dict()
-            res.facts = scheme_facts(res.name, params)
-            scheme = registry.create(res.name, params)
+            res.facts = scheme_facts(res.scheme, params)
+            scheme = registry.create(res.scheme, params)
             res.tolerance = float(scheme.tolerance([float(i + 1) for i in range(options.parties)]))
         except Exception as exc:  # noqa: BLE001 - a report row, not a crash
             res.error = _describe(exc)
@@ -294,8 +316,10 @@ def _measure(cfg: Config, res: SchemeResult, vectors: list[np.ndarray], weights:
     with _recording(res):
         t0 = time.perf_counter()
         try:
-            first = bench.bench_scheme(res.name, vectors, weights, params=cfg.crypto.scheme_params(res.name))
-            point = bench.bench_scheme(res.name, vectors, weights, params=cfg.crypto.scheme_params(res.name))
+            params = cfg.crypto.scheme_params(res.scheme)
+            wrap = bench.dp_wrapper(cfg.privacy, size, weights) if res.private else None
+            first = bench.bench_scheme(res.scheme, vectors, weights, params=params, wrap=wrap, label=res.name)
+            point = bench.bench_scheme(res.scheme, vectors, weights, params=params, wrap=wrap, label=res.name)
         except Exception as exc:  # noqa: BLE001 - a report row, not a crash
             res.error = res.error or f"at {size:,} values: {_describe(exc)}"
             sweep.fail(res.name, size)
@@ -304,7 +328,7 @@ def _measure(cfg: Config, res: SchemeResult, vectors: list[np.ndarray], weights:
             sweep.record(res.name, size, time.perf_counter() - t0, first.keygen_s + point.keygen_s)
 
 
-def _train(config_for: Callable[[str], Config], res: SchemeResult, on_step: Callable[[str], None]) -> None:
+def _train(config_for: Callable[[str, bool], Config], res: SchemeResult, on_step: Callable[[str], None]) -> None:
     def on_round(m: RoundMetrics) -> None:
         res.training.append(m)
         on_step(f"{res.name}: training round {m.round + 1}")
@@ -316,7 +340,7 @@ def _train(config_for: Callable[[str], Config], res: SchemeResult, on_step: Call
     with _recording(res):
         t0 = time.perf_counter()
         try:
-            sim = Simulation(config_for(res.name))
+            sim = Simulation(config_for(res.scheme, res.private))
             res.metric = sim.evaluator.metric
             sim.run(on_round)
         except Exception as exc:  # noqa: BLE001 - a report row, not a crash

@@ -46,7 +46,7 @@ def plot_rounds(results: Sequence[RunResult], path: str | Path) -> Path:
 
 def is_floor(s: SchemeResult) -> bool:
     """The unprotected reference of a comparison: a scheme that declares ``hides_updates = False``."""
-    return s.facts is not None and not s.facts.hides_updates
+    return s.facts is not None and not s.facts.hides_updates and not s.private
 
 
 _MARKERS = ("o", "^", "D", "v", "P", "X", "<", ">")

@@ -137,7 +137,8 @@ def _fmt_error(x: float | None) -> str:
 
 
 def _notes(s: SchemeResult) -> str:
-    notes = []
+    notes = [f"`{s.scheme}` wrapped in differential privacy (settings under *Reproduce*); protect excludes the "
+             "noise sampled ahead of the round (report.json: `extra.prepare_s`)"] if s.private else []
     if s.error:
         notes.append(f"**failed** in the cost measurement: {s.error}")
     if s.training_error:

@@ -184,7 +184,7 @@ def test_each_training_run_gets_its_config_from_the_loader():
     base = config.loads("[federation]\nparties = 2\nrounds = 1\n")
     asked = []
 
-    def config_for(name: str) -> config.Config:
+    def config_for(name: str, private: bool) -> config.Config:
         asked.append(name)
         raise ConfigError(f"crypto.scheme: {name} refused by a cross-section rule")
 
@@ -206,3 +206,21 @@ def test_markdown_and_html_render_the_same_blocks_safely():
     assert "<script>" not in page and "&lt;script&gt;" in page and "<title>t&lt;</title>" in page
     assert "<h2>A <em>b</em></h2>" in page and "<code>a|b</code>" in page and "<strong>bold</strong>" in page
     assert "<td>&lt;i&gt;</td>" in page
+
+
+@pytest.mark.parametrize("mode", ["local", "distributed"])
+def test_privacy_adds_a_wrapped_row_per_scheme(tmp_path, mode):
+    out = tmp_path / "dp"
+    code = main(["compare", "--config", "examples/configs/logistic_dp.toml", "--schemes", "plain", "--params", "100",
+                 "200", "--rounds", "1", "--set", f"privacy.mode={mode}", "--set", "crypto.scheme=ckks", "--out", str(out)])
+    data = {s["name"]: s for s in json.loads((out / "report.json").read_text())["schemes"]}
+    label = f"plain+dp({mode})"
+    assert set(data) == {"plain", label} and data[label]["scheme"] == "plain" and data[label]["private"]
+    assert "epsilon_spent" not in data["plain"]["training"]["rounds"][0]  # the bare row trains without DP
+    if mode == "local":
+        assert code == 0
+        assert data[label]["training"]["rounds"][0]["epsilon_spent"] > 0
+        assert [p["params"] for p in data[label]["points"]] == [100, 200]
+    else:  # distributed noise shares over a scheme that shows each update: refused, and reported
+        assert code == 1 and data[label]["error"] and data[label]["training"]["error"].startswith("ConfigError")
+        assert data["plain"]["error"] is None
