@@ -21,4 +21,16 @@ class PartyError(SecureFLError, RuntimeError):
     """A party failed while training or protecting its update."""
 
 
-__all__ = ["ConfigError", "DataError", "PartyError", "QuorumError", "SecureFLError"]
+class TransportError(SecureFLError, RuntimeError):
+    """A peer could not be reached in time, or refused a request; the message says which and why."""
+
+
+class RefusedError(TransportError):
+    """A peer answered a request with a refusal; ``status`` is the gRPC status name (e.g. ``ALREADY_EXISTS``)."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+__all__ = ["ConfigError", "DataError", "PartyError", "QuorumError", "RefusedError", "SecureFLError", "TransportError"]

@@ -13,55 +13,21 @@ import concurrent.futures as cf
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from crypto_backends import registry
 from crypto_backends.base import Scheme
 
 from .aggregator import Aggregator
 from .authority import Authority
 from .config import Config
-from .data import FederatedData, load_federated
+from .data import FederatedData
+from .federation import Federation, RoundMetrics, RunResult  # noqa: F401 - RunResult is re-exported
 from .messages import GlobalModel
-from .models import ModelAdapter, make_adapter
+from .models import ModelAdapter
 from .party import Party
 
 log = logging.getLogger("securefl.simulation")
-
-
-@dataclass(frozen=True)
-class RoundMetrics:
-    round: int
-    accuracy: float
-    seconds: float
-    bytes_up: float
-    """Mean bytes uploaded per answering party."""
-    parties: tuple[str, ...]
-    dropped: dict[str, str] = field(default_factory=dict)
-
-    def as_json(self) -> dict:
-        return {"round": self.round, "accuracy": self.accuracy, "seconds": self.seconds, "bytes_up": self.bytes_up,
-                "parties": list(self.parties), "dropped": dict(self.dropped)}
-
-
-@dataclass
-class RunResult:
-    scheme: str
-    dataset: str
-    parties: int
-    metric: str
-    rounds: list[RoundMetrics]
-    final_parameters: np.ndarray
-
-    @property
-    def final_accuracy(self) -> float:
-        return self.rounds[-1].accuracy if self.rounds else float("nan")
-
-    def as_json(self) -> dict:
-        return {"scheme": self.scheme, "dataset": self.dataset, "parties": self.parties, "metric": self.metric,
-                "rounds": [r.as_json() for r in self.rounds], "final_accuracy": self.final_accuracy}
 
 
 class Simulation:
@@ -69,25 +35,17 @@ class Simulation:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        fed = cfg.federation
-        self.scheme: Scheme = registry.create(cfg.crypto.scheme, cfg.crypto.scheme_params())
-        self.data: FederatedData = load_federated(cfg.data, fed.ids, fed.seed)
-        self.evaluator: ModelAdapter = self._adapter()
-        self.authority = Authority(self.scheme, fed.ids)
+        self.federation = Federation(cfg)
+        self.scheme: Scheme = self.federation.scheme
+        self.data: FederatedData = self.federation.data
+        self.evaluator: ModelAdapter = self.federation.adapter()
+        self.authority = Authority(self.scheme, cfg.federation.ids)
         self.parties: dict[str, Party] = {
-            pid: Party(pid, shard, self._adapter(), self.scheme, self.authority.party_key(pid))
-            for pid, shard in self.data.shards.items()
+            pid: self.federation.party(pid, self.authority.party_key(pid)) for pid in self.data.shards
         }
-        self.aggregator = Aggregator(
-            self.scheme, self.authority.aggregator_key(), num_parameters=self.evaluator.num_parameters,
-            quorum=fed.min_parties,
-            function_keys=self.authority.function_key if self.scheme.needs_function_key else None,
-        )
-
+        self.aggregator: Aggregator = self.federation.aggregator(self.authority.aggregator_key(),
+                                                                 self.authority.function_key)
         self._busy: dict[str, cf.Future] = {}
-
-    def _adapter(self) -> ModelAdapter:
-        return make_adapter(self.cfg.model, self.data.n_features, self.data.classes, self.cfg.federation.seed)
 
     def _collect(self, pool: cf.ThreadPoolExecutor, round: int, model: bytes) -> tuple[dict[str, bytes], dict[str, str]]:
         uploads: dict[str, bytes] = {}
@@ -135,19 +93,14 @@ class Simulation:
                 model = outcome.model
                 seconds = time.perf_counter() - t0
                 params = self.published_parameters(model)
-                dropped.update(outcome.rejected)
-                sizes = [len(uploads[p]) for p in outcome.contributors]
-                metrics = RoundMetrics(
-                    rnd, self.evaluator.evaluate(params, self.data.X_test, self.data.y_test), seconds,
-                    float(np.mean(sizes)), outcome.contributors, dropped,
-                )
+                accuracy = self.evaluator.evaluate(params, self.data.X_test, self.data.y_test)
+                metrics = RoundMetrics.of_round(rnd, outcome, uploads, dropped, seconds, accuracy)
                 history.append(metrics)
                 on_round(metrics)
         finally:
             # do not wait for a party that never answered: the run is over without it
             pool.shutdown(wait=False, cancel_futures=True)
-        return RunResult(self.scheme.name, self.data.name, len(self.parties), self.evaluator.metric, history,
-                         np.asarray(params))
+        return self.federation.result(history, np.asarray(params))
 
 
 def run(cfg: Config, on_round: Callable[[RoundMetrics], None] = lambda m: None) -> RunResult:
