@@ -100,7 +100,7 @@ class AggregatorService:
             evaluate = b.evaluation_for(pid) if state in ("train", "done") else None
             head = wire.header("task", state=state, round=max(b.round, 0), evaluate=evaluate, bytes=len(model),
                                message=b.message)
-            if state == "done":
+            if state in ("done", "failed"):
                 b.finished.add(pid)
                 b.cond.notify_all()
         return wire.send(head, model, self.cfg.transport.chunk_bytes)
@@ -222,13 +222,15 @@ class NetworkedAggregator:
                    for pid in sorted(everyone - set(uploads))}
         return uploads, dropped
 
-    def _finish(self, model: bytes, message: str, state: str, wait_for: set[str], pending: int | None) -> None:
+    def _finish(self, model: bytes, message: str, state: str, wait_for: set[str], pending: int | None,
+                linger: float) -> None:
+        """Serve the final state until ``wait_for`` parties fetched it and round ``pending`` is reported."""
         b = self.board
         with b.cond:
             b.state, b.model, b.message = state, model, message
             b.cond.notify_all()
             b.cond.wait_for(lambda: b.finished >= wait_for and (pending is None or pending in b.reports),
-                            timeout=self.cfg.federation.round_timeout)
+                            timeout=linger)
 
     def run(self) -> RunResult:
         """Serve until every round is fused; returns the run's result (the ``securefl run --json`` form)."""
@@ -244,7 +246,10 @@ class NetworkedAggregator:
                 try:
                     outcome = self.aggregator.fuse(rnd, uploads)
                 except QuorumError as exc:
-                    self._finish(b"", str(exc), "failed", set(), None)
+                    log.error("%s", exc)
+                    # tell every party, but do not wait long for ones that are gone
+                    self._finish(b"", str(exc), "failed", set(fed.ids), None,
+                                 min(fed.round_timeout, 2 * self.cfg.transport.poll_seconds + 5))
                     raise
                 seconds = time.perf_counter() - t0
                 model = outcome.model.to_bytes()
@@ -256,7 +261,7 @@ class NetworkedAggregator:
                 log.info("round %d fused from %d updates in %.3f s%s", rnd, len(outcome.contributors), seconds,
                          f"; dropped: {', '.join(history[-1].dropped)}" if history[-1].dropped else "")
             last = history[-1]
-            self._finish(model, "all rounds done", "done", set(last.parties), last.round)
+            self._finish(model, "all rounds done", "done", set(last.parties), last.round, fed.round_timeout)
             history = self._with_reports(history)
             self._save(model, history)
         finally:
