@@ -15,7 +15,7 @@ from pathlib import Path
 from securefl import config
 from securefl.transport.certs import make_certificates
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def free_port() -> int:
