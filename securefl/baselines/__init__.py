@@ -15,6 +15,7 @@ import numpy as np
 
 BASELINES: dict[str, str] = {
     "numpy": "securefl.baselines.numpy_mean",
+    "tenseal_nvflare": "securefl.baselines.tenseal_nvflare",
 }
 
 
