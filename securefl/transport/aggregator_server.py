@@ -151,7 +151,7 @@ class AggregatorService:
             if b.reporters.get(head["round"]) != pid or head["round"] in b.reports:
                 context.abort(grpc.StatusCode.PERMISSION_DENIED,
                               f"{pid} was not asked to evaluate the model of round {head['round']}")
-            b.reports[head["round"]] = float(head["metric"])
+            b.reports[head["round"]] = float("nan") if head["metric"] is None else float(head["metric"])
             b.cond.notify_all()
         return wire.header("ack", message="metric recorded")
 

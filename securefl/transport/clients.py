@@ -114,7 +114,8 @@ class AggregatorClient(_Client):
                                 deadline_s=self.transport.connect_timeout)
         return wire.parse_header(reply, "ack")["message"]
 
-    def report(self, round: int, metric: float) -> None:
+    def report(self, round: int, metric: float | None) -> None:
+        """Send the metric of round ``round``'s model (``None``: it could not be measured)."""
         call = self.channel.unary_unary(f"/{self.service}/Report")
         call_with_retry(f"Report to {self.where}",
                         lambda: call(wire.header("report", round=round, metric=metric),

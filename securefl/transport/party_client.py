@@ -14,7 +14,7 @@ import hashlib
 import logging
 
 from ..config import Config
-from ..errors import ConfigError, RefusedError, TransportError
+from ..errors import ConfigError, RefusedError, SecureFLError, TransportError
 from ..federation import Federation
 from ..messages import GlobalModel
 from ..party import Party
@@ -70,7 +70,7 @@ class NetworkedParty:
                 if task.state == "train":
                     self._train(task)
                 if task.evaluate is not None:
-                    metric = self.evaluate(task.model)
+                    metric = self._measure(task)
                     try:
                         self.aggregator.report(task.evaluate, metric)
                     except RefusedError as exc:
@@ -81,6 +81,14 @@ class NetworkedParty:
                     return final
         finally:
             self.aggregator.close()
+
+    def _measure(self, task: Task) -> float | None:
+        try:
+            return self.evaluate(task.model)
+        except SecureFLError as exc:
+            # e.g. a scheme's publication budget is spent: say so instead of leaving the aggregator waiting
+            log.warning("%s: cannot measure the model of round %s: %s", self.party_id, task.evaluate, exc)
+            return None
 
     def _train(self, task: Task) -> None:
         log.info("%s: round %d: training", self.party_id, task.round)

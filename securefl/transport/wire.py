@@ -31,7 +31,7 @@ MAX_HEADER_BYTES = 64 * 1024
 FRAME_OVERHEAD = 1 + MAX_HEADER_BYTES  # a gRPC message never exceeds chunk_bytes + this
 
 _INT, _NUM, _STR = "int", "number", "str"
-_OPT_INT, _WEIGHTS = "int|null", "weights"
+_OPT_INT, _OPT_NUM, _WEIGHTS = "int|null", "number|null", "weights"
 
 SCHEMAS: dict[str, dict[str, str]] = {
     # party -> aggregator: "give me work" (the party is its certificate; nothing else to say)
@@ -40,8 +40,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "task": {"state": _STR, "round": _INT, "evaluate": _OPT_INT, "bytes": _INT, "message": _STR},
     # party -> aggregator: an update for `round` follows
     "upload": {"round": _INT, "bytes": _INT},
-    # party -> aggregator: the metric of the global model fused in `round`
-    "report": {"round": _INT, "metric": _NUM},
+    # party -> aggregator: the metric of the global model fused in `round` (null: it could not be measured)
+    "report": {"round": _INT, "metric": _OPT_NUM},
     # aggregator -> authority: a function key for these weights in `round`
     "function_key": {"round": _INT, "weights": _WEIGHTS},
     # any role -> any role: a payload of `bytes` follows (keys), or a plain acknowledgement
@@ -57,6 +57,8 @@ def _valid(kind: str, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and -1 <= value <= 2**62
     if kind == _OPT_INT:
         return value is None or _valid(_INT, value)
+    if kind == _OPT_NUM:
+        return value is None or _valid(_NUM, value)
     if kind == _NUM:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind == _STR:

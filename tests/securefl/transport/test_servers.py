@@ -137,20 +137,23 @@ def test_an_old_rounds_update_is_refused_in_a_later_round(servers):
     assert d.wait_for("aggregator", r"round 1 fused from 1 updates.*dropped: party-1")
 
 
-def test_models_and_updates_far_above_grpcs_4_mb_limit_stream_in_chunks(servers):
-    # 64 inputs x 100000 hidden x 10 classes: about 7.5M parameters, 60 MB as float64
-    d = servers(config_text(parties=1, rounds=1, dataset="digits",
-                            model='kind = "mlp"\nhidden_layers = [100000]'))
+@pytest.mark.parametrize("scheme, hidden", [("plain", 100_000), ("ckks", 25_000)])
+def test_models_and_updates_far_above_grpcs_4_mb_limit_stream_in_chunks(servers, scheme, hidden):
+    # digits (64 inputs, 10 classes) through one wide hidden layer: 7.5M parameters as float64 (plain),
+    # 1.9M under ckks at 32 bytes per value; either way about 60 MB per update
+    d = servers(config_text(scheme, parties=1, rounds=1, dataset="digits",
+                            model=f'kind = "mlp"\nhidden_layers = [{hidden}]'))
     party = NetworkedParty(d.cfg, "party-1")
     task = party.aggregator.poll()
-    model = GlobalModel.from_bytes(task.model)
-    assert len(task.model) > 50e6 and model.vector.size == party.party.adapter.num_parameters
-    update = party.party.scheme.protect(party.party.key, np.full(model.vector.size, 0.5), weight=2.0,
-                                        round=0).to_bytes()
+    size = party.party.adapter.num_parameters
+    assert GlobalModel.from_bytes(task.model).vector.size == size
+    values = np.linspace(-1, 1, size)
+    update = party.party.scheme.protect(party.party.key, values, weight=2.0, round=0).to_bytes()
     assert len(update) > 50e6
     assert party.aggregator.upload(0, update) == "round 0: update of party-1 accepted"
     done = party.aggregator.poll()
     assert done.state == "done" and len(done.model) > 50e6
-    np.testing.assert_array_equal(GlobalModel.from_bytes(done.model).vector, 0.5)
+    fused = party.party.open_model(GlobalModel.from_bytes(done.model))
+    np.testing.assert_allclose(fused, values, atol=1e-4)
     party.aggregator.report(0, 0.5)
     assert d.wait_exit("aggregator", 60) == 0
