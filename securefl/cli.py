@@ -112,6 +112,9 @@ def _role_config(args: argparse.Namespace) -> config_mod.Config:
     if args.insecure:
         console.print("[bold red]WARNING: --insecure: no TLS; keys, updates and models travel in the clear and "
                       "peers are whoever they claim to be. Never use it with real data.[/]")
+    # long-running services: timestamped progress on stderr
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("securefl").setLevel(logging.DEBUG if args.debug else logging.INFO)
     # a stop request (SIGTERM) ends the role like Ctrl-C: servers close, no traceback
     signal.signal(signal.SIGTERM, signal.default_int_handler)

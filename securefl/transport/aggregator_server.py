@@ -243,6 +243,7 @@ class NetworkedAggregator:
             for rnd in range(len(history), fed.rounds):
                 t0 = time.perf_counter()
                 uploads, dropped = self._collect(rnd, model)
+                collected = time.perf_counter() - t0
                 try:
                     outcome = self.aggregator.fuse(rnd, uploads)
                 except QuorumError as exc:
@@ -258,8 +259,8 @@ class NetworkedAggregator:
                 with self.board.cond:
                     self.board.reporters[rnd] = min(outcome.contributors)
                 self._save(model, history)
-                log.info("round %d fused from %d updates in %.3f s%s", rnd, len(outcome.contributors), seconds,
-                         f"; dropped: {', '.join(history[-1].dropped)}" if history[-1].dropped else "")
+                log.info("round %d fused from %d updates in %.3f s (collecting %.3f s)%s", rnd,
+                         len(outcome.contributors), seconds, collected, f"; dropped: {', '.join(history[-1].dropped)}" if history[-1].dropped else "")
             last = history[-1]
             self._finish(model, "all rounds done", "done", set(last.parties), last.round, fed.round_timeout)
             history = self._with_reports(history)

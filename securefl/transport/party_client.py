@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 
 from ..config import Config
 from ..errors import ConfigError, RefusedError, SecureFLError, TransportError
@@ -92,9 +93,13 @@ class NetworkedParty:
 
     def _train(self, task: Task) -> None:
         log.info("%s: round %d: training", self.party_id, task.round)
+        t0 = time.perf_counter()
         data = self._update(task)
+        t1 = time.perf_counter()
         try:
-            log.info("%s: %s", self.party_id, self.aggregator.upload(task.round, data))
+            ack = self.aggregator.upload(task.round, data)
+            log.info("%s: %s (update made in %.3f s, %d bytes sent in %.3f s)", self.party_id, ack, t1 - t0,
+                     len(data), time.perf_counter() - t1)
         except RefusedError as exc:
             if exc.status not in ("ALREADY_EXISTS", "FAILED_PRECONDITION", "INVALID_ARGUMENT"):
                 raise

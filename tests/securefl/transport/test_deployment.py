@@ -19,6 +19,9 @@ from .deployment import Deployment, config_text
 
 pytestmark = pytest.mark.slow
 
+# about 0.7 s of training per round: long enough to kill a process in the middle of a round
+SLOW_MODEL = 'kind = "mlp"\nhidden_layers = [64]\nlocal_epochs = 10\nbatch_size = 4'
+
 
 @pytest.fixture
 def deploy(tmp_path):
@@ -58,9 +61,6 @@ def test_networked_run_gives_the_in_process_result(deploy, scheme):
     assert "party key sent to party 'party-1'" in d.log("authority")
 
 
-SLOW_MODEL = 'kind = "mlp"\nhidden_layers = [64]\nlocal_epochs = 10\nbatch_size = 4'  # ~0.7 s of training per round
-
-
 def test_a_party_killed_mid_round_is_tolerated_and_rejoins(deploy):
     d = deploy(config_text(rounds=5, quorum=2, round_timeout=8, model=SLOW_MODEL, dataset="digits"))
     d.start_all()
@@ -77,7 +77,7 @@ def test_a_party_killed_mid_round_is_tolerated_and_rejoins(deploy):
 
 
 def test_an_aggregator_restarted_resumes_from_its_checkpoint(deploy):
-    d = deploy(config_text(rounds=4))
+    d = deploy(config_text(rounds=4, model=SLOW_MODEL, dataset="digits"))
     d.start_all()
     d.wait_for("aggregator", r"checkpoint written after round 1")
     d.kill("aggregator")
