@@ -26,6 +26,13 @@ from .errors import DecodingOverflowError, InvalidParameterError
 from .randomness import uniform01
 
 
+class ClippedValuesWarning(RuntimeWarning):
+    """Some input values were beyond ``clip`` and were clipped before encryption.
+
+    Shared by every scheme that clips, so one warnings filter covers them all.
+    """
+
+
 @dataclass(frozen=True)
 class Quantized:
     """Integers from :meth:`FixedPoint.encode` and how many inputs had to be clipped."""

@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "securefl.backends"
 
 _BUILTIN: dict[str, str] = {
     "plain": "crypto_backends.plaintext:PlainScheme",
+    "paillier": "crypto_backends.paillier:PaillierScheme",
     "ckks": "crypto_backends.ckks:CKKSScheme",
 }
 

@@ -36,6 +36,7 @@ import tenseal as ts
 
 from ..base import RevealSite, Scheme, ThreatModel, as_update_vector, check_weight
 from ..envelope import Envelope, check_party_id, merged_contributors
+from ..encoding import ClippedValuesWarning
 from ..errors import (
     DecodingOverflowError,
     DecryptionError,
@@ -56,10 +57,6 @@ _KEY_ID_DOMAIN = b"securefl/ckks/v1/key-set"
 # Tail bound, in standard deviations, of one slot's error in tolerance(); 8 sigma
 # is exceeded with probability about 1e-15 per value.
 _TAIL_SIGMAS = 8.0
-
-
-class ClippedValuesWarning(RuntimeWarning):
-    """Some input values were beyond ``clip`` and were clipped before encryption."""
 
 
 class _Material:

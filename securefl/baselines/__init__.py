@@ -1,6 +1,7 @@
 """Reference implementations measured beside securefl's schemes in ``securefl bench``.
 
-A baseline is a module with ``measure(vectors, weights, repeat) -> dict`` returning
+A baseline is a module with ``measure(vectors, weights, repeat) -> dict`` (or the
+function named after a colon, ``"module:function"``) returning
 the bench columns (``encrypt_s``, ``aggregate_s``, ``decrypt_s``,
 ``bytes_per_party``, ``max_abs_error``) and optionally ``note``.  They exist so
 that every "N times faster than X" claim is a ratio measured in the same run.
@@ -16,6 +17,8 @@ import numpy as np
 BASELINES: dict[str, str] = {
     "numpy": "securefl.baselines.numpy_mean",
     "tenseal_nvflare": "securefl.baselines.tenseal_nvflare",
+    "phe": "securefl.baselines.phe_per_value",
+    "phe3072": "securefl.baselines.phe_per_value:measure_3072",
 }
 
 
@@ -29,4 +32,5 @@ def measure(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], 
         from ..errors import ConfigError
 
         raise ConfigError(f"unknown baseline {name!r}; available: {', '.join(BASELINES)}")
-    return importlib.import_module(BASELINES[name]).measure(vectors, weights, repeat)
+    module, _, attr = BASELINES[name].partition(":")
+    return getattr(importlib.import_module(module), attr or "measure")(vectors, weights, repeat)

@@ -1,0 +1,270 @@
+"""The ``paillier`` scheme: packed additively homomorphic encryption, parties decrypt.
+
+Who does what.  The dealer (key authority, or one party acting as it) runs
+:meth:`PaillierScheme.keygen` and hands the key pair to the parties only; the
+aggregator receives the public key (``n`` and the DJN base ``h_s``) and nothing
+else, so it can add ciphertexts but not open them.  The aggregate goes back to
+the parties, who decrypt it (``reveal_site = PARTIES``).
+
+Encoding.  Each value is clipped to ``[-clip, clip]``, quantised to ``bits`` bits
+(:class:`~crypto_backends.encoding.FixedPoint`) and shifted by ``max_int`` to be
+non-negative.  **Weights are applied by the party**: it multiplies its shifted
+integers by its integer weight ``w' = round(weight * weight_scale)`` before
+encryption (the aggregator then only multiplies ciphertexts, never exponentiates),
+and its envelope reports the weight actually applied, ``w' / weight_scale``, so
+the fused mean is exactly the mean under the applied weights.  With integer
+weights (sample counts) and ``weight_scale = 1`` nothing is rounded; otherwise
+:meth:`PaillierScheme.tolerance` accounts for the rounding.
+
+Packing.  ``floor((bits(n)-1) / slot_bits)`` slots per plaintext, each sized for
+``max_total_weight`` (see :mod:`.params`); :mod:`.packing` does the bit work.
+On reveal the offset ``W' * max_int`` is removed and every slot is checked
+against the range ``W'`` weighted values can reach: a wrapped sum raises
+:class:`~crypto_backends.errors.DecodingOverflowError` instead of being returned.
+
+Payload bytes: an 8-byte header ``>HHI`` (slot bits, slots per ciphertext, layout
+checksum of the encoding parameters) followed by ``ceil(length / slots)``
+ciphertexts of ``2 * key_bytes`` bytes each, big-endian, fixed width.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..base import (
+    RevealSite,
+    Scheme,
+    ThreatModel,
+    as_update_vector,
+    check_weight,
+)
+from ..encoding import ClippedValuesWarning
+from ..envelope import Envelope, check_party_id, merged_contributors
+from ..errors import (
+    DecodingOverflowError,
+    InvalidInputError,
+    KeyMismatchError,
+    KeyRoleError,
+    LengthMismatchError,
+    MalformedCiphertextError,
+    SchemeMismatchError,
+)
+from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyKey, Role, require_role
+from . import djn, helpers
+from .packing import SlotLayout
+from .params import PaillierParams
+
+_HEADER = struct.Struct(">HHI")
+
+
+class PaillierScheme(Scheme):
+    """Packed Paillier with DJN randomisation (see the module docstring)."""
+
+    name = "paillier"
+    params_type = PaillierParams
+    reveal_site = RevealSite.PARTIES
+    threat_model = ThreatModel(
+        key_holders={
+            "party": "the shared Paillier key pair (decrypts the aggregate)",
+            "aggregator": "the public key only (n and the DJN base h_s): adds ciphertexts, cannot decrypt",
+            "authority": "the dealer that generated the key pair; holds a copy until it destroys it",
+        },
+        aggregator_learns="ciphertexts only, plus each party's weight, vector length and timing",
+        party_learns=(
+            "the fused weighted sum of the parties that answered and their weights; nothing about another "
+            "party's update beyond what that sum implies"
+        ),
+        collusion=(
+            "any one party (or the dealer) colluding with the aggregator decrypts every party's update; "
+            "parties must therefore trust each other not to collude with the aggregator"
+        ),
+        dropouts="any number of parties may drop; the aggregate is over those that answered",
+        not_protected=(
+            "integrity (ciphertexts are malleable; a malicious aggregator can alter or drop updates), "
+            "the weights and vector length (public), and values beyond clip (clipped)"
+        ),
+    )
+
+    params: PaillierParams
+
+    def __init__(self, params: PaillierParams | None = None) -> None:
+        super().__init__(params)
+        self._fp = self.params.fixed_point()
+        self._layout = SlotLayout(self.params.slot_bits, self.params.slots_per_ciphertext)
+
+    @property
+    def value_bound(self) -> float:
+        return float(self.params.clip)
+
+    def tolerance(self, weights: Sequence[float]) -> float:
+        """Quantisation error, plus the effect of rounding weights to integers.
+
+        If every weight is off by a relative ``eps`` at most, the weighted mean of
+        values within ``clip`` moves by at most ``2 * clip * eps / (1 - eps)``.
+        """
+        eps = self.params.weight_error([float(w) for w in weights])
+        clip = float(self.params.clip)
+        weight_part = 2 * clip * eps / (1 - eps) if eps < 1 else float("inf")
+        return self._fp.value_error() + weight_part + 1e-12 * clip
+
+    # --- keys --------------------------------------------------------------------
+    def keygen(self, party_ids: Sequence[str]) -> KeySet:
+        pair = djn.generate(self.params.key_bits)
+        key_id = pair.public.key_id
+        parties = {
+            pid: PartyKey(self.name, key_id, pair, holds_secret=True, owner=check_party_id(pid))
+            for pid in party_ids
+        }
+        return KeySet(
+            aggregator=AggregatorKey(self.name, key_id, pair.public, holds_secret=False),
+            parties=parties,
+            authority=AuthorityKey(self.name, key_id, pair, holds_secret=True),
+            key_id=key_id,
+        )
+
+    def _public(self, key: Key) -> djn.PublicMaterial:
+        material = key.unwrap(self.name)
+        public = material.public if isinstance(material, djn.PrivateMaterial) else material
+        if not isinstance(public, djn.PublicMaterial):
+            raise KeyMismatchError(f"{key!r} carries no paillier key material")
+        if public.key_id != key.key_id:
+            raise KeyMismatchError(
+                f"{key!r} names fingerprint {key.fingerprint} but holds the key {public.key_id.hex()[:16]}: "
+                "the key file was altered or assembled from two key sets; export it again"
+            )
+        if public.n.bit_length() != self.params.key_bits:
+            raise KeyMismatchError(
+                f"{key!r} has a {public.n.bit_length()}-bit modulus but key_bits={self.params.key_bits}: "
+                "every role must use the same [crypto.paillier] parameters as the key set"
+            )
+        return public
+
+    def _material_to_bytes(self, key: Key) -> bytes:
+        material = key.unwrap(self.name)
+        if isinstance(key, AggregatorKey) and not isinstance(material, djn.PublicMaterial):
+            raise KeyRoleError("an aggregator key must hold the public key only")
+        return material.to_bytes()
+
+    def _material_from_bytes(self, role: Role, cls: type[Key], data: bytes) -> Any:
+        if cls is FunctionKey:
+            raise MalformedCiphertextError("the paillier scheme has no function keys")
+        # the role decides what is parsed: an aggregator key is never given private material
+        return djn.material_from_bytes(bytes(data), private=role is not Role.AGGREGATOR)
+
+    # --- the round ----------------------------------------------------------------
+    def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
+        """Quantise, weight, pack and encrypt one update (at the party).
+
+        Values beyond ``clip`` are clipped, with a :class:`ClippedValuesWarning` counting them.
+        """
+        require_role(key, PartyKey, action="protect an update")
+        public = self._public(key)
+        x = as_update_vector(values)
+        w = check_weight(weight)
+        iw = self._integer_weight(w)
+        q = self._fp.encode(x)
+        if q.clipped:
+            warnings.warn(
+                f"{q.clipped} of {x.size} values were outside [-{self.params.clip}, {self.params.clip}] and "
+                "were clipped; raise crypto.paillier.clip if this happens often",
+                ClippedValuesWarning,
+                stacklevel=2,
+            )
+        shifted = (q.values + self._fp.max_int).astype(np.uint64) * np.uint64(iw)
+        processes = self.params.encrypt_processes or helpers.default_processes()
+        cts = public.encrypt(self._layout.pack(shifted), processes)
+        payload = self._header() + public.ciphertexts_to_bytes(cts)
+        return self.make_envelope(
+            key, payload, round=round, kind="update", parties=(key.owner or "party",),
+            weights=(iw / self.params.weight_scale,), length=x.size,
+        )
+
+    def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
+        """Multiply the ciphertexts slot-wise (at the aggregator, with the public key only)."""
+        require_role(key, AggregatorKey, action="combine updates")
+        public = self._public(key)
+        length = self.check_updates(key, updates, round=round)
+        parties, weights = merged_contributors(updates)
+        self._total_integer_weight(weights)  # refuse before doing the work
+        columns = [self._ciphertexts(public, env) for env in updates]
+        payload = self._header() + public.ciphertexts_to_bytes(public.add(columns))
+        return self.make_envelope(
+            key, payload, round=round, kind="aggregate", parties=parties, weights=weights, length=length
+        )
+
+    def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+        """Decrypt and decode the weighted sum (at a party: the aggregator's key cannot decrypt)."""
+        require_role(key, PartyKey, action="reveal the aggregate")
+        pair = key.unwrap(self.name)
+        if not isinstance(pair, djn.PrivateMaterial):
+            raise KeyRoleError(f"{key!r} holds no private key and cannot decrypt")
+        self.check_envelope(aggregate, key, kind="aggregate")
+        public = self._public(key)
+        total = self._total_integer_weight(aggregate.weights)
+        slots = self._layout.unpack(pair.decrypt(self._ciphertexts(public, aggregate)), aggregate.length)
+        # the offset is at most max_int * max_total_weight < 2**62, so int64 is exact
+        centred = slots.astype(np.int64) - np.int64(total * self._fp.max_int)
+        self._fp.check_sum_range(centred, total)
+        return self._fp.decode(centred, divisor=self.params.weight_scale)
+
+    # --- helpers --------------------------------------------------------------------
+    def _integer_weight(self, weight: float) -> int:
+        iw = self.params.integer_weight(weight)
+        if iw < 1:
+            raise InvalidInputError(
+                f"weight {weight} rounds to {iw} at weight_scale={self.params.weight_scale}; "
+                "raise crypto.paillier.weight_scale so that every weight * weight_scale is at least 1"
+            )
+        if iw > self.params.max_total_weight:
+            raise InvalidInputError(
+                f"integer weight {iw} exceeds max_total_weight={self.params.max_total_weight}; raise "
+                "crypto.paillier.max_total_weight (costs slot bits) or lower weight_scale"
+            )
+        return iw
+
+    def _total_integer_weight(self, weights: Sequence[float]) -> int:
+        total = sum(self.params.integer_weight(w) for w in weights)
+        if total > self.params.max_total_weight:
+            raise DecodingOverflowError(
+                f"the aggregate's integer weights sum to {total}, above max_total_weight="
+                f"{self.params.max_total_weight}, so its slots would wrap around; raise "
+                "crypto.paillier.max_total_weight or aggregate fewer parties"
+            )
+        return total
+
+    def _header(self) -> bytes:
+        return _HEADER.pack(self._layout.slot_bits, self._layout.slots, self.params.layout_tag())
+
+    def _ciphertexts(self, public: djn.PublicMaterial, env: Envelope) -> list:
+        """Parse and check an envelope's payload against this scheme's layout."""
+        view = memoryview(env.payload).cast("B")
+        if len(view) < _HEADER.size:
+            raise MalformedCiphertextError("paillier payload is truncated inside its header")
+        slot_bits, slots, tag = _HEADER.unpack(view[: _HEADER.size])
+        if (slot_bits, slots) != (self._layout.slot_bits, self._layout.slots):
+            raise LengthMismatchError(
+                f"payload packs {slots} slots of {slot_bits} bits per ciphertext, this scheme expects "
+                f"{self._layout.slots} of {self._layout.slot_bits}: the sender uses other [crypto.paillier] parameters"
+            )
+        if tag != self.params.layout_tag():
+            raise SchemeMismatchError(
+                "payload was encoded with other clip, bits, weight_scale or max_total_weight values: "
+                "every role must use the same [crypto.paillier] parameters"
+            )
+        body = view[_HEADER.size:]
+        width = public.ciphertext_bytes
+        if len(body) % width:
+            raise MalformedCiphertextError(
+                f"paillier payload body is {len(body)} bytes, not a whole number of {width}-byte ciphertexts: truncated"
+            )
+        expected = self._layout.count(env.length)
+        if len(body) // width != expected:
+            raise LengthMismatchError(
+                f"payload holds {len(body) // width} ciphertexts, expected {expected} for {env.length} values"
+            )
+        return public.parse_ciphertexts(body, expected)

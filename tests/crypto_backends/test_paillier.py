@@ -1,0 +1,387 @@
+"""Behaviour specific to the ``paillier`` scheme: roles, typed errors, packing, weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import warnings
+
+import numpy as np
+import pytest
+from gmpy2 import mpz
+from phe import paillier as phe_paillier
+
+from crypto_backends import SECRET_ACCESS, Envelope, InsecureParametersWarning, registry
+from crypto_backends.errors import (
+    DecodingOverflowError,
+    InsecureParameterError,
+    InvalidInputError,
+    KeyMismatchError,
+    KeyRoleError,
+    LengthMismatchError,
+    MalformedCiphertextError,
+    SchemeMismatchError,
+)
+from crypto_backends.paillier import ClippedValuesWarning, PaillierParams, PaillierScheme
+from crypto_backends.paillier import djn
+from crypto_backends.paillier.packing import SlotLayout
+from crypto_backends.paillier.params import bytes_per_value
+from crypto_backends.roundtrip import reveal_mean, secure_weighted_mean
+
+TEST = PaillierParams.preset("test")
+
+
+def make(**changes) -> PaillierScheme:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureParametersWarning)
+        return PaillierScheme(dataclasses.replace(TEST, **changes))
+
+
+@pytest.fixture(scope="module")
+def scheme() -> PaillierScheme:
+    return make()
+
+
+@pytest.fixture(scope="module")
+def keys(scheme):
+    return scheme.keygen(["alice", "bob"])
+
+
+def _pair(scheme, keys, a=None, b=None, weights=(1.0, 2.0), round=0):
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal(100) if a is None else a
+    b = rng.standard_normal(100) if b is None else b
+    return [
+        scheme.protect(keys.parties["alice"], a, weight=weights[0], round=round),
+        scheme.protect(keys.parties["bob"], b, weight=weights[1], round=round),
+    ]
+
+
+def _with_payload(env: Envelope, payload: bytes) -> Envelope:
+    return Envelope.from_bytes(dataclasses.replace(env, payload=payload).to_bytes())
+
+
+# --- roles -----------------------------------------------------------------------------
+def test_aggregator_key_has_no_private_part_even_after_export(scheme, keys):
+    material = keys.aggregator.unwrap("paillier")
+    assert isinstance(material, djn.PublicMaterial) and not hasattr(material, "p")
+    assert not keys.aggregator.holds_secret
+    data = scheme.dump_key(keys.aggregator)  # public: no export token needed
+    party_data = scheme.dump_key(keys.parties["alice"], secret_access=SECRET_ACCESS)
+    kb = material.key_bytes
+    assert len(data) < len(party_data)
+    assert int(keys.parties["alice"].unwrap("paillier").p).to_bytes(kb, "big") not in data
+    loaded = scheme.load_key(data)
+    assert isinstance(loaded.unwrap("paillier"), djn.PublicMaterial)
+    aggregate = scheme.combine(loaded, _pair(scheme, keys), round=0)
+    for key in (keys.aggregator, loaded, keys.authority):  # only parties decrypt, not even the dealer
+        with pytest.raises(KeyRoleError):
+            scheme.reveal(key, aggregate)
+
+
+def test_aggregator_key_refuses_private_material_smuggled_in(scheme, keys):
+    agg = scheme.dump_key(keys.aggregator)
+    pair = keys.parties["bob"].unwrap("paillier")
+    kb = pair.public.key_bytes
+    primes = int(pair.p).to_bytes(kb, "big") + int(pair.q).to_bytes(kb, "big")
+    with pytest.raises(MalformedCiphertextError):
+        scheme.load_key(agg + primes)  # the key pair dressed up as an aggregator key
+
+
+def test_party_key_round_trip_decrypts(scheme, keys):
+    party = scheme.load_key(scheme.dump_key(keys.parties["bob"], secret_access=SECRET_ACCESS))
+    updates = _pair(scheme, keys, a=np.full(10, 1.0), b=np.full(10, -0.5))
+    aggregate = scheme.combine(keys.aggregator, updates, round=0)
+    assert np.allclose(scheme.reveal(party, aggregate), 1.0 * 1 + 2 * -0.5, atol=scheme.tolerance([1, 2]) * 3)
+
+
+def test_ciphertexts_are_standard_paillier_ciphertexts(scheme, keys):
+    """phe's own CRT decryption opens our DJN-randomised ciphertexts to the packed plaintext."""
+    pair = keys.parties["alice"].unwrap("paillier")
+    pk = phe_paillier.PaillierPublicKey(int(pair.public.n))
+    sk = phe_paillier.PaillierPrivateKey(pk, int(pair.p), int(pair.q))
+    plaintexts = [mpz(0), mpz(1), mpz(12345678901234567890), pair.public.n - 1]
+    cts = pair.public.encrypt(plaintexts)
+    assert [sk.raw_decrypt(int(c)) for c in cts] == [int(m) for m in plaintexts]
+    assert pair.decrypt(cts) == plaintexts
+
+
+def test_fresh_randomness_per_ciphertext(scheme, keys):
+    a = scheme.protect(keys.parties["alice"], np.zeros(50), weight=1.0, round=0)
+    b = scheme.protect(keys.parties["alice"], np.zeros(50), weight=1.0, round=0)
+    width = keys.aggregator.unwrap("paillier").ciphertext_bytes
+    body_a, body_b = bytes(a.payload)[8:], bytes(b.payload)[8:]
+    chunks = {body_a[i:i + width] for i in range(0, len(body_a), width)} | {
+        body_b[i:i + width] for i in range(0, len(body_b), width)
+    }
+    assert len(chunks) == 2 * len(body_a) // width
+
+
+# --- typed errors ------------------------------------------------------------------------
+def test_wrong_key_fingerprint_is_refused(scheme, keys):
+    other = scheme.keygen(["alice"])
+    theirs = scheme.protect(other.parties["alice"], np.zeros(8), weight=1.0, round=0)
+    with pytest.raises(KeyMismatchError):
+        scheme.combine(keys.aggregator, [theirs], round=0)
+    aggregate = scheme.combine(other.aggregator, [theirs], round=0)
+    with pytest.raises(KeyMismatchError):
+        scheme.reveal(keys.parties["alice"], aggregate)
+
+
+def test_truncated_payload_is_refused(scheme, keys):
+    a, b = _pair(scheme, keys)
+    whole = bytes(b.payload)
+    for cut in (1, len(whole) - 5, len(whole) - 8):  # inside a ciphertext, inside / right after the header
+        short = _with_payload(b, whole[:-cut] if cut < len(whole) - 8 else whole[:8])
+        with pytest.raises(MalformedCiphertextError):
+            scheme.combine(keys.aggregator, [a, short], round=0)
+    with pytest.raises(MalformedCiphertextError):
+        scheme.combine(keys.aggregator, [a, _with_payload(b, whole[:5])], round=0)
+
+
+@pytest.mark.parametrize("value", ["n_squared", "all_ones", "zero"])
+def test_ciphertext_outside_zero_n_squared_is_refused(scheme, keys, value):
+    a, b = _pair(scheme, keys)
+    public = keys.aggregator.unwrap("paillier")
+    width = public.ciphertext_bytes
+    bad = {"n_squared": int(public.nsquare).to_bytes(width, "big"), "all_ones": b"\xff" * width,
+           "zero": bytes(width)}[value]
+    payload = bytes(b.payload)
+    forged = _with_payload(b, payload[:8] + bad + payload[8 + width:])
+    with pytest.raises(MalformedCiphertextError, match="not in"):
+        scheme.combine(keys.aggregator, [a, forged], round=0)
+
+
+def test_wrong_number_of_packed_slots_is_refused(scheme, keys):
+    a, b = _pair(scheme, keys)
+    payload = bytes(b.payload)
+    slot_bits, slots, tag = struct.unpack(">HHI", payload[:8])
+    fewer_slots = _with_payload(b, struct.pack(">HHI", slot_bits, slots - 1, tag) + payload[8:])
+    with pytest.raises(LengthMismatchError):
+        scheme.combine(keys.aggregator, [a, fewer_slots], round=0)
+    width = keys.aggregator.unwrap("paillier").ciphertext_bytes
+    one_ciphertext_short = _with_payload(b, payload[: len(payload) - width])
+    with pytest.raises(LengthMismatchError):
+        scheme.combine(keys.aggregator, [a, one_ciphertext_short], round=0)
+
+
+def test_other_encoding_parameters_are_refused(keys):
+    mine, theirs = make(), make(clip=4.0)
+    update = theirs.protect(keys.parties["alice"], np.zeros(8), weight=1.0, round=0)
+    with pytest.raises(SchemeMismatchError):
+        mine.combine(keys.aggregator, [update], round=0)
+
+
+def test_overflow_on_decode_is_refused(scheme, keys):
+    clip = scheme.value_bound
+    updates = _pair(scheme, keys, a=np.full(100, clip), b=np.full(100, clip), weights=(3.0, 4.0))
+    aggregate = scheme.combine(keys.aggregator, updates, round=0)
+    # an aggregate that understates its weights decodes beyond the range they allow
+    forged = Envelope.from_bytes(dataclasses.replace(aggregate, weights=(1.0, 1.0)).to_bytes())
+    with pytest.raises(DecodingOverflowError):
+        scheme.reveal(keys.parties["alice"], forged)
+
+
+def test_carry_out_of_the_top_slot_is_detected():
+    layout = SlotLayout(slot_bits=13, slots=5)
+    values = np.array([1, 2, 3, 8191, 0, 7], dtype=np.uint64)
+    plaintexts = layout.pack(values)
+    assert np.array_equal(layout.unpack(plaintexts, values.size), values)
+    with pytest.raises(DecodingOverflowError):
+        layout.unpack([plaintexts[0] + (mpz(1) << 65), plaintexts[1]], values.size)
+    with pytest.raises(DecodingOverflowError):  # a padding slot that is not zero
+        layout.unpack([plaintexts[0], plaintexts[1] + 1], values.size)
+
+
+def test_total_weight_beyond_the_headroom_is_refused_before_combining(keys):
+    small = make(max_total_weight=4)
+    updates = [
+        small.protect(keys.parties["alice"], np.zeros(8), weight=2.0, round=0),
+        small.protect(keys.parties["bob"], np.zeros(8), weight=3.0, round=0),
+    ]
+    with pytest.raises(DecodingOverflowError):
+        small.combine(keys.aggregator, updates, round=0)
+    with pytest.raises(InvalidInputError):
+        small.protect(keys.parties["alice"], np.zeros(8), weight=5.0, round=0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_input_is_refused(scheme, keys, bad):
+    with pytest.raises(InvalidInputError):
+        scheme.protect(keys.parties["alice"], np.array([0.0, bad]), weight=1.0, round=0)
+
+
+def test_values_beyond_clip_are_clipped_and_counted(scheme, keys):
+    with pytest.warns(ClippedValuesWarning, match="2 of 4 values"):
+        env = scheme.protect(keys.parties["alice"], np.array([0.0, 100.0, -100.0, 1.0]), weight=1.0, round=0)
+    fused = scheme.reveal(keys.parties["bob"], scheme.combine(keys.aggregator, [env], round=0))
+    assert np.allclose(fused, [0.0, 8.0, -8.0, 1.0], atol=scheme.tolerance([1.0]))
+
+
+# --- packing and weights ----------------------------------------------------------------
+@pytest.mark.parametrize("slot_bits", [7, 8, 20, 28, 63])
+def test_packing_round_trip(slot_bits):
+    layout = SlotLayout(slot_bits=slot_bits, slots=max(1, 760 // slot_bits))
+    rng = np.random.default_rng(slot_bits)
+    values = rng.integers(0, 2**slot_bits, size=1000, dtype=np.uint64, endpoint=False)
+    values[:3] = [0, 2**slot_bits - 1, 1]
+    plaintexts = layout.pack(values)
+    assert len(plaintexts) == layout.count(1000)
+    assert max(m.bit_length() for m in plaintexts) <= slot_bits * layout.slots
+    assert np.array_equal(layout.unpack(plaintexts, 1000), values)
+
+
+def test_fused_vector_is_the_weighted_mean_of_standard_normal_updates(scheme):
+    rng = np.random.default_rng(5)
+    ids = [f"p{i}" for i in range(6)]
+    keys = scheme.keygen(ids)
+    vectors = {p: rng.standard_normal(500) for p in ids}
+    weights = {p: float(i + 1) for i, p in enumerate(ids)}
+    fused = secure_weighted_mean(scheme, keys, vectors, weights)
+    expected = np.average(np.stack(list(vectors.values())), axis=0, weights=list(weights.values()))
+    assert np.max(np.abs(fused - expected)) <= scheme.tolerance(list(weights.values())) <= 1e-3
+
+
+def test_fractional_weights_are_exact_with_a_weight_scale():
+    scheme = make(weight_scale=4.0)
+    keys = scheme.keygen(["alice", "bob"])
+    a, b = np.full(20, 2.0), np.full(20, -1.0)
+    fused = secure_weighted_mean(scheme, keys, {"alice": a, "bob": b}, {"alice": 1.5, "bob": 2.25})
+    assert scheme.tolerance([1.5, 2.25]) == pytest.approx(scheme.params.fixed_point().value_error(), rel=1e-6)
+    assert np.allclose(fused, (1.5 * 2 - 2.25) / 3.75, atol=scheme.tolerance([1.5, 2.25]))
+
+
+def test_weights_are_rounded_to_integers_and_the_applied_weight_is_reported(scheme, keys):
+    a, b = np.full(20, 3.0), np.full(20, -3.0)
+    updates = _pair(scheme, keys, a=a, b=b, weights=(1.4, 2.6))
+    assert [u.weights for u in updates] == [(1.0,), (3.0,)]  # what was actually applied
+    aggregate = scheme.combine(keys.aggregator, updates, round=0)
+    fused = reveal_mean(scheme, keys, aggregate)
+    assert np.allclose(fused, (3 - 9) / 4, atol=scheme.params.fixed_point().value_error())
+    requested = (1.4 * 3 - 2.6 * 3) / 4
+    assert np.all(np.abs(fused - requested) <= scheme.tolerance([1.4, 2.6]))
+    with pytest.raises(InvalidInputError, match="weight_scale"):
+        scheme.protect(keys.parties["alice"], a, weight=0.3, round=0)
+
+
+def test_stochastic_rounding_stays_within_its_bound():
+    scheme = make(stochastic_rounding=True, bits=10)
+    keys = scheme.keygen(["alice"])
+    x = np.random.default_rng(3).uniform(-8, 8, 300)
+    fused = secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})
+    assert np.max(np.abs(fused - x)) <= scheme.tolerance([1.0])
+
+
+# --- parameters -----------------------------------------------------------------------------
+def test_key_sizes():
+    assert PaillierParams().key_bits == 3072 and PaillierParams().security_bits() == 128
+    assert PaillierParams(key_bits=2048).security_bits() == 112
+    PaillierScheme(PaillierParams(key_bits=2048))  # accepted without allow_insecure
+    for bits in (1024, 1536, 768):
+        with pytest.raises(InsecureParameterError):
+            PaillierScheme(PaillierParams(key_bits=bits))
+    assert registry.get("paillier") is PaillierScheme
+
+
+def test_upload_size_at_2048_bits_and_16_bit_quantisation():
+    params = PaillierParams(key_bits=2048, bits=16)
+    assert bytes_per_value(params) <= 8.0
+    assert params.slots_per_ciphertext * params.slot_bits <= 2047
+
+
+@pytest.mark.slow
+def test_real_2048_bit_key_standard_normal_updates():
+    scheme = PaillierScheme(PaillierParams(key_bits=2048))
+    ids = [f"p{i}" for i in range(3)]
+    keys = scheme.keygen(ids)
+    rng = np.random.default_rng(8)
+    vectors = {p: rng.standard_normal(5000) for p in ids}
+    weights = {p: float(i + 1) for i, p in enumerate(ids)}
+    env = scheme.protect(keys.parties["p0"], vectors["p0"], weight=1.0, round=0)
+    assert env.nbytes() / 5000 <= 8.0
+    fused = secure_weighted_mean(scheme, keys, vectors, weights)
+    expected = np.average(np.stack(list(vectors.values())), axis=0, weights=list(weights.values()))
+    assert np.max(np.abs(fused - expected)) <= 1e-3
+
+
+# --- helper processes ------------------------------------------------------------------------
+def test_helper_processes_share_the_encryption_and_failures_fall_back():
+    from crypto_backends.paillier import helpers
+
+    scheme = make(encrypt_processes=2)
+    keys = scheme.keygen(["alice"])
+    x = np.random.default_rng(4).uniform(-8, 8, 64 * scheme.params.slots_per_ciphertext)
+    try:
+        fused = secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})
+        assert helpers._pool is not None and helpers._pool[0] == keys.key_id
+        assert np.max(np.abs(fused - x)) <= scheme.tolerance([1.0])
+        (helper,) = helpers._pool[1]
+        helper.proc.kill()
+        helper.proc.wait()
+        with pytest.warns(RuntimeWarning, match="helper processes disabled"):
+            fused = secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})  # computed locally instead
+        assert np.max(np.abs(fused - x)) <= scheme.tolerance([1.0])
+        assert helpers._pool is None
+        secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})
+        assert helpers._pool is None  # no new helpers after a failure
+    finally:
+        helpers.shutdown()
+
+
+def test_no_helper_process_when_asked_for_one_process():
+    from crypto_backends.paillier import helpers
+
+    helpers.shutdown()
+    scheme = make(encrypt_processes=1)
+    keys = scheme.keygen(["alice"])
+    secure_weighted_mean(scheme, keys, {"alice": np.zeros(3000)}, {"alice": 1.0})
+    assert helpers._pool is None
+
+
+def test_a_forked_child_does_not_use_its_parents_helpers():
+    import os
+
+    from crypto_backends.paillier import helpers
+
+    scheme = make(encrypt_processes=2)
+    keys = scheme.keygen(["alice"])
+    x = np.zeros(64 * scheme.params.slots_per_ciphertext)
+    try:
+        secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})
+        parent_helpers = list(helpers._pool[1])
+        pid = os.fork()
+        if pid == 0:  # child: must start its own helpers, leaving the parent's pipes alone
+            ok = np.allclose(secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0}), 0.0, atol=1e-3)
+            ok = ok and all(h not in parent_helpers for h in helpers._pool[1])
+            helpers.shutdown()
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert helpers._pool[1] == parent_helpers
+        assert np.allclose(secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0}), 0.0, atol=1e-3)
+    finally:
+        helpers.shutdown()
+
+
+def test_a_key_whose_material_does_not_match_its_fingerprint_is_refused(scheme, keys):
+    other = scheme.keygen(["alice"])
+    data = scheme.dump_key(keys.aggregator)
+    forged = data.replace(keys.key_id.hex().encode(), other.key_id.hex().encode())
+    with pytest.raises(KeyMismatchError, match="altered"):
+        scheme.combine(scheme.load_key(forged), _pair(scheme, keys), round=0)
+
+
+def test_helpers_that_cannot_run_leave_encryption_to_this_process(monkeypatch):
+    from crypto_backends.paillier import helpers
+
+    helpers.shutdown()
+    monkeypatch.setattr(helpers, "_SCRIPT", "/nonexistent/securefl_helper.py")
+    scheme = make(encrypt_processes=3)
+    keys = scheme.keygen(["alice"])
+    x = np.random.default_rng(9).uniform(-1, 1, 64 * scheme.params.slots_per_ciphertext)
+    try:
+        with pytest.warns(RuntimeWarning, match="helper processes disabled"):
+            fused = secure_weighted_mean(scheme, keys, {"alice": x}, {"alice": 1.0})
+        assert np.max(np.abs(fused - x)) <= scheme.tolerance([1.0])
+    finally:
+        helpers.shutdown()
