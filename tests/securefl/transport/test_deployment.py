@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 
 import numpy as np
 import pytest
 
-from crypto_backends import registry
+from crypto_backends import InsecureParametersWarning, registry
 from securefl import config
 from securefl.messages import GlobalModel
 from securefl.simulation import Simulation
@@ -37,7 +38,9 @@ def deploy(tmp_path):
 
 
 def _in_process(d: Deployment):
-    return Simulation(config.load(d.path, ["transport.kind=inproc"])).run()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureParametersWarning)  # the test presets say so loudly
+        return Simulation(config.load(d.path, ["transport.kind=inproc"])).run()
 
 
 @pytest.mark.parametrize("scheme", registry.available())
