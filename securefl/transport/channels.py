@@ -14,6 +14,7 @@ It exists for debugging on one machine and prints a warning every time.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+
+from crypto_backends.errors import PolicyError, SecureFLError
 
 from ..config import TransportConfig
 from ..errors import RefusedError, TransportError
@@ -134,10 +137,6 @@ def answer_errors(handler: Callable[..., T]) -> Callable[..., T]:
     or out-of-bounds request) is ``INVALID_ARGUMENT``.  Unexpected exceptions stay
     gRPC's ``UNKNOWN`` without details, so internals do not leak to peers.
     """
-    import functools
-
-    from crypto_backends.errors import PolicyError, SecureFLError
-
     @functools.wraps(handler)
     def wrapped(request, context):
         try:
