@@ -115,18 +115,17 @@ def read_payload(frames: Iterator[bytes], size: int, limit: int, what: str) -> b
     if not 0 <= size <= limit:
         raise TransportError(f"{what} of {size} bytes exceeds the limit of {limit} bytes "
                              "(transport.max_message_bytes)")
-    buf = bytearray(size)
-    pos = 0
+    # grow with what actually arrives: an announced size alone must not make the receiver allocate it
+    buf = bytearray()
     for frame in frames:
         if frame[:1] != DATA:
             raise TransportError(f"{what}: expected a data frame")
-        n = len(frame) - 1
-        if pos + n > size:
+        if len(buf) + len(frame) - 1 > size:
             raise TransportError(f"{what} is longer than the {size} bytes its header announced")
-        buf[pos : pos + n] = memoryview(frame)[1:]
-        pos += n
-        if pos == size:
+        buf += memoryview(frame)[1:]
+        if len(buf) == size:
             break
+    pos = len(buf)
     if pos != size:
         raise TransportError(f"{what} ended after {pos} of {size} bytes")
     for _extra in frames:

@@ -80,6 +80,9 @@ def test_a_party_killed_mid_round_is_tolerated_and_rejoins(deploy):
     assert "no update within" in rounds[missed]["dropped"]["party-3"]
     assert rounds[missed]["parties"] == ["party-1", "party-2"]
     assert "party-3" in rounds[-1]["parties"], "the restarted party rejoins"
+    if KILL_SCHEME == "fe":  # the authority made the survivors' function key, and the full one again later
+        assert f"round {missed}: function key granted for 2 parties" in d.log("authority")
+        assert f"round {len(rounds) - 1}: function key granted for 3 parties" in d.log("authority")
     assert result["final_accuracy"] > 0.9
 
 
