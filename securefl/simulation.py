@@ -22,10 +22,12 @@ from .aggregator import Aggregator
 from .authority import Authority
 from .config import Config
 from .data import FederatedData
-from .federation import Federation, RoundMetrics, RunResult  # noqa: F401 - RunResult is re-exported
+from .federation import Federation, RoundMetrics, RunResult
 from .messages import GlobalModel
 from .models import ModelAdapter
 from .party import Party
+
+__all__ = ["RoundMetrics", "RunResult", "Simulation", "run"]
 
 log = logging.getLogger("securefl.simulation")
 

@@ -34,7 +34,7 @@ def test_deploy_local_runs_every_role_as_a_process_and_prints_the_run_json():
 
     proc = subprocess.run(["bash", "examples/deploy_local.sh", "examples/configs/plain.toml",
                            "--set", "federation.rounds=2", "--set", "federation.parties=3"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["scheme"] == "plain" and result["parties"] == 3 and len(result["rounds"]) == 2

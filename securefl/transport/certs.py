@@ -123,7 +123,7 @@ def make_certificates(outdir: str | Path, party_ids: Sequence[str], *, hosts: Se
     if len(set(party_ids)) != len(party_ids) or not party_ids:
         raise ConfigError("give at least one party id, each once")
     out.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     start, end = now - dt.timedelta(minutes=5), now + dt.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("securefl federation CA", "ca")

@@ -8,10 +8,8 @@ payload received is bounded by ``transport.max_message_bytes``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-
-import grpc
 
 from crypto_backends.base import Scheme
 from crypto_backends.keys import AggregatorKey, FunctionKey, Key, PartyKey
@@ -106,12 +104,14 @@ class AggregatorClient(_Client):
     def upload(self, round: int, data: bytes) -> str:
         """Stream an update; returns the aggregator's acknowledgement or raises :class:`TransportError`."""
         call = self.channel.stream_unary(f"/{self.service}/Upload")
-        frames = lambda: wire.send(wire.header("upload", round=round, bytes=len(data)), data,  # noqa: E731
-                                   self.transport.chunk_bytes)
-        reply = call_with_retry(f"Upload to {self.where}",
-                                lambda: call(frames(), timeout=self.transport.connect_timeout,
-                                             metadata=self.endpoint.metadata()),
-                                deadline_s=self.transport.connect_timeout)
+
+        def once() -> bytes:
+            # a fresh frame iterator per attempt: a retried stream starts from the header again
+            frames: Iterator[bytes] = wire.send(wire.header("upload", round=round, bytes=len(data)), data,
+                                                self.transport.chunk_bytes)
+            return call(frames, timeout=self.transport.connect_timeout, metadata=self.endpoint.metadata())
+
+        reply = call_with_retry(f"Upload to {self.where}", once, deadline_s=self.transport.connect_timeout)
         return wire.parse_header(reply, "ack")["message"]
 
     def report(self, round: int, metric: float | None) -> None:

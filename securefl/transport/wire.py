@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from crypto_backends.envelope import PARTY_ID_RE, MAX_ROUND
+from crypto_backends.envelope import MAX_ROUND, PARTY_ID_RE
 
 from ..errors import TransportError
 
@@ -144,15 +144,13 @@ def receive(frames: Iterable[bytes], kind: str, limit: int, what: str) -> tuple[
 
 
 def grpc_options(chunk_bytes: int) -> list[tuple[str, int]]:
-    """Channel/server options: messages up to one chunk plus a header, keep-alives for long polls."""
+    """Channel/server options: no gRPC message is larger than one chunk plus a header.
+
+    No keep-alive pings: polls are held open for seconds only, and a client that
+    pings an idle connection more often than the server allows gets it closed.
+    """
     limit = chunk_bytes + FRAME_OVERHEAD
-    return [
-        ("grpc.max_receive_message_length", limit),
-        ("grpc.max_send_message_length", limit),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-    ]
+    return [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
 
 
 def weights_field(weights: Mapping[str, float]) -> dict[str, float]:
