@@ -177,6 +177,9 @@ class TransportConfig:
     """Directory made by ``securefl certs`` (ca.pem, NAME.pem, NAME.key)."""
     checkpoint: str = "securefl-aggregator.ckpt"
     """The aggregator's checkpoint file (written atomically after every round); empty: none."""
+    authority_keys: str = ""
+    """The authority's key store (every secret key; mode 0600), so a restarted authority serves the same
+    keys; empty: keys live in the authority's memory only and a restart makes a new key set."""
     connect_timeout: float = 120.0
     """Seconds a role keeps retrying (with exponential back-off) an unreachable peer before giving up."""
     poll_seconds: float = 10.0

@@ -16,11 +16,12 @@ Keys travel as the scheme's ``dump_key`` bytes, never pickled, over mutual TLS.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import grpc
 
-from crypto_backends.keys import SECRET_ACCESS, Key
+from crypto_backends.base import Scheme
+from crypto_backends.keys import SECRET_ACCESS, FunctionKey, Key
 
 from ..authority import Authority
 from ..config import Config
@@ -28,9 +29,28 @@ from ..federation import make_scheme
 from . import wire
 from .certs import AGGREGATOR, AUTHORITY, PARTY, Identity
 from .channels import Endpoint, answer_errors, require_peer
+from .keystore import KeyStore
 
 log = logging.getLogger("securefl.authority")
 SERVICE = "securefl.Authority"
+
+
+class PersistentAuthority(Authority):
+    """An :class:`~securefl.authority.Authority` whose key set lives in a :class:`KeyStore` as well."""
+
+    def __init__(self, scheme: Scheme, party_ids: Sequence[str], store: KeyStore) -> None:
+        keys = store.load(party_ids)
+        super().__init__(scheme, party_ids, keys=keys)
+        self.store = store
+        if keys is None:
+            store.save(self._keys)
+        log.info("key store: %s", store.path)
+
+    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        key = super().function_key(round, weights)
+        # the policy's record of this grant is on disk before the key leaves the authority
+        self.store.save(self._keys)
+        return key
 
 
 class AuthorityService:
@@ -84,7 +104,11 @@ def serve(cfg: Config, *, insecure: bool = False) -> grpc.Server:
     """Make the federation's keys and start serving them; returns the running server."""
     endpoint = Endpoint.load(cfg.transport, AUTHORITY, AUTHORITY, insecure=insecure)
     scheme = make_scheme(cfg)
-    authority = Authority(scheme, cfg.federation.ids)
+    if cfg.transport.authority_keys:
+        authority: Authority = PersistentAuthority(scheme, cfg.federation.ids,
+                                                   KeyStore(cfg.transport.authority_keys, scheme))
+    else:
+        authority = Authority(scheme, cfg.federation.ids)
     service = AuthorityService(authority, cfg, insecure=insecure)
     server = endpoint.server([service.handler()], cfg.transport.authority_port,
                              workers=min(64, 2 * len(cfg.federation.ids) + 4))

@@ -17,7 +17,6 @@ was made under: resuming with another key set is refused.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 from ..errors import TransportError
 from ..federation import RoundMetrics
 from ..messages import GlobalModel
+from .files import atomic_write
 
 MAGIC = b"SFLCKPT1"
 _FIELDS = {"scheme", "key_id", "next_round", "rounds"}
@@ -65,23 +65,7 @@ class Checkpoint:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (see the module docstring)."""
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(self.to_bytes())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str | Path) -> Checkpoint | None:

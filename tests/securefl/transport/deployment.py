@@ -43,11 +43,13 @@ class Deployment:
         self.tmp = tmp
         self.certs = tmp / "certs"
         self.checkpoint = tmp / "aggregator.ckpt"
+        self.keystore = tmp / "authority.keys"
         self.json = tmp / "result.json"
         self.ports = {"aggregator": free_port(), "authority": free_port()}
         transport = (f"[transport]\nkind = \"grpc\"\naggregator_port = {self.ports['aggregator']}\n"
                      f"authority_port = {self.ports['authority']}\ncert_dir = \"{self.certs}\"\n"
-                     f"checkpoint = \"{self.checkpoint}\"\nconnect_timeout = {connect_timeout}\n"
+                     f"checkpoint = \"{self.checkpoint}\"\nauthority_keys = \"{self.keystore}\"\n"
+                     f"connect_timeout = {connect_timeout}\n"
                      f"poll_seconds = {poll_seconds}\n")
         self.path = tmp / "federation.toml"
         self.path.write_text(text + "\n" + transport)
@@ -96,7 +98,7 @@ class Deployment:
 
     def finish(self, timeout: float = 120) -> dict:
         """Wait for the aggregator and every party to exit cleanly; the aggregator's JSON."""
-        for name in [n for n in self.procs if n != "authority" and n not in self.killed]:
+        for name in [n for n in self.procs if not n.startswith("authority") and n not in self.killed]:
             code = self.wait_exit(name, timeout)
             assert code == 0, f"{name} exited with {code}:\n{self.log(name)[-3000:]}"
         return json.loads(self.json.read_text())

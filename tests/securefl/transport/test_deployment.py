@@ -68,22 +68,27 @@ def test_networked_run_gives_the_in_process_result(deploy, scheme):
 KILL_SCHEME = "fe" if "fe" in registry.available() else "plain"
 
 
-def test_a_party_killed_mid_round_is_tolerated_and_rejoins(deploy):
+def test_a_party_killed_mid_round_is_tolerated_and_rejoins_with_its_key_from_a_restarted_authority(deploy):
     d = deploy(config_text(KILL_SCHEME, rounds=5, quorum=2, round_timeout=8, model=SLOW_MODEL, dataset="digits"))
     d.start_all()
     d.wait_for("aggregator", r"round 1 open")
     d.kill("party:party-3")
     missed = int(d.wait_for("aggregator", r"round (\d+) fused from 2 updates.*dropped: party-3").group(1))
+    # the authority dies too; restarted, it reloads the same key set from its key store
+    d.kill("authority")
+    d.start("authority:again")
+    d.wait_for("authority:again", r"keys loaded for 3 parties")
     d.start("party:party-3:again", "--id", "party-3")
     result = d.finish()
     rounds = result["rounds"]
     assert "no update within" in rounds[missed]["dropped"]["party-3"]
     assert rounds[missed]["parties"] == ["party-1", "party-2"]
-    assert "party-3" in rounds[-1]["parties"], "the restarted party rejoins"
-    if KILL_SCHEME == "fe":  # the authority made the survivors' function key, and the full one again later
-        assert f"round {missed}: function key granted for 2 parties" in d.log("authority")
-        assert f"round {len(rounds) - 1}: function key granted for 3 parties" in d.log("authority")
+    assert "party-3" in rounds[-1]["parties"], "the restarted party rejoins, and its new copy of the key fits"
+    assert "party key sent to party 'party-3'" in d.log("authority:again")
     assert result["final_accuracy"] > 0.9
+    if KILL_SCHEME == "fe":  # the survivors' function key, then the full ones from the restarted authority
+        assert f"round {missed}: function key granted for 2 parties" in d.log("authority")
+        assert f"round {len(rounds) - 1}: function key granted for 3 parties" in d.log("authority:again")
 
 
 def test_an_aggregator_restarted_resumes_from_its_checkpoint(deploy):
