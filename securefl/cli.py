@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -103,8 +104,6 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def _role_config(args: argparse.Namespace) -> config_mod.Config:
-    import signal
-
     cfg = config_mod.load(args.config, args.set or [])
     if cfg.transport.kind != "grpc":
         raise ConfigError(f"transport.kind is {cfg.transport.kind!r}: set transport.kind = \"grpc\" (or "
@@ -235,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the (non-secret) test vectors")
     with_set(p)
     p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("certs", help="make a private CA and mutual-TLS certificates for a federation",
                        description="Make a CA and certificates for the aggregator, the authority and every party.")
     p.add_argument("outdir", metavar="OUTDIR", help="new directory for the files (must not hold a CA yet)")
