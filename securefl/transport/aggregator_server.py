@@ -240,6 +240,7 @@ class NetworkedAggregator:
                                            workers=min(256, 2 * len(fed.ids) + 8))
         log.info("aggregator listening on %s:%d", self.cfg.transport.bind_host, self.cfg.transport.aggregator_port)
         try:
+            ran = len(history) < fed.rounds
             for rnd in range(len(history), fed.rounds):
                 t0 = time.perf_counter()
                 uploads, dropped = self._collect(rnd, model)
@@ -260,9 +261,13 @@ class NetworkedAggregator:
                     self.board.reporters[rnd] = min(outcome.contributors)
                 self._save(model, history)
                 log.info("round %d fused from %d updates in %.3f s (collecting %.3f s)%s", rnd,
-                         len(outcome.contributors), seconds, collected, f"; dropped: {', '.join(history[-1].dropped)}" if history[-1].dropped else "")
+                         len(outcome.contributors), seconds, collected,
+                         f"; dropped: {', '.join(history[-1].dropped)}" if history[-1].dropped else "")
             last = history[-1]
-            self._finish(model, "all rounds done", "done", set(last.parties), last.round, fed.round_timeout)
+            pending = last.round if last.round in self.board.reporters else None
+            # resumed from a checkpoint of a finished run: serve the final model briefly, nobody may be left
+            linger = fed.round_timeout if ran else self.cfg.transport.poll_seconds
+            self._finish(model, "all rounds done", "done", set(last.parties), pending, linger)
             history = self._with_reports(history)
             self._save(model, history)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import warnings
@@ -107,6 +108,10 @@ def test_an_aggregator_restarted_resumes_from_its_checkpoint(deploy):
     assert [r["accuracy"] for r in result["rounds"]] == [r.accuracy for r in reference.rounds]
     final = GlobalModel.from_bytes(Checkpoint.load(d.checkpoint).model)
     np.testing.assert_array_equal(final.vector, reference.final_parameters)
+    # restarted once more after the end: it reports the finished run from its checkpoint and stops
+    d.start("aggregator:after", "--json", str(d.tmp / "after.json"))
+    assert d.wait_exit("aggregator:after", 30) == 0
+    assert json.loads((d.tmp / "after.json").read_text()) == result
 
 
 def test_an_unreachable_authority_is_retried_with_back_off_then_a_clear_error(deploy):
