@@ -76,5 +76,9 @@ class PolicyError(CryptoError, PermissionError):
     """A key authority refused a request under its inference-prevention policy."""
 
 
+class KeyReuseError(CryptoError, PermissionError):
+    """A one-time key (one round's pads) was asked to encrypt a second, different update."""
+
+
 class SecretExportError(CryptoError, PermissionError):
     """Secret key material was asked for without the explicit export token."""

@@ -22,6 +22,7 @@ _BUILTIN: dict[str, str] = {
     "plain": "crypto_backends.plaintext:PlainScheme",
     "paillier": "crypto_backends.paillier:PaillierScheme",
     "ckks": "crypto_backends.ckks:CKKSScheme",
+    "fe": "crypto_backends.fe:FEScheme",
 }
 
 

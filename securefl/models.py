@@ -15,11 +15,9 @@ shuffling), never secrets.
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier, SGDRegressor
 from sklearn.metrics import r2_score
 from sklearn.neural_network import MLPClassifier
@@ -145,16 +143,17 @@ class MLPAdapter(ModelAdapter):
                 learning_rate_init=self.cfg.learning_rate, batch_size=min(self.cfg.batch_size, len(y)),
                 random_state=self.seed,
             )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # one row is smaller than a batch: fine here
-                est.partial_fit(X[:1], y[:1], classes=self.classes)
+            # one row builds the internal state; a batch of one avoids sklearn's clipping warning
+            # (warnings filters are process-global and parties train on threads)
+            batch = est.batch_size
+            est.set_params(batch_size=1)
+            est.partial_fit(X[:1], y[:1], classes=self.classes)
+            est.set_params(batch_size=batch)
         coefs, intercepts = self._unpack(np.asarray(params, dtype=np.float64))
         est.coefs_ = [c.copy() for c in coefs]
         est.intercepts_ = [b.copy() for b in intercepts]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            for _ in range(self.cfg.local_epochs):
-                est.partial_fit(X, y)
+        for _ in range(self.cfg.local_epochs):
+            est.partial_fit(X, y)
         return np.concatenate([p.ravel() for pair in zip(est.coefs_, est.intercepts_) for p in pair])
 
     def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ BASELINES: dict[str, str] = {
     "tenseal_nvflare": "securefl.baselines.tenseal_nvflare",
     "phe": "securefl.baselines.phe_per_value",
     "phe3072": "securefl.baselines.phe_per_value:measure_3072",
+    "pymife_damgard": "securefl.baselines.pymife_damgard",
 }
 
 

@@ -1,0 +1,120 @@
+"""The per-coordinate loops of the ``fe`` scheme, as functions of bytes and integers.
+
+They take and return only ``bytes`` and ``int`` so that :mod:`.parallel` can run
+them in worker processes without pickling any key object.  Coordinates
+``start .. start + count - 1`` use the base points ``H_start ..``.  They call
+libsecp256k1 directly on preallocated structs (see :mod:`.group`): a point is
+parsed, multiplied, summed and serialised without a Python object of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import MalformedCiphertextError
+from . import group
+from .group import BLOCK, COMPRESSED, CTX, IDENTITY, STRUCT, ffi, lib
+
+_P = group.POINT_BYTES
+_SMALL = 1 << 24  # |v| below this: v * G from two table entries
+_DIGIT_MASK = (1 << 12) - 1
+
+
+class _Scratch:
+    """Preallocated structs and output buffer for one kernel call."""
+
+    def __init__(self, slots: int, count: int) -> None:
+        self.points = ffi.new("secp256k1_pubkey[]", slots)
+        self.ptrs = ffi.new("secp256k1_pubkey *[]", [self.points + i for i in range(slots)])
+        self.sum = ffi.new("secp256k1_pubkey *")
+        self.out = ffi.new("unsigned char[]", _P * count)
+        self.out_len = ffi.new("size_t *")
+        self.coords = group.new_scratch()
+
+    def emit(self, j: int, used: int) -> None:
+        """Write the sum of the first ``used`` slots as point number ``j`` (zeros for the identity)."""
+        if used and lib.secp256k1_ec_pubkey_combine(CTX, self.sum, self.ptrs, used):
+            self.out_len[0] = _P
+            lib.secp256k1_ec_pubkey_serialize(CTX, self.out + _P * j, self.out_len, self.sum, COMPRESSED)
+        # else: the out buffer already holds zeros, the identity's encoding
+
+    def result(self) -> bytes:
+        return ffi.buffer(self.out)[:]
+
+
+def _base(j: int) -> Any:
+    return group.base_block(j // BLOCK) + j % BLOCK
+
+
+def encrypt(k: int, start: int, values: bytes) -> bytes:
+    """``v_j * G + k * H_j`` for the int64 (little-endian) values ``v``, as 33-byte points."""
+    v = np.frombuffer(values, dtype="<i8").tolist()
+    k_bytes = group.scalar_bytes(k)
+    lo, hi = group.small_table()
+    s = _Scratch(3, len(v))
+    points, memmove, secret_mul, coords = s.points, ffi.memmove, group.secret_mul, s.coords
+    for j, vj in enumerate(v):
+        secret_mul(points, _base(start + j), k_bytes, coords)
+        used = 1
+        if -_SMALL <= vj < _SMALL:
+            if vj & _DIGIT_MASK:
+                memmove(points + used, lo + (vj & _DIGIT_MASK), STRUCT)
+                used += 1
+            if vj >> 12:
+                memmove(points + used, hi + ((vj >> 12) + 4096), STRUCT)
+                used += 1
+        else:
+            lib.secp256k1_ec_pubkey_create(CTX, points + used, group.scalar_bytes(vj))
+            used += 1
+        s.emit(j, used)
+    return s.result()
+
+
+def _parse(data: Any, offset: int, raw: bytes, into: Any) -> bool:
+    """Parse the point at ``offset`` into ``into``; False for the identity, ValueError if invalid."""
+    if raw[offset] == 0:
+        if raw[offset : offset + _P] != IDENTITY:
+            raise ValueError("not a point")
+        return False
+    if raw[offset] not in (2, 3) or not lib.secp256k1_ec_pubkey_parse(CTX, into, data + offset, _P):
+        raise ValueError("not a point")
+    return True
+
+
+def add_updates(payloads: list[bytes], parties: list[str], start: int) -> bytes:
+    """Coordinate-wise sum of several parties' points."""
+    count = len(payloads[0]) // _P
+    views = [ffi.from_buffer("unsigned char[]", p) for p in payloads]
+    s = _Scratch(len(payloads), count)
+    for j in range(count):
+        used = 0
+        for view, raw, party in zip(views, payloads, parties):
+            try:
+                used += _parse(view, _P * j, raw, s.points + used)
+            except ValueError:
+                raise MalformedCiphertextError(
+                    f"the update of party {party!r} holds no curve point at position {start + j}: "
+                    "the bytes were altered in transit or do not come from the fe scheme"
+                ) from None
+        s.emit(j, used)
+    return s.result()
+
+
+def unmask(neg_key: int, start: int, aggregate: bytes) -> bytes:
+    """``A_j - dk * H_j`` for aggregate points ``A_j`` (``neg_key = -dk mod ORDER``)."""
+    count = len(aggregate) // _P
+    view = ffi.from_buffer("unsigned char[]", aggregate)
+    k_bytes = group.scalar_bytes(neg_key)
+    s = _Scratch(2, count)
+    for j in range(count):
+        group.secret_mul(s.points, _base(start + j), k_bytes, s.coords)
+        try:
+            used = 1 + _parse(view, _P * j, aggregate, s.points + 1)
+        except ValueError:
+            raise MalformedCiphertextError(
+                f"the aggregate holds no curve point at position {start + j}: the bytes were altered"
+            ) from None
+        s.emit(j, used)
+    return s.result()
