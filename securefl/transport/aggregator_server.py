@@ -38,7 +38,7 @@ from crypto_backends.keys import AggregatorKey
 
 from ..aggregator import Aggregator
 from ..config import Config
-from ..errors import QuorumError, SecureFLError, TransportError
+from ..errors import SecureFLError, TransportError
 from ..federation import Federation, RoundMetrics, RunResult
 from ..messages import GlobalModel
 from . import wire
@@ -247,7 +247,7 @@ class NetworkedAggregator:
                 collected = time.perf_counter() - t0
                 try:
                     outcome = self.aggregator.fuse(rnd, uploads)
-                except QuorumError as exc:
+                except SecureFLError as exc:  # below the quorum, or the authority refused a function key
                     log.error("%s", exc)
                     # tell every party, but do not wait long for ones that are gone
                     self._finish(b"", str(exc), "failed", set(fed.ids), None,
