@@ -212,6 +212,14 @@ class Scheme(ABC):
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
         """Make every key of a federation.  Runs at the dealer / key authority."""
 
+    def prepare(self, key: PartyKey, *, length: int, weight: float, round: int) -> None:
+        """Optional offline work for a coming :meth:`protect` of ``length`` values (at the party).
+
+        Anything that does not depend on the update itself (noise, randomisers) may be
+        computed here, for example while the party trains.  The default does nothing;
+        :meth:`protect` must work whether or not ``prepare`` ran.
+        """
+
     @abstractmethod
     def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
         """Protect one party's update (at the party)."""

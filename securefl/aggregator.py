@@ -16,6 +16,8 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from crypto_backends.base import RevealSite, Scheme
 from crypto_backends.envelope import Envelope
 from crypto_backends.errors import SecureFLError
@@ -28,6 +30,7 @@ from .messages import GlobalModel
 log = logging.getLogger("securefl.aggregator")
 
 FunctionKeySource = Callable[[int, Mapping[str, float]], FunctionKey]
+Fuse = Callable[[np.ndarray, float], np.ndarray]
 
 
 @dataclass
@@ -50,11 +53,14 @@ class Aggregator:
         num_parameters: int,
         quorum: int,
         function_keys: FunctionKeySource | None = None,
+        fuse: Fuse = mean_from_sum,
     ) -> None:
         if scheme.needs_function_key and function_keys is None:
             raise ValueError(f"{scheme.name} needs a function-key source (the authority)")
         self.scheme, self.key, self.num_parameters, self.quorum = scheme, key, num_parameters, quorum
         self.function_keys = function_keys
+        self.fuse_sum = fuse
+        """Revealed weighted sum and total weight -> next global vector (the model adapter's rule)."""
 
     def check_upload(self, sender: str, data: bytes, round: int) -> Envelope:
         """Parse and check one upload; ``sender`` is the transport-authenticated party id."""
@@ -114,4 +120,4 @@ class Aggregator:
             assert self.function_keys is not None
             fkey = self.function_keys(aggregate.round, dict(zip(aggregate.parties, aggregate.weights)))
         total = self.scheme.reveal(self.key, aggregate, function_key=fkey)
-        return GlobalModel.open(mean_from_sum(total, aggregate.total_weight))
+        return GlobalModel.open(self.fuse_sum(total, aggregate.total_weight))

@@ -28,10 +28,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from crypto_backends import Envelope, registry
-from crypto_backends.base import SchemeParams
+from crypto_backends.base import Scheme, SchemeParams
+from crypto_backends.dp import DPScheme
 from crypto_backends.roundtrip import reveal_mean
 
 from . import baselines as baseline_registry
+from .config import PrivacyConfig
+from .models import clipped_update_sensitivity
+from .privacy import noise_plan
 
 
 @dataclass(frozen=True)
@@ -70,19 +74,31 @@ def bench_scheme(
     *,
     params: SchemeParams | None = None,
     repeat: int = 1,
+    wrap: Callable[[Scheme], Scheme] | None = None,
+    label: str | None = None,
 ) -> BenchResult:
-    """Measure one scheme on ``vectors`` (see the module docstring for the columns)."""
+    """Measure one scheme on ``vectors`` (see the module docstring for the columns).
+
+    ``wrap`` (differential privacy) turns the scheme into the one measured; its
+    data-independent work (:meth:`~crypto_backends.base.Scheme.prepare`) is timed
+    apart, as ``extra["prepare_s"]``, and not counted in ``encrypt_s``.
+    """
     n, dim = len(vectors), int(vectors[0].size)
     ids = [f"party-{i + 1}" for i in range(n)]
     expected = np.average(np.stack(vectors), axis=0, weights=weights)
     scheme = registry.create(name, params)
+    if wrap is not None:
+        scheme = wrap(scheme)
     t0 = time.perf_counter()
     keys = scheme.keygen(ids)
     keygen_s = time.perf_counter() - t0
-    enc, agg, dec, sizes, errors = [], [], [], [], []
+    enc, agg, dec, sizes, errors, prep = [], [], [], [], [], []
     for rnd in range(repeat):
         wire = []
         for pid, vec, w in zip(ids, vectors, weights):
+            t0 = time.perf_counter()
+            scheme.prepare(keys.parties[pid], length=dim, weight=w, round=rnd)
+            prep.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             wire.append(scheme.protect(keys.parties[pid], vec, weight=w, round=rnd).to_bytes())
             enc.append(time.perf_counter() - t0)
@@ -95,8 +111,9 @@ def bench_scheme(
         fused = reveal_mean(scheme, keys, Envelope.from_bytes(aggregate))
         dec.append(time.perf_counter() - t0)
         errors.append(float(np.max(np.abs(fused - expected))) if dim else 0.0)
-    return _result(name, n, dim, statistics.median(enc), statistics.median(agg), statistics.median(dec),
-                   statistics.mean(sizes), max(errors), keygen_s=keygen_s, security_bits=scheme.security_bits)
+    return _result(label or name, n, dim, statistics.median(enc), statistics.median(agg), statistics.median(dec),
+                   statistics.mean(sizes), max(errors), keygen_s=keygen_s, security_bits=scheme.security_bits,
+                   extra={"prepare_s": statistics.median(prep)})
 
 
 def _result(name: str, n: int, dim: int, e: float, a: float, d: float, size: float, err: float, **kw) -> BenchResult:
@@ -113,18 +130,33 @@ def run(
     baselines: Sequence[str] = (),
     seed: int = 0,
     on_step: Callable[[str], None] = lambda label: None,
+    privacy: PrivacyConfig | None = None,
 ) -> list[BenchResult]:
-    """Bench ``schemes`` and ``baselines`` on one set of vectors; a failing scheme becomes an error row."""
+    """Bench ``schemes`` and ``baselines`` on one set of vectors; a failing scheme becomes an error row.
+
+    With ``privacy`` enabled, every scheme also gets a ``<scheme>+dp(<mode>)`` row:
+    the same scheme wrapped with differential privacy calibrated from ``privacy``
+    (vectors clipped to ``privacy.clip_norm``; distributed shares sized for all
+    ``parties``), so the cost of DP is a ratio measured in one run.
+    """
     vectors, weights = bench_vectors(parties, params, seed)
     results: list[BenchResult] = []
     numpy_row = _baseline("numpy", vectors, weights, repeat)
+    variants: list[tuple[str, Callable[[Scheme], Scheme] | None]] = [("", None)]
+    if privacy is not None and privacy.enabled:
+        plan = noise_plan(privacy, clipped_update_sensitivity(params, privacy.clip_norm), clip=True,
+                          min_contributors=parties, weight_bound=max(weights))
+        variants.append((f"+dp({privacy.mode})", lambda inner: DPScheme(inner, plan)))
     for name in schemes:
-        on_step(name)
-        try:
-            results.append(bench_scheme(name, vectors, weights, params=scheme_params(name), repeat=repeat))
-        except Exception as exc:  # noqa: BLE001 - a report row, not a crash (see docstring)
-            results.append(BenchResult(name, parties, params, math.nan, math.nan, math.nan, math.nan, math.nan,
-                                       error=f"{type(exc).__name__}: {exc}"))
+        for suffix, wrap in variants:
+            label = name + suffix
+            on_step(label)
+            try:
+                results.append(bench_scheme(name, vectors, weights, params=scheme_params(name), repeat=repeat,
+                                            wrap=wrap, label=label))
+            except Exception as exc:  # noqa: BLE001 - a report row, not a crash (see docstring)
+                results.append(BenchResult(label, parties, params, math.nan, math.nan, math.nan, math.nan, math.nan,
+                                           error=f"{type(exc).__name__}: {exc}"))
     for name in baselines:
         on_step(f"baseline {name}")
         results.append(_baseline(name, vectors, weights, repeat))

@@ -32,8 +32,10 @@ from .errors import ConfigError
 
 DATASETS = ("breast_cancer", "digits", "iris", "wine")
 PARTITIONS = ("iid", "dirichlet")
-MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp")
-PRIVACY_MODES = ("off",)
+MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp", "naive_bayes")
+PRIVACY_MODES = ("off", "local", "distributed")
+MECHANISMS = ("gaussian", "laplace")
+COMPOSITIONS = ("basic", "zcdp")
 TRANSPORTS = ("inproc", "grpc")
 MiB = 1 << 20
 
@@ -147,12 +149,61 @@ class CryptoConfig:
 
 @dataclass(frozen=True)
 class PrivacyConfig:
-    """``[privacy]``: differential privacy around the scheme (reserved; ``off`` for now)."""
+    """``[privacy]``: differential privacy wrapped around whichever scheme ``[crypto]`` picks."""
 
     mode: str = "off"
+    """``off``, ``local`` (each party adds the full noise) or ``distributed`` (noise shares under encryption)."""
+    mechanism: str = "gaussian"
+    epsilon: float = 1.0
+    """Epsilon spent per round (for ``naive_bayes``: by the one-shot fit)."""
+    delta: float = 1e-5
+    """Delta spent per round (``gaussian`` only; ``laplace`` spends none)."""
+    clip_norm: float = 1.0
+    """L2 bound every update is clipped to before noise (models trained in rounds)."""
+    epsilon_budget: float = 10.0
+    """Total epsilon the run may spend; the round that would exceed it is refused."""
+    delta_budget: float = 1e-4
+    row_norm: float = 0.0
+    """``logistic`` only: clip every training row to this L2 norm and use local SGD's own record-level
+    sensitivity instead of clipping updates (0: clip updates to ``clip_norm``)."""
+    composition: str = "basic"
+    """How rounds add up: ``basic`` (epsilons and deltas sum) or ``zcdp`` (zero-concentrated DP, tighter over
+    many rounds; reports epsilon at ``delta_budget``)."""
+    bounds: tuple[float, ...] = (-3.0, 3.0)
+    """Public ``[lower, upper]`` bound of every feature (``naive_bayes``); values are clipped to it."""
+    bounds_from_data: bool = False
+    """Derive ``bounds`` from each party's data instead: leaks privacy, warns (PrivacyLeakWarning)."""
 
     def __post_init__(self) -> None:
         _one_of(self.mode, PRIVACY_MODES, "privacy.mode")
+        _one_of(self.mechanism, MECHANISMS, "privacy.mechanism")
+        _require(0 < self.epsilon <= 100, "privacy.epsilon", "must be in (0, 100]")
+        if self.mechanism == "gaussian":
+            _require(0 < self.delta < 1, "privacy.delta", "must be in (0, 1) for the gaussian mechanism, e.g. 1e-5")
+        else:
+            _require(0 <= self.delta < 1, "privacy.delta", "must be in [0, 1)")
+        _require(0 < self.clip_norm < 1e6, "privacy.clip_norm", "must be positive")
+        _require(self.epsilon_budget >= self.epsilon, "privacy.epsilon_budget",
+                 f"must allow at least one round (privacy.epsilon = {self.epsilon})")
+        _require(0 <= self.delta_budget < 1, "privacy.delta_budget", "must be in [0, 1)")
+        _require(0 <= self.row_norm < 1e6, "privacy.row_norm", "must be non-negative (0 turns it off)")
+        _one_of(self.composition, COMPOSITIONS, "privacy.composition")
+        if self.composition == "zcdp":
+            _require(self.delta_budget > 0, "privacy.delta_budget", "must be positive with composition = 'zcdp'")
+        if self.mechanism == "gaussian":
+            _require(self.delta_budget >= self.delta, "privacy.delta_budget",
+                     f"must allow at least one round (privacy.delta = {self.delta})")
+        _require(len(self.bounds) == 2 and self.bounds[0] < self.bounds[1], "privacy.bounds",
+                 "write [lower, upper] with lower < upper, e.g. [-3.0, 3.0] for standardized features")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+    @property
+    def delta_per_round(self) -> float:
+        """Delta one round spends: the configured delta for ``gaussian``, zero for ``laplace``."""
+        return self.delta if self.mechanism == "gaussian" else 0.0
 
 
 @dataclass(frozen=True)
@@ -237,7 +288,7 @@ SECTIONS: dict[str, type] = {
 
 
 # --- loading -------------------------------------------------------------------
-def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+def load(path: str | Path, overrides: Sequence[str] = (), *, whole_run: bool = True) -> Config:
     """Read a TOML file, apply ``--set`` overrides, validate, return a frozen :class:`Config`."""
     path = Path(path)
     try:
@@ -247,18 +298,22 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
                           "such as examples/configs/plain.toml") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
-    return loads(text, overrides, source=str(path))
+    return loads(text, overrides, source=str(path), whole_run=whole_run)
 
 
-def loads(text: str, overrides: Sequence[str] = (), *, source: str = "<string>") -> Config:
-    """Like :func:`load`, from TOML text."""
+def loads(text: str, overrides: Sequence[str] = (), *, source: str = "<string>", whole_run: bool = True) -> Config:
+    """Like :func:`load`, from TOML text.
+
+    ``whole_run=False`` skips the rules that span sections (:func:`check_consistency`), for
+    commands that use sections on their own (``bench`` takes its schemes from ``--schemes``).
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
     for item in overrides:
         apply_override(raw, item)
-    return from_mapping(raw, source=source)
+    return from_mapping(raw, source=source, whole_run=whole_run)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -285,7 +340,7 @@ def apply_override(raw: dict, item: str) -> None:
     node[path[-1]] = value
 
 
-def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>") -> Config:
+def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>", whole_run: bool = True) -> Config:
     """Validate a parsed TOML document into a :class:`Config`."""
     unknown = set(raw) - set(SECTIONS)
     if unknown:
@@ -297,7 +352,32 @@ def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>") -> Config
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: must be a table ([{name}]), got a {type(table).__name__}")
         sections[name] = _crypto(table) if cls is CryptoConfig else build(cls, table, name)
-    return Config(**sections, source=source)
+    cfg = Config(**sections, source=source)
+    if whole_run:
+        check_consistency(cfg)
+    return cfg
+
+
+def check_consistency(cfg: Config) -> None:
+    """Rules that span sections (asked of the scheme's declarations, never of its name)."""
+    priv, model = cfg.privacy, cfg.model
+    if priv.enabled and priv.row_norm > 0:
+        _require(model.kind == "logistic", "privacy.row_norm",
+                 f"bounds local SGD's sensitivity for model.kind = 'logistic' only (convex, smooth loss), not "
+                 f"{model.kind!r}; set it to 0 to clip updates to privacy.clip_norm instead")
+        # the SGD step must be non-expansive: lr * (alpha + smoothness) <= 2, smoothness = (row_norm^2 + 1) / 4
+        limit = 2.0 / (model.alpha + (priv.row_norm**2 + 1) / 4)
+        _require(model.learning_rate <= limit, "model.learning_rate",
+                 f"must be at most {limit:.4g} with privacy.row_norm = {priv.row_norm:g} (the sensitivity bound of "
+                 "local SGD needs lr * (alpha + (row_norm^2 + 1) / 4) <= 2); lower it or lower privacy.row_norm")
+    if cfg.privacy.mode == "distributed" and not registry.get(cfg.crypto.scheme).hides_updates:
+        hiding = [n for n in registry.available() if registry.get(n).hides_updates]
+        raise ConfigError(
+            f"privacy.mode: 'distributed' needs a scheme that hides each update from the aggregator, and "
+            f"{cfg.crypto.scheme!r} does not (the aggregator would see every party's small noise share). "
+            f"Set crypto.scheme to one that does ({', '.join(hiding) or 'none installed'}) or use "
+            "privacy.mode = 'local'"
+        )
 
 
 def _crypto(table: Mapping[str, Any]) -> CryptoConfig:

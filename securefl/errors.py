@@ -21,6 +21,10 @@ class PartyError(SecureFLError, RuntimeError):
     """A party failed while training or protecting its update."""
 
 
+class BudgetExceededError(SecureFLError, RuntimeError):
+    """A round would spend more differential-privacy budget than ``[privacy]`` allows; it was not run."""
+
+
 class TransportError(SecureFLError, RuntimeError):
     """A peer could not be reached in time, or refused a request; the message says which and why."""
 
@@ -33,4 +37,5 @@ class RefusedError(TransportError):
         self.status = status
 
 
-__all__ = ["ConfigError", "DataError", "PartyError", "QuorumError", "RefusedError", "SecureFLError", "TransportError"]
+__all__ = ["BudgetExceededError", "ConfigError", "DataError", "PartyError", "QuorumError", "RefusedError", "SecureFLError",
+           "TransportError"]

@@ -9,21 +9,24 @@ from crypto_backends.envelope import Envelope
 from crypto_backends.keys import PartyKey
 
 from .data import Shard
-from .fusion import mean_from_sum
 from .messages import GlobalModel
 from .models import ModelAdapter
+from .privacy import PrivacyAccountant
 
 
 class Party:
     """One organisation's side of a round (transport-agnostic: bytes in, bytes out)."""
 
-    def __init__(self, party_id: str, shard: Shard, adapter: ModelAdapter, scheme: Scheme, key: PartyKey) -> None:
+    def __init__(self, party_id: str, shard: Shard, adapter: ModelAdapter, scheme: Scheme, key: PartyKey,
+                 accountant: PrivacyAccountant | None = None) -> None:
         self.party_id, self.shard, self.adapter, self.scheme, self.key = party_id, shard, adapter, scheme, key
+        self.accountant = accountant
+        """This party's own privacy budget (differential privacy): it refuses to release past it, whoever asks."""
 
     @property
     def weight(self) -> float:
-        """FedAvg weight: the number of local training rows (public)."""
-        return float(self.shard.n)
+        """This party's (public) fusion weight, as the model adapter defines it (FedAvg: its row count)."""
+        return self.adapter.local_weight(self.shard.n)
 
     def open_model(self, model: GlobalModel, *, publish: bool = False) -> np.ndarray:
         """The global model as a vector, decrypting a sealed aggregate with this party's key.
@@ -35,10 +38,18 @@ class Party:
             return model.vector
         aggregate = Envelope.from_bytes(model.sealed)  # type: ignore[arg-type]
         reveal = self.scheme.publish if publish else self.scheme.reveal
-        return mean_from_sum(reveal(self.key, aggregate), aggregate.total_weight)
+        return self.adapter.fuse(reveal(self.key, aggregate), aggregate.total_weight)
 
     def handle_round(self, round: int, model: bytes) -> bytes:
-        """Train from the global model of ``round`` and return the protected update's bytes."""
+        """Train from the global model of ``round`` and return the protected update's bytes.
+
+        Under differential privacy the party charges its own accountant first and raises
+        :class:`~securefl.errors.BudgetExceededError` rather than release past its budget.
+        """
+        if self.accountant is not None:
+            self.accountant.charge(round)
+        # data-independent work (e.g. DP noise) first, so that after training only the cheap part remains
+        self.scheme.prepare(self.key, length=self.adapter.num_parameters, weight=self.weight, round=round)
         params = self.open_model(GlobalModel.from_bytes(model))
         update = self.adapter.fit_local(params, self.shard.X, self.shard.y)
         return self.scheme.protect(self.key, update, weight=self.weight, round=round).to_bytes()

@@ -27,9 +27,9 @@ from .messages import GlobalModel
 from .models import ModelAdapter
 from .party import Party
 
-__all__ = ["RoundMetrics", "RunResult", "Simulation", "run"]
-
 log = logging.getLogger("securefl.simulation")
+
+__all__ = ["RoundMetrics", "RunResult", "Simulation", "run"]
 
 
 class Simulation:
@@ -38,9 +38,11 @@ class Simulation:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.federation = Federation(cfg)
-        self.scheme: Scheme = self.federation.scheme
         self.data: FederatedData = self.federation.data
-        self.evaluator: ModelAdapter = self.federation.adapter()
+        self.evaluator: ModelAdapter = self.federation.evaluator
+        self.scheme: Scheme = self.federation.scheme
+        # the engine refuses a round past the budget up front; each party also enforces its own
+        self.accountant = self.federation.accountant()
         self.authority = Authority(self.scheme, cfg.federation.ids)
         self.parties: dict[str, Party] = {
             pid: self.federation.party(pid, self.authority.party_key(pid)) for pid in self.data.shards
@@ -48,6 +50,11 @@ class Simulation:
         self.aggregator: Aggregator = self.federation.aggregator(self.authority.aggregator_key(),
                                                                  self.authority.function_key)
         self._busy: dict[str, cf.Future] = {}
+
+    @property
+    def rounds(self) -> int:
+        """Rounds this run performs: as configured, or fewer when the model is complete sooner (naive Bayes: 1)."""
+        return self.federation.rounds
 
     def _collect(self, pool: cf.ThreadPoolExecutor, round: int, model: bytes) -> tuple[dict[str, bytes], dict[str, str]]:
         uploads: dict[str, bytes] = {}
@@ -81,28 +88,30 @@ class Simulation:
         return holder.open_model(model, publish=True)
 
     def run(self, on_round: Callable[[RoundMetrics], None] = lambda m: None) -> RunResult:
-        fed = self.cfg.federation
         model = GlobalModel.open(self.evaluator.initial_parameters())
         history: list[RoundMetrics] = []
         params = model.vector
         self._busy = {}
         pool = cf.ThreadPoolExecutor(max_workers=len(self.parties), thread_name_prefix="party")
         try:
-            for rnd in range(fed.rounds):
+            for rnd in range(self.rounds):
+                if self.accountant is not None:
+                    self.accountant.charge(rnd)  # refuses the round before any party releases anything
                 t0 = time.perf_counter()
                 uploads, dropped = self._collect(pool, rnd, model.to_bytes())
                 outcome = self.aggregator.fuse(rnd, uploads)
                 model = outcome.model
                 seconds = time.perf_counter() - t0
                 params = self.published_parameters(model)
-                accuracy = self.evaluator.evaluate(params, self.data.X_test, self.data.y_test)
-                metrics = RoundMetrics.of_round(rnd, outcome, uploads, dropped, seconds, accuracy)
+                spent = self.accountant.spent if self.accountant is not None else (None, None)
+                metrics = RoundMetrics.of_round(rnd, outcome, uploads, dropped, seconds,
+                                                self.federation.metric(params), spent)
                 history.append(metrics)
                 on_round(metrics)
         finally:
             # do not wait for a party that never answered: the run is over without it
             pool.shutdown(wait=False, cancel_futures=True)
-        return self.federation.result(history, np.asarray(params))
+        return self.federation.result(history, np.asarray(params), self.accountant)
 
 
 def run(cfg: Config, on_round: Callable[[RoundMetrics], None] = lambda m: None) -> RunResult:

@@ -12,3 +12,12 @@ from tests.schemes import make_scheme
 @pytest.fixture(params=registry.available())
 def scheme(request) -> Scheme:
     return make_scheme(request.param)
+
+
+@pytest.fixture
+def sealed_scheme(monkeypatch) -> str:
+    """Registers :class:`tests.schemes.SealedPlain` for one test; returns its name."""
+    monkeypatch.setitem(registry._BUILTIN, "sealed-test", "tests.schemes:SealedPlain")
+    registry.get.cache_clear()
+    yield "sealed-test"
+    registry.get.cache_clear()

@@ -6,6 +6,7 @@ import warnings
 
 from crypto_backends import InsecureParametersWarning, registry
 from crypto_backends.base import Scheme, SchemeParams
+from crypto_backends.plaintext import PlainScheme
 
 
 def fast_params(name: str) -> SchemeParams:
@@ -18,3 +19,14 @@ def make_scheme(name: str) -> Scheme:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureParametersWarning)
         return registry.create(name, fast_params(name))
+
+
+class SealedPlain(PlainScheme):
+    """A test double of an encrypting scheme: plain arithmetic that *declares* it hides updates.
+
+    It lets the distributed-DP paths run before (and independently of) any real
+    encrypting scheme; it is registered only inside the ``sealed_scheme`` fixture.
+    """
+
+    name = "sealed-test"
+    hides_updates = True

@@ -174,6 +174,8 @@ class NetworkedAggregator:
         self.key: AggregatorKey = self.authority.aggregator_key()
         log.info("aggregator key received (fingerprint %s)", self.key.fingerprint)
         self.aggregator = self.federation.aggregator(self.key, self.authority.function_key)
+        # differential privacy: the engine refuses a round past the budget before asking anyone for it
+        self.accountant = self.federation.accountant()
         self.board = Board()
         self.service = AggregatorService(self.board, cfg, self.aggregator, insecure=insecure)
         self.server: grpc.Server | None = None
@@ -188,10 +190,13 @@ class NetworkedAggregator:
                 f"checkpoint {path} was made under {ckpt.scheme} key set {ckpt.key_id[:16]}, but the authority now "
                 f"serves {self.federation.scheme.name} key set {self.key.fingerprint}: the old global model cannot "
                 "be used with new keys. Delete the checkpoint to start over, or restart the original authority")
-        if ckpt.next_round >= self.cfg.federation.rounds:
+        if ckpt.next_round >= self.federation.rounds:
             log.warning("checkpoint %s already holds all %d rounds; serving the final model", path, ckpt.next_round)
         log.info("resumed from checkpoint %s at round %d", path, ckpt.next_round)
         rounds = list(ckpt.rounds)
+        for past in range(len(rounds)):  # the budget those rounds spent is spent
+            if self.accountant is not None:
+                self.accountant.charge(past)
         if rounds and math.isnan(rounds[-1].accuracy) and rounds[-1].parties:
             self.board.reporters[len(rounds) - 1] = min(rounds[-1].parties)
         return ckpt.model, rounds
@@ -240,14 +245,16 @@ class NetworkedAggregator:
                                            workers=min(256, 2 * len(fed.ids) + 8))
         log.info("aggregator listening on %s:%d", self.cfg.transport.bind_host, self.cfg.transport.aggregator_port)
         try:
-            ran = len(history) < fed.rounds
-            for rnd in range(len(history), fed.rounds):
+            ran = len(history) < self.federation.rounds
+            for rnd in range(len(history), self.federation.rounds):
                 t0 = time.perf_counter()
-                uploads, dropped = self._collect(rnd, model)
-                collected = time.perf_counter() - t0
                 try:
+                    if self.accountant is not None:
+                        self.accountant.charge(rnd)
+                    uploads, dropped = self._collect(rnd, model)
+                    collected = time.perf_counter() - t0
                     outcome = self.aggregator.fuse(rnd, uploads)
-                except SecureFLError as exc:  # below the quorum, or the authority refused a function key
+                except SecureFLError as exc:  # budget spent, below the quorum, or a function key refused
                     log.error("%s", exc)
                     # tell every party, but do not wait long for ones that are gone
                     self._finish(b"", str(exc), "failed", set(fed.ids), None,
@@ -256,7 +263,8 @@ class NetworkedAggregator:
                 seconds = time.perf_counter() - t0
                 model = outcome.model.to_bytes()
                 history = self._with_reports(history)
-                history.append(RoundMetrics.of_round(rnd, outcome, uploads, dropped, seconds, float("nan")))
+                spent = self.accountant.spent if self.accountant is not None else (None, None)
+                history.append(RoundMetrics.of_round(rnd, outcome, uploads, dropped, seconds, float("nan"), spent))
                 with self.board.cond:
                     self.board.reporters[rnd] = min(outcome.contributors)
                 self._save(model, history)
@@ -274,4 +282,4 @@ class NetworkedAggregator:
             self.server.stop(grace=2.0)
             self.authority.close()
         final = GlobalModel.from_bytes(model)
-        return self.federation.result(history, None if final.is_sealed else final.vector)
+        return self.federation.result(history, None if final.is_sealed else final.vector, self.accountant)

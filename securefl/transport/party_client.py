@@ -45,8 +45,15 @@ class NetworkedParty:
         self.party: Party = self.federation.party(party_id, key)
         self.aggregator = AggregatorClient(self.endpoint)
         self._sent: tuple[int, bytes, bytes] | None = None  # (round, model digest, update)
+        self._caught_up = False
 
     def _update(self, task: Task) -> bytes:
+        accountant = self.party.accountant
+        if accountant is not None and not self._caught_up:
+            # a (re)started party cannot know which earlier rounds it released: it counts them all as spent
+            for past in range(accountant.rounds_charged, task.round):
+                accountant.charge(past)
+        self._caught_up = True
         digest = hashlib.sha256(task.model).digest()
         if self._sent is not None and self._sent[:2] == (task.round, digest):
             return self._sent[2]
@@ -56,9 +63,7 @@ class NetworkedParty:
 
     def evaluate(self, model: bytes) -> float:
         """The configured metric of ``model`` as it would be released (the scheme's publication step)."""
-        data = self.federation.data
-        params = self.party.open_model(GlobalModel.from_bytes(model), publish=True)
-        return self.party.adapter.evaluate(params, data.X_test, data.y_test)
+        return self.federation.metric(self.party.open_model(GlobalModel.from_bytes(model), publish=True))
 
     def run(self) -> float | None:
         """Take part until the aggregator says ``done``; returns the final metric if this party measured it."""

@@ -1,0 +1,312 @@
+"""Differential privacy as a wrapper around any scheme: clip, add calibrated noise, snap.
+
+:class:`DPScheme` takes an inner :class:`~crypto_backends.base.Scheme` and a
+:class:`NoisePlan` and *is* a scheme: every declaration and operation is the
+inner scheme's, except that :meth:`DPScheme.protect` first clips the update to
+an L2 bound and adds noise, and (in distributed mode) :meth:`DPScheme.reveal`
+snaps the revealed sum.  Vectors in, vectors out: this module knows nothing of
+rounds, budgets or models; calibration (which noise scale gives which epsilon)
+and accounting live in ``securefl.privacy``.
+
+Two modes:
+
+``local``
+    Each party adds the full noise to its own update and snaps the result
+    (:mod:`crypto_backends.noise`), so whatever the aggregator sees of one update
+    is already differentially private.  Works under any scheme, ``plain`` included.
+``distributed``
+    Each party adds one *share*, sized so that any ``min_contributors`` shares sum
+    to exactly the noise one central mechanism would add (Gaussian shares of
+    ``sigma / sqrt(m)``; Laplace shares ``Gamma(1/m, b) - Gamma(1/m, b)``).  More
+    contributors only add noise.  The inner scheme must hide individual updates
+    (:attr:`~crypto_backends.base.Scheme.hides_updates`), or the aggregator would
+    see each weakly-noised share: that is refused.
+
+Weights.  The inner scheme computes ``sum_i w_i * v_i``.  Noise scales in the plan
+are *per unit weight*: in local mode party ``i``'s weighted contribution carries
+noise ``w_i * scale`` (its sensitivity is ``w_i`` times the unit sensitivity); in
+distributed mode the sum carries ``weight_bound * scale``, which covers every
+party whose (public) weight is at most ``weight_bound``; a larger weight is refused.
+
+What is promised: the released vectors (local: each update; distributed: the
+revealed sum) are the ideal clipped Gaussian / Laplace mechanism's output up to
+the floating-point argument in :mod:`crypto_backends.noise`.  What is not: any
+accuracy bound (:meth:`DPScheme.tolerance` is infinite); privacy of anything the
+caller does not route through :meth:`DPScheme.protect`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from . import noise
+from .base import (
+    AggregatorKey,
+    Envelope,
+    FunctionKey,
+    Key,
+    KeySet,
+    PartyKey,
+    Role,
+    Scheme,
+    as_update_vector,
+    check_weight,
+)
+from .errors import InvalidInputError, InvalidParameterError, LengthMismatchError
+
+Mechanism = Literal["gaussian", "laplace"]
+Mode = Literal["local", "distributed"]
+
+
+@dataclass(frozen=True)
+class NoiseSegment:
+    """A run of ``length`` consecutive coordinates sharing one noise ``scale`` (sigma, or Laplace b) per unit weight."""
+
+    length: int
+    scale: float
+
+
+@dataclass(frozen=True)
+class NoisePlan:
+    """Everything the wrapper needs to know; public by construction (every party uses the same plan)."""
+
+    mechanism: Mechanism
+    segments: tuple[NoiseSegment, ...]
+    mode: Mode = "local"
+    clip_norm: float | None = None
+    """L2 bound each (unweighted) update is clipped to; ``None`` when the caller bounds its values itself."""
+    min_contributors: int = 1
+    """Distributed mode: the fewest parties whose shares make up the noise (the quorum's minimum)."""
+    weight_bound: float = 1.0
+    """Distributed mode: the largest weight any party may use."""
+
+    def __post_init__(self) -> None:
+        if self.mechanism not in ("gaussian", "laplace"):
+            raise InvalidParameterError(f"unknown mechanism {self.mechanism!r}; use 'gaussian' or 'laplace'")
+        if self.mode not in ("local", "distributed"):
+            raise InvalidParameterError(f"unknown mode {self.mode!r}; use 'local' or 'distributed'")
+        bad = [s for s in self.segments if s.length < 1 or not (s.scale > 0 and math.isfinite(s.scale))]
+        if not self.segments or bad:
+            raise InvalidParameterError("a noise plan needs segments of positive length and positive, finite scale")
+        if self.clip_norm is not None and not (self.clip_norm > 0 and math.isfinite(self.clip_norm)):
+            raise InvalidParameterError("clip_norm must be positive and finite")
+        if self.min_contributors < 1 or not (self.weight_bound > 0 and math.isfinite(self.weight_bound)):
+            raise InvalidParameterError("min_contributors must be >= 1 and weight_bound positive")
+
+    @property
+    def length(self) -> int:
+        return sum(s.length for s in self.segments)
+
+    @property
+    def shares(self) -> int:
+        """Into how many shares each segment's noise is split: 1 in local mode."""
+        return self.min_contributors if self.mode == "distributed" else 1
+
+
+class DPScheme(Scheme):
+    """``inner`` plus clipping, calibrated noise and snapping (see the module docstring)."""
+
+    def __init__(self, inner: Scheme, plan: NoisePlan) -> None:  # noqa: D107 - no super(): params are inner's
+        if isinstance(inner, DPScheme):
+            raise InvalidParameterError("the scheme is already wrapped with differential privacy")
+        if plan.mode == "distributed" and not inner.hides_updates:
+            raise InvalidParameterError(
+                f"distributed DP needs a scheme that hides individual updates; {inner.name!r} shows each "
+                "update (and so each small noise share) to the aggregator. Use an encrypting scheme, or local mode"
+            )
+        self.inner, self.plan = inner, plan
+        self.params = inner.params
+        # the wrapper *is* the inner scheme on the wire: same name, version and envelopes
+        self.name, self.version, self.params_type = inner.name, inner.version, inner.params_type
+        self.reveal_site, self.needs_function_key = inner.reveal_site, inner.needs_function_key
+        self.hides_updates = inner.hides_updates
+        tm = inner.threat_model
+        added = (f"; {plan.mode} differential privacy: " +
+                 ("each update carries the full calibrated noise" if plan.mode == "local"
+                  else f"the sum of any {plan.min_contributors} updates carries the calibrated noise"))
+        self.threat_model = dataclasses.replace(
+            tm, aggregator_learns=tm.aggregator_learns + added,
+            dropouts=tm.dropouts + f"; the noise guarantee holds while at least {plan.shares} parties contribute",
+        )
+        self._prepared: dict[tuple[str | None, int], tuple[float, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"DPScheme({self.inner!r}, mode={self.plan.mode}, mechanism={self.plan.mechanism})"
+
+    # --- declarations -------------------------------------------------------------
+    @property
+    def security_bits(self) -> int:
+        return self.inner.security_bits
+
+    @property
+    def value_bound(self) -> float | None:
+        return self.inner.value_bound
+
+    def tolerance(self, weights: Sequence[float]) -> float:
+        """Infinite: the fused vector differs from the exact mean on purpose (noise and clipping)."""
+        return math.inf
+
+    # --- noise ----------------------------------------------------------------------
+    def _noise_scale(self, seg: NoiseSegment, weight: float) -> float:
+        """Per-share scale on this party's *unweighted* values (see "Weights" in the module docstring)."""
+        if self.plan.mode == "local":
+            return seg.scale
+        return seg.scale * self.plan.weight_bound / weight
+
+    def sample_noise(self, length: int, weight: float) -> np.ndarray:
+        """One party's noise (or noise share) for an update of ``length`` values at ``weight``."""
+        if length != self.plan.length:
+            raise LengthMismatchError(f"the noise plan covers {self.plan.length} values, the update has {length}")
+        shares = self.plan.shares
+        draw = noise.gaussian_share if self.plan.mechanism == "gaussian" else noise.laplace_share
+        out = np.concatenate([draw(s.length, self._noise_scale(s, weight), shares) for s in self.plan.segments])
+        dither = self.dither_std(weight)
+        if dither > 0:
+            out += noise.gaussian(length, dither)
+        return out
+
+    DITHER_FACTOR = 8.0
+
+    def dither_std(self, weight: float) -> float:
+        """Distributed mode: a Gaussian dither of 8x the inner scheme's per-value error (0 in local mode).
+
+        The inner scheme rounds each share-carrying value (fixed-point step, CKKS
+        error) and that rounding error depends on the value.  A Gaussian dither
+        eight times wider than the error makes the value modulo the step uniform
+        and independent of the data (statistical distance below ``exp(-2 pi^2 64)``),
+        so the revealed sum is the central mechanism's output plus data-independent
+        noise (post-processing).  Gamma shares alone do not smooth enough for that.
+        """
+        if self.plan.mode != "distributed":
+            return 0.0
+        tol = self.inner.tolerance([weight])
+        return self.DITHER_FACTOR * tol if math.isfinite(tol) and tol > 0 else 0.0
+
+    def _check_weight(self, weight: float) -> float:
+        w = check_weight(weight)
+        if self.plan.mode == "distributed" and w > self.plan.weight_bound * (1 + 1e-12):
+            raise InvalidInputError(
+                f"weight {w} exceeds the plan's weight_bound {self.plan.weight_bound}: the shared noise would "
+                "not cover this party's sensitivity; rebuild the plan with the largest weight of the federation"
+            )
+        return w
+
+    def prepare(self, key: PartyKey, *, length: int, weight: float, round: int) -> None:
+        """Sample this party's noise for ``round`` ahead of time (it does not depend on the data).
+
+        :meth:`protect` for the same party, round and weight then only clips, adds and
+        snaps.  A prepared vector is used once, then discarded.
+        """
+        w = self._check_weight(weight)
+        vec = self.sample_noise(length, w)
+        with self._lock:
+            self._prepared[(key.owner, int(round))] = (w, vec)
+        self.inner.prepare(key, length=length, weight=weight, round=round)
+
+    def _take_noise(self, key: PartyKey, length: int, weight: float, round: int) -> np.ndarray:
+        with self._lock:
+            prepared = self._prepared.pop((key.owner, int(round)), None)
+            for stale in [k for k in self._prepared if k[0] == key.owner and k[1] < round]:
+                del self._prepared[stale]
+        if prepared is not None and prepared[0] == weight and prepared[1].size == length:
+            return prepared[1]
+        return self.sample_noise(length, weight)
+
+    def clip_factor(self, values: np.ndarray) -> float:
+        """The factor (at most 1) that scales ``values`` down to L2 norm ``clip_norm``."""
+        if self.plan.clip_norm is None:
+            return 1.0
+        # einsum, not np.dot: BLAS threads cost more than they save on a busy machine
+        norm = math.sqrt(float(np.einsum("i,i->", values, values)))
+        return min(1.0, self.plan.clip_norm / norm) if norm > 0 else 1.0
+
+    # --- the round --------------------------------------------------------------------
+    def keygen(self, party_ids: Sequence[str]) -> KeySet:
+        return self.inner.keygen(party_ids)
+
+    def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
+        """Clip, add this party's noise (or share), snap in local mode, then protect with the inner scheme."""
+        x = as_update_vector(values)
+        w = self._check_weight(weight)
+        if x.size != self.plan.length:
+            raise LengthMismatchError(f"the noise plan covers {self.plan.length} values, the update has {x.size}")
+        noisy = self._take_noise(key, x.size, w, round)
+        factor = self.clip_factor(x)
+        snap = self.plan.mode == "local"
+        grids = self._grids([self._noise_scale(s, w) for s in self.plan.segments], shares=1)
+        # noise + factor * x, then snap, in place and in cache-sized chunks: the update is read once
+        # and the noise read and written once, as for the bare scheme's own pass over the values
+        for start, stop, grid in self._chunks(grids):
+            nv, xv = noisy[start:stop], x[start:stop]
+            if factor < 1.0:
+                nv /= factor
+                nv += xv
+                nv *= factor
+            else:
+                nv += xv
+            if snap:
+                noise.snap(nv, grid)
+        return self.inner.protect(key, noisy, weight=w, round=round)
+
+    _CHUNK = 1 << 15
+
+    def _grids(self, scales: Sequence[float], *, shares: int) -> list[float]:
+        return [noise.grid_for(noise.share_std(self.plan.mechanism, sc, shares)) for sc in scales]
+
+    def _chunks(self, grids: Sequence[float]):
+        start = 0
+        for seg, grid in zip(self.plan.segments, grids):
+            for lo in range(start, start + seg.length, self._CHUNK):
+                yield lo, min(lo + self._CHUNK, start + seg.length), grid
+            start += seg.length
+
+    def _snap(self, vec: np.ndarray, scales: Sequence[float], *, shares: int) -> None:
+        for start, stop, grid in self._chunks(self._grids(scales, shares=shares)):
+            noise.snap(vec[start:stop], grid)
+
+    def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
+        return self.inner.combine(key, updates, round=round)
+
+    def function_key(self, key, *, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        return self.inner.function_key(key, round=round, weights=weights)
+
+    def _release(self, total: np.ndarray) -> np.ndarray:
+        if self.plan.mode == "local":
+            return total  # a sum of released (snapped) updates: post-processing
+        # distributed: the sum is the release; snap it to the grid of the central noise it carries
+        total = np.array(total, dtype=np.float64)
+        self._snap(total, [s.scale * self.plan.weight_bound for s in self.plan.segments], shares=1)
+        return total
+
+    def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+        return self._release(self.inner.reveal(key, aggregate, function_key=function_key))
+
+    def publish(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+        return self._release(self.inner.publish(key, aggregate, function_key=function_key))
+
+    # --- everything else is the inner scheme's ----------------------------------------
+    def check_envelope(self, env: Envelope, key: Key, **kw: Any) -> None:
+        self.inner.check_envelope(env, key, **kw)
+
+    def check_updates(self, key: Key, updates: Sequence[Envelope], *, round: int) -> int:
+        return self.inner.check_updates(key, updates, round=round)
+
+    def dump_key(self, key: Key, **kw: Any) -> bytes:
+        return self.inner.dump_key(key, **kw)
+
+    def load_key(self, data: bytes) -> Key:
+        return self.inner.load_key(data)
+
+    def _material_to_bytes(self, key: Key) -> bytes:
+        return self.inner._material_to_bytes(key)
+
+    def _material_from_bytes(self, role: Role, cls: type[Key], data: bytes) -> Any:
+        return self.inner._material_from_bytes(role, cls, data)
