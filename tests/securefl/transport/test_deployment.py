@@ -6,6 +6,7 @@ import json
 import re
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,16 @@ def test_insecure_mode_runs_without_tls_and_warns_every_role(deploy):
     assert d.finish()["rounds"][0]["parties"] == ["party-1", "party-2"]
     for name in d.procs:
         assert "WARNING: --insecure: no TLS" in d.log(name), name
+
+
+def test_differential_privacy_over_the_network_spends_what_it_spends_in_process(deploy):
+    text = Path("examples/configs/naive_bayes_dp.toml").read_text()
+    text = text.replace("parties = 5", "parties = 3").replace("quorum = 5", "quorum = 3")
+    d = deploy(text)
+    d.start_all()
+    result = d.finish()
+    reference = _in_process(d)
+    assert result["privacy"] == reference.as_json()["privacy"] and result["privacy"]["rounds_charged"] == 1
+    assert [r["epsilon_spent"] for r in result["rounds"]] == [1.0]
+    assert result["rounds"][0]["parties"] == ["party-1", "party-2", "party-3"]
+    assert result["final_accuracy"] > 0.8  # noise shares from three parties, one central mechanism's worth
