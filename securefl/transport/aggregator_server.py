@@ -232,7 +232,7 @@ class NetworkedAggregator:
         """Serve the final state until ``wait_for`` parties fetched it and round ``pending`` is reported."""
         b = self.board
         with b.cond:
-            b.state, b.model, b.message = state, model, message
+            b.state, b.model, b.message = state, model, message[:4000]  # a header field holds at most 4096
             b.cond.notify_all()
             b.cond.wait_for(lambda: b.finished >= wait_for and (pending is None or pending in b.reports),
                             timeout=linger)
