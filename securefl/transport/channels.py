@@ -61,7 +61,8 @@ class Endpoint:
         server = grpc.server(cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self.me.role),
                              handlers=handlers, options=grpc_options(self.transport.chunk_bytes),
                              maximum_concurrent_rpcs=workers * 4)
-        address = f"{self.transport.bind_host}:{port}"
+        host = self.transport.bind_host
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if self.tls is None:
             bound = server.add_insecure_port(address)
         else:
