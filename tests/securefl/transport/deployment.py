@@ -39,18 +39,19 @@ def config_text(scheme: str = "plain", *, parties: int = 3, rounds: int = 3, quo
 class Deployment:
     """Writes CONFIG (TOML text + a [transport] section), makes certificates, starts and stops roles."""
 
-    def __init__(self, tmp: Path, text: str, *, connect_timeout: float = 30, poll_seconds: float = 2) -> None:
+    def __init__(self, tmp: Path, text: str, *, connect_timeout: float = 30, poll_seconds: float = 2,
+                 transport: str = "") -> None:
         self.tmp = tmp
         self.certs = tmp / "certs"
         self.checkpoint = tmp / "aggregator.ckpt"
         self.keystore = tmp / "authority.keys"
         self.json = tmp / "result.json"
         self.ports = {"aggregator": free_port(), "authority": free_port()}
+        # ``transport``: extra lines for the [transport] section
         transport = (f"[transport]\nkind = \"grpc\"\naggregator_port = {self.ports['aggregator']}\n"
                      f"authority_port = {self.ports['authority']}\ncert_dir = \"{self.certs}\"\n"
                      f"checkpoint = \"{self.checkpoint}\"\nauthority_keys = \"{self.keystore}\"\n"
-                     f"connect_timeout = {connect_timeout}\n"
-                     f"poll_seconds = {poll_seconds}\n")
+                     f"connect_timeout = {connect_timeout}\npoll_seconds = {poll_seconds}\n{transport}")
         self.path = tmp / "federation.toml"
         self.path.write_text(text + "\n" + transport)
         self.cfg = config.load(self.path)
