@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from crypto_backends.base import Scheme
 from crypto_backends.errors import PolicyError
-from crypto_backends.keys import AggregatorKey, FunctionKey, PartyKey
+from crypto_backends.keys import AggregatorKey, FunctionKey, KeySet, PartyKey
 
 log = logging.getLogger("securefl.authority")
 
@@ -21,11 +21,12 @@ log = logging.getLogger("securefl.authority")
 class Authority:
     """Holds the :class:`~crypto_backends.keys.KeySet`; gives out role keys one at a time."""
 
-    def __init__(self, scheme: Scheme, party_ids: Sequence[str]) -> None:
+    def __init__(self, scheme: Scheme, party_ids: Sequence[str], *, keys: KeySet | None = None) -> None:
+        """Make a new key set for ``party_ids``, or take ``keys`` (a key set made earlier, e.g. reloaded)."""
         self.scheme = scheme
-        self._keys = scheme.keygen(list(party_ids))
-        log.info("keys made for %d parties under %s (fingerprint %s)", len(party_ids), scheme.name,
-                 self._keys.aggregator.fingerprint)
+        self._keys = keys if keys is not None else scheme.keygen(list(party_ids))
+        log.info("keys %s for %d parties under %s (fingerprint %s)", "loaded" if keys else "made", len(party_ids),
+                 scheme.name, self._keys.aggregator.fingerprint)
 
     @property
     def party_ids(self) -> list[str]:

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import shlex
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,6 +61,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .simulation import Simulation
 
     cfg = config_mod.load(args.config, args.set or [])
+    if cfg.transport.kind != "inproc":
+        raise ConfigError(f"transport.kind is {cfg.transport.kind!r}: securefl run keeps every role in one process; "
+                          "start the roles with securefl authority / aggregator / party, or use examples/deploy_local.sh")
     sim = Simulation(cfg)
     console.print(f"[bold]securefl run[/]: {cfg.crypto.scheme} on {cfg.data.dataset}, "
                   f"{cfg.federation.parties} parties, {cfg.federation.rounds} rounds, "
@@ -86,6 +90,68 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         _check_parent(args.plot, "--plot")
         out.print(f"plot written to {plot_rounds([result], args.plot)}")
+    return 0
+
+
+# --- networked roles -------------------------------------------------------------
+def cmd_certs(args: argparse.Namespace) -> int:
+    from .transport.certs import make_certificates
+
+    if bool(args.config) == bool(args.parties):
+        raise ConfigError("securefl certs: give the parties either with --config CONFIG (its federation.party_ids) "
+                          "or with --parties a,b,c")
+    ids = (config_mod.load(args.config, args.set or []).federation.ids if args.config
+           else [p.strip() for p in args.parties.split(",") if p.strip()])
+    hosts = [h.strip() for h in (args.hosts or "").split(",") if h.strip()]
+    written = make_certificates(args.outdir, ids, hosts=hosts, days=args.days)
+    out.print(f"wrote {len(written)} files to {args.outdir}: a CA, the aggregator, the authority and "
+              f"{len(ids)} parties. Keep ca.key offline; give each machine ca.pem and only its own NAME.pem/NAME.key.")
+    return 0
+
+
+def _role_config(args: argparse.Namespace) -> config_mod.Config:
+    cfg = config_mod.load(args.config, args.set or [])
+    if cfg.transport.kind != "grpc":
+        raise ConfigError(f"transport.kind is {cfg.transport.kind!r}: set transport.kind = \"grpc\" (or "
+                          "--set transport.kind=grpc) to run the roles as separate processes")
+    if args.insecure:
+        console.print("[bold red]WARNING: --insecure: no TLS; keys, updates and models travel in the clear and "
+                      "peers are whoever they claim to be. Never use it with real data.[/]")
+    # long-running services: timestamped progress on stderr
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("securefl").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    # a stop request (SIGTERM) ends the role like Ctrl-C: servers close, no traceback
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    return cfg
+
+
+def cmd_authority(args: argparse.Namespace) -> int:
+    from .transport.authority_server import serve
+
+    server = serve(_role_config(args), insecure=args.insecure)
+    try:
+        server.wait_for_termination()
+    finally:
+        server.stop(grace=1.0)
+    return 0
+
+
+def cmd_aggregator(args: argparse.Namespace) -> int:
+    from .transport.aggregator_server import NetworkedAggregator
+
+    result = NetworkedAggregator(_role_config(args), insecure=args.insecure).run()
+    out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
+    _write_json(args.json, result.as_json())
+    return 0
+
+
+def cmd_party(args: argparse.Namespace) -> int:
+    from .transport.party_client import NetworkedParty
+
+    metric = NetworkedParty(_role_config(args), args.id, insecure=args.insecure).run()
+    if metric is not None:
+        out.print(f"final metric measured by {args.id}: {metric:.4f}")
     return 0
 
 
@@ -287,6 +353,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=5, help="data splits to average over")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key; repeatable")
     p.set_defaults(func=cmd_dp_curve)
+
+    p = sub.add_parser("certs", help="make a private CA and mutual-TLS certificates for a federation",
+                       description="Make a CA and certificates for the aggregator, the authority and every party.")
+    p.add_argument("outdir", metavar="OUTDIR", help="new directory for the files (must not hold a CA yet)")
+    p.add_argument("--config", metavar="CONFIG", help="take the party ids from this config's [federation]")
+    p.add_argument("--parties", help="comma-separated party ids (instead of --config)")
+    p.add_argument("--hosts", help="extra comma-separated host names / IPs of the aggregator and authority machines")
+    p.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a key of --config")
+    p.set_defaults(func=cmd_certs)
+
+    roles = [("authority", cmd_authority, "serve the federation's keys (key authority / dealer)"),
+             ("aggregator", cmd_aggregator, "run the rounds: collect, fuse, checkpoint"),
+             ("party", cmd_party, "train on this party's data and send protected updates")]
+    for name, func, text in roles:
+        p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}, as its own process "
+                           "over gRPC with mutual TLS ([transport] kind = \"grpc\").")
+        p.add_argument("config", metavar="CONFIG", help="TOML configuration file with a [transport] section")
+        if name == "party":
+            p.add_argument("--id", required=True, metavar="NAME", help="this party's id (its certificate's name)")
+        p.add_argument("--insecure", action="store_true",
+                       help="no TLS, unauthenticated peers: debugging on one machine only (prints a warning)")
+        if name == "aggregator":
+            with_set(p)
+        else:
+            p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                           help="override a config key (type-checked like the file); repeatable")
+        p.set_defaults(func=func)
     return parser
 
 

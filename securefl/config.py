@@ -36,7 +36,8 @@ MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp", "naive_baye
 PRIVACY_MODES = ("off", "local", "distributed")
 MECHANISMS = ("gaussian", "laplace")
 COMPOSITIONS = ("basic", "zcdp")
-TRANSPORTS = ("inproc",)
+TRANSPORTS = ("inproc", "grpc")
+MiB = 1 << 20
 
 
 def _require(cond: bool, key: str, message: str) -> None:
@@ -207,12 +208,60 @@ class PrivacyConfig:
 
 @dataclass(frozen=True)
 class TransportConfig:
-    """``[transport]``: how the roles talk (``inproc``: one process)."""
+    """``[transport]``: how the roles talk: ``inproc`` (one process) or ``grpc`` (mutual TLS).
+
+    With ``grpc`` each role is its own process (``securefl authority | aggregator
+    | party``).  Parties and the aggregator dial out to the servers, so only the
+    aggregator's and the authority's ports must be reachable.
+    """
 
     kind: str = "inproc"
+    aggregator_host: str = "127.0.0.1"
+    """Where parties reach the aggregator."""
+    aggregator_port: int = 50051
+    authority_host: str = "127.0.0.1"
+    """Where parties and the aggregator reach the key authority."""
+    authority_port: int = 50052
+    bind_host: str = "127.0.0.1"
+    """Address the servers listen on (``0.0.0.0`` for every interface)."""
+    cert_dir: str = "certs"
+    """Directory made by ``securefl certs`` (ca.pem, NAME.pem, NAME.key)."""
+    checkpoint: str = "securefl-aggregator.ckpt"
+    """The aggregator's checkpoint file (written atomically after every round); empty: none."""
+    authority_keys: str = ""
+    """The authority's key store (every secret key; mode 0600), so a restarted authority serves the same
+    keys; empty: keys live in the authority's memory only and a restart makes a new key set."""
+    connect_timeout: float = 120.0
+    """Seconds a role keeps retrying (with exponential back-off) an unreachable peer before giving up."""
+    poll_seconds: float = 10.0
+    """Longest a party's request for work is held open by the aggregator before it asks again."""
+    chunk_bytes: int = 1 * MiB
+    """Size of each streamed piece of a model, update or key."""
+    max_message_bytes: int = 2048 * MiB
+    """Largest model, update or key accepted over the network."""
 
     def __post_init__(self) -> None:
         _one_of(self.kind, TRANSPORTS, "transport.kind")
+        for role in ("aggregator", "authority"):
+            host, port = getattr(self, f"{role}_host"), getattr(self, f"{role}_port")
+            _require(0 < len(host) <= 253 and not any(c.isspace() for c in host), f"transport.{role}_host",
+                     "must be a host name or IP address")
+            _require(1 <= port <= 65535, f"transport.{role}_port", "must be a TCP port between 1 and 65535")
+        _require(self.aggregator_port != self.authority_port or self.aggregator_host != self.authority_host,
+                 "transport.authority_port", "the aggregator and the authority cannot share one address")
+        _require(0 < len(self.bind_host) <= 253, "transport.bind_host", "must be an address such as 127.0.0.1 or 0.0.0.0")
+        _require(bool(self.cert_dir), "transport.cert_dir", "must name the directory made by `securefl certs`")
+        _require(0 < self.connect_timeout <= 86_400, "transport.connect_timeout", "must be in (0, 86400] seconds")
+        _require(0.1 <= self.poll_seconds <= 600, "transport.poll_seconds", "must be in [0.1, 600] seconds")
+        _require(16 * 1024 <= self.chunk_bytes <= 64 * MiB, "transport.chunk_bytes",
+                 "must be between 16384 and 67108864 bytes (1-4 MiB is usual)")
+        _require(self.chunk_bytes <= self.max_message_bytes <= 64 * 1024 * MiB, "transport.max_message_bytes",
+                 "must be at least transport.chunk_bytes and at most 64 GiB")
+
+    def address(self, role: str) -> str:
+        """``host:port`` where ``role`` (``aggregator`` or ``authority``) is reached."""
+        host = getattr(self, f"{role}_host")
+        return f"[{host}]:{getattr(self, f'{role}_port')}" if ":" in host else f"{host}:{getattr(self, f'{role}_port')}"
 
 
 @dataclass(frozen=True)

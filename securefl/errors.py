@@ -25,4 +25,17 @@ class BudgetExceededError(SecureFLError, RuntimeError):
     """A round would spend more differential-privacy budget than ``[privacy]`` allows; it was not run."""
 
 
-__all__ = ["BudgetExceededError", "ConfigError", "DataError", "PartyError", "QuorumError", "SecureFLError"]
+class TransportError(SecureFLError, RuntimeError):
+    """A peer could not be reached in time, or refused a request; the message says which and why."""
+
+
+class RefusedError(TransportError):
+    """A peer answered a request with a refusal; ``status`` is the gRPC status name (e.g. ``ALREADY_EXISTS``)."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+__all__ = ["BudgetExceededError", "ConfigError", "DataError", "PartyError", "QuorumError", "RefusedError", "SecureFLError",
+           "TransportError"]

@@ -26,3 +26,18 @@ def test_scheme_configs_differ_from_plain_only_in_crypto(path):
         pytest.skip(f"{path.name} is not a per-scheme variant of plain.toml")
     plain.pop("crypto"), other.pop("crypto")
     assert other == plain
+
+
+@pytest.mark.slow
+def test_deploy_local_runs_every_role_as_a_process_and_prints_the_run_json():
+    import json
+
+    proc = subprocess.run(["bash", "examples/deploy_local.sh", "examples/configs/plain.toml",
+                           "--set", "federation.rounds=2", "--set", "federation.parties=3"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["scheme"] == "plain" and result["parties"] == 3 and len(result["rounds"]) == 2
+    assert result["rounds"][-1]["parties"] == ["party-1", "party-2", "party-3"]
+    assert result["final_accuracy"] > 0.9
+    assert "round 1 fused from 3 updates" in proc.stderr

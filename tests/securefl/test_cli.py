@@ -60,3 +60,23 @@ def test_version_and_help():
     for cmd in ("run", "bench"):
         proc = _cli(cmd, "--help")
         assert proc.returncode == 0 and "usage" in proc.stdout
+
+
+def test_role_commands_need_the_grpc_transport_and_run_refuses_it(tmp_path):
+    proc = _cli("aggregator", PLAIN)
+    assert proc.returncode == 2 and 'set transport.kind = "grpc"' in proc.stderr
+    proc = _cli("run", PLAIN, "--set", "transport.kind=grpc")
+    assert proc.returncode == 2 and "securefl authority / aggregator / party" in proc.stderr
+    proc = _cli("party", PLAIN, "--id", "party-9", "--set", "transport.kind=grpc")
+    assert proc.returncode == 2 and "--id 'party-9' is not a party" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_certs_command(tmp_path):
+    assert main(["certs", str(tmp_path / "c"), "--config", PLAIN]) == 0
+    assert sorted(p.name for p in (tmp_path / "c").glob("party-*.pem")) == [f"party-{i}.pem" for i in range(1, 6)]
+    proc = _cli("certs", str(tmp_path / "c"), "--parties", "x")
+    assert proc.returncode == 2 and "already holds a certificate authority" in proc.stderr
+    proc = _cli("party", PLAIN, "--id", "party-1", "--set", "transport.kind=grpc",
+                "--set", f"transport.cert_dir={tmp_path / 'missing'}")
+    assert proc.returncode == 2 and "cannot read" in proc.stderr and "securefl certs" in proc.stderr

@@ -76,3 +76,30 @@ def test_scheme_tables_load_into_scheme_params():
     assert cfg.crypto.scheme_params().__class__.__name__ == "PlainParams"
     with pytest.raises(ConfigError, match="preset"):
         config.loads("[crypto.plain]\npreset = 'turbo'")
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("[transport]\nkind = 'http'", "transport.kind"),
+        ("[transport]\naggregator_port = 0", "transport.aggregator_port"),
+        ("[transport]\nauthority_port = 70000", "transport.authority_port"),
+        ("[transport]\naggregator_port = 5000\nauthority_port = 5000", "transport.authority_port"),
+        ("[transport]\naggregator_host = 'a b'", "transport.aggregator_host"),
+        ("[transport]\ncert_dir = ''", "transport.cert_dir"),
+        ("[transport]\nconnect_timeout = 0", "transport.connect_timeout"),
+        ("[transport]\npoll_seconds = 0.01", "transport.poll_seconds"),
+        ("[transport]\nchunk_bytes = 100", "transport.chunk_bytes"),
+        ("[transport]\nchunk_bytes = 1048576\nmax_message_bytes = 1000", "transport.max_message_bytes"),
+        ("[transport]\ninsecure = true", "transport.insecure"),  # plaintext is a command-line flag only
+    ],
+)
+def test_transport_errors_name_the_key(text, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        config.loads(text)
+
+
+def test_transport_addresses():
+    cfg = config.loads("[transport]\nkind = 'grpc'\naggregator_host = 'agg.example.org'\nauthority_host = '::1'")
+    assert cfg.transport.address("aggregator") == "agg.example.org:50051"
+    assert cfg.transport.address("authority") == "[::1]:50052"
