@@ -128,12 +128,8 @@ def label(method: str, curve: dict) -> str:
 
 def plot_curve(curve: dict, path: str | Path) -> Path:
     """Accuracy against epsilon (log axis), one line per method with its spread over seeds."""
-    import matplotlib
+    from .plots import plt, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     eps = curve["epsilons"]
     for name, row in curve["methods"].items():
@@ -142,9 +138,4 @@ def plot_curve(curve: dict, path: str | Path) -> Path:
         ax.fill_between(eps, mean - sem, mean + sem, alpha=0.15)
     ax.set(xscale="log", xlabel="epsilon", ylabel="held-out accuracy (band: standard error)",
            title=f"DP naive Bayes on {curve['dataset']}, {curve['parties']} parties, {curve['seeds']} seeds")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, ax)

@@ -35,13 +35,18 @@ def plot_rounds(results: Sequence[RunResult], path: str | Path) -> Path:
     metric = results[0].metric if results else "accuracy"
     ax_acc.set(xlabel="round", ylabel=f"held-out {metric}", title=f"{metric} per round")
     ax_bytes.set(xlabel="round", ylabel="bytes uploaded per party", title="upload per party", yscale="log")
-    for ax in (ax_acc, ax_bytes):
+    return save_figure(fig, path, ax_acc, ax_bytes)
+
+
+def save_figure(fig, path: str | Path, *axes) -> Path:
+    """Grid and legend on ``axes``, tight layout, write ``path`` as PNG, free the figure."""
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
+    return Path(path)
 
 
 def is_floor(s: SchemeResult) -> bool:
