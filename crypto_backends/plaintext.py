@@ -28,7 +28,7 @@ from .base import (
     as_update_vector,
     check_weight,
 )
-from .envelope import check_party_id
+from .envelope import check_party_id, merged_contributors
 from .errors import LengthMismatchError, MalformedCiphertextError
 from .keys import AuthorityKey, FunctionKey, require_role
 from .randomness import random_bytes
@@ -95,7 +95,7 @@ class PlainScheme(Scheme):
         total = np.zeros(length, dtype=_F8)
         for env in updates:
             np.add(total, self._vector(env), out=total)
-        parties, weights = zip(*sorted((u.party, u.weights[0]) for u in updates))
+        parties, weights = merged_contributors(updates)
         return self.make_envelope(
             key, total.data, round=round, kind="aggregate", parties=parties, weights=weights, length=length
         )

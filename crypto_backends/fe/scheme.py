@@ -85,7 +85,7 @@ from ..base import (
     check_weight,
 )
 from ..encoding import ClippedValuesWarning, FixedPoint
-from ..envelope import MAX_ROUND, check_party_id
+from ..envelope import MAX_ROUND, check_party_id, merged_contributors
 from ..errors import (
     CryptoError,
     InvalidInputError,
@@ -336,7 +336,7 @@ class FEScheme(Scheme):
             ([p[_P * a : _P * b] for p in payloads], parties, a) for a, b in parallel.spans(length, self._workers)
         ]
         total = b"".join(parallel.run(kernels.add_updates, jobs, self._workers)) if length else b""
-        contributors, weights = zip(*sorted((u.party, u.weights[0]) for u in updates))
+        contributors, weights = merged_contributors(updates)
         return self.make_envelope(
             key, total, round=round, kind="aggregate", parties=contributors, weights=weights, length=length
         )
