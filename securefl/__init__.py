@@ -1,7 +1,7 @@
 """securefl: privacy-preserving secure aggregation for federated learning.
 
 The recipe layer: a TOML configuration picks the data, the model and the
-scheme; :func:`securefl.simulation.run` runs the federation.  The schemes
+scheme; :func:`securefl.transport.inproc.run` runs the federation.  The schemes
 themselves live in :mod:`crypto_backends` (the hazmat layer).
 """
 

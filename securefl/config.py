@@ -28,7 +28,7 @@ from crypto_backends.base import SchemeParams
 from crypto_backends.envelope import PARTY_ID_RE
 from crypto_backends.errors import SecureFLError
 
-from .errors import ConfigError
+from securefl.errors import ConfigError
 
 DATASETS = ("breast_cancer", "digits", "iris", "wine")
 PARTITIONS = ("iid", "dirichlet")

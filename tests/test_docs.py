@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crypto_backends import registry
-from securefl import docs
+from securefl.tools import docs
 
 README = Path("README.md").read_text(encoding="utf-8")
 SECURITY = Path("SECURITY.md").read_text(encoding="utf-8")
@@ -92,7 +92,7 @@ def test_reference_check_catches_a_wrong_default(monkeypatch):
 
 
 def test_generated_tables_match_the_scheme_declarations():
-    assert docs.stale(Path(".")) == [], "run `python -m securefl.docs` and commit README.md / SECURITY.md"
+    assert docs.stale(Path(".")) == [], "run `python -m securefl.tools.docs` and commit README.md / SECURITY.md"
     for name in registry.builtin():
         assert f"| `{name}` |" in section(README, "Choosing a scheme")
         assert f"| `{name}` |" in section(SECURITY, "Summary")

@@ -1,0 +1,1 @@
+"""Machine learning: data sets and partitions, model adapters."""

@@ -1,0 +1,150 @@
+"""Data sets and their partition across parties.
+
+Bundled scikit-learn sets (``breast_cancer``, ``digits``, ``iris``, ``wine``) or a
+CSV file (``csv:PATH``, numeric columns, one named label column).  The held-out
+test split is taken first (stratified for classification); the rest is split
+across parties either IID or with label skew drawn from a Dirichlet(alpha)
+distribution per class (the usual non-IID benchmark of federated learning).
+
+``standardize`` scales features with the mean and deviation of the pooled
+training rows.  That is a simulation convenience: in a real deployment the
+parties would agree on public scaling constants (or compute them with a secure
+sum first); securefl never sends raw rows anywhere.  Shuffling and partitioning
+use numpy's generator seeded from the config, because they are experiment
+design, not secrets.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn import datasets
+from sklearn.model_selection import train_test_split
+
+from securefl.config import DataConfig
+from securefl.errors import DataError
+
+_LOADERS = {
+    "breast_cancer": datasets.load_breast_cancer,
+    "digits": datasets.load_digits,
+    "iris": datasets.load_iris,
+    "wine": datasets.load_wine,
+}
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One party's training rows."""
+
+    X: np.ndarray
+    y: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class FederatedData:
+    """Training shards per party plus the common held-out test split."""
+
+    name: str
+    shards: dict[str, Shard]
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: np.ndarray | None
+    """Sorted class labels for classification, ``None`` for regression."""
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_test.shape[1])
+
+
+def load_table(dataset: str, label_column: str = "label") -> tuple[np.ndarray, np.ndarray, bool]:
+    """Features, labels, and whether the task is classification."""
+    if dataset in _LOADERS:
+        bunch = _LOADERS[dataset]()
+        return bunch.data.astype(np.float64), bunch.target, True
+    if not dataset.startswith("csv:"):
+        raise DataError(f"unknown data set {dataset!r}; use one of {', '.join(_LOADERS)} or csv:PATH")
+    return _read_csv(Path(dataset[4:]), label_column)
+
+
+def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise DataError(f"cannot read CSV file {str(path)!r}: {exc.strerror}; check data.dataset") from None
+    if len(rows) < 3:
+        raise DataError(f"{path}: needs a header row and at least two data rows")
+    header, body = rows[0], rows[1:]
+    if label_column not in header:
+        raise DataError(f"{path}: no column {label_column!r}; set data.label_column to one of {header}")
+    li = header.index(label_column)
+    try:
+        X = np.array([[float(v) for j, v in enumerate(r) if j != li] for r in body], dtype=np.float64)
+    except ValueError as exc:
+        raise DataError(f"{path}: feature columns must be numeric ({exc})") from None
+    if X.ndim != 2 or X.shape[1] == 0 or not np.isfinite(X).all():
+        raise DataError(f"{path}: features must form a finite numeric table with at least one column")
+    labels = [r[li] for r in body]
+    try:
+        y = np.array([float(v) for v in labels])
+        classification = bool(np.all(y == np.round(y))) and len(np.unique(y)) <= max(20, len(y) // 10)
+        if classification:
+            y = y.astype(np.int64)
+    except ValueError:
+        classification = True
+        _, y = np.unique(np.array(labels), return_inverse=True)
+    return X, y, classification
+
+
+def partition(
+    y: np.ndarray, party_ids: Sequence[str], *, kind: str, alpha: float, rng: np.random.Generator, classification: bool
+) -> dict[str, np.ndarray]:
+    """Row indices per party: ``iid`` (shuffled, near-equal sizes) or ``dirichlet`` label skew."""
+    n_parties = len(party_ids)
+    if len(y) < 2 * n_parties:
+        raise DataError(f"{len(y)} training rows cannot be split across {n_parties} parties; use fewer parties")
+    if kind == "iid" or not classification:
+        parts = np.array_split(rng.permutation(len(y)), n_parties)
+    else:
+        buckets: list[list[int]] = [[] for _ in range(n_parties)]
+        for cls in np.unique(y):
+            idx = rng.permutation(np.flatnonzero(y == cls))
+            shares = rng.dirichlet(np.full(n_parties, alpha))
+            cuts = (np.cumsum(shares)[:-1] * len(idx)).astype(int)
+            for b, chunk in zip(buckets, np.split(idx, cuts)):
+                b.extend(chunk.tolist())
+        # every party needs a few rows to train on at all; top up the smallest from the largest
+        for b in buckets:
+            while len(b) < 2:
+                donor = max(buckets, key=len)
+                b.append(donor.pop())
+        parts = [rng.permutation(np.array(b, dtype=np.int64)) for b in buckets]
+    return {pid: np.sort(p) for pid, p in zip(party_ids, parts)}
+
+
+def load_federated(cfg: DataConfig, party_ids: Sequence[str], seed: int) -> FederatedData:
+    """Load, split off the test set, standardize (optionally) and partition across ``party_ids``."""
+    X, y, classification = load_table(cfg.dataset, cfg.label_column)
+    rng = np.random.default_rng(seed)
+    try:
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            X, y, test_size=cfg.test_fraction, random_state=seed, stratify=y if classification else None
+        )
+    except ValueError as exc:
+        raise DataError(f"cannot split {cfg.dataset}: {exc}; adjust data.test_fraction") from None
+    if cfg.standardize:
+        mean, std = X_tr.mean(axis=0), X_tr.std(axis=0)
+        std[std == 0] = 1.0
+        X_tr, X_te = (X_tr - mean) / std, (X_te - mean) / std
+    parts = partition(y_tr, party_ids, kind=cfg.partition, alpha=cfg.alpha, rng=rng, classification=classification)
+    shards = {pid: Shard(X_tr[idx], y_tr[idx]) for pid, idx in parts.items()}
+    classes = np.unique(y) if classification else None
+    return FederatedData(cfg.dataset, shards, X_te, y_te, classes)

@@ -1,0 +1,361 @@
+"""Model adapters: scikit-learn estimators seen as one flat parameter vector.
+
+An adapter gives every role the same view of a model: ``initial_parameters()``
+(identical everywhere for one seed), ``fit_local(params, X, y)`` (a party's
+local training, starting from the global model, returning its new parameters)
+and ``evaluate(params, X, y)`` (accuracy, or R^2 for regression).
+
+Local training uses the estimators' ``partial_fit`` so each round continues from
+the global model for ``local_epochs`` passes.  The first call also builds the
+estimator's internal state (the global parameters then overwrite whatever that
+call produced).  Evaluation is a forward pass written here, so it needs no
+fitted estimator.  Seeds here drive experiment design (initial weights,
+shuffling), never secrets.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import SGDClassifier, SGDRegressor
+from sklearn.metrics import r2_score
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neural_network import MLPClassifier
+
+from securefl.config import ModelConfig
+from securefl.core.fusion import mean_from_sum
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """How far one record can move a block of ``length`` consecutive values of a party's vector.
+
+    ``l1`` / ``l2`` bound the change of the block when one record of the party is
+    replaced by another; ``budget_share`` is the fraction of each round's epsilon
+    (and delta) that the block's noise spends (the shares of a vector sum to 1).
+    """
+
+    length: int
+    l1: float
+    l2: float
+    budget_share: float
+
+
+def clipped_update_sensitivity(length: int, clip_norm: float) -> tuple[Sensitivity, ...]:
+    """A vector clipped to L2 norm ``clip_norm``: any change moves it by at most ``2 * clip_norm``."""
+    return (Sensitivity(length, 2.0 * clip_norm * math.sqrt(length), 2.0 * clip_norm, 1.0),)
+
+
+class ModelAdapter(ABC):
+    """A model as a flat float64 vector (see the module docstring)."""
+
+    metric: str = "accuracy"
+    rounds_needed: int | None = None
+    """Rounds after which training is complete (``None``: as many as configured)."""
+    clips_updates: bool = True
+    """Whether differential privacy must clip this model's vectors to ``privacy.clip_norm``
+    (``False`` when the adapter bounds its values itself)."""
+    rescalable: bool = False
+    """Whether the vector may be divided by any public constant (``stat_scale``) without changing
+    the model: then values, sensitivities and noise shrink together until they fit a scheme's clip range."""
+
+    def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int) -> None:
+        self.cfg, self.n_features, self.classes, self.seed = cfg, n_features, classes, seed
+        self._estimator = None
+
+    @property
+    @abstractmethod
+    def num_parameters(self) -> int: ...
+
+    @abstractmethod
+    def initial_parameters(self) -> np.ndarray: ...
+
+    @abstractmethod
+    def fit_local(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray: ...
+
+    def local_weight(self, rows: int) -> float:
+        """A party's (public) weight in fusion: its number of training rows (FedAvg)."""
+        return float(rows)
+
+    def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
+        """The next global vector from the revealed weighted sum: the weighted mean (FedAvg)."""
+        return mean_from_sum(weighted_sum, total_weight)
+
+    def sensitivity(self, clip_norm: float) -> tuple[Sensitivity, ...]:
+        """How one record moves this model's vector, once the vector is clipped to ``clip_norm``.
+
+        Clipping bounds any change of the party's data, so any two clipped vectors
+        are at most ``2 * clip_norm`` apart (and ``sqrt(P)`` times that in L1).
+        """
+        return clipped_update_sensitivity(self.num_parameters, clip_norm)
+
+    @property
+    def value_range(self) -> float:
+        """Largest absolute value of a vector handed to protection before noise (``inf`` if unbounded)."""
+        return math.inf
+
+    def set_release_noise(self, stds: tuple[float, ...]) -> None:
+        """Told (publicly) the standard deviation of the noise the fused vector carries, per
+        :meth:`sensitivity` block, so that post-processing can account for it.  Default: ignored."""
+
+    def evaluate(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
+        pred = self.predict(params, X)
+        if self.metric == "r2":
+            return float(r2_score(y, pred))
+        return float(np.mean(pred == y))
+
+
+class LinearAdapter(ModelAdapter):
+    """SGD-trained linear models: ``logistic``, ``linear_svm``, ``linear_regression``."""
+
+    _LOSS = {"logistic": "log_loss", "linear_svm": "hinge", "linear_regression": "squared_error"}
+
+    def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
+                 row_norm: float = 0.0) -> None:
+        super().__init__(cfg, n_features, classes, seed)
+        self.regression = cfg.kind == "linear_regression"
+        self.metric = "r2" if self.regression else "accuracy"
+        self.k = 1 if self.regression or len(classes) == 2 else len(classes)  # type: ignore[arg-type]
+        self.row_norm = float(row_norm)
+        """> 0 (``logistic`` under DP): rows are clipped to this L2 norm and :meth:`sensitivity` is local SGD's own."""
+        self.clips_updates = self.row_norm == 0
+
+    def sensitivity(self, clip_norm: float) -> tuple[Sensitivity, ...]:
+        """With ``row_norm``: the bound of Wu et al. (SIGMOD 2017, "bolt-on" DP-SGD) for ``local_epochs``
+        passes of constant-step SGD on a convex, ``L``-Lipschitz, ``beta``-smooth loss with step
+        ``lr <= 2 / (alpha + beta)``: replacing one record moves the result by at most ``2 * epochs * L * lr``.
+        Log loss on rows ``(x, 1)`` with ``|x| <= row_norm`` has ``L = sqrt(row_norm**2 + 1)`` and ``beta =
+        L**2 / 4`` (config.check_consistency enforces the step limit); the L2 decay only contracts; each of
+        the ``k`` one-vs-rest models moves that far, so ``sqrt(k)`` times it in all.  Without: clipping."""
+        if self.row_norm == 0:
+            return super().sensitivity(clip_norm)
+        lipschitz = math.sqrt(self.row_norm**2 + 1)
+        l2 = math.sqrt(self.k) * 2 * self.cfg.local_epochs * lipschitz * self.cfg.learning_rate
+        p = self.num_parameters
+        return (Sensitivity(p, l2 * math.sqrt(p), l2, 1.0),)
+
+    def _clip_rows(self, X: np.ndarray) -> np.ndarray:
+        if self.row_norm == 0:
+            return X
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        return X * np.minimum(1.0, self.row_norm / np.maximum(norms, 1e-300))
+
+    @property
+    def num_parameters(self) -> int:
+        return self.k * (self.n_features + 1)
+
+    def initial_parameters(self) -> np.ndarray:
+        return np.zeros(self.num_parameters)
+
+    def _split(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = self.n_features
+        return params[: self.k * d].reshape(self.k, d), params[self.k * d :]
+
+    def _new_estimator(self):
+        common = dict(loss=self._LOSS[self.cfg.kind], alpha=self.cfg.alpha, learning_rate="constant",
+                      eta0=self.cfg.learning_rate, random_state=self.seed)
+        return SGDRegressor(**common) if self.regression else SGDClassifier(**common)
+
+    def fit_local(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        est = self._estimator
+        extra = {} if self.regression else {"classes": self.classes}
+        if est is None:
+            est = self._estimator = self._new_estimator()
+            est.partial_fit(X[:1], y[:1], **extra)
+        coef, intercept = self._split(np.asarray(params, dtype=np.float64))
+        est.coef_ = coef.ravel().copy() if self.regression else coef.copy()
+        est.intercept_ = intercept.copy()
+        X = self._clip_rows(X)
+        for _ in range(self.cfg.local_epochs):
+            est.partial_fit(X, y, **extra)
+        return np.concatenate([np.ravel(est.coef_), np.ravel(est.intercept_)]).astype(np.float64)
+
+    def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        coef, intercept = self._split(np.asarray(params, dtype=np.float64))
+        scores = X @ coef.T + intercept
+        if self.regression:
+            return scores[:, 0]
+        if self.k == 1:
+            return self.classes[(scores[:, 0] > 0).astype(int)]  # type: ignore[index]
+        return self.classes[np.argmax(scores, axis=1)]  # type: ignore[index]
+
+
+class MLPAdapter(ModelAdapter):
+    """``mlp``: scikit-learn's MLPClassifier (ReLU hidden layers, Adam)."""
+
+    def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int) -> None:
+        super().__init__(cfg, n_features, classes, seed)
+        n_out = 1 if len(classes) == 2 else len(classes)  # type: ignore[arg-type]
+        self.layers = [n_features, *cfg.hidden_layers, n_out]
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(a * b + b for a, b in zip(self.layers[:-1], self.layers[1:]))
+
+    def initial_parameters(self) -> np.ndarray:
+        # Glorot-uniform, as scikit-learn initialises, from a seed every role shares.
+        rng = np.random.default_rng(self.seed)
+        parts = []
+        for i, (fan_in, fan_out) in enumerate(zip(self.layers[:-1], self.layers[1:])):
+            factor = 2.0 if i == len(self.layers) - 2 and fan_out == 1 else 6.0
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            parts += [rng.uniform(-bound, bound, fan_in * fan_out), rng.uniform(-bound, bound, fan_out)]
+        return np.concatenate(parts)
+
+    def _unpack(self, params: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        coefs, intercepts, pos = [], [], 0
+        for a, b in zip(self.layers[:-1], self.layers[1:]):
+            coefs.append(params[pos : pos + a * b].reshape(a, b))
+            pos += a * b
+            intercepts.append(params[pos : pos + b])
+            pos += b
+        return coefs, intercepts
+
+    def fit_local(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        est = self._estimator
+        if est is None:
+            est = self._estimator = MLPClassifier(
+                hidden_layer_sizes=self.cfg.hidden_layers, alpha=self.cfg.alpha,
+                learning_rate_init=self.cfg.learning_rate, batch_size=min(self.cfg.batch_size, len(y)),
+                random_state=self.seed,
+            )
+            # one row builds the internal state; a batch of one avoids sklearn's clipping warning
+            # (warnings filters are process-global and parties train on threads)
+            batch = est.batch_size
+            est.set_params(batch_size=1)
+            est.partial_fit(X[:1], y[:1], classes=self.classes)
+            est.set_params(batch_size=batch)
+        coefs, intercepts = self._unpack(np.asarray(params, dtype=np.float64))
+        est.coefs_ = [c.copy() for c in coefs]
+        est.intercepts_ = [b.copy() for b in intercepts]
+        for _ in range(self.cfg.local_epochs):
+            est.partial_fit(X, y)
+        return np.concatenate([p.ravel() for pair in zip(est.coefs_, est.intercepts_) for p in pair])
+
+    def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        coefs, intercepts = self._unpack(np.asarray(params, dtype=np.float64))
+        h = X
+        for c, b in zip(coefs[:-1], intercepts[:-1]):
+            h = np.maximum(h @ c + b, 0.0)
+        out = h @ coefs[-1] + intercepts[-1]
+        if out.shape[1] == 1:
+            return self.classes[(out[:, 0] > 0).astype(int)]  # type: ignore[index]
+        return self.classes[np.argmax(out, axis=1)]  # type: ignore[index]
+
+
+class NaiveBayesAdapter(ModelAdapter):
+    """``naive_bayes``: Gaussian naive Bayes from summed sufficient statistics, in one round.
+
+    A party's vector is, for ``k`` classes and ``d`` features, ``[counts (k) | sums
+    (k*d) | sums of squares (k*d)]`` of its rows, features first clipped to the
+    public bounds and mapped to ``z = (x - mid) / half`` in ``[-1, 1]``, and every
+    statistic divided by the public ``stat_scale`` (at least the largest party's row
+    count, so every value lies in ``[-1, 1]``; larger when the noise must fit a
+    scheme's clip range too: see :attr:`ModelAdapter.rescalable`).
+    Fusion is the plain **sum** of the parties' statistics (every weight is 1);
+    :meth:`estimator` turns a (possibly noisy) sum into a scikit-learn
+    :class:`~sklearn.naive_bayes.GaussianNB` (post-processing: clamps counts to at
+    least 1 and variances to ``[VAR_FLOOR, 1]`` in ``z`` units).
+    """
+
+    rounds_needed = 1
+    clips_updates = False
+    rescalable = True
+    VAR_FLOOR = 1e-3
+    NOISE_FLOOR = 1.0
+    """Variances are raised to at least this many noise deviations of the class's variance estimate."""
+    _sumsq_noise = 0.0
+
+    def set_release_noise(self, stds: tuple[float, ...]) -> None:
+        self._sumsq_noise = float(stds[2])
+
+    def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
+                 lower: np.ndarray, upper: np.ndarray, stat_scale: float) -> None:
+        super().__init__(cfg, n_features, classes, seed)
+        if classes is None:
+            from securefl.errors import DataError
+
+            raise DataError("model.kind = 'naive_bayes' needs a classification data set (the labels are continuous)")
+        self.k = len(classes)
+        self.lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n_features,)).copy()
+        self.upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n_features,)).copy()
+        self.mid, self.half = (self.upper + self.lower) / 2, (self.upper - self.lower) / 2
+        self.stat_scale = max(float(stat_scale), 1.0)
+
+    @property
+    def num_parameters(self) -> int:
+        return self.k * (1 + 2 * self.n_features)
+
+    @property
+    def value_range(self) -> float:
+        return 1.0
+
+    def initial_parameters(self) -> np.ndarray:
+        return np.zeros(self.num_parameters)
+
+    def local_weight(self, rows: int) -> float:
+        return 1.0
+
+    def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
+        return np.asarray(weighted_sum, dtype=np.float64)
+
+    def sensitivity(self, clip_norm: float) -> tuple[Sensitivity, ...]:
+        """Replacing one record moves one unit of count between two classes (L1 2, L2 sqrt 2); its
+        ``z`` (each in [-1, 1]) changes the sums by at most 2 per feature; its ``z**2`` (in [0, 1]) the
+        sums of squares by at most 1 per feature and class touched.  All divided by ``stat_scale``."""
+        k, d, n = self.k, self.n_features, float(self.stat_scale)
+        return (
+            Sensitivity(k, 2.0 / n, math.sqrt(2.0) / n, 1 / 3),
+            Sensitivity(k * d, 2.0 * d / n, 2.0 * math.sqrt(d) / n, 1 / 3),
+            Sensitivity(k * d, 2.0 * d / n, math.sqrt(2.0 * d) / n, 1 / 3),
+        )
+
+    def fit_local(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        z = (np.clip(X, self.lower, self.upper) - self.mid) / self.half
+        onehot = (np.asarray(y)[:, None] == self.classes[None, :]).astype(np.float64)  # type: ignore[index]
+        stats = np.concatenate([onehot.sum(axis=0), (onehot.T @ z).ravel(), (onehot.T @ (z * z)).ravel()])
+        return stats / self.stat_scale
+
+    def estimator(self, params: np.ndarray) -> GaussianNB:
+        """A fitted-looking scikit-learn GaussianNB whose theta_, var_ and class_prior_ come from ``params``."""
+        k, d = self.k, self.n_features
+        stats = np.asarray(params, dtype=np.float64) * self.stat_scale
+        counts = np.maximum(stats[:k], 1.0)
+        mean = np.clip(stats[k : k + k * d].reshape(k, d) / counts[:, None], -1.0, 1.0)
+        # a variance the noise cannot tell from zero is raised to the noise's own level (post-processing):
+        # a near-zero variance would make one noisy feature dominate every prediction
+        floor = np.maximum(self.VAR_FLOOR, self.NOISE_FLOOR * self._sumsq_noise * self.stat_scale / counts)[:, None]
+        var = np.clip(stats[k + k * d :].reshape(k, d) / counts[:, None] - mean**2, floor, 1.0)
+        est = GaussianNB()
+        est.classes_ = np.asarray(self.classes)
+        est.class_count_ = counts
+        est.class_prior_ = counts / counts.sum()
+        est.theta_ = self.mid + self.half * mean
+        est.var_ = self.half**2 * var
+        est.epsilon_ = 0.0
+        est.n_features_in_ = d
+        return est
+
+    def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        return self.estimator(params).predict(X)
+
+
+def make_adapter(cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
+                 bounds: tuple[np.ndarray, np.ndarray] | None = None, stat_scale: float = 1.0,
+                 row_norm: float = 0.0) -> ModelAdapter:
+    """The adapter for ``cfg.kind``; ``naive_bayes`` needs the public feature ``bounds`` and ``stat_scale``;
+    ``row_norm`` (linear models under DP) clips training rows, see :meth:`LinearAdapter.sensitivity`."""
+    if cfg.kind == "naive_bayes":
+        if bounds is None:
+            raise ValueError("naive_bayes needs public feature bounds")
+        return NaiveBayesAdapter(cfg, n_features, classes, seed, lower=bounds[0], upper=bounds[1],
+                                 stat_scale=stat_scale)
+    if cfg.kind == "mlp":
+        return MLPAdapter(cfg, n_features, classes, seed)
+    return LinearAdapter(cfg, n_features, classes, seed, row_norm=row_norm)

@@ -1,0 +1,3 @@
+"""Measurement tools (bench, baselines, compare, report, plots, dp-curve, docs, machine facts).
+
+The federated core never imports this package."""

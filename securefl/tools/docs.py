@@ -1,0 +1,163 @@
+"""Keep README.md and SECURITY.md in step with the code.
+
+Two kinds of facts live in both the code and the documents:
+
+* the schemes' threat models: README.md's "Choosing a scheme" table and
+  SECURITY.md's summary table are *generated* from the schemes' declarations
+  (:mod:`securefl.tools.facts`) between marker comments
+  ``<!-- generated:NAME -->`` ... ``<!-- /generated:NAME -->``;
+* the configuration keys: README.md's configuration reference is written by
+  hand (its "meaning" column is prose), and :func:`config_reference` gives the
+  type and default each row must state, so a test can compare them.
+
+``python -m securefl.tools.docs`` rewrites the generated blocks; ``--check`` only
+reports stale ones (exit status 1), which is what the test suite runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from crypto_backends import registry
+
+from securefl import config
+from securefl.errors import SecureFLError
+from securefl.tools.facts import (
+    AGGREGATOR,
+    COLLUSION,
+    KEY_HOLDERS,
+    NOT_PROTECTED,
+    PRESETS,
+    REVEAL,
+    SCHEME,
+    SECURITY,
+    THREAT_COLUMNS,
+    facts_table,
+    scheme_facts,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _builtin_facts():
+    # The documents describe what securefl ships, not whatever plug-ins happen to be installed.
+    return [scheme_facts(name) for name in registry.builtin()]
+
+
+def schemes_block() -> str:
+    return facts_table(_builtin_facts(), (*THREAT_COLUMNS, REVEAL))
+
+
+def security_summary_block() -> str:
+    return facts_table(_builtin_facts(), (SCHEME, SECURITY, PRESETS, KEY_HOLDERS, AGGREGATOR, COLLUSION, NOT_PROTECTED))
+
+
+GENERATED: dict[str, dict[str, Callable[[], str]]] = {
+    "README.md": {"schemes": schemes_block},
+    "SECURITY.md": {"summary": security_summary_block},
+}
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- generated:{name} (python -m securefl.tools.docs) -->", f"<!-- /generated:{name} -->"
+
+
+def render(text: str, blocks: dict[str, Callable[[], str]], *, source: str = "document") -> str:
+    """``text`` with every generated block replaced by its current content."""
+    for name, make in blocks.items():
+        begin, end = _markers(name)
+        pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
+        if not pattern.search(text):
+            raise SecureFLError(f"{source} lacks the generated block {name!r}; add the two lines "
+                              f"{begin!r} and {end!r} where it belongs")
+        text = pattern.sub(lambda _m: f"{begin}\n{make()}\n{end}", text, count=1)
+    return text
+
+
+def stale(root: Path = ROOT) -> list[str]:
+    """Names (``file:block``) of generated blocks whose content is out of date."""
+    out = []
+    for rel, blocks in GENERATED.items():
+        text = (root / rel).read_text(encoding="utf-8")
+        for name, make in blocks.items():
+            if render(text, {name: make}, source=rel) != text:
+                out.append(f"{rel}:{name}")
+    return out
+
+
+def write(root: Path = ROOT) -> list[str]:
+    """Regenerate every block in place (all files or none); returns the files that changed."""
+    updates = {}
+    for rel, blocks in GENERATED.items():
+        text = (root / rel).read_text(encoding="utf-8")
+        new = render(text, blocks, source=rel)
+        if new != text:
+            updates[rel] = new
+    for rel, new in updates.items():
+        (root / rel).write_text(new, encoding="utf-8")
+    return list(updates)
+
+
+# --- configuration reference --------------------------------------------------
+_TYPE_WORDS = {"an integer": "integer", "a number": "number", "true or false": "boolean", "a string": "string"}
+_PLURALS = {"integer": "integers", "number": "numbers", "boolean": "booleans", "string": "strings"}
+
+
+def doc_type(type_name: str) -> str:
+    """The README's spelling of a type (``"a list of a string"`` -> ``"list of strings"``)."""
+    if type_name.startswith("a list of "):
+        inner = doc_type(type_name[len("a list of "):])
+        return f"list of {_PLURALS.get(inner, inner)}"
+    return _TYPE_WORDS.get(type_name, type_name)
+
+
+def config_reference() -> dict[str, tuple[str, Any]]:
+    """Every configuration key -> (README type, default as TOML would read it: lists, not tuples)."""
+    rows = {}
+    for key, type_name, default, _doc in config.reference_fields():
+        if default is dataclasses.MISSING:
+            default = None
+        rows[key] = (doc_type(type_name), list(default) if isinstance(default, tuple) else default)
+    return rows
+
+
+def toml_value(value: Any) -> str:
+    """``value`` written as TOML (for messages that suggest a reference row); ``None`` -> empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m securefl.tools.docs", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only report stale blocks (exit 1 if any)")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            names = stale()
+            for name in names:
+                print(f"stale: {name} (run python -m securefl.tools.docs)")
+            return 1 if names else 0
+        for rel in write():
+            print(f"updated {rel}")
+    except SecureFLError as exc:
+        print(f"securefl.tools.docs: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

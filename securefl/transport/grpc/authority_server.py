@@ -1,0 +1,117 @@
+"""The key authority as a network service: each role fetches its own key, and only its own.
+
+Service ``securefl.Authority`` (all methods: a header frame in, a framed payload out):
+
+* ``PartyKey``: the calling party's :class:`~crypto_backends.keys.PartyKey`.  The
+  party is the subject of its verified certificate; the request names no one,
+  so a party cannot ask for another's key.
+* ``AggregatorKey``: the aggregator's key, to the aggregator's certificate only
+  (public material only for schemes that decrypt at the parties).
+* ``FunctionKey``: a function key for one round and weight vector, to the
+  aggregator only, if the scheme's inference-prevention policy allows it.
+
+Keys travel as the scheme's ``dump_key`` bytes, never pickled, over mutual TLS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+
+import grpc
+
+from crypto_backends.base import Scheme
+from crypto_backends.keys import SECRET_ACCESS, FunctionKey, Key
+
+from securefl.core.authority import Authority
+from securefl.config import Config
+from securefl.core.federation import make_scheme
+from securefl.transport.grpc import wire
+from securefl.transport.grpc.certs import AGGREGATOR, AUTHORITY, PARTY, Identity
+from securefl.transport.grpc.channels import Endpoint, answer_errors, require_peer
+from securefl.transport.grpc.keystore import KeyStore
+
+log = logging.getLogger("securefl.core.authority")
+SERVICE = "securefl.Authority"
+
+
+class PersistentAuthority(Authority):
+    """An :class:`~securefl.core.authority.Authority` whose key set lives in a :class:`KeyStore` as well."""
+
+    def __init__(self, scheme: Scheme, party_ids: Sequence[str], store: KeyStore) -> None:
+        keys = store.load(party_ids)
+        super().__init__(scheme, party_ids, keys=keys)
+        self.store = store
+        if keys is None:
+            store.save(self._keys)
+        log.info("key store: %s", store.path)
+
+    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        key = super().function_key(round, weights)
+        # the policy's record of this grant is on disk before the key leaves the authority
+        self.store.save(self._keys)
+        return key
+
+
+class AuthorityService:
+    """Answers key requests for one :class:`~securefl.core.authority.Authority`."""
+
+    def __init__(self, authority: Authority, cfg: Config, *, insecure: bool) -> None:
+        self.authority, self.cfg, self.insecure = authority, cfg, insecure
+        self.party_ids = frozenset(cfg.federation.ids)
+
+    def _blob(self, key: Key) -> Iterator[bytes]:
+        data = self.authority.scheme.dump_key(key, secret_access=SECRET_ACCESS if key.holds_secret else None)
+        return wire.send(wire.header("blob", bytes=len(data)), data, self.cfg.transport.chunk_bytes)
+
+    def _is_party(self, who: Identity) -> bool:
+        return who.role == PARTY and who.name in self.party_ids
+
+    @staticmethod
+    def _is_aggregator(who: Identity) -> bool:
+        return who == Identity(AGGREGATOR, AGGREGATOR)
+
+    def party_key(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        wire.parse_header(request, "key_request")
+        who = require_peer(context, self._is_party, "fetch a party key", insecure=self.insecure)
+        log.info("party key sent to %s", who)
+        return self._blob(self.authority.party_key(who.name))
+
+    def aggregator_key(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        wire.parse_header(request, "key_request")
+        require_peer(context, self._is_aggregator, "fetch the aggregator key", insecure=self.insecure)
+        log.info("aggregator key sent")
+        return self._blob(self.authority.aggregator_key())
+
+    def function_key(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        head = wire.parse_header(request, "function_key")
+        require_peer(context, self._is_aggregator, "request a function key", insecure=self.insecure)
+        rnd, weights = head["round"], head["weights"]
+        unknown = sorted(set(weights) - self.party_ids)
+        if not 0 <= rnd < self.cfg.federation.rounds or unknown:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"function key request for round {rnd} names unknown parties {unknown}" if unknown
+                          else f"round {rnd} is outside 0..{self.cfg.federation.rounds - 1}")
+        return self._blob(self.authority.function_key(rnd, weights))
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        methods = {"PartyKey": self.party_key, "AggregatorKey": self.aggregator_key, "FunctionKey": self.function_key}
+        return grpc.method_handlers_generic_handler(
+            SERVICE, {name: grpc.unary_stream_rpc_method_handler(answer_errors(fn)) for name, fn in methods.items()})
+
+
+def serve(cfg: Config, *, insecure: bool = False) -> grpc.Server:
+    """Make the federation's keys and start serving them; returns the running server."""
+    endpoint = Endpoint.load(cfg.transport, AUTHORITY, AUTHORITY, insecure=insecure)
+    scheme = make_scheme(cfg)
+    if cfg.transport.authority_keys:
+        authority: Authority = PersistentAuthority(scheme, cfg.federation.ids,
+                                                   KeyStore(cfg.transport.authority_keys, scheme))
+    else:
+        authority = Authority(scheme, cfg.federation.ids)
+    service = AuthorityService(authority, cfg, insecure=insecure)
+    server = endpoint.server([service.handler()], cfg.transport.authority_port,
+                             workers=min(64, 2 * len(cfg.federation.ids) + 4))
+    log.info("authority listening on %s:%d (%s, %d parties)", cfg.transport.bind_host, cfg.transport.authority_port,
+             scheme.name, len(cfg.federation.ids))
+    return server

@@ -1,0 +1,77 @@
+"""The aggregator's checkpoint: where a restarted aggregator resumes, with the identical global model.
+
+Format (explicit, never pickle)::
+
+    b"SFLCKPT1"         8-byte magic and format version
+    header length       4 bytes, big-endian unsigned
+    header              UTF-8 JSON: scheme, key fingerprint, next round, rounds run so far
+    model               the GlobalModel bytes the next round starts from (to the end of the file)
+
+Writing is atomic: a temporary file in the same directory, flushed and
+fsync'ed, then ``os.replace``d over the old checkpoint and the directory
+fsync'ed, so a crash at any moment leaves either the old or the new checkpoint,
+never a torn one.  The header's ``key_id`` ties the checkpoint to the key set it
+was made under: resuming with another key set is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from securefl.errors import TransportError
+from securefl.core.federation import RoundMetrics
+from securefl.core.messages import GlobalModel
+from securefl.transport.grpc.files import atomic_write
+
+MAGIC = b"SFLCKPT1"
+_FIELDS = {"scheme", "key_id", "next_round", "rounds"}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    scheme: str
+    key_id: str
+    next_round: int
+    rounds: tuple[RoundMetrics, ...]
+    model: bytes
+    """:class:`~securefl.core.messages.GlobalModel` bytes."""
+
+    def to_bytes(self) -> bytes:
+        head = json.dumps({"scheme": self.scheme, "key_id": self.key_id, "next_round": self.next_round,
+                           "rounds": [r.as_json() for r in self.rounds]}, separators=(",", ":")).encode()
+        return MAGIC + struct.pack(">I", len(head)) + head + self.model
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "checkpoint") -> Checkpoint:
+        if data[:8] != MAGIC or len(data) < 12:
+            raise TransportError(f"{source} is not a securefl aggregator checkpoint (bad magic)")
+        (hlen,) = struct.unpack(">I", data[8:12])
+        try:
+            head = json.loads(data[12 : 12 + hlen].decode("utf-8"))
+            if not isinstance(head, dict) or set(head) != _FIELDS:
+                raise ValueError(f"fields {sorted(head) if isinstance(head, dict) else head!r}")
+            rounds = tuple(RoundMetrics.from_json(r) for r in head["rounds"])
+            next_round = head["next_round"]
+            if not isinstance(next_round, int) or next_round != len(rounds):
+                raise ValueError("next_round does not match the rounds recorded")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise TransportError(f"{source} has a garbled header ({exc}); delete it to start over") from None
+        model = bytes(data[12 + hlen :])
+        GlobalModel.from_bytes(model)  # validate now, not at first use
+        return cls(str(head["scheme"]), str(head["key_id"]), next_round, rounds, model)
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (see the module docstring)."""
+        atomic_write(path, self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Checkpoint | None:
+        """The checkpoint at ``path``, or ``None`` when there is none."""
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            return None
+        return cls.from_bytes(data, source=str(path))

@@ -1,0 +1,123 @@
+"""Client stubs: what parties and the aggregator call on the servers, with bounds and back-off.
+
+Every call that finds its server unreachable retries with exponential back-off
+for ``transport.connect_timeout`` seconds, then fails with a
+:class:`~securefl.errors.TransportError` that says what to check.  Every
+payload received is bounded by ``transport.max_message_bytes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from crypto_backends.base import Scheme
+from crypto_backends.keys import AggregatorKey, FunctionKey, Key, PartyKey
+
+from securefl.errors import TransportError
+from securefl.transport.grpc import wire
+from securefl.transport.grpc.authority_server import SERVICE as AUTHORITY_SERVICE
+from securefl.transport.grpc.certs import AGGREGATOR, AUTHORITY
+from securefl.transport.grpc.channels import Endpoint, call_with_retry
+
+AGGREGATOR_SERVICE = "securefl.Aggregator"
+
+
+class _Client:
+    role: str
+    service: str
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.transport = endpoint.transport
+        self.channel = endpoint.channel(self.role)
+        self.where = f"the {self.role} at {self.transport.address(self.role)}"
+
+    def _stream(self, method: str, request: bytes, kind: str, timeout: float | None) -> tuple[dict, bytes]:
+        call = self.channel.unary_stream(f"/{self.service}/{method}")
+
+        def once() -> tuple[dict, bytes]:
+            frames = call(request, timeout=timeout, metadata=self.endpoint.metadata())
+            return wire.receive(frames, kind, self.transport.max_message_bytes, f"{method} reply")
+
+        return call_with_retry(f"{method} from {self.where}", once, deadline_s=self.transport.connect_timeout)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class AuthorityClient(_Client):
+    """Fetches this role's keys from the key authority."""
+
+    role, service = AUTHORITY, AUTHORITY_SERVICE
+
+    def __init__(self, endpoint: Endpoint, scheme: Scheme) -> None:
+        super().__init__(endpoint)
+        self.scheme = scheme
+
+    def _key(self, method: str, request: bytes, cls: type[Key]) -> Key:
+        _, data = self._stream(method, request, "blob", timeout=self.transport.connect_timeout)
+        key = self.scheme.load_key(data)
+        if not isinstance(key, cls):
+            raise TransportError(f"{self.where} sent a {type(key).__name__} where a {cls.__name__} was due")
+        return key
+
+    def party_key(self, party_id: str) -> PartyKey:
+        key = self._key("PartyKey", wire.header("key_request"), PartyKey)
+        if key.owner != party_id:
+            raise TransportError(f"{self.where} sent the key of {key.owner!r} to {party_id!r}")
+        return key  # type: ignore[return-value]
+
+    def aggregator_key(self) -> AggregatorKey:
+        return self._key("AggregatorKey", wire.header("key_request"), AggregatorKey)  # type: ignore[return-value]
+
+    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        """The :data:`~securefl.core.aggregator.FunctionKeySource` of a networked aggregator."""
+        request = wire.header("function_key", round=round, weights=wire.weights_field(weights))
+        return self._key("FunctionKey", request, FunctionKey)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Task:
+    """The aggregator's answer to a poll."""
+
+    state: str
+    round: int
+    evaluate: int | None
+    model: bytes
+    message: str
+
+
+class AggregatorClient(_Client):
+    """A party's side of the aggregator service: poll for work, upload, report."""
+
+    role, service = AGGREGATOR, AGGREGATOR_SERVICE
+
+    def poll(self) -> Task:
+        # the server holds a poll for at most poll_seconds, then the model download gets its own time
+        head, model = self._stream("Task", wire.header("poll"), "task",
+                                   timeout=self.transport.poll_seconds + self.transport.connect_timeout)
+        if head["state"] not in wire.TASK_STATES:
+            raise TransportError(f"{self.where} answered with unknown state {head['state']!r}")
+        return Task(head["state"], head["round"], head["evaluate"], model, head["message"])
+
+    def upload(self, round: int, data: bytes) -> str:
+        """Stream an update; returns the aggregator's acknowledgement or raises :class:`TransportError`."""
+        call = self.channel.stream_unary(f"/{self.service}/Upload")
+
+        def once() -> bytes:
+            # a fresh frame iterator per attempt: a retried stream starts from the header again
+            frames: Iterator[bytes] = wire.send(wire.header("upload", round=round, bytes=len(data)), data,
+                                                self.transport.chunk_bytes)
+            return call(frames, timeout=self.transport.connect_timeout, metadata=self.endpoint.metadata())
+
+        reply = call_with_retry(f"Upload to {self.where}", once, deadline_s=self.transport.connect_timeout)
+        return wire.parse_header(reply, "ack")["message"]
+
+    def report(self, round: int, metric: float | None) -> None:
+        """Send the metric of round ``round``'s model (``None``: it could not be measured)."""
+        call = self.channel.unary_unary(f"/{self.service}/Report")
+        call_with_retry(f"Report to {self.where}",
+                        lambda: call(wire.header("report", round=round, metric=metric),
+                                     timeout=self.transport.connect_timeout, metadata=self.endpoint.metadata()),
+                        deadline_s=self.transport.connect_timeout)

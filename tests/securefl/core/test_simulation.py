@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from securefl import config
+from securefl.errors import QuorumError
+from securefl.core.party import Party
+from securefl.transport.inproc import Simulation
+
+PLAIN = "examples/configs/plain.toml"
+
+
+def _sim(*overrides: str) -> Simulation:
+    return Simulation(config.load(PLAIN, ["federation.rounds=3", *overrides]))
+
+
+def test_plain_federation_learns_breast_cancer():
+    result = Simulation(config.load(PLAIN)).run()
+    assert len(result.rounds) == 10
+    assert result.final_accuracy >= 0.93
+    assert all(r.bytes_up > 31 * 8 for r in result.rounds)
+
+
+def test_same_seed_same_model():
+    a, b = _sim().run(), _sim().run()
+    assert np.array_equal(a.final_parameters, b.final_parameters)
+
+
+class Crashing(Party):
+    def handle_round(self, round: int, model: bytes) -> bytes:
+        if round == 1:
+            raise RuntimeError("disk full")
+        return super().handle_round(round, model)
+
+
+class Slow(Party):
+    """Takes 0.3 s a round, like a party with real work to do."""
+
+    def handle_round(self, round: int, model: bytes) -> bytes:
+        time.sleep(0.3)
+        return super().handle_round(round, model)
+
+
+class Sleepy(Slow):
+    """Hangs in round 0 well past the round timeout, then behaves."""
+
+    def handle_round(self, round: int, model: bytes) -> bytes:
+        if round == 0:
+            time.sleep(1.7)
+        return super().handle_round(round, model)
+
+
+class Forger(Party):
+    """Sends a well-formed upload that claims to come from another party."""
+
+    def handle_round(self, round: int, model: bytes) -> bytes:
+        real = self.key.owner
+        self.key.owner = "party-1"
+        try:
+            return super().handle_round(round, model)
+        finally:
+            self.key.owner = real
+
+
+class Garbler(Party):
+    def handle_round(self, round: int, model: bytes) -> bytes:
+        data = bytearray(super().handle_round(round, model))
+        return bytes(data[:-5])
+
+
+def _replace(sim: Simulation, pid: str, cls: type[Party]) -> None:
+    p = sim.parties[pid]
+    sim.parties[pid] = cls(p.party_id, p.shard, p.adapter, p.scheme, p.key)
+
+
+def test_party_that_raises_mid_round_is_dropped_and_the_round_goes_on():
+    sim = _sim()
+    _replace(sim, "party-3", Crashing)
+    result = sim.run()
+    assert "party-3" in result.rounds[1].dropped and "disk full" in result.rounds[1].dropped["party-3"]
+    assert "party-3" not in result.rounds[1].parties
+    assert "party-3" in result.rounds[2].parties  # it rejoins in the next round
+    assert result.final_accuracy > 0.9
+
+
+def test_party_that_times_out_is_dropped_and_rejoins_when_free():
+    sim = _sim("federation.round_timeout=1.0", "federation.rounds=8")
+    for pid in sim.parties:
+        _replace(sim, pid, Sleepy if pid == "party-5" else Slow)
+    t0 = time.perf_counter()
+    result = sim.run()
+    assert "no answer within 1.0 s" in result.rounds[0].dropped["party-5"]
+    assert any(r.dropped.get("party-5") == "still busy with an earlier round" for r in result.rounds)
+    assert "party-5" in result.rounds[-1].parties  # back once it is free
+    assert time.perf_counter() - t0 < 10
+
+
+@pytest.mark.parametrize("cls", [Forger, Garbler])
+def test_bad_uploads_cost_only_their_sender(cls):
+    sim = _sim()
+    _replace(sim, "party-2", cls)
+    result = sim.run()
+    for r in result.rounds:
+        assert "party-2" in r.dropped and "party-2" not in r.parties
+        assert len(r.parties) == 4
+
+
+def test_round_stops_with_a_clear_error_below_quorum():
+    sim = _sim("federation.quorum=5")
+    _replace(sim, "party-4", Crashing)
+    with pytest.raises(QuorumError, match="round 1: only 4 usable update.*quorum is 5"):
+        sim.run()
+
+
+def test_every_model_kind_trains():
+    for kind, extra in [("linear_svm", []), ("mlp", ["model.learning_rate=0.01"]),
+                        ("linear_regression", ["data.dataset=wine"])]:
+        result = _sim(f"model.kind={kind}", *extra).run()
+        assert np.isfinite(result.final_accuracy)
+        if kind != "linear_regression":
+            assert result.final_accuracy > 0.85, kind
+
+
+def test_dirichlet_partition_and_multiclass():
+    result = _sim("data.dataset=digits", "data.partition=dirichlet", "data.alpha=0.3").run()
+    assert result.final_accuracy > 0.8

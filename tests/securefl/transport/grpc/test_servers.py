@@ -1,0 +1,162 @@
+"""Real servers on 127.0.0.1, driven by clients in this process: who is refused, replays, large messages."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import grpc
+import numpy as np
+import pytest
+
+from securefl.errors import RefusedError, TransportError
+from securefl.core.federation import make_scheme
+from securefl.core.messages import GlobalModel
+from securefl.transport.grpc import certs, wire
+from securefl.transport.grpc.certs import Identity
+from securefl.transport.grpc.channels import Endpoint
+from securefl.transport.grpc.clients import AggregatorClient, AuthorityClient
+from securefl.transport.grpc.party_client import NetworkedParty
+
+from .deployment import Deployment, config_text
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def servers(tmp_path):
+    made: list[Deployment] = []
+
+    def make(text: str, transport: str = "") -> Deployment:
+        d = Deployment(tmp_path, text, connect_timeout=5, transport=transport)
+        made.append(d)
+        d.start("authority")
+        d.start("aggregator", "--json", str(d.json))
+        d.wait_for("aggregator", "aggregator listening")
+        return d
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+def _endpoint(d: Deployment, tls: certs.TLSFiles | None, name: str = "party-1", role: str = certs.PARTY,
+              **transport) -> Endpoint:
+    # a refused TLS handshake looks like an unreachable server: retry for one second only
+    return Endpoint(Identity(role, name), tls, replace(d.cfg.transport, connect_timeout=1, **transport))
+
+
+def _poll_status(endpoint: Endpoint) -> str:
+    client = AggregatorClient(endpoint)
+    try:
+        client.poll()
+    except RefusedError as exc:
+        return exc.status
+    except TransportError as exc:
+        return "unreachable: " + str(exc)
+    finally:
+        client.close()
+    return "OK"
+
+
+def test_clients_without_a_valid_certificate_or_role_are_refused(servers, tmp_path):
+    d = servers(config_text(parties=3, quorum=2, rounds=1))
+    ca = (d.certs / "ca.pem").read_bytes()
+    # no client certificate: the TLS handshake fails at both servers
+    for role, method in (("aggregator", "/securefl.Aggregator/Task"), ("authority", "/securefl.Authority/PartyKey")):
+        channel = grpc.secure_channel(d.cfg.transport.address(role), grpc.ssl_channel_credentials(ca),
+                                      options=[("grpc.ssl_target_name_override", certs.server_name(role))])
+        with pytest.raises(grpc.RpcError) as err:
+            list(channel.unary_stream(method)(wire.header("poll" if role == "aggregator" else "key_request"),
+                                              timeout=5))
+        assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+        channel.close()
+    # a certificate naming party-1, signed by another CA
+    certs.make_certificates(tmp_path / "rogue", ["party-1"])
+    rogue = certs.load_tls(tmp_path / "rogue", "party-1", role=certs.PARTY)
+    assert _poll_status(_endpoint(d, certs.TLSFiles(ca, rogue.chain, rogue.key))).startswith("unreachable")
+    # plaintext to a TLS server
+    assert _poll_status(_endpoint(d, None)).startswith("unreachable")
+    # a genuine party certificate: accepted by the aggregator ...
+    party3 = _endpoint(d, certs.load_tls(d.certs, "party-3", role=certs.PARTY), "party-3")
+    assert _poll_status(party3) == "OK"
+    # ... but it cannot fetch the aggregator's key or function keys, and gets only its own key
+    scheme = make_scheme(d.cfg)
+    authority = AuthorityClient(party3, scheme)
+    for fetch in (authority.aggregator_key, lambda: authority.function_key(0, {"party-1": 1.0, "party-2": 1.0})):
+        with pytest.raises(RefusedError, match="party 'party-3' may not") as err:
+            fetch()
+        assert err.value.status == "PERMISSION_DENIED"
+    with pytest.raises(TransportError, match="sent the key of 'party-3' to 'party-1'"):
+        authority.party_key("party-1")
+    authority.close()
+    # the aggregator's certificate cannot pose as the authority (server identity is bound to the role)
+    agg_tls = certs.load_tls(d.certs, "aggregator", role=certs.AGGREGATOR)
+    fake = _endpoint(d, agg_tls, "aggregator", certs.AGGREGATOR, authority_port=d.ports["aggregator"],
+                     aggregator_port=d.ports["authority"])
+    with pytest.raises(TransportError, match="unreachable"):
+        AuthorityClient(fake, scheme).aggregator_key()
+
+
+def test_a_party_posing_as_another_and_replayed_or_stale_rounds_are_refused(servers):
+    d = servers(config_text(parties=2, quorum=2, rounds=2))
+    p1, p2 = (NetworkedParty(d.cfg, pid) for pid in ("party-1", "party-2"))
+    task = p1.aggregator.poll()
+    assert (task.state, task.round) == ("train", 0)
+    update0 = p1._update(task)
+    assert p1.aggregator.upload(0, update0) == "round 0: update of party-1 accepted"
+    with pytest.raises(RefusedError, match="already sent") as err:
+        p1.aggregator.upload(0, update0)  # replayed within its round
+    assert err.value.status == "ALREADY_EXISTS"
+    # party-2's certificate with an update that names party-1
+    with pytest.raises(RefusedError, match="claims to be from 'party-1'") as err:
+        p2.aggregator.upload(0, update0)
+    assert err.value.status == "INVALID_ARGUMENT"
+    # party-2 was refused for round 0, so the round closes with party-1 alone: below the quorum of 2
+    d.wait_for("aggregator", r"only 1 usable update")
+    assert p2.aggregator.poll().state == "failed" and p1.aggregator.poll().state == "failed"
+    assert d.wait_exit("aggregator", 30) == 2
+    assert "quorum is 2" in d.log("aggregator")
+
+
+def test_an_old_rounds_update_is_refused_in_a_later_round_and_an_oversized_one_at_once(servers):
+    d = servers(config_text(parties=2, quorum=1, rounds=3), "chunk_bytes = 16384\nmax_message_bytes = 100000\n")
+    p1, p2 = (NetworkedParty(d.cfg, pid) for pid in ("party-1", "party-2"))
+    with pytest.raises(RefusedError, match="update of party-1 of 100001 bytes exceeds the limit of 100000") as err:
+        p1.aggregator.upload(0, b"x" * 100_001)
+    assert err.value.status == "INVALID_ARGUMENT"
+    for p in (p1, p2):
+        task = p.aggregator.poll()
+        p.aggregator.upload(0, p._update(task))
+    task = p1.aggregator.poll()
+    assert (task.round, task.evaluate) == (1, 0)  # party-1 also measures round 0's model
+    p1.aggregator.report(0, p1.evaluate(task.model))
+    with pytest.raises(RefusedError, match="round 0 is not open") as err:
+        p1.aggregator.upload(0, p1._sent[2])  # stale: announced for a closed round
+    assert err.value.status == "FAILED_PRECONDITION"
+    with pytest.raises(RefusedError, match="belongs to round 0, expected round 1") as err:
+        p1.aggregator.upload(1, p1._sent[2])  # replayed: round 0's envelope announced as round 1
+    assert err.value.status == "INVALID_ARGUMENT"
+    p2._train(p2.aggregator.poll())
+    assert d.wait_for("aggregator", r"round 1 fused from 1 updates.*dropped: party-1")
+
+
+@pytest.mark.parametrize("scheme, hidden", [("plain", 100_000), ("ckks", 25_000)])
+def test_models_and_updates_far_above_grpcs_4_mb_limit_stream_in_chunks(servers, scheme, hidden):
+    # digits (64 inputs, 10 classes) through one wide hidden layer: 7.5M parameters as float64 (plain),
+    # 1.9M under ckks at 32 bytes per value; either way about 60 MB per update
+    d = servers(config_text(scheme, parties=1, rounds=1, dataset="digits",
+                            model=f'kind = "mlp"\nhidden_layers = [{hidden}]'))
+    party = NetworkedParty(d.cfg, "party-1")
+    task = party.aggregator.poll()
+    size = party.party.adapter.num_parameters
+    assert GlobalModel.from_bytes(task.model).vector.size == size
+    values = np.linspace(-1, 1, size)
+    update = party.party.scheme.protect(party.party.key, values, weight=2.0, round=0).to_bytes()
+    assert len(update) > 50e6
+    assert party.aggregator.upload(0, update) == "round 0: update of party-1 accepted"
+    done = party.aggregator.poll()
+    assert done.state == "done" and len(done.model) > 50e6
+    fused = party.party.open_model(GlobalModel.from_bytes(done.model))
+    np.testing.assert_allclose(fused, values, atol=1e-4)
+    party.aggregator.report(0, 0.5)
+    assert d.wait_exit("aggregator", 60) == 0
