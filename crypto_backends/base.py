@@ -16,6 +16,22 @@ wherever decryption happens), a scheme *declares*:
 * :meth:`Scheme.tolerance` - the largest error of the fused weighted mean that
   the scheme promises for inputs inside :attr:`Scheme.value_bound`.
 
+Protocol steps beyond protect -> combine -> reveal are declared too, and the
+round engine runs them because the scheme asks, never because of its name:
+
+* **setup exchanges** before a round (:meth:`Scheme.setup_steps`): the aggregator
+  relays messages between parties (SecAgg+ key advertisements and encrypted
+  seed shares).  Step ``s``: :meth:`Scheme.setup_messages` (aggregator) says
+  what each party is sent, given the replies to step ``s - 1``;
+  :meth:`Scheme.setup_reply` (party) answers; :meth:`Scheme.setup_done`
+  (aggregator) checks the last replies.
+* **a share exchange** after combining (:meth:`Scheme.share_request`): the
+  aggregator sends the aggregate to some parties, each returns a decryption or
+  unmasking share (:meth:`Scheme.decryption_share`), every share is checked on
+  arrival (:meth:`Scheme.check_share`), and the aggregator turns at least
+  ``needed`` valid ones into the weighted sum (:meth:`Scheme.reveal_shares`).
+  Threshold Paillier and SecAgg+ unmasking are this step.
+
 The federated core follows these declarations and never branches on a name.
 
 Weights.  ``protect`` receives the party's (public, positive) weight.  ``reveal``
@@ -69,6 +85,20 @@ MIN_SECURITY_BITS = 112
 
 class InsecureParametersWarning(UserWarning):
     """Emitted whenever a scheme is built with parameters below 112-bit security."""
+
+
+@dataclass(frozen=True)
+class ShareRequest:
+    """What the aggregator asks for after combining, when a scheme reveals from parties' shares.
+
+    ``parties`` are asked (each receives the aggregate and ``message``); at least
+    ``needed`` valid shares must come back.  ``message`` is public context every
+    asked party gets, for example the list of survivors whose masks to remove.
+    """
+
+    parties: tuple[str, ...]
+    needed: int
+    message: bytes = b""
 
 
 class RevealSite(str, Enum):
@@ -246,6 +276,46 @@ class Scheme(ABC):
         """
         return self.reveal(key, aggregate, function_key=function_key)
 
+    # --- protocol steps beyond the round (see the module docstring) ----------------
+    def setup_steps(self, round: int) -> int:
+        """How many setup exchanges the engine runs before ``round`` (default none)."""
+        return 0
+
+    def setup_messages(
+        self, key: AggregatorKey, *, round: int, step: int, replies: Mapping[str, bytes]
+    ) -> Mapping[str, bytes]:
+        """Aggregator: the message each party receives in setup ``step``.
+
+        ``replies`` are the parties' answers to step ``step - 1`` (empty for step 0);
+        only parties named in the result are asked.  Raise :class:`ShareError`
+        naming a party whose reply is unusable; the engine drops it and asks again.
+        """
+        raise CryptoError(f"the {self.name} scheme declares no setup exchange")
+
+    def setup_reply(self, key: PartyKey, *, round: int, step: int, message: bytes) -> bytes:
+        """Party: its answer to the aggregator's setup ``message``."""
+        raise CryptoError(f"the {self.name} scheme declares no setup exchange")
+
+    def setup_done(self, key: AggregatorKey, *, round: int, replies: Mapping[str, bytes]) -> tuple[str, ...]:
+        """Aggregator: check the replies to the last setup step; returns the parties set up for ``round``."""
+        return tuple(sorted(replies))
+
+    def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest | None:
+        """Aggregator: the share exchange ``aggregate`` needs, or ``None`` to :meth:`reveal` directly (default)."""
+        return None
+
+    def decryption_share(self, key: PartyKey, aggregate: Envelope, message: bytes) -> bytes:
+        """Party: its decryption or unmasking share of ``aggregate`` (see :class:`ShareRequest`)."""
+        raise CryptoError(f"the {self.name} scheme reveals without shares (share_request is None)")
+
+    def check_share(self, key: AggregatorKey, aggregate: Envelope, party: str, share: bytes) -> None:
+        """Aggregator: raise :class:`ShareError` unless ``share`` is a valid share of ``party`` for ``aggregate``."""
+        raise CryptoError(f"the {self.name} scheme reveals without shares (share_request is None)")
+
+    def reveal_shares(self, key: AggregatorKey, aggregate: Envelope, shares: Mapping[str, bytes]) -> np.ndarray:
+        """Aggregator: the weighted sum in ``aggregate`` from checked shares (at least ``needed`` of them)."""
+        raise CryptoError(f"the {self.name} scheme reveals without shares (share_request is None)")
+
     # --- checks shared by every scheme ------------------------------------------
     def make_envelope(
         self,
@@ -385,6 +455,7 @@ __all__ = [
     "Role",
     "Scheme",
     "SchemeParams",
+    "ShareRequest",
     "ThreatModel",
     "as_update_vector",
     "check_weight",

@@ -68,6 +68,14 @@ class DecodingOverflowError(CryptoError, ArithmeticError):
     """
 
 
+class ShareError(CryptoError):
+    """A decryption or unmasking share, or a setup message, failed its check (forged, replayed, misrouted).
+
+    The engine names the sender in the round's ``dropped`` and goes on with the
+    other shares when enough valid ones remain.
+    """
+
+
 class DecryptionError(CryptoError):
     """Decryption failed. Deliberately says nothing more."""
 
