@@ -282,13 +282,12 @@ class Scheme(ABC):
         return 0
 
     def setup_messages(
-        self, key: AggregatorKey, *, round: int, step: int, replies: Mapping[str, bytes]
+        self, key: AggregatorKey, *, round: int, step: int, parties: Sequence[str], replies: Mapping[str, bytes]
     ) -> Mapping[str, bytes]:
         """Aggregator: the message each party receives in setup ``step``.
 
-        ``replies`` are the parties' answers to step ``step - 1`` (empty for step 0);
-        only parties named in the result are asked.  Raise :class:`ShareError`
-        naming a party whose reply is unusable; the engine drops it and asks again.
+        ``parties`` are those still in the round; ``replies`` their answers to step
+        ``step - 1`` (empty for step 0).  Only parties named in the result are asked.
         """
         raise CryptoError(f"the {self.name} scheme declares no setup exchange")
 

@@ -1,9 +1,12 @@
 """The aggregator: checks uploads, combines them, and reveals only where the scheme allows.
 
 It follows the scheme's declarations: it reveals the fused model itself when
-``reveal_site`` is the aggregator (after fetching a function key from the
-authority when ``needs_function_key``), and otherwise passes the combined
-ciphertext on to the parties.  It never branches on a scheme's name.
+``reveal_site`` is the aggregator (with the round's function key when
+``needs_function_key``, or from parties' shares when the scheme asks for a
+share exchange), and otherwise passes the combined ciphertext on to the
+parties.  It never branches on a scheme's name.  Obtaining the function key or
+the shares is the round engine's job (:mod:`securefl.core.engine`); this role
+only does the arithmetic and the checks.
 
 A bad upload (garbled, another round, another key set, another length, claiming
 another party's id) costs only its sender's place in the round; the others are
@@ -18,83 +21,74 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crypto_backends.base import RevealSite, Scheme
+from crypto_backends.base import RevealSite, Scheme, ShareRequest
 from crypto_backends.envelope import Envelope
-from crypto_backends.errors import SecureFLError
+from crypto_backends.errors import SecureFLError, ShareError
 from crypto_backends.keys import AggregatorKey, FunctionKey
 
-from securefl.errors import QuorumError
 from securefl.core.fusion import mean_from_sum
 from securefl.core.messages import GlobalModel
+from securefl.errors import QuorumError
 
-log = logging.getLogger("securefl.core.aggregator")
+log = logging.getLogger("securefl.aggregator")
 
-FunctionKeySource = Callable[[int, Mapping[str, float]], FunctionKey]
 Fuse = Callable[[np.ndarray, float], np.ndarray]
 
 
 @dataclass
-class FusionOutcome:
-    """The next global model and who made it."""
+class Combined:
+    """One round's combined aggregate and who is in it."""
 
-    model: GlobalModel
-    contributors: tuple[str, ...]
+    aggregate: Envelope
     rejected: dict[str, str] = field(default_factory=dict)
+    """Uploads that passed their own checks but broke combining, with the reason."""
+
+    @property
+    def contributors(self) -> tuple[str, ...]:
+        return self.aggregate.parties
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(zip(self.aggregate.parties, self.aggregate.weights))
 
 
 class Aggregator:
     """Fuses one round's uploads (transport-agnostic: bytes in, bytes out)."""
 
-    def __init__(
-        self,
-        scheme: Scheme,
-        key: AggregatorKey,
-        *,
-        num_parameters: int,
-        quorum: int,
-        function_keys: FunctionKeySource | None = None,
-        fuse: Fuse = mean_from_sum,
-    ) -> None:
-        if scheme.needs_function_key and function_keys is None:
-            raise ValueError(f"{scheme.name} needs a function-key source (the authority)")
+    def __init__(self, scheme: Scheme, key: AggregatorKey, *, num_parameters: int, quorum: int,
+                 fuse: Fuse = mean_from_sum) -> None:
         self.scheme, self.key, self.num_parameters, self.quorum = scheme, key, num_parameters, quorum
-        self.function_keys = function_keys
         self.fuse_sum = fuse
         """Revealed weighted sum and total weight -> next global vector (the model adapter's rule)."""
 
+    # --- uploads ------------------------------------------------------------------------
     def check_upload(self, sender: str, data: bytes, round: int) -> Envelope:
-        """Parse and check one upload; ``sender`` is the transport-authenticated party id."""
+        """Parse and check one upload, once; ``sender`` is the transport-authenticated party id."""
         env = Envelope.from_bytes(data)
         self.scheme.check_envelope(env, self.key, kind="update", round=round, length=self.num_parameters)
         if env.party != sender:
             raise SecureFLError(f"upload from {sender!r} claims to be from {env.party!r}")
         return env
 
-    def fuse(self, round: int, uploads: Mapping[str, bytes]) -> FusionOutcome:
-        """Combine the valid uploads of ``round``; raise :class:`QuorumError` if too few remain."""
-        rejected: dict[str, str] = {}
-        accepted: dict[str, Envelope] = {}
-        for sender in sorted(uploads):
-            try:
-                accepted[sender] = self.check_upload(sender, uploads[sender], round)
-            except SecureFLError as exc:
-                rejected[sender] = f"{type(exc).__name__}: {exc}"
+    def combine(self, round: int, accepted: Mapping[str, Envelope]) -> Combined:
+        """Combine checked uploads of ``round``; raise :class:`QuorumError` if too few remain usable."""
+        usable, rejected = dict(accepted), {}
         while True:
-            self._require_quorum(round, accepted, rejected)
+            self.require_quorum(round, len(usable), rejected, "update")
             try:
-                aggregate = self.scheme.combine(self.key, list(accepted.values()), round=round)
+                aggregate = self.scheme.combine(self.key, [usable[p] for p in sorted(usable)], round=round)
                 break
             except SecureFLError:
                 # a payload-level fault shows only when combining: find the culprits, keep the rest
-                culprits = {s: err for s, env in accepted.items() if (err := self._solo_error(env, round))}
+                culprits = {s: err for s, env in usable.items() if (err := self._solo_error(env, round))}
                 if not culprits:
                     raise
                 for sender, err in culprits.items():
                     rejected[sender] = err
-                    del accepted[sender]
+                    del usable[sender]
         for sender, why in rejected.items():
             log.warning("round %d: update of %s rejected: %s", round, sender, why)
-        return FusionOutcome(self._next_model(aggregate), aggregate.parties, rejected)
+        return Combined(aggregate, rejected)
 
     def _solo_error(self, env: Envelope, round: int) -> str | None:
         try:
@@ -103,21 +97,37 @@ class Aggregator:
             return f"{type(exc).__name__}: {exc}"
         return None
 
-    def _require_quorum(self, round: int, accepted: Mapping[str, Envelope], rejected: Mapping[str, str]) -> None:
-        if len(accepted) < self.quorum:
+    def require_quorum(self, round: int, usable: int, rejected: Mapping[str, str], what: str,
+                       needed: int | None = None) -> None:
+        needed = self.quorum if needed is None else needed
+        if usable < needed:
             detail = "; ".join(f"{p}: {why}" for p, why in rejected.items())
             raise QuorumError(
-                f"round {round}: only {len(accepted)} usable update(s), the quorum is {self.quorum}"
+                f"round {round}: only {usable} usable {what}(s), the quorum is {needed}"
                 + (f" (rejected: {detail})" if detail else "")
                 + ". Check the failing parties or lower federation.quorum"
             )
 
-    def _next_model(self, aggregate: Envelope) -> GlobalModel:
-        if self.scheme.reveal_site is RevealSite.PARTIES:
+    # --- revealing ----------------------------------------------------------------------
+    def share_request(self, combined: Combined) -> ShareRequest | None:
+        """The share exchange the scheme needs for this aggregate, if any."""
+        return self.scheme.share_request(self.key, combined.aggregate)
+
+    def check_share(self, combined: Combined, sender: str, share: bytes) -> bytes:
+        """Check one party's share on arrival; returns it (raises :class:`ShareError` to refuse it)."""
+        if sender not in combined.contributors:
+            raise ShareError(f"{sender} sent a share but is not a contributor of round {combined.aggregate.round}")
+        self.scheme.check_share(self.key, combined.aggregate, sender, share)
+        return share
+
+    def next_model(self, combined: Combined, *, function_key: FunctionKey | None = None,
+                   shares: Mapping[str, bytes] | None = None) -> GlobalModel:
+        """The next global model: revealed here (with a function key or shares), or sealed for the parties."""
+        aggregate = combined.aggregate
+        if shares is not None:
+            total = self.scheme.reveal_shares(self.key, aggregate, shares)
+        elif self.scheme.reveal_site is RevealSite.PARTIES:
             return GlobalModel.of_aggregate(aggregate)
-        fkey = None
-        if self.scheme.needs_function_key:
-            assert self.function_keys is not None
-            fkey = self.function_keys(aggregate.round, dict(zip(aggregate.parties, aggregate.weights)))
-        total = self.scheme.reveal(self.key, aggregate, function_key=fkey)
+        else:
+            total = self.scheme.reveal(self.key, aggregate, function_key=function_key)
         return GlobalModel.open(self.fuse_sum(total, aggregate.total_weight))

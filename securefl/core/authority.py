@@ -15,7 +15,7 @@ from crypto_backends.base import Scheme
 from crypto_backends.errors import PolicyError
 from crypto_backends.keys import AggregatorKey, FunctionKey, KeySet, PartyKey
 
-log = logging.getLogger("securefl.core.authority")
+log = logging.getLogger("securefl.authority")
 
 
 class Authority:

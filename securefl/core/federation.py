@@ -21,7 +21,7 @@ from crypto_backends.dp import DPScheme
 from crypto_backends.keys import AggregatorKey, PartyKey
 
 from securefl import privacy
-from securefl.core.aggregator import Aggregator, FunctionKeySource, FusionOutcome
+from securefl.core.aggregator import Aggregator, Combined
 from securefl.config import Config
 from securefl.ml.data import FederatedData, load_federated
 from securefl.ml.models import ModelAdapter, make_adapter
@@ -56,13 +56,12 @@ class RoundMetrics:
                    None if spent[0] is None else float(spent[0]), None if spent[1] is None else float(spent[1]))
 
     @classmethod
-    def of_round(cls, round: int, outcome: FusionOutcome, uploads: Mapping[str, bytes], dropped: Mapping[str, str],
+    def of_round(cls, round: int, combined: Combined, sizes: Mapping[str, int], dropped: Mapping[str, str],
                  seconds: float, accuracy: float,
                  spent: tuple[float | None, float | None] = (None, None)) -> RoundMetrics:
         """The metrics of a fused round: parties missing or rejected are listed with the reason."""
-        sizes = [len(uploads[p]) for p in outcome.contributors]
-        return cls(round, accuracy, seconds, float(np.mean(sizes)), outcome.contributors,
-                   {**dropped, **outcome.rejected}, *spent)
+        mean_size = float(np.mean([sizes[p] for p in combined.contributors]))
+        return cls(round, accuracy, seconds, mean_size, combined.contributors, dict(dropped), *spent)
 
 
 @dataclass
@@ -145,13 +144,12 @@ class Federation:
 
     def party(self, party_id: str, key: PartyKey) -> Party:
         """Party ``party_id`` with its shard of the configured partition, its own adapter and accountant."""
-        return Party(party_id, self.data.shards[party_id], self.adapter(), self.scheme, key, self.accountant())
+        return Party(party_id, self.data.shards[party_id], self.adapter(), self.scheme, key, self.accountant(),
+                     metric=self.metric)
 
-    def aggregator(self, key: AggregatorKey, function_keys: FunctionKeySource | None) -> Aggregator:
+    def aggregator(self, key: AggregatorKey) -> Aggregator:
         return Aggregator(self.scheme, key, num_parameters=self.evaluator.num_parameters,
-                          quorum=self.cfg.federation.min_parties,
-                          function_keys=function_keys if self.scheme.needs_function_key else None,
-                          fuse=self.evaluator.fuse)
+                          quorum=self.cfg.federation.min_parties, fuse=self.evaluator.fuse)
 
     def metric(self, params: np.ndarray) -> float:
         """The configured metric of a released model on the held-out rows."""

@@ -3,11 +3,21 @@
 The global model the aggregator hands to parties is either ``open`` (a float64
 vector: the scheme revealed at the aggregator) or ``sealed`` (the aggregate
 envelope: only parties can open it).  Framing: one tag byte, then the body.
+A model is serialised once and parsed once: :class:`GlobalModel` keeps its
+bytes and, when sealed, the parsed :class:`~crypto_backends.envelope.Envelope`.
+
+The other steps' messages (see :mod:`securefl.transport.base`):
+
+* ``share`` request: :func:`share_request_bytes` - the public message of the
+  scheme's :class:`~crypto_backends.base.ShareRequest`, then the aggregate.
+* ``evaluate`` reply: :func:`metric_bytes` - one little-endian float64 (NaN: not measured).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import struct
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,14 +26,17 @@ from crypto_backends.errors import MalformedCiphertextError
 
 _OPEN, _SEALED = b"O", b"S"
 _F8 = np.dtype("<f8")
+_LEN = struct.Struct(">I")
+_METRIC = struct.Struct("<d")
 
 
 @dataclass(frozen=True)
 class GlobalModel:
-    """The model a round starts from."""
+    """The model a round starts from: an open vector, or a sealed aggregate only parties can open."""
 
     vector: np.ndarray | None = None
-    sealed: bytes | None = None
+    aggregate: Envelope | None = None
+    _wire: list[bytes] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def open(cls, vector: np.ndarray) -> GlobalModel:
@@ -31,27 +44,65 @@ class GlobalModel:
 
     @classmethod
     def of_aggregate(cls, aggregate: Envelope) -> GlobalModel:
-        return cls(sealed=aggregate.to_bytes())
+        return cls(aggregate=aggregate)
 
     @property
     def is_sealed(self) -> bool:
-        return self.sealed is not None
+        return self.aggregate is not None
 
     def to_bytes(self) -> bytes:
-        if self.sealed is not None:
-            return _SEALED + self.sealed
-        assert self.vector is not None
-        return _OPEN + self.vector.astype(_F8, copy=False).tobytes()
+        """The model's message (made once, then reused for every party and every call)."""
+        if not self._wire:
+            if self.aggregate is not None:
+                body = self.aggregate.to_bytes()
+                self._wire.append(_SEALED + body)
+            else:
+                assert self.vector is not None
+                self._wire.append(_OPEN + self.vector.astype(_F8, copy=False).tobytes())
+        return self._wire[0]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> GlobalModel:
-        tag, body = data[:1], data[1:]
+        """Parse a model message; a sealed one's envelope is parsed here, and only here."""
+        tag, body = data[:1], memoryview(data)[1:]
         if tag == _SEALED:
-            Envelope.from_bytes(body)  # validate framing now, not at first use
-            return cls(sealed=bytes(body))
+            model = cls(aggregate=Envelope.from_bytes(body))
+            model._wire.append(bytes(data))
+            return model
         if tag == _OPEN and len(body) % 8 == 0:
             vec = np.frombuffer(body, dtype=_F8).copy()
             if not np.isfinite(vec).all():
                 raise MalformedCiphertextError("global model holds non-finite values")
             return cls(vector=vec)
         raise MalformedCiphertextError("not a securefl global-model message")
+
+
+def share_request_bytes(message: bytes, aggregate: Envelope) -> bytes:
+    """A ``share`` request: the scheme's public message, then the aggregate to make a share of."""
+    return _LEN.pack(len(message)) + bytes(message) + aggregate.to_bytes()
+
+
+def parse_share_request(data: bytes) -> tuple[bytes, Envelope]:
+    """Inverse of :func:`share_request_bytes`."""
+    if len(data) < _LEN.size:
+        raise MalformedCiphertextError("share request is truncated")
+    (n,) = _LEN.unpack_from(data)
+    if _LEN.size + n > len(data):
+        raise MalformedCiphertextError("share request's message is longer than the request")
+    view = memoryview(data)
+    return bytes(view[_LEN.size : _LEN.size + n]), Envelope.from_bytes(view[_LEN.size + n :])
+
+
+def metric_bytes(metric: float | None) -> bytes:
+    """An ``evaluate`` reply: the metric, NaN when it could not be measured."""
+    return _METRIC.pack(float("nan") if metric is None else float(metric))
+
+
+def parse_metric(data: bytes) -> float:
+    """Inverse of :func:`metric_bytes`; refuses anything but one float64 (infinities included)."""
+    if len(data) != _METRIC.size:
+        raise MalformedCiphertextError(f"a metric is {_METRIC.size} bytes, got {len(data)}")
+    (value,) = _METRIC.unpack(data)
+    if math.isinf(value):
+        raise MalformedCiphertextError("a metric must be finite (or NaN: not measured)")
+    return float(value)

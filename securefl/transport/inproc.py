@@ -1,10 +1,14 @@
 """All three roles in one process: the embedded default and the reference for every deployment.
 
-The round engine passes the same bytes between roles as a networked deployment
-would, so upload sizes are real and every message is parsed and checked.
-Parties run concurrently on a thread pool; a party that raises, or does not
-answer within ``federation.round_timeout``, is dropped for that round, and the
-round goes on if the quorum holds.
+:class:`InProcessTransport` carries the round engine's requests to parties on a
+thread pool, as the same bytes a networked deployment would send, so upload
+sizes are real and every message is parsed and checked.  A party that raises,
+or does not answer within the deadline, is dropped for that step; a party
+still busy with an earlier step sits the next one out (a thread cannot be
+killed) and rejoins when it is free.
+
+:class:`Simulation` builds a federation from a config (authority, parties,
+aggregator) and runs it with :class:`~securefl.core.engine.RoundEngine`.
 """
 
 from __future__ import annotations
@@ -12,24 +16,83 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Mapping, MutableMapping
 
 import numpy as np
 
 from crypto_backends.base import Scheme
+from crypto_backends.keys import FunctionKey
 
+from securefl.config import Config
 from securefl.core.aggregator import Aggregator
 from securefl.core.authority import Authority
-from securefl.config import Config
-from securefl.ml.data import FederatedData
+from securefl.core.engine import OnRound, RoundEngine
 from securefl.core.federation import Federation, RoundMetrics, RunResult
 from securefl.core.messages import GlobalModel
-from securefl.ml.models import ModelAdapter
 from securefl.core.party import Party
+from securefl.ml.data import FederatedData
+from securefl.ml.models import ModelAdapter
+from securefl.transport.base import Accept, Replies, Request, T, Transport
 
 log = logging.getLogger("securefl.transport.inproc")
 
-__all__ = ["RoundMetrics", "RunResult", "Simulation", "run"]
+__all__ = ["InProcessTransport", "RoundMetrics", "RunResult", "Simulation", "run"]
+
+
+class InProcessTransport(Transport):
+    """Parties on threads of this process, the authority an object (see the module docstring)."""
+
+    def __init__(self, parties: Mapping[str, Party], authority: Authority) -> None:
+        self.parties, self.authority = parties, authority
+        self._pool = cf.ThreadPoolExecutor(max_workers=max(1, len(parties)), thread_name_prefix="party")
+        self._busy: dict[str, cf.Future[bytes]] = {}
+
+    def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
+        replies: Replies[T] = Replies()
+        futures: dict[cf.Future[bytes], str] = {}
+        for pid, payload in request.payloads.items():
+            if pid in self._busy and not self._busy[pid].done():
+                replies.dropped[pid] = "still busy with an earlier round"
+                continue
+            party = self.parties[pid]
+            fut = self._pool.submit(party.respond, request.step, request.round, request.stage, payload)
+            self._busy[pid] = fut
+            futures[fut] = pid
+        deadline = time.monotonic() + timeout
+        try:
+            for fut in cf.as_completed(futures, timeout=max(0.0, deadline - time.monotonic())):
+                self._take(futures[fut], fut, accept, replies, request)
+        except cf.TimeoutError:
+            for fut, pid in futures.items():
+                if pid not in replies.accepted and pid not in replies.dropped:
+                    replies.dropped[pid] = f"no answer within {timeout} s"
+        return replies
+
+    @staticmethod
+    def _take(pid: str, fut: cf.Future[bytes], accept: Accept[T], replies: Replies[T], request: Request) -> None:
+        try:
+            data = fut.result()
+            replies.accepted[pid] = accept(pid, data)
+            replies.sizes[pid] = len(data)
+        except Exception as exc:  # noqa: BLE001 - a failing or refused party is dropped, not fatal
+            replies.dropped[pid] = f"{type(exc).__name__}: {exc}"
+            log.warning("round %d (%s): party %s failed: %s", request.round, request.step, pid, replies.dropped[pid])
+
+    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        return self.authority.function_key(round, weights)
+
+    def release(self, model: GlobalModel) -> np.ndarray | None:
+        """A sealed model opened by a key holder, with the scheme's publication step (every role is here)."""
+        if not model.is_sealed:
+            return model.vector
+        for party in self.parties.values():  # the release the evaluation already made, if any
+            if (vector := party.published(model)) is not None:
+                return vector
+        return self.parties[min(self.parties)].open_model(model, publish=True)
+
+    def close(self) -> None:
+        # do not wait for a party that never answered: the run is over without it
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Simulation:
@@ -44,76 +107,25 @@ class Simulation:
         # the engine refuses a round past the budget up front; each party also enforces its own
         self.accountant = self.federation.accountant()
         self.authority = Authority(self.scheme, cfg.federation.ids)
-        self.parties: dict[str, Party] = {
+        self.parties: MutableMapping[str, Party] = {
             pid: self.federation.party(pid, self.authority.party_key(pid)) for pid in self.data.shards
         }
-        self.aggregator: Aggregator = self.federation.aggregator(self.authority.aggregator_key(),
-                                                                 self.authority.function_key)
-        self._busy: dict[str, cf.Future] = {}
+        self.aggregator: Aggregator = self.federation.aggregator(self.authority.aggregator_key())
 
     @property
     def rounds(self) -> int:
         """Rounds this run performs: as configured, or fewer when the model is complete sooner (naive Bayes: 1)."""
         return self.federation.rounds
 
-    def _collect(self, pool: cf.ThreadPoolExecutor, round: int, model: bytes) -> tuple[dict[str, bytes], dict[str, str]]:
-        uploads: dict[str, bytes] = {}
-        dropped: dict[str, str] = {}
-        futures: dict[cf.Future, str] = {}
-        for pid, party in self.parties.items():
-            if pid in self._busy and not self._busy[pid].done():
-                # a thread cannot be killed; a party still working on an old round sits this one out
-                dropped[pid] = "still busy with an earlier round"
-                continue
-            fut = pool.submit(party.handle_round, round, model)
-            self._busy[pid] = fut
-            futures[fut] = pid
-        done, late = cf.wait(futures, timeout=self.cfg.federation.round_timeout)
-        for fut in done:
-            pid = futures[fut]
-            try:
-                uploads[pid] = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a failing party is dropped, not fatal
-                dropped[pid] = f"{type(exc).__name__}: {exc}"
-                log.warning("round %d: party %s failed: %s", round, pid, dropped[pid])
-        for fut in late:
-            dropped[futures[fut]] = f"no answer within {self.cfg.federation.round_timeout} s"
-        return uploads, dropped
-
-    def published_parameters(self, model: GlobalModel) -> np.ndarray:
-        """The model as it would be released: opened by a key holder, with the scheme's publication step."""
-        if not model.is_sealed:
-            return model.vector  # type: ignore[return-value]
-        holder = self.parties[sorted(self.parties)[0]]
-        return holder.open_model(model, publish=True)
-
-    def run(self, on_round: Callable[[RoundMetrics], None] = lambda m: None) -> RunResult:
-        model = GlobalModel.open(self.evaluator.initial_parameters())
-        history: list[RoundMetrics] = []
-        params = model.vector
-        self._busy = {}
-        pool = cf.ThreadPoolExecutor(max_workers=len(self.parties), thread_name_prefix="party")
+    def run(self, on_round: OnRound = lambda m: None) -> RunResult:
+        transport = InProcessTransport(self.parties, self.authority)
         try:
-            for rnd in range(self.rounds):
-                if self.accountant is not None:
-                    self.accountant.charge(rnd)  # refuses the round before any party releases anything
-                t0 = time.perf_counter()
-                uploads, dropped = self._collect(pool, rnd, model.to_bytes())
-                outcome = self.aggregator.fuse(rnd, uploads)
-                model = outcome.model
-                seconds = time.perf_counter() - t0
-                params = self.published_parameters(model)
-                spent = self.accountant.spent if self.accountant is not None else (None, None)
-                metrics = RoundMetrics.of_round(rnd, outcome, uploads, dropped, seconds,
-                                                self.federation.metric(params), spent)
-                history.append(metrics)
-                on_round(metrics)
+            engine = RoundEngine(self.federation, self.aggregator, transport, accountant=self.accountant)
+            return engine.run(on_round)
         finally:
-            # do not wait for a party that never answered: the run is over without it
-            pool.shutdown(wait=False, cancel_futures=True)
-        return self.federation.result(history, np.asarray(params), self.accountant)
+            transport.close()
 
 
-def run(cfg: Config, on_round: Callable[[RoundMetrics], None] = lambda m: None) -> RunResult:
+def run(cfg: Config, on_round: OnRound = lambda m: None) -> RunResult:
     """Build a :class:`Simulation` from ``cfg`` and run every round."""
     return Simulation(cfg).run(on_round)

@@ -17,7 +17,9 @@ was made under: resuming with another key set is refused.
 from __future__ import annotations
 
 import json
+import logging
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from securefl.errors import TransportError
 from securefl.core.federation import RoundMetrics
 from securefl.core.messages import GlobalModel
 from securefl.transport.grpc.files import atomic_write
+
+log = logging.getLogger("securefl.aggregator")
 
 MAGIC = b"SFLCKPT1"
 _FIELDS = {"scheme", "key_id", "next_round", "rounds"}
@@ -75,3 +79,14 @@ class Checkpoint:
         except FileNotFoundError:
             return None
         return cls.from_bytes(data, source=str(path))
+
+
+class CheckpointWriter:
+    """The round engine's :class:`~securefl.core.engine.Checkpointer`: one atomic checkpoint after every round."""
+
+    def __init__(self, path: str | Path, scheme: str, key_id: str) -> None:
+        self.path, self.scheme, self.key_id = path, scheme, key_id
+
+    def save(self, model: GlobalModel, history: Sequence[RoundMetrics]) -> None:
+        Checkpoint(self.scheme, self.key_id, len(history), tuple(history), model.to_bytes()).save(self.path)
+        log.info("checkpoint written after round %d", len(history) - 1)

@@ -72,52 +72,45 @@ class AuthorityClient(_Client):
         return self._key("AggregatorKey", wire.header("key_request"), AggregatorKey)  # type: ignore[return-value]
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
-        """The :data:`~securefl.core.aggregator.FunctionKeySource` of a networked aggregator."""
+        """A function key for ``weights`` in ``round`` (what the gRPC transport asks the authority for)."""
         request = wire.header("function_key", round=round, weights=wire.weights_field(weights))
         return self._key("FunctionKey", request, FunctionKey)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class Task:
-    """The aggregator's answer to a poll."""
+    """The aggregator's answer to a poll: a step of the round engine (with its payload), or wait/done/failed."""
 
     state: str
     round: int
-    evaluate: int | None
-    model: bytes
+    stage: int
+    payload: bytes
+    """The step's payload (the global model for ``train``, ``evaluate`` and ``done``)."""
     message: str
 
 
 class AggregatorClient(_Client):
-    """A party's side of the aggregator service: poll for work, upload, report."""
+    """A party's side of the aggregator service: poll for work, upload replies."""
 
     role, service = AGGREGATOR, AGGREGATOR_SERVICE
 
     def poll(self) -> Task:
-        # the server holds a poll for at most poll_seconds, then the model download gets its own time
-        head, model = self._stream("Task", wire.header("poll"), "task",
-                                   timeout=self.transport.poll_seconds + self.transport.connect_timeout)
+        # the server holds a poll for at most poll_seconds, then the payload download gets its own time
+        head, payload = self._stream("Task", wire.header("poll"), "task",
+                                     timeout=self.transport.poll_seconds + self.transport.connect_timeout)
         if head["state"] not in wire.TASK_STATES:
             raise TransportError(f"{self.where} answered with unknown state {head['state']!r}")
-        return Task(head["state"], head["round"], head["evaluate"], model, head["message"])
+        return Task(head["state"], head["round"], head["stage"], payload, head["message"])
 
-    def upload(self, round: int, data: bytes) -> str:
-        """Stream an update; returns the aggregator's acknowledgement or raises :class:`TransportError`."""
+    def upload(self, round: int, data: bytes, *, step: str = "train", stage: int = 0) -> str:
+        """Stream a reply to ``step`` of ``round``; returns the aggregator's acknowledgement or raises."""
         call = self.channel.stream_unary(f"/{self.service}/Upload")
 
         def once() -> bytes:
             # a fresh frame iterator per attempt: a retried stream starts from the header again
-            frames: Iterator[bytes] = wire.send(wire.header("upload", round=round, bytes=len(data)), data,
-                                                self.transport.chunk_bytes)
+            head = wire.header("upload", step=step, round=round, stage=stage, bytes=len(data))
+            frames: Iterator[bytes] = wire.send(head, data, self.transport.chunk_bytes)
             return call(frames, timeout=self.transport.connect_timeout, metadata=self.endpoint.metadata())
 
         reply = call_with_retry(f"Upload to {self.where}", once, deadline_s=self.transport.connect_timeout)
         return wire.parse_header(reply, "ack")["message"]
-
-    def report(self, round: int, metric: float | None) -> None:
-        """Send the metric of round ``round``'s model (``None``: it could not be measured)."""
-        call = self.channel.unary_unary(f"/{self.service}/Report")
-        call_with_retry(f"Report to {self.where}",
-                        lambda: call(wire.header("report", round=round, metric=metric),
-                                     timeout=self.transport.connect_timeout, metadata=self.endpoint.metadata()),
-                        deadline_s=self.transport.connect_timeout)

@@ -17,13 +17,13 @@ import time
 from securefl.config import Config
 from securefl.errors import ConfigError, RefusedError, SecureFLError, TransportError
 from securefl.core.federation import Federation
-from securefl.core.messages import GlobalModel
+from securefl.core.messages import GlobalModel, parse_metric
 from securefl.core.party import Party
 from securefl.transport.grpc.certs import PARTY
 from securefl.transport.grpc.channels import Endpoint
 from securefl.transport.grpc.clients import AggregatorClient, AuthorityClient, Task
 
-log = logging.getLogger("securefl.core.party")
+log = logging.getLogger("securefl.party")
 
 
 class NetworkedParty:
@@ -54,59 +54,57 @@ class NetworkedParty:
             for past in range(accountant.rounds_charged, task.round):
                 accountant.charge(past)
         self._caught_up = True
-        digest = hashlib.sha256(task.model).digest()
+        digest = hashlib.sha256(task.payload).digest()
         if self._sent is not None and self._sent[:2] == (task.round, digest):
             return self._sent[2]
-        data = self.party.handle_round(task.round, task.model)
+        data = self.party.handle_round(task.round, task.payload)
         self._sent = (task.round, digest, data)
         return data
 
     def evaluate(self, model: bytes) -> float:
         """The configured metric of ``model`` as it would be released (the scheme's publication step)."""
-        return self.federation.metric(self.party.open_model(GlobalModel.from_bytes(model), publish=True))
+        return self.party.evaluate(GlobalModel.from_bytes(model))
 
     def run(self) -> float | None:
-        """Take part until the aggregator says ``done``; returns the final metric if this party measured it."""
-        final = None
+        """Take part until the aggregator says ``done``; returns the final model's metric if this party measured it."""
+        measured: dict[int, float] = {}
         try:
             while True:
                 task = self.aggregator.poll()
                 if task.state == "failed":
                     raise TransportError(f"the aggregator stopped the federation: {task.message}")
-                if task.state == "train":
-                    self._train(task)
-                if task.evaluate is not None:
-                    metric = self._measure(task)
-                    try:
-                        self.aggregator.report(task.evaluate, metric)
-                    except RefusedError as exc:
-                        log.warning("%s: metric not recorded: %s", self.party_id, exc)
-                    final = metric if task.state == "done" else final
                 if task.state == "done":
                     log.info("%s: federation done after round %d", self.party_id, task.round)
-                    return final
+                    return measured.get(task.round)
+                if task.state == "wait":
+                    continue
+                reply = self._reply(task)
+                if reply is None:
+                    continue
+                if task.state == "evaluate":
+                    measured[task.round] = parse_metric(reply)
+                self._send(task, reply)
         finally:
             self.aggregator.close()
 
-    def _measure(self, task: Task) -> float | None:
+    def _reply(self, task: Task) -> bytes | None:
+        log.info("%s: round %d: %s", self.party_id, task.round, task.state)
+        if task.state == "train":
+            return self._update(task)
         try:
-            return self.evaluate(task.model)
+            return self.party.respond(task.state, task.round, task.stage, task.payload)
         except SecureFLError as exc:
-            # e.g. a scheme's publication budget is spent: say so instead of leaving the aggregator waiting
-            log.warning("%s: cannot measure the model of round %s: %s", self.party_id, task.evaluate, exc)
+            # a request this party cannot answer (e.g. a malformed share request): it sits the step out
+            log.warning("%s: round %d: cannot answer the %s request: %s", self.party_id, task.round, task.state, exc)
             return None
 
-    def _train(self, task: Task) -> None:
-        log.info("%s: round %d: training", self.party_id, task.round)
+    def _send(self, task: Task, data: bytes) -> None:
         t0 = time.perf_counter()
-        data = self._update(task)
-        t1 = time.perf_counter()
         try:
-            ack = self.aggregator.upload(task.round, data)
-            log.info("%s: %s (update made in %.3f s, %d bytes sent in %.3f s)", self.party_id, ack, t1 - t0,
-                     len(data), time.perf_counter() - t1)
+            ack = self.aggregator.upload(task.round, data, step=task.state, stage=task.stage)
+            log.info("%s: %s (%d bytes sent in %.3f s)", self.party_id, ack, len(data), time.perf_counter() - t0)
         except RefusedError as exc:
             if exc.status not in ("ALREADY_EXISTS", "FAILED_PRECONDITION", "INVALID_ARGUMENT"):
                 raise
-            # the round closed without us, or our update was refused: sit it out, the next task follows
+            # the step closed without us, or our reply was refused: sit it out, the next task follows
             log.warning("%s: round %d: %s", self.party_id, task.round, exc)

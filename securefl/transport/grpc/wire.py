@@ -25,23 +25,22 @@ from typing import Any
 from crypto_backends.envelope import MAX_ROUND, PARTY_ID_RE
 
 from securefl.errors import TransportError
+from securefl.transport.base import STEPS
 
 HEAD, DATA = b"H", b"D"
 MAX_HEADER_BYTES = 64 * 1024
 FRAME_OVERHEAD = 1 + MAX_HEADER_BYTES  # a gRPC message never exceeds chunk_bytes + this
 
 _INT, _NUM, _STR = "int", "number", "str"
-_OPT_INT, _OPT_NUM, _WEIGHTS = "int|null", "number|null", "weights"
+_WEIGHTS = "weights"
 
 SCHEMAS: dict[str, dict[str, str]] = {
     # party -> aggregator: "give me work" (the party is its certificate; nothing else to say)
     "poll": {},
-    # aggregator -> party: what to do now, followed by the global model (bytes > 0 for train/done)
-    "task": {"state": _STR, "round": _INT, "evaluate": _OPT_INT, "bytes": _INT, "message": _STR},
-    # party -> aggregator: an update for `round` follows
-    "upload": {"round": _INT, "bytes": _INT},
-    # party -> aggregator: the metric of the global model fused in `round` (null: it could not be measured)
-    "report": {"round": _INT, "metric": _OPT_NUM},
+    # aggregator -> party: what to do now (a step of the round engine, or wait/done/failed), then its payload
+    "task": {"state": _STR, "round": _INT, "stage": _INT, "bytes": _INT, "message": _STR},
+    # party -> aggregator: the reply to the open step of `round` (an update for `train`) follows
+    "upload": {"step": _STR, "round": _INT, "stage": _INT, "bytes": _INT},
     # aggregator -> authority: a function key for these weights in `round`
     "function_key": {"round": _INT, "weights": _WEIGHTS},
     # any role -> any role: a payload of `bytes` follows (keys), or a plain acknowledgement
@@ -49,16 +48,12 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "ack": {"message": _STR},
     "key_request": {},
 }
-TASK_STATES = ("train", "wait", "done", "failed")
+TASK_STATES = (*STEPS, "wait", "done", "failed")
 
 
 def _valid(kind: str, value: Any) -> bool:
     if kind == _INT:
         return isinstance(value, int) and not isinstance(value, bool) and -1 <= value <= 2**62
-    if kind == _OPT_INT:
-        return value is None or _valid(_INT, value)
-    if kind == _OPT_NUM:
-        return value is None or _valid(_NUM, value)
     if kind == _NUM:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind == _STR:

@@ -7,8 +7,9 @@ import sys
 import pytest
 
 from securefl.cli.main import main
+from tests.paths import CONFIGS
 
-PLAIN = "examples/configs/plain.toml"
+PLAIN = str(CONFIGS / "plain.toml")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

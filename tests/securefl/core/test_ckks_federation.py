@@ -7,11 +7,12 @@ import numpy as np
 from securefl import config
 from securefl.tools.baselines import measure
 from securefl.transport.inproc import Simulation
+from tests.paths import CONFIGS
 
 
 def test_ckks_trains_as_well_as_plain():
-    plain = Simulation(config.load("examples/configs/plain.toml")).run()
-    ckks = Simulation(config.load("examples/configs/ckks.toml")).run()
+    plain = Simulation(config.load(str(CONFIGS / "plain.toml"))).run()
+    ckks = Simulation(config.load(str(CONFIGS / "ckks.toml"))).run()
     assert ckks.scheme == "ckks"
     assert abs(ckks.final_accuracy - plain.final_accuracy) <= 0.01
     # published models carry flooding noise, far below what changes a prediction here

@@ -7,6 +7,7 @@ import numpy as np
 from securefl import config
 from securefl.core.party import Party
 from securefl.transport.inproc import Simulation
+from tests.paths import CONFIGS
 
 FAST = ["federation.rounds=3", "crypto.fe.dlog_table_bits=14"]
 
@@ -19,14 +20,14 @@ class Crashing(Party):
 
 
 def test_fe_trains_the_same_model_as_plain():
-    fe = Simulation(config.load("examples/configs/fe.toml", FAST)).run()
-    plain = Simulation(config.load("examples/configs/plain.toml", FAST[:1])).run()
+    fe = Simulation(config.load(str(CONFIGS / "fe.toml"), FAST)).run()
+    plain = Simulation(config.load(str(CONFIGS / "plain.toml"), FAST[:1])).run()
     assert abs(fe.final_accuracy - plain.final_accuracy) <= 0.01
     assert np.max(np.abs(fe.final_parameters - plain.final_parameters)) < 1e-3
 
 
 def test_a_dropped_party_is_left_out_of_the_function_key():
-    sim = Simulation(config.load("examples/configs/fe.toml", FAST))
+    sim = Simulation(config.load(str(CONFIGS / "fe.toml"), FAST))
     p = sim.parties["party-2"]
     sim.parties["party-2"] = Crashing(p.party_id, p.shard, p.adapter, p.scheme, p.key)
     result = sim.run()

@@ -9,8 +9,9 @@ from securefl import config
 from securefl.errors import QuorumError
 from securefl.core.party import Party
 from securefl.transport.inproc import Simulation
+from tests.paths import CONFIGS
 
-PLAIN = "examples/configs/plain.toml"
+PLAIN = str(CONFIGS / "plain.toml")
 
 
 def _sim(*overrides: str) -> Simulation:

@@ -12,10 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+from crypto_backends import registry
 from securefl import config
 from securefl.transport.grpc.certs import make_certificates
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.paths import REPO
 
 
 def free_port() -> int:
@@ -29,8 +30,8 @@ def config_text(scheme: str = "plain", *, parties: int = 3, rounds: int = 3, quo
                 dataset: str = "breast_cancer", extra: str = "") -> str:
     # fast test presets, except ckks's: its 20-bit scale is too coarse to compare accuracies, and its
     # default (N=4096) costs milliseconds for these models anyway
-    tables = {"plain": "", "ckks": ""}
-    preset = tables.get(scheme, f"\n[crypto.{scheme}]\npreset = \"test\"\n")
+    fast = scheme != "ckks" and "test" in registry.params_type(scheme).presets()
+    preset = f"\n[crypto.{scheme}]\npreset = \"test\"\n" if fast else ""
     return (f"[federation]\nparties = {parties}\nrounds = {rounds}\nquorum = {quorum}\nseed = 7\n"
             f"round_timeout = {round_timeout}\n\n[data]\ndataset = \"{dataset}\"\n\n[model]\n{model}\n\n"
             f"[crypto]\nscheme = \"{scheme}\"\n{preset}\n{extra}")

@@ -1,26 +1,27 @@
-"""The aggregator's shared round state, without processes."""
+"""The aggregator's shared request state, without processes."""
 
 from __future__ import annotations
 
 from securefl.transport.grpc.aggregator_server import Board
 
 
-def test_a_party_gets_work_once_per_round_until_the_end():
-    b = Board(state="train", round=2)
+def test_a_party_gets_work_once_per_request_until_the_end():
+    b = Board(state="train", round=2, payloads=dict.fromkeys("abc", b"model"))
     assert b.has_work("a")
-    b.uploads["a"] = b"..."
+    b.replies["a"] = object()
     b.refused["b"] = "garbled"
     assert not b.has_work("a") and not b.has_work("b") and b.has_work("c")
+    assert not b.answered()
+    b.refused["c"] = "late"
+    assert b.answered()
     b.state = "closing"
     assert not b.has_work("c")
     b.state = "done"
-    assert all(b.has_work(p) for p in "abc")
+    assert all(b.has_work(p) for p in "abcd")
 
 
-def test_only_the_reporter_of_the_previous_round_is_asked_to_measure_it_once():
-    b = Board(state="train", round=3, reporters={2: "a", 1: "b"})
-    assert b.evaluation_for("a") == 2 and b.evaluation_for("b") is None
-    b.reports[2] = 0.9
-    assert b.evaluation_for("a") is None
-    b.state, b.reporters[3] = "done", "b"
-    assert b.evaluation_for("b") == 3 and b.evaluation_for("a") is None
+def test_only_the_asked_parties_get_a_step():
+    b = Board(state="evaluate", round=3, payloads={"a": b"model"})
+    assert b.has_work("a") and not b.has_work("b")
+    b.state = "share"
+    assert b.has_work("a") and not b.has_work("b")

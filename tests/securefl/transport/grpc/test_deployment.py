@@ -19,6 +19,8 @@ from securefl.transport.grpc.checkpoint import Checkpoint
 from tests.schemes import make_scheme
 
 from .deployment import Deployment, config_text
+from tests.paths import CONFIGS
+from tests.stepscheme import NAME, registered
 
 pytestmark = pytest.mark.slow
 
@@ -149,7 +151,7 @@ def test_insecure_mode_runs_without_tls_and_warns_every_role(deploy):
 
 
 def test_differential_privacy_over_the_network_spends_what_it_spends_in_process(deploy):
-    text = Path("examples/configs/naive_bayes_dp.toml").read_text()
+    text = (CONFIGS / "naive_bayes_dp.toml").read_text()
     text = text.replace("parties = 5", "parties = 3").replace("quorum = 5", "quorum = 3")
     d = deploy(text)
     d.start_all()
@@ -160,3 +162,18 @@ def test_differential_privacy_over_the_network_spends_what_it_spends_in_process(
     assert result["rounds"][0]["parties"] == ["party-1", "party-2", "party-3"]
     # epsilon 1 over 3 parties is noisy by design (0.69-0.93 seen here): a sanity bound only
     assert 0.5 < result["final_accuracy"] <= 1.0
+
+
+def test_a_scheme_with_setup_and_share_steps_runs_over_the_network_as_in_process(deploy, tmp_path, monkeypatch):
+    with registered(tmp_path / "plugin", monkeypatch):
+        d = deploy(config_text(NAME))
+        d.start_all()
+        result = d.finish()
+        reference = _in_process(d)
+    assert [r["accuracy"] for r in result["rounds"]] == [r.accuracy for r in reference.rounds]
+    assert all(r["parties"] == ["party-1", "party-2", "party-3"] and not r["dropped"] for r in result["rounds"])
+    final = GlobalModel.from_bytes(Checkpoint.load(d.checkpoint).model)
+    np.testing.assert_allclose(final.vector, reference.final_parameters, atol=1e-9)
+    log = d.log("aggregator")
+    assert all(f"round {rnd} open: {step} request" in log for rnd in range(3) for step in ("setup", "share"))
+    assert "share reply of party-3 received" in log

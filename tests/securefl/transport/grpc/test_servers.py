@@ -10,7 +10,7 @@ import pytest
 
 from securefl.errors import RefusedError, TransportError
 from securefl.core.federation import make_scheme
-from securefl.core.messages import GlobalModel
+from securefl.core.messages import GlobalModel, metric_bytes
 from securefl.transport.grpc import certs, wire
 from securefl.transport.grpc.certs import Identity
 from securefl.transport.grpc.channels import Endpoint
@@ -128,15 +128,21 @@ def test_an_old_rounds_update_is_refused_in_a_later_round_and_an_oversized_one_a
         task = p.aggregator.poll()
         p.aggregator.upload(0, p._update(task))
     task = p1.aggregator.poll()
-    assert (task.round, task.evaluate) == (1, 0)  # party-1 also measures round 0's model
-    p1.aggregator.report(0, p1.evaluate(task.model))
+    assert (task.state, task.round) == ("evaluate", 0)  # party-1 measures round 0's model, it alone
+    assert p2.aggregator.poll().state == "wait"
+    with pytest.raises(RefusedError, match="not open for train replies"):
+        p1.aggregator.upload(0, p1._sent[2])  # an update is no answer to an evaluate request
+    p1.aggregator.upload(0, metric_bytes(p1.evaluate(task.payload)), step="evaluate")
+    task = p1.aggregator.poll()
+    assert (task.state, task.round) == ("train", 1)
     with pytest.raises(RefusedError, match="round 0 is not open") as err:
         p1.aggregator.upload(0, p1._sent[2])  # stale: announced for a closed round
     assert err.value.status == "FAILED_PRECONDITION"
     with pytest.raises(RefusedError, match="belongs to round 0, expected round 1") as err:
         p1.aggregator.upload(1, p1._sent[2])  # replayed: round 0's envelope announced as round 1
     assert err.value.status == "INVALID_ARGUMENT"
-    p2._train(p2.aggregator.poll())
+    task = p2.aggregator.poll()
+    p2._send(task, p2._reply(task))
     assert d.wait_for("aggregator", r"round 1 fused from 1 updates.*dropped: party-1")
 
 
@@ -149,14 +155,16 @@ def test_models_and_updates_far_above_grpcs_4_mb_limit_stream_in_chunks(servers,
     party = NetworkedParty(d.cfg, "party-1")
     task = party.aggregator.poll()
     size = party.party.adapter.num_parameters
-    assert GlobalModel.from_bytes(task.model).vector.size == size
+    assert GlobalModel.from_bytes(task.payload).vector.size == size
     values = np.linspace(-1, 1, size)
     update = party.party.scheme.protect(party.party.key, values, weight=2.0, round=0).to_bytes()
     assert len(update) > 50e6
     assert party.aggregator.upload(0, update) == "round 0: update of party-1 accepted"
-    done = party.aggregator.poll()
-    assert done.state == "done" and len(done.model) > 50e6
-    fused = party.party.open_model(GlobalModel.from_bytes(done.model))
+    evaluate = party.aggregator.poll()
+    assert evaluate.state == "evaluate" and len(evaluate.payload) > 50e6
+    fused = party.party.open_model(GlobalModel.from_bytes(evaluate.payload))
     np.testing.assert_allclose(fused, values, atol=1e-4)
-    party.aggregator.report(0, 0.5)
+    party.aggregator.upload(0, metric_bytes(0.5), step="evaluate")
+    done = party.aggregator.poll()
+    assert done.state == "done" and len(done.payload) > 50e6
     assert d.wait_exit("aggregator", 60) == 0

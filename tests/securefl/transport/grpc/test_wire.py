@@ -34,7 +34,7 @@ def test_weights_and_rounds_are_checked():
         with pytest.raises((TransportError, ValueError)):
             wire.header("function_key", round=0, weights=weights)
     with pytest.raises(TransportError, match="out of range"):
-        wire.parse_header(b'H{"round": 4294967296, "bytes": 1}', "upload")
+        wire.parse_header(b'H{"step": "train", "round": 4294967296, "stage": 0, "bytes": 1}', "upload")
 
 
 @pytest.mark.parametrize("frames, size, needle", [

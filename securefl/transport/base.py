@@ -1,0 +1,101 @@
+"""What the round engine needs from "the network": the one interface every transport implements.
+
+The engine (:mod:`securefl.core.engine`) owns a round; a transport only moves
+bytes between the aggregator's side and the parties' and the authority's.  It
+does four things:
+
+* :meth:`Transport.exchange` - send one :class:`Request` (a step of the
+  protocol: train, setup, share, evaluate) to some parties and gather their
+  replies until each asked party answered or the deadline passed.  Every reply
+  is handed to the engine's ``accept`` callback *as it arrives*, which parses
+  and checks it once (raising a :class:`~securefl.errors.SecureFLError` to
+  refuse it); a transport may tell a refused sender at once.
+* :meth:`Transport.function_key` - ask the key authority for a function key.
+* :meth:`Transport.finish` - hand out the final model (or the reason the run
+  stopped) to the parties.
+* :meth:`Transport.release` - the released model as the engine's caller may
+  see it (``None`` where only the parties can open it).
+
+On the parties' side every transport calls :meth:`securefl.core.party.Party.respond`
+with the request's step, round, stage and payload, so the same party code runs
+whatever carries the bytes.  Implementations: :mod:`securefl.transport.inproc`
+(threads in this process) and :mod:`securefl.transport.grpc` (processes over
+mutual TLS).  A new transport implements this class and nothing in the engine
+changes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
+
+import numpy as np
+
+from crypto_backends.keys import FunctionKey
+
+from securefl.core.messages import GlobalModel
+
+Step = Literal["train", "setup", "share", "evaluate"]
+STEPS: tuple[Step, ...] = ("train", "setup", "share", "evaluate")
+T = TypeVar("T")
+Accept = Callable[[str, bytes], T]
+"""The engine's check of one reply: ``(sender, bytes) -> parsed value``; raises to refuse it."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One protocol step the engine asks of parties.
+
+    ``payloads`` maps each asked party to the bytes it receives (the same object
+    for every party when all get the same model).  ``stage`` numbers the
+    exchanges of a multi-step ``setup``; it is 0 otherwise.
+    """
+
+    step: Step
+    round: int
+    payloads: Mapping[str, bytes]
+    stage: int = 0
+
+    @property
+    def parties(self) -> tuple[str, ...]:
+        return tuple(sorted(self.payloads))
+
+
+@dataclass
+class Replies(Generic[T]):
+    """What came back from one :class:`Request`."""
+
+    accepted: dict[str, T] = field(default_factory=dict)
+    """Replies that passed ``accept``, by sender, as ``accept`` returned them."""
+    sizes: dict[str, int] = field(default_factory=dict)
+    """Bytes received from each accepted sender."""
+    dropped: dict[str, str] = field(default_factory=dict)
+    """Asked parties without an accepted reply, with the reason (refused, failed, too late, busy)."""
+
+
+class Transport(ABC):
+    """Moves the engine's requests to the parties and their replies back (see the module docstring)."""
+
+    @abstractmethod
+    def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
+        """Send ``request`` and gather replies until every asked party answered or ``timeout`` seconds passed.
+
+        Never raises for a party's fault: a party that fails, is refused by
+        ``accept``, or does not answer in time is listed in ``dropped``.
+        """
+
+    @abstractmethod
+    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        """The authority's function key for ``weights`` in ``round`` (it may refuse: PolicyError)."""
+
+    def finish(self, model: GlobalModel | None, message: str, *, contributors: tuple[str, ...] = ()) -> None:
+        """The run is over: hand out ``model`` (``None``: the run failed, ``message`` says why)."""
+
+    def release(self, model: GlobalModel) -> np.ndarray | None:
+        """``model`` as released to the engine's caller; ``None`` where only parties can open it."""
+        return None if model.is_sealed else model.vector
+
+    def close(self) -> None:
+        """Release threads, channels and servers."""

@@ -1,0 +1,177 @@
+"""The round engine: declared protocol steps (with a test scheme that uses both), faults, accounting, resuming."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from securefl import config
+from securefl.core.engine import RoundEngine
+from securefl.core.messages import GlobalModel
+from securefl.core.party import Party
+from securefl.errors import BudgetExceededError, QuorumError
+from securefl.transport.base import Accept, Replies, Request, T
+from securefl.transport.inproc import InProcessTransport, Simulation
+from tests.paths import CONFIGS
+from tests.stepscheme import NAME, registered
+
+FAST = ["federation.rounds=3"]
+
+
+@pytest.fixture
+def relay(tmp_path, monkeypatch):
+    with registered(tmp_path, monkeypatch):
+        yield
+
+
+def _sim(*overrides: str) -> Simulation:
+    return Simulation(config.load(CONFIGS / "plain.toml", [*FAST, *overrides]))
+
+
+class ForgedShare(Party):
+    """Trains honestly but answers the share request with garbage."""
+
+    def respond(self, step: str, round: int, stage: int, payload: bytes) -> bytes:
+        if step == "share":
+            return os.urandom(32)
+        return super().respond(step, round, stage, payload)
+
+
+class WrongRelay(Party):
+    """Claims to have seen another list of nonces than everyone else."""
+
+    def respond(self, step: str, round: int, stage: int, payload: bytes) -> bytes:
+        reply = super().respond(step, round, stage, payload)
+        return os.urandom(len(reply)) if step == "setup" and stage == 1 else reply
+
+
+def _replace(sim: Simulation, pid: str, cls: type[Party]) -> None:
+    p = sim.parties[pid]
+    sim.parties[pid] = cls(p.party_id, p.shard, p.adapter, p.scheme, p.key, p.accountant, p.metric)
+
+
+def test_a_scheme_with_setup_and_share_steps_gives_the_plain_model(relay):
+    sim = _sim(f"crypto.scheme={NAME}")
+    result = sim.run()
+    plain = _sim().run()
+    np.testing.assert_allclose(result.final_parameters, plain.final_parameters, atol=1e-9)
+    assert [r.accuracy for r in result.rounds] == [r.accuracy for r in plain.rounds]
+    assert all(r.parties == plain.rounds[0].parties and not r.dropped for r in result.rounds)
+    # every party completed both setup stages of every round, in its own session
+    sessions = {(p, rnd): sim.scheme.session(p, rnd) for p in sim.parties for rnd in range(3)}  # type: ignore[attr-defined]
+    assert all(sessions.values()) and len({s for (p, rnd), s in sessions.items() if rnd == 1}) == 1
+
+
+def test_a_forged_share_is_named_and_the_round_completes_from_the_honest_ones(relay):
+    sim = _sim(f"crypto.scheme={NAME}")
+    _replace(sim, "party-2", ForgedShare)
+    result = sim.run()
+    for r in result.rounds:
+        assert "share refused" in r.dropped["party-2"] and "commitment" in r.dropped["party-2"]
+        assert "party-2" in r.parties  # its update is in the sum; only its share was refused
+    assert result.final_accuracy > 0.9
+
+
+def test_too_few_valid_shares_stop_the_round_with_the_reason(relay):
+    sim = Simulation(config.loads((CONFIGS / "plain.toml").read_text() + f'\n[crypto."{NAME}"]\nthreshold = 5\n',
+                                  [*FAST, f"crypto.scheme={NAME}"]))
+    _replace(sim, "party-4", ForgedShare)
+    with pytest.raises(QuorumError, match=r"round 0: only 4 usable share\(s\), the quorum is 5.*party-4"):
+        sim.run()
+
+
+def test_a_party_whose_setup_disagrees_sits_the_round_out(relay):
+    sim = _sim(f"crypto.scheme={NAME}")
+    _replace(sim, "party-3", WrongRelay)
+    result = sim.run()
+    for r in result.rounds:
+        assert "party-3" not in r.parties and "setup was refused" in r.dropped["party-3"]
+        assert len(r.parties) == 4
+
+
+class Recording(InProcessTransport):
+    """The in-process transport, recording every request; optionally deaf to some steps."""
+
+    def __init__(self, sim: Simulation, *, deaf: tuple[str, ...] = ()) -> None:
+        super().__init__(sim.parties, sim.authority)
+        self.requests: list[Request] = []
+        self.deaf = deaf
+
+    def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
+        self.requests.append(request)
+        if request.step in self.deaf:
+            return Replies(dropped=dict.fromkeys(request.payloads, f"no answer within {timeout} s"))
+        return super().exchange(request, accept, timeout=timeout)
+
+
+class Saved:
+    def __init__(self) -> None:
+        self.rounds: list[int] = []
+
+    def save(self, model: GlobalModel, history) -> None:
+        self.rounds.append(len(history) - 1)
+
+
+def _engine(sim: Simulation, transport: Recording, **kw) -> RoundEngine:
+    return RoundEngine(sim.federation, sim.aggregator, transport, **kw)
+
+
+def test_one_train_and_one_evaluate_request_a_round_and_a_checkpoint_after_each():
+    sim = _sim()
+    transport, saved = Recording(sim), Saved()
+    result = _engine(sim, transport, checkpoint=saved).run()
+    assert [(r.step, r.round) for r in transport.requests] == [
+        (s, rnd) for rnd in range(3) for s in ("train", "evaluate")]
+    assert all(r.parties == ("party-1",) for r in transport.requests if r.step == "evaluate")
+    assert saved.rounds == [0, 1, 2]
+    assert len({id(p) for r in transport.requests if r.step == "train" for p in r.payloads.values()}) == 3, \
+        "one model message a round, shared by every party"
+    assert result.final_accuracy > 0.9
+
+
+def test_a_model_nobody_measures_is_nan_and_the_run_goes_on():
+    sim = _sim()
+    result = _engine(sim, Recording(sim, deaf=("evaluate",))).run()
+    assert len(result.rounds) == 3 and all(math.isnan(r.accuracy) for r in result.rounds)
+    assert result.final_parameters is not None
+
+
+def test_the_budget_refuses_a_round_before_any_party_is_asked():
+    sim = Simulation(config.load(CONFIGS / "logistic_dp.toml", ["federation.rounds=3", "privacy.epsilon_budget=2",
+                                                                  "privacy.epsilon=1"]))
+    transport = Recording(sim)
+    with pytest.raises(BudgetExceededError, match="round 2 refused"):
+        _engine(sim, transport, accountant=sim.federation.accountant()).run()
+    assert {r.round for r in transport.requests} == {0, 1}
+
+
+def test_a_resumed_run_starts_after_its_history_and_counts_its_budget_as_spent():
+    sim = _sim()
+    first = _engine(sim, Recording(sim)).run()
+    again = _sim("federation.rounds=5")
+    transport = Recording(again)
+    model = GlobalModel.open(first.final_parameters)
+    result = _engine(again, transport).run(model=model, history=first.rounds)
+    assert [r.round for r in result.rounds] == [0, 1, 2, 3, 4]
+    assert {r.round for r in transport.requests} == {3, 4}
+    cfg = config.load(CONFIGS / "logistic_dp.toml", ["federation.rounds=4", "privacy.epsilon_budget=3",
+                                                      "privacy.epsilon=1"])
+    dp = Simulation(cfg)
+    with pytest.raises(BudgetExceededError, match="round 3 refused"):
+        RoundEngine(dp.federation, dp.aggregator, Recording(dp), accountant=dp.federation.accountant()).run(
+            model=GlobalModel.open(dp.evaluator.initial_parameters()), history=first.rounds)
+
+
+def test_a_party_that_fails_a_step_is_dropped_not_fatal():
+    sim = _sim()
+
+    class Broken(Party):
+        def respond(self, step: str, round: int, stage: int, payload: bytes) -> bytes:
+            raise RuntimeError("disk full")
+
+    _replace(sim, "party-5", Broken)
+    result = sim.run()
+    assert all("disk full" in r.dropped["party-5"] for r in result.rounds)
