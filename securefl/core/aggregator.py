@@ -23,7 +23,7 @@ from crypto_backends.envelope import Envelope
 from crypto_backends.errors import SecureFLError
 from crypto_backends.keys import AggregatorKey, FunctionKey
 
-from securefl.errors import QuorumError
+from securefl.errors import QuorumError, UsageError
 from securefl.core.fusion import mean_from_sum
 from securefl.core.messages import GlobalModel
 
@@ -56,7 +56,8 @@ class Aggregator:
         fuse: Fuse = mean_from_sum,
     ) -> None:
         if scheme.needs_function_key and function_keys is None:
-            raise ValueError(f"{scheme.name} needs a function-key source (the authority)")
+            raise UsageError(f"the {scheme.name} scheme needs function keys: pass function_keys (the key "
+                             "authority's function-key source) to Aggregator")
         self.scheme, self.key, self.num_parameters, self.quorum = scheme, key, num_parameters, quorum
         self.function_keys = function_keys
         self.fuse_sum = fuse

@@ -181,3 +181,12 @@ def test_each_party_refuses_to_release_past_its_own_budget():
     with pytest.raises(BudgetExceededError, match="round 2 refused"):
         party.handle_round(2, start)
     assert party.accountant.spent[0] == 4.0
+
+
+def test_zcdp_accounting_without_the_sensitivities_is_a_usage_error():
+    from securefl.errors import UsageError
+
+    cfg = config.loads("[privacy]\nmode = 'local'\ncomposition = 'zcdp'").privacy
+    with pytest.raises(UsageError, match="needs blocks"):
+        privacy.PrivacyAccountant(cfg)
+    assert issubclass(UsageError, TypeError)
