@@ -253,10 +253,13 @@ def _quiet_insecure_warning(params: SchemeParams) -> Iterator[None]:
 
 
 def _changed_keys(name: str, params: SchemeParams) -> str:
-    """The config keys in which ``params`` differ from the scheme's default preset (``crypto.<name>`` if none)."""
-    default = registry.params_type(name).presets()["default"]
+    """Where ``params`` come from, as config keys: a named preset, else the fields that differ from the default."""
+    presets = registry.params_type(name).presets()
+    named = next((p for p, value in presets.items() if value == params and p != "default"), None)
+    if named is not None:
+        return f"crypto.{name}.preset = {named!r}"
     changed = [f"crypto.{name}.{key} = {value!r}" for key, value in params.as_dict().items()
-               if getattr(default, key) != value]
+               if getattr(presets["default"], key) != value]
     return ", ".join(changed) or f"crypto.{name}"
 
 

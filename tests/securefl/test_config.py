@@ -223,3 +223,31 @@ def test_a_plug_in_scheme_is_a_valid_name_and_its_declaration_decides_distribute
     with plugin_scheme(tmp_path, monkeypatch, "hider", HIDING_PLUGIN):
         cfg = config.loads("[crypto]\nscheme = 'hider'\n[privacy]\nmode = 'distributed'")
         assert cfg.crypto.scheme == "hider" and "hider" in config.hiding_schemes()
+
+
+INSECURE_PRESET = """
+    from dataclasses import dataclass
+    from crypto_backends.plaintext import PlainParams, PlainScheme
+
+    @dataclass(frozen=True)
+    class Params(PlainParams):
+        bits: int = 128
+
+        def security_bits(self):
+            return self.bits
+
+        @classmethod
+        def presets(cls):
+            return {"default": cls(), "weak": cls(bits=64)}
+
+    class Plugin(PlainScheme):
+        name = "weakling"
+        params_type = Params
+"""
+
+
+def test_an_insecure_preset_is_named_as_the_key_to_change(tmp_path, monkeypatch):
+    with plugin_scheme(tmp_path, monkeypatch, "weakling", INSECURE_PRESET):
+        with pytest.raises(ConfigError, match=r"crypto\.weakling\.preset = 'weak': .*64-bit security"):
+            config.loads("[crypto]\nscheme = 'weakling'\n[crypto.weakling]\npreset = 'weak'")
+        assert config.loads("[crypto]\nscheme = 'weakling'").crypto.scheme_params().security_bits() == 128
