@@ -1,15 +1,29 @@
 """Configuration: TOML in, frozen and validated dataclasses out.
 
-Every rule about what a configuration may say lives in this module.  The loader
-is generic over dataclasses: a table's keys must be the dataclass's fields
-(anything else is an error listing what is allowed), values are type-checked
-against the field annotations, and each dataclass's ``__post_init__`` checks
-ranges.  Scheme tables ``[crypto.<scheme>]`` load into that scheme's own
-parameter dataclass the same way, so a new scheme needs no change here.
+Every rule about what a configuration may say lives in this module, and runs
+however a :class:`Config` is made (loaded, built in Python, or changed with
+:meth:`Config.replace` or :func:`dataclasses.replace`):
 
-``--set SECTION.KEY=VALUE`` overrides go through the same checks: the value is
-read as a TOML value (``2048``, ``0.5``, ``true``, ``"text"``, ``[1, 2]``), and a
-bare word is taken as a string.
+* each section's dataclass checks its own fields (types and ranges) in
+  ``__post_init__``;
+* ``Config.__post_init__`` checks that every section has the right type and runs
+  :func:`check_consistency`, the one function holding the rules that span sections;
+* ``[crypto]`` asks the schemes themselves, through :mod:`crypto_backends.registry`:
+  a scheme name is valid when the registry knows it, parameters are valid when
+  the scheme accepts them (its own validation and its one 112-bit security gate,
+  in ``Scheme.__init__``), and "distributed DP needs a scheme that hides updates"
+  reads the scheme's declared ``hides_updates``.  No scheme name is listed here.
+
+The loader is generic over dataclasses: a table's keys must be the dataclass's
+fields (anything else is an error listing what is allowed) and values are
+type-checked against the field annotations.  Scheme tables ``[crypto.<scheme>]``
+load into that scheme's own parameter dataclass the same way, so a new scheme
+needs no change here.
+
+``--set SECTION.KEY=VALUE`` overrides, and :meth:`Config.replace`'s dotted keys,
+go through the same checks: an override's value is read as a TOML value
+(``2048``, ``0.5``, ``true``, ``"text"``, ``[1, 2]``), and a bare word is taken as
+a string.
 """
 
 from __future__ import annotations
@@ -18,18 +32,22 @@ import dataclasses
 import tomllib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from crypto_backends import registry
-from crypto_backends.base import SchemeParams
+from crypto_backends.base import InsecureParametersWarning, SchemeParams
 from crypto_backends.envelope import PARTY_ID_RE
-from crypto_backends.errors import SecureFLError
-
+from crypto_backends.errors import InsecureParameterError, SecureFLError
 from securefl.errors import ConfigError
 
+DEFAULT_SCHEME = "plain"
+"""``crypto.scheme`` when a config does not say: the unprotected baseline.  A default value only; which names
+are valid is the registry's to say (:func:`crypto_backends.registry.available`)."""
 DATASETS = ("breast_cancer", "digits", "iris", "wine")
 PARTITIONS = ("iid", "dirichlet")
 MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp", "naive_bayes")
@@ -49,9 +67,34 @@ def _one_of(value: str, allowed: Sequence[str], key: str) -> None:
     _require(value in allowed, key, f"{value!r} is not allowed; use one of {', '.join(map(repr, allowed))}")
 
 
+class _Section:
+    """Base of the section dataclasses: type-check every field, then the section's own ranges.
+
+    Types are checked here as well as by the loader so that a section built in Python
+    (``FederationConfig(parties="5")``) fails with the same message as a file would;
+    ints given for floats and lists given for tuples are converted, as the loader does.
+    """
+
+    SECTION: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            checked = _check_type(f"{self.SECTION}.{f.name}", value, hints[f.name])
+            if checked is not value:
+                object.__setattr__(self, f.name, checked)  # frozen: the one normalising write
+        self._validate()
+
+    def _validate(self) -> None:
+        """Ranges and rules within the section (override)."""
+
+
 @dataclass(frozen=True)
-class FederationConfig:
+class FederationConfig(_Section):
     """``[federation]``: who takes part and for how long."""
+
+    SECTION: ClassVar[str] = "federation"
 
     parties: int = 5
     rounds: int = 10
@@ -63,7 +106,7 @@ class FederationConfig:
     party_ids: tuple[str, ...] = ()
     """Explicit party names; empty means ``party-1`` ... ``party-N``."""
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _require(1 <= self.parties <= 1000, "federation.parties", "must be between 1 and 1000")
         _require(1 <= self.rounds <= 100_000, "federation.rounds", "must be between 1 and 100000")
         _require(0 <= self.quorum <= self.parties, "federation.quorum",
@@ -88,8 +131,10 @@ class FederationConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Section):
     """``[data]``: the data set and how it is split across parties."""
+
+    SECTION: ClassVar[str] = "data"
 
     dataset: str = "breast_cancer"
     """A bundled scikit-learn set (breast_cancer, digits, iris, wine) or ``csv:PATH``."""
@@ -100,7 +145,7 @@ class DataConfig:
     test_fraction: float = 0.25
     standardize: bool = True
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         if self.dataset.startswith("csv:"):
             _require(len(self.dataset) > 4, "data.dataset", "write csv:PATH with the path of a CSV file")
         else:
@@ -111,8 +156,10 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Section):
     """``[model]``: the scikit-learn model every party trains locally."""
+
+    SECTION: ClassVar[str] = "model"
 
     kind: str = "logistic"
     local_epochs: int = 1
@@ -124,7 +171,7 @@ class ModelConfig:
     batch_size: int = 32
     """Mini-batch size (``mlp`` only)."""
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _one_of(self.kind, MODEL_KINDS, "model.kind")
         _require(1 <= self.local_epochs <= 1000, "model.local_epochs", "must be between 1 and 1000")
         _require(0 < self.learning_rate <= 10, "model.learning_rate", "must be in (0, 10]")
@@ -136,10 +183,33 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class CryptoConfig:
-    """``[crypto]``: ``scheme`` picks the protection; ``[crypto.<scheme>]`` tables tune each scheme."""
+    """``[crypto]``: ``scheme`` picks the protection; ``[crypto.<scheme>]`` tables tune each scheme.
 
-    scheme: str = "plain"
+    Every scheme named here is asked whether it accepts its parameters (see
+    :func:`check_scheme_params`): the selected one (its table, else its defaults)
+    and every scheme that has a table, since any of them may be run (``compare``).
+    """
+
+    scheme: str = DEFAULT_SCHEME
     params: Mapping[str, SchemeParams] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.scheme, str), "crypto.scheme", "must be a string naming a scheme")
+        available = registry.available()
+        _require(self.scheme in available, "crypto.scheme",
+                 f"{self.scheme!r} is not a registered scheme; use one of {', '.join(available)}")
+        _require(isinstance(self.params, Mapping), "crypto.params", "must map scheme names to their parameters")
+        for name, params in self.params.items():
+            _require(name in available, f"crypto.{name}",
+                     f"unknown key; [crypto] holds 'scheme' and one table per scheme ({', '.join(available)})")
+            ptype = registry.params_type(name)
+            _require(isinstance(params, ptype), f"crypto.{name}",
+                     f"needs {ptype.__name__}, got {type(params).__name__}")
+            check_scheme_params(name, params)
+        if self.scheme not in self.params:
+            check_scheme_params(self.scheme, self.scheme_params())
+        # a copy, so that the caller's dict cannot change a frozen config afterwards
+        object.__setattr__(self, "params", dict(self.params))
 
     def scheme_params(self, name: str | None = None) -> SchemeParams:
         """Parameters for ``name`` (default: the selected scheme): its table, else its defaults."""
@@ -147,9 +217,63 @@ class CryptoConfig:
         return self.params.get(name) or registry.params_type(name)()
 
 
+def check_scheme_params(name: str, params: SchemeParams) -> None:
+    """Ask scheme ``name`` whether it accepts ``params``; its refusal becomes a :class:`ConfigError`.
+
+    The scheme is built once and dropped: ``Scheme.__init__`` runs the parameters'
+    ``validate()`` and the one security gate (below ``MIN_SECURITY_BITS`` only with
+    ``allow_insecure``).  Building is cheap (keys are made later, by ``keygen``).
+    """
+    prefix = f"crypto.{name}"
+    try:
+        with _quiet_insecure_warning(params):
+            registry.create(name, params)
+    except InsecureParameterError as exc:
+        raise ConfigError(f"{_changed_keys(name, params)}: {exc} In a config file: remove the override from "
+                          f"[{prefix}] (or write preset = \"default\") for the scheme's secure defaults"
+                          + _test_preset_hint(name)) from None
+    except SecureFLError as exc:
+        raise ConfigError(f"{prefix}: {exc}") from None
+    except ImportError as exc:
+        raise ConfigError(f"{prefix}: the {name!r} scheme cannot be loaded ({exc}); install its dependency "
+                          "or choose another crypto.scheme") from None
+
+
+@contextmanager
+def _quiet_insecure_warning(params: SchemeParams) -> Iterator[None]:
+    # Test parameters make the scheme warn each time it is built.  The warning belongs where the scheme is
+    # used (the round engine builds it again and warns there), not to every check of a config (compare
+    # records warnings per scheme).  Filters are process-wide, so they are touched only when it can fire.
+    if not params.allow_insecure:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureParametersWarning)
+        yield
+
+
+def _changed_keys(name: str, params: SchemeParams) -> str:
+    """Where ``params`` come from, as config keys: a named preset, else the fields that differ from the default."""
+    presets = registry.params_type(name).presets()
+    named = next((p for p, value in presets.items() if value == params and p != "default"), None)
+    if named is not None:
+        return f"crypto.{name}.preset = {named!r}"
+    changed = [f"crypto.{name}.{key} = {value!r}" for key, value in params.as_dict().items()
+               if getattr(presets["default"], key) != value]
+    return ", ".join(changed) or f"crypto.{name}"
+
+
+def _test_preset_hint(name: str) -> str:
+    if "test" in registry.params_type(name).presets():
+        return '; for fast tests only, preset = "test" (loudly insecure)'
+    return "; for fast tests only, allow_insecure = true"
+
+
 @dataclass(frozen=True)
-class PrivacyConfig:
+class PrivacyConfig(_Section):
     """``[privacy]``: differential privacy wrapped around whichever scheme ``[crypto]`` picks."""
+
+    SECTION: ClassVar[str] = "privacy"
 
     mode: str = "off"
     """``off``, ``local`` (each party adds the full noise) or ``distributed`` (noise shares under encryption)."""
@@ -174,7 +298,7 @@ class PrivacyConfig:
     bounds_from_data: bool = False
     """Derive ``bounds`` from each party's data instead: leaks privacy, warns (PrivacyLeakWarning)."""
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _one_of(self.mode, PRIVACY_MODES, "privacy.mode")
         _one_of(self.mechanism, MECHANISMS, "privacy.mechanism")
         _require(0 < self.epsilon <= 100, "privacy.epsilon", "must be in (0, 100]")
@@ -207,13 +331,15 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True)
-class TransportConfig:
+class TransportConfig(_Section):
     """``[transport]``: how the roles talk: ``inproc`` (one process) or ``grpc`` (mutual TLS).
 
     With ``grpc`` each role is its own process (``securefl authority | aggregator
     | party``).  Parties and the aggregator dial out to the servers, so only the
     aggregator's and the authority's ports must be reachable.
     """
+
+    SECTION: ClassVar[str] = "transport"
 
     kind: str = "inproc"
     aggregator_host: str = "127.0.0.1"
@@ -240,7 +366,7 @@ class TransportConfig:
     max_message_bytes: int = 2048 * MiB
     """Largest model, update or key accepted over the network."""
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _one_of(self.kind, TRANSPORTS, "transport.kind")
         for role in ("aggregator", "authority"):
             host, port = getattr(self, f"{role}_host"), getattr(self, f"{role}_port")
@@ -249,7 +375,8 @@ class TransportConfig:
             _require(1 <= port <= 65535, f"transport.{role}_port", "must be a TCP port between 1 and 65535")
         _require(self.aggregator_port != self.authority_port or self.aggregator_host != self.authority_host,
                  "transport.authority_port", "the aggregator and the authority cannot share one address")
-        _require(0 < len(self.bind_host) <= 253, "transport.bind_host", "must be an address such as 127.0.0.1 or 0.0.0.0")
+        _require(0 < len(self.bind_host) <= 253, "transport.bind_host",
+                 "must be an address such as 127.0.0.1 or 0.0.0.0")
         _require(bool(self.cert_dir), "transport.cert_dir", "must name the directory made by `securefl certs`")
         _require(0 < self.connect_timeout <= 86_400, "transport.connect_timeout", "must be in (0, 86400] seconds")
         _require(0.1 <= self.poll_seconds <= 600, "transport.poll_seconds", "must be in [0.1, 600] seconds")
@@ -266,7 +393,13 @@ class TransportConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """A whole run's configuration."""
+    """A whole run's configuration, validated however it is made (see the module docstring).
+
+    ``whole_run=False`` is for commands that use sections on their own (``securefl
+    bench`` takes its schemes from ``--schemes``, not from ``crypto.scheme``): each
+    section is still checked, the rules spanning sections are not, so such a config
+    must not drive a federation.
+    """
 
     federation: FederationConfig = field(default_factory=FederationConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -275,6 +408,24 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
     source: str = "<defaults>"
+    whole_run: bool = True
+
+    def __post_init__(self) -> None:
+        for name, cls in SECTIONS.items():
+            value = getattr(self, name)
+            _require(isinstance(value, cls), name, f"must be a {cls.__name__} ([{name}]), got {type(value).__name__}")
+        if self.whole_run:
+            check_consistency(self)
+
+    def replace(self, overrides: Sequence[str] = (), /, **changes: Any) -> Config:
+        """This configuration with some keys changed, validated again like a loaded file.
+
+        ``overrides`` are ``--set`` strings (``"federation.rounds=5"``); ``changes`` map dotted keys
+        to Python values (``**{"crypto.scheme": "ckks", "privacy.mode": "local"}``).  Setting
+        ``crypto.<scheme>.preset`` starts that scheme's table afresh from the preset.  Raises
+        :class:`ConfigError` naming the key, as the loader does.
+        """
+        return replace(self, overrides, **changes)
 
 
 SECTIONS: dict[str, type] = {
@@ -304,8 +455,7 @@ def load(path: str | Path, overrides: Sequence[str] = (), *, whole_run: bool = T
 def loads(text: str, overrides: Sequence[str] = (), *, source: str = "<string>", whole_run: bool = True) -> Config:
     """Like :func:`load`, from TOML text.
 
-    ``whole_run=False`` skips the rules that span sections (:func:`check_consistency`), for
-    commands that use sections on their own (``bench`` takes its schemes from ``--schemes``).
+    ``whole_run=False`` skips the rules that span sections (see :class:`Config`).
     """
     try:
         raw = tomllib.loads(text)
@@ -319,8 +469,8 @@ def loads(text: str, overrides: Sequence[str] = (), *, source: str = "<string>",
 def parse_override(item: str) -> tuple[list[str], Any]:
     """Split ``SECTION.KEY=VALUE`` into a key path and a typed value."""
     key, sep, value = item.partition("=")
-    path = [p.strip() for p in key.strip().split(".")]
-    if not sep or len(path) < 2 or not all(path):
+    path = _key_path(key)
+    if not sep or path is None:
         raise ConfigError(f"--set {item!r}: write SECTION.KEY=VALUE, for example --set federation.rounds=5")
     value = value.strip()
     try:
@@ -330,14 +480,60 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return path, parsed
 
 
+def _key_path(key: str) -> list[str] | None:
+    path = [p.strip() for p in key.strip().split(".")]
+    return path if len(path) >= 2 and all(path) else None
+
+
 def apply_override(raw: dict, item: str) -> None:
     path, value = parse_override(item)
+    _assign(raw, path, value, f"--set {item!r}")
+
+
+def _assign(raw: dict, path: Sequence[str], value: Any, label: str) -> None:
     node = raw
     for part in path[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
+            raise ConfigError(f"{label}: {part!r} is a value, not a section")
     node[path[-1]] = value
+
+
+def replace(cfg: Config, overrides: Sequence[str] = (), /, **changes: Any) -> Config:
+    """:meth:`Config.replace` as a function: ``cfg`` with ``--set`` ``overrides`` and dotted-key ``changes``."""
+    raw = to_mapping(cfg)
+    edits: list[tuple[list[str], Any, str]] = []
+    for item in overrides:
+        path, value = parse_override(item)
+        edits.append((path, value, f"--set {item!r}"))
+    for key, value in changes.items():
+        dotted = _key_path(key)
+        if dotted is None:
+            raise ConfigError(f"replace({key!r}): write a dotted SECTION.KEY, for example federation.rounds")
+        edits.append((dotted, value, f"replace({key!r})"))
+    # a preset starts its table afresh (the table holds every field of the old parameters), and
+    # comes first so that the other keys of the same call refine it
+    for path, value, label in sorted(edits, key=lambda e: not _is_preset(e[0])):
+        if _is_preset(path) and isinstance(raw.get("crypto", {}).get(path[1]), dict):
+            raw["crypto"][path[1]] = {}
+        _assign(raw, path, value, label)
+    return from_mapping(raw, source=cfg.source, whole_run=cfg.whole_run)
+
+
+def _is_preset(path: Sequence[str]) -> bool:
+    return len(path) == 3 and path[0] == "crypto" and path[2] == "preset"
+
+
+def to_mapping(cfg: Config) -> dict[str, Any]:
+    """``cfg`` as the document :func:`from_mapping` reads (every key explicit; scheme tables in full)."""
+    raw: dict[str, Any] = {}
+    for name in SECTIONS:
+        section = getattr(cfg, name)
+        if isinstance(section, CryptoConfig):
+            raw[name] = {"scheme": section.scheme, **{n: p.as_dict() for n, p in section.params.items()}}
+        else:
+            raw[name] = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+    return raw
 
 
 def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>", whole_run: bool = True) -> Config:
@@ -352,14 +548,15 @@ def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>", whole_run
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: must be a table ([{name}]), got a {type(table).__name__}")
         sections[name] = _crypto(table) if cls is CryptoConfig else build(cls, table, name)
-    cfg = Config(**sections, source=source)
-    if whole_run:
-        check_consistency(cfg)
-    return cfg
+    return Config(**sections, source=source, whole_run=whole_run)
 
 
 def check_consistency(cfg: Config) -> None:
-    """Rules that span sections (asked of the scheme's declarations, never of its name)."""
+    """The rules that span sections (asked of the scheme's declarations, never of its name).
+
+    :class:`Config` runs this for every configuration; call it only to re-check one made with
+    ``whole_run=False``.
+    """
     priv, model = cfg.privacy, cfg.model
     if priv.enabled and priv.row_norm > 0:
         _require(model.kind == "logistic", "privacy.row_norm",
@@ -370,21 +567,34 @@ def check_consistency(cfg: Config) -> None:
         _require(model.learning_rate <= limit, "model.learning_rate",
                  f"must be at most {limit:.4g} with privacy.row_norm = {priv.row_norm:g} (the sensitivity bound of "
                  "local SGD needs lr * (alpha + (row_norm^2 + 1) / 4) <= 2); lower it or lower privacy.row_norm")
-    if cfg.privacy.mode == "distributed" and not registry.get(cfg.crypto.scheme).hides_updates:
-        hiding = [n for n in registry.available() if registry.get(n).hides_updates]
+    # distributed noise shares are each too small to protect anyone: only a scheme that hides every update
+    # from the aggregator (so that it sees their sum alone) keeps the guarantee
+    if priv.mode == "distributed" and not registry.get(cfg.crypto.scheme).hides_updates:
+        hiding = ", ".join(hiding_schemes()) or "none installed"
         raise ConfigError(
             f"privacy.mode: 'distributed' needs a scheme that hides each update from the aggregator, and "
             f"{cfg.crypto.scheme!r} does not (the aggregator would see every party's small noise share). "
-            f"Set crypto.scheme to one that does ({', '.join(hiding) or 'none installed'}) or use "
-            "privacy.mode = 'local'"
+            f"Set crypto.scheme to one that does ({hiding}) or use privacy.mode = 'local'"
         )
 
 
+def hiding_schemes() -> list[str]:
+    """Registered schemes that declare ``hides_updates`` (those that fail to load are left out)."""
+    names = []
+    for name in registry.available():
+        try:
+            if registry.get(name).hides_updates:
+                names.append(name)
+        except (SecureFLError, ImportError):
+            continue
+    return names
+
+
 def _crypto(table: Mapping[str, Any]) -> CryptoConfig:
-    scheme = table.get("scheme", "plain")
+    """``[crypto]``: the table's shape; :class:`CryptoConfig` checks names and asks the schemes."""
+    scheme = table.get("scheme", DEFAULT_SCHEME)
     _require(isinstance(scheme, str), "crypto.scheme", "must be a string naming a scheme")
     available = registry.available()
-    _require(scheme in available, "crypto.scheme", f"{scheme!r} is not a registered scheme; use one of {', '.join(available)}")
     params: dict[str, SchemeParams] = {}
     for key, value in table.items():
         if key == "scheme":
@@ -396,7 +606,11 @@ def _crypto(table: Mapping[str, Any]) -> CryptoConfig:
 
 
 def scheme_params_from_table(name: str, table: Mapping[str, Any]) -> SchemeParams:
-    """Build scheme ``name``'s parameters from a ``[crypto.<name>]`` table (``preset`` + fields)."""
+    """Build scheme ``name``'s parameters from a ``[crypto.<name>]`` table (``preset`` + fields).
+
+    Only the table's shape and types are checked here; whether the scheme accepts the
+    parameters is asked by :class:`CryptoConfig` (:func:`check_scheme_params`).
+    """
     ptype = registry.params_type(name)
     table = dict(table)
     prefix = f"crypto.{name}"
@@ -404,19 +618,11 @@ def scheme_params_from_table(name: str, table: Mapping[str, Any]) -> SchemeParam
     if "preset" in table:
         preset = table.pop("preset")
         presets = ptype.presets()
-        _require(preset in presets, f"{prefix}.preset", f"{preset!r} is unknown; use one of {', '.join(sorted(presets))}")
+        _require(isinstance(preset, str) and preset in presets, f"{prefix}.preset",
+                 f"{preset!r} is unknown; use one of {', '.join(sorted(presets))}")
         base = presets[preset]
     defaults = dataclasses.asdict(base) if base is not None else {}
-    params = build(ptype, {**{k: v for k, v in defaults.items()}, **table}, prefix, extra_allowed=("preset",))
-    try:
-        params.validate()
-        bits = params.security_bits()
-    except SecureFLError as exc:
-        raise ConfigError(f"{prefix}: {exc}") from None
-    _require(bits >= 112 or params.allow_insecure, prefix,
-             f"these parameters give about {bits}-bit security, below the 112-bit minimum; remove the "
-             f"overrides to get the 128-bit defaults ({ptype.presets()['default'].as_dict()})")
-    return params
+    return build(ptype, {**defaults, **table}, prefix, extra_allowed=("preset",))
 
 
 def build(cls: type, table: Mapping[str, Any], prefix: str, extra_allowed: Sequence[str] = ()) -> Any:
@@ -477,13 +683,14 @@ def reference_fields() -> list[tuple[str, str, Any, str]]:
     rows: list[tuple[str, str, Any, str]] = []
     for section, cls in SECTIONS.items():
         if cls is CryptoConfig:
-            rows.append(("crypto.scheme", "a string", "plain", f"one of {', '.join(registry.available())}"))
+            rows.append(("crypto.scheme", "a string", DEFAULT_SCHEME, f"one of {', '.join(registry.available())}"))
             for name in registry.available():
                 ptype = registry.params_type(name)
+                hints = typing.get_type_hints(ptype)
                 for f in dataclasses.fields(ptype):
-                    rows.append((f"crypto.{name}.{f.name}", _type_name(typing.get_type_hints(ptype)[f.name]), f.default, ""))
+                    rows.append((f"crypto.{name}.{f.name}", _type_name(hints[f.name]), f.default, ""))
             continue
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
             rows.append((f"{section}.{f.name}", _type_name(typing.get_type_hints(cls)[f.name]), default, ""))
     return rows

@@ -1,24 +1,52 @@
-"""Errors of the federated core.  They share :class:`SecureFLError` with crypto_backends."""
+"""Errors of the federated core.  They share :class:`SecureFLError` with crypto_backends.
+
+Everything ``securefl`` raises on purpose is one of these or one of
+:mod:`crypto_backends.errors` (re-exported below), so ``except SecureFLError``
+catches the whole family.  Each derives from the Python built-in that names its
+category too (``ValueError`` for a wrong value, ``TypeError`` for a missing or
+wrong argument, ``RuntimeError`` for a run that cannot go on), and each message
+says what to do instead.
+"""
 
 from __future__ import annotations
 
-from crypto_backends.errors import SecureFLError
+from crypto_backends.errors import (
+    CryptoError,
+    InsecureParameterError,
+    InvalidInputError,
+    InvalidParameterError,
+    SecureFLError,
+)
 
 
 class ConfigError(SecureFLError, ValueError):
-    """A configuration file or ``--set`` override is invalid.  The message names the key."""
+    """A configuration file, ``--set`` override or Python-built config is invalid.  The message names the key."""
 
 
 class DataError(SecureFLError, ValueError):
-    """A data set cannot be loaded or partitioned as configured."""
+    """A data set cannot be loaded or partitioned as configured, or does not suit the configured model."""
+
+
+class PartyError(SecureFLError, ValueError):
+    """A party's local training returned something that cannot be fused.
+
+    Raised by the model adapters' output check (:func:`securefl.ml.models.checked_update`,
+    :func:`securefl.ml.models.checked_weight`): a vector of the wrong length or with
+    NaN or infinite values, or a weight that is not a positive finite number.  The
+    round engine drops that party for the round, with this message as the reason.
+    """
+
+
+class FusionError(SecureFLError, ValueError):
+    """A revealed aggregate cannot be turned into a model (e.g. its contributors' total weight is not positive)."""
+
+
+class UsageError(SecureFLError, TypeError):
+    """A securefl function was called without something the configuration needs; the message names it."""
 
 
 class QuorumError(SecureFLError, RuntimeError):
     """Fewer parties answered a round than the configured quorum."""
-
-
-class PartyError(SecureFLError, RuntimeError):
-    """A party failed while training or protecting its update."""
 
 
 class BudgetExceededError(SecureFLError, RuntimeError):
@@ -37,5 +65,6 @@ class RefusedError(TransportError):
         self.status = status
 
 
-__all__ = ["BudgetExceededError", "ConfigError", "DataError", "PartyError", "QuorumError", "RefusedError", "SecureFLError",
-           "TransportError"]
+__all__ = ["BudgetExceededError", "ConfigError", "CryptoError", "DataError", "FusionError", "InsecureParameterError",
+           "InvalidInputError", "InvalidParameterError", "PartyError", "QuorumError", "RefusedError", "SecureFLError",
+           "TransportError", "UsageError"]

@@ -11,11 +11,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from securefl.errors import FusionError
+
 
 def mean_from_sum(weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
     """FedAvg: the weighted sum divided by the contributors' total weight."""
     if not total_weight > 0:
-        raise ValueError("total weight must be positive")
+        raise FusionError(f"total weight must be positive, got {total_weight!r}: fuse an aggregate that has at "
+                          "least one contributor with a positive weight")
     return np.asarray(weighted_sum, dtype=np.float64) / float(total_weight)
 
 

@@ -81,7 +81,8 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, bo
     except OSError as exc:
         raise DataError(f"cannot read CSV file {str(path)!r}: {exc.strerror}; check data.dataset") from None
     if len(rows) < 3:
-        raise DataError(f"{path}: needs a header row and at least two data rows")
+        raise DataError(f"{path}: needs a header row and at least two data rows; check that data.dataset names "
+                        "the right file")
     header, body = rows[0], rows[1:]
     if label_column not in header:
         raise DataError(f"{path}: no column {label_column!r}; set data.label_column to one of {header}")
@@ -91,7 +92,8 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, bo
     except ValueError as exc:
         raise DataError(f"{path}: feature columns must be numeric ({exc})") from None
     if X.ndim != 2 or X.shape[1] == 0 or not np.isfinite(X).all():
-        raise DataError(f"{path}: features must form a finite numeric table with at least one column")
+        raise DataError(f"{path}: features must form a finite numeric table with at least one column besides "
+                        "data.label_column; fill or drop empty, NaN or infinite cells")
     labels = [r[li] for r in body]
     try:
         y = np.array([float(v) for v in labels])
@@ -119,7 +121,7 @@ def partition(
             idx = rng.permutation(np.flatnonzero(y == cls))
             shares = rng.dirichlet(np.full(n_parties, alpha))
             cuts = (np.cumsum(shares)[:-1] * len(idx)).astype(int)
-            for b, chunk in zip(buckets, np.split(idx, cuts)):
+            for b, chunk in zip(buckets, np.split(idx, cuts), strict=True):
                 b.extend(chunk.tolist())
         # every party needs a few rows to train on at all; top up the smallest from the largest
         for b in buckets:
@@ -127,7 +129,7 @@ def partition(
                 donor = max(buckets, key=len)
                 b.append(donor.pop())
         parts = [rng.permutation(np.array(b, dtype=np.int64)) for b in buckets]
-    return {pid: np.sort(p) for pid, p in zip(party_ids, parts)}
+    return {pid: np.sort(p) for pid, p in zip(party_ids, parts, strict=True)}
 
 
 def load_federated(cfg: DataConfig, party_ids: Sequence[str], seed: int) -> FederatedData:

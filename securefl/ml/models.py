@@ -5,6 +5,13 @@ An adapter gives every role the same view of a model: ``initial_parameters()``
 local training, starting from the global model, returning its new parameters)
 and ``evaluate(params, X, y)`` (accuracy, or R^2 for regression).
 
+What local training hands on is checked here, at the seam between a party's
+training and the protocol (:func:`checked_update`, :func:`checked_weight`): a
+vector of the wrong length, with NaN or infinite values, or a weight that is not
+positive raises :class:`~securefl.errors.PartyError` naming the fix, before the
+scheme sees it.  Each kind implements ``_fit`` (and ``_weight`` if its fusion
+weight is not its row count); ``fit_local`` and ``local_weight`` add the checks.
+
 Local training uses the estimators' ``partial_fit`` so each round continues from
 the global model for ``local_epochs`` passes.  The first call also builds the
 estimator's internal state (the global parameters then overwrite whatever that
@@ -27,6 +34,7 @@ from sklearn.neural_network import MLPClassifier
 
 from securefl.config import ModelConfig
 from securefl.core.fusion import mean_from_sum
+from securefl.errors import DataError, PartyError, UsageError
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,32 @@ class Sensitivity:
     l1: float
     l2: float
     budget_share: float
+
+
+def checked_update(values: object, length: int) -> np.ndarray:
+    """``values`` as the finite float64 vector of ``length`` parameters a party may send, or :class:`PartyError`."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise PartyError(f"local training returned something that is not a numeric vector ({exc}); return the "
+                         "model's parameters as one flat array") from None
+    if arr.ndim != 1 or arr.size != length:
+        raise PartyError(f"local training returned shape {arr.shape}, the model has {length} parameters; return "
+                         "the whole flat parameter vector, in the order initial_parameters() gives")
+    bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    if bad:
+        raise PartyError(f"local training returned {bad} NaN or infinite value(s) of {length}; training diverged: "
+                         "lower model.learning_rate, or standardize the features (data.standardize = true)")
+    return arr
+
+
+def checked_weight(weight: object) -> float:
+    """A party's fusion weight as a positive finite float, or :class:`PartyError`."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)) \
+            or not (math.isfinite(weight) and weight > 0):
+        raise PartyError(f"a party's fusion weight must be a positive finite number (FedAvg: its count of training "
+                         f"rows), got {weight!r}; a party without training rows cannot take part")
+    return float(weight)
 
 
 def clipped_update_sensitivity(length: int, clip_norm: float) -> tuple[Sensitivity, ...]:
@@ -74,13 +108,22 @@ class ModelAdapter(ABC):
     def initial_parameters(self) -> np.ndarray: ...
 
     @abstractmethod
-    def fit_local(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray: ...
+    def _fit(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """This kind's local training from ``params`` on a party's rows (see :meth:`fit_local`)."""
+
+    def fit_local(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """A party's new parameters after local training from ``params``; :class:`PartyError` if unusable."""
+        return checked_update(self._fit(params, X, y), self.num_parameters)
 
     @abstractmethod
     def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray: ...
 
     def local_weight(self, rows: int) -> float:
-        """A party's (public) weight in fusion: its number of training rows (FedAvg)."""
+        """A party's (public) weight in fusion (checked: :class:`PartyError` unless positive and finite)."""
+        return checked_weight(self._weight(rows))
+
+    def _weight(self, rows: int) -> float:
+        """This kind's fusion weight for a party with ``rows`` training rows: the row count (FedAvg)."""
         return float(rows)
 
     def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
@@ -100,7 +143,7 @@ class ModelAdapter(ABC):
         """Largest absolute value of a vector handed to protection before noise (``inf`` if unbounded)."""
         return math.inf
 
-    def set_release_noise(self, stds: tuple[float, ...]) -> None:
+    def set_release_noise(self, stds: tuple[float, ...]) -> None:  # noqa: B027 - an optional hook
         """Told (publicly) the standard deviation of the noise the fused vector carries, per
         :meth:`sensitivity` block, so that post-processing can account for it.  Default: ignored."""
 
@@ -121,6 +164,8 @@ class LinearAdapter(ModelAdapter):
         super().__init__(cfg, n_features, classes, seed)
         self.regression = cfg.kind == "linear_regression"
         self.metric = "r2" if self.regression else "accuracy"
+        if not self.regression:
+            classes = _classification(cfg, classes)
         self.k = 1 if self.regression or len(classes) == 2 else len(classes)  # type: ignore[arg-type]
         self.row_norm = float(row_norm)
         """> 0 (``logistic`` under DP): rows are clipped to this L2 norm and :meth:`sensitivity` is local SGD's own."""
@@ -162,7 +207,7 @@ class LinearAdapter(ModelAdapter):
                       eta0=self.cfg.learning_rate, random_state=self.seed)
         return SGDRegressor(**common) if self.regression else SGDClassifier(**common)
 
-    def fit_local(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _fit(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         est = self._estimator
         extra = {} if self.regression else {"classes": self.classes}
         if est is None:
@@ -190,19 +235,20 @@ class MLPAdapter(ModelAdapter):
     """``mlp``: scikit-learn's MLPClassifier (ReLU hidden layers, Adam)."""
 
     def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int) -> None:
+        classes = _classification(cfg, classes)
         super().__init__(cfg, n_features, classes, seed)
-        n_out = 1 if len(classes) == 2 else len(classes)  # type: ignore[arg-type]
+        n_out = 1 if len(classes) == 2 else len(classes)
         self.layers = [n_features, *cfg.hidden_layers, n_out]
 
     @property
     def num_parameters(self) -> int:
-        return sum(a * b + b for a, b in zip(self.layers[:-1], self.layers[1:]))
+        return sum(a * b + b for a, b in zip(self.layers[:-1], self.layers[1:], strict=True))
 
     def initial_parameters(self) -> np.ndarray:
         # Glorot-uniform, as scikit-learn initialises, from a seed every role shares.
         rng = np.random.default_rng(self.seed)
         parts = []
-        for i, (fan_in, fan_out) in enumerate(zip(self.layers[:-1], self.layers[1:])):
+        for i, (fan_in, fan_out) in enumerate(zip(self.layers[:-1], self.layers[1:], strict=True)):
             factor = 2.0 if i == len(self.layers) - 2 and fan_out == 1 else 6.0
             bound = np.sqrt(factor / (fan_in + fan_out))
             parts += [rng.uniform(-bound, bound, fan_in * fan_out), rng.uniform(-bound, bound, fan_out)]
@@ -210,14 +256,14 @@ class MLPAdapter(ModelAdapter):
 
     def _unpack(self, params: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         coefs, intercepts, pos = [], [], 0
-        for a, b in zip(self.layers[:-1], self.layers[1:]):
+        for a, b in zip(self.layers[:-1], self.layers[1:], strict=True):
             coefs.append(params[pos : pos + a * b].reshape(a, b))
             pos += a * b
             intercepts.append(params[pos : pos + b])
             pos += b
         return coefs, intercepts
 
-    def fit_local(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _fit(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         est = self._estimator
         if est is None:
             est = self._estimator = MLPClassifier(
@@ -236,12 +282,12 @@ class MLPAdapter(ModelAdapter):
         est.intercepts_ = [b.copy() for b in intercepts]
         for _ in range(self.cfg.local_epochs):
             est.partial_fit(X, y)
-        return np.concatenate([p.ravel() for pair in zip(est.coefs_, est.intercepts_) for p in pair])
+        return np.concatenate([p.ravel() for pair in zip(est.coefs_, est.intercepts_, strict=True) for p in pair])
 
     def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
         coefs, intercepts = self._unpack(np.asarray(params, dtype=np.float64))
         h = X
-        for c, b in zip(coefs[:-1], intercepts[:-1]):
+        for c, b in zip(coefs[:-1], intercepts[:-1], strict=True):
             h = np.maximum(h @ c + b, 0.0)
         out = h @ coefs[-1] + intercepts[-1]
         if out.shape[1] == 1:
@@ -277,11 +323,8 @@ class NaiveBayesAdapter(ModelAdapter):
 
     def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
                  lower: np.ndarray, upper: np.ndarray, stat_scale: float) -> None:
+        classes = _classification(cfg, classes)
         super().__init__(cfg, n_features, classes, seed)
-        if classes is None:
-            from securefl.errors import DataError
-
-            raise DataError("model.kind = 'naive_bayes' needs a classification data set (the labels are continuous)")
         self.k = len(classes)
         self.lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n_features,)).copy()
         self.upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n_features,)).copy()
@@ -299,7 +342,7 @@ class NaiveBayesAdapter(ModelAdapter):
     def initial_parameters(self) -> np.ndarray:
         return np.zeros(self.num_parameters)
 
-    def local_weight(self, rows: int) -> float:
+    def _weight(self, rows: int) -> float:
         return 1.0
 
     def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
@@ -316,7 +359,7 @@ class NaiveBayesAdapter(ModelAdapter):
             Sensitivity(k * d, 2.0 * d / n, math.sqrt(2.0 * d) / n, 1 / 3),
         )
 
-    def fit_local(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _fit(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         z = (np.clip(X, self.lower, self.upper) - self.mid) / self.half
         onehot = (np.asarray(y)[:, None] == self.classes[None, :]).astype(np.float64)  # type: ignore[index]
         stats = np.concatenate([onehot.sum(axis=0), (onehot.T @ z).ravel(), (onehot.T @ (z * z)).ravel()])
@@ -353,9 +396,18 @@ def make_adapter(cfg: ModelConfig, n_features: int, classes: np.ndarray | None, 
     ``row_norm`` (linear models under DP) clips training rows, see :meth:`LinearAdapter.sensitivity`."""
     if cfg.kind == "naive_bayes":
         if bounds is None:
-            raise ValueError("naive_bayes needs public feature bounds")
+            raise UsageError("make_adapter: model.kind = 'naive_bayes' needs bounds=(lower, upper), the public "
+                             "feature bounds (securefl.privacy.feature_bounds gives them from [privacy])")
         return NaiveBayesAdapter(cfg, n_features, classes, seed, lower=bounds[0], upper=bounds[1],
                                  stat_scale=stat_scale)
     if cfg.kind == "mlp":
         return MLPAdapter(cfg, n_features, classes, seed)
     return LinearAdapter(cfg, n_features, classes, seed, row_norm=row_norm)
+
+
+def _classification(cfg: ModelConfig, classes: np.ndarray | None) -> np.ndarray:
+    """The class labels a classifier needs, or :class:`DataError` when the data set's labels are continuous."""
+    if classes is None:
+        raise DataError(f"model.kind = {cfg.kind!r} needs a classification data set, and the labels of data.dataset "
+                        "are continuous; use model.kind = 'linear_regression' or a data set with class labels")
+    return classes

@@ -13,7 +13,7 @@ from diffprivlib import BudgetAccountant
 from diffprivlib.utils import BudgetError
 
 from securefl.config import PrivacyConfig
-from securefl.errors import BudgetExceededError
+from securefl.errors import BudgetExceededError, UsageError
 from securefl.ml.models import Sensitivity
 from securefl.privacy.calibration import round_rho, zcdp_epsilon
 
@@ -24,11 +24,12 @@ class PrivacyAccountant:
     """Epsilon and delta spent so far against the configured budget (see the module docstring)."""
 
     def __init__(self, cfg: PrivacyConfig, blocks: Sequence[Sensitivity] = ()) -> None:
+        if cfg.composition == "zcdp" and not blocks:
+            raise UsageError("PrivacyAccountant: privacy.composition = 'zcdp' needs blocks, the vector's "
+                             "sensitivities (ModelAdapter.sensitivity(privacy.clip_norm))")
         self.cfg = cfg
         self._budget = BudgetAccountant(epsilon=cfg.epsilon_budget, delta=cfg.delta_budget)
         self._rho_round = round_rho(cfg, blocks) if cfg.composition == "zcdp" else 0.0
-        if cfg.composition == "zcdp" and not blocks:
-            raise ValueError("zCDP accounting needs the vector's sensitivity blocks")
         self._rho = 0.0
         self.rounds_charged = 0
 
@@ -38,16 +39,20 @@ class PrivacyAccountant:
         eps, delta = self.spent
         return eps + self.cfg.epsilon, 1 - (1 - delta) * (1 - self.cfg.delta_per_round)
 
+    def _fits(self, eps: float, delta: float) -> bool:
+        """Whether one more round of ``eps`` / ``delta`` stays within the budget."""
+        if self.cfg.composition == "zcdp":
+            return self._would_spend()[0] <= self.cfg.epsilon_budget * (1 + 1e-12)
+        try:
+            self._budget.check(eps, delta)
+        except BudgetError:
+            return False
+        return True
+
     def charge(self, round: int) -> None:
         """Spend one round's epsilon and delta, or raise :class:`BudgetExceededError` and spend nothing."""
         eps, delta = self.cfg.epsilon, self.cfg.delta_per_round
-        try:
-            if self.cfg.composition == "zcdp":
-                if self._would_spend()[0] > self.cfg.epsilon_budget * (1 + 1e-12):
-                    raise BudgetError("zCDP budget")
-            else:
-                self._budget.check(eps, delta)
-        except BudgetError:
+        if not self._fits(eps, delta):
             spent, after = self.spent, self._would_spend()
             raise BudgetExceededError(
                 f"round {round} refused: it would spend epsilon {eps:g} and delta {delta:g} on top of "
@@ -55,7 +60,7 @@ class PrivacyAccountant:
                 f"epsilon {after[0]:.4g} in total), beyond the budget (privacy.epsilon_budget = "
                 f"{self.cfg.epsilon_budget:g}, privacy.delta_budget = {self.cfg.delta_budget:g}). Raise the budget, "
                 "lower privacy.epsilon, or run fewer rounds"
-            ) from None
+            )
         if self.cfg.composition == "zcdp":
             self._rho += self._rho_round
         else:

@@ -38,14 +38,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from diffprivlib.mechanisms import GaussianAnalytic, Laplace
-from diffprivlib.utils import BudgetError, PrivacyLeakWarning
+from diffprivlib.utils import PrivacyLeakWarning
 
 from crypto_backends.base import Scheme
 from crypto_backends.dp import DPScheme, NoisePlan, NoiseSegment
 from crypto_backends.noise import share_std
-
 from securefl.config import PrivacyConfig
-from securefl.errors import BudgetExceededError, ConfigError
+from securefl.errors import ConfigError
 from securefl.ml.models import ModelAdapter, Sensitivity
 
 __all__ = ["PrivacyLeakWarning", "calibrate", "feature_bounds", "noise_plan", "release_noise",
@@ -98,10 +97,9 @@ def wrap(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, *, min_contr
     plan = _federation_plan(cfg, adapter, min_contributors, weights)
     data_bound = cfg.clip_norm if adapter.clips_updates else adapter.value_range
     check_value_bound(scheme, plan, data_bound, min(weights.values()))
-    try:
-        return DPScheme(scheme, plan)
-    except ValueError as exc:
-        raise ConfigError(f"privacy.mode: {exc}") from None
+    # "distributed needs a scheme that hides updates" is a config rule (securefl.config.check_consistency);
+    # DPScheme's own refusal is the hazmat layer's, for callers without a config
+    return DPScheme(scheme, plan)
 
 
 def reach(plan: NoisePlan, data_bound: float, min_weight: float) -> tuple[float, float]:

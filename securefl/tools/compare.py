@@ -15,8 +15,8 @@ For each scheme the comparison gathers, in one process and one run:
   the second gives the steady-state figures;
 * a short training run of the configuration's data set and model
   (:class:`securefl.transport.inproc.Simulation`, the same configuration with only
-  ``crypto.scheme`` changed, validated again by the loader), giving accuracy
-  per round.
+  ``crypto.scheme`` changed by :meth:`securefl.config.Config.replace`, which
+  validates it again, rules spanning sections included), giving accuracy per round.
 
 Time cap.  Sizes are measured in ascending order.  Before a point, its cost is
 predicted from the scheme's previous point (key generation plus the rest scaled
@@ -24,14 +24,15 @@ linearly with the size); a point predicted to exceed ``point_budget`` seconds is
 skipped, and so are the larger ones, and the report says so; the largest
 1-2-5-series size that fits the budget is measured in its place when that is at
 least twice the previous size.  The table's own workload size is always
-measured.  A scheme that raises (in the sweep or in training) is recorded with
+measured.  Durations come from the module's :data:`clock` (a test may replace
+it).  A scheme that raises (in the sweep or in training) is recorded with
 its error; the other schemes go on.  Warnings (an insecure test preset, clipped
 values) are recorded per scheme and shown in the report.
 
 With ``[privacy]`` enabled, each scheme gets a second row, ``<scheme>+dp(<mode>)``:
 the sweep wraps it with :func:`securefl.tools.bench.dp_wrapper` and its training keeps
 the configuration's ``[privacy]``, while the bare row trains with
-``privacy.mode = "off"``.
+``privacy.mode = "off"`` (:func:`training_config`).
 
 Nothing here knows a scheme by name: the list comes from
 :func:`crypto_backends.registry.available`, and each scheme's parameters come
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -49,23 +51,24 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from crypto_backends import registry
-
-from securefl.tools import bench
-from securefl.tools import machine
-from securefl.tools.bench import BenchResult
 from securefl.config import Config
 from securefl.errors import ConfigError
+from securefl.tools import bench, machine
+from securefl.tools.bench import BenchResult
 from securefl.tools.facts import SchemeFacts, scheme_facts
 from securefl.transport.inproc import RoundMetrics, Simulation
 
 DEFAULT_SIZES: tuple[int, ...] = (10_000, 100_000, 1_000_000)
 DEFAULT_POINT_BUDGET = 60.0
+
+clock: Callable[[], float] = time.perf_counter
+"""Seconds, for the sweep's predictions and the report's durations (tests put a fake clock here)."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,18 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def training_config(cfg: Config, scheme: str, private: bool) -> Config:
+    """What a row trains with: ``cfg`` with ``crypto.scheme = scheme`` and, unless ``private``, privacy off.
+
+    Built with :meth:`Config.replace`, so it is validated like a loaded file: a rule spanning sections
+    (distributed noise under a scheme that shows updates) refuses it with a :class:`ConfigError`.
+    """
+    changes: dict[str, object] = {"crypto.scheme": scheme}
+    if not private:
+        changes["privacy.mode"] = "off"
+    return cfg.replace(**changes)
+
+
 def rows(cfg: Config, names: Sequence[str]) -> list[SchemeResult]:
     """The rows to measure: each scheme, and with ``[privacy]`` enabled each scheme again wrapped in it."""
     out = [SchemeResult(name, name) for name in names]
@@ -193,7 +208,8 @@ def workload(cfg: Config, options: CompareOptions) -> dict:
     return {"config": cfg.source, "config_sha256": digest, "dataset": data.dataset, "partition": data.partition,
             "model": model.kind,
             "parties": fed.parties, "rounds": fed.rounds, "quorum": fed.min_parties, "seed": fed.seed,
-            "local_epochs": model.local_epochs, "privacy": dataclasses.asdict(cfg.privacy), "bench_parties": options.parties,
+            "local_epochs": model.local_epochs, "privacy": dataclasses.asdict(cfg.privacy),
+            "bench_parties": options.parties,
             "bench_vectors": f"standard normal, seed {options.seed}", "bench_weights": f"1..{options.parties}"}
 
 
@@ -232,8 +248,8 @@ class _Sweep:
         budget = self.options.point_budget
         if predicted <= budget:
             return size, None
-        instead = _nice_floor((budget - keygen) / per_value)
-        instead = instead if 2 * prev <= instead < size else None
+        affordable = _nice_floor((budget - keygen) / per_value)
+        instead = affordable if 2 * prev <= affordable < size else None
         self.stopped[name] = f"not measured: the sweep stopped at {size:,} values (over the {budget:g} s budget)"
         why = (f"not measured: predicted {predicted:.0f} s at {size:,} values (from {wall:.3g} s at {prev:,}) exceeds "
                f"the {budget:g} s budget per point")
@@ -250,7 +266,7 @@ def run(
     cfg: Config,
     options: CompareOptions,
     *,
-    config_for: Callable[[str, bool], Config],
+    config_for: Callable[[str, bool], Config] | None = None,
     names: Sequence[str] | None = None,
     command: str = "",
     on_step: Callable[[str], None] = lambda label: None,
@@ -258,14 +274,15 @@ def run(
 ) -> Comparison:
     """Measure every scheme in ``names`` (default: all registered) as the module docstring says.
 
-    ``cfg`` gives the data set, model, ``[privacy]`` and ``[crypto.<scheme>]`` tables; ``config_for(name,
-    private)`` must return the same configuration with ``crypto.scheme = name`` and, unless ``private``,
-    ``privacy.mode = "off"``, validated by the configuration loader (so rules that span sections apply to
-    every training run; the CLI re-loads the file with overrides).
+    ``cfg`` gives the data set, model, ``[privacy]`` and ``[crypto.<scheme>]`` tables.  Each row trains
+    with ``config_for(name, private)``, by default :func:`training_config` (``cfg.replace``); a caller
+    passing its own must return the same configuration with those two keys changed.
     """
     names = list(names if names is not None else registry.available())
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t_start = time.perf_counter()
+    if config_for is None:
+        config_for = functools.partial(training_config, cfg)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    t_start = clock()
     results = {res.name: res for res in rows(cfg, names)}
     sweep = _Sweep(options)
     for res in results.values():
@@ -283,7 +300,7 @@ def run(
                 continue
             on_step(f"{res.name}: cost at {measure:,} values")
             if measure == size:
-                    _measure(cfg, res, vectors, weights, sweep)
+                _measure(cfg, res, vectors, weights, sweep)
             else:
                 _measure(cfg, res, *bench.bench_vectors(options.parties, measure, options.seed), sweep)
             point = res.point(measure)
@@ -296,7 +313,7 @@ def run(
         on_done(f"{res.name} training: " + (f"final {res.metric} {res.final_accuracy:.4f}"
                                             if res.training_error is None else "failed"))
     return Comparison(command, options, workload(cfg, options), machine.describe(), list(results.values()),
-                      started, time.perf_counter() - t_start)
+                      started, clock() - t_start)
 
 
 def _declarations(cfg: Config, res: SchemeResult, options: CompareOptions) -> None:
@@ -315,7 +332,7 @@ def _measure(cfg: Config, res: SchemeResult, vectors: list[np.ndarray], weights:
     """Two rounds at this size: the first is discarded, the second measured (see the module docstring)."""
     size = int(vectors[0].size)
     with _recording(res):
-        t0 = time.perf_counter()
+        t0 = clock()
         try:
             params = cfg.crypto.scheme_params(res.scheme)
             wrap = bench.dp_wrapper(cfg.privacy, size, weights) if res.private else None
@@ -326,7 +343,7 @@ def _measure(cfg: Config, res: SchemeResult, vectors: list[np.ndarray], weights:
             sweep.fail(res.name, size)
         else:
             res.points.append(dataclasses.replace(point, extra={**point.extra, "first_round_s": first.round_s}))
-            sweep.record(res.name, size, time.perf_counter() - t0, first.keygen_s + point.keygen_s)
+            sweep.record(res.name, size, clock() - t0, first.keygen_s + point.keygen_s)
 
 
 def _train(config_for: Callable[[str, bool], Config], res: SchemeResult, on_step: Callable[[str], None]) -> None:
@@ -339,7 +356,7 @@ def _train(config_for: Callable[[str, bool], Config], res: SchemeResult, on_step
     engine_log = logging.getLogger("securefl.transport.inproc")
     engine_log.addHandler(party_failures)
     with _recording(res):
-        t0 = time.perf_counter()
+        t0 = clock()
         try:
             sim = Simulation(config_for(res.scheme, res.private))
             res.metric = sim.evaluator.metric
@@ -349,7 +366,7 @@ def _train(config_for: Callable[[str, bool], Config], res: SchemeResult, on_step
             res.training_error = _describe(exc) + cause
         finally:
             engine_log.removeHandler(party_failures)
-        res.training_seconds = time.perf_counter() - t0
+        res.training_seconds = clock() - t0
 
 
 class _Collect(logging.Handler):

@@ -15,11 +15,14 @@ test split:
 * ``central``: diffprivlib's ``GaussianNB`` on the pooled training rows, at the
   same epsilon and feature bounds (the centralised reference);
 * ``non_private``: scikit-learn's ``GaussianNB`` on the pooled training rows.
+
+Each federated run's configuration is the given one changed with
+:meth:`securefl.config.Config.replace` (:func:`variant`), so every variant is
+validated like a loaded file.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -28,11 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from crypto_backends import registry
-
 from securefl import privacy
-from securefl.config import Config, check_consistency
-from securefl.ml.data import FederatedData, load_federated
+from securefl.config import Config, hiding_schemes
 from securefl.errors import ConfigError
+from securefl.ml.data import FederatedData, load_federated
 from securefl.transport.inproc import Simulation
 
 EPSILONS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -43,20 +45,22 @@ def hiding_scheme(cfg: Config) -> str | None:
     """The scheme the distributed curve runs under: the configured one if it hides updates, else the first that does."""
     if registry.get(cfg.crypto.scheme).hides_updates:
         return cfg.crypto.scheme
-    return next((name for name in registry.available() if registry.get(name).hides_updates), None)
+    return next(iter(hiding_schemes()), None)
 
 
-def _variant(cfg: Config, *, mode: str, epsilon: float, seed: int, scheme: str | None = None,
-             single_party: bool = False) -> Config:
-    priv = dataclasses.replace(cfg.privacy, mode=mode, epsilon=epsilon,
-                               epsilon_budget=max(cfg.privacy.epsilon_budget, epsilon))
-    crypto = dataclasses.replace(cfg.crypto, scheme=scheme) if scheme else cfg.crypto
-    fed = dataclasses.replace(cfg.federation, seed=seed)
+def variant(cfg: Config, *, mode: str, epsilon: float, seed: int, scheme: str | None = None,
+            single_party: bool = False) -> Config:
+    """``cfg`` for one point of the curve: ``privacy.mode``, ``privacy.epsilon`` (the budget raised to allow
+    it), the data split's seed, optionally another scheme, or all rows at one party (``single_party``)."""
+    changes: dict[str, object] = {
+        "privacy.mode": mode, "privacy.epsilon": epsilon,
+        "privacy.epsilon_budget": max(cfg.privacy.epsilon_budget, epsilon), "federation.seed": seed,
+    }
+    if scheme:
+        changes["crypto.scheme"] = scheme
     if single_party:
-        fed = dataclasses.replace(fed, parties=1, quorum=0, party_ids=())
-    out = dataclasses.replace(cfg, privacy=priv, crypto=crypto, federation=fed)
-    check_consistency(out)
-    return out
+        changes.update({"federation.parties": 1, "federation.quorum": 0, "federation.party_ids": ()})
+    return cfg.replace(**changes)
 
 
 def _pooled(data: FederatedData) -> tuple[np.ndarray, np.ndarray]:
@@ -101,12 +105,12 @@ def run_curve(
             on_step(f"seed {i + 1}/{seeds}, epsilon {eps:g}")
             acc["non_private"][eps].append(plain_acc)
             acc["central"][eps].append(central_accuracy(cfg, data, eps))
-            local = _variant(cfg, mode="local", epsilon=eps, seed=seed)
+            local = variant(cfg, mode="local", epsilon=eps, seed=seed)
             acc["local"][eps].append(Simulation(local).run().final_accuracy)
-            one = _variant(cfg, mode="local", epsilon=eps, seed=seed, single_party=True)
+            one = variant(cfg, mode="local", epsilon=eps, seed=seed, single_party=True)
             acc["central_securefl"][eps].append(Simulation(one).run().final_accuracy)
             if distributed is not None:
-                sim = Simulation(_variant(cfg, mode="distributed", epsilon=eps, seed=seed, scheme=distributed))
+                sim = Simulation(variant(cfg, mode="distributed", epsilon=eps, seed=seed, scheme=distributed))
                 acc["distributed"][eps].append(sim.run().final_accuracy)
     methods = {
         m: {"mean": [statistics.fmean(acc[m][e]) for e in epsilons],
@@ -122,8 +126,9 @@ def run_curve(
 
 def label(method: str, curve: dict) -> str:
     """How a method is named in the table and the plot."""
-    return {"distributed": f"distributed ({curve['distributed_scheme']})", "central": "central (diffprivlib)",
-            "central_securefl": "central (same mechanism, one curator)", "non_private": "non-private"}.get(method, method)
+    names = {"distributed": f"distributed ({curve['distributed_scheme']})", "central": "central (diffprivlib)",
+             "central_securefl": "central (same mechanism, one curator)", "non_private": "non-private"}
+    return names.get(method, method)
 
 
 def plot_curve(curve: dict, path: str | Path) -> Path:

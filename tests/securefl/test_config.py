@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import dataclasses
+import warnings
+from pathlib import Path
+
 import pytest
 
+import crypto_backends.base
+from crypto_backends.base import InsecureParametersWarning
+from crypto_backends.paillier import PaillierParams
 from securefl import config
 from securefl.errors import ConfigError
+from tests.plugins import plugin_scheme
 
-PLAIN = "examples/configs/plain.toml"
+PLAIN = Path(__file__).resolve().parents[2] / "examples" / "configs" / "plain.toml"
 
 
 def test_example_config_loads_into_frozen_dataclasses():
@@ -103,3 +111,143 @@ def test_transport_addresses():
     cfg = config.loads("[transport]\nkind = 'grpc'\naggregator_host = 'agg.example.org'\nauthority_host = '::1'")
     assert cfg.transport.address("aggregator") == "agg.example.org:50051"
     assert cfg.transport.address("authority") == "[::1]:50052"
+
+
+# --- every Config is validated, however it is made ---------------------------------
+def test_a_config_built_in_python_runs_the_cross_section_rules():
+    with pytest.raises(ConfigError, match="privacy.mode: 'distributed' needs a scheme that hides"):
+        config.Config(privacy=config.PrivacyConfig(mode="distributed"))
+    with pytest.raises(ConfigError, match="privacy.row_norm"):
+        config.Config(model=config.ModelConfig(kind="mlp"), privacy=config.PrivacyConfig(mode="local", row_norm=2.0))
+    with pytest.raises(ConfigError, match="privacy.mode"):  # dataclasses.replace goes through __post_init__ too
+        dataclasses.replace(config.Config(), privacy=config.PrivacyConfig(mode="distributed"))
+
+
+def test_sections_built_in_python_check_their_types_and_ranges():
+    with pytest.raises(ConfigError, match="federation.parties: '5' has the wrong type; expected an integer"):
+        config.FederationConfig(parties="5")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="federation.quorum"):
+        config.FederationConfig(parties=3, quorum=4)
+    fed = config.FederationConfig(parties=2, party_ids=["a", "b"])  # type: ignore[arg-type]
+    assert fed.party_ids == ("a", "b") and config.PrivacyConfig(epsilon=2).epsilon == 2.0  # normalised as loaded
+    with pytest.raises(ConfigError, match="federation: must be a FederationConfig"):
+        config.Config(federation=config.DataConfig())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="crypto.scheme: 'rot13' is not a registered scheme"):
+        config.CryptoConfig(scheme="rot13")
+    with pytest.raises(ConfigError, match="crypto.ckks: needs CKKSParams, got PaillierParams"):
+        config.CryptoConfig(params={"ckks": PaillierParams()})
+
+
+def test_whole_run_false_checks_sections_but_not_the_rules_between_them():
+    cfg = config.loads("[privacy]\nmode = 'distributed'", whole_run=False)  # bench: schemes from --schemes
+    assert cfg.privacy.mode == "distributed" and not cfg.whole_run
+    with pytest.raises(ConfigError, match="privacy.epsilon"):
+        config.loads("[privacy]\nepsilon = 0", whole_run=False)
+    with pytest.raises(ConfigError, match="privacy.mode"):
+        config.check_consistency(cfg)
+
+
+# --- replace() ------------------------------------------------------------------------
+def test_replace_changes_dotted_keys_and_validates_again():
+    base = config.load(PLAIN)
+    cfg = base.replace(**{"crypto.scheme": "ckks", "privacy.mode": "local", "federation.rounds": 2})
+    assert (cfg.crypto.scheme, cfg.privacy.mode, cfg.federation.rounds) == ("ckks", "local", 2)
+    assert cfg.model == base.model and cfg.source == base.source and base.federation.rounds == 10
+    assert config.replace(base, ["federation.rounds=3", "model.hidden_layers=[8, 4]"]).model.hidden_layers == (8, 4)
+    assert base.replace(**{"privacy.epsilon": 2}).privacy.epsilon == 2.0  # typed as a file would be
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"federation.rounds": "many"}, "federation.rounds"),
+    ({"federation.roundz": 3}, "federation.roundz"),
+    ({"privacy.mode": "distributed"}, "privacy.mode"),  # a cross-section rule: plain shows every update
+    ({"crypto.scheme": "rot13"}, "crypto.scheme"),
+    ({"crypto.paillier.key_bitz": 3072}, "crypto.paillier.key_bitz"),
+    ({"nonsense.key": 1}, "[nonsense]"),
+    ({"federation": 3}, "federation"),
+])
+def test_a_bad_replacement_is_a_config_error_naming_the_key(changes, key):
+    with pytest.raises(ConfigError) as info:
+        config.load(PLAIN).replace(**changes)
+    assert key in str(info.value)
+    with pytest.raises(ConfigError, match="federation.rounds"):
+        config.load(PLAIN).replace(["federation.rounds=many"])
+
+
+def test_replacing_a_preset_starts_its_table_afresh():
+    cfg = config.loads("[crypto.paillier]\nclip = 4.0\nbits = 12")
+    fresh = cfg.replace(**{"crypto.paillier.clip": 64.0, "crypto.paillier.preset": "test"}).crypto.params["paillier"]
+    assert fresh == dataclasses.replace(PaillierParams.presets()["test"], clip=64.0)  # bits back to the preset's
+    kept = cfg.replace(**{"crypto.paillier.clip": 2.0}).crypto.params["paillier"]
+    assert (kept.clip, kept.bits) == (2.0, 12)
+
+
+# --- one security gate: the scheme's -------------------------------------------------
+def test_a_too_small_key_is_refused_by_the_schemes_gate_naming_the_key():
+    message = r"crypto\.paillier\.key_bits = 1024: .*below the 112-bit minimum.*preset = \"default\""
+    with pytest.raises(ConfigError, match=message):
+        config.loads("[crypto]\nscheme = 'paillier'\n[crypto.paillier]\nkey_bits = 1024")
+    with pytest.raises(ConfigError, match=message):  # a table of a scheme that is not selected is checked too
+        config.load(PLAIN).replace(**{"crypto.paillier.key_bits": 1024})
+    with pytest.raises(ConfigError, match=message):  # and a Config built in Python
+        config.CryptoConfig(params={"paillier": PaillierParams(key_bits=1024)})
+
+
+def test_the_gate_is_the_schemes_own_not_a_copy(monkeypatch):
+    # raise the scheme's minimum: the config follows, since it asks Scheme.__init__ instead of comparing bits itself
+    monkeypatch.setattr(crypto_backends.base, "MIN_SECURITY_BITS", 129)
+    with pytest.raises(ConfigError, match=r"crypto\.paillier: paillier parameters give about 128-bit security"):
+        config.loads("[crypto]\nscheme = 'paillier'")
+
+
+def test_test_presets_pass_the_gate_without_warning_at_load():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InsecureParametersWarning)  # the scheme warns where it is used, not here
+        cfg = config.loads("[crypto]\nscheme = 'paillier'\n[crypto.paillier]\npreset = 'test'")
+    assert cfg.crypto.scheme_params().allow_insecure
+
+
+# --- scheme names and declarations come from the registry ------------------------------
+HIDING_PLUGIN = """
+    from crypto_backends.plaintext import PlainScheme
+
+    class Plugin(PlainScheme):
+        name = "hider"
+        hides_updates = True
+"""
+
+
+def test_a_plug_in_scheme_is_a_valid_name_and_its_declaration_decides_distributed_dp(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="crypto.scheme"):
+        config.loads("[crypto]\nscheme = 'hider'")
+    with plugin_scheme(tmp_path, monkeypatch, "hider", HIDING_PLUGIN):
+        cfg = config.loads("[crypto]\nscheme = 'hider'\n[privacy]\nmode = 'distributed'")
+        assert cfg.crypto.scheme == "hider" and "hider" in config.hiding_schemes()
+
+
+INSECURE_PRESET = """
+    from dataclasses import dataclass
+    from crypto_backends.plaintext import PlainParams, PlainScheme
+
+    @dataclass(frozen=True)
+    class Params(PlainParams):
+        bits: int = 128
+
+        def security_bits(self):
+            return self.bits
+
+        @classmethod
+        def presets(cls):
+            return {"default": cls(), "weak": cls(bits=64)}
+
+    class Plugin(PlainScheme):
+        name = "weakling"
+        params_type = Params
+"""
+
+
+def test_an_insecure_preset_is_named_as_the_key_to_change(tmp_path, monkeypatch):
+    with plugin_scheme(tmp_path, monkeypatch, "weakling", INSECURE_PRESET):
+        with pytest.raises(ConfigError, match=r"crypto\.weakling\.preset = 'weak': .*64-bit security"):
+            config.loads("[crypto]\nscheme = 'weakling'\n[crypto.weakling]\npreset = 'weak'")
+        assert config.loads("[crypto]\nscheme = 'weakling'").crypto.scheme_params().security_bits() == 128

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.naive_bayes import GaussianNB
 
 from securefl import config
-from securefl.ml.models import NaiveBayesAdapter, make_adapter
+from securefl.errors import DataError, FusionError, PartyError, UsageError
+from securefl.ml.models import LinearAdapter, NaiveBayesAdapter, checked_update, make_adapter
 from securefl.transport.inproc import Simulation
 
-NB = "examples/configs/naive_bayes_dp.toml"
+NB = Path(__file__).resolve().parents[3] / "examples" / "configs" / "naive_bayes_dp.toml"
+PAILLIER_TEST = ["crypto.scheme=paillier", "crypto.paillier.preset=test"]
+"""A scheme that really hides updates, with its small (insecure, fast) test keys."""
 
 
 def _adapter(stat_scale=1, d=3, classes=(0, 1, 2)) -> NaiveBayesAdapter:
@@ -55,7 +60,7 @@ def test_sensitivity_bounds_the_change_of_one_replaced_record():
             seg = diff[start : start + b.length]
             worst[i] = np.maximum(worst[i], [np.abs(seg).sum(), np.linalg.norm(seg)])
             start += b.length
-    for (l1, l2), b in zip(worst, blocks):
+    for (l1, l2), b in zip(worst, blocks, strict=True):
         assert l1 <= b.l1 + 1e-12 and l2 <= b.l2 + 1e-12
     assert sum(b.budget_share for b in blocks) == 1.0 and sum(b.length for b in blocks) == ad.num_parameters
 
@@ -79,8 +84,9 @@ def test_variances_the_noise_cannot_resolve_are_raised_to_the_noise_level():
     assert np.allclose(var[:2], 16 * 0.2 * 10 / 5)  # deviation 2 rows-units over 5 rows, back in x units
 
 
-def test_release_noise_is_reported_to_the_evaluator(sealed_scheme):
-    sim = Simulation(config.load(NB, [f"crypto.scheme={sealed_scheme}"]))
+@pytest.mark.filterwarnings("ignore::crypto_backends.base.InsecureParametersWarning")
+def test_release_noise_is_reported_to_the_evaluator():
+    sim = Simulation(config.load(NB, PAILLIER_TEST))  # distributed Laplace under encryption
     b = sim.scheme.plan.segments[2].scale
     assert sim.evaluator._sumsq_noise == pytest.approx(b * np.sqrt(2))  # central Laplace deviation
 
@@ -113,3 +119,57 @@ def test_row_norm_needs_logistic_and_a_non_expansive_step():
     with pytest.raises(ConfigError, match="privacy.row_norm"):
         config.loads("[privacy]\nmode = 'local'\nrow_norm = 2.0\n[model]\nkind = 'mlp'")
     config.loads("[privacy]\nmode = 'off'\nrow_norm = 2.0\n[model]\nkind = 'mlp'")  # only checked when DP is on
+
+
+# --- what local training hands on is checked at the adapter -------------------------------
+class _Broken(LinearAdapter):
+    """A trainer whose local training returns ``self.output`` and whose weight is ``self.weight``."""
+
+    output: object = None
+    weight: object = 1.0
+
+    def _fit(self, params, X, y):
+        return self.output
+
+    def _weight(self, rows):
+        return self.weight  # type: ignore[return-value]
+
+
+def _broken(output=None, weight=1.0) -> _Broken:
+    ad = _Broken(config.ModelConfig(), 4, np.array([0, 1]), 0)
+    ad.output, ad.weight = output, weight
+    return ad
+
+
+@pytest.mark.parametrize("output, message", [
+    (np.zeros(3), r"shape \(3,\), the model has 5 parameters"),
+    (np.zeros((5, 1)), r"shape \(5, 1\)"),
+    (np.array([0.0, np.nan, 1.0, np.inf, 0.0]), r"2 NaN or infinite value\(s\).*lower model.learning_rate"),
+    ("weights", "not a numeric vector"),
+])
+def test_unusable_local_training_output_is_a_party_error_saying_the_fix(output, message):
+    with pytest.raises(PartyError, match=message):
+        _broken(output).fit_local(np.zeros(5), np.zeros((2, 4)), np.array([0, 1]))
+    assert issubclass(PartyError, ValueError)
+
+
+@pytest.mark.parametrize("weight", [0, -3.0, float("nan"), float("inf"), True, "57"])
+def test_a_weight_that_is_not_positive_and_finite_is_a_party_error(weight):
+    with pytest.raises(PartyError, match="positive finite number"):
+        _broken(np.zeros(5), weight).local_weight(10)
+
+
+def test_valid_output_passes_the_check_unchanged():
+    update = _broken(np.arange(5.0)).fit_local(np.zeros(5), np.zeros((2, 4)), np.array([0, 1]))
+    assert update.dtype == np.float64 and update.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert checked_update([1, 2], 2).tolist() == [1.0, 2.0]
+
+
+def test_misuse_and_unsuitable_data_raise_typed_errors():
+    with pytest.raises(UsageError, match="bounds=\\(lower, upper\\)"):
+        make_adapter(config.ModelConfig(kind="naive_bayes"), 3, np.array([0, 1]), 0)
+    for kind in ("logistic", "mlp", "naive_bayes"):  # continuous labels: no classes
+        with pytest.raises(DataError, match=f"model.kind = '{kind}' needs a classification data set"):
+            make_adapter(config.ModelConfig(kind=kind), 3, None, 0, bounds=(np.zeros(3), np.ones(3)))
+    with pytest.raises(FusionError, match="total weight must be positive"):
+        make_adapter(config.ModelConfig(), 3, np.array([0, 1]), 0).fuse(np.zeros(4), 0.0)

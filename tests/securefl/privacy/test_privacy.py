@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,14 +15,15 @@ from crypto_backends import registry
 from crypto_backends.dp import DPScheme
 from securefl import config, privacy
 from securefl.cli.main import main
-from securefl.errors import BudgetExceededError, ConfigError
 from securefl.core.messages import GlobalModel
+from securefl.errors import BudgetExceededError, ConfigError
 from securefl.ml.models import Sensitivity
 from securefl.transport.inproc import Simulation
 
-PLAIN = "examples/configs/plain.toml"
-NB = "examples/configs/naive_bayes_dp.toml"
-LR_DP = "examples/configs/logistic_dp.toml"
+CONFIGS = Path(__file__).resolve().parents[3] / "examples" / "configs"
+PLAIN, NB, LR_DP = CONFIGS / "plain.toml", CONFIGS / "naive_bayes_dp.toml", CONFIGS / "logistic_dp.toml"
+PAILLIER_TEST = ["crypto.scheme=paillier", "crypto.paillier.preset=test"]
+"""A scheme that really hides every update, with its small (insecure, fast) test keys."""
 
 
 def test_calibration_is_diffprivlibs():
@@ -74,7 +76,7 @@ def test_bad_privacy_keys_name_the_key(text, key):
 
 def test_run_json_reports_the_spent_budget(tmp_path):
     path = tmp_path / "run.json"
-    assert main(["run", PLAIN, "--set", "federation.rounds=2", "--set", "privacy.mode=local",
+    assert main(["run", str(PLAIN), "--set", "federation.rounds=2", "--set", "privacy.mode=local",
                  "--set", "privacy.epsilon=1.5", "--json", str(path)]) == 0
     data = json.loads(path.read_text())
     assert data["privacy"]["epsilon_spent"] == 3.0 and data["privacy"]["delta_spent"] == pytest.approx(2e-5, rel=1e-3)
@@ -88,14 +90,26 @@ def test_privacy_off_leaves_the_scheme_unwrapped_and_the_report_unchanged():
     assert "privacy" not in sim.run().as_json()
 
 
-def test_distributed_federation_runs_under_a_scheme_that_hides_updates(sealed_scheme):
-    cfg = config.load(PLAIN, [f"crypto.scheme={sealed_scheme}", "privacy.mode=distributed", "federation.rounds=2",
-                              "privacy.epsilon=5", "privacy.clip_norm=3"])
+@pytest.mark.filterwarnings("ignore::crypto_backends.base.InsecureParametersWarning")
+def test_distributed_federation_runs_under_a_scheme_that_hides_updates():
+    # the clip range must hold the clipped update plus its noise share's tail (checked by privacy.wrap)
+    cfg = config.load(PLAIN, [*PAILLIER_TEST, "crypto.paillier.clip=64", "privacy.mode=distributed",
+                              "federation.rounds=2", "privacy.epsilon=5", "privacy.clip_norm=3"])
     sim = Simulation(cfg)
-    assert isinstance(sim.scheme, DPScheme) and sim.scheme.plan.min_contributors == 3  # plain.toml's quorum
+    assert isinstance(sim.scheme, DPScheme) and sim.scheme.inner.name == "paillier" and sim.scheme.hides_updates
+    assert sim.scheme.plan.min_contributors == 3  # plain.toml's quorum
     assert sim.scheme.plan.weight_bound == max(p.weight for p in sim.parties.values())
     result = sim.run()
     assert len(result.rounds) == 2 and result.privacy["epsilon_spent"] == 10.0
+    assert result.final_parameters is not None and np.isfinite(result.final_parameters).all()
+
+
+def test_distributed_noise_shares_are_refused_by_the_config_not_later():
+    with pytest.raises(ConfigError, match="privacy.mode: 'distributed'.*paillier"):  # names a hiding scheme
+        config.load(PLAIN).replace(**{"privacy.mode": "distributed"})
+    cfg = config.load(PLAIN, [*PAILLIER_TEST, "privacy.mode=distributed"])
+    with pytest.raises(ConfigError, match="privacy.mode"):
+        cfg.replace(**{"crypto.scheme": "plain"})  # switching the scheme away is checked too
 
 
 def test_noisy_values_beyond_the_schemes_clip_range_are_a_config_error(monkeypatch):
@@ -159,15 +173,20 @@ def test_naive_bayes_statistics_are_rescaled_to_fit_the_schemes_clip_range():
     assert 0 <= sim.run().final_accuracy <= 1
 
 
-def test_bench_adds_a_dp_row_per_scheme_and_refuses_distributed_over_plain(tmp_path, sealed_scheme):
+@pytest.mark.filterwarnings("ignore::crypto_backends.base.InsecureParametersWarning")
+def test_bench_adds_a_dp_row_per_scheme_and_refuses_distributed_over_plain(tmp_path):
     path = tmp_path / "bench.json"
-    main(["bench", "--schemes", f"plain,{sealed_scheme}", "--parties", "3", "--params", "2000",
-          "--set", "privacy.mode=distributed", "--json", str(path)])
+    main(["bench", "--schemes", "plain,paillier", "--parties", "3", "--params", "2000", "--set",
+          "crypto.paillier.preset=test", "--set", "crypto.paillier.clip=64", "--set", "privacy.mode=distributed",
+          "--json", str(path)])
     rows = {r["scheme"]: r for r in json.loads(path.read_text())["results"]}
     assert "hides individual updates" in rows["plain+dp(distributed)"]["error"]
-    dp = rows[f"{sealed_scheme}+dp(distributed)"]
-    assert dp["error"] is None and dp["extra"]["prepare_s"] > 0 and dp["max_abs_error"] > 0
-    assert rows[sealed_scheme]["max_abs_error"] < 1e-9
+    dp = rows["paillier+dp(distributed)"]
+    assert dp["error"] is None and dp["extra"]["prepare_s"] > 0
+    params = config.loads("", ["crypto.paillier.preset=test", "crypto.paillier.clip=64"]).crypto.params["paillier"]
+    tolerance = registry.create("paillier", params).tolerance([1.0, 2.0, 3.0])  # quantisation only
+    assert rows["paillier"]["error"] is None and rows["paillier"]["max_abs_error"] <= tolerance
+    assert dp["max_abs_error"] > 10 * rows["paillier"]["max_abs_error"]  # clipping and the noise
 
 
 def test_each_party_refuses_to_release_past_its_own_budget():
@@ -181,3 +200,12 @@ def test_each_party_refuses_to_release_past_its_own_budget():
     with pytest.raises(BudgetExceededError, match="round 2 refused"):
         party.handle_round(2, start)
     assert party.accountant.spent[0] == 4.0
+
+
+def test_zcdp_accounting_without_the_sensitivities_is_a_usage_error():
+    from securefl.errors import UsageError
+
+    cfg = config.loads("[privacy]\nmode = 'local'\ncomposition = 'zcdp'").privacy
+    with pytest.raises(UsageError, match="needs blocks"):
+        privacy.PrivacyAccountant(cfg)
+    assert issubclass(UsageError, TypeError)

@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 
 from crypto_backends import registry
+from securefl import config
 from securefl.cli.main import main
-from securefl.tools.compare import DEFAULT_SIZES, CompareOptions, _Sweep
 from securefl.errors import ConfigError
+from securefl.tools import compare
+from securefl.tools.compare import DEFAULT_SIZES, CompareOptions, _Sweep
 from securefl.tools.report import TABLE_HEADERS
 from tests.plugins import plugin_scheme
 
 ROUNDS = 1  # test presets may allow one publication per key set (ckks: flooding_queries = 1)
+LR_DP = Path(__file__).resolve().parents[3] / "examples" / "configs" / "logistic_dp.toml"
 
 
 def fast_config(directory: Path) -> Path:
@@ -57,7 +60,7 @@ def test_every_registered_scheme_has_a_full_row(report):
     assert [r[0].strip("`") for r in rows] == registry.available()
     for row in rows:
         assert len(row) == len(TABLE_HEADERS)
-        cells = dict(zip(TABLE_HEADERS, row))
+        cells = dict(zip(TABLE_HEADERS, row, strict=True))
         assert re.fullmatch(r"\d+( \(INSECURE: test parameters\))?|none: updates are not hidden",
                             cells["security (bits)"])
         for col in ("protect (s)", "combine (s)", "reveal (s)"):
@@ -92,7 +95,8 @@ def test_json_holds_the_raw_numbers_machine_and_command(report):
     for s in data["schemes"]:
         assert s["error"] is None and s["training"]["error"] is None
         assert [p["params"] for p in s["points"]] == [200, 400]
-        assert all(p["parties"] == 3 and p["bytes_per_party"] > 0 and p["extra"]["first_round_s"] > 0 for p in s["points"])
+        assert all(p["parties"] == 3 and p["bytes_per_party"] > 0 and p["extra"]["first_round_s"] > 0
+                   for p in s["points"])
         assert len(s["training"]["rounds"]) == ROUNDS
         assert s["facts"]["threat"]["key_holders"] and s["facts"]["security_bits"] > 0
         if s["facts"]["security_bits"] < 112:  # a test preset: the report must say so, loudly
@@ -114,35 +118,53 @@ BROKEN = """
 """
 
 SLOW = """
-    import time
     from crypto_backends.plaintext import PlainScheme
 
     class Plugin(PlainScheme):
         name = "sleepy"
+        clock = None  # the test's fake clock
 
         def protect(self, key, values, *, weight, round):
-            time.sleep(len(values) * 2e-4)
+            type(self).clock.advance(len(values) * 2e-4)  # 0.2 ms per value, on the clock compare reads
             return super().protect(key, values, weight=weight, round=round)
 """
 
 
+class FakeClock:
+    """Seconds that pass only when a test says so: the sweep's predictions become exact, and nothing sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_a_failing_scheme_is_a_row_and_a_slow_one_is_capped(tmp_path, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(compare, "clock", clock)
     with plugin_scheme(tmp_path, monkeypatch, "broken", BROKEN), plugin_scheme(tmp_path, monkeypatch, "sleepy", SLOW):
+        registry.get("sleepy").clock = clock  # type: ignore[attr-defined]
         out = tmp_path / "out"
         code = main(["compare", "--schemes", "plain,broken,sleepy", "--params", "200", "20000", "--rounds", "1",
                      "--parties", "3", "--point-budget", "5", "--out", str(out)])
     assert code == 1  # a scheme failed; the report is still complete
-    rows = {r[0].strip("`"): dict(zip(TABLE_HEADERS, r)) for r in summary_table((out / "report.md").read_text())}
+    rows = {r[0].strip("`"): dict(zip(TABLE_HEADERS, r, strict=True))
+            for r in summary_table((out / "report.md").read_text())}
     assert set(rows) == {"plain", "broken", "sleepy"}
     assert rows["broken"]["protect (s)"] == "failed" and rows["broken"]["final accuracy"] == "failed"
     assert "RuntimeError: boom" in rows["broken"]["notes"]
     assert rows["plain"]["notes"] == "" and rows["plain"]["protect (s)"].endswith("s")
     assert "budget" in rows["sleepy"]["notes"]
     data = {s["name"]: s for s in json.loads((out / "report.json").read_text())["schemes"]}
-    # 2.4 ms per value: 20k would take ~48 s, the 5 s budget buys 2k (1-2-5 series), then the sweep stops
+    # two rounds of 3 parties: 1.2 ms per value, 0.24 s at 200; 20k would take 24 s, the 5 s budget buys
+    # 4,166 values, so 2,000 (1-2-5 series) is measured instead, then the sweep stops
     sleepy = [p["params"] for p in data["sleepy"]["points"]]
-    assert sleepy[0] == 200 and len(sleepy) <= 2 and all(400 <= p < 20000 for p in sleepy[1:])
-    assert data["sleepy"]["skipped"][0]["params"] == 20000
+    assert sleepy == [200, 2000]
+    assert data["sleepy"]["skipped"][0]["params"] == 20000 and "24 s" in data["sleepy"]["skipped"][0]["reason"]
     assert [p["params"] for p in data["plain"]["points"]] == [200, 20000]
     assert data["broken"]["points"] == [] and "boom" in data["broken"]["training"]["error"]
 
@@ -178,10 +200,32 @@ def test_sweep_measures_the_largest_affordable_size_instead_then_stops():
     assert sweep.plan("t", 10_000)[0] is None
 
 
-def test_each_training_run_gets_its_config_from_the_loader():
-    from securefl import config
-    from securefl.tools import compare
+@pytest.mark.filterwarnings("ignore::crypto_backends.base.InsecureParametersWarning")
+def test_each_training_run_gets_its_config_from_replace(monkeypatch):
+    made: list[dict] = []
+    real = config.Config.replace
 
+    def spy(self, overrides=(), /, **changes):
+        made.append(changes)
+        return real(self, overrides, **changes)
+
+    monkeypatch.setattr(config.Config, "replace", spy)
+    base = config.loads("[federation]\nparties = 2\nrounds = 1\n[crypto]\nscheme = 'paillier'\n"
+                        "[crypto.paillier]\npreset = 'test'\nclip = 128.0\n"  # room for the noise shares' tail
+                        "[privacy]\nmode = 'distributed'\nclip_norm = 2.0")
+    result = compare.run(base, CompareOptions(2, (50,), 50), names=["plain", "paillier"])
+    rows = {r.name: r for r in result.schemes}
+    assert made == [{"crypto.scheme": "plain", "privacy.mode": "off"}, {"crypto.scheme": "paillier",
+                    "privacy.mode": "off"}, {"crypto.scheme": "plain"}, {"crypto.scheme": "paillier"}]
+    assert rows["plain"].training and rows["paillier"].training and rows["paillier+dp(distributed)"].training
+    assert rows["paillier+dp(distributed)"].training[0].epsilon_spent == 1.0
+    # distributed noise shares under plain: replace() applies the rule that spans sections, and the row says so
+    assert rows["plain+dp(distributed)"].training_error.startswith("ConfigError: privacy.mode: 'distributed'")
+    assert result.failed == ["plain+dp(distributed)"]
+    assert compare.training_config(base, "plain", private=False).privacy.mode == "off"
+
+
+def test_a_callers_config_for_is_still_used():
     base = config.loads("[federation]\nparties = 2\nrounds = 1\n")
     asked = []
 
@@ -212,12 +256,18 @@ def test_markdown_and_html_render_the_same_blocks_safely():
 @pytest.mark.parametrize("mode", ["local", "distributed"])
 def test_privacy_adds_a_wrapped_row_per_scheme(tmp_path, mode):
     out = tmp_path / "dp"
-    code = main(["compare", "--config", "examples/configs/logistic_dp.toml", "--schemes", "plain", "--params", "100",
-                 "200", "--rounds", "1", "--set", f"privacy.mode={mode}", "--set", "crypto.scheme=ckks", "--out", str(out)])
+    code = main(["compare", "--config", str(LR_DP), "--schemes", "plain,paillier", "--params", "100", "200",
+                 "--rounds", "1", "--set", f"privacy.mode={mode}", "--set", "crypto.scheme=paillier",
+                 "--set", "crypto.paillier.preset=test", "--out", str(out)])
     data = {s["name"]: s for s in json.loads((out / "report.json").read_text())["schemes"]}
     label = f"plain+dp({mode})"
-    assert set(data) == {"plain", label} and data[label]["scheme"] == "plain" and data[label]["private"]
+    assert set(data) == {"plain", "paillier", label, f"paillier+dp({mode})"}
+    assert data[label]["scheme"] == "plain" and data[label]["private"]
     assert "epsilon_spent" not in data["plain"]["training"]["rounds"][0]  # the bare row trains without DP
+    hiding = data[f"paillier+dp({mode})"]  # a scheme that hides updates takes either mode
+    assert hiding["error"] is None and hiding["training"]["error"] is None
+    assert hiding["training"]["rounds"][0]["epsilon_spent"] > 0
+    assert [p["params"] for p in hiding["points"]] == [100, 200]
     if mode == "local":
         assert code == 0
         assert data[label]["training"]["rounds"][0]["epsilon_spent"] > 0
