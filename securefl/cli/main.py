@@ -211,12 +211,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         overrides.append(f"federation.parties={args.parties}")
     if args.rounds is not None:
         overrides.append(f"federation.rounds={args.rounds}")
-    def load(extra: list[str]) -> config_mod.Config:
-        if args.config:
-            return config_mod.load(args.config, overrides + extra)
-        return config_mod.loads("", overrides + extra, source="<defaults>")
-
-    cfg = load([])
+    if args.config:
+        cfg = config_mod.load(args.config, overrides)
+    else:
+        cfg = config_mod.loads("", overrides, source="<defaults>")
     names = [s.strip() for s in args.schemes.split(",") if s.strip()] if args.schemes else registry.available()
     for name in names:
         if name not in registry.available():
@@ -233,10 +231,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             progress.advance(task)
             console.print(Text(line))
 
-        def config_for(name: str, private: bool) -> config_mod.Config:
-            return load([f"crypto.scheme={name}", *([] if private else ["privacy.mode=off"])])
-
-        comparison = compare.run(cfg, options, config_for=config_for, names=names, command=args.command_line,
+        comparison = compare.run(cfg, options, names=names, command=args.command_line,
                                  on_step=lambda label: progress.update(task, description=label), on_done=on_done)
     files = report.write(comparison, args.out)
     table = Table(title=f"securefl compare: {options.parties} parties x {options.table_size:,} parameters")

@@ -28,7 +28,7 @@ from crypto_backends.keys import AggregatorKey, FunctionKey
 
 from securefl.core.fusion import mean_from_sum
 from securefl.core.messages import GlobalModel
-from securefl.errors import QuorumError
+from securefl.errors import PartyError, QuorumError
 
 log = logging.getLogger("securefl.aggregator")
 
@@ -67,7 +67,8 @@ class Aggregator:
         env = Envelope.from_bytes(data)
         self.scheme.check_envelope(env, self.key, kind="update", round=round, length=self.num_parameters)
         if env.party != sender:
-            raise SecureFLError(f"upload from {sender!r} claims to be from {env.party!r}")
+            raise PartyError(f"upload from {sender!r} claims to be from {env.party!r}: a party may only send its own "
+                             "update (check that each party process uses its own certificate and key)")
         return env
 
     def combine(self, round: int, accepted: Mapping[str, Envelope]) -> Combined:

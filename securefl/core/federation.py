@@ -23,6 +23,7 @@ from crypto_backends.keys import AggregatorKey, PartyKey
 from securefl import privacy
 from securefl.core.aggregator import Aggregator, Combined
 from securefl.config import Config
+from securefl.errors import ConfigError
 from securefl.ml.data import FederatedData, load_federated
 from securefl.ml.models import ModelAdapter, make_adapter
 from securefl.core.party import Party
@@ -97,6 +98,9 @@ class Federation:
     """A configuration's scheme, data and model: everything a role derives from the config alone."""
 
     def __init__(self, cfg: Config) -> None:
+        if not cfg.whole_run:
+            raise ConfigError(f"{cfg.source} was read for one section only (whole_run=False); a federation needs "
+                              "a whole, cross-checked config: load it with securefl.config.load(path)")
         self.cfg = cfg
         fed = cfg.federation
         self.data: FederatedData = load_federated(cfg.data, fed.ids, fed.seed)
