@@ -202,7 +202,7 @@ def _party_secret(master: bytes, key_id: bytes, party: str) -> bytes:
 
 
 def _check_round(round: object) -> int:
-    if isinstance(round, bool) or not isinstance(round, numbers.Integral) or not 0 <= round <= MAX_ROUND:
+    if isinstance(round, bool) or not isinstance(round, numbers.Integral) or not 0 <= int(round) <= MAX_ROUND:
         raise InvalidInputError(f"round must be an integer in [0, {MAX_ROUND}], got {round!r}")
     return int(round)
 
@@ -230,7 +230,9 @@ class FEScheme(Scheme):
             "aggregator": "no secret of its own; per round a function key (one scalar) for one approved weight vector",
             "authority": "the master secret, from which every party key and every function key is derived",
         },
-        aggregator_learns="for each coordinate, the weighted sum over the parties of the approved weight vector, nothing else",
+        aggregator_learns=(
+            "for each coordinate, the weighted sum over the parties of the approved weight vector, nothing else"
+        ),
         party_learns="the fused model",
         collusion=(
             "authority + aggregator learn every update (the authority can derive every pad); aggregator + "
@@ -363,7 +365,8 @@ class FEScheme(Scheme):
                 ClippedValuesWarning,
                 stacklevel=4,  # the caller of Scheme.protect
             )
-        return np.rint(np.clip(x, -clip, clip) * factor).astype(np.int64)
+        ints: np.ndarray = np.rint(np.clip(x, -clip, clip) * factor).astype(np.int64)
+        return ints
 
     def _sum_bound(self, weights: Sequence[float]) -> int:
         return int(math.fsum(w / self._unit * self._fp.max_int + 0.5 for w in weights))
@@ -387,7 +390,7 @@ class FEScheme(Scheme):
             raise RoundMismatchError(
                 f"the function key is for round {function_key.round}, the aggregate is of round {aggregate.round}"
             )
-        expected = dict(zip(aggregate.parties, aggregate.weights))
+        expected = dict(zip(aggregate.parties, aggregate.weights, strict=True))
         if policy.canonical(function_key.weights) != policy.canonical(expected):
             raise KeyMismatchError(
                 "the function key was issued for other parties or weights than the aggregate holds: ask the "
@@ -399,12 +402,14 @@ class FEScheme(Scheme):
     def _material_to_bytes(self, key: Key) -> bytes:
         material = key.unwrap(self.name)
         if isinstance(key, PartyKey):
-            return material.secret
+            secret: bytes = material.secret
+            return secret
         if isinstance(key, AuthorityKey):
+            master: bytes = material.master
             ids = b"".join(struct.pack(">H", len(p)) + p.encode() for p in material.parties)
             ledger = material.ledger.entries()
             rows = b"".join(struct.pack(">Q", r) + d for r, d in sorted(ledger.items()))
-            return material.master + struct.pack(">I", len(material.parties)) + ids + struct.pack(">I", len(ledger)) + rows
+            return master + struct.pack(">I", len(material.parties)) + ids + struct.pack(">I", len(ledger)) + rows
         if isinstance(key, FunctionKey):
             return group.scalar_bytes(material)
         return b""
@@ -413,25 +418,25 @@ class FEScheme(Scheme):
         try:
             if cls is PartyKey:
                 if len(data) != 32:
-                    raise ValueError("a party key is 32 bytes")
+                    raise MalformedCiphertextError("a party key is 32 bytes")
                 return _PartyMaterial(bytes(data))
             if cls is AuthorityKey:
                 return _load_authority(bytes(data))
             if cls is FunctionKey:
                 if len(data) != 32:
-                    raise ValueError("a function key is 32 bytes")
+                    raise MalformedCiphertextError("a function key is 32 bytes")
                 return int.from_bytes(data, "big") % group.ORDER
             if data:
-                raise ValueError("the aggregator key carries no material")
+                raise MalformedCiphertextError("the aggregator key carries no material")
             return None
-        except (ValueError, struct.error, UnicodeDecodeError) as exc:
+        except (MalformedCiphertextError, struct.error, UnicodeDecodeError) as exc:
             raise MalformedCiphertextError(f"garbled fe key material: {exc}") from None
 
 
 def _load_authority(data: bytes) -> _AuthorityMaterial:
     master, pos = data[:32], 32
     if len(master) != 32:
-        raise ValueError("truncated master secret")
+        raise MalformedCiphertextError("truncated master secret")
     (count,) = struct.unpack_from(">I", data, pos)
     pos += 4
     parties = []
@@ -447,7 +452,7 @@ def _load_authority(data: bytes) -> _AuthorityMaterial:
         entries[r] = data[pos + 8 : pos + 40]
         pos += 40
     if pos != len(data) or any(len(d) != 32 for d in entries.values()):
-        raise ValueError("trailing or truncated bytes")
+        raise MalformedCiphertextError("trailing or truncated bytes")
     return _AuthorityMaterial(master, parties, policy.Ledger(entries))
 
 
