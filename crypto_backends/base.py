@@ -133,7 +133,7 @@ class ShareRequest:
     message: bytes = b""
 
 
-class RevealSite(str, Enum):
+class RevealSite(str, Enum):  # noqa: UP042 - not StrEnum: str() and messages keep "RevealSite.PARTIES"
     """Where the combined result becomes a plaintext vector."""
 
     AGGREGATOR = "aggregator"
@@ -276,7 +276,7 @@ class Scheme(ABC):
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
         """Make every key of a federation.  Runs at the dealer / key authority."""
 
-    def prepare(self, key: PartyKey, *, length: int, weight: float, round: int) -> None:
+    def prepare(self, key: PartyKey, *, length: int, weight: float, round: int) -> None:  # noqa: B027 - optional
         """Optional offline work for a coming :meth:`protect` of ``length`` values (at the party).
 
         Anything that does not depend on the update itself (noise, randomisers) may be

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, SupportsIndex
 from .errors import ImplicitSerializationError, KeyRoleError, SchemeMismatchError
 
 
-class Role(str, enum.Enum):
+class Role(str, enum.Enum):  # noqa: UP042 - not StrEnum: str() and messages keep "Role.PARTY"
     """The three roles of a federation."""
 
     PARTY = "party"

@@ -79,7 +79,8 @@ class PlainScheme(Scheme):
         )
 
     def _protect(self, key: PartyKey, x: np.ndarray, *, weight: float, round: int) -> Payload:
-        return np.multiply(x, weight, dtype=_F8).data
+        scaled: np.ndarray = np.multiply(x, weight, dtype=_F8)
+        return scaled.data
 
     def _combine(
         self, key: AggregatorKey, updates: Sequence[Envelope], *, length: int, weights: Sequence[float]

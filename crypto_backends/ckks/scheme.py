@@ -289,12 +289,18 @@ class CKKSScheme(Scheme):
 
 def _secret_bytes(ctx: ts.Context) -> bytes:
     """The context with its secret key and nothing else (symmetric encryption needs no public key)."""
-    return ctx.serialize(save_public_key=False, save_secret_key=True, save_galois_keys=False, save_relin_keys=False)
+    data: bytes = ctx.serialize(
+        save_public_key=False, save_secret_key=True, save_galois_keys=False, save_relin_keys=False
+    )
+    return data
 
 
 def _public_bytes(ctx: ts.Context) -> bytes:
     """The parameters only: enough to add ciphertexts, not to encrypt or decrypt."""
-    return ctx.serialize(save_public_key=False, save_secret_key=False, save_galois_keys=False, save_relin_keys=False)
+    data: bytes = ctx.serialize(
+        save_public_key=False, save_secret_key=False, save_galois_keys=False, save_relin_keys=False
+    )
+    return data
 
 
 __all__ = ["CKKSParams", "CKKSScheme", "ClippedValuesWarning"]

@@ -143,7 +143,8 @@ class PaillierScheme(Scheme):
         material = key.unwrap(self.name)
         if isinstance(key, AggregatorKey) and not isinstance(material, djn.PublicMaterial):
             raise KeyRoleError("an aggregator key must hold the public key only")
-        return material.to_bytes()
+        data: bytes = material.to_bytes()
+        return data
 
     def _material_from_bytes(self, role: Role, cls: type[Key], data: bytes) -> Any:
         if cls is FunctionKey:
@@ -229,7 +230,7 @@ class PaillierScheme(Scheme):
     def _header(self) -> bytes:
         return _HEADER.pack(self._layout.slot_bits, self._layout.slots, self.params.layout_tag())
 
-    def _ciphertexts(self, public: djn.PublicMaterial, env: Envelope) -> list:
+    def _ciphertexts(self, public: djn.PublicMaterial, env: Envelope) -> list[Any]:
         """Parse and check an envelope's payload against this scheme's layout."""
         view = memoryview(env.payload).cast("B")
         if len(view) < _HEADER.size:
