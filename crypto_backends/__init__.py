@@ -2,7 +2,8 @@
 
 Vectors in, vectors out.  This package knows party ids, weights and keys, and
 nothing of rounds' orchestration, models or networks.  Start with
-:mod:`crypto_backends.base` (the interface) and :mod:`crypto_backends.registry`.
+:mod:`crypto_backends.base` (the interface), :mod:`crypto_backends.registry` and
+:mod:`crypto_backends.roundtrip` (one weighted mean end to end).
 """
 
 from . import registry
@@ -24,6 +25,7 @@ from .base import (
 )
 from .envelope import Envelope
 from .errors import SecureFLError
+from .wrapper import SchemeWrapper
 
 __all__ = [
     "SECRET_ACCESS",
@@ -39,6 +41,7 @@ __all__ = [
     "Role",
     "Scheme",
     "SchemeParams",
+    "SchemeWrapper",
     "SecureFLError",
     "ThreatModel",
     "registry",

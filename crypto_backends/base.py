@@ -39,6 +39,33 @@ returns the weighted **sum** ``sum_i w_i x_i`` of the contributors named in the
 aggregate; the weighted mean is that divided by ``aggregate.total_weight``
 (:func:`weighted_mean`).  Whether the party pre-scales by its weight or the
 aggregator / function key applies it is the scheme's documented choice.
+
+Writing a scheme.  :meth:`Scheme.protect`, :meth:`Scheme.combine`,
+:meth:`Scheme.reveal` and :meth:`Scheme.publish` are template methods: they do
+every check once, here, and build the envelopes; a scheme implements only what
+differs, in these hooks (each runs after the checks listed):
+
+* ``_check_key(key)`` (optional) - after the role check: raise the typed error if
+  the key's material does not fit this scheme and its parameters.  The default is
+  the scheme-name check of :meth:`~crypto_backends.keys.Key.unwrap`.
+* ``_applied_weight(weight) -> float`` (optional) - the weight an update's
+  envelope reports, after any rounding the scheme applies (default: ``weight``);
+  raise :class:`InvalidInputError` for a weight it cannot apply.
+* ``_protect(key, x, *, weight, round) -> payload`` - ``key`` is a checked
+  :class:`PartyKey` that names its party, ``x`` a finite 1-D float64 vector,
+  ``weight`` the applied weight.  Returns the update's payload bytes.
+* ``_combine(key, updates, *, length, weights) -> payload`` - ``updates`` passed
+  :meth:`Scheme.check_updates` (this scheme, this key set, this round, one length,
+  distinct parties); ``weights`` are the contributors' weights sorted by party id,
+  as the aggregate will name them.  Returns the aggregate's payload.
+* ``_reveal(key, aggregate, function_key) -> weighted sum`` - ``key`` holds one of
+  the :attr:`Scheme.reveal_roles`, ``aggregate`` is this scheme's and this key
+  set's.
+* ``_publish(key, aggregate, total) -> vector`` (optional) - what leaves the key
+  holders, given the revealed ``total`` (default: ``total`` unchanged).
+
+A wrapper around a whole scheme (differential privacy) subclasses
+:class:`crypto_backends.wrapper.SchemeWrapper` instead, which forwards everything.
 """
 
 from __future__ import annotations
@@ -55,13 +82,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .envelope import Envelope, Kind, check_party_id
+from .envelope import Envelope, Kind, check_party_id, merged_contributors
 from .errors import (
     CryptoError,
     InsecureParameterError,
     InvalidInputError,
     InvalidParameterError,
     KeyMismatchError,
+    KeyRoleError,
     LengthMismatchError,
     MalformedCiphertextError,
     RoundMismatchError,
@@ -78,9 +106,13 @@ from .keys import (
     PartyKey,
     Role,
     SecretAccess,
+    require_role,
 )
 
 MIN_SECURITY_BITS = 112
+
+Payload = bytes | bytearray | memoryview
+"""A scheme-defined envelope payload, as the hooks return it."""
 
 
 class InsecureParametersWarning(UserWarning):
@@ -101,7 +133,7 @@ class ShareRequest:
     message: bytes = b""
 
 
-class RevealSite(str, Enum):
+class RevealSite(str, Enum):  # noqa: UP042 - not StrEnum: str() and messages keep "RevealSite.PARTIES"
     """Where the combined result becomes a plaintext vector."""
 
     AGGREGATOR = "aggregator"
@@ -191,6 +223,8 @@ class Scheme(ABC):
     version: ClassVar[int] = 1
     params_type: ClassVar[type[SchemeParams]]
     reveal_site: ClassVar[RevealSite]
+    reveal_roles: ClassVar[tuple[type[Key], ...]] = ()
+    """Key types allowed to :meth:`reveal`; empty means the role :attr:`reveal_site` names."""
     needs_function_key: ClassVar[bool] = False
     hides_updates: ClassVar[bool] = True
     threat_model: ClassVar[ThreatModel]
@@ -242,7 +276,7 @@ class Scheme(ABC):
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
         """Make every key of a federation.  Runs at the dealer / key authority."""
 
-    def prepare(self, key: PartyKey, *, length: int, weight: float, round: int) -> None:
+    def prepare(self, key: PartyKey, *, length: int, weight: float, round: int) -> None:  # noqa: B027 - optional
         """Optional offline work for a coming :meth:`protect` of ``length`` values (at the party).
 
         Anything that does not depend on the update itself (noise, randomisers) may be
@@ -250,13 +284,33 @@ class Scheme(ABC):
         :meth:`protect` must work whether or not ``prepare`` ran.
         """
 
-    @abstractmethod
     def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
-        """Protect one party's update (at the party)."""
+        """Protect one party's update (at the party) into an ``update`` envelope naming ``key.owner``."""
+        require_role(key, PartyKey, action="protect an update")
+        self._check_key(key)
+        owner = key.owner
+        if owner is None:
+            raise KeyRoleError(
+                f"{key!r} names no party, so its update could not say who sent it: use the party keys "
+                "made by keygen(party_ids), or load them with load_key from a dump that kept the owner"
+            )
+        x = as_update_vector(values)
+        w = self._applied_weight(check_weight(weight))
+        payload = self._protect(key, x, weight=w, round=round)
+        return self.make_envelope(
+            key, payload, round=round, kind="update", parties=(owner,), weights=(w,), length=x.size
+        )
 
-    @abstractmethod
     def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
         """Check and combine protected updates (at the aggregator) into an ``aggregate`` envelope."""
+        require_role(key, AggregatorKey, action="combine updates")
+        self._check_key(key)
+        length = self.check_updates(key, updates, round=round)
+        parties, weights = merged_contributors(updates)
+        payload = self._combine(key, updates, length=length, weights=weights)
+        return self.make_envelope(
+            key, payload, round=round, kind="aggregate", parties=parties, weights=weights, length=length
+        )
 
     def function_key(
         self, key: AuthorityKey, *, round: int, weights: Mapping[str, float]
@@ -264,17 +318,44 @@ class Scheme(ABC):
         """Derive the aggregator's function key for one round and weight vector (at the authority)."""
         raise CryptoError(f"the {self.name} scheme has no function keys (needs_function_key is False)")
 
-    @abstractmethod
     def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
         """Return the weighted sum held in ``aggregate``, at the role :attr:`reveal_site` names."""
+        require_role(key, *(self.reveal_roles or _SITE_ROLES[self.reveal_site]), action="reveal the aggregate")
+        self._check_key(key)
+        self.check_envelope(aggregate, key, kind="aggregate")
+        return self._reveal(key, aggregate, function_key)
 
     def publish(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
         """Like :meth:`reveal`, for a result that leaves the key holders (published or sent on).
 
-        Schemes whose decryptions leak key material when shared (CKKS) override this
-        to add noise flooding or rounding.
+        Schemes whose decryptions leak key material when shared (CKKS) implement
+        ``_publish`` to add noise flooding or rounding.
         """
-        return self.reveal(key, aggregate, function_key=function_key)
+        return self._publish(key, aggregate, self.reveal(key, aggregate, function_key=function_key))
+
+    # --- hooks of the template methods (see "Writing a scheme" in the module docstring) ---
+    def _check_key(self, key: Key) -> None:
+        key.unwrap(self.name)
+
+    def _applied_weight(self, weight: float) -> float:
+        return weight
+
+    @abstractmethod
+    def _protect(self, key: PartyKey, x: np.ndarray, *, weight: float, round: int) -> Payload:
+        """The payload of ``key``'s update ``x`` at (applied) ``weight`` for ``round``."""
+
+    @abstractmethod
+    def _combine(
+        self, key: AggregatorKey, updates: Sequence[Envelope], *, length: int, weights: Sequence[float]
+    ) -> Payload:
+        """The payload of the aggregate of checked ``updates`` (``weights``: the contributors', by party id)."""
+
+    @abstractmethod
+    def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
+        """The weighted sum in the checked ``aggregate``."""
+
+    def _publish(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
+        return total
 
     # --- protocol steps beyond the round (see the module docstring) ----------------
     def setup_steps(self, round: int) -> int:
@@ -319,7 +400,7 @@ class Scheme(ABC):
     def make_envelope(
         self,
         key: Key,
-        payload: bytes | bytearray | memoryview,
+        payload: Payload,
         *,
         round: int,
         kind: Kind,
@@ -350,7 +431,9 @@ class Scheme(ABC):
     ) -> None:
         """Raise the typed error if ``env`` is not this scheme's, this key set's, this round's."""
         if not isinstance(env, Envelope):
-            raise MalformedCiphertextError(f"expected an Envelope, got {type(env).__name__}; parse bytes with Envelope.from_bytes")
+            raise MalformedCiphertextError(
+                f"expected an Envelope, got {type(env).__name__}; parse bytes with Envelope.from_bytes"
+            )
         if env.scheme != self.name or env.version != self.version:
             raise SchemeMismatchError(
                 f"envelope is {env.scheme!r} v{env.version}, this scheme is {self.name!r} v{self.version}: "
@@ -436,6 +519,11 @@ class Scheme(ABC):
         """Inverse of :meth:`_material_to_bytes`."""
 
 
+_SITE_ROLES: dict[RevealSite, tuple[type[Key], ...]] = {
+    RevealSite.AGGREGATOR: (AggregatorKey,),
+    RevealSite.PARTIES: (PartyKey,),
+}
+
 _KEY_CLASSES: dict[str, type[Key]] = {
     cls.__name__: cls for cls in (PartyKey, AggregatorKey, AuthorityKey, FunctionKey)
 }
@@ -450,6 +538,7 @@ __all__ = [
     "Key",
     "KeySet",
     "PartyKey",
+    "Payload",
     "RevealSite",
     "Role",
     "Scheme",

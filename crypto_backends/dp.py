@@ -40,9 +40,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -52,14 +52,14 @@ from .base import (
     Envelope,
     FunctionKey,
     Key,
-    KeySet,
     PartyKey,
-    Role,
     Scheme,
+    ThreatModel,
     as_update_vector,
     check_weight,
 )
 from .errors import InvalidInputError, InvalidParameterError, LengthMismatchError
+from .wrapper import SchemeWrapper, declaration
 
 Mechanism = Literal["gaussian", "laplace"]
 Mode = Literal["local", "distributed"]
@@ -110,10 +110,14 @@ class NoisePlan:
         return self.min_contributors if self.mode == "distributed" else 1
 
 
-class DPScheme(Scheme):
-    """``inner`` plus clipping, calibrated noise and snapping (see the module docstring)."""
+class DPScheme(SchemeWrapper):
+    """``inner`` plus clipping, calibrated noise and snapping (see the module docstring).
 
-    def __init__(self, inner: Scheme, plan: NoisePlan) -> None:  # noqa: D107 - no super(): params are inner's
+    Everything not overridden here is the inner scheme's (:class:`SchemeWrapper`):
+    the wrapper *is* the inner scheme on the wire, same name, version and envelopes.
+    """
+
+    def __init__(self, inner: Scheme, plan: NoisePlan) -> None:
         if isinstance(inner, DPScheme):
             raise InvalidParameterError("the scheme is already wrapped with differential privacy")
         if plan.mode == "distributed" and not inner.hides_updates:
@@ -121,20 +125,8 @@ class DPScheme(Scheme):
                 f"distributed DP needs a scheme that hides individual updates; {inner.name!r} shows each "
                 "update (and so each small noise share) to the aggregator. Use an encrypting scheme, or local mode"
             )
-        self.inner, self.plan = inner, plan
-        self.params = inner.params
-        # the wrapper *is* the inner scheme on the wire: same name, version and envelopes
-        self.name, self.version, self.params_type = inner.name, inner.version, inner.params_type
-        self.reveal_site, self.needs_function_key = inner.reveal_site, inner.needs_function_key
-        self.hides_updates = inner.hides_updates
-        tm = inner.threat_model
-        added = (f"; {plan.mode} differential privacy: " +
-                 ("each update carries the full calibrated noise" if plan.mode == "local"
-                  else f"the sum of any {plan.min_contributors} updates carries the calibrated noise"))
-        self.threat_model = dataclasses.replace(
-            tm, aggregator_learns=tm.aggregator_learns + added,
-            dropouts=tm.dropouts + f"; the noise guarantee holds while at least {plan.shares} parties contribute",
-        )
+        super().__init__(inner)
+        self.plan = plan
         self._prepared: dict[tuple[str | None, int], tuple[float, np.ndarray]] = {}
         self._lock = threading.Lock()
 
@@ -142,13 +134,18 @@ class DPScheme(Scheme):
         return f"DPScheme({self.inner!r}, mode={self.plan.mode}, mechanism={self.plan.mechanism})"
 
     # --- declarations -------------------------------------------------------------
-    @property
-    def security_bits(self) -> int:
-        return self.inner.security_bits
-
-    @property
-    def value_bound(self) -> float | None:
-        return self.inner.value_bound
+    @declaration
+    def threat_model(self) -> ThreatModel:
+        """The inner scheme's, plus what the noise adds and when it holds."""
+        tm, plan = self.inner.threat_model, self.plan
+        added = f"; {plan.mode} differential privacy: " + (
+            "each update carries the full calibrated noise" if plan.mode == "local"
+            else f"the sum of any {plan.min_contributors} updates carries the calibrated noise"
+        )
+        return dataclasses.replace(
+            tm, aggregator_learns=tm.aggregator_learns + added,
+            dropouts=tm.dropouts + f"; the noise guarantee holds while at least {plan.shares} parties contribute",
+        )
 
     def tolerance(self, weights: Sequence[float]) -> float:
         """Infinite: the fused vector differs from the exact mean on purpose (noise and clipping)."""
@@ -228,10 +225,7 @@ class DPScheme(Scheme):
         norm = math.sqrt(float(np.einsum("i,i->", values, values)))
         return min(1.0, self.plan.clip_norm / norm) if norm > 0 else 1.0
 
-    # --- the round --------------------------------------------------------------------
-    def keygen(self, party_ids: Sequence[str]) -> KeySet:
-        return self.inner.keygen(party_ids)
-
+    # --- the round (everything else is the inner scheme's) ------------------------------
     def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
         """Clip, add this party's noise (or share), snap in local mode, then protect with the inner scheme."""
         x = as_update_vector(values)
@@ -261,9 +255,9 @@ class DPScheme(Scheme):
     def _grids(self, scales: Sequence[float], *, shares: int) -> list[float]:
         return [noise.grid_for(noise.share_std(self.plan.mechanism, sc, shares)) for sc in scales]
 
-    def _chunks(self, grids: Sequence[float]):
+    def _chunks(self, grids: Sequence[float]) -> Iterator[tuple[int, int, float]]:
         start = 0
-        for seg, grid in zip(self.plan.segments, grids):
+        for seg, grid in zip(self.plan.segments, grids, strict=True):
             for lo in range(start, start + seg.length, self._CHUNK):
                 yield lo, min(lo + self._CHUNK, start + seg.length), grid
             start += seg.length
@@ -271,12 +265,6 @@ class DPScheme(Scheme):
     def _snap(self, vec: np.ndarray, scales: Sequence[float], *, shares: int) -> None:
         for start, stop, grid in self._chunks(self._grids(scales, shares=shares)):
             noise.snap(vec[start:stop], grid)
-
-    def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
-        return self.inner.combine(key, updates, round=round)
-
-    def function_key(self, key, *, round: int, weights: Mapping[str, float]) -> FunctionKey:
-        return self.inner.function_key(key, round=round, weights=weights)
 
     def _release(self, total: np.ndarray) -> np.ndarray:
         if self.plan.mode == "local":
@@ -292,21 +280,8 @@ class DPScheme(Scheme):
     def publish(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
         return self._release(self.inner.publish(key, aggregate, function_key=function_key))
 
-    # --- everything else is the inner scheme's ----------------------------------------
-    def check_envelope(self, env: Envelope, key: Key, **kw: Any) -> None:
-        self.inner.check_envelope(env, key, **kw)
+    def reveal_shares(self, key: AggregatorKey, aggregate: Envelope, shares: Mapping[str, bytes]) -> np.ndarray:
+        return self._release(self.inner.reveal_shares(key, aggregate, shares))
 
-    def check_updates(self, key: Key, updates: Sequence[Envelope], *, round: int) -> int:
-        return self.inner.check_updates(key, updates, round=round)
 
-    def dump_key(self, key: Key, **kw: Any) -> bytes:
-        return self.inner.dump_key(key, **kw)
-
-    def load_key(self, data: bytes) -> Key:
-        return self.inner.load_key(data)
-
-    def _material_to_bytes(self, key: Key) -> bytes:
-        return self.inner._material_to_bytes(key)
-
-    def _material_from_bytes(self, role: Role, cls: type[Key], data: bytes) -> Any:
-        return self.inner._material_from_bytes(role, cls, data)
+__all__ = ["DPScheme", "Mechanism", "Mode", "NoisePlan", "NoiseSegment"]

@@ -103,6 +103,7 @@ class FixedPoint:
         """Raise :class:`DecodingOverflowError` if any sum is beyond :meth:`sum_bound`."""
         bound = self.sum_bound(total_weight)
         arr = np.asarray(sums)
+        worst: float
         if arr.size and (arr.dtype == object or arr.dtype.kind in "iu"):
             worst = max(int(arr.max()), -int(arr.min()))
         else:

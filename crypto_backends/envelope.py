@@ -23,7 +23,7 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import MalformedCiphertextError
 
@@ -130,7 +130,7 @@ class Envelope:
         return cls(payload=view[start:], **fields)
 
 
-def _validate_header(header: object) -> dict:
+def _validate_header(header: object) -> dict[str, Any]:
     if not isinstance(header, dict) or set(header) != _HEADER_FIELDS:
         got = sorted(header) if isinstance(header, dict) else type(header).__name__
         raise MalformedCiphertextError(f"envelope header fields {got} differ from {sorted(_HEADER_FIELDS)}")

@@ -37,7 +37,11 @@ class InvalidInputError(CryptoError, ValueError):
 
 
 class KeyRoleError(CryptoError, TypeError):
-    """A key was used by a role that must not hold it (e.g. an aggregator decrypting)."""
+    """A key was used by a role that must not hold it (e.g. an aggregator decrypting).
+
+    Also raised for a key that cannot play its role at all: a party key naming no
+    party, or a key set without the authority key a scheme needs.
+    """
 
 
 class KeyMismatchError(CryptoError):
@@ -90,3 +94,7 @@ class KeyReuseError(CryptoError, PermissionError):
 
 class SecretExportError(CryptoError, PermissionError):
     """Secret key material was asked for without the explicit export token."""
+
+
+class ImplicitSerializationError(CryptoError, TypeError):
+    """A key handle was pickled: keys leave a process only through a scheme's ``dump_key``."""

@@ -19,12 +19,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, SupportsIndex
 
-from .errors import KeyRoleError, SchemeMismatchError
+from .errors import ImplicitSerializationError, KeyRoleError, SchemeMismatchError
 
 
-class Role(str, enum.Enum):
+class Role(str, enum.Enum):  # noqa: UP042 - not StrEnum: str() and messages keep "Role.PARTY"
     """The three roles of a federation."""
 
     PARTY = "party"
@@ -104,8 +104,8 @@ class Key:
 
     __str__ = __repr__
 
-    def __reduce_ex__(self, protocol: object) -> Any:
-        raise TypeError(
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        raise ImplicitSerializationError(
             f"{type(self).__name__} cannot be pickled or copied: keys never cross a process "
             "boundary implicitly. Use the scheme's dump_key(key, secret_access=SECRET_ACCESS) "
             "and send the bytes only to a holder of the same role over an authenticated channel."
@@ -114,11 +114,11 @@ class Key:
     def __copy__(self) -> Key:
         return self
 
-    def __deepcopy__(self, memo: dict) -> Key:
+    def __deepcopy__(self, memo: dict[int, Any]) -> Key:
         return self
 
     def __getstate__(self) -> Any:
-        raise TypeError(f"{type(self).__name__} refuses to be serialized implicitly")
+        raise ImplicitSerializationError(f"{type(self).__name__} refuses to be serialized implicitly")
 
 
 class PartyKey(Key):

@@ -40,6 +40,8 @@ import os
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
+from .errors import InvalidParameterError
+
 _TWO_POW_64 = 2.0**-64
 _TWO_POW_53 = 2.0**-53
 _SNAP_MAGIC = 1.5 * 2.0**52
@@ -88,7 +90,7 @@ def gaussian(n: int, sigma: float) -> np.ndarray:
 def laplace(n: int, b: float) -> np.ndarray:
     """``n`` independent Laplace(0, b) values: ``b * (E1 - E2)`` with ``E = -ln U``."""
     u = open_uniform(2 * n)
-    ratio = u[:n] / u[n:]
+    ratio: np.ndarray = u[:n] / u[n:]
     np.log(ratio, out=ratio)
     ratio *= b
     return ratio
@@ -97,7 +99,7 @@ def laplace(n: int, b: float) -> np.ndarray:
 def gamma(n: int, shape: float, scale: float = 1.0) -> np.ndarray:
     """``n`` independent Gamma(shape, scale) values (Marsaglia-Tsang; shape < 1 boosted by ``U**(1/shape)``)."""
     if shape <= 0:
-        raise ValueError("gamma shape must be positive")
+        raise InvalidParameterError(f"gamma shape must be positive, got {shape!r}")
     a = shape + 1.0 if shape < 1 else shape
     d = a - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
@@ -129,7 +131,8 @@ def laplace_share(n: int, b: float, shares: int) -> np.ndarray:
     if shares == 1:
         return laplace(n, b)
     g = gamma(2 * n, 1.0 / shares, b)
-    return g[:n] - g[n:]
+    share: np.ndarray = g[:n] - g[n:]
+    return share
 
 
 def share_std(mechanism: str, scale: float, shares: int) -> float:
@@ -142,7 +145,9 @@ def share_std(mechanism: str, scale: float, shares: int) -> float:
 def grid_for(std: float) -> float:
     """The snapping grid for noise of standard deviation ``std``: a power of two <= ``std / 16``."""
     if not std > 0 or not math.isfinite(std):
-        raise ValueError("noise standard deviation must be positive and finite")
+        raise InvalidParameterError(
+            f"noise standard deviation must be positive and finite, got {std!r}: check the noise plan's scales"
+        )
     return 2.0 ** math.floor(math.log2(std / SNAP_FRACTION))
 
 

@@ -20,17 +20,16 @@ from .base import (
     Key,
     KeySet,
     PartyKey,
+    Payload,
     RevealSite,
     Role,
     Scheme,
     SchemeParams,
     ThreatModel,
-    as_update_vector,
-    check_weight,
 )
-from .envelope import check_party_id, merged_contributors
+from .envelope import check_party_id
 from .errors import LengthMismatchError, MalformedCiphertextError
-from .keys import AuthorityKey, FunctionKey, require_role
+from .keys import AuthorityKey, FunctionKey
 from .randomness import random_bytes
 
 _F8 = np.dtype("<f8")
@@ -52,6 +51,7 @@ class PlainScheme(Scheme):
     name = "plain"
     params_type = PlainParams
     reveal_site = RevealSite.AGGREGATOR
+    reveal_roles = (PartyKey, AggregatorKey, AuthorityKey)  # nothing is secret: any role may read the sum
     hides_updates = False
     threat_model = ThreatModel(
         key_holders={"party": "nothing secret", "aggregator": "nothing secret", "authority": "not used"},
@@ -78,31 +78,19 @@ class PlainScheme(Scheme):
             key_id=key_id,
         )
 
-    def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
-        require_role(key, PartyKey, action="protect an update")
-        key.unwrap(self.name)
-        x = as_update_vector(values)
-        w = check_weight(weight)
-        scaled = np.multiply(x, w, dtype=_F8)
-        return self.make_envelope(
-            key, scaled.data, round=round, kind="update", parties=(key.owner or "party",),
-            weights=(w,), length=x.size,
-        )
+    def _protect(self, key: PartyKey, x: np.ndarray, *, weight: float, round: int) -> Payload:
+        scaled: np.ndarray = np.multiply(x, weight, dtype=_F8)
+        return scaled.data
 
-    def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
-        require_role(key, AggregatorKey, action="combine updates")
-        length = self.check_updates(key, updates, round=round)
+    def _combine(
+        self, key: AggregatorKey, updates: Sequence[Envelope], *, length: int, weights: Sequence[float]
+    ) -> Payload:
         total = np.zeros(length, dtype=_F8)
         for env in updates:
             np.add(total, self._vector(env), out=total)
-        parties, weights = merged_contributors(updates)
-        return self.make_envelope(
-            key, total.data, round=round, kind="aggregate", parties=parties, weights=weights, length=length
-        )
+        return total.data
 
-    def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
-        require_role(key, PartyKey, AggregatorKey, AuthorityKey, action="reveal the aggregate")
-        self.check_envelope(aggregate, key, kind="aggregate")
+    def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         return self._vector(aggregate).copy()
 
     def _vector(self, env: Envelope) -> np.ndarray:

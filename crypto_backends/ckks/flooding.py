@@ -52,7 +52,8 @@ def error_norm_bound(params: CKKSParams, contributors: int) -> float:
 def flooding_sigma(params: CKKSParams, contributors: int, chunks: int) -> float:
     """Standard deviation of the flooding noise added to each published value of a weighted sum."""
     queries = params.flooding_queries * max(1, chunks)
-    return 2.0 ** (params.flooding_bits / 2) * math.sqrt(12.0 * queries) * error_norm_bound(params, contributors)
+    margin = math.pow(2.0, params.flooding_bits / 2)
+    return margin * math.sqrt(12.0 * queries) * error_norm_bound(params, contributors)
 
 
 def secure_gaussian(n: int) -> np.ndarray:

@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
-from ..base import RevealSite, Scheme, ThreatModel, as_update_vector, check_weight
-from ..envelope import Envelope, check_party_id, merged_contributors
+from ..base import Payload, RevealSite, Scheme, ThreatModel
 from ..encoding import ClippedValuesWarning
+from ..envelope import Envelope, check_party_id
 from ..errors import (
     DecodingOverflowError,
     DecryptionError,
@@ -47,7 +47,7 @@ from ..errors import (
     MalformedCiphertextError,
     PolicyError,
 )
-from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyKey, Role, require_role
+from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyKey, Role
 from ..randomness import random_bytes
 from . import codec
 from .flooding import flood, flooding_sigma
@@ -92,6 +92,7 @@ class CKKSScheme(Scheme):
     name = "ckks"
     params_type = CKKSParams
     reveal_site = RevealSite.PARTIES
+    reveal_roles = (PartyKey, AuthorityKey)
     threat_model = ThreatModel(
         key_holders={
             "party": "the shared CKKS secret key (TenSEAL secret context)",
@@ -197,37 +198,32 @@ class CKKSScheme(Scheme):
                 "configure the same [crypto.ckks] parameters as the key set's dealer"
             )
 
-    # --- the round --------------------------------------------------------------------
-    def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
+    # --- the round (the checks are Scheme's template methods) --------------------------
+    def _protect(self, key: PartyKey, x: np.ndarray, *, weight: float, round: int) -> Payload:
         """Clip to ``[-clip, clip]``, multiply by ``weight``, encrypt chunk by chunk (at the party)."""
-        require_role(key, PartyKey, action="protect an update")
         ctx = key.unwrap(self.name).context
-        x = as_update_vector(values)
-        w = check_weight(weight)
-        if w > self.params.max_total_weight:
+        if weight > self.params.max_total_weight:
             raise InvalidInputError(
-                f"weight {w:g} exceeds max_total_weight {self.params.max_total_weight:g}, so the sum could "
+                f"weight {weight:g} exceeds max_total_weight {self.params.max_total_weight:g}, so the sum could "
                 "wrap around; raise [crypto.ckks] max_total_weight (and lower scale_bits to fit) or use "
                 "weights in larger units"
             )
-        payload, clipped = codec.encrypt_chunks(ctx, x, weight=w, clip=float(self.params.clip), slots=self.params.slots)
+        clip, slots = float(self.params.clip), self.params.slots
+        payload, clipped = codec.encrypt_chunks(ctx, x, weight=weight, clip=clip, slots=slots)
         if clipped:
             warnings.warn(
                 f"{clipped} of {x.size} update values were beyond clip={self.params.clip:g} and were clipped; "
                 "raise [crypto.ckks] clip if that is not intended",
                 ClippedValuesWarning,
-                stacklevel=2,
+                stacklevel=3,  # the caller of Scheme.protect
             )
-        return self.make_envelope(
-            key, payload, round=round, kind="update", parties=(key.owner or "party",), weights=(w,), length=x.size,
-        )
+        return payload
 
-    def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
+    def _combine(
+        self, key: AggregatorKey, updates: Sequence[Envelope], *, length: int, weights: Sequence[float]
+    ) -> Payload:
         """Add the ciphertexts chunk by chunk (at the aggregator; no key needed beyond the parameters)."""
-        require_role(key, AggregatorKey, action="combine updates")
         ctx = key.unwrap(self.name).context
-        length = self.check_updates(key, updates, round=round)
-        parties, weights = merged_contributors(updates)
         self._check_total_weight(weights)
         slots = self.params.slots
         n_chunks = codec.chunk_count(length, slots)
@@ -239,15 +235,11 @@ class CKKSScheme(Scheme):
             for chunks in views[1:]:
                 codec.add_into(acc, codec.load(ctx, chunks[i], index=i, size=stop - start), index=i)
             blobs.append(acc.serialize())
-        return self.make_envelope(
-            key, codec.frame(blobs), round=round, kind="aggregate", parties=parties, weights=weights, length=length,
-        )
+        return codec.frame(blobs)
 
-    def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+    def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """Decrypt the weighted sum (at a party, or the dealer).  Not for release: see :meth:`publish`."""
-        require_role(key, PartyKey, AuthorityKey, action="reveal the aggregate")
         ctx = key.unwrap(self.name).context
-        self.check_envelope(aggregate, key, kind="aggregate")
         self._check_total_weight(aggregate.weights)
         length, slots = aggregate.length, self.params.slots
         views = codec.split(aggregate.payload, codec.chunk_count(length, slots))
@@ -266,8 +258,8 @@ class CKKSScheme(Scheme):
             raise DecryptionError("decryption failed")
         return out
 
-    def publish(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
-        """:meth:`reveal` plus noise flooding, for a weighted sum that leaves the key holders.
+    def _publish(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
+        """:meth:`publish` is :meth:`reveal` plus noise flooding, for a weighted sum that leaves the key holders.
 
         Adds N(0, sigma^2) per value from the OS CSPRNG with sigma from
         :meth:`publish_sigma`, then rounds to a grid near sigma/16.  What is
@@ -277,7 +269,6 @@ class CKKSScheme(Scheme):
         (this key handle refuses them with :class:`PolicyError`; generate new
         keys), nor anything for decryptions released without it.
         """
-        total = self.reveal(key, aggregate, function_key=function_key)
         key.unwrap(self.name).charge_publication(self.params.flooding_queries)
         return flood(total, self.publish_sigma(aggregate))
 
@@ -298,12 +289,18 @@ class CKKSScheme(Scheme):
 
 def _secret_bytes(ctx: ts.Context) -> bytes:
     """The context with its secret key and nothing else (symmetric encryption needs no public key)."""
-    return ctx.serialize(save_public_key=False, save_secret_key=True, save_galois_keys=False, save_relin_keys=False)
+    data: bytes = ctx.serialize(
+        save_public_key=False, save_secret_key=True, save_galois_keys=False, save_relin_keys=False
+    )
+    return data
 
 
 def _public_bytes(ctx: ts.Context) -> bytes:
     """The parameters only: enough to add ciphertexts, not to encrypt or decrypt."""
-    return ctx.serialize(save_public_key=False, save_secret_key=False, save_galois_keys=False, save_relin_keys=False)
+    data: bytes = ctx.serialize(
+        save_public_key=False, save_secret_key=False, save_galois_keys=False, save_relin_keys=False
+    )
+    return data
 
 
 __all__ = ["CKKSParams", "CKKSScheme", "ClippedValuesWarning"]

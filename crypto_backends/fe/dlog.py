@@ -107,7 +107,7 @@ class DlogTable:
                 idx = list(walkers)
                 stepped = [group.add([walkers[i], delta]) for i in idx]
                 hit, vals = self._lookup([group.encode(p) for p in stepped])
-                for i, p, h, v in zip(idx, stepped, hit.tolist(), vals.tolist()):
+                for i, p, h, v in zip(idx, stepped, hit.tolist(), vals.tolist(), strict=True):
                     if h or p is None:
                         values[i] = direction * m * self.step + (v if h else 0)
                         pos.pop(i, None)

@@ -27,8 +27,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from coincurve import PublicKey
-from coincurve._libsecp256k1 import ffi, lib
+from coincurve._libsecp256k1 import ffi as ffi  # re-exported for .kernels
+from coincurve._libsecp256k1 import lib as lib
 from coincurve.context import GLOBAL_CONTEXT
+
+from ..errors import CryptoError, MalformedCiphertextError
 
 #: Order of secp256k1's group (a 256-bit prime).
 ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -94,14 +97,17 @@ def encode(point: PublicKey | None) -> bytes:
 
 
 def decode(data: bytes) -> PublicKey | None:
-    """Parse one 33-byte point; :class:`ValueError` if it is not a point of the curve."""
+    """Parse one 33-byte point; :class:`MalformedCiphertextError` if it is not a point of the curve."""
     if len(data) != POINT_BYTES:
-        raise ValueError("a point is 33 bytes")
+        raise MalformedCiphertextError(f"a point is {POINT_BYTES} bytes, got {len(data)}")
     if data == IDENTITY:
         return None
     if data[0] not in (2, 3):
-        raise ValueError("not a compressed point")
-    return PublicKey(data)  # checks x < p and that x^3 + 7 is a square
+        raise MalformedCiphertextError("not a compressed point (SEC 1 prefix 2 or 3)")
+    try:
+        return PublicKey(data)  # checks x < p and that x^3 + 7 is a square
+    except ValueError:
+        raise MalformedCiphertextError("not a point of secp256k1") from None
 
 
 def small_table() -> tuple[Any, Any]:
@@ -125,11 +131,14 @@ def small_table() -> tuple[Any, Any]:
     return _small[0], _small[1]
 
 
-@ffi.callback("int(unsigned char *, const unsigned char *, const unsigned char *, void *)")
-def _export_xy(output: Any, x32: Any, y32: Any, data: Any) -> int:
+def _copy_xy(output: Any, x32: Any, y32: Any, data: Any) -> int:
     ffi.memmove(output, x32, 32)
     ffi.memmove(output + 32, y32, 32)
     return 1
+
+
+# a module-level reference keeps the C callback alive for as long as libsecp256k1 may call it
+_export_xy: Any = ffi.callback("int(unsigned char *, const unsigned char *, const unsigned char *, void *)")(_copy_xy)
 
 
 def secret_mul(dest: Any, base: Any, k_bytes: bytes, scratch: Any) -> None:
@@ -140,10 +149,12 @@ def secret_mul(dest: Any, base: Any, k_bytes: bytes, scratch: Any) -> None:
     "hash" the shared point to its plain coordinates (``_export_xy``) and parse them
     back.  ``scratch`` is a 65-byte buffer whose first byte is 4.
     """
+    # Our scalars are reduced mod ORDER and non-zero, and the bases are curve points, so
+    # libsecp256k1 refuses only on a bug (or a zero key with probability 2**-256).
     if not lib.secp256k1_ecdh(CTX, scratch + 1, base, k_bytes, _export_xy, ffi.NULL):
-        raise ValueError("invalid scalar")
+        raise CryptoError("libsecp256k1 refused the scalar (zero or not below the group order)")
     if not lib.secp256k1_ec_pubkey_parse(CTX, dest, scratch, 65):
-        raise ValueError("invalid point")
+        raise CryptoError("libsecp256k1 returned a point it cannot parse back")
 
 
 def new_scratch() -> Any:

@@ -41,7 +41,8 @@ class _Scratch:
         # else: the out buffer already holds zeros, the identity's encoding
 
     def result(self) -> bytes:
-        return ffi.buffer(self.out)[:]
+        data: bytes = ffi.buffer(self.out)[:]
+        return data
 
 
 def _base(j: int) -> Any:
@@ -73,13 +74,17 @@ def encrypt(k: int, start: int, values: bytes) -> bytes:
 
 
 def _parse(data: Any, offset: int, raw: bytes, into: Any) -> bool:
-    """Parse the point at ``offset`` into ``into``; False for the identity, ValueError if invalid."""
+    """Parse the point at ``offset`` into ``into``; False for the identity.
+
+    Raises a bare :class:`MalformedCiphertextError`: the callers know which party and
+    position it is, and raise the one the user sees.
+    """
     if raw[offset] == 0:
         if raw[offset : offset + _P] != IDENTITY:
-            raise ValueError("not a point")
+            raise MalformedCiphertextError("not a point")
         return False
     if raw[offset] not in (2, 3) or not lib.secp256k1_ec_pubkey_parse(CTX, into, data + offset, _P):
-        raise ValueError("not a point")
+        raise MalformedCiphertextError("not a point")
     return True
 
 
@@ -90,10 +95,10 @@ def add_updates(payloads: list[bytes], parties: list[str], start: int) -> bytes:
     s = _Scratch(len(payloads), count)
     for j in range(count):
         used = 0
-        for view, raw, party in zip(views, payloads, parties):
+        for view, raw, party in zip(views, payloads, parties, strict=True):
             try:
                 used += _parse(view, _P * j, raw, s.points + used)
-            except ValueError:
+            except MalformedCiphertextError:
                 raise MalformedCiphertextError(
                     f"the update of party {party!r} holds no curve point at position {start + j}: "
                     "the bytes were altered in transit or do not come from the fe scheme"
@@ -112,7 +117,7 @@ def unmask(neg_key: int, start: int, aggregate: bytes) -> bytes:
         group.secret_mul(s.points, _base(start + j), k_bytes, s.coords)
         try:
             used = 1 + _parse(view, _P * j, aggregate, s.points + 1)
-        except ValueError:
+        except MalformedCiphertextError:
             raise MalformedCiphertextError(
                 f"the aggregate holds no curve point at position {start + j}: the bytes were altered"
             ) from None

@@ -76,16 +76,15 @@ from ..base import (
     Key,
     KeySet,
     PartyKey,
+    Payload,
     RevealSite,
     Role,
     Scheme,
     SchemeParams,
     ThreatModel,
-    as_update_vector,
-    check_weight,
 )
 from ..encoding import ClippedValuesWarning, FixedPoint
-from ..envelope import MAX_ROUND, check_party_id, merged_contributors
+from ..envelope import MAX_ROUND, check_party_id
 from ..errors import (
     CryptoError,
     InvalidInputError,
@@ -203,7 +202,7 @@ def _party_secret(master: bytes, key_id: bytes, party: str) -> bytes:
 
 
 def _check_round(round: object) -> int:
-    if isinstance(round, bool) or not isinstance(round, numbers.Integral) or not 0 <= round <= MAX_ROUND:
+    if isinstance(round, bool) or not isinstance(round, numbers.Integral) or not 0 <= int(round) <= MAX_ROUND:
         raise InvalidInputError(f"round must be an integer in [0, {MAX_ROUND}], got {round!r}")
     return int(round)
 
@@ -223,6 +222,7 @@ class FEScheme(Scheme):
     name = "fe"
     params_type = FEParams
     reveal_site = RevealSite.AGGREGATOR
+    reveal_roles = (AggregatorKey,)
     needs_function_key = True
     threat_model = ThreatModel(
         key_holders={
@@ -230,7 +230,9 @@ class FEScheme(Scheme):
             "aggregator": "no secret of its own; per round a function key (one scalar) for one approved weight vector",
             "authority": "the master secret, from which every party key and every function key is derived",
         },
-        aggregator_learns="for each coordinate, the weighted sum over the parties of the approved weight vector, nothing else",
+        aggregator_learns=(
+            "for each coordinate, the weighted sum over the parties of the approved weight vector, nothing else"
+        ),
         party_learns="the fused model",
         collusion=(
             "authority + aggregator learn every update (the authority can derive every pad); aggregator + "
@@ -243,9 +245,11 @@ class FEScheme(Scheme):
         ),
     )
 
+    params: FEParams
+
     def __init__(self, params: SchemeParams | None = None) -> None:
         super().__init__(params)
-        p: FEParams = self.params  # type: ignore[assignment]
+        p = self.params
         self._fp = FixedPoint(clip=float(p.clip), bits=p.bits)
         self._workers = parallel.worker_count(p.workers)
         self._unit = float(p.weight_unit)
@@ -299,7 +303,7 @@ class FEScheme(Scheme):
                 policy.refuse(round, f"party {party!r} is not a member of this federation")
             if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) or w < 0:
                 policy.refuse(round, f"weight {w!r} of party {party!r} is not a finite number >= 0")
-        p: FEParams = self.params  # type: ignore[assignment]
+        p = self.params
         policy.check(weights, round=round, min_parties=p.min_parties, max_share=float(p.max_share))
         vector = policy.canonical(weights)
         material.ledger.claim(round, vector)
@@ -309,42 +313,30 @@ class FEScheme(Scheme):
         policy.log.info("fe authority issued a function key for round %d over %d parties", round, len(vector))
         return FunctionKey(self.name, key.key_id, dk % group.ORDER, round=round, weights=dict(vector))
 
-    # --- the round --------------------------------------------------------------------
-    def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
-        require_role(key, PartyKey, action="protect an update")
+    # --- the round (the checks are Scheme's template methods) --------------------------
+    def _protect(self, key: PartyKey, x: np.ndarray, *, weight: float, round: int) -> Payload:
         material: _PartyMaterial = key.unwrap(self.name)
-        x = as_update_vector(values)
-        w = check_weight(weight)
-        ints = self._encode(x, w)
-        fingerprint = hashlib.sha256(struct.pack(">d", w) + ints.tobytes()).digest()
+        ints = self._encode(x, weight)
+        fingerprint = hashlib.sha256(struct.pack(">d", weight) + ints.tobytes()).digest()
         round = _check_round(round)
         material.claim(round, fingerprint)
-        k = _round_scalar(material.secret, round, w)
+        k = _round_scalar(material.secret, round, weight)
         raw = ints.astype("<i8").tobytes()
         jobs = [(k, a, raw[8 * a : 8 * b]) for a, b in parallel.spans(x.size, self._workers)]
-        payload = b"".join(parallel.run(kernels.encrypt, jobs, self._workers))
-        return self.make_envelope(
-            key, payload, round=round, kind="update", parties=(key.owner or "party",), weights=(w,), length=x.size
-        )
+        return b"".join(parallel.run(kernels.encrypt, jobs, self._workers))
 
-    def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
-        require_role(key, AggregatorKey, action="combine updates")
-        length = self.check_updates(key, updates, round=round)
+    def _combine(
+        self, key: AggregatorKey, updates: Sequence[Envelope], *, length: int, weights: Sequence[float]
+    ) -> Payload:
         payloads = [self._points(env) for env in updates]
         parties = [env.party for env in updates]
         jobs = [
             ([p[_P * a : _P * b] for p in payloads], parties, a) for a, b in parallel.spans(length, self._workers)
         ]
-        total = b"".join(parallel.run(kernels.add_updates, jobs, self._workers)) if length else b""
-        contributors, weights = merged_contributors(updates)
-        return self.make_envelope(
-            key, total, round=round, kind="aggregate", parties=contributors, weights=weights, length=length
-        )
+        return b"".join(parallel.run(kernels.add_updates, jobs, self._workers)) if length else b""
 
-    def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+    def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """The weighted sum, decrypted with the authority's function key for this aggregate."""
-        require_role(key, AggregatorKey, action="reveal an fe aggregate")
-        self.check_envelope(aggregate, key, kind="aggregate")
         dk = self._check_function_key(function_key, aggregate)
         points = self._points(aggregate)
         n = aggregate.length
@@ -353,7 +345,7 @@ class FEScheme(Scheme):
         unmasked = b"".join(parallel.run(kernels.unmask, jobs, self._workers)) if n else b""
         encoded = [unmasked[_P * j : _P * j + _P] for j in range(n)]
         bound = self._sum_bound(aggregate.weights)
-        sums = dlog.table(self.params.dlog_table_bits).solve(encoded, bound)  # type: ignore[attr-defined]
+        sums = dlog.table(self.params.dlog_table_bits).solve(encoded, bound)
         return sums.astype(np.float64) * (self._unit / self._fp.scale)
 
     # --- helpers --------------------------------------------------------------------------
@@ -371,9 +363,10 @@ class FEScheme(Scheme):
                 f"{clipped} of {x.size} values were outside [-{clip}, {clip}] and were clipped; raise "
                 "crypto.fe.clip if this happens often",
                 ClippedValuesWarning,
-                stacklevel=3,
+                stacklevel=4,  # the caller of Scheme.protect
             )
-        return np.rint(np.clip(x, -clip, clip) * factor).astype(np.int64)
+        ints: np.ndarray = np.rint(np.clip(x, -clip, clip) * factor).astype(np.int64)
+        return ints
 
     def _sum_bound(self, weights: Sequence[float]) -> int:
         return int(math.fsum(w / self._unit * self._fp.max_int + 0.5 for w in weights))
@@ -397,7 +390,7 @@ class FEScheme(Scheme):
             raise RoundMismatchError(
                 f"the function key is for round {function_key.round}, the aggregate is of round {aggregate.round}"
             )
-        expected = dict(zip(aggregate.parties, aggregate.weights))
+        expected = dict(zip(aggregate.parties, aggregate.weights, strict=True))
         if policy.canonical(function_key.weights) != policy.canonical(expected):
             raise KeyMismatchError(
                 "the function key was issued for other parties or weights than the aggregate holds: ask the "
@@ -409,12 +402,14 @@ class FEScheme(Scheme):
     def _material_to_bytes(self, key: Key) -> bytes:
         material = key.unwrap(self.name)
         if isinstance(key, PartyKey):
-            return material.secret
+            secret: bytes = material.secret
+            return secret
         if isinstance(key, AuthorityKey):
+            master: bytes = material.master
             ids = b"".join(struct.pack(">H", len(p)) + p.encode() for p in material.parties)
             ledger = material.ledger.entries()
             rows = b"".join(struct.pack(">Q", r) + d for r, d in sorted(ledger.items()))
-            return material.master + struct.pack(">I", len(material.parties)) + ids + struct.pack(">I", len(ledger)) + rows
+            return master + struct.pack(">I", len(material.parties)) + ids + struct.pack(">I", len(ledger)) + rows
         if isinstance(key, FunctionKey):
             return group.scalar_bytes(material)
         return b""
@@ -423,25 +418,25 @@ class FEScheme(Scheme):
         try:
             if cls is PartyKey:
                 if len(data) != 32:
-                    raise ValueError("a party key is 32 bytes")
+                    raise MalformedCiphertextError("a party key is 32 bytes")
                 return _PartyMaterial(bytes(data))
             if cls is AuthorityKey:
                 return _load_authority(bytes(data))
             if cls is FunctionKey:
                 if len(data) != 32:
-                    raise ValueError("a function key is 32 bytes")
+                    raise MalformedCiphertextError("a function key is 32 bytes")
                 return int.from_bytes(data, "big") % group.ORDER
             if data:
-                raise ValueError("the aggregator key carries no material")
+                raise MalformedCiphertextError("the aggregator key carries no material")
             return None
-        except (ValueError, struct.error, UnicodeDecodeError) as exc:
+        except (MalformedCiphertextError, struct.error, UnicodeDecodeError) as exc:
             raise MalformedCiphertextError(f"garbled fe key material: {exc}") from None
 
 
 def _load_authority(data: bytes) -> _AuthorityMaterial:
     master, pos = data[:32], 32
     if len(master) != 32:
-        raise ValueError("truncated master secret")
+        raise MalformedCiphertextError("truncated master secret")
     (count,) = struct.unpack_from(">I", data, pos)
     pos += 4
     parties = []
@@ -457,7 +452,7 @@ def _load_authority(data: bytes) -> _AuthorityMaterial:
         entries[r] = data[pos + 8 : pos + 40]
         pos += 40
     if pos != len(data) or any(len(d) != 32 for d in entries.values()):
-        raise ValueError("trailing or truncated bytes")
+        raise MalformedCiphertextError("trailing or truncated bytes")
     return _AuthorityMaterial(master, parties, policy.Ledger(entries))
 
 

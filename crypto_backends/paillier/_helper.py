@@ -16,13 +16,15 @@ from __future__ import annotations
 import os
 import struct
 import sys
+from typing import Any, BinaryIO
 
 
-def fixed_base_table(hs, n2, exponent_bytes: int) -> list:
+def fixed_base_table(hs: Any, n2: Any, exponent_bytes: int) -> list[list[Any]]:
     """``table[i][d] = hs^(d * 256^i) mod n2`` (fixed-base powers, one table per 8-bit window; HAC 14.6.3)."""
     from gmpy2 import mpz
 
-    table, base = [], hs
+    table: list[list[Any]] = []
+    base = hs
     for _ in range(exponent_bytes):
         row = [mpz(1), base]
         for _ in range(254):
@@ -32,7 +34,7 @@ def fixed_base_table(hs, n2, exponent_bytes: int) -> list:
     return table
 
 
-def obfuscators_from_table(table: list, n2, count: int, exponent_bytes: int) -> list:
+def obfuscators_from_table(table: list[list[Any]], n2: Any, count: int, exponent_bytes: int) -> list[Any]:
     """``count`` values ``h_s^r mod n^2``, each ``r`` fresh from ``os.urandom``."""
     randomness = os.urandom(count * exponent_bytes)
     first, rest = table[0], table[1:]
@@ -40,13 +42,13 @@ def obfuscators_from_table(table: list, n2, count: int, exponent_bytes: int) -> 
     for i in range(count):
         digits = randomness[i * exponent_bytes:(i + 1) * exponent_bytes]
         acc = first[digits[0]]
-        for row, d in zip(rest, digits[1:]):
+        for row, d in zip(rest, digits[1:], strict=True):
             acc = acc * row[d] % n2
         out.append(acc)
     return out
 
 
-def _read(stream, size: int) -> bytes | None:
+def _read(stream: BinaryIO, size: int) -> bytes | None:
     data = stream.read(size)
     return data if data is not None and len(data) == size else None
 

@@ -105,7 +105,8 @@ class PublicMaterial:
         if self._table is None and count < _TABLE_THRESHOLD:
             randomness = os.urandom(count * nbytes)
             exponents = [mpz(int.from_bytes(randomness[i * nbytes:(i + 1) * nbytes], "big")) for i in range(count)]
-            return gmpy2.powmod_exp_list(self.hs, exponents, n2)
+            values: list[mpz] = gmpy2.powmod_exp_list(self.hs, exponents, n2)
+            return values
         pool = []
         if processes > 1 and count >= _HELPER_THRESHOLD:
             pool = helpers.helpers_for(self.key_id, self.key_bytes, int(self.n), int(self.hs), nbytes,
@@ -141,7 +142,8 @@ class PublicMaterial:
     def encrypt(self, plaintexts: Sequence[mpz], processes: int = 1) -> list[mpz]:
         """Encrypt integers in ``[0, n)`` (the caller guarantees the range)."""
         n, n2 = self.n, self.nsquare
-        return [(1 + m * n) * r % n2 for m, r in zip(plaintexts, self.obfuscators(len(plaintexts), processes))]
+        obfuscators = self.obfuscators(len(plaintexts), processes)
+        return [(1 + m * n) * r % n2 for m, r in zip(plaintexts, obfuscators, strict=True)]
 
     # --- ciphertext bytes -----------------------------------------------------------
     def parse_ciphertexts(self, data: memoryview, count: int) -> list[mpz]:
@@ -166,7 +168,7 @@ class PublicMaterial:
         n2 = self.nsquare
         out = list(columns[0])
         for col in columns[1:]:
-            out = [a * b % n2 for a, b in zip(out, col)]
+            out = [a * b % n2 for a, b in zip(out, col, strict=True)]
         return out
 
 
@@ -200,11 +202,11 @@ class PrivateMaterial:
         pieces = [list(cts[i:i + chunk]) for i in range(0, len(cts), chunk)]
         with ThreadPoolExecutor(max_workers=workers) as pool:
             # powmod_base_list releases the GIL, so these run in parallel
-            xp = pool.map(lambda part: gmpy2.powmod_base_list(part, p - 1, self._psquare), pieces)
-            xq = pool.map(lambda part: gmpy2.powmod_base_list(part, q - 1, self._qsquare), pieces)
-            xp, xq = [x for part in xp for x in part], [x for part in xq for x in part]
+            parts_p = pool.map(lambda part: gmpy2.powmod_base_list(part, p - 1, self._psquare), pieces)
+            parts_q = pool.map(lambda part: gmpy2.powmod_base_list(part, q - 1, self._qsquare), pieces)
+            xp, xq = [x for part in parts_p for x in part], [x for part in parts_q for x in part]
         out = []
-        for a, b in zip(xp, xq):
+        for a, b in zip(xp, xq, strict=True):
             mp = _l(a, p) * self._hp % p
             mq = _l(b, q) * self._hq % q
             out.append(mq + q * ((mp - mq) * self._q_inv_p % p))

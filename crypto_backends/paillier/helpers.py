@@ -43,6 +43,10 @@ class _Helper:
             [sys.executable, "-I", _SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
+        if self.proc.stdin is None or self.proc.stdout is None:  # cannot happen with PIPE; typed for mypy
+            self.close()
+            raise OSError("paillier helper started without pipes")
+        self._stdin, self._stdout = self.proc.stdin, self.proc.stdout
         try:
             self._send(struct.pack(">H", key_bytes) + n.to_bytes(key_bytes, "big")
                        + hs.to_bytes(2 * key_bytes, "big") + struct.pack(">H", exponent_bytes))
@@ -51,9 +55,8 @@ class _Helper:
             raise
 
     def _send(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
+        self._stdin.write(data)
+        self._stdin.flush()
 
     def request(self, count: int) -> bool:
         """Ask for ``count`` obfuscators; False (and the helpers discarded) if it is gone."""
@@ -66,9 +69,8 @@ class _Helper:
 
     def receive(self, count: int) -> bytes:
         """The answer to :meth:`request`; :class:`OSError` if the helper is gone."""
-        assert self.proc.stdout is not None
         try:
-            data = self.proc.stdout.read(count * self.width)
+            data = self._stdout.read(count * self.width)
         except ValueError:
             raise OSError("paillier helper pipe closed") from None
         if len(data) != count * self.width:

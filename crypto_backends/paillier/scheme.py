@@ -36,15 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from ..base import (
-    RevealSite,
-    Scheme,
-    ThreatModel,
-    as_update_vector,
-    check_weight,
-)
+from ..base import Payload, RevealSite, Scheme, ThreatModel
 from ..encoding import ClippedValuesWarning
-from ..envelope import Envelope, check_party_id, merged_contributors
+from ..envelope import Envelope, check_party_id
 from ..errors import (
     DecodingOverflowError,
     InvalidInputError,
@@ -54,7 +48,7 @@ from ..errors import (
     MalformedCiphertextError,
     SchemeMismatchError,
 )
-from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyKey, Role, require_role
+from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyKey, Role
 from . import djn, helpers
 from .packing import SlotLayout
 from .params import PaillierParams
@@ -68,6 +62,7 @@ class PaillierScheme(Scheme):
     name = "paillier"
     params_type = PaillierParams
     reveal_site = RevealSite.PARTIES
+    reveal_roles = (PartyKey,)  # the dealer's copy of the key pair is for dealing, not decrypting
     threat_model = ThreatModel(
         key_holders={
             "party": "the shared Paillier key pair (decrypts the aggregate)",
@@ -148,7 +143,8 @@ class PaillierScheme(Scheme):
         material = key.unwrap(self.name)
         if isinstance(key, AggregatorKey) and not isinstance(material, djn.PublicMaterial):
             raise KeyRoleError("an aggregator key must hold the public key only")
-        return material.to_bytes()
+        data: bytes = material.to_bytes()
+        return data
 
     def _material_from_bytes(self, role: Role, cls: type[Key], data: bytes) -> Any:
         if cls is FunctionKey:
@@ -156,54 +152,48 @@ class PaillierScheme(Scheme):
         # the role decides what is parsed: an aggregator key is never given private material
         return djn.material_from_bytes(bytes(data), private=role is not Role.AGGREGATOR)
 
-    # --- the round ----------------------------------------------------------------
-    def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
+    # --- the round (the checks are Scheme's template methods) ----------------------
+    def _check_key(self, key: Key) -> None:
+        self._public(key)
+
+    def _applied_weight(self, weight: float) -> float:
+        """The party applies its integer weight ``round(weight * weight_scale)``; the envelope reports it."""
+        return self._integer_weight(weight) / self.params.weight_scale
+
+    def _protect(self, key: PartyKey, x: np.ndarray, *, weight: float, round: int) -> Payload:
         """Quantise, weight, pack and encrypt one update (at the party).
 
         Values beyond ``clip`` are clipped, with a :class:`ClippedValuesWarning` counting them.
         """
-        require_role(key, PartyKey, action="protect an update")
         public = self._public(key)
-        x = as_update_vector(values)
-        w = check_weight(weight)
-        iw = self._integer_weight(w)
+        iw = self._integer_weight(weight)
         q = self._fp.encode(x)
         if q.clipped:
             warnings.warn(
                 f"{q.clipped} of {x.size} values were outside [-{self.params.clip}, {self.params.clip}] and "
                 "were clipped; raise crypto.paillier.clip if this happens often",
                 ClippedValuesWarning,
-                stacklevel=2,
+                stacklevel=3,  # the caller of Scheme.protect
             )
         shifted = (q.values + self._fp.max_int).astype(np.uint64) * np.uint64(iw)
         processes = self.params.encrypt_processes or helpers.default_processes()
         cts = public.encrypt(self._layout.pack(shifted), processes)
-        payload = self._header() + public.ciphertexts_to_bytes(cts)
-        return self.make_envelope(
-            key, payload, round=round, kind="update", parties=(key.owner or "party",),
-            weights=(iw / self.params.weight_scale,), length=x.size,
-        )
+        return self._header() + public.ciphertexts_to_bytes(cts)
 
-    def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
+    def _combine(
+        self, key: AggregatorKey, updates: Sequence[Envelope], *, length: int, weights: Sequence[float]
+    ) -> Payload:
         """Multiply the ciphertexts slot-wise (at the aggregator, with the public key only)."""
-        require_role(key, AggregatorKey, action="combine updates")
         public = self._public(key)
-        length = self.check_updates(key, updates, round=round)
-        parties, weights = merged_contributors(updates)
         self._total_integer_weight(weights)  # refuse before doing the work
         columns = [self._ciphertexts(public, env) for env in updates]
-        payload = self._header() + public.ciphertexts_to_bytes(public.add(columns))
-        return self.make_envelope(
-            key, payload, round=round, kind="aggregate", parties=parties, weights=weights, length=length
-        )
+        return self._header() + public.ciphertexts_to_bytes(public.add(columns))
 
-    def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+    def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """Decrypt and decode the weighted sum (at a party: the aggregator's key cannot decrypt)."""
-        require_role(key, PartyKey, action="reveal the aggregate")
         pair = key.unwrap(self.name)
         if not isinstance(pair, djn.PrivateMaterial):
             raise KeyRoleError(f"{key!r} holds no private key and cannot decrypt")
-        self.check_envelope(aggregate, key, kind="aggregate")
         public = self._public(key)
         total = self._total_integer_weight(aggregate.weights)
         slots = self._layout.unpack(pair.decrypt(self._ciphertexts(public, aggregate)), aggregate.length)
@@ -240,7 +230,7 @@ class PaillierScheme(Scheme):
     def _header(self) -> bytes:
         return _HEADER.pack(self._layout.slot_bits, self._layout.slots, self.params.layout_tag())
 
-    def _ciphertexts(self, public: djn.PublicMaterial, env: Envelope) -> list:
+    def _ciphertexts(self, public: djn.PublicMaterial, env: Envelope) -> list[Any]:
         """Parse and check an envelope's payload against this scheme's layout."""
         view = memoryview(env.payload).cast("B")
         if len(view) < _HEADER.size:

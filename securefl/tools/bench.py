@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from crypto_backends import Envelope, registry
+from crypto_backends import registry
 from crypto_backends.base import Scheme, SchemeParams
 from crypto_backends.dp import DPScheme
-from crypto_backends.roundtrip import reveal_mean
+from crypto_backends.roundtrip import run_round
 
 from securefl.tools import baselines as baseline_registry
 from securefl.config import PrivacyConfig
@@ -81,7 +81,8 @@ def bench_scheme(
 
     ``wrap`` (differential privacy) turns the scheme into the one measured; its
     data-independent work (:meth:`~crypto_backends.base.Scheme.prepare`) is timed
-    apart, as ``extra["prepare_s"]``, and not counted in ``encrypt_s``.
+    apart, as ``extra["prepare_s"]``, and not counted in ``encrypt_s``.  Each round is
+    :func:`crypto_backends.roundtrip.run_round`, which times the steps.
     """
     n, dim = len(vectors), int(vectors[0].size)
     ids = [f"party-{i + 1}" for i in range(n)]
@@ -94,23 +95,13 @@ def bench_scheme(
     keygen_s = time.perf_counter() - t0
     enc, agg, dec, sizes, errors, prep = [], [], [], [], [], []
     for rnd in range(repeat):
-        wire = []
-        for pid, vec, w in zip(ids, vectors, weights):
-            t0 = time.perf_counter()
-            scheme.prepare(keys.parties[pid], length=dim, weight=w, round=rnd)
-            prep.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            wire.append(scheme.protect(keys.parties[pid], vec, weight=w, round=rnd).to_bytes())
-            enc.append(time.perf_counter() - t0)
-        sizes.extend(len(b) for b in wire)
-        t0 = time.perf_counter()
-        aggregate = scheme.combine(keys.aggregator, [Envelope.from_bytes(b) for b in wire], round=rnd).to_bytes()
-        agg.append(time.perf_counter() - t0)
-        del wire
-        t0 = time.perf_counter()
-        fused = reveal_mean(scheme, keys, Envelope.from_bytes(aggregate))
-        dec.append(time.perf_counter() - t0)
-        errors.append(float(np.max(np.abs(fused - expected))) if dim else 0.0)
+        trip = run_round(scheme, keys, dict(zip(ids, vectors)), dict(zip(ids, weights)), round=rnd)
+        enc.extend(trip.protect_s)
+        prep.extend(trip.prepare_s)
+        sizes.extend(trip.upload_bytes)
+        agg.append(trip.combine_s)
+        dec.append(trip.reveal_s)
+        errors.append(float(np.max(np.abs(trip.fused - expected))) if dim else 0.0)
     return _result(label or name, n, dim, statistics.median(enc), statistics.median(agg), statistics.median(dec),
                    statistics.mean(sizes), max(errors), keygen_s=keygen_s, security_bits=scheme.security_bits,
                    extra={"prepare_s": statistics.median(prep)})

@@ -9,15 +9,13 @@ import dataclasses
 import json
 import math
 import struct
-import zlib
 
 import numpy as np
 import pytest
 import tenseal as ts
 
 from crypto_backends import SECRET_ACCESS, Envelope, registry
-from crypto_backends.ckks import CKKSParams, CKKSScheme, ClippedValuesWarning
-from crypto_backends.ckks import codec
+from crypto_backends.ckks import CKKSParams, CKKSScheme, ClippedValuesWarning, codec
 from crypto_backends.ckks.flooding import error_norm_bound, flooding_sigma, secure_gaussian
 from crypto_backends.errors import (
     DecodingOverflowError,

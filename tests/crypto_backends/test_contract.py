@@ -1,20 +1,27 @@
 """The contract every registered scheme must pass.
 
-A new scheme joins this suite by registering; nothing here names a scheme.
+A new scheme joins this suite by registering; nothing here names a scheme.  Every
+test runs for each registered scheme bare and inside a wrapper that overrides
+nothing (:class:`tests.schemes.PassThrough`), which must be indistinguishable.
+The differential-privacy wrapper promises no accuracy (its tolerance is
+infinite), so its part of the contract is its noise scale instead.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import pickle
 import re
+import warnings
 
 import numpy as np
 import pytest
 
-from crypto_backends import SECRET_ACCESS, Envelope
-from crypto_backends.base import RevealSite, Scheme
+from crypto_backends import SECRET_ACCESS, Envelope, InsecureParametersWarning, noise, registry
+from crypto_backends.base import RevealSite, Scheme, ThreatModel
+from crypto_backends.dp import DPScheme, NoisePlan, NoiseSegment
 from crypto_backends.errors import (
     InvalidInputError,
     KeyMismatchError,
@@ -25,9 +32,22 @@ from crypto_backends.errors import (
     SchemeMismatchError,
     SecretExportError,
 )
-from crypto_backends.roundtrip import reveal_mean, revealing_key, secure_weighted_mean
+from crypto_backends.keys import Key, KeySet, PartyKey, Role
+from crypto_backends.roundtrip import function_key_for, reveal_mean, revealing_key, secure_weighted_mean
+from tests.schemes import contract_schemes, make_scheme
 
 PARTIES = ["alice", "bob", "carol", "dave"]
+#: Whatever a scheme declares, the fused weighted mean of values within +-3 is never further off than this.
+ACCURACY_CEILING = 1e-3
+DECLARATIONS = (
+    "name", "version", "params_type", "reveal_site", "reveal_roles", "needs_function_key", "hides_updates",
+    "threat_model",
+)
+
+
+@pytest.fixture(params=contract_schemes())
+def scheme(request) -> Scheme:
+    return make_scheme(request.param)
 
 
 def _inputs(scheme: Scheme, n: int, dim: int, seed: int) -> dict[str, np.ndarray]:
@@ -73,25 +93,46 @@ def test_subset_of_parties_is_a_mean_over_that_subset(scheme):
     assert np.max(np.abs(fused - expected)) <= scheme.tolerance([weights[p] for p in present])
 
 
-def test_envelope_and_keys_round_trip_through_bytes(scheme):
+def test_envelope_round_trips_through_bytes(scheme):
     keys = scheme.keygen(PARTIES[:2])
-    vectors, weights = _inputs(scheme, 2, 40, seed=3), _weights(2)
-    env = scheme.protect(keys.parties["alice"], vectors["alice"], weight=1.0, round=5)
+    vectors = _inputs(scheme, 2, 40, seed=3)
+    env = scheme.protect(keys.parties["alice"], vectors["alice"], weight=2.0, round=5)
     back = Envelope.from_bytes(env.to_bytes())
-    assert (back.scheme, back.version, back.key_id, back.round, back.parties, back.length) == (
-        env.scheme, env.version, env.key_id, 5, ("alice",), 40,
-    )
+    assert back == dataclasses.replace(env, payload=back.payload)
+    assert (back.round, back.parties, back.kind, back.length) == (5, ("alice",), "update", 40)
     assert bytes(back.payload) == bytes(env.payload)
     assert env.nbytes() == len(env.to_bytes())
-    # keys survive an explicit export to the same role
-    party2 = scheme.load_key(scheme.dump_key(keys.parties["bob"], secret_access=SECRET_ACCESS))
-    assert type(party2) is type(keys.parties["bob"]) and party2.key_id == keys.key_id
-    agg2 = scheme.load_key(scheme.dump_key(keys.aggregator, secret_access=SECRET_ACCESS))
-    updates = [back, scheme.protect(party2, vectors["bob"], weight=2.0, round=5)]
-    aggregate = scheme.combine(agg2, updates, round=5)
-    fused = reveal_mean(scheme, keys, Envelope.from_bytes(aggregate.to_bytes()))
-    expected = np.average(np.stack([vectors["alice"], vectors["bob"]]), axis=0, weights=[1, 2])
-    assert np.max(np.abs(fused - expected)) <= scheme.tolerance([1.0, 2.0])
+
+
+def test_keys_survive_an_explicit_export_to_the_same_role(scheme):
+    keys = scheme.keygen(PARTIES[:3])
+
+    def exported(key: Key) -> Key:
+        data = scheme.dump_key(key, secret_access=SECRET_ACCESS)
+        back = scheme.load_key(data)
+        assert (type(back), back.key_id, back.owner, back.holds_secret) == (
+            type(key), key.key_id, key.owner, key.holds_secret)
+        assert scheme.dump_key(back, secret_access=SECRET_ACCESS) == data  # the material itself came back
+        return back
+
+    loaded = KeySet(
+        aggregator=exported(keys.aggregator),
+        parties={p: exported(k) for p, k in keys.parties.items()},
+        authority=exported(keys.authority) if keys.authority is not None else None,
+        key_id=keys.key_id,
+    )
+    vectors, weights = _inputs(scheme, 3, 40, seed=3), _weights(3)
+    expected = np.average(np.stack(list(vectors.values())), axis=0, weights=list(weights.values()))
+    tol = scheme.tolerance(list(weights.values()))
+    # an original party key and loaded ones contribute to one aggregate, combined under the loaded
+    # aggregator key: the loaded keys are the same keys, not merely a consistent new set
+    updates = [
+        scheme.protect(keys.parties["alice"], vectors["alice"], weight=weights["alice"], round=5),
+        *(scheme.protect(loaded.parties[p], vectors[p], weight=weights[p], round=5) for p in ("bob", "carol")),
+    ]
+    aggregate = Envelope.from_bytes(scheme.combine(loaded.aggregator, updates, round=5).to_bytes())
+    for revealing in (loaded, keys):
+        assert np.max(np.abs(reveal_mean(scheme, revealing, aggregate) - expected)) <= tol
 
 
 def test_secret_keys_need_the_export_token(scheme):
@@ -169,7 +210,32 @@ def test_roles_are_enforced(scheme):
         aggregate = scheme.combine(keys.aggregator, updates, round=0)
         with pytest.raises(KeyRoleError):
             scheme.reveal(keys.aggregator, aggregate)
+    if scheme.hides_updates:
         assert not keys.aggregator.holds_secret
+
+
+def test_the_declared_reveal_site_reveals_and_the_other_role_cannot(scheme):
+    keys = scheme.keygen(PARTIES[:3])
+    vectors, weights = _inputs(scheme, 3, 8, seed=6), _weights(3)
+    aggregate = scheme.combine(keys.aggregator, _updates(scheme, keys, vectors, weights), round=0)
+    fkey = function_key_for(scheme, keys, aggregate)
+    site_key = revealing_key(scheme, keys)
+    assert site_key.role is {RevealSite.AGGREGATOR: Role.AGGREGATOR, RevealSite.PARTIES: Role.PARTY}[scheme.reveal_site]
+    expected = np.average(np.stack(list(vectors.values())), axis=0, weights=list(weights.values()))
+    total = scheme.reveal(site_key, aggregate, function_key=fkey)
+    assert np.max(np.abs(total / aggregate.total_weight - expected)) <= scheme.tolerance(list(weights.values()))
+    if scheme.hides_updates:  # whoever the scheme does not name must not be able to read the sum
+        other = keys.parties["alice"] if scheme.reveal_site is RevealSite.AGGREGATOR else keys.aggregator
+        with pytest.raises(KeyRoleError):
+            scheme.reveal(other, aggregate, function_key=fkey)
+
+
+def test_a_party_key_that_names_no_party_is_refused(scheme):
+    keys = scheme.keygen(PARTIES[:1])
+    real = keys.parties["alice"]
+    nameless = PartyKey(real.scheme, real.key_id, real.unwrap(real.scheme), holds_secret=real.holds_secret)
+    with pytest.raises(KeyRoleError, match="names no party"):
+        scheme.protect(nameless, np.zeros(4), weight=1.0, round=0)
 
 
 def test_keys_show_no_secret_and_refuse_pickling(scheme):
@@ -184,10 +250,93 @@ def test_keys_show_no_secret_and_refuse_pickling(scheme):
         with pytest.raises(TypeError):
             pickle.dumps(key)
         assert copy.deepcopy(key) is key  # never duplicated implicitly
-    assert revealing_key(scheme, keys) is not None
 
 
-def test_threat_model_is_declared(scheme):
+def test_declarations_are_the_registered_classes(scheme):
+    """The registry, the documentation and the reports read declarations from the class: the instance agrees."""
+    cls = registry.get(scheme.name)
+    for attr in DECLARATIONS:
+        assert getattr(scheme, attr) == getattr(cls, attr), attr
+
+
+def test_threat_model_says_who_holds_what_and_who_learns_what(scheme):
     tm = scheme.threat_model
-    assert tm.aggregator_learns and tm.collusion and tm.not_protected
-    assert set(tm.key_holders) == {"party", "aggregator", "authority"}
+    assert isinstance(tm, ThreatModel)
+    assert set(tm.key_holders) == {role.value for role in Role}
+    statements = {**{f"key_holders[{r}]": t for r, t in tm.key_holders.items()},
+                  **{f.name: getattr(tm, f.name) for f in dataclasses.fields(tm) if f.name != "key_holders"}}
+    for where, text in statements.items():
+        assert isinstance(text, str) and len(text.split()) >= 2, f"{where} is not a statement: {text!r}"
+    if not scheme.hides_updates:
+        assert "update" in tm.aggregator_learns, "a scheme that shows updates must say so"
+
+
+# --- accuracy: an absolute ceiling, at the parameters users get -------------------------------
+@pytest.mark.parametrize("name", registry.available())
+def test_default_parameters_meet_the_accuracy_ceiling(name):
+    """A scheme cannot pass by declaring a large tolerance: at its defaults, error and tolerance are <= 1e-3."""
+    scheme = registry.create(name)
+    keys = scheme.keygen(PARTIES)
+    vectors, weights = _inputs(scheme, 4, 64, seed=7), _weights(4)
+    fused = secure_weighted_mean(scheme, keys, vectors, weights)
+    expected = np.average(np.stack(list(vectors.values())), axis=0, weights=list(weights.values()))
+    assert np.max(np.abs(fused - expected)) <= ACCURACY_CEILING
+    assert scheme.tolerance(list(weights.values())) <= ACCURACY_CEILING
+
+
+# --- the differential-privacy wrapper: its noise has the plan's scale ---------------------------
+DP_DIM = 6_000
+DP_WEIGHTS = {"alice": 1.0, "bob": 2.0, "carol": 3.0}
+
+
+def _hiding_schemes() -> list[str]:
+    return [name for name in registry.available() if registry.get(name).hides_updates]
+
+
+def _dp_error(dp: DPScheme, seed: int) -> np.ndarray:
+    """fused - exact over DP_DIM coordinates, inputs well inside every scheme's clip (no L2 clipping)."""
+    keys = dp.keygen(list(DP_WEIGHTS))
+    rng = np.random.default_rng(seed)
+    vectors = {p: rng.uniform(-0.5, 0.5, DP_DIM) for p in DP_WEIGHTS}
+    fused = secure_weighted_mean(dp, keys, vectors, DP_WEIGHTS)
+    return fused - np.average(np.stack(list(vectors.values())), axis=0, weights=list(DP_WEIGHTS.values()))
+
+
+def _assert_std(error: np.ndarray, expected_std: float, mechanism: str) -> None:
+    # five standard errors of a sample standard deviation (kurtosis 3 Gaussian, at most 6 Laplace)
+    kurtosis = 3.0 if mechanism == "gaussian" else 6.0
+    bound = 5 * math.sqrt((kurtosis - 1) / (4 * error.size))
+    assert abs(float(error.std()) / expected_std - 1) < bound, (float(error.std()), expected_std)
+    assert abs(float(error.mean())) < 5 * expected_std / math.sqrt(error.size)  # unbiased
+
+
+def _wrap(name: str, plan: NoisePlan) -> DPScheme:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureParametersWarning)
+        return DPScheme(make_scheme(name), plan)
+
+
+@pytest.mark.parametrize("mechanism", ["gaussian", "laplace"])
+@pytest.mark.parametrize("name", registry.available())
+def test_local_dp_noise_has_the_plan_scale(name, mechanism):
+    scale = 0.25
+    dp = _wrap(name, NoisePlan(mechanism, (NoiseSegment(DP_DIM, scale),), mode="local"))
+    # each party's unweighted update carries the full noise; the mean weighs it by w_i / W
+    w = np.array(list(DP_WEIGHTS.values()))
+    expected = noise.share_std(mechanism, scale, 1) * math.sqrt(float(np.sum(w**2))) / float(np.sum(w))
+    _assert_std(_dp_error(dp, seed=8), expected, mechanism)
+
+
+@pytest.mark.parametrize("mechanism", ["gaussian", "laplace"])
+@pytest.mark.parametrize("name", _hiding_schemes())
+def test_distributed_dp_noise_adds_up_to_the_central_scale(name, mechanism):
+    scale, bound = 0.15, max(DP_WEIGHTS.values())
+    plan = NoisePlan(mechanism, (NoiseSegment(DP_DIM, scale),), mode="distributed",
+                     min_contributors=len(DP_WEIGHTS), weight_bound=bound)
+    dp = _wrap(name, plan)
+    # the shares of the contributors sum to the central noise of scale * weight_bound; each share also
+    # carries a dither of dither_std(w) (small, data-independent), weighted by w like the share
+    central = noise.share_std(mechanism, scale * bound, 1)
+    dither = sum((w * dp.dither_std(w)) ** 2 for w in DP_WEIGHTS.values())
+    expected = math.sqrt(central**2 + dither) / sum(DP_WEIGHTS.values())
+    _assert_std(_dp_error(dp, seed=9), expected, mechanism)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -11,6 +11,7 @@ from crypto_backends.errors import DecodingOverflowError, InvalidParameterError
 
 
 @given(arrays(np.float64, st.integers(1, 50), elements=st.floats(-8, 8)))
+@settings(deadline=None)  # a property of values, not of speed: no wall-clock deadline on a busy machine
 def test_nearest_rounding_error_is_half_a_step(x):
     fp = FixedPoint(clip=8.0, bits=16)
     q = fp.encode(x)

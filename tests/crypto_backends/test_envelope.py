@@ -31,7 +31,7 @@ def test_round_trip_keeps_every_field():
 
 
 @given(st.binary(max_size=300))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # no wall-clock deadline: the machine may be busy
 def test_arbitrary_bytes_never_raise_anything_but_the_typed_error(data):
     try:
         Envelope.from_bytes(data)
@@ -40,7 +40,7 @@ def test_arbitrary_bytes_never_raise_anything_but_the_typed_error(data):
 
 
 @given(st.integers(min_value=0, max_value=200), st.binary(min_size=1, max_size=1))
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_flipping_any_header_byte_is_either_caught_or_harmless(pos, byte):
     wire = bytearray(_env().to_bytes())
     pos = pos % (len(wire) - 16)
@@ -95,4 +95,4 @@ def test_aggregate_has_no_single_party():
     agg = _env(kind="aggregate", parties=("a", "b"), weights=(1.0, 3.0))
     assert agg.total_weight == 4.0
     with pytest.raises(MalformedCiphertextError):
-        agg.party
+        _ = agg.party

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto_backends import SECRET_ACCESS, Envelope, FunctionKey
+from crypto_backends import SECRET_ACCESS, FunctionKey
 from crypto_backends.encoding import ClippedValuesWarning
 from crypto_backends.errors import (
     DecodingOverflowError,
@@ -25,7 +25,7 @@ from crypto_backends.errors import (
 )
 from crypto_backends.fe import FEParams, FEScheme, dlog, group, kernels
 from crypto_backends.fe.scheme import _round_scalar
-from crypto_backends.roundtrip import secure_weighted_mean
+from crypto_backends.roundtrip import contributor_weights, secure_weighted_mean
 
 PARTIES = ["p0", "p1", "p2", "p3", "p4"]
 TEST = FEParams.preset("test")
@@ -47,10 +47,6 @@ def vectors(n: int = 5, dim: int = 24, seed: int = 0) -> dict[str, np.ndarray]:
 
 def protect_all(s, keys, vecs, weights, round=0):
     return [s.protect(keys.parties[p], v, weight=weights[p], round=round) for p, v in vecs.items()]
-
-
-def aggregate_weights(aggregate: Envelope) -> dict[str, float]:
-    return dict(zip(aggregate.parties, aggregate.weights))
 
 
 # --- the policy ---------------------------------------------------------------------------
@@ -140,7 +136,7 @@ def two_rounds():
     for r in (1, 2):
         updates = protect_all(s, keys, vecs, dict.fromkeys(vecs, 1.0), round=r)
         rounds[r] = (updates, s.combine(keys.aggregator, updates, round=r))
-    key1 = s.function_key(keys.authority, round=1, weights=aggregate_weights(rounds[1][1]))
+    key1 = s.function_key(keys.authority, round=1, weights=contributor_weights(rounds[1][1]))
     return s, keys, rounds, key1
 
 
@@ -161,7 +157,7 @@ def test_relabelled_rounds_decrypt_to_nothing(two_rounds):
     # one round-1 update relabelled into round 2
     mixed = [dataclasses.replace(rounds[1][0][0], round=2), *rounds[2][0][1:]]
     aggregate = s.combine(keys.aggregator, mixed, round=2)
-    key2 = s.function_key(keys.authority, round=2, weights=aggregate_weights(aggregate))
+    key2 = s.function_key(keys.authority, round=2, weights=contributor_weights(aggregate))
     with pytest.raises(DecodingOverflowError):
         s.reveal(keys.aggregator, aggregate, function_key=key2)
 
@@ -174,7 +170,7 @@ def test_a_key_for_other_weights_decrypts_to_nothing():
     updates = protect_all(s, keys, vecs, {"p0": 1.0, "p1": 2.0, "p2": 3.0})
     lied = [dataclasses.replace(u, weights=(2.0,)) for u in updates]  # claim equal weights
     aggregate = s.combine(keys.aggregator, lied, round=0)
-    fkey = s.function_key(keys.authority, round=0, weights=aggregate_weights(aggregate))
+    fkey = s.function_key(keys.authority, round=0, weights=contributor_weights(aggregate))
     with pytest.raises(DecodingOverflowError):
         s.reveal(keys.aggregator, aggregate, function_key=fkey)
 
@@ -203,7 +199,7 @@ def test_garbled_points_are_malformed(garble):
     aggregate = s.combine(keys.aggregator, [a, b], round=0)
     agg_payload = bytes(aggregate.payload)
     garbled = dataclasses.replace(aggregate, payload=garble(agg_payload[:33]) + agg_payload[33:])
-    fkey = s.function_key(keys.authority, round=0, weights=aggregate_weights(aggregate))
+    fkey = s.function_key(keys.authority, round=0, weights=contributor_weights(aggregate))
     with pytest.raises(MalformedCiphertextError):
         s.reveal(keys.aggregator, garbled, function_key=fkey)
 
@@ -213,7 +209,7 @@ def test_a_swapped_valid_point_decrypts_to_nothing():
     payload = bytes(b.payload)
     swapped = payload[33:66] + payload[:33] + payload[66:]
     aggregate = s.combine(keys.aggregator, [a, dataclasses.replace(b, payload=swapped)], round=0)
-    fkey = s.function_key(keys.authority, round=0, weights=aggregate_weights(aggregate))
+    fkey = s.function_key(keys.authority, round=0, weights=contributor_weights(aggregate))
     with pytest.raises(DecodingOverflowError):
         s.reveal(keys.aggregator, aggregate, function_key=fkey)
 
@@ -225,7 +221,7 @@ def test_an_out_of_range_value_is_the_typed_error_not_a_hang():
     huge = np.array([0, 0, 10**9, 0], dtype="<i8").tobytes()
     bad = dataclasses.replace(b, payload=kernels.encrypt(_round_scalar(secret, 0, 1.0), 0, huge))
     aggregate = s.combine(keys.aggregator, [a, bad], round=0)
-    fkey = s.function_key(keys.authority, round=0, weights=aggregate_weights(aggregate))
+    fkey = s.function_key(keys.authority, round=0, weights=contributor_weights(aggregate))
     with pytest.raises(DecodingOverflowError):
         s.reveal(keys.aggregator, aggregate, function_key=fkey)
 
@@ -306,7 +302,7 @@ def test_the_aggregator_holds_no_secret_and_needs_a_function_key():
     aggregate = s.combine(keys.aggregator, updates, round=0)
     with pytest.raises(KeyRoleError):
         s.reveal(keys.aggregator, aggregate)
-    fkey = s.function_key(keys.authority, round=0, weights=aggregate_weights(aggregate))
+    fkey = s.function_key(keys.authority, round=0, weights=contributor_weights(aggregate))
     with pytest.raises(KeyRoleError):
         s.reveal(keys.parties["p0"], aggregate, function_key=fkey)
     assert "fingerprint" in repr(fkey) and str(fkey.unwrap("fe")) not in repr(fkey)
@@ -317,7 +313,7 @@ def test_function_keys_round_trip_through_bytes():
     keys = s.keygen(PARTIES[:2])
     vecs = vectors(2, 6)
     aggregate = s.combine(keys.aggregator, protect_all(s, keys, vecs, {"p0": 1.0, "p1": 3.0}, round=9), round=9)
-    fkey = s.function_key(keys.authority, round=9, weights=aggregate_weights(aggregate))
+    fkey = s.function_key(keys.authority, round=9, weights=contributor_weights(aggregate))
     back = s.load_key(s.dump_key(fkey, secret_access=SECRET_ACCESS))
     fused = s.reveal(keys.aggregator, aggregate, function_key=back) / aggregate.total_weight
     expected = np.average(np.stack(list(vecs.values())), axis=0, weights=[1, 3])
@@ -349,7 +345,7 @@ def test_worker_processes_give_the_same_ciphertexts():
     c = one.protect(keys.parties["p1"], -vec, weight=1.0, round=0)
     aggregate = two.combine(keys.aggregator, [b, c], round=0)
     assert bytes(aggregate.payload) == bytes(one.combine(keys.aggregator, [a, c], round=0).payload)
-    fkey = one.function_key(keys.authority, round=0, weights=aggregate_weights(aggregate))
+    fkey = one.function_key(keys.authority, round=0, weights=contributor_weights(aggregate))
     fused = two.reveal(keys.aggregator, aggregate, function_key=fkey) / 3.0
     assert np.max(np.abs(fused - vec / 3.0)) <= one.tolerance([2.0, 1.0])
 
@@ -375,8 +371,8 @@ def test_any_inputs_within_clip_fuse_within_the_declared_tolerance(data, weights
     s = scheme()
     ids = PARTIES[: len(data)]
     keys = s.keygen(ids)
-    vecs = {p: np.array(v) for p, v in zip(ids, data)}
-    w = dict(zip(ids, weights))
+    vecs = {p: np.array(v) for p, v in zip(ids, data, strict=True)}
+    w = dict(zip(ids, weights[: len(ids)], strict=True))  # four weights drawn, one per party used
     fused = secure_weighted_mean(s, keys, vecs, w)
     expected = np.average(np.stack(list(vecs.values())), axis=0, weights=[w[p] for p in ids])
     assert np.max(np.abs(fused - expected)) <= s.tolerance([w[p] for p in ids])
@@ -408,11 +404,55 @@ def test_the_encryption_kernel_computes_v_g_plus_k_h():
         assert out[33 * j : 33 * j + 33] == group.encode(expected), v
 
 
-def test_secret_scalars_never_take_the_variable_time_multiplication():
-    import inspect
+class _Forbidding:
+    """libsecp256k1 through coincurve's binding, except the functions named, which fail the test if called."""
 
-    source = inspect.getsource(kernels)
-    assert "tweak_mul" not in source and "multiply" not in source and "secret_mul" in source
+    def __init__(self, lib, *forbidden: str) -> None:
+        self._lib, self._forbidden = lib, forbidden
+
+    def __getattr__(self, name: str):
+        if name in self._forbidden:
+            pytest.fail(f"{name} was called: it runs in time that depends on the scalar")
+        return getattr(self._lib, name)
+
+
+def test_secret_scalars_never_take_the_variable_time_multiplication(monkeypatch):
+    """Round keys and function keys are multiplied only on libsecp256k1's constant-time ECDH path.
+
+    ``pubkey_tweak_mul`` (coincurve's ``PublicKey.multiply``) takes time that depends on
+    the scalar.  Here both fail if called, and every call of the constant-time
+    ``group.secret_mul`` is recorded: a protect and a reveal must still work, each
+    coordinate's pad computed by ``secret_mul`` with exactly the secret scalar.
+    """
+    from coincurve import PublicKey
+
+    def multiply(self, scalar):
+        pytest.fail("PublicKey.multiply was called with a scalar: it runs in variable time")
+
+    scalars: list[bytes] = []
+    real_secret_mul = group.secret_mul
+
+    def recording_secret_mul(dest, base, k_bytes, scratch):
+        scalars.append(bytes(k_bytes))
+        real_secret_mul(dest, base, k_bytes, scratch)
+
+    for module in (group, kernels):
+        monkeypatch.setattr(module, "lib", _Forbidding(group.lib, "secp256k1_ec_pubkey_tweak_mul"))
+    monkeypatch.setattr(PublicKey, "multiply", multiply)
+    monkeypatch.setattr(group, "secret_mul", recording_secret_mul)
+
+    s = scheme()  # one worker: the kernels run in this process, under the patches
+    keys = s.keygen(PARTIES[:2])
+    vecs, weights = vectors(2, 6), {"p0": 1.0, "p1": 2.0}
+    updates = protect_all(s, keys, vecs, weights, round=3)
+    aggregate = s.combine(keys.aggregator, updates, round=3)
+    fkey = s.function_key(keys.authority, round=3, weights=contributor_weights(aggregate))
+    fused = s.reveal(keys.aggregator, aggregate, function_key=fkey) / aggregate.total_weight
+    expected = np.average(np.stack(list(vecs.values())), axis=0, weights=list(weights.values()))
+    assert np.max(np.abs(fused - expected)) <= s.tolerance(list(weights.values()))
+    pads = [group.scalar_bytes(_round_scalar(keys.parties[p].unwrap("fe").secret, 3, weights[p])) for p in vecs]
+    unmask = group.scalar_bytes(-fkey.unwrap("fe"))
+    assert scalars == [pads[0]] * 6 + [pads[1]] * 6 + [unmask] * 6
 
 
 def test_clipped_values_are_counted_in_a_warning():

@@ -22,8 +22,7 @@ from crypto_backends.errors import (
     MalformedCiphertextError,
     SchemeMismatchError,
 )
-from crypto_backends.paillier import ClippedValuesWarning, PaillierParams, PaillierScheme
-from crypto_backends.paillier import djn
+from crypto_backends.paillier import ClippedValuesWarning, PaillierParams, PaillierScheme, djn
 from crypto_backends.paillier.packing import SlotLayout
 from crypto_backends.paillier.params import bytes_per_value
 from crypto_backends.roundtrip import reveal_mean, secure_weighted_mean
