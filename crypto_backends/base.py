@@ -331,7 +331,17 @@ class Scheme(ABC):
         Schemes whose decryptions leak key material when shared (CKKS) implement
         ``_publish`` to add noise flooding or rounding.
         """
-        return self._publish(key, aggregate, self.reveal(key, aggregate, function_key=function_key))
+        return self.release(key, aggregate, self.reveal(key, aggregate, function_key=function_key))
+
+    def release(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
+        """The publication step alone, for a weighted sum this role already revealed from ``aggregate``.
+
+        ``publish(key, aggregate)`` is ``release(key, aggregate, reveal(key, aggregate))``; a
+        holder that keeps what it revealed (to train from it) releases it without decrypting
+        again.  Call it at most once per aggregate: each call draws fresh flooding noise.
+        """
+        require_role(key, *(self.reveal_roles or _SITE_ROLES[self.reveal_site]), action="release the aggregate")
+        return self._publish(key, aggregate, np.asarray(total, dtype=np.float64))
 
     # --- hooks of the template methods (see "Writing a scheme" in the module docstring) ---
     def _check_key(self, key: Key) -> None:

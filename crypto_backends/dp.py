@@ -283,5 +283,8 @@ class DPScheme(SchemeWrapper):
     def reveal_shares(self, key: AggregatorKey, aggregate: Envelope, shares: Mapping[str, bytes]) -> np.ndarray:
         return self._release(self.inner.reveal_shares(key, aggregate, shares))
 
+    def release(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
+        return self._release(self.inner.release(key, aggregate, total))
+
 
 __all__ = ["DPScheme", "Mechanism", "Mode", "NoisePlan", "NoiseSegment"]

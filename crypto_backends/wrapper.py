@@ -122,6 +122,9 @@ class SchemeWrapper(Scheme):
         return self.inner.publish(key, aggregate, function_key=function_key)
 
     # --- protocol steps ------------------------------------------------------------------
+    def release(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
+        return self.inner.release(key, aggregate, total)
+
     def setup_steps(self, round: int) -> int:
         return self.inner.setup_steps(round)
 

@@ -15,6 +15,7 @@ The other steps' messages (see :mod:`securefl.transport.base`):
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ class GlobalModel:
 
     vector: np.ndarray | None = None
     aggregate: Envelope | None = None
-    _wire: list[bytes] = field(default_factory=list, repr=False, compare=False)
+    _cache: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    """``wire``: the message, made or received once; ``digest``: its SHA-256."""
 
     @classmethod
     def open(cls, vector: np.ndarray) -> GlobalModel:
@@ -50,16 +52,22 @@ class GlobalModel:
     def is_sealed(self) -> bool:
         return self.aggregate is not None
 
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 of :meth:`to_bytes` (computed once): which model this is, to parties that keep a decryption."""
+        if "digest" not in self._cache:
+            self._cache["digest"] = hashlib.sha256(self.to_bytes()).digest()
+        return self._cache["digest"]
+
     def to_bytes(self) -> bytes:
         """The model's message (made once, then reused for every party and every call)."""
-        if not self._wire:
+        if "wire" not in self._cache:
             if self.aggregate is not None:
-                body = self.aggregate.to_bytes()
-                self._wire.append(_SEALED + body)
+                self._cache["wire"] = _SEALED + self.aggregate.to_bytes()
             else:
                 assert self.vector is not None
-                self._wire.append(_OPEN + self.vector.astype(_F8, copy=False).tobytes())
-        return self._wire[0]
+                self._cache["wire"] = _OPEN + self.vector.astype(_F8, copy=False).tobytes()
+        return self._cache["wire"]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> GlobalModel:
@@ -67,7 +75,7 @@ class GlobalModel:
         tag, body = data[:1], memoryview(data)[1:]
         if tag == _SEALED:
             model = cls(aggregate=Envelope.from_bytes(body))
-            model._wire.append(bytes(data))
+            model._cache["wire"] = bytes(data)
             return model
         if tag == _OPEN and len(body) % 8 == 0:
             vec = np.frombuffer(body, dtype=_F8).copy()

@@ -9,7 +9,6 @@ an ``evaluate`` request asks for the metric of a released model.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 
@@ -39,7 +38,8 @@ class Party:
         """This party's own privacy budget (differential privacy): it refuses to release past it, whoever asks."""
         self.metric = metric
         """The configured metric of a released model on this party's held-out rows (``None``: it does not evaluate)."""
-        self._opened: dict[bool, tuple[bytes, np.ndarray]] = {}  # publish? -> (model digest, vector)
+        # the last sealed model opened: (its digest, the revealed weighted sum, its publication if made)
+        self._opened: tuple[bytes, np.ndarray, np.ndarray | None] | None = None
 
     @property
     def weight(self) -> float:
@@ -50,27 +50,31 @@ class Party:
         """The global model as a vector, decrypting a sealed aggregate with this party's key.
 
         ``publish=True`` is for a model that leaves the key holders (e.g. for
-        evaluation or release): the scheme may add flooding noise there.  Each
-        kind of opening is kept for the last model, so a model is decrypted once
-        for training and published at most once (a second, independently
-        flooded publication of one aggregate would leak more than the first).
+        evaluation or release): the scheme's publication step (flooding noise)
+        is applied.  The last model's decryption is kept, so one model is
+        decrypted once whether it is evaluated, trained from, or both, and
+        published at most once (a second, independently flooded publication of
+        one aggregate would leak more than the first).
         """
         if model.vector is not None:
             return model.vector
-        assert model.aggregate is not None
-        digest = hashlib.sha256(model.to_bytes()).digest()
-        cached = self._opened.get(publish)
-        if cached is None or cached[0] != digest:
-            reveal = self.scheme.publish if publish else self.scheme.reveal
-            vector = self.adapter.fuse(reveal(self.key, model.aggregate), model.aggregate.total_weight)
-            cached = self._opened[publish] = (digest, vector)
-        return cached[1]
+        aggregate = model.aggregate
+        assert aggregate is not None
+        if self._opened is None or self._opened[0] != model.digest:
+            self._opened = (model.digest, self.scheme.reveal(self.key, aggregate), None)
+        digest, total, published = self._opened
+        if not publish:
+            return self.adapter.fuse(total, aggregate.total_weight)
+        if published is None:
+            published = self.adapter.fuse(self.scheme.release(self.key, aggregate, total), aggregate.total_weight)
+            self._opened = (digest, total, published)
+        return published
 
     def published(self, model: GlobalModel) -> np.ndarray | None:
         """``model`` as this party already published it, if it did."""
-        cached = self._opened.get(True)
-        digest = hashlib.sha256(model.to_bytes()).digest()
-        return cached[1] if cached is not None and cached[0] == digest else None
+        if self._opened is not None and self._opened[0] == model.digest:
+            return self._opened[2]
+        return None
 
     def respond(self, step: str, round: int, stage: int, payload: bytes) -> bytes:
         """This party's reply to one request of the round engine (see the module docstring)."""

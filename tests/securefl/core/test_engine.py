@@ -175,3 +175,24 @@ def test_a_party_that_fails_a_step_is_dropped_not_fatal():
     _replace(sim, "party-5", Broken)
     result = sim.run()
     assert all("disk full" in r.dropped["party-5"] for r in result.rounds)
+
+
+def test_a_sealed_model_is_decrypted_once_per_party_and_published_once():
+    sim = Simulation(config.load(CONFIGS / "ckks.toml", FAST))
+    scheme, counts = sim.scheme, {"reveal": 0, "release": 0}
+
+    def counting(name: str):
+        real = getattr(scheme, name)
+
+        def call(*args, **kw):
+            counts[name] += 1
+            return real(*args, **kw)
+        return call
+
+    for name in counts:
+        setattr(scheme, name, counting(name))
+    result = sim.run()
+    # models of rounds 0 and 1: opened by each of the 5 parties (the reporter's evaluation included);
+    # round 2's: by the reporter alone, whose publication is also the released final model
+    assert counts == {"reveal": 5 + 5 + 1, "release": 3}
+    assert result.final_parameters is not None and result.final_accuracy > 0.9
