@@ -22,11 +22,10 @@ from rich.text import Text
 
 from crypto_backends import registry
 from crypto_backends.errors import SecureFLError
-
 from securefl import __version__
-from securefl.tools import baselines as baseline_registry
 from securefl import config as config_mod
 from securefl.errors import ConfigError
+from securefl.tools import baselines as baseline_registry
 from securefl.tools.units import format_bytes, format_seconds
 
 EXIT_ERROR = 2
@@ -203,8 +202,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # --- compare ---------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
-    from securefl.tools import compare
-    from securefl.tools import report
+    from securefl.tools import compare, report
 
     overrides = list(args.set or [])
     if args.parties is not None:

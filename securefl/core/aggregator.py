@@ -25,7 +25,6 @@ from crypto_backends.base import RevealSite, Scheme, ShareRequest
 from crypto_backends.envelope import Envelope
 from crypto_backends.errors import SecureFLError, ShareError
 from crypto_backends.keys import AggregatorKey, FunctionKey
-
 from securefl.core.fusion import mean_from_sum
 from securefl.core.messages import GlobalModel
 from securefl.errors import PartyError, QuorumError

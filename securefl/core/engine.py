@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from crypto_backends.envelope import Envelope
-
 from securefl.core.aggregator import Aggregator, Combined
 from securefl.core.federation import Federation, RoundMetrics, RunResult
 from securefl.core.messages import GlobalModel, parse_metric, share_request_bytes

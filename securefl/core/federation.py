@@ -19,14 +19,13 @@ from crypto_backends import registry
 from crypto_backends.base import Scheme
 from crypto_backends.dp import DPScheme
 from crypto_backends.keys import AggregatorKey, PartyKey
-
 from securefl import privacy
-from securefl.core.aggregator import Aggregator, Combined
 from securefl.config import Config
+from securefl.core.aggregator import Aggregator, Combined
+from securefl.core.party import Party
 from securefl.errors import ConfigError
 from securefl.ml.data import FederatedData, load_federated
 from securefl.ml.models import ModelAdapter, make_adapter
-from securefl.core.party import Party
 
 
 @dataclass(frozen=True)

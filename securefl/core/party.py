@@ -16,7 +16,6 @@ import numpy as np
 
 from crypto_backends.base import Scheme
 from crypto_backends.keys import PartyKey
-
 from securefl.core.messages import GlobalModel, metric_bytes, parse_share_request
 from securefl.errors import PartyError, SecureFLError
 from securefl.ml.data import Shard

@@ -31,11 +31,10 @@ from crypto_backends import registry
 from crypto_backends.base import Scheme, SchemeParams
 from crypto_backends.dp import DPScheme
 from crypto_backends.roundtrip import run_round
-
-from securefl.tools import baselines as baseline_registry
 from securefl.config import PrivacyConfig
 from securefl.ml.models import clipped_update_sensitivity
 from securefl.privacy import noise_plan
+from securefl.tools import baselines as baseline_registry
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from crypto_backends import registry
-
 from securefl import config
 from securefl.errors import SecureFLError
 from securefl.tools.facts import (

@@ -34,7 +34,6 @@ from typing import Generic, Literal, TypeVar
 import numpy as np
 
 from crypto_backends.keys import FunctionKey
-
 from securefl.core.messages import GlobalModel
 
 Step = Literal["train", "setup", "share", "evaluate"]

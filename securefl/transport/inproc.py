@@ -22,7 +22,6 @@ import numpy as np
 
 from crypto_backends.base import Scheme
 from crypto_backends.keys import FunctionKey
-
 from securefl.config import Config
 from securefl.core.aggregator import Aggregator
 from securefl.core.authority import Authority

@@ -31,7 +31,6 @@ from typing import Any
 import grpc
 
 from crypto_backends.keys import AggregatorKey, FunctionKey
-
 from securefl.config import Config
 from securefl.core.engine import RoundEngine
 from securefl.core.federation import Federation, RoundMetrics, RunResult

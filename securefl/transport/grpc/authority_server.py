@@ -22,9 +22,8 @@ import grpc
 
 from crypto_backends.base import Scheme
 from crypto_backends.keys import SECRET_ACCESS, FunctionKey, Key
-
-from securefl.core.authority import Authority
 from securefl.config import Config
+from securefl.core.authority import Authority
 from securefl.core.federation import make_scheme
 from securefl.transport.grpc import wire
 from securefl.transport.grpc.certs import AGGREGATOR, AUTHORITY, PARTY, Identity

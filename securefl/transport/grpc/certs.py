@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from crypto_backends.envelope import PARTY_ID_RE
-
 from securefl.errors import ConfigError, TransportError
 
 AGGREGATOR, AUTHORITY, PARTY = "aggregator", "authority", "party"

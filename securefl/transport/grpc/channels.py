@@ -24,7 +24,6 @@ from typing import TypeVar
 import grpc
 
 from crypto_backends.errors import PolicyError, SecureFLError
-
 from securefl.config import TransportConfig
 from securefl.errors import RefusedError, TransportError
 from securefl.transport.grpc import certs

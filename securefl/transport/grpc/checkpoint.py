@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from securefl.errors import TransportError
 from securefl.core.federation import RoundMetrics
 from securefl.core.messages import GlobalModel
+from securefl.errors import TransportError
 from securefl.transport.grpc.files import atomic_write
 
 log = logging.getLogger("securefl.aggregator")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from crypto_backends.base import Scheme
 from crypto_backends.keys import AggregatorKey, FunctionKey, Key, PartyKey
-
 from securefl.errors import TransportError
 from securefl.transport.grpc import wire
 from securefl.transport.grpc.authority_server import SERVICE as AUTHORITY_SERVICE

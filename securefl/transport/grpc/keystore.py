@@ -36,7 +36,6 @@ from crypto_backends.keys import (
     KeySet,
     PartyKey,
 )
-
 from securefl.errors import TransportError
 from securefl.transport.grpc.files import atomic_write
 

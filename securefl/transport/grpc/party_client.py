@@ -15,10 +15,10 @@ import logging
 import time
 
 from securefl.config import Config
-from securefl.errors import ConfigError, RefusedError, SecureFLError, TransportError
 from securefl.core.federation import Federation
 from securefl.core.messages import GlobalModel, parse_metric
 from securefl.core.party import Party
+from securefl.errors import ConfigError, RefusedError, SecureFLError, TransportError
 from securefl.transport.grpc.certs import PARTY
 from securefl.transport.grpc.channels import Endpoint
 from securefl.transport.grpc.clients import AggregatorClient, AuthorityClient, Task

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from crypto_backends.envelope import MAX_ROUND, PARTY_ID_RE
-
 from securefl.errors import TransportError
 from securefl.transport.base import STEPS
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from securefl import config
-from securefl.errors import QuorumError
 from securefl.core.party import Party
+from securefl.errors import QuorumError
 from securefl.transport.inproc import Simulation
 from tests.paths import CONFIGS
 

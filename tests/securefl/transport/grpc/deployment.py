@@ -15,7 +15,6 @@ from pathlib import Path
 from crypto_backends import registry
 from securefl import config
 from securefl.transport.grpc.certs import make_certificates
-
 from tests.paths import REPO
 
 

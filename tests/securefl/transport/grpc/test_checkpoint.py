@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from securefl.errors import TransportError
 from securefl.core.federation import RoundMetrics
 from securefl.core.messages import GlobalModel
+from securefl.errors import TransportError
 from securefl.transport.grpc.checkpoint import Checkpoint
 
 

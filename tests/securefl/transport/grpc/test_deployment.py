@@ -6,7 +6,6 @@ import json
 import re
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,13 +13,13 @@ import pytest
 from crypto_backends import InsecureParametersWarning, registry
 from securefl import config
 from securefl.core.messages import GlobalModel
-from securefl.transport.inproc import Simulation
 from securefl.transport.grpc.checkpoint import Checkpoint
+from securefl.transport.inproc import Simulation
+from tests.paths import CONFIGS
 from tests.schemes import make_scheme
+from tests.stepscheme import NAME, registered
 
 from .deployment import Deployment, config_text
-from tests.paths import CONFIGS
-from tests.stepscheme import NAME, registered
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ import grpc
 import numpy as np
 import pytest
 
-from securefl.errors import RefusedError, TransportError
 from securefl.core.federation import make_scheme
 from securefl.core.messages import GlobalModel, metric_bytes
+from securefl.errors import RefusedError, TransportError
 from securefl.transport.grpc import certs, wire
 from securefl.transport.grpc.certs import Identity
 from securefl.transport.grpc.channels import Endpoint
