@@ -42,6 +42,7 @@ from crypto_backends.base import (
     Key,
     KeySet,
     PartyKey,
+    Payload,
     RevealSite,
     Role,
     SchemeParams,
@@ -133,16 +134,14 @@ class RelayScheme(PlainScheme):
         return self._sessions.get((party, round))
 
     # --- the round -----------------------------------------------------------------------
-    def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
+    def _protect(self, key: PartyKey, x: np.ndarray, *, weight: float, round: int) -> Payload:
         owner = str(key.owner)
         if self.session(owner, round) is None:
             raise CryptoError(f"{owner} has not completed the setup of round {round}")
-        env = super().protect(key, values, weight=weight, round=round)
-        masked = np.frombuffer(env.payload, dtype="<f8") + pad(key.unwrap(self.name), round, owner, env.length)
-        return self.make_envelope(key, masked.data, round=round, kind="update", parties=env.parties,
-                                  weights=env.weights, length=env.length)
+        masked: np.ndarray = x * weight + pad(key.unwrap(self.name), round, owner, x.size)
+        return masked.data
 
-    def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+    def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         raise CryptoError("relay-test reveals only from the contributors' shares")
 
     def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest | None:
@@ -162,7 +161,8 @@ class RelayScheme(PlainScheme):
         for party, share in shares.items():
             self.check_share(key, aggregate, party, share)
         secret = next(iter(shares.values()))
-        total = super().reveal(key, aggregate)
+        self.check_envelope(aggregate, key, kind="aggregate")
+        total = self._vector(aggregate).copy()
         for party in aggregate.parties:
             total -= pad(secret, aggregate.round, party, aggregate.length)
         return total
