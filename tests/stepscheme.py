@@ -34,7 +34,6 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
-from crypto_backends import registry
 from crypto_backends.base import (
     AggregatorKey,
     AuthorityKey,
@@ -52,6 +51,7 @@ from crypto_backends.errors import CryptoError, MalformedCiphertextError, ShareE
 from crypto_backends.keys import FunctionKey
 from crypto_backends.plaintext import PlainScheme
 from tests.paths import REPO
+from tests.plugins import entry_point
 
 NAME = "relay-test"
 
@@ -174,17 +174,7 @@ Plugin = RelayScheme
 @contextlib.contextmanager
 def registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Register ``relay-test`` as a plug-in, for this process and for the role processes it starts."""
-    dist = tmp_path / "relay_test-1.0.dist-info"
-    dist.mkdir(parents=True, exist_ok=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: relay-test\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[securefl.backends]\n{NAME} = tests.stepscheme:RelayScheme\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), str(REPO),
                                                                    os.environ.get("PYTHONPATH", "")])))
-    registry._plugins.cache_clear()
-    registry.get.cache_clear()
-    try:
+    with entry_point(tmp_path, monkeypatch, NAME, "tests.stepscheme:RelayScheme"):
         yield
-    finally:
-        registry._plugins.cache_clear()
-        registry.get.cache_clear()
