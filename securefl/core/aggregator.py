@@ -48,7 +48,7 @@ class Combined:
 
     @property
     def weights(self) -> dict[str, float]:
-        return dict(zip(self.aggregate.parties, self.aggregate.weights))
+        return dict(zip(self.aggregate.parties, self.aggregate.weights, strict=True))
 
 
 class Aggregator:

@@ -94,7 +94,8 @@ def bench_scheme(
     keygen_s = time.perf_counter() - t0
     enc, agg, dec, sizes, errors, prep = [], [], [], [], [], []
     for rnd in range(repeat):
-        trip = run_round(scheme, keys, dict(zip(ids, vectors)), dict(zip(ids, weights)), round=rnd)
+        trip = run_round(scheme, keys, dict(zip(ids, vectors, strict=True)),
+                         dict(zip(ids, weights, strict=True)), round=rnd)
         enc.extend(trip.protect_s)
         prep.extend(trip.prepare_s)
         sizes.extend(trip.upload_bytes)

@@ -72,11 +72,11 @@ def render(text: str, blocks: dict[str, Callable[[], str]], *, source: str = "do
     """``text`` with every generated block replaced by its current content."""
     for name, make in blocks.items():
         begin, end = _markers(name)
-        pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
-        if not pattern.search(text):
+        found = re.search(re.escape(begin) + r"\n.*?" + re.escape(end), text, re.S)
+        if not found:
             raise SecureFLError(f"{source} lacks the generated block {name!r}; add the two lines "
                               f"{begin!r} and {end!r} where it belongs")
-        text = pattern.sub(lambda _m: f"{begin}\n{make()}\n{end}", text, count=1)
+        text = f"{text[:found.start()]}{begin}\n{make()}\n{end}{text[found.end():]}"
     return text
 
 

@@ -165,7 +165,8 @@ def summary_rows(comparison: Comparison) -> list[tuple[str, ...]]:
     rows = []
     for s in comparison.schemes:
         f = s.facts
-        threat = (f.security_text(), KEY_HOLDERS[1](f), AGGREGATOR[1](f), COLLUSION[1](f), DROPOUTS[1](f)) if f else ("-",) * 5
+        threat = ((f.security_text(), KEY_HOLDERS[1](f), AGGREGATOR[1](f), COLLUSION[1](f), DROPOUTS[1](f)) if f
+                  else ("-",) * 5)
         p = s.point(size)
         if p:
             cost = (format_seconds(p.encrypt_s), format_seconds(p.aggregate_s), format_seconds(p.decrypt_s),
@@ -180,8 +181,8 @@ def _sweep_rows(comparison: Comparison) -> list[tuple[str, ...]]:
     rows = []
     for s in comparison.schemes:
         for p in s.points:
-            rows.append((s.name, f"{p.params:,}", format_seconds(p.keygen_s), format_seconds(p.extra.get("first_round_s")),
-                         format_seconds(p.encrypt_s),
+            rows.append((s.name, f"{p.params:,}", format_seconds(p.keygen_s),
+                         format_seconds(p.extra.get("first_round_s")), format_seconds(p.encrypt_s),
                          format_seconds(p.aggregate_s), format_seconds(p.decrypt_s), format_seconds(p.round_s),
                          format_bytes(p.bytes_per_party), f"{p.bytes_per_party / p.params:.2f}",
                          _fmt_error(p.max_abs_error)))

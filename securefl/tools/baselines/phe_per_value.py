@@ -37,7 +37,7 @@ def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int
             encrypted.append([pk.encrypt(float(x)) for x in vec[:take]])
             enc.append((time.perf_counter() - t0) / take * dim)
         t0 = time.perf_counter()
-        total = [sum(party[i] * float(w) for party, w in zip(encrypted, weights)) for i in range(take)]
+        total = [sum(party[i] * float(w) for party, w in zip(encrypted, weights, strict=True)) for i in range(take)]
         agg.append((time.perf_counter() - t0) / take * dim)
         t0 = time.perf_counter()
         fused = np.array([sk.decrypt(c) for c in total]) / float(sum(weights))

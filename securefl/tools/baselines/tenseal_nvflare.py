@@ -45,7 +45,7 @@ def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int
         fused = []
         for i in range(len(uploads[0])):
             acc = None
-            for chunks, w in zip(uploads, weights):
+            for chunks, w in zip(uploads, weights, strict=True):
                 term = ts.ckks_vector_from(server, chunks[i]) * w
                 acc = term if acc is None else acc + term
             fused.append(acc.serialize())
