@@ -38,6 +38,7 @@ from securefl.tools.facts import (
     SCHEME,
     SECURITY,
     THREAT_COLUMNS,
+    SchemeFacts,
     facts_table,
     scheme_facts,
 )
@@ -45,7 +46,7 @@ from securefl.tools.facts import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _builtin_facts():
+def _builtin_facts() -> list[SchemeFacts]:
     # The documents describe what securefl ships, not whatever plug-ins happen to be installed.
     return [scheme_facts(name) for name in registry.builtin()]
 
