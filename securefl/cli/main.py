@@ -12,8 +12,9 @@ import logging
 import shlex
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,6 +29,9 @@ from securefl.errors import ConfigError
 from securefl.tools import baselines as baseline_registry
 from securefl.tools.units import format_bytes, format_seconds
 
+if TYPE_CHECKING:
+    from securefl.tools.bench import BenchResult
+
 EXIT_ERROR = 2
 console = Console(stderr=True, highlight=False)
 # wide enough for the bench table when writing to a file or a pipe
@@ -41,7 +45,7 @@ def _check_parent(path: str, flag: str) -> Path:
     return target
 
 
-def _write_json(path: str | None, payload: dict) -> None:
+def _write_json(path: str | None, payload: Mapping[str, Any]) -> None:
     if not path:
         return
     target = _check_parent(path, "--json")
@@ -57,7 +61,7 @@ def _progress() -> Progress:
 
 # --- run -------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from securefl.transport.inproc import Simulation
+    from securefl.transport.inproc import RoundMetrics, Simulation
 
     cfg = config_mod.load(args.config, args.set or [])
     if cfg.transport.kind != "inproc":
@@ -71,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _progress() as progress:
         task = progress.add_task("rounds", total=cfg.federation.rounds)
 
-        def on_round(m) -> None:
+        def on_round(m: RoundMetrics) -> None:
             progress.advance(task)
             note = f"  dropped: {', '.join(m.dropped)}" if m.dropped else ""
             spent = f"  epsilon {m.epsilon_spent:g} spent" if m.epsilon_spent is not None else ""
@@ -252,7 +256,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if comparison.failed else 0
 
 
-def _print_dp_cost(results) -> None:
+def _print_dp_cost(results: Sequence[BenchResult]) -> None:
     """For each ``<scheme>+dp(...)`` row: its round time against the bare scheme's, and the offline noise time."""
     rows = {r.scheme: r for r in results if not r.error}
     for label, r in rows.items():
@@ -405,8 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = shlex.join(["securefl", *argv])
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return func(args)
     except SecureFLError as exc:
         if args.debug:
             raise
