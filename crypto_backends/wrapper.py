@@ -129,9 +129,9 @@ class SchemeWrapper(Scheme):
         return self.inner.setup_steps(round)
 
     def setup_messages(
-        self, key: AggregatorKey, *, round: int, step: int, replies: Mapping[str, bytes]
+        self, key: AggregatorKey, *, round: int, step: int, parties: Sequence[str], replies: Mapping[str, bytes]
     ) -> Mapping[str, bytes]:
-        return self.inner.setup_messages(key, round=round, step=step, replies=replies)
+        return self.inner.setup_messages(key, round=round, step=step, parties=parties, replies=replies)
 
     def setup_reply(self, key: PartyKey, *, round: int, step: int, message: bytes) -> bytes:
         return self.inner.setup_reply(key, round=round, step=step, message=message)

@@ -37,13 +37,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from crypto_backends import registry
 from crypto_backends.base import InsecureParametersWarning, SchemeParams
 from crypto_backends.envelope import PARTY_ID_RE
 from crypto_backends.errors import InsecureParameterError, SecureFLError
 from securefl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+D = TypeVar("D", bound="DataclassInstance")
+"""A dataclass that :func:`build` constructs from a table."""
 
 DEFAULT_SCHEME = "plain"
 """``crypto.scheme`` when a config does not say: the unprotected baseline.  A default value only; which names
@@ -485,12 +491,12 @@ def _key_path(key: str) -> list[str] | None:
     return path if len(path) >= 2 and all(path) else None
 
 
-def apply_override(raw: dict, item: str) -> None:
+def apply_override(raw: dict[str, Any], item: str) -> None:
     path, value = parse_override(item)
     _assign(raw, path, value, f"--set {item!r}")
 
 
-def _assign(raw: dict, path: Sequence[str], value: Any, label: str) -> None:
+def _assign(raw: dict[str, Any], path: Sequence[str], value: Any, label: str) -> None:
     node = raw
     for part in path[:-1]:
         node = node.setdefault(part, {})
@@ -625,7 +631,7 @@ def scheme_params_from_table(name: str, table: Mapping[str, Any]) -> SchemeParam
     return build(ptype, {**defaults, **table}, prefix, extra_allowed=("preset",))
 
 
-def build(cls: type, table: Mapping[str, Any], prefix: str, extra_allowed: Sequence[str] = ()) -> Any:
+def build(cls: type[D], table: Mapping[str, Any], prefix: str, extra_allowed: Sequence[str] = ()) -> D:
     """Type-check ``table`` against dataclass ``cls`` and construct it."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "source"]
@@ -691,6 +697,6 @@ def reference_fields() -> list[tuple[str, str, Any, str]]:
                     rows.append((f"crypto.{name}.{f.name}", _type_name(hints[f.name]), f.default, ""))
             continue
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
             rows.append((f"{section}.{f.name}", _type_name(typing.get_type_hints(cls)[f.name]), default, ""))
     return rows

@@ -71,7 +71,8 @@ def test_every_config_key_is_documented_with_its_type_and_default():
         if doc_type != typ:
             problems.append(f"{key}: README says type {doc_type!r}, the dataclass says {typ!r}")
         if toml_cell(doc_default) != default:
-            problems.append(f"{key}: README says default {doc_default}, the dataclass says `{docs.toml_value(default)}`")
+            problems.append(f"{key}: README says default {doc_default}, "
+                            f"the dataclass says `{docs.toml_value(default)}`")
         if not meaning:
             problems.append(f"{key}: say what it means")
     assert not problems, "README.md's configuration reference is out of date:\n" + "\n".join(problems)

@@ -12,8 +12,9 @@ import logging
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,6 +29,9 @@ from securefl.errors import ConfigError
 from securefl.tools import baselines as baseline_registry
 from securefl.tools.units import format_bytes, format_seconds
 
+if TYPE_CHECKING:
+    from securefl.tools.bench import BenchResult
+
 EXIT_ERROR = 2
 console = Console(stderr=True, highlight=False)
 # wide enough for the bench table when writing to a file or a pipe
@@ -41,7 +45,7 @@ def _check_parent(path: str, flag: str) -> Path:
     return target
 
 
-def _write_json(path: str | None, payload: dict) -> None:
+def _write_json(path: str | None, payload: Mapping[str, Any]) -> None:
     if not path:
         return
     target = _check_parent(path, "--json")
@@ -57,12 +61,13 @@ def _progress() -> Progress:
 
 # --- run -------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from securefl.transport.inproc import Simulation
+    from securefl.transport.inproc import RoundMetrics, Simulation
 
     cfg = config_mod.load(args.config, args.set or [])
     if cfg.transport.kind != "inproc":
         raise ConfigError(f"transport.kind is {cfg.transport.kind!r}: securefl run keeps every role in one process; "
-                          "start the roles with securefl authority / aggregator / party, or use examples/deploy_local.sh")
+                          "start the roles with securefl authority / aggregator / party, "
+                          "or use examples/deploy_local.sh")
     sim = Simulation(cfg)
     console.print(f"[bold]securefl run[/]: {cfg.crypto.scheme} on {cfg.data.dataset}, "
                   f"{cfg.federation.parties} parties, {cfg.federation.rounds} rounds, "
@@ -70,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _progress() as progress:
         task = progress.add_task("rounds", total=cfg.federation.rounds)
 
-        def on_round(m) -> None:
+        def on_round(m: RoundMetrics) -> None:
             progress.advance(task)
             note = f"  dropped: {', '.join(m.dropped)}" if m.dropped else ""
             spent = f"  epsilon {m.epsilon_spent:g} spent" if m.epsilon_spent is not None else ""
@@ -81,7 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
     if result.privacy is not None:
         p = result.privacy
-        out.print(f"privacy ({p['mode']}, {p['mechanism']}): epsilon {p['epsilon_spent']:g} of {p['epsilon_budget']:g}, "
+        out.print(f"privacy ({p['mode']}, {p['mechanism']}): "
+                  f"epsilon {p['epsilon_spent']:g} of {p['epsilon_budget']:g}, "
                   f"delta {p['delta_spent']:.3g} of {p['delta_budget']:.3g} spent ({p['composition']} composition)")
     _write_json(args.json, result.as_json())
     if args.plot:
@@ -169,12 +175,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     wanted = [b.strip() for b in (args.baselines or "").split(",") if b.strip()]
     for name in wanted:
         if name not in baseline_registry.available():
-            raise ConfigError(f"--baselines: unknown baseline {name!r}; available: {', '.join(baseline_registry.available())}")
+            raise ConfigError(f"--baselines: unknown baseline {name!r}; "
+                              f"available: {', '.join(baseline_registry.available())}")
     if args.parties < 1 or args.params < 1 or args.repeat < 1:
         raise ConfigError("--parties, --params and --repeat must be positive integers")
     with _progress() as progress:
         task = progress.add_task("bench", total=len(schemes) + len(wanted) + 1)
-        step: Callable[[str], None] = lambda label: (progress.update(task, description=label), progress.advance(task))
+
+        def step(label: str) -> None:
+            progress.update(task, description=label)
+            progress.advance(task)
+
         results = bench.run(schemes, parties=args.parties, params=args.params, repeat=args.repeat,
                             scheme_params=cfg.crypto.scheme_params, baselines=wanted, seed=args.seed, on_step=step,
                             privacy=cfg.privacy)
@@ -243,7 +254,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             out.print(Text(f"  {row[0].strip('`')}: {row[-1]}"))
     out.print(f"wrote {files['md']}, {files['html']}, {files['json']} in {comparison.seconds:.0f} s")
     return 1 if comparison.failed else 0
-def _print_dp_cost(results) -> None:
+
+
+def _print_dp_cost(results: Sequence[BenchResult]) -> None:
     """For each ``<scheme>+dp(...)`` row: its round time against the bare scheme's, and the offline noise time."""
     rows = {r.scheme: r for r in results if not r.error}
     for label, r in rows.items():
@@ -270,15 +283,20 @@ def cmd_dp_curve(args: argparse.Namespace) -> int:
     outdir.mkdir(exist_ok=True)
     with _progress() as progress:
         task = progress.add_task("dp-curve", total=args.seeds * len(dpcurve.EPSILONS))
-        curve = dpcurve.run_curve(cfg, seeds=args.seeds,
-                                  on_step=lambda label: (progress.update(task, description=label), progress.advance(task)))
+
+        def on_step(label: str) -> None:
+            progress.update(task, description=label)
+            progress.advance(task)
+
+        curve = dpcurve.run_curve(cfg, seeds=args.seeds, on_step=on_step)
     table = Table(title=f"naive Bayes accuracy vs epsilon: {curve['dataset']}, {curve['parties']} parties, "
                         f"mean (std) over {curve['seeds']} seeds, {curve['mechanism']} noise")
     table.add_column("method")
     for eps in curve["epsilons"]:
         table.add_column(f"eps={eps:g}", justify="right")
     for name, row in curve["methods"].items():
-        table.add_row(dpcurve.label(name, curve), *(f"{m:.3f} ({s:.3f})" for m, s in zip(row["mean"], row["std"])))
+        cells = (f"{m:.3f} ({s:.3f})" for m, s in zip(row["mean"], row["std"], strict=True))
+        table.add_row(dpcurve.label(name, curve), *cells)
     out.print(table)
     if "distributed" not in curve["methods"]:
         out.print("distributed: no installed scheme hides individual updates, so the distributed curve is absent")
@@ -290,7 +308,8 @@ def cmd_dp_curve(args: argparse.Namespace) -> int:
 
 # --- parser ----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="securefl", description="Privacy-preserving secure aggregation for federated learning.")
+    parser = argparse.ArgumentParser(prog="securefl",
+                                     description="Privacy-preserving secure aggregation for federated learning.")
     parser.add_argument("--version", action="version", version=f"securefl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -300,18 +319,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config key (type-checked like the file); repeatable")
         p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
 
-    p = sub.add_parser("run", help="run a federation in one process", description="Run every round of the federation CONFIG describes, all roles in this process.")
+    p = sub.add_parser("run", help="run a federation in one process",
+                       description="Run every round of the federation CONFIG describes, all roles in this process.")
     p.add_argument("config", metavar="CONFIG", help="TOML configuration file, e.g. examples/configs/plain.toml")
     with_set(p)
     p.add_argument("--plot", metavar="PNG", help="also plot accuracy and upload size per round to PNG")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("bench", help="measure schemes side by side", description="Protect, combine and reveal the same standard-normal vectors with every scheme in one run.")
+    p = sub.add_parser("bench", help="measure schemes side by side",
+                       description="Protect, combine and reveal the same standard-normal vectors with every scheme "
+                       "in one run.")
     p.add_argument("--schemes", default=",".join(registry.available()), help="comma-separated schemes (default: all)")
     p.add_argument("--parties", type=int, default=10)
     p.add_argument("--params", type=int, default=100_000, help="values per update")
     p.add_argument("--repeat", type=int, default=1, help="repetitions; medians are reported")
-    p.add_argument("--baselines", default="", help=f"comma-separated reference implementations ({', '.join(baseline_registry.available())})")
+    p.add_argument("--baselines", default="",
+                   help=f"comma-separated reference implementations ({', '.join(baseline_registry.available())})")
     p.add_argument("--config", metavar="CONFIG", help="take [crypto.<scheme>] tables from this file")
     p.add_argument("--seed", type=int, default=0, help="seed of the (non-secret) test vectors")
     with_set(p)
@@ -337,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override a config key (type-checked like the file); repeatable")
     p.set_defaults(func=cmd_compare)
-    p = sub.add_parser("dp-curve", help="naive-Bayes accuracy against epsilon (local, distributed, central, non-private)",
+    p = sub.add_parser("dp-curve",
+                       help="naive-Bayes accuracy against epsilon (local, distributed, central, non-private)",
                        description="Accuracy of federated DP naive Bayes (local and distributed noise), diffprivlib's "
                                    "centralised GaussianNB and non-private naive Bayes at epsilon 0.1 to 10; prints a "
                                    "table and writes DIR/dp_curve.png and DIR/dp_curve.json.")
@@ -385,8 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = shlex.join(["securefl", *argv])
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return func(args)
     except SecureFLError as exc:
         if args.debug:
             raise

@@ -48,7 +48,7 @@ class Combined:
 
     @property
     def weights(self) -> dict[str, float]:
-        return dict(zip(self.aggregate.parties, self.aggregate.weights))
+        return dict(zip(self.aggregate.parties, self.aggregate.weights, strict=True))
 
 
 class Aggregator:
@@ -72,7 +72,8 @@ class Aggregator:
 
     def combine(self, round: int, accepted: Mapping[str, Envelope]) -> Combined:
         """Combine checked uploads of ``round``; raise :class:`QuorumError` if too few remain usable."""
-        usable, rejected = dict(accepted), {}
+        usable = dict(accepted)
+        rejected: dict[str, str] = {}
         while True:
             self.require_quorum(round, len(usable), rejected, "update")
             try:

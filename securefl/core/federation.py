@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class RoundMetrics:
     """Differential privacy: epsilon spent up to and including this round (``None`` when privacy is off)."""
     delta_spent: float | None = None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         data = {"round": self.round, "accuracy": self.accuracy, "seconds": self.seconds, "bytes_up": self.bytes_up,
                 "parties": list(self.parties), "dropped": dict(self.dropped)}
         if self.epsilon_spent is not None:
@@ -49,7 +50,7 @@ class RoundMetrics:
         return data
 
     @classmethod
-    def from_json(cls, obj: Mapping) -> RoundMetrics:
+    def from_json(cls, obj: Mapping[str, Any]) -> RoundMetrics:
         spent = obj.get("epsilon_spent"), obj.get("delta_spent")
         return cls(int(obj["round"]), float(obj["accuracy"]), float(obj["seconds"]), float(obj["bytes_up"]),
                    tuple(obj["parties"]), {str(k): str(v) for k, v in obj["dropped"].items()},
@@ -73,14 +74,14 @@ class RunResult:
     rounds: list[RoundMetrics]
     final_parameters: np.ndarray | None
     """The released model; ``None`` where the reporting role never sees it (networked, sealed schemes)."""
-    privacy: dict | None = None
+    privacy: dict[str, Any] | None = None
     """The accountant's summary (mode, per-round and spent epsilon/delta, budget), when privacy is on."""
 
     @property
     def final_accuracy(self) -> float:
         return self.rounds[-1].accuracy if self.rounds else float("nan")
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         data = {"scheme": self.scheme, "dataset": self.dataset, "parties": self.parties, "metric": self.metric,
                 "rounds": [r.as_json() for r in self.rounds], "final_accuracy": self.final_accuracy}
         if self.privacy is not None:

@@ -118,6 +118,11 @@ class ModelAdapter(ABC):
     @abstractmethod
     def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray: ...
 
+    def _labels(self, index: np.ndarray) -> np.ndarray:
+        """A classifier's class labels at ``index`` (positions in ``classes``)."""
+        labels: np.ndarray = _classification(self.cfg, self.classes)[index]
+        return labels
+
     def local_weight(self, rows: int) -> float:
         """A party's (public) weight in fusion (checked: :class:`PartyError` unless positive and finite)."""
         return checked_weight(self._weight(rows))
@@ -164,9 +169,11 @@ class LinearAdapter(ModelAdapter):
         super().__init__(cfg, n_features, classes, seed)
         self.regression = cfg.kind == "linear_regression"
         self.metric = "r2" if self.regression else "accuracy"
-        if not self.regression:
+        if self.regression:
+            self.k = 1
+        else:
             classes = _classification(cfg, classes)
-        self.k = 1 if self.regression or len(classes) == 2 else len(classes)  # type: ignore[arg-type]
+            self.k = 1 if len(classes) == 2 else len(classes)
         self.row_norm = float(row_norm)
         """> 0 (``logistic`` under DP): rows are clipped to this L2 norm and :meth:`sensitivity` is local SGD's own."""
         self.clips_updates = self.row_norm == 0
@@ -189,7 +196,8 @@ class LinearAdapter(ModelAdapter):
         if self.row_norm == 0:
             return X
         norms = np.linalg.norm(X, axis=1, keepdims=True)
-        return X * np.minimum(1.0, self.row_norm / np.maximum(norms, 1e-300))
+        clipped: np.ndarray = X * np.minimum(1.0, self.row_norm / np.maximum(norms, 1e-300))
+        return clipped
 
     @property
     def num_parameters(self) -> int:
@@ -202,7 +210,7 @@ class LinearAdapter(ModelAdapter):
         d = self.n_features
         return params[: self.k * d].reshape(self.k, d), params[self.k * d :]
 
-    def _new_estimator(self):
+    def _new_estimator(self) -> SGDClassifier | SGDRegressor:
         common = dict(loss=self._LOSS[self.cfg.kind], alpha=self.cfg.alpha, learning_rate="constant",
                       eta0=self.cfg.learning_rate, random_state=self.seed)
         return SGDRegressor(**common) if self.regression else SGDClassifier(**common)
@@ -223,12 +231,12 @@ class LinearAdapter(ModelAdapter):
 
     def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
         coef, intercept = self._split(np.asarray(params, dtype=np.float64))
-        scores = X @ coef.T + intercept
+        scores: np.ndarray = X @ coef.T + intercept
         if self.regression:
             return scores[:, 0]
         if self.k == 1:
-            return self.classes[(scores[:, 0] > 0).astype(int)]  # type: ignore[index]
-        return self.classes[np.argmax(scores, axis=1)]  # type: ignore[index]
+            return self._labels((scores[:, 0] > 0).astype(int))
+        return self._labels(np.argmax(scores, axis=1))
 
 
 class MLPAdapter(ModelAdapter):
@@ -291,8 +299,8 @@ class MLPAdapter(ModelAdapter):
             h = np.maximum(h @ c + b, 0.0)
         out = h @ coefs[-1] + intercepts[-1]
         if out.shape[1] == 1:
-            return self.classes[(out[:, 0] > 0).astype(int)]  # type: ignore[index]
-        return self.classes[np.argmax(out, axis=1)]  # type: ignore[index]
+            return self._labels((out[:, 0] > 0).astype(int))
+        return self._labels(np.argmax(out, axis=1))
 
 
 class NaiveBayesAdapter(ModelAdapter):
@@ -361,7 +369,7 @@ class NaiveBayesAdapter(ModelAdapter):
 
     def _fit(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         z = (np.clip(X, self.lower, self.upper) - self.mid) / self.half
-        onehot = (np.asarray(y)[:, None] == self.classes[None, :]).astype(np.float64)  # type: ignore[index]
+        onehot = (np.asarray(y)[:, None] == _classification(self.cfg, self.classes)[None, :]).astype(np.float64)
         stats = np.concatenate([onehot.sum(axis=0), (onehot.T @ z).ravel(), (onehot.T @ (z * z)).ravel()])
         return stats / self.stat_scale
 
@@ -386,7 +394,8 @@ class NaiveBayesAdapter(ModelAdapter):
         return est
 
     def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
-        return self.estimator(params).predict(X)
+        predicted: np.ndarray = self.estimator(params).predict(X)
+        return predicted
 
 
 def make_adapter(cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,

@@ -8,6 +8,7 @@ exceed ``privacy.epsilon_budget`` / ``privacy.delta_budget``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from diffprivlib import BudgetAccountant
 from diffprivlib.utils import BudgetError
@@ -75,7 +76,7 @@ class PrivacyAccountant:
         total = self._budget.total()
         return float(total[0]), float(total[1])
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         eps, delta = self.spent
         return {
             "mode": self.cfg.mode, "mechanism": self.cfg.mechanism,

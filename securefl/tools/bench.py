@@ -24,6 +24,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -54,9 +55,9 @@ class BenchResult:
     x_numpy: float | None = None
     error: str | None = None
     note: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -92,9 +93,15 @@ def bench_scheme(
     t0 = time.perf_counter()
     keys = scheme.keygen(ids)
     keygen_s = time.perf_counter() - t0
-    enc, agg, dec, sizes, errors, prep = [], [], [], [], [], []
+    enc: list[float] = []
+    agg: list[float] = []
+    dec: list[float] = []
+    sizes: list[int] = []
+    errors: list[float] = []
+    prep: list[float] = []
     for rnd in range(repeat):
-        trip = run_round(scheme, keys, dict(zip(ids, vectors)), dict(zip(ids, weights)), round=rnd)
+        trip = run_round(scheme, keys, dict(zip(ids, vectors, strict=True)),
+                         dict(zip(ids, weights, strict=True)), round=rnd)
         enc.extend(trip.protect_s)
         prep.extend(trip.prepare_s)
         sizes.extend(trip.upload_bytes)
@@ -106,7 +113,8 @@ def bench_scheme(
                    extra={"prepare_s": statistics.median(prep)})
 
 
-def _result(name: str, n: int, dim: int, e: float, a: float, d: float, size: float, err: float, **kw) -> BenchResult:
+def _result(name: str, n: int, dim: int, e: float, a: float, d: float, size: float, err: float,
+            **kw: Any) -> BenchResult:
     return BenchResult(name, n, dim, e, a, d, size, err, round_s=e + a + d, work_s=n * e + a + d, **kw)
 
 
@@ -175,7 +183,7 @@ def _with_ratio(r: BenchResult, floor: float) -> BenchResult:
 
 
 def _baseline(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> BenchResult:
-    m: Mapping = baseline_registry.measure(name, vectors, weights, repeat)
+    m: Mapping[str, Any] = baseline_registry.measure(name, vectors, weights, repeat)
     n = len(vectors)
     return _result(f"baseline:{name}", n, int(vectors[0].size), m["encrypt_s"], m["aggregate_s"],
                    m["decrypt_s"], m["bytes_per_party"], m["max_abs_error"], note=m.get("note", ""),

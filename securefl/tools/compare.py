@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class CompareOptions:
             raise ConfigError("--point-budget must be a positive number of seconds")
 
     @classmethod
-    def from_params(cls, parties: int, params: Sequence[int] | None = None, **kw) -> CompareOptions:
+    def from_params(cls, parties: int, params: Sequence[int] | None = None, **kw: Any) -> CompareOptions:
         """``--params`` semantics: none -> the default sweep, table at its first size; one size D ->
         the default sweep plus D, table at D; several -> exactly those, table at the first given."""
         if not params:
@@ -115,7 +116,7 @@ class SchemeResult:
     scheme: str
     private: bool = False
     facts: SchemeFacts | None = None
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     tolerance: float | None = None
     points: list[BenchResult] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
@@ -133,7 +134,7 @@ class SchemeResult:
     def final_accuracy(self) -> float | None:
         return self.training[-1].accuracy if self.training else None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "scheme": self.scheme,
@@ -156,8 +157,8 @@ class Comparison:
 
     command: str
     options: CompareOptions
-    workload: dict
-    machine: dict
+    workload: dict[str, Any]
+    machine: dict[str, Any]
     schemes: list[SchemeResult]
     started: str
     seconds: float = 0.0
@@ -166,7 +167,7 @@ class Comparison:
     def failed(self) -> list[str]:
         return [s.name for s in self.schemes if s.error or s.training_error]
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"command": self.command, "started": self.started, "seconds": self.seconds,
                 "options": dataclasses.asdict(self.options), "workload": self.workload, "machine": self.machine,
                 "schemes": [s.as_json() for s in self.schemes]}
@@ -201,7 +202,7 @@ def steps(n_rows: int, options: CompareOptions) -> int:
     return n_rows * (len(options.sizes) + 1)
 
 
-def workload(cfg: Config, options: CompareOptions) -> dict:
+def workload(cfg: Config, options: CompareOptions) -> dict[str, Any]:
     fed, data, model = cfg.federation, cfg.data, cfg.model
     source = Path(cfg.source)
     digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else None
@@ -217,7 +218,7 @@ def _nice_floor(x: float) -> int:
     """The largest of 1, 2, 5, 10, 20, 50, ... not above ``x`` (0 below 1)."""
     if x < 1:
         return 0
-    decade = 10 ** int(math.floor(math.log10(x)))
+    decade: int = 10 ** int(math.floor(math.log10(x)))  # x >= 1: a whole power of ten
     return max(m * decade for m in (1, 2, 5) if m * decade <= x)
 
 

@@ -38,6 +38,7 @@ from securefl.tools.facts import (
     SCHEME,
     SECURITY,
     THREAT_COLUMNS,
+    SchemeFacts,
     facts_table,
     scheme_facts,
 )
@@ -45,7 +46,7 @@ from securefl.tools.facts import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _builtin_facts():
+def _builtin_facts() -> list[SchemeFacts]:
     # The documents describe what securefl ships, not whatever plug-ins happen to be installed.
     return [scheme_facts(name) for name in registry.builtin()]
 
@@ -72,11 +73,11 @@ def render(text: str, blocks: dict[str, Callable[[], str]], *, source: str = "do
     """``text`` with every generated block replaced by its current content."""
     for name, make in blocks.items():
         begin, end = _markers(name)
-        pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
-        if not pattern.search(text):
+        found = re.search(re.escape(begin) + r"\n.*?" + re.escape(end), text, re.S)
+        if not found:
             raise SecureFLError(f"{source} lacks the generated block {name!r}; add the two lines "
                               f"{begin!r} and {end!r} where it belongs")
-        text = pattern.sub(lambda _m: f"{begin}\n{make()}\n{end}", text, count=1)
+        text = f"{text[:found.start()]}{begin}\n{make()}\n{end}{text[found.end():]}"
     return text
 
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def run_curve(
     epsilons: Sequence[float] = EPSILONS,
     seeds: int = 5,
     on_step: Callable[[str], None] = lambda label: None,
-) -> dict:
+) -> dict[str, Any]:
     """Accuracy per method and epsilon, averaged over ``seeds`` splits (see the module docstring)."""
     if cfg.model.kind != "naive_bayes":
         raise ConfigError(f"dp-curve measures naive Bayes; the config has model.kind = {cfg.model.kind!r}. "
@@ -124,18 +125,22 @@ def run_curve(
     }
 
 
-def label(method: str, curve: dict) -> str:
+def label(method: str, curve: Mapping[str, Any]) -> str:
     """How a method is named in the table and the plot."""
     names = {"distributed": f"distributed ({curve['distributed_scheme']})", "central": "central (diffprivlib)",
              "central_securefl": "central (same mechanism, one curator)", "non_private": "non-private"}
     return names.get(method, method)
 
 
-def plot_curve(curve: dict, path: str | Path) -> Path:
+def plot_curve(curve: Mapping[str, Any], path: str | Path) -> Path:
     """Accuracy against epsilon (log axis), one line per method with its spread over seeds."""
-    from securefl.tools.plots import plt, save_figure
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    from securefl.tools.plots import save_figure
+
+    # a Figure of its own, as the comparison plots draw theirs: no global pyplot state
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     eps = curve["epsilons"]
     for name, row in curve["methods"].items():
         mean, sem = np.array(row["mean"]), np.array(row["std"]) / math.sqrt(curve["seeds"])

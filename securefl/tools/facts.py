@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from crypto_backends import registry
 from crypto_backends.base import MIN_SECURITY_BITS, SchemeParams, ThreatModel
@@ -59,7 +60,7 @@ class SchemeFacts:
             return ", ".join(f"`{name}`" for name in self.presets)
         return ", ".join(f"`{name}` ({bits})" for name, bits in self.presets.items())
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["threat"]["key_holders"], data["presets"] = dict(self.threat.key_holders), dict(self.presets)
         return data

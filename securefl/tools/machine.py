@@ -11,6 +11,7 @@ import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 LIBRARIES = ("securefl", "numpy", "scikit-learn", "phe", "gmpy2", "tenseal", "diffprivlib", "cryptography",
              "coincurve", "matplotlib", "rich")
@@ -63,7 +64,7 @@ def source_revision() -> str | None:
     return rev.stdout.strip() or None if rev.returncode == 0 else None
 
 
-def describe() -> dict:
+def describe() -> dict[str, Any]:
     """CPU, cores, memory, operating system, Python, library versions and source revision."""
     return {
         "cpu": cpu_model(),

@@ -8,9 +8,11 @@ dashed black line.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -19,6 +21,10 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 from securefl.tools.compare import Comparison, SchemeResult  # noqa: E402
 from securefl.transport.inproc import RunResult  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 COST_PNG = "cost.png"
 ACCURACY_PNG = "accuracy.png"
@@ -38,7 +44,7 @@ def plot_rounds(results: Sequence[RunResult], path: str | Path) -> Path:
     return save_figure(fig, path, ax_acc, ax_bytes)
 
 
-def save_figure(fig, path: str | Path, *axes) -> Path:
+def save_figure(fig: Figure, path: str | Path, *axes: Axes) -> Path:
     """Grid and legend on ``axes``, tight layout, write ``path`` as PNG, free the figure."""
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -57,7 +63,7 @@ def is_floor(s: SchemeResult) -> bool:
 _MARKERS = ("o", "^", "D", "v", "P", "X", "<", ">")
 
 
-def _style(s: SchemeResult, i: int) -> dict:
+def _style(s: SchemeResult, i: int) -> dict[str, Any]:
     """The floor dashed black underneath; the others with their own marker, each smaller than the last,
     so that coinciding lines (the same accuracy, the same upload size) stay visible."""
     if is_floor(s):
@@ -86,7 +92,7 @@ def _si(x: float, unit: str = "") -> str:
     return f"{x:.3g} {unit}".strip()
 
 
-def _decades(ax, axis: str, values: Sequence[float], formatter) -> None:
+def _decades(ax: Axes, axis: str, values: Sequence[float], formatter: Callable[[float], str]) -> None:
     """Log axis padded to whole decades, ticks at the decades, labelled with ``formatter``."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -121,7 +127,7 @@ def plot_cost(comparison: Comparison, path: Path) -> Path:
         ax.set_xscale("log")
         ax.set_yscale("log")
         _decades(ax, "x", [p.params for p in points], _si)
-        _decades(ax, "y", ys, lambda v, unit=unit: _si(v, unit))
+        _decades(ax, "y", ys, functools.partial(_si, unit=unit))
         ax.set_xlabel("model size (parameters per update)")
         ax.grid(True, which="both", alpha=0.3)
     ax_b.legend(loc="upper left", fontsize=9)

@@ -12,9 +12,10 @@ import html
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from securefl.tools.compare import Comparison, SchemeResult
 from securefl.tools.facts import AGGREGATOR, COLLUSION, DROPOUTS, KEY_HOLDERS, markdown_table
@@ -162,10 +163,11 @@ def _accuracy(s: SchemeResult, floor: float | None) -> str:
 def summary_rows(comparison: Comparison) -> list[tuple[str, ...]]:
     size = comparison.options.table_size
     floor = next((s.final_accuracy for s in comparison.schemes if is_floor(s) and s.final_accuracy is not None), None)
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for s in comparison.schemes:
         f = s.facts
-        threat = (f.security_text(), KEY_HOLDERS[1](f), AGGREGATOR[1](f), COLLUSION[1](f), DROPOUTS[1](f)) if f else ("-",) * 5
+        threat = ((f.security_text(), KEY_HOLDERS[1](f), AGGREGATOR[1](f), COLLUSION[1](f), DROPOUTS[1](f)) if f
+                  else ("-",) * 5)
         p = s.point(size)
         if p:
             cost = (format_seconds(p.encrypt_s), format_seconds(p.aggregate_s), format_seconds(p.decrypt_s),
@@ -177,11 +179,11 @@ def summary_rows(comparison: Comparison) -> list[tuple[str, ...]]:
 
 
 def _sweep_rows(comparison: Comparison) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for s in comparison.schemes:
         for p in s.points:
-            rows.append((s.name, f"{p.params:,}", format_seconds(p.keygen_s), format_seconds(p.extra.get("first_round_s")),
-                         format_seconds(p.encrypt_s),
+            rows.append((s.name, f"{p.params:,}", format_seconds(p.keygen_s),
+                         format_seconds(p.extra.get("first_round_s")), format_seconds(p.encrypt_s),
                          format_seconds(p.aggregate_s), format_seconds(p.decrypt_s), format_seconds(p.round_s),
                          format_bytes(p.bytes_per_party), f"{p.bytes_per_party / p.params:.2f}",
                          _fmt_error(p.max_abs_error)))
@@ -199,7 +201,7 @@ def _privacy_spent(m: object) -> str:
 
 
 def _training_rows(comparison: Comparison) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for s in comparison.schemes:
         if s.training_error:
             rows.append((s.name, "failed", "-", "-", "-", s.training_error))
@@ -242,7 +244,7 @@ def _threat_blocks(comparison: Comparison) -> list[Block]:
     return blocks
 
 
-def _machine_items(m: dict) -> tuple[str, ...]:
+def _machine_items(m: Mapping[str, Any]) -> tuple[str, ...]:
     mem = m.get("memory_bytes")
     libs = ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items())
     return (

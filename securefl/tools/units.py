@@ -5,20 +5,20 @@ from __future__ import annotations
 import math
 
 
-def _missing(x: float | None) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
+def _nan(x: float) -> bool:
+    return isinstance(x, float) and math.isnan(x)
 
 
 def format_seconds(x: float | None) -> str:
     """``0.0123`` -> ``"12.30 ms"``, ``3.2`` -> ``"3.20 s"``; ``None`` or NaN -> ``"-"``."""
-    if _missing(x):
+    if x is None or _nan(x):
         return "-"
     return f"{x * 1e3:.2f} ms" if x < 1 else f"{x:.2f} s"
 
 
 def format_bytes(b: float | None) -> str:
     """``2048`` -> ``"2.0 KiB"``; ``None`` or NaN -> ``"-"``."""
-    if _missing(b):
+    if b is None or _nan(b):
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if b < 1024 or unit == "GiB":

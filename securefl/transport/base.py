@@ -91,6 +91,8 @@ class Transport(ABC):
 
     def finish(self, model: GlobalModel | None, message: str, *, contributors: tuple[str, ...] = ()) -> None:
         """The run is over: hand out ``model`` (``None``: the run failed, ``message`` says why)."""
+        # deliberately not abstract: where the parties live in the caller's process there is nothing to hand out
+        return None
 
     def release(self, model: GlobalModel) -> np.ndarray | None:
         """``model`` as released to the engine's caller; ``None`` where only parties can open it."""
@@ -98,3 +100,5 @@ class Transport(ABC):
 
     def close(self) -> None:
         """Release threads, channels and servers."""
+        # deliberately not abstract: a transport that holds none has nothing to release
+        return None

@@ -62,7 +62,7 @@ class InProcessTransport(Transport):
             for fut in cf.as_completed(futures, timeout=max(0.0, deadline - time.monotonic())):
                 self._take(futures[fut], fut, accept, replies, request)
         except cf.TimeoutError:
-            for fut, pid in futures.items():
+            for pid in futures.values():
                 if pid not in replies.accepted and pid not in replies.dropped:
                     replies.dropped[pid] = f"no answer within {timeout} s"
         return replies

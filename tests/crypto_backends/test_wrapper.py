@@ -66,8 +66,8 @@ class _Steps(PlainScheme):
     def setup_steps(self, round):
         return 7
 
-    def setup_messages(self, key, *, round, step, replies):
-        return {"alice": b"setup_messages"}
+    def setup_messages(self, key, *, round, step, parties, replies):
+        return {p: b"setup_messages" for p in parties}
 
     def setup_reply(self, key, *, round, step, message):
         return b"setup_reply"
@@ -94,7 +94,7 @@ def test_protocol_steps_are_forwarded():
     agg, party = keys.aggregator, keys.parties["alice"]
     env = wrapped.combine(agg, [wrapped.protect(party, np.ones(1), weight=1.0, round=0)], round=0)
     assert wrapped.setup_steps(0) == 7
-    assert wrapped.setup_messages(agg, round=0, step=0, replies={}) == {"alice": b"setup_messages"}
+    assert wrapped.setup_messages(agg, round=0, step=0, parties=["alice"], replies={}) == {"alice": b"setup_messages"}
     assert wrapped.setup_reply(party, round=0, step=0, message=b"") == b"setup_reply"
     assert wrapped.setup_done(agg, round=0, replies={}) == ("setup_done",)
     assert wrapped.share_request(agg, env) == ShareRequest(parties=("share_request",), needed=1)

@@ -10,7 +10,8 @@ that every "N times faster than X" claim is a ratio measured in the same run.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,11 +28,13 @@ def available() -> list[str]:
     return list(BASELINES)
 
 
-def measure(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict:
+def measure(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict[str, Any]:
     """Run baseline ``name`` on the bench's vectors."""
     if name not in BASELINES:
         from securefl.errors import ConfigError
 
         raise ConfigError(f"unknown baseline {name!r}; available: {', '.join(BASELINES)}")
     module, _, attr = BASELINES[name].partition(":")
-    return getattr(importlib.import_module(module), attr or "measure")(vectors, weights, repeat)
+    baseline: Callable[[Sequence[np.ndarray], Sequence[float], int], dict[str, Any]]
+    baseline = getattr(importlib.import_module(module), attr or "measure")
+    return baseline(vectors, weights, repeat)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 
-def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict:
+def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict[str, Any]:
     stacked = np.stack(vectors)
     times = []
     for _ in range(max(repeat, 3)):

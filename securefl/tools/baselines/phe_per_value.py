@@ -18,6 +18,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from phe import paillier
@@ -25,7 +26,9 @@ from phe import paillier
 SAMPLE = 8
 
 
-def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int, key_bits: int = 2048) -> dict:
+def measure(
+    vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int, key_bits: int = 2048
+) -> dict[str, Any]:
     dim = int(vectors[0].size)
     take = min(SAMPLE, dim)
     pk, sk = paillier.generate_paillier_keypair(n_length=key_bits)
@@ -37,7 +40,7 @@ def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int
             encrypted.append([pk.encrypt(float(x)) for x in vec[:take]])
             enc.append((time.perf_counter() - t0) / take * dim)
         t0 = time.perf_counter()
-        total = [sum(party[i] * float(w) for party, w in zip(encrypted, weights)) for i in range(take)]
+        total = [sum(party[i] * float(w) for party, w in zip(encrypted, weights, strict=True)) for i in range(take)]
         agg.append((time.perf_counter() - t0) / take * dim)
         t0 = time.perf_counter()
         fused = np.array([sk.decrypt(c) for c in total]) / float(sum(weights))
@@ -58,6 +61,6 @@ def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int
     }
 
 
-def measure_3072(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict:
+def measure_3072(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict[str, Any]:
     """The same at 3072 bits, to sit beside ``paillier`` at its default key size."""
     return measure(vectors, weights, repeat, key_bits=3072)

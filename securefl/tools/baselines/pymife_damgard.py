@@ -18,6 +18,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from mife.data.curve25519 import Curve25519
@@ -29,7 +30,7 @@ MAX_INT = 32767
 SCALE = MAX_INT / 8.0
 
 
-def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict:
+def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict[str, Any]:
     dim, n = int(vectors[0].size), len(vectors)
     block = min(BLOCK, dim)
     ints = [[round(float(np.clip(v, -8, 8)) * SCALE) for v in vec[:block]] for vec in vectors]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tenseal as ts
@@ -28,7 +29,7 @@ def _encrypt(ctx: ts.Context, vec: np.ndarray) -> list[bytes]:
     return [ts.ckks_vector(ctx, vec[i : i + SLOTS]).serialize() for i in range(0, vec.size, SLOTS)]
 
 
-def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict:
+def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict[str, Any]:
     secret = ts.context(ts.SCHEME_TYPE.CKKS, POLY_MODULUS_DEGREE, coeff_mod_bit_sizes=COEFF_MOD_BIT_SIZES)
     secret.global_scale = SCALE
     server = ts.context_from(secret.serialize(save_secret_key=False))
@@ -44,10 +45,9 @@ def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int
         t0 = time.perf_counter()
         fused = []
         for i in range(len(uploads[0])):
-            acc = None
-            for chunks, w in zip(uploads, weights):
-                term = ts.ckks_vector_from(server, chunks[i]) * w
-                acc = term if acc is None else acc + term
+            acc = ts.ckks_vector_from(server, uploads[0][i]) * weights[0]
+            for chunks, w in zip(uploads[1:], weights[1:], strict=True):
+                acc = acc + ts.ckks_vector_from(server, chunks[i]) * w
             fused.append(acc.serialize())
         agg.append(time.perf_counter() - t0)
         t0 = time.perf_counter()

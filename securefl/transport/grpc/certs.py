@@ -190,8 +190,8 @@ def load_tls(cert_dir: str | Path, name: str, *, role: str) -> TLSFiles:
             f"`securefl certs` (it must hold ca.pem, {name}.pem and {name}.key)") from None
     mode = paths["key"].stat().st_mode & 0o077
     if mode:
-        raise ConfigError(f"{paths['key']} is readable by other users (mode {oct(paths['key'].stat().st_mode & 0o777)}); "
-                          f"run chmod 600 {paths['key']}")
+        raise ConfigError(f"{paths['key']} is readable by other users "
+                          f"(mode {oct(paths['key'].stat().st_mode & 0o777)}); run chmod 600 {paths['key']}")
     who = identity_of(files.chain)
     if who != Identity(role, name):
         raise ConfigError(f"{paths['chain']} belongs to {who}, not {Identity(role, name)}; "

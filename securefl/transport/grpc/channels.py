@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -137,8 +137,9 @@ def answer_errors(handler: Callable[..., T]) -> Callable[..., T]:
     or out-of-bounds request) is ``INVALID_ARGUMENT``.  Unexpected exceptions stay
     gRPC's ``UNKNOWN`` without details, so internals do not leak to peers.
     """
+    # grpc ships no type stubs, so mypy cannot know that context.abort() always raises (never returns None)
     @functools.wraps(handler)
-    def wrapped(request, context):
+    def wrapped(request: Any, context: grpc.ServicerContext) -> T:  # type: ignore[return]
         try:
             return handler(request, context)
         except PolicyError as exc:

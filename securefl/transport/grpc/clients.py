@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from crypto_backends.base import Scheme
 from crypto_backends.keys import AggregatorKey, FunctionKey, Key, PartyKey
@@ -32,10 +33,10 @@ class _Client:
         self.channel = endpoint.channel(self.role)
         self.where = f"the {self.role} at {self.transport.address(self.role)}"
 
-    def _stream(self, method: str, request: bytes, kind: str, timeout: float | None) -> tuple[dict, bytes]:
+    def _stream(self, method: str, request: bytes, kind: str, timeout: float | None) -> tuple[dict[str, Any], bytes]:
         call = self.channel.unary_stream(f"/{self.service}/{method}")
 
-        def once() -> tuple[dict, bytes]:
+        def once() -> tuple[dict[str, Any], bytes]:
             frames = call(request, timeout=timeout, metadata=self.endpoint.metadata())
             return wire.receive(frames, kind, self.transport.max_message_bytes, f"{method} reply")
 
@@ -109,7 +110,9 @@ class AggregatorClient(_Client):
             # a fresh frame iterator per attempt: a retried stream starts from the header again
             head = wire.header("upload", step=step, round=round, stage=stage, bytes=len(data))
             frames: Iterator[bytes] = wire.send(head, data, self.transport.chunk_bytes)
-            return call(frames, timeout=self.transport.connect_timeout, metadata=self.endpoint.metadata())
+            ack: bytes = call(frames, timeout=self.transport.connect_timeout, metadata=self.endpoint.metadata())
+            return ack
 
         reply = call_with_retry(f"Upload to {self.where}", once, deadline_s=self.transport.connect_timeout)
-        return wire.parse_header(reply, "ack")["message"]
+        message: str = wire.parse_header(reply, "ack")["message"]  # the "ack" schema makes it a string
+        return message

@@ -82,12 +82,11 @@ def load_keyset(scheme: Scheme, data: bytes, party_ids: Sequence[str], source: s
         raise TransportError(f"{source} holds keys for parties {sorted(parties)}, the config names "
                              f"{sorted(party_ids)}; a key set is made for one set of parties")
     aggregator, authority = keys.get("aggregator"), keys.get("authority")
-    ok = (isinstance(aggregator, AggregatorKey) and (authority is None or isinstance(authority, AuthorityKey))
-          and all(isinstance(k, PartyKey) and k.owner == pid for pid, k in parties.items())
-          and len({k.key_id for k in keys.values()}) == 1)
-    if not ok:
+    owned = {pid: k for pid, k in parties.items() if isinstance(k, PartyKey) and k.owner == pid}
+    if (not isinstance(aggregator, AggregatorKey) or not (authority is None or isinstance(authority, AuthorityKey))
+            or len(owned) != len(parties) or len({k.key_id for k in keys.values()}) != 1):
         raise TransportError(f"{source} mixes keys of different roles or key sets; restore it from a backup")
-    return KeySet(aggregator=aggregator, parties=parties, authority=authority, key_id=aggregator.key_id)
+    return KeySet(aggregator=aggregator, parties=owned, authority=authority, key_id=aggregator.key_id)
 
 
 class KeyStore:

@@ -32,7 +32,8 @@ def test_bench_writes_the_json_contract(tmp_path):
     assert main(["bench", "--schemes", "plain", "--parties", "3", "--params", "1000", "--json", str(path)]) == 0
     rows = json.loads(path.read_text())["results"]
     plain = next(r for r in rows if r["scheme"] == "plain")
-    for key in ("scheme", "parties", "params", "encrypt_s", "aggregate_s", "decrypt_s", "bytes_per_party", "max_abs_error"):
+    for key in ("scheme", "parties", "params", "encrypt_s", "aggregate_s", "decrypt_s", "bytes_per_party",
+                "max_abs_error"):
         assert key in plain
     assert plain["parties"] == 3 and plain["params"] == 1000 and plain["max_abs_error"] < 1e-9
     assert plain["bytes_per_party"] >= 8000

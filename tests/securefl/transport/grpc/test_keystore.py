@@ -27,7 +27,8 @@ def test_a_reloaded_key_set_is_the_same_key_set(tmp_path, name):
     x = np.linspace(-1, 1, 40)
     envs = [scheme.protect(first.party_key(p), x * (i + 1), weight=1.0, round=0) for i, p in enumerate(IDS)]
     aggregate = scheme.combine(again.aggregator_key(), envs, round=0)
-    fkey = again.function_key(0, dict(zip(aggregate.parties, aggregate.weights))) if scheme.needs_function_key else None
+    fkey = (again.function_key(0, dict(zip(aggregate.parties, aggregate.weights, strict=True)))
+            if scheme.needs_function_key else None)
     holder = again.aggregator_key() if scheme.reveal_site.value == "aggregator" else again.party_key("p1")
     total = scheme.reveal(holder, aggregate, function_key=fkey)
     np.testing.assert_allclose(total, x * 6, atol=1e-2)
