@@ -196,3 +196,14 @@ def test_a_sealed_model_is_decrypted_once_per_party_and_published_once():
     # round 2's: by the reporter alone, whose publication is also the released final model
     assert counts == {"reveal": 5 + 5 + 1, "release": 3}
     assert result.final_parameters is not None and result.final_accuracy > 0.9
+
+
+def test_distributed_noise_around_a_scheme_with_protocol_steps(relay):
+    # the DP wrapper forwards the setup and share steps; the revealed sum carries the central noise
+    cfg = config.load(CONFIGS / "logistic_dp.toml", [*FAST, f"crypto.scheme={NAME}", "privacy.mode=distributed"])
+    sim = Simulation(cfg)
+    result = sim.run()
+    assert type(sim.scheme).__name__ == "DPScheme"
+    assert all(not r.dropped and len(r.parties) == 5 for r in result.rounds)
+    assert result.rounds[-1].epsilon_spent == 3 * cfg.privacy.epsilon
+    assert result.final_accuracy > 0.6
