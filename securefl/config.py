@@ -55,8 +55,12 @@ DEFAULT_SCHEME = "plain"
 """``crypto.scheme`` when a config does not say: the unprotected baseline.  A default value only; which names
 are valid is the registry's to say (:func:`crypto_backends.registry.available`)."""
 DATASETS = ("breast_cancer", "digits", "iris", "wine")
+OWN_DATA = "own"
+"""``data.dataset`` of a deployment where each party brings its own rows (``securefl party --data``) or trainer."""
+FUSIONS = ("mean", "sum")
 PARTITIONS = ("iid", "dirichlet")
 MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp", "naive_bayes")
+KINDS_NEEDING_DATA = ("naive_bayes",)
 PRIVACY_MODES = ("off", "local", "distributed")
 MECHANISMS = ("gaussian", "laplace")
 COMPOSITIONS = ("basic", "zcdp")
@@ -143,7 +147,9 @@ class DataConfig(_Section):
     SECTION: ClassVar[str] = "data"
 
     dataset: str = "breast_cancer"
-    """A bundled scikit-learn set (breast_cancer, digits, iris, wine) or ``csv:PATH``."""
+    """A bundled scikit-learn set (breast_cancer, digits, iris, wine), ``csv:PATH`` (both split across the
+    parties: a demo), or ``own``: each party trains on its own file (``securefl party --data``) or its own
+    trainer, and the aggregator and the authority read no data."""
     label_column: str = "label"
     partition: str = "iid"
     alpha: float = 0.5
@@ -155,7 +161,7 @@ class DataConfig(_Section):
         if self.dataset.startswith("csv:"):
             _require(len(self.dataset) > 4, "data.dataset", "write csv:PATH with the path of a CSV file")
         else:
-            _one_of(self.dataset, DATASETS, "data.dataset")
+            _one_of(self.dataset, (*DATASETS, OWN_DATA), "data.dataset")
         _one_of(self.partition, PARTITIONS, "data.partition")
         _require(self.alpha > 0, "data.alpha", "must be positive")
         _require(0 < self.test_fraction < 1, "data.test_fraction", "must be strictly between 0 and 1")
@@ -176,6 +182,9 @@ class ModelConfig(_Section):
     """Hidden layer sizes (``mlp`` only)."""
     batch_size: int = 32
     """Mini-batch size (``mlp`` only)."""
+    fusion: str = "mean"
+    """With your own trainers: ``mean`` (the weighted mean of their vectors) or ``sum`` (the plain sum, for
+    sufficient statistics; every trainer then returns weight 1).  The built-in kinds declare their own."""
 
     def _validate(self) -> None:
         _one_of(self.kind, MODEL_KINDS, "model.kind")
@@ -185,6 +194,7 @@ class ModelConfig(_Section):
         _require(len(self.hidden_layers) >= 1 and all(1 <= h <= 100_000 for h in self.hidden_layers),
                  "model.hidden_layers", "must be a non-empty list of positive layer sizes")
         _require(self.batch_size >= 1, "model.batch_size", "must be positive")
+        _one_of(self.fusion, FUSIONS, "model.fusion")
 
 
 @dataclass(frozen=True)
@@ -564,6 +574,14 @@ def check_consistency(cfg: Config) -> None:
     ``whole_run=False``.
     """
     priv, model = cfg.privacy, cfg.model
+    if cfg.data.dataset == OWN_DATA:
+        # the public constants these need (party weights, feature bounds, statistics' scale) come from the data
+        _require(not priv.enabled, "privacy.mode",
+                 "must be 'off' with data.dataset = 'own' for now: calibrating the noise needs the parties' public "
+                 "weights before the first round. Use a bundled or csv: data set split across the parties")
+        _require(model.kind not in KINDS_NEEDING_DATA, "model.kind",
+                 f"{model.kind!r} needs the data's public shape at the aggregator, which reads no data with "
+                 f"data.dataset = 'own'; use {', '.join(k for k in MODEL_KINDS if k not in KINDS_NEEDING_DATA)}")
     if priv.enabled and priv.row_norm > 0:
         _require(model.kind == "logistic", "privacy.row_norm",
                  f"bounds local SGD's sensitivity for model.kind = 'logistic' only (convex, smooth loss), not "

@@ -154,9 +154,10 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
 def cmd_party(args: argparse.Namespace) -> int:
     from securefl.transport.grpc.party_client import NetworkedParty
 
-    metric = NetworkedParty(_role_config(args), args.id, insecure=args.insecure).run()
-    if metric is not None:
-        out.print(f"final metric measured by {args.id}: {metric:.4f}")
+    metrics = NetworkedParty(_role_config(args), args.id, insecure=args.insecure, data=args.data).run()
+    if metrics:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        out.print(f"final model measured by {args.id} on its held-out rows: {shown}")
     return 0
 
 
@@ -391,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", metavar="CONFIG", help="TOML configuration file with a [transport] section")
         if name == "party":
             p.add_argument("--id", required=True, metavar="NAME", help="this party's id (its certificate's name)")
+            p.add_argument("--data", metavar="PATH.csv",
+                           help="train on this CSV file alone (label column as [data] says; data.dataset = \"own\")")
         p.add_argument("--insecure", action="store_true",
                        help="no TLS, unauthenticated peers: debugging on one machine only (prints a warning)")
         if name == "aggregator":

@@ -16,23 +16,18 @@ kept, and the round goes on if the quorum still holds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from crypto_backends.base import RevealSite, Scheme, ShareRequest
 from crypto_backends.envelope import Envelope
 from crypto_backends.errors import SecureFLError, ShareError
 from crypto_backends.keys import AggregatorKey, FunctionKey
-from securefl.core.fusion import mean_from_sum
+from securefl.core.fusion import Fuse, mean_from_sum
 from securefl.core.messages import GlobalModel
 from securefl.errors import PartyError, QuorumError
 
 log = logging.getLogger("securefl.aggregator")
-
-Fuse = Callable[[np.ndarray, float], np.ndarray]
-
 
 @dataclass
 class Combined:
@@ -54,11 +49,12 @@ class Combined:
 class Aggregator:
     """Fuses one round's uploads (transport-agnostic: bytes in, bytes out)."""
 
-    def __init__(self, scheme: Scheme, key: AggregatorKey, *, num_parameters: int, quorum: int,
+    def __init__(self, scheme: Scheme, key: AggregatorKey, *, num_parameters: int | None, quorum: int,
                  fuse: Fuse = mean_from_sum) -> None:
         self.scheme, self.key, self.num_parameters, self.quorum = scheme, key, num_parameters, quorum
         self.fuse_sum = fuse
-        """Revealed weighted sum and total weight -> next global vector (the model adapter's rule)."""
+        """Revealed weighted sum and total weight -> next global vector (the federation's rule)."""
+        # ``num_parameters`` is ``None`` until the engine has the model's starting point (from a party)
 
     # --- uploads ------------------------------------------------------------------------
     def check_upload(self, sender: str, data: bytes, round: int) -> Envelope:

@@ -1,5 +1,9 @@
 """The one round engine: every run of securefl, in one process or across machines, is driven here.
 
+Before the first round, when the config does not define the model's starting
+point (the parties bring their own trainers), the party with the smallest id
+that answers is asked for its initial parameters.
+
 A round, as the scheme declares it (the engine never asks for a scheme's name):
 
 1. account: the privacy accountant refuses the round before anyone releases anything;
@@ -11,8 +15,9 @@ A round, as the scheme declares it (the engine never asks for a scheme's name):
 5. reveal: a function key from the authority (``needs_function_key``), or a
    share exchange with at least ``needed`` parties (``share_request``), or
    nothing (the aggregate goes back sealed for the parties to open);
-6. evaluate: the party with the smallest id among the contributors measures
-   the model as it would be released;
+6. evaluate: every contributor measures the model as it would be released on
+   its own held-out rows; each metric is averaged, weighted by the rows the
+   party measured on (or by its fusion weight);
 7. checkpoint, report :class:`~securefl.core.federation.RoundMetrics`.
 
 Everything that differs between in-process threads and gRPC processes sits
@@ -28,11 +33,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from crypto_backends.envelope import Envelope
 from securefl.core.aggregator import Aggregator, Combined
 from securefl.core.federation import Federation, RoundMetrics, RunResult
-from securefl.core.messages import GlobalModel, parse_metric, share_request_bytes
-from securefl.errors import SecureFLError
+from securefl.core.messages import GlobalModel, parse_metrics, parse_vector, share_request_bytes
+from securefl.errors import QuorumError, SecureFLError
+from securefl.ml.trainer import NUM_EXAMPLES
 from securefl.privacy import PrivacyAccountant
 from securefl.transport.base import Replies, Request, Transport
 
@@ -66,13 +74,18 @@ class RoundEngine:
         self.scheme = aggregator.scheme
         self.accountant, self.checkpoint = accountant, checkpoint
         self.timeout = federation.cfg.federation.round_timeout
+        self.metric = federation.metric
+        """The main metric's name (set from the first report when the trainers define their own)."""
 
     def run(self, on_round: OnRound = lambda m: None, *, model: GlobalModel | None = None,
             history: Sequence[RoundMetrics] = ()) -> RunResult:
         """Every remaining round, from ``model`` after the rounds in ``history`` (a resumed run) or from the start."""
         history = list(history)
         if model is None:
-            model = GlobalModel.open(self.federation.evaluator.initial_parameters())
+            initial = self.federation.initial
+            model = GlobalModel.open(initial if initial is not None else self.initial_parameters())
+        if self.aggregator.num_parameters is None:
+            self.aggregator.num_parameters = model.length
         if self.accountant is not None:
             for past in range(len(history)):  # what a resumed run's earlier rounds spent is spent
                 self.accountant.charge(past)
@@ -85,10 +98,10 @@ class RoundEngine:
                 seconds = time.perf_counter() - t0
                 log.info("round %d fused from %d updates in %.3f s%s", rnd, len(contributors), seconds,
                          f"; dropped: {', '.join(outcome.dropped)}" if outcome.dropped else "")
-                metric = self.evaluate(rnd, model, contributors)
+                measured = self.evaluate(rnd, model, outcome.combined)
                 spent = self.accountant.spent if self.accountant is not None else (None, None)
                 metrics = RoundMetrics.of_round(rnd, outcome.combined, outcome.sizes, outcome.dropped, seconds,
-                                                metric, spent)
+                                                measured.get(self.metric or "", math.nan), spent, measured)
                 history.append(metrics)
                 if self.checkpoint is not None:
                     self.checkpoint.save(model, history)
@@ -98,7 +111,7 @@ class RoundEngine:
             self.transport.finish(None, str(exc))
             raise
         self.transport.finish(model, "all rounds done", contributors=contributors)
-        return self.federation.result(history, self.transport.release(model), self.accountant)
+        return self.federation.result(history, self.transport.release(model), self.accountant, self.metric)
 
     def round(self, rnd: int, model: GlobalModel) -> Outcome:
         """One round up to the next global model (steps 1-5 of the module docstring)."""
@@ -148,14 +161,33 @@ class RoundEngine:
         fkey = (self.transport.function_key(rnd, combined.weights) if self.scheme.needs_function_key else None)
         return self.aggregator.next_model(combined, function_key=fkey)
 
-    def evaluate(self, rnd: int, model: GlobalModel, contributors: Sequence[str]) -> float:
-        """The metric of ``model`` as released, measured by the contributor with the smallest id (NaN if none)."""
-        if not contributors:
-            return math.nan
-        reporter = min(contributors)
-        replies = self.transport.exchange(Request("evaluate", rnd, {reporter: model.to_bytes()}),
-                                          lambda sender, reply: parse_metric(reply), timeout=self.timeout)
-        if reporter not in replies.accepted:
-            log.warning("round %d: the model was not measured: %s", rnd, replies.dropped.get(reporter, "no reply"))
-            return math.nan
-        return replies.accepted[reporter]
+    def initial_parameters(self) -> np.ndarray:
+        """The model's starting point, from the first party (by id) that gives one."""
+        for party in sorted(self.federation.party_ids):
+            replies = self.transport.exchange(Request("init", 0, {party: b""}), lambda s, r: parse_vector(r),
+                                              timeout=self.timeout)
+            if party in replies.accepted:
+                log.info("initial parameters (%d values) from %s", replies.accepted[party].size, party)
+                return replies.accepted[party]
+            log.warning("no initial parameters from %s: %s", party, replies.dropped.get(party, "no reply"))
+        raise QuorumError("no party gave the model's initial parameters (see the warnings above); start the "
+                          "parties, or check their trainers' initial_parameters()")
+
+    def evaluate(self, rnd: int, model: GlobalModel, combined: Combined) -> dict[str, float]:
+        """Every contributor's metrics of ``model`` as released, averaged (see the module docstring)."""
+        weights = combined.weights
+        replies = self.transport.exchange(Request("evaluate", rnd, dict.fromkeys(weights, model.to_bytes())),
+                                          lambda sender, reply: parse_metrics(reply), timeout=self.timeout)
+        for party, why in replies.dropped.items():
+            log.warning("round %d: %s did not measure the model: %s", rnd, party, why)
+        reported = {p: m for p, m in replies.accepted.items() if m}
+        if not reported:
+            return {}
+        if self.metric is None:  # the trainers' own metrics: the first name reported is the main one
+            self.metric = next(iter(reported[min(reported)]))
+        averaged: dict[str, float] = {}
+        for name in sorted({n for m in reported.values() for n in m} - {NUM_EXAMPLES}):
+            have = {p: m for p, m in reported.items() if name in m}
+            w = {p: m.get(NUM_EXAMPLES, weights[p]) for p, m in have.items()}
+            averaged[name] = math.fsum(w[p] * m[name] for p, m in have.items()) / math.fsum(w.values())
+        return averaged

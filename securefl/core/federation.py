@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,12 +22,14 @@ from crypto_backends.base import Scheme
 from crypto_backends.dp import DPScheme
 from crypto_backends.keys import AggregatorKey, PartyKey
 from securefl import privacy
-from securefl.config import Config
+from securefl.config import OWN_DATA, Config
 from securefl.core.aggregator import Aggregator, Combined
+from securefl.core.fusion import mean_from_sum, sum_of
 from securefl.core.party import Party
 from securefl.errors import ConfigError
-from securefl.ml.data import FederatedData, load_federated
+from securefl.ml.data import FederatedData, PartyData, held_out_parts, load_federated, load_party
 from securefl.ml.models import ModelAdapter, make_adapter
+from securefl.ml.trainer import KindTrainer, Trainer
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,16 @@ class RoundMetrics:
     epsilon_spent: float | None = None
     """Differential privacy: epsilon spent up to and including this round (``None`` when privacy is off)."""
     delta_spent: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Every metric the parties reported, averaged over the contributors (``accuracy`` is the run's main one)."""
 
     def as_json(self) -> dict[str, Any]:
         data = {"round": self.round, "accuracy": self.accuracy, "seconds": self.seconds, "bytes_up": self.bytes_up,
                 "parties": list(self.parties), "dropped": dict(self.dropped)}
         if self.epsilon_spent is not None:
             data.update(epsilon_spent=self.epsilon_spent, delta_spent=self.delta_spent)
+        if self.metrics:
+            data["metrics"] = dict(self.metrics)
         return data
 
     @classmethod
@@ -54,15 +61,17 @@ class RoundMetrics:
         spent = obj.get("epsilon_spent"), obj.get("delta_spent")
         return cls(int(obj["round"]), float(obj["accuracy"]), float(obj["seconds"]), float(obj["bytes_up"]),
                    tuple(obj["parties"]), {str(k): str(v) for k, v in obj["dropped"].items()},
-                   None if spent[0] is None else float(spent[0]), None if spent[1] is None else float(spent[1]))
+                   None if spent[0] is None else float(spent[0]), None if spent[1] is None else float(spent[1]),
+                   {str(k): float(v) for k, v in obj.get("metrics", {}).items()})
 
     @classmethod
     def of_round(cls, round: int, combined: Combined, sizes: Mapping[str, int], dropped: Mapping[str, str],
-                 seconds: float, accuracy: float,
-                 spent: tuple[float | None, float | None] = (None, None)) -> RoundMetrics:
+                 seconds: float, accuracy: float, spent: tuple[float | None, float | None] = (None, None),
+                 metrics: Mapping[str, float] | None = None) -> RoundMetrics:
         """The metrics of a fused round: parties missing or rejected are listed with the reason."""
         mean_size = float(np.mean([sizes[p] for p in combined.contributors]))
-        return cls(round, accuracy, seconds, mean_size, combined.contributors, dict(dropped), *spent)
+        return cls(round, accuracy, seconds, mean_size, combined.contributors, dict(dropped), *spent,
+                   metrics=dict(metrics or {}))
 
 
 @dataclass
@@ -95,26 +104,122 @@ def make_scheme(cfg: Config) -> Scheme:
 
 
 class Federation:
-    """A configuration's scheme, data and model: everything a role derives from the config alone."""
+    """What every role derives from the config alone: the scheme, the fusion rule, the rounds, the results.
+
+    This base class reads no data: it is the federation of parties that bring
+    their own trainers or files (``data.dataset = "own"``, :func:`securefl.simulate`,
+    :func:`securefl.serve_party`).  The fusion rule is ``[model] fusion``; the
+    model's starting point and length come from a party (the engine's ``init``
+    step).  :class:`SharedDataFederation` is the demo that splits one data set.
+    """
+
+    metric: str | None = None
+    """The main metric's name (``None``: the first one the trainers report)."""
+    initial: np.ndarray | None = None
+    """The starting point when the config defines it (``None``: asked of a party)."""
 
     def __init__(self, cfg: Config) -> None:
         if not cfg.whole_run:
             raise ConfigError(f"{cfg.source} was read for one section only (whole_run=False); a federation needs "
                               "a whole, cross-checked config: load it with securefl.config.load(path)")
         self.cfg = cfg
-        fed = cfg.federation
-        self.data: FederatedData = load_federated(cfg.data, fed.ids, fed.seed)
-        self._bounds = (privacy.feature_bounds(cfg.privacy, [s.X for s in self.data.shards.values()],
-                                               self.data.n_features) if cfg.model.kind == "naive_bayes" else None)
-        # public divisor of summed statistics (naive Bayes): the largest party's row count, or more (below)
-        self._stat_scale = float(max(shard.n for shard in self.data.shards.values()))
-        self.evaluator: ModelAdapter = self.adapter()
-        """The adapter that measures released models (it knows the public noise they carry)."""
         self.scheme: Scheme = self._protection(make_scheme(cfg))
+
+    def _protection(self, inner: Scheme) -> Scheme:
+        if self.cfg.privacy.enabled:
+            raise ConfigError("privacy.mode: differential privacy with the parties' own trainers or data is not "
+                              "available yet: calibrating the noise needs the parties' public weights and the "
+                              "model's sensitivity before the first round. Set privacy.mode = 'off', or use a "
+                              "built-in model kind on a bundled or csv: data set")
+        return inner
 
     @property
     def party_ids(self) -> tuple[str, ...]:
         return self.cfg.federation.ids
+
+    @property
+    def dataset(self) -> str:
+        return OWN_DATA
+
+    @property
+    def rounds(self) -> int:
+        return self.cfg.federation.rounds
+
+    def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
+        """The fusion rule (``[model] fusion``): the weighted mean, or the plain sum."""
+        return (sum_of if self.cfg.model.fusion == "sum" else mean_from_sum)(weighted_sum, total_weight)
+
+    def accountant(self) -> privacy.PrivacyAccountant | None:
+        """A fresh privacy accountant (the engine's, or one party's own), or ``None`` when privacy is off."""
+        return None
+
+    def party(self, party_id: str, key: PartyKey, trainer: Trainer | None = None) -> Party:
+        """Party ``party_id`` running ``trainer`` (the federation's own for ``party_id`` when omitted)."""
+        return Party(party_id, trainer if trainer is not None else self.trainer(party_id), self.scheme, key,
+                     self.accountant(), fuse=self.fuse)
+
+    def trainer(self, party_id: str) -> Trainer:
+        raise ConfigError(f"{party_id} brings its own data or trainer (data.dataset = 'own'): start it with "
+                          "securefl party CONFIG --id NAME --data PATH.csv, or securefl.serve_party(...)")
+
+    def aggregator(self, key: AggregatorKey) -> Aggregator:
+        length = None if self.initial is None else int(self.initial.size)
+        return Aggregator(self.scheme, key, num_parameters=length, quorum=self.cfg.federation.min_parties,
+                          fuse=self.fuse)
+
+    def result(self, rounds: list[RoundMetrics], final_parameters: np.ndarray | None,
+               accountant: privacy.PrivacyAccountant | None = None, metric: str | None = None) -> RunResult:
+        return RunResult(self.scheme.name, self.dataset, len(self.party_ids), metric or self.metric or "accuracy",
+                         rounds, final_parameters, accountant.as_json() if accountant is not None else None)
+
+
+def federation(cfg: Config) -> Federation:
+    """The federation ``cfg`` describes: one data set split across the parties, or the parties' own."""
+    return Federation(cfg) if cfg.data.dataset == OWN_DATA else SharedDataFederation(cfg)
+
+
+class KindFederation(Federation):
+    """A federation of one built-in (or plug-in) model kind: its adapter gives the fusion rule and the rounds."""
+
+    evaluator: ModelAdapter
+
+    @property
+    def metric(self) -> str | None:  # type: ignore[override]
+        return self.evaluator.metric
+
+    @property
+    def rounds(self) -> int:
+        """Rounds a run performs: as configured, or fewer when the model is complete sooner (naive Bayes: 1)."""
+        needed = self.evaluator.rounds_needed
+        return min(self.cfg.federation.rounds, needed) if needed else self.cfg.federation.rounds
+
+    def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
+        return self.evaluator.fuse(weighted_sum, total_weight)
+
+
+class SharedDataFederation(KindFederation):
+    """The demo: one data set (bundled or ``csv:``) split across the parties, each training a built-in kind."""
+
+    def __init__(self, cfg: Config) -> None:
+        fed = cfg.federation
+        self.cfg = cfg
+        self.data: FederatedData = load_federated(cfg.data, fed.ids, fed.seed)
+        self.held_out = held_out_parts(self.data, fed.ids, fed.seed)
+        self._bounds = (privacy.feature_bounds(cfg.privacy, [s.X for s in self.data.shards.values()],
+                                               self.data.n_features) if cfg.model.kind == "naive_bayes" else None)
+        # public divisor of summed statistics (naive Bayes): the largest party's row count, or more (below)
+        self._stat_scale = float(max(shard.n for shard in self.data.shards.values()))
+        self.evaluator = self.adapter()
+        """The adapter at the aggregator (fusion rule, rounds, sensitivity; it knows the public noise)."""
+        super().__init__(cfg)
+
+    @property
+    def initial(self) -> np.ndarray:  # type: ignore[override]
+        return self.evaluator.initial_parameters()
+
+    @property
+    def dataset(self) -> str:
+        return self.data.name
 
     def _protection(self, inner: Scheme) -> Scheme:
         """``inner``, wrapped with differential privacy when ``[privacy]`` asks for it."""
@@ -126,40 +231,41 @@ class Federation:
             self.evaluator = self.adapter()
         scheme = privacy.wrap(inner, pcfg, self.evaluator, min_contributors=quorum, weights=weights)
         if isinstance(scheme, DPScheme):
-            self.evaluator.set_release_noise(privacy.release_noise(scheme.plan, len(self.data.shards)))
+            self.release_noise = privacy.release_noise(scheme.plan, len(self.data.shards))
+            self.evaluator.set_release_noise(self.release_noise)
         return scheme
+
+    release_noise: tuple[float, ...] | None = None
 
     def adapter(self) -> ModelAdapter:
         """A fresh model adapter (each party trains its own)."""
-        return make_adapter(self.cfg.model, self.data.n_features, self.data.classes, self.cfg.federation.seed,
-                            bounds=self._bounds, stat_scale=self._stat_scale,
-                            row_norm=self.cfg.privacy.row_norm if self.cfg.privacy.enabled else 0.0)
+        adapter = make_adapter(self.cfg.model, self.data.n_features, self.data.classes, self.cfg.federation.seed,
+                               bounds=self._bounds, stat_scale=self._stat_scale,
+                               row_norm=self.cfg.privacy.row_norm if self.cfg.privacy.enabled else 0.0)
+        if self.release_noise is not None:
+            adapter.set_release_noise(self.release_noise)
+        return adapter
 
     def accountant(self) -> privacy.PrivacyAccountant | None:
-        """A fresh privacy accountant (the engine's, or one party's own), or ``None`` when privacy is off."""
         pcfg = self.cfg.privacy
         return privacy.PrivacyAccountant(pcfg, self.evaluator.sensitivity(pcfg.clip_norm)) if pcfg.enabled else None
 
-    @property
-    def rounds(self) -> int:
-        """Rounds a run performs: as configured, or fewer when the model is complete sooner (naive Bayes: 1)."""
-        needed = self.evaluator.rounds_needed
-        return min(self.cfg.federation.rounds, needed) if needed else self.cfg.federation.rounds
+    def trainer(self, party_id: str) -> Trainer:
+        """Party ``party_id``'s built-in trainer: its shard of the partition, its part of the held-out rows."""
+        return KindTrainer(self.adapter(), self.data.shards[party_id], self.held_out[party_id])
 
-    def party(self, party_id: str, key: PartyKey) -> Party:
-        """Party ``party_id`` with its shard of the configured partition, its own adapter and accountant."""
-        return Party(party_id, self.data.shards[party_id], self.adapter(), self.scheme, key, self.accountant(),
-                     metric=self.metric)
-
-    def aggregator(self, key: AggregatorKey) -> Aggregator:
-        return Aggregator(self.scheme, key, num_parameters=self.evaluator.num_parameters,
-                          quorum=self.cfg.federation.min_parties, fuse=self.evaluator.fuse)
-
-    def metric(self, params: np.ndarray) -> float:
-        """The configured metric of a released model on the held-out rows."""
+    def metric_of(self, params: np.ndarray) -> float:
+        """The configured metric of a released model on all the held-out rows (what the parts average to)."""
         return self.evaluator.evaluate(params, self.data.X_test, self.data.y_test)
 
-    def result(self, rounds: list[RoundMetrics], final_parameters: np.ndarray | None,
-               accountant: privacy.PrivacyAccountant | None = None) -> RunResult:
-        return RunResult(self.scheme.name, self.data.name, len(self.party_ids), self.evaluator.metric, rounds,
-                         final_parameters, accountant.as_json() if accountant is not None else None)
+
+class PartyDataFederation(KindFederation):
+    """One party's side of ``data.dataset = "own"``: a built-in kind trained on this party's own file only."""
+
+    def __init__(self, cfg: Config, path: str | Path) -> None:
+        self.own: PartyData = load_party(cfg.data, path, cfg.federation.seed)
+        self.evaluator = make_adapter(cfg.model, self.own.n_features, self.own.classes, cfg.federation.seed)
+        super().__init__(cfg)
+
+    def trainer(self, party_id: str) -> Trainer:
+        return KindTrainer(self.evaluator, self.own.train, self.own.held_out)

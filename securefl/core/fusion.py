@@ -7,11 +7,19 @@ the round engine or the schemes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from securefl.errors import FusionError
+
+Fuse = Callable[[np.ndarray, float], np.ndarray]
+"""A fusion rule: the revealed weighted sum and the contributors' total weight -> the next global vector."""
+
+
+def sum_of(weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
+    """Sufficient statistics: the plain sum itself (every party's weight is 1)."""
+    return np.asarray(weighted_sum, dtype=np.float64)
 
 
 def mean_from_sum(weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:

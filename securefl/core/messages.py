@@ -10,14 +10,17 @@ The other steps' messages (see :mod:`securefl.transport.base`):
 
 * ``share`` request: :func:`share_request_bytes` - the public message of the
   scheme's :class:`~crypto_backends.base.ShareRequest`, then the aggregate.
-* ``evaluate`` reply: :func:`metric_bytes` - one little-endian float64 (NaN: not measured).
+* ``evaluate`` reply: :func:`metrics_bytes` - the trainer's metrics as a JSON object (empty: not measured).
+* ``init`` reply: :func:`vector_bytes` - the trainer's initial parameters as float64.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +31,6 @@ from crypto_backends.errors import MalformedCiphertextError
 _OPEN, _SEALED = b"O", b"S"
 _F8 = np.dtype("<f8")
 _LEN = struct.Struct(">I")
-_METRIC = struct.Struct("<d")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,14 @@ class GlobalModel:
     @property
     def is_sealed(self) -> bool:
         return self.aggregate is not None
+
+    @property
+    def length(self) -> int:
+        """How many parameters the model has."""
+        if self.aggregate is not None:
+            return self.aggregate.length
+        assert self.vector is not None
+        return int(self.vector.size)
 
     @property
     def digest(self) -> bytes:
@@ -101,16 +111,39 @@ def parse_share_request(data: bytes) -> tuple[bytes, Envelope]:
     return bytes(view[_LEN.size : _LEN.size + n]), Envelope.from_bytes(view[_LEN.size + n :])
 
 
-def metric_bytes(metric: float | None) -> bytes:
-    """An ``evaluate`` reply: the metric, NaN when it could not be measured."""
-    return _METRIC.pack(float("nan") if metric is None else float(metric))
+MAX_METRICS_BYTES = 16 * 1024
 
 
-def parse_metric(data: bytes) -> float:
-    """Inverse of :func:`metric_bytes`; refuses anything but one float64 (infinities included)."""
-    if len(data) != _METRIC.size:
-        raise MalformedCiphertextError(f"a metric is {_METRIC.size} bytes, got {len(data)}")
-    (value,) = _METRIC.unpack(data)
-    if math.isinf(value):
-        raise MalformedCiphertextError("a metric must be finite (or NaN: not measured)")
-    return float(value)
+def metrics_bytes(metrics: Mapping[str, float]) -> bytes:
+    """An ``evaluate`` reply: the trainer's metrics as a JSON object (empty: not measured)."""
+    return json.dumps(dict(metrics), separators=(",", ":"), allow_nan=False).encode()
+
+
+def parse_metrics(data: bytes) -> dict[str, float]:
+    """Inverse of :func:`metrics_bytes`; refuses anything but a small object of finite numbers."""
+    if len(data) > MAX_METRICS_BYTES:
+        raise MalformedCiphertextError(f"a metrics reply is at most {MAX_METRICS_BYTES} bytes, got {len(data)}")
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise MalformedCiphertextError("a metrics reply is not a JSON object") from None
+    if not isinstance(obj, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for k, v in obj.items()):
+        raise MalformedCiphertextError("a metrics reply must map names to finite numbers")
+    return {k: float(v) for k, v in obj.items()}
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    """An ``init`` reply: the initial parameters as little-endian float64."""
+    return np.asarray(vector, dtype=_F8).tobytes()
+
+
+def parse_vector(data: bytes) -> np.ndarray:
+    """Inverse of :func:`vector_bytes`: a non-empty vector of finite float64 values."""
+    if not data or len(data) % _F8.itemsize:
+        raise MalformedCiphertextError(f"initial parameters are float64 values, got {len(data)} bytes")
+    vec = np.frombuffer(data, dtype=_F8).copy()
+    if not np.isfinite(vec).all():
+        raise MalformedCiphertextError("initial parameters hold non-finite values")
+    return vec

@@ -1,49 +1,43 @@
-"""A party: trains on its own rows and protects its update with its own key.
+"""A party: runs its own :class:`~securefl.ml.trainer.Trainer` and protects its update with its own key.
 
 :meth:`Party.respond` is the whole of a party's side of the protocol, whatever
-transport carries the bytes: a ``train`` request holds the global model and is
-answered with the protected update; ``setup`` and ``share`` requests are the
-scheme's own exchanges (key advertisements, decryption or unmasking shares);
-an ``evaluate`` request asks for the metric of a released model.
+transport carries the bytes: ``init`` asks for the trainer's initial
+parameters; a ``train`` request holds the global model and is answered with the
+protected update; ``setup`` and ``share`` requests are the scheme's own
+exchanges (key advertisements, decryption or unmasking shares); an
+``evaluate`` request asks for the trainer's metrics of a released model.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import numpy as np
 
 from crypto_backends.base import Scheme
 from crypto_backends.keys import PartyKey
-from securefl.core.messages import GlobalModel, metric_bytes, parse_share_request
+from securefl.core.fusion import Fuse, mean_from_sum
+from securefl.core.messages import GlobalModel, metrics_bytes, parse_share_request, vector_bytes
 from securefl.errors import PartyError, SecureFLError
-from securefl.ml.data import Shard
-from securefl.ml.models import ModelAdapter
+from securefl.ml.trainer import Trainer, checked_fit, checked_metrics
 from securefl.privacy import PrivacyAccountant
 
 log = logging.getLogger("securefl.party")
 
-Metric = Callable[[np.ndarray], float]
-
-
 class Party:
     """One organisation's side of a round (transport-agnostic: bytes in, bytes out)."""
 
-    def __init__(self, party_id: str, shard: Shard, adapter: ModelAdapter, scheme: Scheme, key: PartyKey,
-                 accountant: PrivacyAccountant | None = None, metric: Metric | None = None) -> None:
-        self.party_id, self.shard, self.adapter, self.scheme, self.key = party_id, shard, adapter, scheme, key
+    def __init__(self, party_id: str, trainer: Trainer, scheme: Scheme, key: PartyKey,
+                 accountant: PrivacyAccountant | None = None, *, fuse: Fuse = mean_from_sum) -> None:
+        self.party_id, self.trainer, self.scheme, self.key = party_id, trainer, scheme, key
         self.accountant = accountant
         """This party's own privacy budget (differential privacy): it refuses to release past it, whoever asks."""
-        self.metric = metric
-        """The configured metric of a released model on this party's held-out rows (``None``: it does not evaluate)."""
+        self.fuse = fuse
+        """Revealed weighted sum and total weight -> model (the federation's fusion rule, for sealed aggregates)."""
+        self.weight: float | None = None
+        """The (public) fusion weight of this party's last update."""
         # the last sealed model opened: (its digest, the revealed weighted sum, its publication if made)
         self._opened: tuple[bytes, np.ndarray, np.ndarray | None] | None = None
-
-    @property
-    def weight(self) -> float:
-        """This party's (public) fusion weight, as the model adapter defines it (FedAvg: its row count)."""
-        return self.adapter.local_weight(self.shard.n)
 
     def open_model(self, model: GlobalModel, *, publish: bool = False) -> np.ndarray:
         """The global model as a vector, decrypting a sealed aggregate with this party's key.
@@ -63,9 +57,9 @@ class Party:
             self._opened = (model.digest, self.scheme.reveal(self.key, aggregate), None)
         digest, total, published = self._opened
         if not publish:
-            return self.adapter.fuse(total, aggregate.total_weight)
+            return self.fuse(total, aggregate.total_weight)
         if published is None:
-            published = self.adapter.fuse(self.scheme.release(self.key, aggregate, total), aggregate.total_weight)
+            published = self.fuse(self.scheme.release(self.key, aggregate, total), aggregate.total_weight)
             self._opened = (digest, total, published)
         return published
 
@@ -79,6 +73,8 @@ class Party:
         """This party's reply to one request of the round engine (see the module docstring)."""
         if step == "train":
             return self.handle_round(round, payload)
+        if step == "init":
+            return vector_bytes(self.initial_parameters())
         if step == "setup":
             return self.scheme.setup_reply(self.key, round=round, step=stage, message=payload)
         if step == "share":
@@ -88,18 +84,24 @@ class Party:
         if step == "evaluate":
             model = GlobalModel.from_bytes(payload)
             try:
-                return metric_bytes(self.evaluate(model))
+                return metrics_bytes(self.evaluate(model))
             except SecureFLError as exc:
                 # e.g. a scheme's publication budget is spent: say "not measured" rather than leave the engine waiting
                 log.warning("%s: cannot measure the model of round %d: %s", self.party_id, round, exc)
-                return metric_bytes(None)
+                return metrics_bytes({})
         raise PartyError(f"{self.party_id} was asked for an unknown step {step!r}; upgrade this party's securefl")
 
-    def evaluate(self, model: GlobalModel) -> float:
-        """The configured metric of ``model`` as it would be released (the scheme's publication step)."""
-        if self.metric is None:
-            raise PartyError(f"{self.party_id} has no held-out rows to evaluate on")
-        return self.metric(self.open_model(model, publish=True))
+    def initial_parameters(self) -> np.ndarray:
+        """The trainer's starting point, checked (a flat vector of finite floats)."""
+        initial = np.asarray(self.trainer.initial_parameters(), dtype=np.float64)
+        if initial.ndim != 1 or initial.size == 0:
+            raise PartyError(f"{self.party_id}: Trainer.initial_parameters must return a non-empty flat vector, "
+                             f"got shape {initial.shape}; flatten the model's parameters into one array")
+        return checked_fit(self.party_id, (initial, 1.0), initial.size)[0]
+
+    def evaluate(self, model: GlobalModel) -> dict[str, float]:
+        """The trainer's metrics of ``model`` as it would be released (the scheme's publication step)."""
+        return checked_metrics(self.party_id, self.trainer.evaluate(self.open_model(model, publish=True)))
 
     def handle_round(self, round: int, model: bytes) -> bytes:
         """Train from the global model of ``round`` and return the protected update's bytes.
@@ -109,8 +111,12 @@ class Party:
         """
         if self.accountant is not None:
             self.accountant.charge(round)
-        # data-independent work (e.g. DP noise) first, so that after training only the cheap part remains
-        self.scheme.prepare(self.key, length=self.adapter.num_parameters, weight=self.weight, round=round)
-        params = self.open_model(GlobalModel.from_bytes(model))
-        update = self.adapter.fit_local(params, self.shard.X, self.shard.y)
+        global_model = GlobalModel.from_bytes(model)
+        length = global_model.length
+        if self.weight is not None:
+            # data-independent work (e.g. DP noise) first, so that after training only the cheap part remains;
+            # a weight that changes makes the scheme redo it
+            self.scheme.prepare(self.key, length=length, weight=self.weight, round=round)
+        params = self.open_model(global_model)
+        update, self.weight = checked_fit(self.party_id, self.trainer.fit(params.copy(), round), length)
         return self.scheme.protect(self.key, update, weight=self.weight, round=round).to_bytes()

@@ -150,3 +150,54 @@ def load_federated(cfg: DataConfig, party_ids: Sequence[str], seed: int) -> Fede
     shards = {pid: Shard(X_tr[idx], y_tr[idx]) for pid, idx in parts.items()}
     classes = np.unique(y) if classification else None
     return FederatedData(cfg.dataset, shards, X_te, y_te, classes)
+
+
+def held_out_parts(data: FederatedData, party_ids: Sequence[str], seed: int) -> dict[str, Shard]:
+    """The held-out rows split across ``party_ids`` (each party evaluates on its own part).
+
+    Accuracy averaged over the parts, weighted by their row counts, is exactly the accuracy on all of them.
+    """
+    if len(data.y_test) < len(party_ids):
+        raise DataError(f"{len(data.y_test)} held-out rows cannot be split across {len(party_ids)} parties; "
+                        "raise data.test_fraction or use fewer parties")
+    # a seed of its own, so that the training partition stays what it was
+    order = np.random.default_rng([seed, 1]).permutation(len(data.y_test))
+    parts = np.array_split(order, len(party_ids))
+    return {pid: Shard(data.X_test[np.sort(idx)], data.y_test[np.sort(idx)])
+            for pid, idx in zip(party_ids, parts, strict=True)}
+
+
+@dataclass(frozen=True)
+class PartyData:
+    """One party's own file, split into the rows it trains on and the rows it evaluates on."""
+
+    name: str
+    train: Shard
+    held_out: Shard
+    classes: np.ndarray | None
+
+    @property
+    def n_features(self) -> int:
+        return int(self.train.X.shape[1])
+
+
+def load_party(cfg: DataConfig, path: str | Path, seed: int) -> PartyData:
+    """A party's own CSV file (label column as ``[data]`` says), split by ``data.test_fraction``.
+
+    ``standardize`` uses this file's own training rows (no other party's are ever read): sites with
+    similar data get similar scalings; declare public scaling constants by preparing the files alike
+    otherwise.  Labels are the file's own: every site should hold every class (or numeric labels).
+    """
+    X, y, classification = _read_csv(Path(path), cfg.label_column)
+    try:
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            X, y, test_size=cfg.test_fraction, random_state=seed, stratify=y if classification else None
+        )
+    except ValueError as exc:
+        raise DataError(f"cannot split {path}: {exc}; adjust data.test_fraction or add rows") from None
+    if cfg.standardize:
+        mean, std = X_tr.mean(axis=0), X_tr.std(axis=0)
+        std[std == 0] = 1.0
+        X_tr, X_te = (X_tr - mean) / std, (X_te - mean) / std
+    classes = np.unique(y) if classification else None
+    return PartyData(str(path), Shard(X_tr, y_tr), Shard(X_te, y_te), classes)

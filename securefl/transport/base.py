@@ -5,7 +5,7 @@ bytes between the aggregator's side and the parties' and the authority's.  It
 does four things:
 
 * :meth:`Transport.exchange` - send one :class:`Request` (a step of the
-  protocol: train, setup, share, evaluate) to some parties and gather their
+  protocol: init, train, setup, share, evaluate) to some parties and gather their
   replies until each asked party answered or the deadline passed.  Every reply
   is handed to the engine's ``accept`` callback *as it arrives*, which parses
   and checks it once (raising a :class:`~securefl.errors.SecureFLError` to
@@ -36,8 +36,8 @@ import numpy as np
 from crypto_backends.keys import FunctionKey
 from securefl.core.messages import GlobalModel
 
-Step = Literal["train", "setup", "share", "evaluate"]
-STEPS: tuple[Step, ...] = ("train", "setup", "share", "evaluate")
+Step = Literal["init", "train", "setup", "share", "evaluate"]
+STEPS: tuple[Step, ...] = ("init", "train", "setup", "share", "evaluate")
 T = TypeVar("T")
 Accept = Callable[[str, bytes], T]
 """The engine's check of one reply: ``(sender, bytes) -> parsed value``; raises to refuse it."""

@@ -17,25 +17,28 @@ import concurrent.futures as cf
 import logging
 import time
 from collections.abc import Mapping, MutableMapping
+from pathlib import Path
 
 import numpy as np
 
 from crypto_backends.base import Scheme
 from crypto_backends.keys import FunctionKey
-from securefl.config import Config
+from securefl.config import Config, load
 from securefl.core.aggregator import Aggregator
 from securefl.core.authority import Authority
 from securefl.core.engine import OnRound, RoundEngine
-from securefl.core.federation import Federation, RoundMetrics, RunResult
+from securefl.core.federation import Federation, RoundMetrics, RunResult, SharedDataFederation, federation
 from securefl.core.messages import GlobalModel
 from securefl.core.party import Party
+from securefl.errors import ConfigError, UsageError
 from securefl.ml.data import FederatedData
 from securefl.ml.models import ModelAdapter
+from securefl.ml.trainer import Trainer
 from securefl.transport.base import Accept, Replies, Request, T, Transport
 
 log = logging.getLogger("securefl.transport.inproc")
 
-__all__ = ["InProcessTransport", "RoundMetrics", "RunResult", "Simulation", "run"]
+__all__ = ["InProcessTransport", "RoundMetrics", "RunResult", "Simulation", "run", "simulate"]
 
 
 class InProcessTransport(Transport):
@@ -95,19 +98,28 @@ class InProcessTransport(Transport):
 
 
 class Simulation:
-    """A federation in one process, built from a :class:`~securefl.config.Config`."""
+    """A federation in one process, built from a :class:`~securefl.config.Config`.
 
-    def __init__(self, cfg: Config) -> None:
+    Without ``trainers`` every party trains the configured built-in kind on its
+    share of the configured data set; with ``trainers`` (one per party id) the
+    parties run them, and ``[data]`` and ``[model]`` are not used (but for
+    ``[model] fusion``).
+    """
+
+    def __init__(self, cfg: Config, trainers: Mapping[str, Trainer] | None = None) -> None:
         self.cfg = cfg
-        self.federation = Federation(cfg)
-        self.data: FederatedData = self.federation.data
-        self.evaluator: ModelAdapter = self.federation.evaluator
+        if trainers is None:
+            self.federation: Federation = federation(cfg)
+        else:
+            self.federation = Federation(cfg)
+            _check_trainers(cfg, trainers)
         self.scheme: Scheme = self.federation.scheme
         # the engine refuses a round past the budget up front; each party also enforces its own
         self.accountant = self.federation.accountant()
         self.authority = Authority(self.scheme, cfg.federation.ids)
         self.parties: MutableMapping[str, Party] = {
-            pid: self.federation.party(pid, self.authority.party_key(pid)) for pid in self.data.shards
+            pid: self.federation.party(pid, self.authority.party_key(pid), None if trainers is None else trainers[pid])
+            for pid in cfg.federation.ids
         }
         self.aggregator: Aggregator = self.federation.aggregator(self.authority.aggregator_key())
 
@@ -115,6 +127,21 @@ class Simulation:
     def rounds(self) -> int:
         """Rounds this run performs: as configured, or fewer when the model is complete sooner (naive Bayes: 1)."""
         return self.federation.rounds
+
+    @property
+    def evaluator(self) -> ModelAdapter:
+        """The built-in kind's adapter at the aggregator (a run of a built-in kind only)."""
+        return self._shared().evaluator
+
+    @property
+    def data(self) -> FederatedData:
+        """The data set split across the parties (a run of a built-in kind only)."""
+        return self._shared().data
+
+    def _shared(self) -> SharedDataFederation:
+        if not isinstance(self.federation, SharedDataFederation):
+            raise UsageError("this simulation runs the parties' own trainers: it has no built-in model or data set")
+        return self.federation
 
     def run(self, on_round: OnRound = lambda m: None) -> RunResult:
         transport = InProcessTransport(self.parties, self.authority)
@@ -125,6 +152,36 @@ class Simulation:
             transport.close()
 
 
+def _check_trainers(cfg: Config, trainers: Mapping[str, Trainer]) -> None:
+    ids = set(cfg.federation.ids)
+    if set(trainers) != ids:
+        missing, extra = sorted(ids - set(trainers)), sorted(set(trainers) - ids)
+        raise ConfigError("trainers must be given for exactly the federation's parties "
+                          f"({', '.join(sorted(ids))}): " + "; ".join(
+                              ([f"missing {', '.join(missing)}"] if missing else [])
+                              + ([f"not in federation.party_ids: {', '.join(extra)}"] if extra else []))
+                          + ". Set federation.parties / federation.party_ids to match, or pass one trainer each")
+    for pid, trainer in trainers.items():
+        if not isinstance(trainer, Trainer):
+            raise UsageError(f"the trainer of {pid} is a {type(trainer).__name__}, which lacks initial_parameters, "
+                             "fit or evaluate: implement securefl.Trainer")
+
+
 def run(cfg: Config, on_round: OnRound = lambda m: None) -> RunResult:
     """Build a :class:`Simulation` from ``cfg`` and run every round."""
     return Simulation(cfg).run(on_round)
+
+
+def simulate(config: str | Path | Config, trainers: Mapping[str, Trainer],
+             on_round: OnRound | None = None) -> RunResult:
+    """Run a federation of your own ``trainers`` (party id -> :class:`~securefl.Trainer`) in this process.
+
+    ``config`` is a TOML path or a :class:`~securefl.config.Config`; its ``[crypto]``
+    (and ``[federation]``) choose the protection: the trainers stay the same under
+    every scheme.  Returns the run's :class:`~securefl.core.federation.RunResult`
+    (``final_parameters``: the released model).  Raises :class:`~securefl.errors.ConfigError`
+    when the trainers do not match ``federation.party_ids``, and
+    :class:`~securefl.errors.QuorumError` when too few parties deliver.
+    """
+    cfg = config if isinstance(config, Config) else load(config)
+    return Simulation(cfg, trainers).run(on_round or (lambda m: None))

@@ -33,7 +33,7 @@ import grpc
 from crypto_backends.keys import AggregatorKey, FunctionKey
 from securefl.config import Config
 from securefl.core.engine import RoundEngine
-from securefl.core.federation import Federation, RoundMetrics, RunResult
+from securefl.core.federation import RoundMetrics, RunResult, federation
 from securefl.core.messages import GlobalModel
 from securefl.errors import SecureFLError, TransportError
 from securefl.transport.base import STEPS, Accept, Replies, Request, T, Transport
@@ -203,7 +203,7 @@ class NetworkedAggregator:
 
     def __init__(self, cfg: Config, *, insecure: bool = False) -> None:
         self.cfg = cfg
-        self.federation = Federation(cfg)
+        self.federation = federation(cfg)  # the parties' own data: it reads none
         self.endpoint = Endpoint.load(cfg.transport, AGGREGATOR, AGGREGATOR, insecure=insecure)
         self.authority = AuthorityClient(self.endpoint, self.federation.scheme)
         self.key: AggregatorKey = self.authority.aggregator_key()

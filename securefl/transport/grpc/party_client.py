@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from pathlib import Path
 
-from securefl.config import Config
-from securefl.core.federation import Federation
-from securefl.core.messages import GlobalModel, parse_metric
+from securefl.config import OWN_DATA, Config, load
+from securefl.core.federation import Federation, PartyDataFederation, federation
+from securefl.core.messages import GlobalModel, parse_metrics
 from securefl.core.party import Party
 from securefl.errors import ConfigError, RefusedError, SecureFLError, TransportError
+from securefl.ml.trainer import Trainer
 from securefl.transport.grpc.certs import PARTY
 from securefl.transport.grpc.channels import Endpoint
 from securefl.transport.grpc.clients import AggregatorClient, AuthorityClient, Task
@@ -29,12 +31,19 @@ log = logging.getLogger("securefl.party")
 class NetworkedParty:
     """One party's process (see the module docstring)."""
 
-    def __init__(self, cfg: Config, party_id: str, *, insecure: bool = False) -> None:
+    def __init__(self, cfg: Config, party_id: str, *, insecure: bool = False, data: str | Path | None = None,
+                 trainer: Trainer | None = None) -> None:
+        """``data``: this party's own CSV file (``data.dataset = "own"``); ``trainer``: its own trainer."""
         if party_id not in cfg.federation.ids:
             raise ConfigError(f"--id {party_id!r} is not a party of this federation; federation.party_ids are "
                               f"{', '.join(cfg.federation.ids)}")
+        if (data is not None or trainer is not None) and cfg.data.dataset != OWN_DATA:
+            raise ConfigError(f"{party_id} brings its own {'file' if data is not None else 'trainer'}, but "
+                              f"data.dataset is {cfg.data.dataset!r}, which every role would split across the "
+                              "parties: set data.dataset = 'own' in the config of every role")
         self.cfg, self.party_id = cfg, party_id
-        self.federation = Federation(cfg)
+        self.federation: Federation = (PartyDataFederation(cfg, data) if data is not None
+                                       else Federation(cfg) if trainer is not None else federation(cfg))
         self.endpoint = Endpoint.load(cfg.transport, PARTY, party_id, insecure=insecure)
         authority = AuthorityClient(self.endpoint, self.federation.scheme)
         try:
@@ -42,7 +51,7 @@ class NetworkedParty:
         finally:
             authority.close()
         log.info("%s: key received (fingerprint %s)", party_id, key.fingerprint)
-        self.party: Party = self.federation.party(party_id, key)
+        self.party: Party = self.federation.party(party_id, key, trainer)
         self.aggregator = AggregatorClient(self.endpoint)
         self._sent: tuple[int, bytes, bytes] | None = None  # (round, model digest, update)
         self._caught_up = False
@@ -61,13 +70,13 @@ class NetworkedParty:
         self._sent = (task.round, digest, data)
         return data
 
-    def evaluate(self, model: bytes) -> float:
-        """The configured metric of ``model`` as it would be released (the scheme's publication step)."""
+    def evaluate(self, model: bytes) -> dict[str, float]:
+        """This party's metrics of ``model`` as it would be released (the scheme's publication step)."""
         return self.party.evaluate(GlobalModel.from_bytes(model))
 
-    def run(self) -> float | None:
-        """Take part until the aggregator says ``done``; returns the final model's metric if this party measured it."""
-        measured: dict[int, float] = {}
+    def run(self) -> dict[str, float] | None:
+        """Take part until the aggregator says ``done``; returns this party's metrics of the final model."""
+        measured: dict[int, dict[str, float]] = {}
         try:
             while True:
                 task = self.aggregator.poll()
@@ -82,7 +91,7 @@ class NetworkedParty:
                 if reply is None:
                     continue
                 if task.state == "evaluate":
-                    measured[task.round] = parse_metric(reply)
+                    measured[task.round] = parse_metrics(reply)
                 self._send(task, reply)
         finally:
             self.aggregator.close()
@@ -108,3 +117,16 @@ class NetworkedParty:
                 raise
             # the step closed without us, or our reply was refused: sit it out, the next task follows
             log.warning("%s: round %d: %s", self.party_id, task.round, exc)
+
+
+def serve_party(config: str | Path | Config, party_id: str, trainer: Trainer, *, insecure: bool = False) -> None:
+    """Take part in a networked federation as ``party_id``, running your own ``trainer``, until it is done.
+
+    ``config`` (a TOML path or a :class:`~securefl.config.Config`) is the federation's, with
+    ``data.dataset = "own"`` and a ``[transport]`` section (``kind = "grpc"``): this process
+    fetches its key from the authority over mutual TLS, with the certificate of ``party_id``,
+    and answers the aggregator until the last round.  Raises :class:`~securefl.errors.TransportError`
+    when the aggregator stops the federation or cannot be reached.
+    """
+    cfg = config if isinstance(config, Config) else load(config)
+    NetworkedParty(cfg, party_id, insecure=insecure, trainer=trainer).run()

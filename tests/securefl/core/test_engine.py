@@ -50,7 +50,7 @@ class WrongRelay(Party):
 
 def _replace(sim: Simulation, pid: str, cls: type[Party]) -> None:
     p = sim.parties[pid]
-    sim.parties[pid] = cls(p.party_id, p.shard, p.adapter, p.scheme, p.key, p.accountant, p.metric)
+    sim.parties[pid] = cls(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
 
 
 def test_a_scheme_with_setup_and_share_steps_gives_the_plain_model(relay):
@@ -125,7 +125,10 @@ def test_one_train_and_one_evaluate_request_a_round_and_a_checkpoint_after_each(
     result = _engine(sim, transport, checkpoint=saved).run()
     assert [(r.step, r.round) for r in transport.requests] == [
         (s, rnd) for rnd in range(3) for s in ("train", "evaluate")]
-    assert all(r.parties == ("party-1",) for r in transport.requests if r.step == "evaluate")
+    # federated evaluation: every contributor measures the released model on its own held-out rows
+    assert all(r.parties == sim.federation.party_ids for r in transport.requests if r.step == "evaluate")
+    # weighted by the rows each measured on, the average is exactly the accuracy on all held-out rows
+    assert result.final_accuracy == sim.federation.metric_of(result.final_parameters)
     assert saved.rounds == [0, 1, 2]
     assert len({id(p) for r in transport.requests if r.step == "train" for p in r.payloads.values()}) == 3, \
         "one model message a round, shared by every party"
@@ -192,9 +195,9 @@ def test_a_sealed_model_is_decrypted_once_per_party_and_published_once():
     for name in counts:
         setattr(scheme, name, counting(name))
     result = sim.run()
-    # models of rounds 0 and 1: opened by each of the 5 parties (the reporter's evaluation included);
-    # round 2's: by the reporter alone, whose publication is also the released final model
-    assert counts == {"reveal": 5 + 5 + 1, "release": 3}
+    # each of the 3 sealed models is decrypted once by each of the 5 parties (evaluating it, then training
+    # from it) and published once by each (for its evaluation); the released final model is one of those
+    assert counts == {"reveal": 3 * 5, "release": 3 * 5}
     assert result.final_parameters is not None and result.final_accuracy > 0.9
 
 

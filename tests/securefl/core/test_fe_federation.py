@@ -29,7 +29,7 @@ def test_fe_trains_the_same_model_as_plain():
 def test_a_dropped_party_is_left_out_of_the_function_key():
     sim = Simulation(config.load(str(CONFIGS / "fe.toml"), FAST))
     p = sim.parties["party-2"]
-    sim.parties["party-2"] = Crashing(p.party_id, p.shard, p.adapter, p.scheme, p.key)
+    sim.parties["party-2"] = Crashing(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
     result = sim.run()
     assert "party-2" in result.rounds[1].dropped and "party-2" not in result.rounds[1].parties
     assert result.final_accuracy > 0.9

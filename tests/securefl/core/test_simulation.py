@@ -80,7 +80,7 @@ class Garbler(Party):
 
 def _replace(sim: Simulation, pid: str, cls: type[Party]) -> None:
     p = sim.parties[pid]
-    sim.parties[pid] = cls(p.party_id, p.shard, p.adapter, p.scheme, p.key)
+    sim.parties[pid] = cls(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
 
 
 def test_party_that_raises_mid_round_is_dropped_and_the_round_goes_on():

@@ -68,8 +68,8 @@ def test_sensitivity_bounds_the_change_of_one_replaced_record():
 def test_federated_naive_bayes_without_privacy_matches_scikit_learn():
     sim = Simulation(config.load(NB, ["privacy.mode=off", "crypto.scheme=plain"]))
     result = sim.run()
-    X = np.vstack([p.shard.X for p in sim.parties.values()])
-    y = np.concatenate([p.shard.y for p in sim.parties.values()])
+    X = np.vstack([p.trainer.train.X for p in sim.parties.values()])
+    y = np.concatenate([p.trainer.train.y for p in sim.parties.values()])
     ref = GaussianNB().fit(np.clip(X, -3, 3), y)
     assert result.final_accuracy == ref.score(sim.data.X_test, sim.data.y_test)
 

@@ -98,7 +98,8 @@ def test_distributed_federation_runs_under_a_scheme_that_hides_updates():
     sim = Simulation(cfg)
     assert isinstance(sim.scheme, DPScheme) and sim.scheme.inner.name == "paillier" and sim.scheme.hides_updates
     assert sim.scheme.plan.min_contributors == 3  # plain.toml's quorum
-    assert sim.scheme.plan.weight_bound == max(p.weight for p in sim.parties.values())
+    weights = [p.trainer.adapter.local_weight(p.trainer.train.n) for p in sim.parties.values()]
+    assert sim.scheme.plan.weight_bound == max(weights)
     result = sim.run()
     assert len(result.rounds) == 2 and result.privacy["epsilon_spent"] == 10.0
     assert result.final_parameters is not None and np.isfinite(result.final_parameters).all()
@@ -129,7 +130,7 @@ def test_naive_bayes_is_one_shot_and_spends_epsilon_once():
 def test_bounds_from_data_needs_opt_in_and_warns():
     with pytest.warns(PrivacyLeakWarning, match="bounds_from_data"):
         sim = Simulation(config.load(NB, ["privacy.bounds_from_data=true"]))
-    X = np.vstack([p.shard.X for p in sim.parties.values()])
+    X = np.vstack([p.trainer.train.X for p in sim.parties.values()])
     assert np.allclose(sim.evaluator.lower, X.min(axis=0)) and np.allclose(sim.evaluator.upper, X.max(axis=0))
     with warnings.catch_warnings():
         warnings.simplefilter("error", PrivacyLeakWarning)
@@ -166,7 +167,7 @@ def test_zcdp_composition_is_tighter_than_basic_and_still_refuses():
 def test_naive_bayes_statistics_are_rescaled_to_fit_the_schemes_clip_range():
     sim = Simulation(config.load(NB, ["privacy.epsilon=0.1", "privacy.epsilon_budget=1"]))
     assert sim.scheme.value_bound is not None and sim.evaluator.rescalable
-    rows = max(p.shard.n for p in sim.parties.values())
+    rows = max(p.trainer.train.n for p in sim.parties.values())
     assert sim.evaluator.stat_scale > rows  # small epsilon: more noise, so a larger public divisor
     top, _ = privacy.reach(sim.scheme.plan, 1.0, 1.0)
     assert top <= sim.scheme.value_bound * 1.001

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from securefl.core.federation import make_scheme
-from securefl.core.messages import GlobalModel, metric_bytes
+from securefl.core.messages import GlobalModel, metrics_bytes
 from securefl.errors import RefusedError, TransportError
 from securefl.transport.grpc import certs, wire
 from securefl.transport.grpc.certs import Identity
@@ -128,11 +128,14 @@ def test_an_old_rounds_update_is_refused_in_a_later_round_and_an_oversized_one_a
         task = p.aggregator.poll()
         p.aggregator.upload(0, p._update(task))
     task = p1.aggregator.poll()
-    assert (task.state, task.round) == ("evaluate", 0)  # party-1 measures round 0's model, it alone
-    assert p2.aggregator.poll().state == "wait"
+    assert (task.state, task.round) == ("evaluate", 0)  # each contributor measures round 0's model
     with pytest.raises(RefusedError, match="not open for train replies"):
         p1.aggregator.upload(0, p1._sent[2])  # an update is no answer to an evaluate request
-    p1.aggregator.upload(0, metric_bytes(p1.evaluate(task.payload)), step="evaluate")
+    p1.aggregator.upload(0, metrics_bytes(p1.evaluate(task.payload)), step="evaluate")
+    assert p1.aggregator.poll().state == "wait"  # its reply is in; the step waits for party-2's
+    task2 = p2.aggregator.poll()
+    assert (task2.state, task2.round) == ("evaluate", 0)
+    p2.aggregator.upload(0, metrics_bytes(p2.evaluate(task2.payload)), step="evaluate")
     task = p1.aggregator.poll()
     assert (task.state, task.round) == ("train", 1)
     with pytest.raises(RefusedError, match="round 0 is not open") as err:
@@ -154,7 +157,7 @@ def test_models_and_updates_far_above_grpcs_4_mb_limit_stream_in_chunks(servers,
                             model=f'kind = "mlp"\nhidden_layers = [{hidden}]'))
     party = NetworkedParty(d.cfg, "party-1")
     task = party.aggregator.poll()
-    size = party.party.adapter.num_parameters
+    size = party.party.trainer.adapter.num_parameters
     assert GlobalModel.from_bytes(task.payload).vector.size == size
     values = np.linspace(-1, 1, size)
     update = party.party.scheme.protect(party.party.key, values, weight=2.0, round=0).to_bytes()
@@ -164,7 +167,7 @@ def test_models_and_updates_far_above_grpcs_4_mb_limit_stream_in_chunks(servers,
     assert evaluate.state == "evaluate" and len(evaluate.payload) > 50e6
     fused = party.party.open_model(GlobalModel.from_bytes(evaluate.payload))
     np.testing.assert_allclose(fused, values, atol=1e-4)
-    party.aggregator.upload(0, metric_bytes(0.5), step="evaluate")
+    party.aggregator.upload(0, metrics_bytes({"accuracy": 0.5}), step="evaluate")
     done = party.aggregator.poll()
     assert done.state == "done" and len(done.payload) > 50e6
     assert d.wait_exit("aggregator", 60) == 0
