@@ -62,11 +62,14 @@ class Deployment:
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         """Start ``securefl ROLE CONFIG ARGS`` as its own process; ``name`` labels its log."""
-        role = name.split(":")[0]
+        return self.start_module(name, "securefl", name.split(":")[0], str(self.path), *args)
+
+    def start_module(self, name: str, module: str, *args: str) -> subprocess.Popen:
+        """Start ``python -m MODULE ARGS`` (e.g. a user's own party program); ``name`` labels its log."""
         log = self.tmp / f"{name.replace(':', '-')}.log"
         self.logs[name] = log
         with log.open("ab") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", "securefl", role, str(self.path), *args], cwd=REPO,
+            proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO,
                                     stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.procs[name] = proc
         return proc

@@ -176,3 +176,32 @@ def test_a_scheme_with_setup_and_share_steps_runs_over_the_network_as_in_process
     log = d.log("aggregator")
     assert all(f"round {rnd} open: {step} request" in log for rnd in range(3) for step in ("setup", "share"))
     assert "share reply of party-3 received" in log
+
+
+@pytest.mark.parametrize("scheme", ["plain", "paillier"])
+def test_a_users_own_trainer_runs_as_networked_parties(deploy, scheme):
+    import securefl
+    from tests.userprog import Drift
+
+    preset = f'\n[crypto.{scheme}]\npreset = "test"\n' if scheme != "plain" else ""
+    text = (f"[federation]\nparties = 3\nrounds = 3\n\n[data]\ndataset = \"own\"\n\n"
+            f"[crypto]\nscheme = \"{scheme}\"\n{preset}")
+    d = deploy(text)
+    d.start("authority")
+    d.start("aggregator", "--json", str(d.json))
+    for pid in d.cfg.federation.ids:
+        d.start_module(f"party:{pid}", "tests.userprog", str(d.path), pid)
+    result = d.finish()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureParametersWarning)
+        reference = securefl.simulate(config.load(d.path, ["transport.kind=inproc"]),
+                                      {pid: Drift(pid) for pid in d.cfg.federation.ids})
+    assert result["metric"] == "mse" and result["dataset"] == "own"
+    assert [r["accuracy"] for r in result["rounds"]] == [r.accuracy for r in reference.rounds]
+    final = GlobalModel.from_bytes(Checkpoint.load(d.checkpoint).model)
+    if final.is_sealed:  # only the parties can open it; the aggregator's checkpoint holds the ciphertext
+        assert result["rounds"][-1]["parties"] == ["party-1", "party-2", "party-3"]
+    else:
+        np.testing.assert_array_equal(final.vector, reference.final_parameters)
+    assert "initial parameters (40 values) from party-1" in d.log("aggregator")
+    assert "Traceback" not in d.log("aggregator")

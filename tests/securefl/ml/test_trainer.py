@@ -1,0 +1,116 @@
+"""The Trainer API: the user's own program under every scheme by configuration alone."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import securefl
+from crypto_backends import InsecureParametersWarning, registry
+from securefl import config
+from securefl.errors import ConfigError, PartyError, UsageError
+from securefl.ml.trainer import checked_fit
+from tests.schemes import fast_params
+from tests.userprog import LENGTH, Drift
+
+IDS = [f"party-{i}" for i in range(1, 5)]
+
+
+def _config(scheme: str, *extra: str) -> config.Config:
+    preset = "test" if "test" in registry.params_type(scheme).presets() and scheme != "ckks" else None
+    text = f"[federation]\nparties = 4\nrounds = 3\n\n[crypto]\nscheme = \"{scheme}\"\n"
+    if preset:
+        text += f"\n[crypto.{scheme}]\npreset = \"{preset}\"\n"
+    return config.loads(text, list(extra))
+
+
+@pytest.mark.parametrize("scheme", registry.builtin())
+def test_a_users_own_trainer_runs_under_every_scheme_and_gets_the_weighted_mean(scheme):
+    trainers = {pid: Drift(pid) for pid in IDS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureParametersWarning)  # small test keys, loudly insecure
+        result = securefl.simulate(_config(scheme), trainers)
+    weights = np.array([trainers[p].rows for p in IDS], dtype=float)
+    tolerance = registry.create(scheme, fast_params(scheme)).tolerance(list(weights))
+    for rnd in range(2):  # what each party trains from in round r+1 is the fusion of round r
+        expected = np.average(np.stack([trainers[p].sent[rnd] for p in IDS]), axis=0, weights=weights)
+        for p in IDS:
+            got = trainers[p].seen[rnd + 1]
+            if scheme == "plain":
+                np.testing.assert_array_equal(got, expected)
+            else:
+                assert np.max(np.abs(got - expected)) <= tolerance
+    assert [r.parties for r in result.rounds] == [tuple(IDS)] * 3
+    assert result.metric == "mse" and result.rounds[-1].metrics == {"mse": result.final_accuracy}
+    assert result.final_accuracy < result.rounds[0].accuracy  # it learns
+    assert result.final_parameters is not None and result.final_parameters.size == LENGTH
+
+
+def test_sum_fusion_adds_up_sufficient_statistics():
+    class Count:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def initial_parameters(self) -> np.ndarray:
+            return np.zeros(3)
+
+        def fit(self, parameters: np.ndarray, round: int) -> tuple[np.ndarray, float]:
+            return np.array([self.n, 2.0 * self.n, 1.0]), 1.0
+
+        def evaluate(self, parameters: np.ndarray) -> dict[str, float]:
+            return {"total": float(parameters[0])}
+
+    result = securefl.simulate(_config("plain", "federation.rounds=1", "model.fusion=sum"),
+                               {pid: Count(i) for i, pid in enumerate(IDS, 1)})
+    np.testing.assert_array_equal(result.final_parameters, [10.0, 20.0, 4.0])
+    assert result.final_accuracy == 10.0
+
+
+class Bad(Drift):
+    def __init__(self, party_id: str, mode: str) -> None:
+        super().__init__(party_id)
+        self.mode = mode
+
+    def fit(self, parameters: np.ndarray, round: int) -> tuple[np.ndarray, float]:
+        update, weight = super().fit(parameters, round)
+        if self.mode == "length":
+            return update[:-1], weight
+        if self.mode == "nan":
+            update[3] = np.nan
+            return update, weight
+        if self.mode == "weight":
+            return update, 0.0
+        return update  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("mode, needle", [("length", "39"), ("nan", "NaN"), ("weight", "weight"),
+                                          ("shape", "(parameters, weight)")])
+def test_what_a_trainer_returns_is_checked_and_its_party_named(mode, needle):
+    trainers = {pid: Drift(pid) for pid in IDS}
+    trainers["party-3"] = Bad("party-3", mode)
+    result = securefl.simulate(_config("plain", "federation.quorum=3"), trainers)
+    for r in result.rounds:
+        assert "party-3" not in r.parties
+        why = r.dropped["party-3"]
+        assert why.startswith("PartyError: party-3:") and needle in why, why
+    with pytest.raises(PartyError, match="party-3"):
+        checked_fit("party-3", trainers["party-3"].fit(np.zeros(LENGTH), 0), LENGTH)
+
+
+def test_trainers_must_match_the_federation():
+    with pytest.raises(ConfigError, match="missing party-4"):
+        securefl.simulate(_config("plain"), {pid: Drift(pid) for pid in IDS[:3]})
+    with pytest.raises(UsageError, match="implement securefl.Trainer"):
+        securefl.simulate(_config("plain"), {**{pid: Drift(pid) for pid in IDS[:3]}, "party-4": object()})
+    with pytest.raises(ConfigError, match="privacy"):
+        securefl.simulate(_config("plain", "privacy.mode=local"), {pid: Drift(pid) for pid in IDS})
+
+
+def test_a_config_of_federation_and_crypto_alone_is_enough(tmp_path):
+    path = tmp_path / "own.toml"
+    path.write_text("[federation]\nparties = 4\nrounds = 2\n\n[crypto]\nscheme = \"plain\"\n")
+    result = securefl.simulate(str(path), {pid: Drift(pid) for pid in IDS})
+    assert len(result.rounds) == 2 and result.as_json()["rounds"][0]["metrics"]["mse"] > 0
+    assert isinstance(Drift("x"), securefl.Trainer)
