@@ -36,6 +36,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -61,6 +62,14 @@ FUSIONS = ("mean", "sum")
 PARTITIONS = ("iid", "dirichlet")
 MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp", "naive_bayes")
 KINDS_NEEDING_DATA = ("naive_bayes",)
+MODEL_ENTRY_POINTS = "securefl.models"
+"""Entry-point group where a third-party model kind registers (``name = "package.module:AdapterClass"``)."""
+
+
+def model_kinds() -> tuple[str, ...]:
+    """The built-in model kinds, then those registered in the ``securefl.models`` entry-point group."""
+    plugins = sorted(ep.name for ep in entry_points(group=MODEL_ENTRY_POINTS) if ep.name not in MODEL_KINDS)
+    return (*MODEL_KINDS, *plugins)
 PRIVACY_MODES = ("off", "local", "distributed")
 MECHANISMS = ("gaussian", "laplace")
 COMPOSITIONS = ("basic", "zcdp")
@@ -187,7 +196,7 @@ class ModelConfig(_Section):
     sufficient statistics; every trainer then returns weight 1).  The built-in kinds declare their own."""
 
     def _validate(self) -> None:
-        _one_of(self.kind, MODEL_KINDS, "model.kind")
+        _one_of(self.kind, model_kinds(), "model.kind")
         _require(1 <= self.local_epochs <= 1000, "model.local_epochs", "must be between 1 and 1000")
         _require(0 < self.learning_rate <= 10, "model.learning_rate", "must be in (0, 10]")
         _require(self.alpha >= 0, "model.alpha", "must be non-negative")

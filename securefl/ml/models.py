@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 import numpy as np
 from sklearn.linear_model import SGDClassifier, SGDRegressor
@@ -32,7 +33,7 @@ from sklearn.metrics import r2_score
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPClassifier
 
-from securefl.config import ModelConfig
+from securefl.config import MODEL_ENTRY_POINTS, MODEL_KINDS, ModelConfig
 from securefl.core.fusion import mean_from_sum
 from securefl.errors import DataError, PartyError, UsageError
 
@@ -411,7 +412,21 @@ def make_adapter(cfg: ModelConfig, n_features: int, classes: np.ndarray | None, 
                                  stat_scale=stat_scale)
     if cfg.kind == "mlp":
         return MLPAdapter(cfg, n_features, classes, seed)
+    if cfg.kind not in MODEL_KINDS:
+        return _plugin_kind(cfg.kind)(cfg, n_features, classes, seed)
     return LinearAdapter(cfg, n_features, classes, seed, row_norm=row_norm)
+
+
+def _plugin_kind(name: str) -> type[ModelAdapter]:
+    """The :class:`ModelAdapter` subclass a third party registered as ``name`` in ``securefl.models``."""
+    found = [ep for ep in entry_points(group=MODEL_ENTRY_POINTS) if ep.name == name]
+    if not found:
+        raise UsageError(f"model.kind {name!r} is not built in and no package registers it in the "
+                         f"{MODEL_ENTRY_POINTS!r} entry-point group; install the package that provides it")
+    cls = found[0].load()
+    if not (isinstance(cls, type) and issubclass(cls, ModelAdapter)):
+        raise UsageError(f"the {MODEL_ENTRY_POINTS!r} entry point {name!r} is {cls!r}, not a ModelAdapter subclass")
+    return cls
 
 
 def _classification(cfg: ModelConfig, classes: np.ndarray | None) -> np.ndarray:

@@ -12,6 +12,8 @@ from crypto_backends import InsecureParametersWarning, registry
 from securefl import config
 from securefl.errors import ConfigError, PartyError, UsageError
 from securefl.ml.trainer import checked_fit
+from securefl.transport.inproc import Simulation
+from tests.paths import CONFIGS
 from tests.schemes import fast_params
 from tests.userprog import LENGTH, Drift
 
@@ -114,3 +116,43 @@ def test_a_config_of_federation_and_crypto_alone_is_enough(tmp_path):
     result = securefl.simulate(str(path), {pid: Drift(pid) for pid in IDS})
     assert len(result.rounds) == 2 and result.as_json()["rounds"][0]["metrics"]["mse"] > 0
     assert isinstance(Drift("x"), securefl.Trainer)
+
+
+PLUGIN_KIND = """
+import numpy as np
+from securefl.ml.models import ModelAdapter
+
+
+class Mean(ModelAdapter):
+    '''Predicts the class whose training mean is nearest: a third party's model kind.'''
+
+    @property
+    def num_parameters(self):
+        return len(self.classes) * self.n_features
+
+    def initial_parameters(self):
+        return np.zeros(self.num_parameters)
+
+    def _fit(self, params, X, y):
+        return np.concatenate([X[y == c].mean(axis=0) if (y == c).any() else np.zeros(self.n_features)
+                               for c in self.classes])
+
+    def predict(self, params, X):
+        centres = params.reshape(len(self.classes), self.n_features)
+        return self._labels(np.argmin(((X[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1))
+"""
+
+
+def test_a_third_party_model_kind_registers_in_the_securefl_models_group(tmp_path, monkeypatch):
+    (tmp_path / "nearest_mean.py").write_text(PLUGIN_KIND)
+    dist = tmp_path / "nearest_mean-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: nearest-mean\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[securefl.models]\nnearest_mean = nearest_mean:Mean\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "nearest_mean" in config.model_kinds()
+    cfg = config.load(CONFIGS / "plain.toml", ["model.kind=nearest_mean", "federation.rounds=2"])
+    result = Simulation(cfg).run()
+    assert result.final_accuracy > 0.85
+    with pytest.raises(ConfigError, match="model.kind.*nearest_mean"):
+        config.load(CONFIGS / "plain.toml", ["model.kind=nearest_meen"])
