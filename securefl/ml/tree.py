@@ -196,7 +196,6 @@ class DecisionTreeAdapter(ModelAdapter):
                 f"model.max_depth = {self.max_depth} with model.bins = {self.bins}, {self.d} features and {self.k} "
                 f"classes needs {self.num_parameters} values per reply (more than {MAX_VALUES}); lower "
                 "model.max_depth or model.bins")
-        self._count_noise = 0.0
 
     # --- the vector ---------------------------------------------------------------------
     @property
@@ -313,9 +312,6 @@ class DecisionTreeAdapter(ModelAdapter):
             Sensitivity(self.count_length, 2.0 * d / n, math.sqrt(2.0 * d) / n, 1.0 - ECHO_SHARE),
         )
 
-    def set_release_noise(self, stds: tuple[float, ...]) -> None:
-        self._count_noise = float(stds[1]) * self.stat_scale
-
     # --- the aggregator's step -------------------------------------------------------------
     def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
         """The next tree from the summed replies: every open node split (or made a leaf), counts cleared."""
@@ -386,7 +382,7 @@ class DecisionTreeAdapter(ModelAdapter):
                 walk(2 * node + 2, depth + 1)
             elif tree.kind[node] != ABSENT:
                 state = "leaf" if tree.kind[node] == LEAF else "open"
-                lines.append(f"{pad}{state}: class {classes[tree.label[node]]!r}")
+                lines.append(f"{pad}{state}: class {classes[tree.label[node]].item()!r}")
 
         walk(0, 0)
         return lines

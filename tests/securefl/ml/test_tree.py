@@ -157,6 +157,7 @@ def test_a_tree_complete_before_max_depth_is_left_unchanged_by_further_rounds():
     assert ad.decode(once).open_level() is None and ad.query_rounds(once) == 1
     assert np.array_equal(_grow(ad, [(X, y)], rounds=4), once)
     assert np.array_equal(ad.predict(once, X), y)
+    assert ad.describe(once) == ["x[0] < 1", "  leaf: class 0", "  leaf: class 1"]
 
 
 def test_a_tree_stopped_early_predicts_with_its_open_nodes_majority():
