@@ -64,14 +64,27 @@ feature histograms (each one holds them), which divides their noise by
 ``sqrt(d)``, and a split's child takes the side of fewer bins from the histogram
 and the other side as the node's counts minus it.
 
+The privacy budget is spent for every round the engine runs, also for rounds after
+the tree is complete (they query nothing, but the engine runs ``rounds_needed``
+rounds and the accountant charges each).
+
 Rounding the counts to integers is also what keeps the tree's decisions free of a
-scheme's decryption error: under ``ckks`` the decisions depend on the counts, not
-on the error that Li-Micciancio key recovery needs.  The model a party *publishes*
+scheme's error, as long as that error times ``stat_scale`` stays below half a
+count (``paillier`` at 16 bits and clip 8: about ``1.2e-4`` per value and party,
+so up to roughly 800 rows per party with 5 parties; raise ``crypto.paillier.bits``
+beyond): under ``ckks`` the decisions depend on the counts, not on the error that
+Li-Micciancio key recovery needs.  The model a party *publishes*
 (for evaluation and release) is fused from the scheme's flooded sum, so under
 ``ckks`` the newest level of the published tree is chosen from counts carrying the
 flooding noise (about ``flooding sigma * stat_scale`` counts per cell) and may
 differ from the tree the parties go on growing; the levels above it are the
 echoed, exact ones.
+
+Bins.  ``bins = 32`` is the default: over 40 splits of the 5-party examples
+(``max_depth`` 4, ``min_samples_leaf`` 5), the mean held-out accuracy minus that
+of scikit-learn's entropy tree on the pooled rows was +0.010 / +0.003 / 0.000
+(breast_cancer) and -0.015 / -0.011 / +0.004 (wine) for 16 / 32 / 64 bins; 64
+doubles every reply.
 
 No randomness is used.
 """
