@@ -29,6 +29,7 @@ a string.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -60,8 +61,8 @@ OWN_DATA = "own"
 """``data.dataset`` of a deployment where each party brings its own rows (``securefl party --data``) or trainer."""
 FUSIONS = ("mean", "sum")
 PARTITIONS = ("iid", "dirichlet")
-MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp", "naive_bayes")
-KINDS_NEEDING_DATA = ("naive_bayes",)
+MODEL_KINDS = ("logistic", "linear_svm", "linear_regression", "mlp", "naive_bayes", "decision_tree")
+KINDS_NEEDING_DATA = ("naive_bayes", "decision_tree")
 MODEL_ENTRY_POINTS = "securefl.models"
 """Entry-point group where a third-party model kind registers (``name = "package.module:AdapterClass"``)."""
 
@@ -74,6 +75,8 @@ PRIVACY_MODES = ("off", "local", "distributed")
 MECHANISMS = ("gaussian", "laplace")
 COMPOSITIONS = ("basic", "zcdp")
 TRANSPORTS = ("inproc", "grpc")
+MAX_TREE_DEPTH = 10
+"""Deepest ``decision_tree`` ``model.max_depth`` accepted (the vector holds 2**(max_depth - 1) nodes' counts)."""
 MiB = 1 << 20
 
 
@@ -191,6 +194,15 @@ class ModelConfig(_Section):
     """Hidden layer sizes (``mlp`` only)."""
     batch_size: int = 32
     """Mini-batch size (``mlp`` only)."""
+    max_depth: int = 4
+    """Deepest level of a ``decision_tree``; it is grown in this many rounds, one level per round."""
+    min_samples_leaf: int = 5
+    """Fewest training rows (summed over parties) a ``decision_tree`` leaf may hold."""
+    bins: int = 32
+    """Equal-width bins per feature between ``feature_bounds``: a ``decision_tree``'s candidate thresholds."""
+    feature_bounds: tuple[float, ...] = (-3.0, 3.0)
+    """Public ``[lower, upper]`` range of every feature, whose equal-width bins are a ``decision_tree``'s
+    thresholds (values outside fall in the end bins); never read from the data."""
     fusion: str = "mean"
     """With your own trainers: ``mean`` (the weighted mean of their vectors) or ``sum`` (the plain sum, for
     sufficient statistics; every trainer then returns weight 1).  The built-in kinds declare their own."""
@@ -203,6 +215,17 @@ class ModelConfig(_Section):
         _require(len(self.hidden_layers) >= 1 and all(1 <= h <= 100_000 for h in self.hidden_layers),
                  "model.hidden_layers", "must be a non-empty list of positive layer sizes")
         _require(self.batch_size >= 1, "model.batch_size", "must be positive")
+        _require(1 <= self.max_depth <= MAX_TREE_DEPTH, "model.max_depth",
+                 f"must be between 1 and {MAX_TREE_DEPTH} (each level is one round, and the reply holds class "
+                 "counts for every node of the deepest level: 2**(max_depth - 1) nodes)")
+        _require(self.min_samples_leaf >= 1, "model.min_samples_leaf",
+                 "must be a positive number of rows, e.g. 5")
+        _require(2 <= self.bins <= 256, "model.bins",
+                 "must be between 2 and 256 (candidate thresholds per feature; 32 suits standardized features)")
+        lo_hi = self.feature_bounds
+        _require(len(lo_hi) == 2 and all(math.isfinite(v) for v in lo_hi) and lo_hi[0] < lo_hi[1],
+                 "model.feature_bounds", "write [lower, upper] with finite lower < upper, e.g. [-3.0, 3.0] for "
+                 "standardized features")
         _one_of(self.fusion, FUSIONS, "model.fusion")
 
 

@@ -403,7 +403,13 @@ def make_adapter(cfg: ModelConfig, n_features: int, classes: np.ndarray | None, 
                  bounds: tuple[np.ndarray, np.ndarray] | None = None, stat_scale: float = 1.0,
                  row_norm: float = 0.0) -> ModelAdapter:
     """The adapter for ``cfg.kind``; ``naive_bayes`` needs the public feature ``bounds`` and ``stat_scale``;
-    ``row_norm`` (linear models under DP) clips training rows, see :meth:`LinearAdapter.sensitivity`."""
+    ``decision_tree`` needs ``stat_scale`` and takes its bin edges from ``model.feature_bounds`` unless
+    ``bounds`` are given; ``row_norm`` (linear models under DP) clips training rows, see
+    :meth:`LinearAdapter.sensitivity`."""
+    if cfg.kind == "decision_tree":
+        from securefl.ml.tree import DecisionTreeAdapter  # tree.py builds on this module
+
+        return DecisionTreeAdapter(cfg, n_features, classes, seed, bounds=bounds, stat_scale=stat_scale)
     if cfg.kind == "naive_bayes":
         if bounds is None:
             raise UsageError("make_adapter: model.kind = 'naive_bayes' needs bounds=(lower, upper), the public "
