@@ -132,20 +132,27 @@ def partition(
     return {pid: np.sort(p) for pid, p in zip(party_ids, parts, strict=True)}
 
 
-def load_federated(cfg: DataConfig, party_ids: Sequence[str], seed: int) -> FederatedData:
-    """Load, split off the test set, standardize (optionally) and partition across ``party_ids``."""
-    X, y, classification = load_table(cfg.dataset, cfg.label_column)
-    rng = np.random.default_rng(seed)
+def _held_out_split(cfg: DataConfig, X: np.ndarray, y: np.ndarray, classification: bool, seed: int,
+                    source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training and held-out rows (stratified for classification), standardized by the training rows if asked."""
     try:
         X_tr, X_te, y_tr, y_te = train_test_split(
             X, y, test_size=cfg.test_fraction, random_state=seed, stratify=y if classification else None
         )
     except ValueError as exc:
-        raise DataError(f"cannot split {cfg.dataset}: {exc}; adjust data.test_fraction") from None
+        raise DataError(f"cannot split {source}: {exc}; adjust data.test_fraction or add rows") from None
     if cfg.standardize:
         mean, std = X_tr.mean(axis=0), X_tr.std(axis=0)
         std[std == 0] = 1.0
         X_tr, X_te = (X_tr - mean) / std, (X_te - mean) / std
+    return X_tr, X_te, y_tr, y_te
+
+
+def load_federated(cfg: DataConfig, party_ids: Sequence[str], seed: int) -> FederatedData:
+    """Load, split off the test set, standardize (optionally) and partition across ``party_ids``."""
+    X, y, classification = load_table(cfg.dataset, cfg.label_column)
+    rng = np.random.default_rng(seed)
+    X_tr, X_te, y_tr, y_te = _held_out_split(cfg, X, y, classification, seed, cfg.dataset)
     parts = partition(y_tr, party_ids, kind=cfg.partition, alpha=cfg.alpha, rng=rng, classification=classification)
     shards = {pid: Shard(X_tr[idx], y_tr[idx]) for pid, idx in parts.items()}
     classes = np.unique(y) if classification else None
@@ -189,15 +196,6 @@ def load_party(cfg: DataConfig, path: str | Path, seed: int) -> PartyData:
     otherwise.  Labels are the file's own: every site should hold every class (or numeric labels).
     """
     X, y, classification = _read_csv(Path(path), cfg.label_column)
-    try:
-        X_tr, X_te, y_tr, y_te = train_test_split(
-            X, y, test_size=cfg.test_fraction, random_state=seed, stratify=y if classification else None
-        )
-    except ValueError as exc:
-        raise DataError(f"cannot split {path}: {exc}; adjust data.test_fraction or add rows") from None
-    if cfg.standardize:
-        mean, std = X_tr.mean(axis=0), X_tr.std(axis=0)
-        std[std == 0] = 1.0
-        X_tr, X_te = (X_tr - mean) / std, (X_te - mean) / std
+    X_tr, X_te, y_tr, y_te = _held_out_split(cfg, X, y, classification, seed, str(path))
     classes = np.unique(y) if classification else None
     return PartyData(str(path), Shard(X_tr, y_tr), Shard(X_te, y_te), classes)

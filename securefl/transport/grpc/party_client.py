@@ -1,8 +1,10 @@
 """A party process: fetch its key, then poll the aggregator for work until the federation is done.
 
 The party is the subject of its certificate; ``--id`` only says which
-certificate and which shard of the configured partition to use, and must agree
-with the certificate.  A party that restarts fetches its key again and rejoins
+certificate to use (and, in the demo that splits one data set, which shard),
+and must agree with the certificate.  With ``--data PATH.csv`` (or a trainer of
+its own, :func:`serve_party`) and ``data.dataset = "own"`` it trains on its own
+rows only.  A party that restarts fetches its key again and rejoins
 at the round that is open.  If asked for the same round and model twice (the
 aggregator restarted from its checkpoint), it sends the same update again
 instead of training twice.
