@@ -224,13 +224,17 @@ def generate(key_bits: int) -> PrivateMaterial:
         n = mpz(pk.n)
         if n.bit_length() == key_bits:
             break
+    return PrivateMaterial(generate_public(n), mpz(sk.p), mpz(sk.q))
+
+
+def generate_public(n: mpz) -> PublicMaterial:
+    """The public key of modulus ``n`` with a fresh DJN base ``h_s = (-x^2)^n mod n^2`` (no factor needed)."""
     while True:
         x = mpz(secrets.randbelow(int(n) - 2) + 2)
         if gmpy2.gcd(x, n) == 1:
             break
     h = (-x * x) % n
-    public = PublicMaterial(n, gmpy2.powmod(h, n, n * n))
-    return PrivateMaterial(public, mpz(sk.p), mpz(sk.q))
+    return PublicMaterial(n, gmpy2.powmod(h, n, n * n))
 
 
 def material_from_bytes(data: bytes, *, private: bool) -> PublicMaterial | PrivateMaterial:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import struct
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -62,7 +62,8 @@ class PaillierScheme(Scheme):
     name = "paillier"
     params_type = PaillierParams
     reveal_site = RevealSite.PARTIES
-    reveal_roles = (PartyKey,)  # the dealer's copy of the key pair is for dealing, not decrypting
+    # the dealer's copy of the key pair is for dealing, not decrypting
+    reveal_roles: ClassVar[tuple[type[Key], ...]] = (PartyKey,)
     threat_model = ThreatModel(
         key_holders={
             "party": "the shared Paillier key pair (decrypts the aggregate)",
@@ -135,7 +136,7 @@ class PaillierScheme(Scheme):
         if public.n.bit_length() != self.params.key_bits:
             raise KeyMismatchError(
                 f"{key!r} has a {public.n.bit_length()}-bit modulus but key_bits={self.params.key_bits}: "
-                "every role must use the same [crypto.paillier] parameters as the key set"
+                f"every role must use the same [crypto.{self.name}] parameters as the key set"
             )
         return public
 
@@ -171,7 +172,7 @@ class PaillierScheme(Scheme):
         if q.clipped:
             warnings.warn(
                 f"{q.clipped} of {x.size} values were outside [-{self.params.clip}, {self.params.clip}] and "
-                "were clipped; raise crypto.paillier.clip if this happens often",
+                f"were clipped; raise crypto.{self.name}.clip if this happens often",
                 ClippedValuesWarning,
                 stacklevel=3,  # the caller of Scheme.protect
             )
@@ -194,9 +195,12 @@ class PaillierScheme(Scheme):
         pair = key.unwrap(self.name)
         if not isinstance(pair, djn.PrivateMaterial):
             raise KeyRoleError(f"{key!r} holds no private key and cannot decrypt")
-        public = self._public(key)
+        return self._decode(pair.decrypt(self._ciphertexts(self._public(key), aggregate)), aggregate)
+
+    def _decode(self, plaintexts: list[Any], aggregate: Envelope) -> np.ndarray:
+        """The weighted sum held in ``aggregate``'s decrypted ``plaintexts``, range-checked."""
         total = self._total_integer_weight(aggregate.weights)
-        slots = self._layout.unpack(pair.decrypt(self._ciphertexts(public, aggregate)), aggregate.length)
+        slots = self._layout.unpack(plaintexts, aggregate.length)
         # the offset is at most max_int * max_total_weight < 2**62, so int64 is exact
         centred = slots.astype(np.int64) - np.int64(total * self._fp.max_int)
         self._fp.check_sum_range(centred, total)
@@ -208,12 +212,12 @@ class PaillierScheme(Scheme):
         if iw < 1:
             raise InvalidInputError(
                 f"weight {weight} rounds to {iw} at weight_scale={self.params.weight_scale}; "
-                "raise crypto.paillier.weight_scale so that every weight * weight_scale is at least 1"
+                f"raise crypto.{self.name}.weight_scale so that every weight * weight_scale is at least 1"
             )
         if iw > self.params.max_total_weight:
             raise InvalidInputError(
                 f"integer weight {iw} exceeds max_total_weight={self.params.max_total_weight}; raise "
-                "crypto.paillier.max_total_weight (costs slot bits) or lower weight_scale"
+                f"crypto.{self.name}.max_total_weight (costs slot bits) or lower weight_scale"
             )
         return iw
 
@@ -223,7 +227,7 @@ class PaillierScheme(Scheme):
             raise DecodingOverflowError(
                 f"the aggregate's integer weights sum to {total}, above max_total_weight="
                 f"{self.params.max_total_weight}, so its slots would wrap around; raise "
-                "crypto.paillier.max_total_weight or aggregate fewer parties"
+                f"crypto.{self.name}.max_total_weight or aggregate fewer parties"
             )
         return total
 
@@ -239,12 +243,13 @@ class PaillierScheme(Scheme):
         if (slot_bits, slots) != (self._layout.slot_bits, self._layout.slots):
             raise LengthMismatchError(
                 f"payload packs {slots} slots of {slot_bits} bits per ciphertext, this scheme expects "
-                f"{self._layout.slots} of {self._layout.slot_bits}: the sender uses other [crypto.paillier] parameters"
+                f"{self._layout.slots} of {self._layout.slot_bits}: the sender uses other [crypto.{self.name}] "
+                "parameters"
             )
         if tag != self.params.layout_tag():
             raise SchemeMismatchError(
                 "payload was encoded with other clip, bits, weight_scale or max_total_weight values: "
-                "every role must use the same [crypto.paillier] parameters"
+                f"every role must use the same [crypto.{self.name}] parameters"
             )
         body = view[_HEADER.size:]
         width = public.ciphertext_bytes

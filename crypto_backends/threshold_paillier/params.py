@@ -1,0 +1,53 @@
+"""Parameters of the ``threshold_paillier`` scheme (``[crypto.threshold_paillier]`` in a config file).
+
+Everything of :class:`~crypto_backends.paillier.PaillierParams` (key size,
+fixed-point encoding, packing headroom), plus ``threshold``: how many parties'
+decryption shares open an aggregate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..errors import InvalidParameterError
+from ..paillier.params import PaillierParams
+
+
+@dataclass(frozen=True)
+class ThresholdPaillierParams(PaillierParams):
+    """``threshold`` = t of t-of-n decryption; 0 (the default) means a majority, ``n // 2 + 1``.
+
+    The other fields are :class:`~crypto_backends.paillier.PaillierParams`'s (3072-bit
+    default, 2048 the smallest accepted without ``allow_insecure``).  Key generation
+    draws safe primes, which takes seconds at 2048 bits and up to a minute at 3072.
+    """
+
+    threshold: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int) or self.threshold < 0:
+            raise InvalidParameterError(
+                f"crypto.threshold_paillier.threshold={self.threshold!r}: use a number of parties t with "
+                "1 <= t <= parties, or 0 for a majority (parties // 2 + 1)"
+            )
+
+    def threshold_for(self, parties: int) -> int:
+        """The t of a key set for ``parties`` parties; raises unless ``1 <= t <= parties``."""
+        t = self.threshold or parties // 2 + 1
+        if not 1 <= t <= parties:
+            raise InvalidParameterError(
+                f"crypto.threshold_paillier.threshold={self.threshold} but the key set has {parties} parties: "
+                f"use 1 <= threshold <= {parties}, or 0 for a majority ({parties // 2 + 1})"
+            )
+        return t
+
+    @classmethod
+    def presets(cls) -> Mapping[str, PaillierParams]:
+        return {
+            "default": cls(),
+            "fast": cls(key_bits=2048),
+            # small safe primes so the unit tests run in seconds; loudly insecure
+            "test": cls(key_bits=512, allow_insecure=True),
+        }
