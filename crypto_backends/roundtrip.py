@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -63,13 +63,24 @@ def function_key_for(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> Funct
     return scheme.function_key(keys.authority, round=aggregate.round, weights=contributor_weights(aggregate))
 
 
-def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: ShareRequest) -> dict[str, bytes]:
-    """Every requested party's decryption share of ``aggregate``, each checked by the aggregator."""
+def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: ShareRequest, *,
+                   timings: dict[str, float] | None = None) -> dict[str, bytes]:
+    """Every requested party's decryption share of ``aggregate``, each checked by the aggregator.
+
+    ``timings``, if given, gets ``share_s`` (every party's share, summed) and ``check_s`` (the checks).
+    """
+    clock = time.perf_counter
     shares: dict[str, bytes] = {}
+    made = checked = 0.0
     for party in request.parties:
+        t0 = clock()
         share = scheme.decryption_share(keys.parties[party], aggregate, request.message)
+        t1 = clock()
         scheme.check_share(keys.aggregator, aggregate, party, share)
+        made, checked = made + t1 - t0, checked + clock() - t1
         shares[party] = share
+    if timings is not None:
+        timings.update(share_s=made, check_s=checked)
     if len(shares) < request.needed:
         raise ShareError(
             f"the {scheme.name} scheme asked {len(request.parties)} parties for shares but needs {request.needed}: "
@@ -78,18 +89,28 @@ def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: S
     return shares
 
 
-def reveal_sum(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> np.ndarray:
-    """The weighted sum in ``aggregate``: by a share exchange if the scheme asks for one, else by ``reveal``."""
+def reveal_sum(scheme: Scheme, keys: KeySet, aggregate: Envelope, *,
+               timings: dict[str, float] | None = None) -> np.ndarray:
+    """The weighted sum in ``aggregate``: by a share exchange if the scheme asks for one, else by ``reveal``.
+
+    ``timings``, if given, gets the share exchange's steps (:func:`collect_shares`, and ``combine_shares_s``).
+    """
     request = scheme.share_request(keys.aggregator, aggregate)
     if request is not None:
-        return scheme.reveal_shares(keys.aggregator, aggregate, collect_shares(scheme, keys, aggregate, request))
+        shares = collect_shares(scheme, keys, aggregate, request, timings=timings)
+        t0 = time.perf_counter()
+        total = scheme.reveal_shares(keys.aggregator, aggregate, shares)
+        if timings is not None:
+            timings["combine_shares_s"] = time.perf_counter() - t0
+        return total
     fkey = function_key_for(scheme, keys, aggregate)
     return scheme.reveal(revealing_key(scheme, keys), aggregate, function_key=fkey)
 
 
-def reveal_mean(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> np.ndarray:
+def reveal_mean(scheme: Scheme, keys: KeySet, aggregate: Envelope, *,
+                timings: dict[str, float] | None = None) -> np.ndarray:
     """:func:`reveal_sum` divided by the contributors' total weight: the fused mean."""
-    return weighted_mean(reveal_sum(scheme, keys, aggregate), aggregate)
+    return weighted_mean(reveal_sum(scheme, keys, aggregate, timings=timings), aggregate)
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,9 @@ class RoundTrip:
     ``protect_s[i]`` covers protecting and serialising party ``i``'s update (its
     data-independent ``prepare`` is ``prepare_s[i]``, apart); ``combine_s`` parsing
     every upload, combining and serialising the aggregate; ``reveal_s`` parsing the
-    aggregate through the fused mean (function key or share exchange included).
+    aggregate through the fused mean (function key or share exchange included).  For a share
+    exchange, ``shares`` breaks ``reveal_s`` down: ``share_s`` (every asked party's share,
+    summed), ``check_s`` (the aggregator's checks), ``combine_shares_s`` (their combination).
     """
 
     fused: np.ndarray
@@ -108,6 +131,7 @@ class RoundTrip:
     protect_s: tuple[float, ...]
     combine_s: float
     reveal_s: float
+    shares: Mapping[str, float] = field(default_factory=dict)
 
 
 def run_round(
@@ -138,9 +162,10 @@ def run_round(
     t1 = clock()
     del wire  # large uploads need not outlive the combination
     t2 = clock()
-    fused = reveal_mean(scheme, keys, Envelope.from_bytes(aggregate))
+    timings: dict[str, float] = {}
+    fused = reveal_mean(scheme, keys, Envelope.from_bytes(aggregate), timings=timings)
     t3 = clock()
-    return RoundTrip(fused, upload_bytes, tuple(prepare_s), tuple(protect_s), t1 - t0, t3 - t2)
+    return RoundTrip(fused, upload_bytes, tuple(prepare_s), tuple(protect_s), t1 - t0, t3 - t2, timings)
 
 
 def secure_weighted_mean(

@@ -17,6 +17,7 @@ from ..paillier.params import PaillierParams
 @dataclass(frozen=True)
 class ThresholdPaillierParams(PaillierParams):
     """``threshold`` = t of t-of-n decryption; 0 (the default) means a majority, ``n // 2 + 1``.
+    ``share_requests``: how many contributors are asked for a share (0: all; see the field).
 
     The other fields are :class:`~crypto_backends.paillier.PaillierParams`'s (3072-bit
     default, 2048 the smallest accepted without ``allow_insecure``).  Key generation
@@ -24,9 +25,20 @@ class ThresholdPaillierParams(PaillierParams):
     """
 
     threshold: int = 0
+    share_requests: int = 0
+    """Contributors asked for a decryption share per round: 0 asks all of them (a round then survives every
+    wrong or missing share beyond t); a number >= t asks that many (each share costs a party a full
+    exponentiation per ciphertext; asking exactly t is cheapest, and one wrong share then stops the round)."""
 
     def validate(self) -> None:
         super().validate()
+        asked = self.share_requests
+        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 0 or (
+                asked and self.threshold and asked < self.threshold):
+            raise InvalidParameterError(
+                f"crypto.threshold_paillier.share_requests={asked!r}: use 0 (ask every contributor) or a number "
+                f"of parties at least the threshold ({self.threshold or 'a majority'})"
+            )
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int) or self.threshold < 0:
             raise InvalidParameterError(
                 f"crypto.threshold_paillier.threshold={self.threshold!r}: use a number of parties t with "

@@ -226,8 +226,15 @@ class ThresholdPaillierScheme(PaillierScheme):
         )
 
     def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest | None:
-        """Every contributor is asked, so that ``t`` valid shares arrive even if some are wrong or late."""
-        return ShareRequest(parties=aggregate.parties, needed=self.threshold(key))
+        """Every contributor is asked (so that ``t`` valid shares arrive even if some are wrong or late), or
+        ``share_requests`` of them, taken in turn from round to round so that no party does every round's work."""
+        t = self.threshold(key)
+        parties = aggregate.parties
+        asked = max(self.params.share_requests, t)
+        if self.params.share_requests and asked < len(parties):
+            start = aggregate.round % len(parties)
+            parties = tuple(sorted((parties[start:] + parties[:start])[:asked]))
+        return ShareRequest(parties=parties, needed=t)
 
     def decryption_share(self, key: PartyKey, aggregate: Envelope, message: bytes) -> bytes:
         """This party's partial decryptions of ``aggregate`` and their proof (see the module docstring)."""

@@ -208,6 +208,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if r.note:
             out.print(Text(f"  {r.scheme}: {r.note}"))
     _print_dp_cost(results)
+    _print_share_cost(results)
     _write_json(args.json, {"results": [r.as_json() for r in results]})
     return 1 if any(r.error for r in results) else 0
 
@@ -255,6 +256,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
             out.print(Text(f"  {row[0].strip('`')}: {row[-1]}"))
     out.print(f"wrote {files['md']}, {files['html']}, {files['json']} in {comparison.seconds:.0f} s")
     return 1 if comparison.failed else 0
+
+
+def _print_share_cost(results: Sequence[BenchResult]) -> None:
+    """For each row revealed by a share exchange: what its decrypt column is made of, and the round's total work."""
+    for r in results:
+        if r.error or "share_s" not in r.extra:
+            continue
+        out.print(Text(f"  {r.scheme}: decrypt = decryption shares {format_seconds(r.extra['share_s'])} (every asked "
+                       f"party's, summed) + checks {format_seconds(r.extra.get('check_s', 0.0))} + combination "
+                       f"{format_seconds(r.extra.get('combine_shares_s', 0.0))}; total work (parties x encrypt + "
+                       f"aggregate + decrypt) {format_seconds(r.work_s)}"))
 
 
 def _print_dp_cost(results: Sequence[BenchResult]) -> None:

@@ -8,7 +8,10 @@ numbers are not.  Columns:
 * ``encrypt_s``: median seconds for one party to protect one update, serialisation
   to bytes included;
 * ``aggregate_s``: parsing every upload and combining all N into the aggregate's bytes;
-* ``decrypt_s``: from the aggregate's bytes to the fused vector, any function-key step included;
+* ``decrypt_s``: from the aggregate's bytes to the fused vector, any function-key step or share
+  exchange included (for a share exchange ``extra`` breaks it down: ``share_s``, every asked
+  party's decryption share summed; ``check_s``, the aggregator's checks of them;
+  ``combine_shares_s``, their combination);
 * ``bytes_per_party``: size of one serialised upload;
 * ``max_abs_error``: against numpy's weighted mean of the raw vectors.
 
@@ -99,6 +102,7 @@ def bench_scheme(
     sizes: list[int] = []
     errors: list[float] = []
     prep: list[float] = []
+    share_steps: dict[str, list[float]] = {}
     for rnd in range(repeat):
         trip = run_round(scheme, keys, dict(zip(ids, vectors, strict=True)),
                          dict(zip(ids, weights, strict=True)), round=rnd)
@@ -107,10 +111,13 @@ def bench_scheme(
         sizes.extend(trip.upload_bytes)
         agg.append(trip.combine_s)
         dec.append(trip.reveal_s)
+        for step, seconds in trip.shares.items():
+            share_steps.setdefault(step, []).append(seconds)
         errors.append(float(np.max(np.abs(trip.fused - expected))) if dim else 0.0)
     return _result(label or name, n, dim, statistics.median(enc), statistics.median(agg), statistics.median(dec),
                    statistics.mean(sizes), max(errors), keygen_s=keygen_s, security_bits=scheme.security_bits,
-                   extra={"prepare_s": statistics.median(prep)})
+                   extra={"prepare_s": statistics.median(prep),
+                          **{step: statistics.median(v) for step, v in share_steps.items()}})
 
 
 def _result(name: str, n: int, dim: int, e: float, a: float, d: float, size: float, err: float,

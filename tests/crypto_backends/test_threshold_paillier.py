@@ -218,6 +218,20 @@ def test_threshold_defaults_to_a_majority_and_is_validated():
         _scheme(threshold=-1)
 
 
+def test_share_requests_ask_every_contributor_or_that_many_in_turn(setup):
+    scheme, keys = setup
+    aggregates = [_aggregate(scheme, keys, _vectors(8, dim=4), round=r) for r in range(5)]
+    assert all(scheme.share_request(keys.aggregator, a).parties == tuple(PARTIES) for a in aggregates)
+    frugal = _scheme(threshold=3, share_requests=3)
+    asked = [frugal.share_request(keys.aggregator, a) for a in aggregates]
+    assert all(len(r.parties) == 3 and r.needed == 3 for r in asked)
+    assert {p for r in asked for p in r.parties} == set(PARTIES)  # the work rotates
+    fused = reveal_mean(frugal, keys, aggregates[1])
+    assert np.max(np.abs(fused - _expected(_vectors(8, dim=4)))) <= scheme.tolerance(list(WEIGHTS.values()))
+    with pytest.raises(InvalidParameterError, match="share_requests"):
+        _scheme(threshold=3, share_requests=2)
+
+
 def test_key_sizes_are_paillier_s():
     assert ThresholdPaillierParams().key_bits == 3072
     assert ThresholdPaillierParams.preset("fast").security_bits() == 112
