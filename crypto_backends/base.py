@@ -169,6 +169,9 @@ class SchemeParams:
     def validate(self) -> None:
         """Raise :class:`InvalidParameterError` for inconsistent values (override)."""
 
+    def check_federation(self, parties: int) -> None:  # noqa: B027 - optional
+        """Raise :class:`InvalidParameterError` if these parameters cannot serve ``parties`` parties (override)."""
+
     @classmethod
     def presets(cls) -> Mapping[str, SchemeParams]:
         """Named, reviewed parameter sets.  ``default`` is always present."""

@@ -623,6 +623,10 @@ def check_consistency(cfg: Config) -> None:
         _require(model.learning_rate <= limit, "model.learning_rate",
                  f"must be at most {limit:.4g} with privacy.row_norm = {priv.row_norm:g} (the sensitivity bound of "
                  "local SGD needs lr * (alpha + (row_norm^2 + 1) / 4) <= 2); lower it or lower privacy.row_norm")
+    try:  # e.g. a threshold above the number of parties
+        cfg.crypto.scheme_params().check_federation(cfg.federation.parties)
+    except SecureFLError as exc:
+        raise ConfigError(str(exc)) from None
     # distributed noise shares are each too small to protect anyone: only a scheme that hides every update
     # from the aggregator (so that it sees their sum alone) keeps the guarantee
     if priv.mode == "distributed" and not registry.get(cfg.crypto.scheme).hides_updates:

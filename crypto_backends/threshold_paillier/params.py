@@ -45,12 +45,15 @@ class ThresholdPaillierParams(PaillierParams):
                 "1 <= t <= parties, or 0 for a majority (parties // 2 + 1)"
             )
 
+    def check_federation(self, parties: int) -> None:
+        self.threshold_for(parties)
+
     def threshold_for(self, parties: int) -> int:
         """The t of a key set for ``parties`` parties; raises unless ``1 <= t <= parties``."""
         t = self.threshold or parties // 2 + 1
         if not 1 <= t <= parties:
             raise InvalidParameterError(
-                f"crypto.threshold_paillier.threshold={self.threshold} but the key set has {parties} parties: "
+                f"crypto.threshold_paillier.threshold={self.threshold} but the federation has {parties} parties: "
                 f"use 1 <= threshold <= {parties}, or 0 for a majority ({parties // 2 + 1})"
             )
         return t

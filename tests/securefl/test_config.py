@@ -48,6 +48,10 @@ def test_defaults_fill_missing_sections():
         ("[federation]\nparty_ids = ['a b']\nparties = 1", "federation.party_ids"),
         ("[privacy]\nmode = 'maybe'", "privacy.mode"),
         ("[transport]\nkind = 'carrier-pigeon'", "transport.kind"),
+        ("[federation]\nparties = 3\n[crypto]\nscheme = 'threshold_paillier'\n[crypto.threshold_paillier]\n"
+         "preset = 'test'\nthreshold = 4", "crypto.threshold_paillier.threshold"),
+        ("[crypto.threshold_paillier]\nthreshold = -1", "crypto.threshold_paillier.threshold"),
+        ("[crypto.threshold_paillier]\nthreshold = 3\nshare_requests = 2", "crypto.threshold_paillier.share_requests"),
     ],
 )
 def test_bad_configs_name_the_key(text, key):
