@@ -218,6 +218,19 @@ def test_threshold_defaults_to_a_majority_and_is_validated():
         _scheme(threshold=-1)
 
 
+def test_combining_is_associative_so_partial_aggregates_fold(setup):
+    scheme, keys = setup
+    vectors = _vectors(9)
+    updates = [scheme.protect(keys.parties[p], v, weight=WEIGHTS[p], round=0) for p, v in vectors.items()]
+    whole = scheme.combine(keys.aggregator, updates, round=0)
+    left = scheme.combine(keys.aggregator, updates[:2], round=0)
+    right = scheme.combine(keys.aggregator, updates[2:], round=0)
+    folded = scheme._combine(keys.aggregator, [left, right], length=whole.length, weights=whole.weights)
+    assert bytes(folded) == bytes(whole.payload)  # the product of ciphertexts does not depend on grouping
+    total = scheme.reveal_shares(keys.aggregator, whole, _shares(scheme, keys, whole, PARTIES[:3]))
+    assert np.max(np.abs(total / whole.total_weight - _expected(vectors))) <= scheme.tolerance(list(WEIGHTS.values()))
+
+
 def test_share_requests_ask_every_contributor_or_that_many_in_turn(setup):
     scheme, keys = setup
     aggregates = [_aggregate(scheme, keys, _vectors(8, dim=4), round=r) for r in range(5)]
