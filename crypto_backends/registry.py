@@ -23,6 +23,7 @@ _BUILTIN: dict[str, str] = {
     "paillier": "crypto_backends.paillier:PaillierScheme",
     "ckks": "crypto_backends.ckks:CKKSScheme",
     "fe": "crypto_backends.fe:FEScheme",
+    "secagg": "crypto_backends.secagg:SecAggScheme",
 }
 
 
