@@ -46,13 +46,17 @@ def expand(seed: bytes, length: int, dtype: np.dtype) -> np.ndarray:
     return np.frombuffer(stream, dtype=dtype)
 
 
-def neighbours(roster: Sequence[str], seed: bytes, party: str, degree: int) -> tuple[str, ...]:
-    """``party``'s neighbours in the round's graph (see the module docstring)."""
+def graph(roster: Sequence[str], seed: bytes, degree: int) -> dict[str, tuple[str, ...]]:
+    """Every party's neighbours in the round's graph (see the module docstring), sorted by id."""
     n = len(roster)
     if degree >= n - 1:
-        return tuple(sorted(p for p in roster if p != party))
+        return {p: tuple(sorted(q for q in roster if q != p)) for p in roster}
     order = sorted(roster, key=lambda p: hashlib.sha256(seed + p.encode()).digest())
-    pos = order.index(party)
-    near = {order[(pos + d) % n] for d in range(1, degree // 2 + 1)}
-    near |= {order[(pos - d) % n] for d in range(1, degree // 2 + 1)}
-    return tuple(sorted(near))
+    half = degree // 2
+    return {p: tuple(sorted({order[(pos + d) % n] for d in range(-half, half + 1) if d}))
+            for pos, p in enumerate(order)}
+
+
+def neighbours(roster: Sequence[str], seed: bytes, party: str, degree: int) -> tuple[str, ...]:
+    """``party``'s neighbours in the round's graph (see :func:`graph`)."""
+    return graph(roster, seed, degree)[party]

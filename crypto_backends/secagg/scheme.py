@@ -86,7 +86,7 @@ from ..errors import (
 from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyIdentity, PartyKey, Role
 from ..randomness import random_bytes
 from . import shamir
-from .masking import agree, derive, expand, neighbours
+from .masking import agree, derive, expand, graph, neighbours
 from .params import SecAggParams
 
 _HEADER = struct.Struct(">BI")
@@ -214,13 +214,21 @@ class _AggRound:
     commits: dict[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     acks: dict[str, tuple[set[str], dict[str, str]]] = field(default_factory=dict)
     live: tuple[str, ...] = ()
+    _graph: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _live_graph: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def nbrs(self, party: str) -> tuple[str, ...]:
-        return neighbours(self.roster, self.seed, party, self.degree)
+        if not self._graph:
+            self._graph = graph(self.roster, self.seed, self.degree)
+        return self._graph[party]
+
+    def settle(self, live: tuple[str, ...]) -> None:
+        """Fix the round's set L (and the graph restricted to it)."""
+        self.live, members = live, set(live)
+        self._live_graph = {p: tuple(q for q in self.nbrs(p) if q in members) for p in live}
 
     def live_nbrs(self, party: str) -> tuple[str, ...]:
-        live = set(self.live)
-        return tuple(p for p in self.nbrs(party) if p in live)
+        return self._live_graph.get(party, ())
 
 
 class _PartyMaterial:
@@ -378,7 +386,7 @@ class SecAggScheme(Scheme):
                 if not isinstance(rejected, dict):
                     raise ShareError(f"{sender}'s acknowledgement is garbled")
                 st.acks[sender] = (set(_ids(obj["accepted"], "accepted list")), dict(rejected))
-            st.live = self._settle(st)
+            st.settle(self._settle(st))
             msg = _dumps({"live": list(st.live)})
             return dict.fromkeys(replies, msg)
         raise ShareError(f"secagg has {_STEPS} setup steps, asked for step {step}")
