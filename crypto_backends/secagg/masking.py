@@ -39,11 +39,24 @@ def agree(private: X25519PrivateKey, public: bytes) -> bytes:
     return private.exchange(X25519PublicKey.from_public_bytes(public))
 
 
-def expand(seed: bytes, length: int, dtype: np.dtype) -> np.ndarray:
-    """``length`` pseudo-random words of ``dtype`` from the ChaCha20 keystream under ``seed``."""
-    nbytes = length * dtype.itemsize
-    stream = Cipher(algorithms.ChaCha20(seed, _NONCE), mode=None).encryptor().update(bytes(nbytes))
-    return np.frombuffer(stream, dtype=dtype)
+class Expander:
+    """Masks of one length from 32-byte seeds, each written into one reused buffer.
+
+    ``expander(seed)`` is the ChaCha20 keystream under ``seed`` as ``length`` words of
+    ``dtype``, one keystream call per mask and no allocation: the returned array is a
+    view that the next call overwrites, so add it to the total before the next mask.
+    """
+
+    def __init__(self, length: int, dtype: np.dtype) -> None:
+        self.length, self.dtype = length, dtype
+        self._zeros = memoryview(bytes(length * dtype.itemsize))
+        self._buf = bytearray(length * dtype.itemsize + 64)  # update_into wants a block (64 bytes) of slack
+
+    def __call__(self, seed: bytes) -> np.ndarray:
+        stream = Cipher(algorithms.ChaCha20(seed, _NONCE), mode=None).encryptor()
+        written = stream.update_into(self._zeros, self._buf)
+        assert written == len(self._zeros)
+        return np.frombuffer(self._buf, dtype=self.dtype, count=self.length)
 
 
 def graph(roster: Sequence[str], seed: bytes, degree: int) -> dict[str, tuple[str, ...]]:

@@ -86,7 +86,7 @@ from ..errors import (
 from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyIdentity, PartyKey, Role
 from ..randomness import random_bytes
 from . import shamir
-from .masking import agree, derive, expand, graph, neighbours
+from .masking import Expander, agree, derive, graph, neighbours
 from .params import SecAggParams
 
 _HEADER = struct.Struct(">BI")
@@ -557,10 +557,10 @@ class SecAggScheme(Scheme):
                           "and were clipped; raise crypto.secagg.clip if this happens often",
                           ClippedValuesWarning, stacklevel=3)
         y = self._to_ring(q.values * np.int64(self._integer_weight(weight)))
-        y += expand(st.b, x.size, self._dtype)
+        expand = Expander(x.size, self._dtype)
+        y += expand(st.b)
         for j in st.live:
-            mask = expand(self._pair_seed(st.s_sk, st.adverts[j].s_pk, key.key_id, round, me, j), x.size,
-                          self._dtype)
+            mask = expand(self._pair_seed(st.s_sk, st.adverts[j].s_pk, key.key_id, round, me, j))
             if me < j:
                 y += mask
             else:
@@ -664,16 +664,16 @@ class SecAggScheme(Scheme):
         survivors = set(aggregate.parties)
         length = aggregate.length
         total = self._words(aggregate).copy()
+        expand = Expander(length, self._dtype)
         for peer in sorted(survivors):
-            total -= expand(self._rebuild(st, pooled, peer, "b"), length, self._dtype)
+            total -= expand(self._rebuild(st, pooled, peer, "b"))
         for gone in (p for p in st.live if p not in survivors):
             s_sk = X25519PrivateKey.from_private_bytes(self._rebuild(st, pooled, gone, "sk"))
             if _raw_public(s_sk) != st.adverts[gone].s_pk:
                 raise ShareError(f"the shares of {gone}'s mask key rebuild another key: its shares were forged")
             for j in st.live_nbrs(gone):
                 if j in survivors:  # j added sign(j, gone) * PRG(s_j,gone); take it out
-                    mask = expand(self._pair_seed(s_sk, st.adverts[j].s_pk, key.key_id, aggregate.round, gone, j),
-                                  length, self._dtype)
+                    mask = expand(self._pair_seed(s_sk, st.adverts[j].s_pk, key.key_id, aggregate.round, gone, j))
                     if j < gone:
                         total -= mask
                     else:
