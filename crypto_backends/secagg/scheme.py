@@ -57,9 +57,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import struct
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,7 @@ from . import shamir
 from .masking import Expander, agree, derive, graph, neighbours
 from .params import SecAggParams
 
+log = logging.getLogger("crypto_backends.secagg")
 _HEADER = struct.Struct(">BI")
 _STEPS = 4
 _KEEP_ROUNDS = 2  # a round's state is dropped once two newer rounds have started
@@ -214,6 +216,8 @@ class _AggRound:
     commits: dict[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     acks: dict[str, tuple[set[str], dict[str, str]]] = field(default_factory=dict)
     live: tuple[str, ...] = ()
+    refused: dict[str, str] = field(default_factory=dict)
+    """Parties whose setup message was garbled or misaddressed, with the reason: left out of the round."""
     _graph: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _live_graph: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -248,6 +252,16 @@ class _AggMaterial:
 
     def __init__(self) -> None:
         self.rounds: dict[int, _AggRound] = {}
+
+
+def _take_each(st: _AggRound, replies: Mapping[str, bytes], take: Callable[[_AggRound, str, bytes], None]) -> None:
+    """``take`` every reply; a :class:`ShareError` leaves its sender out of the round (recorded), not the round."""
+    for sender, data in sorted(replies.items()):
+        try:
+            take(st, sender, data)
+        except ShareError as exc:
+            st.refused[sender] = str(exc)
+            log.warning("secagg: %s is left out of the round: %s", sender, exc)
 
 
 def _forget_old(rounds: dict[int, Any], current: int) -> None:
@@ -355,41 +369,49 @@ class SecAggScheme(Scheme):
             return dict.fromkeys(roster, msg)
         st = self._agg_round(state, round)
         if step == 1:
-            for sender, data in replies.items():
-                advert = Advert.from_json(_loads(data, "advertisement", {"advert"})["advert"])
-                if advert.party != sender or sender not in st.roster:
-                    raise ShareError(f"{sender} sent an advertisement for {advert.party!r}")
-                st.adverts[sender] = advert
+            _take_each(st, replies, self._take_advert)
             return {p: _dumps({"adverts": [st.adverts[q].to_json() for q in st.nbrs(p) if q in st.adverts]})
                     for p in st.adverts}
         if step == 2:
-            inbox: dict[str, dict[str, str]] = {p: {} for p in replies}
-            for sender, data in replies.items():
-                obj = _loads(data, "share boxes", {"boxes", "commits"})
-                boxes, commits = obj["boxes"], obj["commits"]
-                if not isinstance(boxes, dict) or not isinstance(commits, dict) or set(boxes) != set(commits):
-                    raise ShareError(f"{sender}'s share boxes and commitments do not match")
-                for to, box in boxes.items():
-                    c = commits[to]
-                    if to not in st.nbrs(sender) or not isinstance(box, str) or not isinstance(c, list) \
-                            or len(c) != 2:
-                        raise ShareError(f"{sender} addressed a share box to {to!r}, not one of its neighbours")
-                    st.boxes[(sender, to)] = box
-                    st.commits[(sender, to)] = (_hex(c[0], "commitment", 32), _hex(c[1], "commitment", 32))
-                    if to in inbox:
-                        inbox[to][sender] = box
-            return {p: _dumps({"boxes": inbox[p]}) for p in replies}
+            _take_each(st, replies, self._take_boxes)
+            inbox: dict[str, dict[str, str]] = {p: {} for p in replies if p not in st.refused}
+            for (sender, to), box in st.boxes.items():
+                if to in inbox and sender not in st.refused:
+                    inbox[to][sender] = box
+            return {p: _dumps({"boxes": box}) for p, box in inbox.items()}
         if step == 3:
-            for sender, data in replies.items():
-                obj = _loads(data, "share acknowledgement", {"accepted", "rejected"})
-                rejected = obj["rejected"]
-                if not isinstance(rejected, dict):
-                    raise ShareError(f"{sender}'s acknowledgement is garbled")
-                st.acks[sender] = (set(_ids(obj["accepted"], "accepted list")), dict(rejected))
+            _take_each(st, replies, self._take_ack)
             st.settle(self._settle(st))
             msg = _dumps({"live": list(st.live)})
-            return dict.fromkeys(replies, msg)
+            return {p: msg for p in replies if p not in st.refused}
         raise ShareError(f"secagg has {_STEPS} setup steps, asked for step {step}")
+
+    def _take_advert(self, st: _AggRound, sender: str, data: bytes) -> None:
+        advert = Advert.from_json(_loads(data, "advertisement", {"advert"})["advert"])
+        if advert.party != sender or sender not in st.roster:
+            raise ShareError(f"{sender} sent an advertisement for {advert.party!r}")
+        st.adverts[sender] = advert
+
+    def _take_boxes(self, st: _AggRound, sender: str, data: bytes) -> None:
+        obj = _loads(data, "share boxes", {"boxes", "commits"})
+        boxes, commits = obj["boxes"], obj["commits"]
+        if not isinstance(boxes, dict) or not isinstance(commits, dict) or set(boxes) != set(commits):
+            raise ShareError(f"{sender}'s share boxes and commitments do not match")
+        taken: dict[tuple[str, str], tuple[str, tuple[bytes, bytes]]] = {}
+        for to, box in boxes.items():
+            c = commits[to]
+            if to not in st.nbrs(sender) or not isinstance(box, str) or not isinstance(c, list) or len(c) != 2:
+                raise ShareError(f"{sender} addressed a share box to {to!r}, not one of its neighbours")
+            taken[(sender, to)] = (box, (_hex(c[0], "commitment", 32), _hex(c[1], "commitment", 32)))
+        for pair, (box, commit) in taken.items():  # all or nothing
+            st.boxes[pair], st.commits[pair] = box, commit
+
+    def _take_ack(self, st: _AggRound, sender: str, data: bytes) -> None:
+        obj = _loads(data, "share acknowledgement", {"accepted", "rejected"})
+        rejected = obj["rejected"]
+        if not isinstance(rejected, dict) or not all(isinstance(k, str) for k in rejected):
+            raise ShareError(f"{sender}'s acknowledgement is garbled")
+        st.acks[sender] = (set(_ids(obj["accepted"], "accepted list")), dict(rejected))
 
     def _settle(self, st: _AggRound) -> tuple[str, ...]:
         """The round's set L (step 3 of the module docstring)."""

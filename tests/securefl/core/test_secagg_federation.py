@@ -96,3 +96,17 @@ def test_distributed_noise_still_adds_up_when_a_party_drops_after_the_key_exchan
     assert "party-2" in result.rounds[1].dropped and len(result.rounds[1].parties) == 4
     assert result.rounds[-1].epsilon_spent == 3 * cfg.privacy.epsilon
     assert result.final_accuracy > 0.6
+
+
+class GarbledAdvert(Party):
+    def respond(self, step: str, round: int, stage: int, payload: bytes) -> bytes:
+        reply = super().respond(step, round, stage, payload)
+        return b'{"advert": "not one"}' if step == "setup" and stage == 0 and round == 0 else reply
+
+
+def test_a_garbled_advertisement_costs_its_sender_the_round_and_is_named():
+    sim = _sim("crypto.scheme=secagg")
+    _replace(sim, "party-5", GarbledAdvert)
+    result = sim.run()
+    assert "setup stage 1" in result.rounds[0].dropped["party-5"] and len(result.rounds[0].parties) == 4
+    assert "party-5" in result.rounds[1].parties
