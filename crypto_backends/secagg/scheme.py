@@ -503,6 +503,9 @@ class SecAggScheme(Scheme):
                 identity.verify(ad.party, _advert_bytes(key.key_id, round, st.seed, ad.party, ad.c_pk, ad.s_pk),
                                 ad.signature, ad.certificate)
             st.adverts[ad.party] = ad
+        if identity is not None:
+            log.info("%s: round %d: %d neighbours' advertisements verified against their certificates", me, round,
+                     len(adverts))
         holders = sorted(st.adverts)
         if st.neighbours and len(holders) < st.threshold:
             raise ShareError(f"{me}: only {len(holders)} neighbours advertised keys, {st.threshold} are needed to "

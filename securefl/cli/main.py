@@ -125,7 +125,8 @@ def _role_config(args: argparse.Namespace) -> config_mod.Config:
     # long-running services: timestamped progress on stderr
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("securefl").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    for name in ("securefl", "crypto_backends"):  # the crypto layer's notes too (fe grants, secagg verifications)
+        logging.getLogger(name).setLevel(logging.DEBUG if args.debug else logging.INFO)
     # a stop request (SIGTERM) ends the role like Ctrl-C: servers close, no traceback
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     return cfg

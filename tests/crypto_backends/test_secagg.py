@@ -255,3 +255,16 @@ def test_parameters_that_cannot_fit_the_ring_or_the_graph_are_refused():
     with pytest.raises(InvalidParameterError, match="threshold"):
         SecAggParams(threshold=2).share_threshold(100)  # 14 neighbours: 2 is not above half
     assert SecAggParams(bits=16, max_total_weight=4096).ring_bits == 28  # 15 + 12 magnitude bits, and the sign
+
+
+def test_every_round_has_fresh_keys_seed_and_graph():
+    scheme = SecAggScheme()
+    ids = _ids(40)
+    keys = scheme.keygen(ids)
+    rounds = keys.aggregator.unwrap("secagg").rounds
+    _setup(scheme, keys, 0)
+    _setup(scheme, keys, 1)
+    r0, r1 = rounds[0], rounds[1]
+    assert r0.seed != r1.seed and r0.nbrs(ids[0]) != r1.nbrs(ids[0])
+    for p in ids:
+        assert r0.adverts[p].s_pk != r1.adverts[p].s_pk and r0.adverts[p].c_pk != r1.adverts[p].c_pk
