@@ -91,7 +91,7 @@ from .masking import Expander, agree, derive, graph, neighbours
 from .params import SecAggParams
 
 log = logging.getLogger("crypto_backends.secagg")
-_HEADER = struct.Struct(">BI")
+_HEADER = struct.Struct(">BI8s")  # ring bits, layout checksum, the key exchange it was masked under
 _STEPS = 4
 _KEEP_ROUNDS = 2  # a round's state is dropped once two newer rounds have started
 _SALT = 16
@@ -262,6 +262,11 @@ def _take_each(st: _AggRound, replies: Mapping[str, bytes], take: Callable[[_Agg
         except ShareError as exc:
             st.refused[sender] = str(exc)
             log.warning("secagg: %s is left out of the round: %s", sender, exc)
+
+
+def _session(key_id: bytes, round: int, seed: bytes) -> bytes:
+    """8 bytes naming one key exchange: an upload says which one it was masked under."""
+    return hashlib.sha256(b"|".join((b"securefl-secagg-session", key_id, struct.pack(">Q", round), seed))).digest()[:8]
 
 
 def _forget_old(rounds: dict[int, Any], current: int) -> None:
@@ -592,7 +597,7 @@ class SecAggScheme(Scheme):
                 y -= mask
         st.b, st.s_sk = None, None
         y &= self._mask
-        return self._header() + y.tobytes()
+        return self._header(_session(key.key_id, round, st.seed)) + y.tobytes()
 
     def _pair_seed(self, private: X25519PrivateKey, public: bytes, key_id: bytes, round: int, a: str,
                    b: str) -> bytes:
@@ -602,11 +607,13 @@ class SecAggScheme(Scheme):
                  weights: Sequence[float]) -> Payload:
         """Sum the masked words mod ``2**k`` (associative: partial aggregates combine the same way)."""
         self._total_integer_weight(weights)
+        round = updates[0].round
+        session = _session(key.key_id, round, self._agg_round(self._agg(key), round).seed)
         total = np.zeros(length, dtype=self._dtype)
         for env in updates:
-            total += self._words(env)
+            total += self._words(env, session)
         total &= self._mask
-        return self._header() + total.tobytes()
+        return self._header(session) + total.tobytes()
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         raise CryptoError("secagg reveals only from the survivors' unmasking shares: use share_request, "
@@ -688,7 +695,7 @@ class SecAggScheme(Scheme):
                 pooled.setdefault((peer, kind), {})[x] = value
         survivors = set(aggregate.parties)
         length = aggregate.length
-        total = self._words(aggregate).copy()
+        total = self._words(aggregate, _session(key.key_id, aggregate.round, st.seed)).copy()
         expand = Expander(length, self._dtype)
         for peer in sorted(survivors):
             total -= expand(self._rebuild(st, pooled, peer, "b"))
@@ -749,17 +756,20 @@ class SecAggScheme(Scheme):
             signed[signed >= (1 << (k - 1))] -= 1 << k
         return signed
 
-    def _header(self) -> bytes:
-        return _HEADER.pack(self.params.ring_bits, self.params.layout_tag())
+    def _header(self, session: bytes) -> bytes:
+        return _HEADER.pack(self.params.ring_bits, self.params.layout_tag(), session)
 
-    def _words(self, env: Envelope) -> np.ndarray:
+    def _words(self, env: Envelope, session: bytes) -> np.ndarray:
         view = memoryview(env.payload).cast("B")
         if len(view) < _HEADER.size:
             raise MalformedCiphertextError("secagg payload is truncated inside its header")
-        ring, tag = _HEADER.unpack(view[:_HEADER.size])
+        ring, tag, masked_under = _HEADER.unpack(view[:_HEADER.size])
         if ring != self.params.ring_bits or tag != self.params.layout_tag():
             raise SchemeMismatchError("payload was masked with other clip, bits, weight_scale or max_total_weight "
                                       "values: every role must use the same [crypto.secagg] parameters")
+        if not hmac.compare_digest(masked_under, session):
+            raise ShareError(f"an update of {', '.join(env.parties)} was masked under another key exchange of round "
+                             f"{env.round} (a replay, or sent before the aggregator restarted): it cannot be unmasked")
         body = view[_HEADER.size:]
         if len(body) % self._dtype.itemsize:
             raise MalformedCiphertextError(f"secagg payload body is {len(body)} bytes, not whole "

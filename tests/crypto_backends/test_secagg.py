@@ -104,7 +104,7 @@ def test_a_masked_update_looks_uniform_and_does_not_depend_on_the_input():
     keys = scheme.keygen(ids)
     ready = _setup(scheme, keys, 0)
     zero = scheme.protect(keys.parties[ready[0]], np.zeros(20_000), weight=1.0, round=0)
-    words = np.frombuffer(bytes(zero.payload)[5:], dtype="<u8").astype(np.float64) / 2**scheme.params.ring_bits
+    words = np.frombuffer(bytes(zero.payload)[13:], dtype="<u8").astype(np.float64) / 2**scheme.params.ring_bits
     assert abs(words.mean() - 0.5) < 0.01 and abs(words.std() - 12**-0.5) < 0.01
     assert np.count_nonzero(words == 0) < 5  # the zeros do not show through
 
@@ -268,3 +268,17 @@ def test_every_round_has_fresh_keys_seed_and_graph():
     assert r0.seed != r1.seed and r0.nbrs(ids[0]) != r1.nbrs(ids[0])
     for p in ids:
         assert r0.adverts[p].s_pk != r1.adverts[p].s_pk and r0.adverts[p].c_pk != r1.adverts[p].c_pk
+
+
+def test_an_update_masked_under_another_key_exchange_is_refused():
+    scheme = SecAggScheme()
+    ids = _ids(4)
+    keys, other = scheme.keygen(ids), scheme.keygen(ids)
+    _setup(scheme, keys, 0)
+    _setup(scheme, other, 0)
+    mine = scheme.protect(keys.parties[ids[0]], np.ones(4), weight=1.0, round=0)
+    # the same key set, but the aggregator's view of round 0 is another key exchange (e.g. it restarted)
+    foreign = scheme.protect(other.parties[ids[1]], np.ones(4), weight=1.0, round=0)
+    forged = type(foreign)(**{**foreign.__dict__, "key_id": keys.key_id})
+    with pytest.raises(ShareError, match="another key exchange"):
+        scheme.combine(keys.aggregator, [mine, forged], round=0)
