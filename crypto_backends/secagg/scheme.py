@@ -435,10 +435,13 @@ class SecAggScheme(Scheme):
 
     def setup_done(self, key: AggregatorKey, *, round: int, replies: Mapping[str, bytes]) -> tuple[str, ...]:
         st = self._agg_round(self._agg(key), round)
-        ok = set()
-        for sender, data in replies.items():
+        ok: set[str] = set()
+
+        def confirm(st: _AggRound, sender: str, data: bytes) -> None:
             if _loads(data, "setup confirmation", {"ok"})["ok"] is True and sender in st.live:
                 ok.add(sender)
+
+        _take_each(st, replies, confirm)
         return tuple(sorted(ok))
 
     def _agg_round(self, state: _AggMaterial, round: int) -> _AggRound:
