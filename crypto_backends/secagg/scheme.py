@@ -71,12 +71,10 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ..base import Payload, RevealSite, Scheme, ShareRequest, ThreatModel
-from ..encoding import ClippedValuesWarning
+from ..encoding import ClippedValuesWarning, IntegerWeights
 from ..envelope import Envelope, check_party_id
 from ..errors import (
     CryptoError,
-    DecodingOverflowError,
-    InvalidInputError,
     KeyMismatchError,
     KeyReuseError,
     LengthMismatchError,
@@ -307,6 +305,8 @@ class SecAggScheme(Scheme):
         k = self.params.ring_bits
         self._dtype = np.dtype("<u4") if k <= 32 else np.dtype("<u8")
         self._mask = self._dtype.type((1 << k) - 1)
+        self._weights = IntegerWeights(self.params.weight_scale, self.params.max_total_weight, "crypto.secagg",
+                                       room="ring bits", wraps="the masked sum")
 
     @property
     def value_bound(self) -> float:
@@ -730,23 +730,10 @@ class SecAggScheme(Scheme):
 
     # --- helpers -------------------------------------------------------------------------
     def _integer_weight(self, weight: float) -> int:
-        iw = self.params.integer_weight(weight)
-        if iw < 1:
-            raise InvalidInputError(f"weight {weight} rounds to {iw} at weight_scale={self.params.weight_scale}; "
-                                    "raise crypto.secagg.weight_scale so that every weight * weight_scale is >= 1")
-        if iw > self.params.max_total_weight:
-            raise InvalidInputError(f"integer weight {iw} exceeds max_total_weight={self.params.max_total_weight}; "
-                                    "raise crypto.secagg.max_total_weight (costs ring bits) or lower weight_scale")
-        return iw
+        return self._weights.of(weight)
 
     def _total_integer_weight(self, weights: Sequence[float]) -> int:
-        total = sum(self.params.integer_weight(w) for w in weights)
-        if total > self.params.max_total_weight:
-            raise DecodingOverflowError(
-                f"the aggregate's integer weights sum to {total}, above max_total_weight="
-                f"{self.params.max_total_weight}, so the masked sum would wrap around; raise "
-                "crypto.secagg.max_total_weight or aggregate fewer parties")
-        return total
+        return self._weights.total(tuple(weights))
 
     def _to_ring(self, values: np.ndarray) -> np.ndarray:
         """Signed int64 values as words of ``Z_(2**k)`` (two's complement)."""

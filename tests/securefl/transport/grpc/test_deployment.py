@@ -220,4 +220,4 @@ def test_secagg_advertisements_are_signed_with_the_tls_keys_and_verified_over_th
     result = d.finish()
     assert all(not r["dropped"] for r in result["rounds"])
     for party in ("party-1", "party-2", "party-3"):
-        assert "round 2: 2 neighbours' advertisements verified against their certificates" in d.log(party)
+        assert "round 2: 2 neighbours' advertisements verified against their certificates" in d.log(f"party:{party}")
