@@ -103,6 +103,7 @@ from .keys import (
     FunctionKey,
     Key,
     KeySet,
+    PartyIdentity,
     PartyKey,
     Role,
     SecretAccess,
@@ -371,6 +372,13 @@ class Scheme(ABC):
         return total
 
     # --- protocol steps beyond the round (see the module docstring) ----------------
+    def bind_identity(self, key: PartyKey, identity: PartyIdentity) -> None:  # noqa: B027 - optional
+        """Give ``key`` its party's authenticated identity (a transport calls this; default: unused).
+
+        A scheme that advertises keys through the aggregator (SecAgg+) signs them with
+        it and verifies its peers' signatures, so a substituting aggregator is detected.
+        """
+
     def setup_steps(self, round: int) -> int:
         """How many setup exchanges the engine runs before ``round`` (default none)."""
         return 0
@@ -550,6 +558,7 @@ __all__ = [
     "InsecureParametersWarning",
     "Key",
     "KeySet",
+    "PartyIdentity",
     "PartyKey",
     "Payload",
     "RevealSite",

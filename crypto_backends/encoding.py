@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DecodingOverflowError, InvalidParameterError
+from .errors import DecodingOverflowError, InvalidInputError, InvalidParameterError
 from .randomness import uniform01
 
 
@@ -114,3 +114,44 @@ class FixedPoint:
                 f"{self.bits}-bit values can sum to: the result wrapped around. Lower the total "
                 "weight or the bits, or widen the slots"
             )
+
+
+@dataclass(frozen=True)
+class IntegerWeights:
+    """Public weights applied as integers ``round(weight * scale)``, for schemes whose sums must not wrap.
+
+    ``table`` names the config table in messages (``crypto.paillier``); ``room`` what a larger
+    ``max_total_weight`` costs, ``wraps`` what would wrap around beyond it.
+    """
+
+    scale: float
+    max_total_weight: int
+    table: str
+    room: str
+    wraps: str
+
+    def of(self, weight: float) -> int:
+        """The integer weight of one (checked, positive) ``weight``, or :class:`InvalidInputError`."""
+        iw = int(round(weight * self.scale))
+        if iw < 1:
+            raise InvalidInputError(
+                f"weight {weight} rounds to {iw} at weight_scale={self.scale}; "
+                f"raise {self.table}.weight_scale so that every weight * weight_scale is at least 1"
+            )
+        if iw > self.max_total_weight:
+            raise InvalidInputError(
+                f"integer weight {iw} exceeds max_total_weight={self.max_total_weight}; raise "
+                f"{self.table}.max_total_weight (costs {self.room}) or lower weight_scale"
+            )
+        return iw
+
+    def total(self, weights: list[float] | tuple[float, ...]) -> int:
+        """The sum of the integer weights of an aggregate, or :class:`DecodingOverflowError` beyond the maximum."""
+        total = sum(int(round(w * self.scale)) for w in weights)
+        if total > self.max_total_weight:
+            raise DecodingOverflowError(
+                f"the aggregate's integer weights sum to {total}, above max_total_weight="
+                f"{self.max_total_weight}, so {self.wraps} would wrap around; raise "
+                f"{self.table}.max_total_weight or aggregate fewer parties"
+            )
+        return total

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, SupportsIndex
+from typing import Any, ClassVar, Protocol, SupportsIndex
 
 from .errors import ImplicitSerializationError, KeyRoleError, SchemeMismatchError
 
@@ -160,6 +160,23 @@ class AuthorityKey(Key):
 
     role = Role.AUTHORITY
     __slots__ = ()
+
+
+class PartyIdentity(Protocol):
+    """A party's authenticated identity, supplied by a transport (e.g. its TLS key and certificate).
+
+    Schemes that publish per-round keys through the aggregator sign them with it, so
+    an aggregator cannot substitute keys unnoticed (:meth:`Scheme.bind_identity`).
+    """
+
+    def sign(self, data: bytes) -> tuple[bytes, bytes]:
+        """``(signature, certificate)``: ``data`` signed by this party, and the certificate naming it."""
+        ...
+
+    def verify(self, party: str, data: bytes, signature: bytes, certificate: bytes) -> None:
+        """Raise :class:`~crypto_backends.errors.ShareError` unless ``certificate`` chains to the federation's
+        authority, names ``party``, and ``signature`` is its signature of ``data``."""
+        ...
 
 
 def require_role(key: Key, *allowed: type[Key], action: str) -> None:

@@ -24,6 +24,7 @@ _BUILTIN: dict[str, str] = {
     "ckks": "crypto_backends.ckks:CKKSScheme",
     "fe": "crypto_backends.fe:FEScheme",
     "threshold_paillier": "crypto_backends.threshold_paillier:ThresholdPaillierScheme",
+    "secagg": "crypto_backends.secagg:SecAggScheme",
 }
 
 

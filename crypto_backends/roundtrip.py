@@ -4,6 +4,11 @@ The one minimal helper of the hazmat layer: the contract tests, the benchmark an
 anyone who wants a scheme without a federation around it use it.  It follows the
 scheme's declarations exactly as the round engine does, and never its name:
 
+0. the scheme's setup exchanges, if it declares any
+   (:meth:`~crypto_backends.base.Scheme.setup_steps`, :func:`run_setup`): the
+   aggregator's messages to every party, their replies, step by step; with
+   ``drop`` a fraction of the parties set up then leaves before protecting
+   (dropouts after the key exchange);
 1. every party :meth:`~crypto_backends.base.Scheme.prepare`\\ s, then
    :meth:`~crypto_backends.base.Scheme.protect`\\ s its vector (to bytes);
 2. the aggregator parses the uploads and combines them (to bytes);
@@ -27,9 +32,10 @@ honestly here: a share that fails its check raises instead of being dropped.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,24 +69,13 @@ def function_key_for(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> Funct
     return scheme.function_key(keys.authority, round=aggregate.round, weights=contributor_weights(aggregate))
 
 
-def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: ShareRequest, *,
-                   timings: dict[str, float] | None = None) -> dict[str, bytes]:
-    """Every requested party's decryption share of ``aggregate``, each checked by the aggregator.
-
-    ``timings``, if given, gets ``share_s`` (every party's share, summed) and ``check_s`` (the checks).
-    """
-    clock = time.perf_counter
+def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: ShareRequest) -> dict[str, bytes]:
+    """Every requested party's decryption share of ``aggregate``, each checked by the aggregator."""
     shares: dict[str, bytes] = {}
-    made = checked = 0.0
     for party in request.parties:
-        t0 = clock()
         share = scheme.decryption_share(keys.parties[party], aggregate, request.message)
-        t1 = clock()
         scheme.check_share(keys.aggregator, aggregate, party, share)
-        made, checked = made + t1 - t0, checked + clock() - t1
         shares[party] = share
-    if timings is not None:
-        timings.update(share_s=made, check_s=checked)
     if len(shares) < request.needed:
         raise ShareError(
             f"the {scheme.name} scheme asked {len(request.parties)} parties for shares but needs {request.needed}: "
@@ -89,28 +84,42 @@ def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: S
     return shares
 
 
-def reveal_sum(scheme: Scheme, keys: KeySet, aggregate: Envelope, *,
-               timings: dict[str, float] | None = None) -> np.ndarray:
-    """The weighted sum in ``aggregate``: by a share exchange if the scheme asks for one, else by ``reveal``.
+def run_setup(scheme: Scheme, keys: KeySet, parties: Sequence[str], *, round: int = 0) -> tuple[str, ...]:
+    """Run ``scheme``'s setup exchanges for ``round`` among ``parties`` as the engine does; returns who is set up.
 
-    ``timings``, if given, gets the share exchange's steps (:func:`collect_shares`, and ``combine_shares_s``).
+    Without setup steps, every party is set up.  Every party answers honestly here, so a
+    refusal raises instead of costing only its sender.
     """
+    current = tuple(sorted(parties))
+    steps = scheme.setup_steps(round)
+    replies: dict[str, bytes] = {}
+    for step in range(steps):
+        messages = scheme.setup_messages(keys.aggregator, round=round, step=step, parties=current, replies=replies)
+        replies = {p: scheme.setup_reply(keys.parties[p], round=round, step=step, message=bytes(m))
+                   for p, m in messages.items() if p in current}
+        current = tuple(sorted(replies))
+    return tuple(scheme.setup_done(keys.aggregator, round=round, replies=replies)) if steps else current
+
+
+def dropouts(parties: Sequence[str], fraction: float) -> tuple[str, ...]:
+    """``floor(fraction * n)`` of ``parties`` (sorted), spread evenly: who drops in :func:`run_round`."""
+    ordered = sorted(parties)
+    m = math.floor(fraction * len(ordered) + 1e-9)
+    return tuple(ordered[(i * len(ordered)) // m] for i in range(m)) if m else ()
+
+
+def reveal_sum(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> np.ndarray:
+    """The weighted sum in ``aggregate``: by a share exchange if the scheme asks for one, else by ``reveal``."""
     request = scheme.share_request(keys.aggregator, aggregate)
     if request is not None:
-        shares = collect_shares(scheme, keys, aggregate, request, timings=timings)
-        t0 = time.perf_counter()
-        total = scheme.reveal_shares(keys.aggregator, aggregate, shares)
-        if timings is not None:
-            timings["combine_shares_s"] = time.perf_counter() - t0
-        return total
+        return scheme.reveal_shares(keys.aggregator, aggregate, collect_shares(scheme, keys, aggregate, request))
     fkey = function_key_for(scheme, keys, aggregate)
     return scheme.reveal(revealing_key(scheme, keys), aggregate, function_key=fkey)
 
 
-def reveal_mean(scheme: Scheme, keys: KeySet, aggregate: Envelope, *,
-                timings: dict[str, float] | None = None) -> np.ndarray:
+def reveal_mean(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> np.ndarray:
     """:func:`reveal_sum` divided by the contributors' total weight: the fused mean."""
-    return weighted_mean(reveal_sum(scheme, keys, aggregate, timings=timings), aggregate)
+    return weighted_mean(reveal_sum(scheme, keys, aggregate), aggregate)
 
 
 @dataclass(frozen=True)
@@ -120,9 +129,12 @@ class RoundTrip:
     ``protect_s[i]`` covers protecting and serialising party ``i``'s update (its
     data-independent ``prepare`` is ``prepare_s[i]``, apart); ``combine_s`` parsing
     every upload, combining and serialising the aggregate; ``reveal_s`` parsing the
-    aggregate through the fused mean (function key or share exchange included).  For a share
-    exchange, ``shares`` breaks ``reveal_s`` down: ``share_s`` (every asked party's share,
-    summed), ``check_s`` (the aggregator's checks), ``combine_shares_s`` (their combination).
+    aggregate through the fused mean (function key or share exchange included).
+    ``setup_s`` is every role's setup work (all parties and the aggregator, one after
+    the other); when the scheme reveals from shares, ``share_s[i]`` is the ``i``-th
+    asked party's share and ``unmask_s`` the aggregator's checking and combining of them.
+    ``dropped`` are the parties that were set up and then left; ``fused`` is the mean
+    over the others.
     """
 
     fused: np.ndarray
@@ -131,7 +143,10 @@ class RoundTrip:
     protect_s: tuple[float, ...]
     combine_s: float
     reveal_s: float
-    shares: Mapping[str, float] = field(default_factory=dict)
+    setup_s: float = 0.0
+    share_s: tuple[float, ...] = ()
+    unmask_s: float = 0.0
+    dropped: tuple[str, ...] = ()
 
 
 def run_round(
@@ -141,13 +156,23 @@ def run_round(
     weights: Mapping[str, float],
     *,
     round: int = 0,
+    drop: float = 0.0,
 ) -> RoundTrip:
-    """Protect each party's vector, serialise, combine, reveal, timing each step (see the module docstring)."""
+    """Set up, protect each party's vector, serialise, combine, reveal, timing each step (see the module docstring).
+
+    ``drop``: the fraction of the parties that leave after the setup exchange (:func:`dropouts`).
+    """
     clock = time.perf_counter
+    t0 = clock()
+    ready = set(run_setup(scheme, keys, list(vectors), round=round))
+    setup_s = clock() - t0
+    gone = dropouts([p for p in vectors if p in ready], drop)
     wire: list[bytes] = []
     prepare_s: list[float] = []
     protect_s: list[float] = []
     for party, vector in vectors.items():
+        if party not in ready or party in gone:
+            continue
         key, weight = keys.parties[party], weights[party]
         t0 = clock()
         scheme.prepare(key, length=int(np.size(vector)), weight=weight, round=round)
@@ -162,10 +187,29 @@ def run_round(
     t1 = clock()
     del wire  # large uploads need not outlive the combination
     t2 = clock()
-    timings: dict[str, float] = {}
-    fused = reveal_mean(scheme, keys, Envelope.from_bytes(aggregate), timings=timings)
+    env = Envelope.from_bytes(aggregate)
+    request = scheme.share_request(keys.aggregator, env)
+    share_s: list[float] = []
+    unmask_s = 0.0
+    if request is None:
+        fused = reveal_mean(scheme, keys, env)
+    else:
+        shares: dict[str, bytes] = {}
+        for party in request.parties:
+            s0 = clock()
+            shares[party] = scheme.decryption_share(keys.parties[party], env, request.message)
+            share_s.append(clock() - s0)
+        s0 = clock()
+        for party, share in shares.items():
+            scheme.check_share(keys.aggregator, env, party, share)
+        if len(shares) < request.needed:
+            raise ShareError(f"the {scheme.name} scheme asked {len(shares)} parties for shares but needs "
+                             f"{request.needed}: its share_request must name at least as many parties as it needs")
+        fused = weighted_mean(scheme.reveal_shares(keys.aggregator, env, shares), env)
+        unmask_s = clock() - s0
     t3 = clock()
-    return RoundTrip(fused, upload_bytes, tuple(prepare_s), tuple(protect_s), t1 - t0, t3 - t2, timings)
+    return RoundTrip(fused, upload_bytes, tuple(prepare_s), tuple(protect_s), t1 - t0, t3 - t2, setup_s=setup_s,
+                     share_s=tuple(share_s), unmask_s=unmask_s, dropped=gone)
 
 
 def secure_weighted_mean(
@@ -184,10 +228,12 @@ __all__ = [
     "RoundTrip",
     "collect_shares",
     "contributor_weights",
+    "dropouts",
     "function_key_for",
     "reveal_mean",
     "reveal_sum",
     "revealing_key",
     "run_round",
+    "run_setup",
     "secure_weighted_mean",
 ]

@@ -31,7 +31,7 @@ import numpy as np
 
 from .base import Payload, RevealSite, Scheme, SchemeParams, ShareRequest, ThreatModel
 from .envelope import Envelope, Kind
-from .keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyKey, Role, SecretAccess
+from .keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyIdentity, PartyKey, Role, SecretAccess
 
 T = TypeVar("T")
 
@@ -124,6 +124,9 @@ class SchemeWrapper(Scheme):
     # --- protocol steps ------------------------------------------------------------------
     def release(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
         return self.inner.release(key, aggregate, total)
+
+    def bind_identity(self, key: PartyKey, identity: PartyIdentity) -> None:
+        self.inner.bind_identity(key, identity)
 
     def setup_steps(self, round: int) -> int:
         return self.inner.setup_steps(round)

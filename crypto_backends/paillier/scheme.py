@@ -37,11 +37,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..base import Payload, RevealSite, Scheme, ThreatModel
-from ..encoding import ClippedValuesWarning
+from ..encoding import ClippedValuesWarning, IntegerWeights
 from ..envelope import Envelope, check_party_id
 from ..errors import (
-    DecodingOverflowError,
-    InvalidInputError,
     KeyMismatchError,
     KeyRoleError,
     LengthMismatchError,
@@ -92,6 +90,8 @@ class PaillierScheme(Scheme):
         super().__init__(params)
         self._fp = self.params.fixed_point()
         self._layout = SlotLayout(self.params.slot_bits, self.params.slots_per_ciphertext)
+        self._weights = IntegerWeights(self.params.weight_scale, self.params.max_total_weight, f"crypto.{self.name}",
+                                       room="slot bits", wraps="its slots")
 
     @property
     def value_bound(self) -> float:
@@ -208,28 +208,10 @@ class PaillierScheme(Scheme):
 
     # --- helpers --------------------------------------------------------------------
     def _integer_weight(self, weight: float) -> int:
-        iw = self.params.integer_weight(weight)
-        if iw < 1:
-            raise InvalidInputError(
-                f"weight {weight} rounds to {iw} at weight_scale={self.params.weight_scale}; "
-                f"raise crypto.{self.name}.weight_scale so that every weight * weight_scale is at least 1"
-            )
-        if iw > self.params.max_total_weight:
-            raise InvalidInputError(
-                f"integer weight {iw} exceeds max_total_weight={self.params.max_total_weight}; raise "
-                f"crypto.{self.name}.max_total_weight (costs slot bits) or lower weight_scale"
-            )
-        return iw
+        return self._weights.of(weight)
 
     def _total_integer_weight(self, weights: Sequence[float]) -> int:
-        total = sum(self.params.integer_weight(w) for w in weights)
-        if total > self.params.max_total_weight:
-            raise DecodingOverflowError(
-                f"the aggregate's integer weights sum to {total}, above max_total_weight="
-                f"{self.params.max_total_weight}, so its slots would wrap around; raise "
-                f"crypto.{self.name}.max_total_weight or aggregate fewer parties"
-            )
-        return total
+        return self._weights.total(tuple(weights))
 
     def _header(self) -> bytes:
         return _HEADER.pack(self._layout.slot_bits, self._layout.slots, self.params.layout_tag())

@@ -125,7 +125,8 @@ def _role_config(args: argparse.Namespace) -> config_mod.Config:
     # long-running services: timestamped progress on stderr
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("securefl").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    for name in ("securefl", "crypto_backends"):  # the crypto layer's notes too (fe grants, secagg verifications)
+        logging.getLogger(name).setLevel(logging.DEBUG if args.debug else logging.INFO)
     # a stop request (SIGTERM) ends the role like Ctrl-C: servers close, no traceback
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     return cfg
@@ -263,9 +264,9 @@ def _print_share_cost(results: Sequence[BenchResult]) -> None:
     for r in results:
         if r.error or "share_s" not in r.extra:
             continue
-        out.print(Text(f"  {r.scheme}: decrypt = decryption shares {format_seconds(r.extra['share_s'])} (every asked "
-                       f"party's, summed) + checks {format_seconds(r.extra.get('check_s', 0.0))} + combination "
-                       f"{format_seconds(r.extra.get('combine_shares_s', 0.0))}; total work (parties x encrypt + "
+        out.print(Text(f"  {r.scheme}: decrypt = shares of {r.extra.get('shares_asked', 0):.0f} parties "
+                       f"{format_seconds(r.extra.get('shares_total_s', 0.0))} (summed) + the aggregator's checks and "
+                       f"combination {format_seconds(r.extra['unmask_s'])}; total work (parties x encrypt + "
                        f"aggregate + decrypt) {format_seconds(r.work_s)}"))
 
 

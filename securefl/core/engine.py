@@ -142,6 +142,9 @@ class RoundEngine:
         messages = self.scheme.setup_messages(self.aggregator.key, round=rnd, step=stage, parties=parties,
                                               replies=previous)
         asked = {p: bytes(m) for p, m in messages.items() if p in parties}
+        for party in parties:  # a party the scheme stops asking (a garbled or refused reply) is named, not lost
+            if party not in asked:
+                dropped.setdefault(party, f"left out by the scheme at setup stage {stage}")
         replies = self.transport.exchange(Request("setup", rnd, asked, stage=stage), lambda s, r: r,
                                           timeout=self.timeout)
         dropped.update(replies.dropped)

@@ -8,12 +8,18 @@ numbers are not.  Columns:
 * ``encrypt_s``: median seconds for one party to protect one update, serialisation
   to bytes included;
 * ``aggregate_s``: parsing every upload and combining all N into the aggregate's bytes;
-* ``decrypt_s``: from the aggregate's bytes to the fused vector, any function-key step or share
-  exchange included (for a share exchange ``extra`` breaks it down: ``share_s``, every asked
-  party's decryption share summed; ``check_s``, the aggregator's checks of them;
-  ``combine_shares_s``, their combination);
+* ``decrypt_s``: from the aggregate's bytes to the fused vector, any function-key step included;
 * ``bytes_per_party``: size of one serialised upload;
 * ``max_abs_error``: against numpy's weighted mean of the raw vectors.
+
+A scheme that reveals from parties' shares (``secagg``, ``threshold_paillier``) also
+gets, in ``extra`` and a note: ``mask_s`` (median per-party protection, the same as
+``encrypt_s``), ``share_s`` (median per-party share), ``shares_total_s`` and
+``shares_asked`` (every asked party's share, summed, and how many were asked),
+``unmask_s`` (the aggregator's checking and combination of the shares), ``setup_s``
+(any setup exchange, every role one after the other) and, for a scheme with setup
+steps, a second round with 10% of the parties dropped after them: ``drop10_unmask_s`` and ``drop10_max_abs_error`` against the survivors'
+weighted mean (``drop10_tolerance`` is what the scheme promises).
 
 ``round_s = encrypt_s + aggregate_s + decrypt_s`` is a round's latency with parties
 working in parallel; ``work_s = N * encrypt_s + aggregate_s + decrypt_s`` is the
@@ -102,7 +108,7 @@ def bench_scheme(
     sizes: list[int] = []
     errors: list[float] = []
     prep: list[float] = []
-    share_steps: dict[str, list[float]] = {}
+    trips = []
     for rnd in range(repeat):
         trip = run_round(scheme, keys, dict(zip(ids, vectors, strict=True)),
                          dict(zip(ids, weights, strict=True)), round=rnd)
@@ -111,13 +117,47 @@ def bench_scheme(
         sizes.extend(trip.upload_bytes)
         agg.append(trip.combine_s)
         dec.append(trip.reveal_s)
-        for step, seconds in trip.shares.items():
-            share_steps.setdefault(step, []).append(seconds)
         errors.append(float(np.max(np.abs(trip.fused - expected))) if dim else 0.0)
+        trips.append(trip)
+    extra, note = {"prepare_s": statistics.median(prep)}, ""
+    if trips[0].share_s:
+        more, note = _share_columns(scheme, keys, ids, vectors, weights, trips, round=repeat)
+        extra.update(more)
     return _result(label or name, n, dim, statistics.median(enc), statistics.median(agg), statistics.median(dec),
                    statistics.mean(sizes), max(errors), keygen_s=keygen_s, security_bits=scheme.security_bits,
-                   extra={"prepare_s": statistics.median(prep),
-                          **{step: statistics.median(v) for step, v in share_steps.items()}})
+                   extra=extra, note=note)
+
+
+def _share_columns(scheme: Scheme, keys: Any, ids: Sequence[str], vectors: Sequence[np.ndarray],
+                   weights: Sequence[float], trips: Sequence[Any], *, round: int) -> tuple[dict[str, float], str]:
+    """The share exchange's parts, and for a scheme with setup steps a round with 10% dropped after them.
+
+    See the module docstring for the columns.
+    """
+    shares = [t for trip in trips for t in trip.share_s]
+    extra = {"mask_s": statistics.median(t for trip in trips for t in trip.protect_s),
+             "share_s": statistics.median(shares),
+             "shares_total_s": statistics.median(sum(trip.share_s) for trip in trips),
+             "shares_asked": float(len(trips[0].share_s)),
+             "unmask_s": statistics.median(trip.unmask_s for trip in trips),
+             "setup_s": statistics.median(trip.setup_s for trip in trips)}
+    note = (f"decrypt = {len(trips[0].share_s)} parties' shares ({extra['share_s'] * 1e3:.1f} ms each) + the "
+            f"aggregator's checks and combination ({extra['unmask_s'] * 1e3:.1f} ms)")
+    if not scheme.setup_steps(round):
+        return extra, note
+    by_id, w = dict(zip(ids, vectors, strict=True)), dict(zip(ids, weights, strict=True))
+    drop = run_round(scheme, keys, by_id, w, round=round, drop=0.1)
+    alive = [p for p in ids if p not in drop.dropped]
+    survivors = np.average(np.stack([by_id[p] for p in alive]), axis=0, weights=[w[p] for p in alive])
+    extra.update(drop10_unmask_s=drop.unmask_s, drop10_dropped=float(len(drop.dropped)),
+                 drop10_max_abs_error=float(np.max(np.abs(drop.fused - survivors))),
+                 drop10_tolerance=scheme.tolerance([w[p] for p in alive]))
+    note = (f"masking {extra['mask_s'] * 1e3:.1f} ms per party, unmasking {extra['unmask_s'] * 1e3:.1f} ms at the "
+            f"aggregator (+ {extra['share_s'] * 1e3:.2f} ms per party for its share; key exchange "
+            f"{extra['setup_s']:.2f} s, all roles in turn); {len(drop.dropped)} of {len(ids)} dropped after the "
+            f"key exchange: unmasking {drop.unmask_s * 1e3:.1f} ms, max |error| vs the survivors' mean "
+            f"{extra['drop10_max_abs_error']:.2e} (promised <= {extra['drop10_tolerance']:.2e})")
+    return extra, note
 
 
 def _result(name: str, n: int, dim: int, e: float, a: float, d: float, size: float, err: float,

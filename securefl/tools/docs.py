@@ -43,7 +43,7 @@ from securefl.tools.facts import (
     scheme_facts,
 )
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: securefl/tools/docs.py
+ROOT = Path(__file__).resolve().parents[2]  # the repository: securefl/tools/docs.py -> ../../..
 
 
 def _builtin_facts() -> list[SchemeFacts]:

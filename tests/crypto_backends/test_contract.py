@@ -39,6 +39,7 @@ from crypto_backends.roundtrip import (
     reveal_mean,
     reveal_sum,
     revealing_key,
+    run_setup,
     secure_weighted_mean,
 )
 from tests.schemes import contract_schemes, make_scheme
@@ -67,7 +68,14 @@ def _weights(n: int) -> dict[str, float]:
     return {p: float(i + 1) for i, p in enumerate(PARTIES[:n])}
 
 
+def _setup(scheme, keys, round=0):
+    """The scheme's setup exchange for ``round`` among every party of ``keys``, as the engine runs it (if any)."""
+    run_setup(scheme, keys, list(keys.parties), round=round)
+    return keys
+
+
 def _updates(scheme, keys, vectors, weights, round=0):
+    _setup(scheme, keys, round)
     return [scheme.protect(keys.parties[p], v, weight=weights[p], round=round) for p, v in vectors.items()]
 
 
@@ -101,7 +109,7 @@ def test_subset_of_parties_is_a_mean_over_that_subset(scheme):
 
 
 def test_envelope_round_trips_through_bytes(scheme):
-    keys = scheme.keygen(PARTIES[:2])
+    keys = _setup(scheme, scheme.keygen(PARTIES[:2]), round=5)
     vectors = _inputs(scheme, 2, 40, seed=3)
     env = scheme.protect(keys.parties["alice"], vectors["alice"], weight=2.0, round=5)
     back = Envelope.from_bytes(env.to_bytes())
@@ -133,12 +141,17 @@ def test_keys_survive_an_explicit_export_to_the_same_role(scheme):
     tol = scheme.tolerance(list(weights.values()))
     # an original party key and loaded ones contribute to one aggregate, combined under the loaded
     # aggregator key: the loaded keys are the same keys, not merely a consistent new set
+    mixed = KeySet(aggregator=loaded.aggregator, parties={"alice": keys.parties["alice"], "bob": loaded.parties["bob"],
+                   "carol": loaded.parties["carol"]}, key_id=keys.key_id)
+    _setup(scheme, mixed, round=5)
     updates = [
         scheme.protect(keys.parties["alice"], vectors["alice"], weight=weights["alice"], round=5),
         *(scheme.protect(loaded.parties[p], vectors[p], weight=weights[p], round=5) for p in ("bob", "carol")),
     ]
     aggregate = Envelope.from_bytes(scheme.combine(loaded.aggregator, updates, round=5).to_bytes())
     for revealing in (loaded, keys):
+        if scheme.share_request(loaded.aggregator, aggregate) is not None:  # shares: the set-up keys reveal
+            revealing = mixed
         assert np.max(np.abs(reveal_mean(scheme, revealing, aggregate) - expected)) <= tol
 
 
@@ -151,7 +164,7 @@ def test_secret_keys_need_the_export_token(scheme):
 
 
 def test_update_from_another_key_set_is_refused(scheme):
-    keys, other = scheme.keygen(PARTIES[:2]), scheme.keygen(PARTIES[:2])
+    keys, other = _setup(scheme, scheme.keygen(PARTIES[:2])), _setup(scheme, scheme.keygen(PARTIES[:2]))
     vectors = _inputs(scheme, 2, 8, seed=4)
     mine = scheme.protect(keys.parties["alice"], vectors["alice"], weight=1.0, round=0)
     theirs = scheme.protect(other.parties["bob"], vectors["bob"], weight=1.0, round=0)
@@ -160,7 +173,7 @@ def test_update_from_another_key_set_is_refused(scheme):
 
 
 def test_update_of_another_scheme_is_refused(scheme):
-    keys = scheme.keygen(PARTIES[:1])
+    keys = _setup(scheme, scheme.keygen(PARTIES[:1]))
     env = scheme.protect(keys.parties["alice"], np.zeros(4), weight=1.0, round=0)
     forged = dataclasses.replace(env, scheme="other-scheme")
     with pytest.raises(SchemeMismatchError):
@@ -168,7 +181,7 @@ def test_update_of_another_scheme_is_refused(scheme):
 
 
 def test_updates_of_different_lengths_are_refused(scheme):
-    keys = scheme.keygen(PARTIES[:2])
+    keys = _setup(scheme, scheme.keygen(PARTIES[:2]))
     a = scheme.protect(keys.parties["alice"], np.zeros(8), weight=1.0, round=0)
     b = scheme.protect(keys.parties["bob"], np.zeros(9), weight=1.0, round=0)
     with pytest.raises(LengthMismatchError):
@@ -176,7 +189,7 @@ def test_updates_of_different_lengths_are_refused(scheme):
 
 
 def test_update_of_another_round_is_refused(scheme):
-    keys = scheme.keygen(PARTIES[:1])
+    keys = _setup(scheme, scheme.keygen(PARTIES[:1]), round=1)
     env = scheme.protect(keys.parties["alice"], np.zeros(4), weight=1.0, round=1)
     with pytest.raises(RoundMismatchError):
         scheme.combine(keys.aggregator, [env], round=2)
@@ -184,14 +197,14 @@ def test_update_of_another_round_is_refused(scheme):
 
 @pytest.mark.parametrize("cut", [1, 7, 100])
 def test_truncated_bytes_are_refused(scheme, cut):
-    keys = scheme.keygen(PARTIES[:1])
+    keys = _setup(scheme, scheme.keygen(PARTIES[:1]))
     wire = scheme.protect(keys.parties["alice"], np.ones(64), weight=1.0, round=0).to_bytes()
     with pytest.raises(MalformedCiphertextError):
         Envelope.from_bytes(wire[: len(wire) - min(cut, len(wire) - 1)])
 
 
 def test_truncated_payload_with_consistent_framing_is_refused(scheme):
-    keys = scheme.keygen(PARTIES[:2])
+    keys = _setup(scheme, scheme.keygen(PARTIES[:2]))
     a = scheme.protect(keys.parties["alice"], np.ones(64), weight=1.0, round=0)
     b = scheme.protect(keys.parties["bob"], np.ones(64), weight=1.0, round=0)
     short = dataclasses.replace(b, payload=bytes(b.payload)[: memoryview(b.payload).nbytes // 2])

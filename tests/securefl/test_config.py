@@ -255,3 +255,14 @@ def test_an_insecure_preset_is_named_as_the_key_to_change(tmp_path, monkeypatch)
         with pytest.raises(ConfigError, match=r"crypto\.weakling\.preset = 'weak': .*64-bit security"):
             config.loads("[crypto]\nscheme = 'weakling'\n[crypto.weakling]\npreset = 'weak'")
         assert config.loads("[crypto]\nscheme = 'weakling'").crypto.scheme_params().security_bits() == 128
+
+
+def test_secagg_parameters_are_validated_when_the_config_is_read():
+    cfg = config.load(PLAIN, ["crypto.scheme=secagg", "crypto.secagg.neighbours=6", "crypto.secagg.threshold=4"])
+    params = cfg.crypto.scheme_params()
+    assert (params.neighbours, params.threshold, params.degree(100), params.share_threshold(100)) == (6, 4, 6, 4)
+    with pytest.raises(ConfigError, match=r"crypto.secagg: .*64"):  # the ring Z_(2**k) cannot hold the sum
+        config.load(PLAIN, ["crypto.scheme=secagg", "crypto.secagg.bits=40",
+                            "crypto.secagg.max_total_weight=1073741824"])
+    with pytest.raises(ConfigError, match="crypto.secagg.colour: unknown key"):
+        config.load(PLAIN, ["crypto.scheme=secagg", "crypto.secagg.colour=1"])

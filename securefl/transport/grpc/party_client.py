@@ -26,6 +26,7 @@ from securefl.ml.trainer import Trainer
 from securefl.transport.grpc.certs import PARTY
 from securefl.transport.grpc.channels import Endpoint
 from securefl.transport.grpc.clients import AggregatorClient, AuthorityClient, Task
+from securefl.transport.grpc.identity import CertificateIdentity
 
 log = logging.getLogger("securefl.party")
 
@@ -53,6 +54,8 @@ class NetworkedParty:
         finally:
             authority.close()
         log.info("%s: key received (fingerprint %s)", party_id, key.fingerprint)
+        if self.endpoint.tls is not None:  # keys a scheme advertises through the aggregator are signed with ours
+            self.federation.scheme.bind_identity(key, CertificateIdentity(self.endpoint.tls, party_id))
         self.party: Party = self.federation.party(party_id, key, trainer)
         self.aggregator = AggregatorClient(self.endpoint)
         self._sent: tuple[int, bytes, bytes] | None = None  # (round, model digest, update)

@@ -212,3 +212,12 @@ def test_a_users_own_trainer_runs_as_networked_parties(deploy, scheme):
     assert all(r["parties"] == ["party-1", "party-2", "party-3"] for r in result["rounds"])
     assert "initial parameters (40 values) from party-1" in d.log("aggregator")
     assert "Traceback" not in d.log("aggregator")
+
+
+def test_secagg_advertisements_are_signed_with_the_tls_keys_and_verified_over_the_network(deploy):
+    d = deploy(config_text("secagg"))
+    d.start_all()
+    result = d.finish()
+    assert all(not r["dropped"] for r in result["rounds"])
+    for party in ("party-1", "party-2", "party-3"):
+        assert "round 2: 2 neighbours' advertisements verified against their certificates" in d.log(f"party:{party}")

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from crypto_backends import registry
+from crypto_backends.keys import KeySet
+from crypto_backends.roundtrip import reveal_sum, run_setup
 from securefl.core.authority import Authority
 from securefl.errors import TransportError
 from securefl.transport.grpc.authority_server import PersistentAuthority
@@ -25,15 +27,18 @@ def test_a_reloaded_key_set_is_the_same_key_set(tmp_path, name):
     assert again.aggregator_key().key_id == first.aggregator_key().key_id
     # an update protected with the first authority's key is fused and revealed under the reloaded keys
     x = np.linspace(-1, 1, 40)
-    envs = [scheme.protect(first.party_key(p), x * (i + 1), weight=1.0, round=0) for i, p in enumerate(IDS)]
-    aggregate = scheme.combine(again.aggregator_key(), envs, round=0)
-    fkey = (again.function_key(0, dict(zip(aggregate.parties, aggregate.weights, strict=True)))
-            if scheme.needs_function_key else None)
-    request = scheme.share_request(again.aggregator_key(), aggregate)
-    if request is not None:  # revealed from the reloaded party keys' decryption shares
-        shares = {p: scheme.decryption_share(again.party_key(p), aggregate, request.message) for p in request.parties}
-        total = scheme.reveal_shares(again.aggregator_key(), aggregate, shares)
+    mixed = KeySet(aggregator=again.aggregator_key(), parties={p: first.party_key(p) for p in IDS})
+    run_setup(scheme, mixed, IDS, round=0)  # a scheme's setup exchange, if it has one, between these keys
+    envs = [scheme.protect(mixed.parties[p], x * (i + 1), weight=1.0, round=0) for i, p in enumerate(IDS)]
+    aggregate = scheme.combine(mixed.aggregator, envs, round=0)
+    if scheme.share_request(mixed.aggregator, aggregate) is not None:
+        # reloaded party keys give the shares, unless the shares live in the round's setup state
+        revealers = mixed if scheme.setup_steps(0) else KeySet(aggregator=mixed.aggregator,
+                                                                 parties={p: again.party_key(p) for p in IDS})
+        total = reveal_sum(scheme, revealers, aggregate)
     else:
+        fkey = (again.function_key(0, dict(zip(aggregate.parties, aggregate.weights, strict=True)))
+                if scheme.needs_function_key else None)
         holder = again.aggregator_key() if scheme.reveal_site.value == "aggregator" else again.party_key("p1")
         total = scheme.reveal(holder, aggregate, function_key=fkey)
     np.testing.assert_allclose(total, x * 6, atol=1e-2)

@@ -1,0 +1,113 @@
+"""Parameters of the ``secagg`` scheme (``[crypto.secagg]`` in a config file).
+
+The ring.  Each value is clipped to ``[-clip, clip]``, quantised to ``bits`` bits
+(sign included) with the CSPRNG stochastic rounding of
+:class:`~crypto_backends.encoding.FixedPoint`, and multiplied by the party's
+integer weight ``round(weight * weight_scale)``.  Masked values live in
+``Z_(2**k)`` with ``k = bit_length(max_int * max_total_weight) + 1``: the signed sum
+of ``max_total_weight`` weighted values fits without wrapping, so the unmasked sum
+is exact.  ``k`` above 64 is refused when the parameters are built (config time).
+Words are stored as ``uint32`` when ``k <= 32``, else ``uint64``.
+
+The neighbour graph.  ``neighbours = 0`` picks ``2 * ceil(log2 n)`` (rounded up to
+even) neighbours per party (SecAgg+, O(log n)); when that is at least ``n - 1`` the
+graph is complete (classic SecAgg).  ``threshold = 0`` picks a majority of the
+neighbourhood, ``degree // 2 + 1``; an explicit value must stay above half the
+degree (so two disjoint sets of shareholders can never both open one party) and
+at most the degree: checked at each round's setup, when ``n`` is known.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..base import SchemeParams
+from ..encoding import FixedPoint
+from ..errors import InvalidParameterError
+
+MAX_RING_BITS = 64
+
+
+@dataclass(frozen=True)
+class SecAggParams(SchemeParams):
+    """Encoding, ring size and neighbour graph of ``secagg`` (see the module docstring)."""
+
+    clip: float = 8.0
+    bits: int = 16
+    max_total_weight: int = 1 << 20
+    weight_scale: float = 1.0
+    neighbours: int = 0
+    threshold: int = 0
+
+    def security_bits(self) -> int:
+        # X25519 (about 128-bit), HKDF-SHA256, ChaCha20 and ChaCha20-Poly1305 with 256-bit keys, seeds of 256 bits
+        return 128
+
+    def validate(self) -> None:
+        if isinstance(self.max_total_weight, bool) or not isinstance(self.max_total_weight, int) \
+                or self.max_total_weight < 1:
+            raise InvalidParameterError(
+                f"max_total_weight={self.max_total_weight!r}: use a positive integer at least the sum of "
+                "every party's integer weight in one aggregate")
+        scale = self.weight_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < 2**40:
+            raise InvalidParameterError(f"weight_scale={scale!r}: use a positive number such as 1.0 or 1000.0")
+        for name in ("neighbours", "threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
+                raise InvalidParameterError(f"{name}={value!r}: use 0 (automatic) or a positive integer")
+        self.fixed_point()  # checks clip and bits
+        if self.ring_bits > MAX_RING_BITS:
+            raise InvalidParameterError(
+                f"the masked sum would need a {self.ring_bits}-bit ring (bits={self.bits}, max_total_weight="
+                f"{self.max_total_weight}); lower either so that bits + log2(max_total_weight) + 1 stays "
+                f"within {MAX_RING_BITS}")
+
+    def fixed_point(self) -> FixedPoint:
+        return FixedPoint(clip=float(self.clip), bits=self.bits, stochastic=True)
+
+    @property
+    def ring_bits(self) -> int:
+        """``k``: masked values and their sums live in ``Z_(2**k)``."""
+        return (self.fixed_point().max_int * self.max_total_weight).bit_length() + 1
+
+    def integer_weight(self, weight: float) -> int:
+        return int(round(weight * self.weight_scale))
+
+    def weight_error(self, weights: list[float]) -> float:
+        """Largest relative change any weight suffers from rounding to an integer."""
+        return max((abs(self.integer_weight(w) - w * self.weight_scale) / (w * self.weight_scale) for w in weights),
+                   default=0.0)
+
+    def degree(self, n: int) -> int:
+        """Neighbours per party in a federation of ``n`` (``n - 1``: the complete graph)."""
+        if n <= 1:
+            return 0
+        k = self.neighbours or 2 * math.ceil(math.log2(n))
+        k += k % 2  # the Harary graph H(k, n) below n - 1 needs an even degree
+        return min(k, n - 1)
+
+    def share_threshold(self, n: int) -> int:
+        """Shares (of a party's neighbourhood) that rebuild its secrets, in a federation of ``n``."""
+        k = self.degree(n)
+        if k == 0:
+            return 1
+        t = self.threshold or k // 2 + 1
+        if not k // 2 < t <= k:
+            raise InvalidParameterError(
+                f"crypto.secagg.threshold={self.threshold} does not fit {k} neighbours (federation of {n}): use a "
+                f"value in [{k // 2 + 1}, {k}] (above half the neighbours), or 0 for the majority")
+        return t
+
+    def layout_tag(self) -> int:
+        """32-bit checksum of everything a party and the aggregator must agree on."""
+        blob = struct.pack(">dIId", float(self.clip), self.bits, self.max_total_weight, float(self.weight_scale))
+        return zlib.crc32(blob)
+
+    @classmethod
+    def presets(cls) -> Mapping[str, SecAggParams]:
+        return {"default": cls()}

@@ -1,0 +1,284 @@
+"""The ``secagg`` scheme (SecAgg+): exact sums with dropouts, and what colluders, forgers and replayers get.
+
+Every test uses real X25519 keys, real ChaCha20 masks and real AEAD boxes (the
+scheme has no insecure preset: its defaults are already fast).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from crypto_backends.errors import InvalidParameterError, KeyReuseError, ShareError
+from crypto_backends.roundtrip import dropouts, run_round, run_setup
+from crypto_backends.secagg import SecAggParams, SecAggScheme, shamir
+from crypto_backends.secagg.masking import neighbours
+
+#: clip chosen so that the fixed-point scale is exactly 4096: inputs k / 4096 encode to k, deterministically
+GRID_CLIP = 32767 / 4096
+
+
+def _ids(n: int) -> list[str]:
+    return [f"p{i:03d}" for i in range(n)]
+
+
+def _setup(scheme, keys, rnd, tamper=lambda step, party, reply: reply):
+    """The setup exchange as the engine runs it, with a hook to alter a reply on its way to the aggregator."""
+    parties, replies = tuple(sorted(keys.parties)), {}
+    for step in range(scheme.setup_steps(rnd)):
+        msgs = scheme.setup_messages(keys.aggregator, round=rnd, step=step, parties=parties, replies=replies)
+        replies = {p: tamper(step, p, scheme.setup_reply(keys.parties[p], round=rnd, step=step, message=m))
+                   for p, m in msgs.items()}
+        parties = tuple(sorted(replies))
+    return scheme.setup_done(keys.aggregator, round=rnd, replies=replies)
+
+
+def _upload(scheme, keys, vectors, weights, rnd, ready, drop=()):
+    ups = [scheme.protect(keys.parties[p], vectors[p], weight=weights[p], round=rnd) for p in ready if p not in drop]
+    return scheme.combine(keys.aggregator, ups, round=rnd)
+
+
+def _shares(scheme, keys, aggregate):
+    req = scheme.share_request(keys.aggregator, aggregate)
+    return req, {p: scheme.decryption_share(keys.parties[p], aggregate, req.message) for p in req.parties}
+
+
+def _grid_inputs(ids, dim, seed):
+    rng = np.random.default_rng(seed)
+    ints = {p: rng.integers(-32767, 32768, dim) for p in ids}
+    return ints, {p: k / 4096 for p, k in ints.items()}
+
+
+@pytest.mark.parametrize("n", [5, 20])
+def test_ten_percent_dropped_after_the_key_exchange_gives_the_exact_sum_of_the_survivors(n):
+    scheme = SecAggScheme(SecAggParams(clip=GRID_CLIP))
+    ids = _ids(n)
+    keys = scheme.keygen(ids)
+    ints, vectors = _grid_inputs(ids, 301, seed=n)
+    weights = {p: float(i + 1) for i, p in enumerate(ids)}
+    ready = _setup(scheme, keys, 0)
+    assert ready == tuple(ids)
+    gone = dropouts(ready, 0.1) or (ids[1],)
+    aggregate = _upload(scheme, keys, vectors, weights, 0, ready, gone)
+    _, shares = _shares(scheme, keys, aggregate)
+    for p, s in shares.items():
+        scheme.check_share(keys.aggregator, aggregate, p, s)
+    total = scheme.reveal_shares(keys.aggregator, aggregate, shares)
+    exact = sum(int(weights[p]) * ints[p] for p in ids if p not in gone)  # integer-exact, in Z_(2**k)
+    assert np.array_equal(total * 4096, exact.astype(np.float64))
+    assert set(aggregate.parties) == set(ids) - set(gone)
+
+
+def test_run_round_drops_a_fraction_after_setup_and_means_over_the_survivors():
+    scheme = SecAggScheme()
+    ids = _ids(30)
+    keys = scheme.keygen(ids)
+    rng = np.random.default_rng(1)
+    vectors = {p: rng.standard_normal(500) for p in ids}
+    weights = {p: float(i + 1) for i, p in enumerate(ids)}
+    trip = run_round(scheme, keys, vectors, weights, round=3, drop=0.1)
+    assert len(trip.dropped) == 3 and len(trip.protect_s) == 27 and trip.unmask_s > 0 and trip.setup_s > 0
+    alive = [p for p in ids if p not in trip.dropped]
+    expected = np.average(np.stack([vectors[p] for p in alive]), axis=0, weights=[weights[p] for p in alive])
+    assert np.max(np.abs(trip.fused - expected)) <= scheme.tolerance([weights[p] for p in alive])
+
+
+def test_the_graph_is_sparse_symmetric_and_drawn_from_the_public_seed():
+    params = SecAggParams()
+    assert (params.degree(100), params.share_threshold(100)) == (14, 8)
+    assert params.degree(5) == 4  # small federations: the complete graph (classic SecAgg)
+    ids = _ids(100)
+    seed = bytes(range(32))
+    graph = {p: neighbours(ids, seed, p, 14) for p in ids}
+    assert all(len(n) == 14 for n in graph.values())
+    assert all(p in graph[q] for p in ids for q in graph[p])
+    assert graph == {p: neighbours(ids, seed, p, 14) for p in ids}  # everyone derives the same graph
+    assert graph != {p: neighbours(ids, bytes(32), p, 14) for p in ids}
+
+
+def test_a_masked_update_looks_uniform_and_does_not_depend_on_the_input():
+    scheme = SecAggScheme()
+    ids = _ids(6)
+    keys = scheme.keygen(ids)
+    ready = _setup(scheme, keys, 0)
+    zero = scheme.protect(keys.parties[ready[0]], np.zeros(20_000), weight=1.0, round=0)
+    words = np.frombuffer(bytes(zero.payload)[13:], dtype="<u8").astype(np.float64) / 2**scheme.params.ring_bits
+    assert abs(words.mean() - 0.5) < 0.01 and abs(words.std() - 12**-0.5) < 0.01
+    assert np.count_nonzero(words == 0) < 5  # the zeros do not show through
+
+
+def test_the_aggregator_with_t_minus_1_colluding_neighbours_cannot_unmask_a_party():
+    scheme = SecAggScheme()
+    ids = _ids(10)
+    keys = scheme.keygen(ids)
+    ready = _setup(scheme, keys, 0)
+    agg_state = keys.aggregator.unwrap("secagg").rounds[0]
+    victim, t = ready[0], agg_state.threshold
+    nbrs = agg_state.live_nbrs(victim)
+    colluders, honest = nbrs[: t - 1], nbrs[t - 1:]
+    vectors = {p: np.full(64, 0.5) for p in ids}
+    aggregate = _upload(scheme, keys, vectors, dict.fromkeys(ids, 1.0), 0, ready)
+    # the colluders hand over both of their shares of the victim's secrets: t - 1 of each
+    held = {c: keys.parties[c].unwrap("secagg").rounds[0].held[victim] for c in colluders}
+    xs = {c: agg_state.roster.index(c) + 1 for c in colluders}
+    for kind in ("b", "sk"):
+        pooled = {xs[c]: getattr(h, kind) for c, h in held.items()}
+        with pytest.raises(ShareError, match="cannot rebuild"):
+            shamir.combine(pooled, t)
+    # an honest neighbour that let out the victim's self-mask share refuses its mask-key share afterwards
+    req = scheme.share_request(keys.aggregator, aggregate)
+    scheme.decryption_share(keys.parties[honest[0]], aggregate, req.message)
+    claim = json.dumps({"dropped": [victim]}).encode()
+    forged = type(aggregate)(**{**aggregate.__dict__, "parties": tuple(p for p in aggregate.parties if p != victim),
+                                "weights": (1.0,) * (len(aggregate.parties) - 1)})
+    with pytest.raises(ShareError, match="other kind of share"):
+        scheme.decryption_share(keys.parties[honest[0]], forged, claim)
+
+
+def test_t_minus_1_shares_are_consistent_with_any_secret():
+    secret, other = b"\x01" * 32, b"\x02" * 32
+    shares = shamir.split(secret, [1, 2, 3, 4, 5], 3)
+    assert shamir.combine({x: shares[x] for x in (1, 4, 5)}, 3) == secret
+    # with two shares fixed, a third share exists that makes any other secret: two say nothing about it
+    known = {1: shares[1], 2: shares[2]}
+    forged_third = _third_share_for(known, other)
+    assert shamir.combine({**known, 3: forged_third}, 3) == other
+
+
+def _third_share_for(known: dict[int, int], target: bytes) -> int:
+    """The share at x = 3 that, with ``known`` (x = 1, 2), interpolates to ``target`` at 0."""
+    p = shamir.PRIME
+    # f(0) = sum_i y_i * L_i(0) with L_1(0) = 3, L_2(0) = -3, L_3(0) = 1 for points 1, 2, 3
+    return (int.from_bytes(target, "big") - 3 * known[1] + 3 * known[2]) % p
+
+
+def test_a_party_asked_for_both_kinds_of_share_of_one_peer_refuses():
+    scheme = SecAggScheme()
+    ids = _ids(5)
+    keys = scheme.keygen(ids)
+    ready = _setup(scheme, keys, 0)
+    aggregate = _upload(scheme, keys, {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0), 0, ready)
+    both = json.dumps({"dropped": [ids[1]]}).encode()  # ids[1] also contributed: survivor and dropped at once
+    with pytest.raises(ShareError, match="both kinds"):
+        scheme.decryption_share(keys.parties[ids[0]], aggregate, both)
+
+
+def test_a_forged_share_box_is_detected_and_its_sender_excluded():
+    scheme = SecAggScheme()
+    ids = _ids(6)
+    keys = scheme.keygen(ids)
+
+    def forge(step, party, reply):
+        if step == 1 and party == ids[2]:
+            obj = json.loads(reply)
+            to = sorted(obj["boxes"])[0]
+            box = bytearray.fromhex(obj["boxes"][to])
+            box[20] ^= 1
+            obj["boxes"][to] = box.hex()
+            return json.dumps(obj).encode()
+        return reply
+
+    ready = _setup(scheme, keys, 0, forge)
+    assert ids[2] not in ready and len(ready) == 5
+    aggregate = _upload(scheme, keys, {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0), 0, ready)
+    _, shares = _shares(scheme, keys, aggregate)
+    assert np.allclose(scheme.reveal_shares(keys.aggregator, aggregate, shares), 5.0, atol=1e-3)
+
+
+def test_a_forged_unmasking_share_is_refused_and_names_its_sender():
+    scheme = SecAggScheme()
+    ids = _ids(6)
+    keys = scheme.keygen(ids)
+    ready = _setup(scheme, keys, 0)
+    aggregate = _upload(scheme, keys, {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0), 0, ready, (ids[5],))
+    _, shares = _shares(scheme, keys, aggregate)
+    obj = json.loads(shares[ids[0]])
+    value = int(obj["shares"][0]["share"], 16) ^ 1
+    obj["shares"][0]["share"] = value.to_bytes(shamir.SHARE_BYTES, "big").hex()
+    with pytest.raises(ShareError, match=ids[0]):
+        scheme.check_share(keys.aggregator, aggregate, ids[0], json.dumps(obj).encode())
+    # the round still completes from the other shares (each secret has enough holders left)
+    rest = {p: s for p, s in shares.items() if p != ids[0]}
+    assert np.allclose(scheme.reveal_shares(keys.aggregator, aggregate, rest), 5.0, atol=1e-3)
+
+
+def test_replayed_setup_messages_and_shares_are_refused():
+    scheme = SecAggScheme()
+    ids = _ids(5)
+    keys = scheme.keygen(ids)
+    first = scheme.setup_messages(keys.aggregator, round=0, step=0, parties=ids, replies={})
+    scheme.setup_reply(keys.parties[ids[0]], round=0, step=0, message=first[ids[0]])
+    with pytest.raises(ShareError, match="replay"):
+        scheme.setup_reply(keys.parties[ids[0]], round=0, step=0, message=first[ids[0]])
+    with pytest.raises(ShareError, match="another key set or round"):
+        scheme.setup_reply(keys.parties[ids[1]], round=1, step=0, message=first[ids[1]])
+    with pytest.raises(ShareError, match="out of order"):
+        scheme.setup_reply(keys.parties[ids[1]], round=0, step=2, message=b"{}")
+    # a whole round's shares replayed into the next round do not match its commitments
+    keys = scheme.keygen(ids)
+    vectors, weights = {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0)
+    old = _upload(scheme, keys, vectors, weights, 0, _setup(scheme, keys, 0))
+    _, old_shares = _shares(scheme, keys, old)
+    new = _upload(scheme, keys, vectors, weights, 1, _setup(scheme, keys, 1))
+    with pytest.raises(ShareError):
+        scheme.check_share(keys.aggregator, new, ids[0], old_shares[ids[0]])
+
+
+def test_a_party_masks_one_update_per_round_and_only_after_setup():
+    scheme = SecAggScheme()
+    ids = _ids(3)
+    keys = scheme.keygen(ids)
+    with pytest.raises(ShareError, match="not set up"):
+        scheme.protect(keys.parties[ids[0]], np.ones(4), weight=1.0, round=0)
+    _setup(scheme, keys, 0)
+    scheme.protect(keys.parties[ids[0]], np.ones(4), weight=1.0, round=0)
+    with pytest.raises(KeyReuseError):
+        scheme.protect(keys.parties[ids[0]], np.zeros(4), weight=1.0, round=0)
+
+
+def test_too_many_dropouts_fail_with_the_typed_error():
+    scheme = SecAggScheme()
+    ids = _ids(5)  # complete graph, 4 neighbours, threshold 3
+    keys = scheme.keygen(ids)
+    ready = run_setup(scheme, keys, ids, round=0)
+    aggregate = _upload(scheme, keys, {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0), 0, ready, ids[:3])
+    req = scheme.share_request(keys.aggregator, aggregate)
+    with pytest.raises(ShareError, match="fewer than the threshold"):
+        scheme.decryption_share(keys.parties[ids[3]], aggregate, req.message)
+
+
+def test_parameters_that_cannot_fit_the_ring_or_the_graph_are_refused():
+    with pytest.raises(InvalidParameterError, match="ring"):
+        SecAggScheme(SecAggParams(bits=40, max_total_weight=1 << 30))
+    with pytest.raises(InvalidParameterError, match="threshold"):
+        SecAggParams(threshold=2).share_threshold(100)  # 14 neighbours: 2 is not above half
+    assert SecAggParams(bits=16, max_total_weight=4096).ring_bits == 28  # 15 + 12 magnitude bits, and the sign
+
+
+def test_every_round_has_fresh_keys_seed_and_graph():
+    scheme = SecAggScheme()
+    ids = _ids(40)
+    keys = scheme.keygen(ids)
+    rounds = keys.aggregator.unwrap("secagg").rounds
+    _setup(scheme, keys, 0)
+    _setup(scheme, keys, 1)
+    r0, r1 = rounds[0], rounds[1]
+    assert r0.seed != r1.seed and r0.nbrs(ids[0]) != r1.nbrs(ids[0])
+    for p in ids:
+        assert r0.adverts[p].s_pk != r1.adverts[p].s_pk and r0.adverts[p].c_pk != r1.adverts[p].c_pk
+
+
+def test_an_update_masked_under_another_key_exchange_is_refused():
+    scheme = SecAggScheme()
+    ids = _ids(4)
+    keys, other = scheme.keygen(ids), scheme.keygen(ids)
+    _setup(scheme, keys, 0)
+    _setup(scheme, other, 0)
+    mine = scheme.protect(keys.parties[ids[0]], np.ones(4), weight=1.0, round=0)
+    # the same key set, but the aggregator's view of round 0 is another key exchange (e.g. it restarted)
+    foreign = scheme.protect(other.parties[ids[1]], np.ones(4), weight=1.0, round=0)
+    forged = type(foreign)(**{**foreign.__dict__, "key_id": keys.key_id})
+    with pytest.raises(ShareError, match="another key exchange"):
+        scheme.combine(keys.aggregator, [mine, forged], round=0)
