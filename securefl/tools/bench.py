@@ -18,8 +18,9 @@ gets, in ``extra`` and a note: ``mask_s`` (median per-party protection, the same
 ``shares_asked`` (every asked party's share, summed, and how many were asked),
 ``unmask_s`` (the aggregator's checking and combination of the shares), ``setup_s``
 (any setup exchange, every role one after the other) and, for a scheme with setup
-steps, a second round with 10% of the parties dropped after them: ``drop10_unmask_s`` and ``drop10_max_abs_error`` against the survivors'
-weighted mean (``drop10_tolerance`` is what the scheme promises).
+steps, a second round with 10% of the parties dropped after them: ``drop10_unmask_s``
+and ``drop10_max_abs_error`` against the survivors' weighted mean
+(``drop10_tolerance`` is what the scheme promises).
 
 ``round_s = encrypt_s + aggregate_s + decrypt_s`` is a round's latency with parties
 working in parallel; ``work_s = N * encrypt_s + aggregate_s + decrypt_s`` is the
