@@ -5,6 +5,9 @@ function named after a colon, ``"module:function"``) returning
 the bench columns (``encrypt_s``, ``aggregate_s``, ``decrypt_s``,
 ``bytes_per_party``, ``max_abs_error``) and optionally ``note``.  They exist so
 that every "N times faster than X" claim is a ratio measured in the same run.
+Their libraries (flwr, pymife) are the optional extra ``bench``
+(``pip install -e ".[bench]"``); a baseline whose library is missing is a
+:class:`~securefl.errors.ConfigError` naming that extra, before any work starts.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ BASELINES: dict[str, str] = {
     "phe": "securefl.tools.baselines.phe_per_value",
     "phe3072": "securefl.tools.baselines.phe_per_value:measure_3072",
     "pymife_damgard": "securefl.tools.baselines.pymife_damgard",
+    "flower_secaggplus": "securefl.tools.baselines.flower_secaggplus",
+    "flower_secaggplus_drop10": "securefl.tools.baselines.flower_secaggplus:measure_dropout",
 }
 
 
@@ -30,11 +35,22 @@ def available() -> list[str]:
 
 def measure(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict[str, Any]:
     """Run baseline ``name`` on the bench's vectors."""
-    if name not in BASELINES:
-        from securefl.errors import ConfigError
+    baseline = load(name)
+    return baseline(vectors, weights, repeat)
 
+
+def load(name: str) -> Callable[[Sequence[np.ndarray], Sequence[float], int], dict[str, Any]]:
+    """The measuring function of baseline ``name``; a missing library is a ConfigError naming the extra."""
+    from securefl.errors import ConfigError
+
+    if name not in BASELINES:
         raise ConfigError(f"unknown baseline {name!r}; available: {', '.join(BASELINES)}")
     module, _, attr = BASELINES[name].partition(":")
-    baseline: Callable[[Sequence[np.ndarray], Sequence[float], int], dict[str, Any]]
-    baseline = getattr(importlib.import_module(module), attr or "measure")
-    return baseline(vectors, weights, repeat)
+    try:
+        found = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"baseline {name!r} needs {exc.name or 'a package'} that is not installed: "
+                          'pip install -e ".[bench]"') from exc
+    baseline: Callable[[Sequence[np.ndarray], Sequence[float], int], dict[str, Any]] = getattr(
+        found, attr or "measure")
+    return baseline
