@@ -279,4 +279,4 @@ def _baseline(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float]
     n = len(vectors)
     return _result(f"baseline:{name}", n, int(vectors[0].size), m["encrypt_s"], m["aggregate_s"],
                    m["decrypt_s"], m["bytes_per_party"], m["max_abs_error"], note=m.get("note", ""),
-                   security_bits=m.get("security_bits"))
+                   security_bits=m.get("security_bits"), hides_updates=m.get("hides_updates"))

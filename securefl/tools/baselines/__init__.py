@@ -3,7 +3,8 @@
 A baseline is a module with ``measure(vectors, weights, repeat) -> dict`` (or the
 function named after a colon, ``"module:function"``) returning
 the bench columns (``encrypt_s``, ``aggregate_s``, ``decrypt_s``,
-``bytes_per_party``, ``max_abs_error``) and optionally ``note``.  They exist so
+``bytes_per_party``, ``max_abs_error``) and optionally ``note``, ``security_bits`` and
+``hides_updates`` (``False`` for a baseline that protects nothing: its row then says "none").  They exist so
 that every "N times faster than X" claim is a ratio measured in the same run.
 Their libraries (flwr, pymife) are the optional extra ``bench``
 (``pip install -e ".[bench]"``); a baseline whose library is missing is a

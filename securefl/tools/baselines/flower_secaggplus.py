@@ -51,6 +51,9 @@ Columns (a round with fresh keys per repetition, as Flower runs one per round):
 
 Not promised: the times include the in-process delivery (no network); the
 server and the parties share this one process and run one after the other.
+Flower's Shamir helpers start a ``ThreadPoolExecutor`` for every secret they
+split or combine; on a busy machine much of the unmasking is thread start-up and
+waiting.  That is Flower's code as shipped, and it is what is measured.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ def test_the_numpy_baseline_is_one_row_however_often_it_is_asked_for():
 def test_plain_reports_no_security_bits():
     plain, numpy_row = bench.run(["plain"], parties=3, params=100)
     assert plain.hides_updates is False and plain.security_bits is None
-    assert numpy_row.security_bits is None
+    assert numpy_row.security_bits is None and numpy_row.hides_updates is False
 
 
 def test_the_bench_table_says_none_for_plain(capsys):
