@@ -147,6 +147,15 @@ def memory_needed(parties: int, params: int, upload_per_value: float) -> float:
     return parties * params * (16.0 + 2.0 * upload_per_value) + 4.0 * params * 8
 
 
+def vectors_or_error(parties: int, params: int, seed: int) -> tuple[list[np.ndarray], list[float]]:
+    """:func:`bench_vectors`, with an allocation that fails despite the estimate as the typed error."""
+    try:
+        return bench_vectors(parties, params, seed)
+    except MemoryError:
+        raise machine.InsufficientMemoryError(f"the vectors of {parties:,} parties x {params:,} parameters do not "
+                                              "fit in the memory available now; lower --params or --parties") from None
+
+
 def check_inputs(parties: Sequence[int], params: int, what: str = "securefl bench") -> None:
     """Refuse, before any work, a size whose vectors and smallest possible uploads (8 bytes per value,
     as ``plain``'s) already exceed the available memory."""
@@ -219,7 +228,7 @@ def _run_parties(
     on_step: Callable[[str], None],
     privacy: PrivacyConfig | None,
 ) -> list[BenchResult]:
-    vectors, weights = bench_vectors(parties, params, seed)
+    vectors, weights = vectors_or_error(parties, params, seed)
     results: list[BenchResult] = []
     numpy_row = _baseline("numpy", vectors, weights, repeat)
     variants: list[tuple[str, Callable[[Scheme], Scheme] | None]] = [("", None)]

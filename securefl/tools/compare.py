@@ -339,12 +339,12 @@ def _sweep_point(cfg: Config, options: CompareOptions, results: dict[str, Scheme
     at = parties if by_parties else size
     try:
         bench.check_inputs([parties], size, "securefl compare")
+        vectors, weights = bench.vectors_or_error(parties, size, options.seed)
     except machine.InsufficientMemoryError as exc:
         for res in results.values():
             _skipped(res, by_parties).append((at, f"not measured: {exc}"))
             on_done(f"{res.name} @ {at:,} {sweep.unit}: skipped (memory)")
         return
-    vectors, weights = bench.bench_vectors(parties, size, options.seed)
     for res in results.values():
         measure, why = sweep.plan(res.name, at)
         if why:

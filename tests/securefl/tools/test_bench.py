@@ -91,3 +91,12 @@ def test_available_memory_reads_meminfo():
     avail = machine.available_memory_bytes()
     total = machine.memory_bytes()
     assert avail is None or (total is not None and 0 < avail <= total)
+
+
+def test_an_allocation_that_fails_despite_the_estimate_is_the_typed_error(monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(bench, "bench_vectors", no_memory)
+    with pytest.raises(machine.InsufficientMemoryError, match="do not fit"):
+        bench.run(["plain"], parties=3, params=100)
