@@ -194,6 +194,8 @@ def cmd_authority(args: argparse.Namespace) -> int:
 def cmd_aggregator(args: argparse.Namespace) -> int:
     from securefl.transport.grpc.aggregator_server import NetworkedAggregator
 
+    if args.json:
+        _check_parent(args.json, "--json")  # before the federation starts, not after its last round
     result = NetworkedAggregator(_role_config(args), insecure=args.insecure).run()
     out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
     _write_json(args.json, result.as_json())

@@ -39,6 +39,7 @@ def no_work(monkeypatch):
     (["compare", "--schemes", "plain", "--out", "{tmp}/afile"], "existing file"),
     (["compare", "--schemes", "plain", "--out", "{tmp}/missing/deeper"], "does not exist"),
     (["dp-curve", "--out", "{tmp}/afile"], "existing file"),
+    (["aggregator", PLAIN, "--json", "{tmp}/missing/a.json"], "does not exist"),
 ])
 def test_bad_output_paths_are_refused_before_the_work(tmp_path, capsys, no_work, argv, needle):
     (tmp_path / "afile").write_text("keep me")
