@@ -233,6 +233,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError("--params and --repeat must be positive integers")
     for name in wanted:
         baseline_registry.load(name)  # a missing library (the [bench] extra) is an error before any work
+    if args.neighbours is not None:
+        if args.neighbours < 2 or any(args.neighbours > n - 1 for n in args.parties):
+            raise ConfigError(f"--neighbours {args.neighbours}: needs 2 to N-1 for every --parties count N")
+        if not any(baseline_registry.takes(name, "neighbours") for name in wanted):
+            raise ConfigError("--neighbours applies to the SecAgg+ baselines (--baselines flower_secaggplus)")
     if args.json:
         _check_parent(args.json, "--json")
     counts: list[int] = args.parties
@@ -246,7 +251,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         results = bench.run(schemes, parties=counts, params=args.params, repeat=args.repeat,
                             scheme_params=cfg.crypto.scheme_params, baselines=wanted, seed=args.seed, on_step=step,
-                            privacy=cfg.privacy)
+                            privacy=cfg.privacy, baseline_options={"neighbours": args.neighbours})
         progress.advance(task)
     shown = ", ".join(str(c) for c in counts)
     table = Table(title=f"securefl bench: {shown} parties x {args.params} parameters, weights 1..N")
@@ -420,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=1, help="repetitions; medians are reported")
     p.add_argument("--baselines", default="",
                    help=f"comma-separated reference implementations ({', '.join(baseline_registry.available())})")
+    p.add_argument("--neighbours", type=int, metavar="K",
+                   help="neighbours per party of the SecAgg+ baselines (default 2*ceil(log2 N), the full graph "
+                   "when that reaches N-1): set it to the neighbour count securefl's secagg uses")
     p.add_argument("--config", metavar="CONFIG", help="take [crypto.<scheme>] tables from this file")
     p.add_argument("--seed", type=int, default=0, help="seed of the (non-secret) test vectors")
     with_set(p)

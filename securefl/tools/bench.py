@@ -193,6 +193,7 @@ def run(
     seed: int = 0,
     on_step: Callable[[str], None] = lambda label: None,
     privacy: PrivacyConfig | None = None,
+    baseline_options: Mapping[str, Any] | None = None,
 ) -> list[BenchResult]:
     """Bench ``schemes`` and ``baselines`` on one set of vectors; a failing scheme becomes an error row.
 
@@ -202,6 +203,7 @@ def run(
     ``parties``), so the cost of DP is a ratio measured in one run.
 
     ``parties`` may be several counts: every scheme and baseline runs at each, in the order given.
+    ``baseline_options`` go to the baselines that take them (:func:`securefl.tools.baselines.measure`).
     The numpy floor is always measured (once per count, however often ``baselines`` names it).
     """
     counts = [parties] if isinstance(parties, int) else list(parties)
@@ -209,7 +211,8 @@ def run(
     results: list[BenchResult] = []
     for n in counts:
         step = on_step if len(counts) == 1 else _prefixed(on_step, f"{n} parties: ")
-        results += _run_parties(schemes, n, params, repeat, scheme_params, baselines, seed, step, privacy)
+        results += _run_parties(schemes, n, params, repeat, scheme_params, baselines, seed, step, privacy,
+                                baseline_options)
     return results
 
 
@@ -227,6 +230,7 @@ def _run_parties(
     seed: int,
     on_step: Callable[[str], None],
     privacy: PrivacyConfig | None,
+    baseline_options: Mapping[str, Any] | None,
 ) -> list[BenchResult]:
     vectors, weights = vectors_or_error(parties, params, seed)
     results: list[BenchResult] = []
@@ -249,7 +253,7 @@ def _run_parties(
             continue  # measured above, reported once at the end
         on_step(f"baseline {name}")
         try:
-            results.append(_baseline(name, vectors, weights, repeat))
+            results.append(_baseline(name, vectors, weights, repeat, baseline_options))
         except Exception as exc:  # noqa: BLE001 - a report row, not a crash
             results.append(_failed(f"baseline:{name}", parties, params, exc))
     results.append(numpy_row)
@@ -283,8 +287,9 @@ def _with_ratio(r: BenchResult, floor: float) -> BenchResult:
     return BenchResult(**data)
 
 
-def _baseline(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> BenchResult:
-    m: Mapping[str, Any] = baseline_registry.measure(name, vectors, weights, repeat)
+def _baseline(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int,
+              options: Mapping[str, Any] | None = None) -> BenchResult:
+    m: Mapping[str, Any] = baseline_registry.measure(name, vectors, weights, repeat, options)
     n = len(vectors)
     return _result(f"baseline:{name}", n, int(vectors[0].size), m["encrypt_s"], m["aggregate_s"],
                    m["decrypt_s"], m["bytes_per_party"], m["max_abs_error"], note=m.get("note", ""),

@@ -14,7 +14,8 @@ Their libraries (flwr, pymife) are the optional extra ``bench``
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,13 +35,22 @@ def available() -> list[str]:
     return list(BASELINES)
 
 
-def measure(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict[str, Any]:
-    """Run baseline ``name`` on the bench's vectors."""
+def measure(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int,
+            options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run baseline ``name`` on the bench's vectors; ``options`` (e.g. ``{"neighbours": 14}``) go to the
+    baselines whose function takes them as keyword arguments, and are ignored by the others."""
     baseline = load(name)
-    return baseline(vectors, weights, repeat)
+    accepted = inspect.signature(baseline).parameters
+    given = {k: v for k, v in (options or {}).items() if k in accepted and v is not None}
+    return baseline(vectors, weights, repeat, **given)
 
 
-def load(name: str) -> Callable[[Sequence[np.ndarray], Sequence[float], int], dict[str, Any]]:
+def takes(name: str, option: str) -> bool:
+    """Whether baseline ``name`` takes keyword option ``option``."""
+    return option in inspect.signature(load(name)).parameters
+
+
+def load(name: str) -> Callable[..., dict[str, Any]]:
     """The measuring function of baseline ``name``; a missing library is a ConfigError naming the extra."""
     from securefl.errors import ConfigError
 
@@ -52,6 +62,5 @@ def load(name: str) -> Callable[[Sequence[np.ndarray], Sequence[float], int], di
     except ImportError as exc:
         raise ConfigError(f"baseline {name!r} needs {exc.name or 'a package'} that is not installed: "
                           'pip install -e ".[bench]"') from exc
-    baseline: Callable[[Sequence[np.ndarray], Sequence[float], int], dict[str, Any]] = getattr(
-        found, attr or "measure")
+    baseline: Callable[..., dict[str, Any]] = getattr(found, attr or "measure")
     return baseline

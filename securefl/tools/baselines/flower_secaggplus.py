@@ -16,7 +16,7 @@ average n copies of that one vector, which is not secure-aggregation work).
 
 Parameters, as SecAgg+ in securefl would use them for n parties:
 
-* ``neighbours`` (default :func:`default_neighbours`: ``2 * ceil(log2 n)``, the
+* ``neighbours`` (``securefl bench --neighbours K``; default :func:`default_neighbours`: ``2 * ceil(log2 n)``, the
   full graph when that reaches ``n - 1``, the O(log n) degree of Bell et al.
   2020): Flower's ``num_shares`` is ``neighbours + 1`` (a party keeps one share
   itself; Flower makes ``num_shares`` odd when it is below n, so an even
@@ -239,6 +239,8 @@ def measure(
     if n < 3:
         raise ValueError("Flower's SecAgg+ needs at least 3 parties (num_shares must exceed 2)")
     k = default_neighbours(n) if neighbours is None else neighbours
+    if not 2 <= k <= n - 1:
+        raise ValueError(f"Flower's SecAgg+ needs 2 to {n - 1} neighbours for {n} parties, not {k}")
     shares = k + 1
     t = shares // 2 + 1 if threshold is None else threshold
     ints = [round(w) for w in weights]  # Flower's num_examples is an integer
@@ -273,9 +275,10 @@ def measure(
     }
 
 
-def measure_dropout(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict[str, Any]:
+def measure_dropout(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int,
+                    *, neighbours: int | None = None) -> dict[str, Any]:
     """The same with 10% of the parties dropped after the key exchange, so the unmasking recovers them."""
-    return measure(vectors, weights, repeat, dropout=0.1)
+    return measure(vectors, weights, repeat, neighbours=neighbours, dropout=0.1)
 
 
 def _flwr_version() -> str:

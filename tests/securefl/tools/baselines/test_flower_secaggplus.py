@@ -59,3 +59,27 @@ def test_the_baseline_row_in_bench_has_every_column(name):
     assert row.bytes_per_party > 8 * 1000 and row.max_abs_error < 5e-5
     assert row.security_bits == 32 and "32 bits" in row.note and "neighbours" in row.note
     assert ("1 of 10 parties dropped" in row.note) == name.endswith("drop10")
+
+
+def test_the_neighbour_count_is_a_parameter_passed_from_the_command_line(tmp_path):
+    pytest.importorskip("flwr")
+    import json
+
+    from securefl.cli.main import main
+
+    path = tmp_path / "b.json"
+    assert main(["bench", "--schemes", "plain", "--parties", "8", "--params", "200", "--baselines",
+                 "flower_secaggplus,phe", "--neighbours", "4", "--json", str(path)]) == 0
+    rows = {r["scheme"]: r for r in json.loads(path.read_text())["results"]}
+    assert "4 neighbours (num_shares 5)" in rows["baseline:flower_secaggplus"]["note"]
+    assert rows["baseline:phe"]["error"] is None  # a baseline without the option ignores it
+
+
+def test_a_neighbour_count_out_of_range_is_refused(capsys):
+    pytest.importorskip("flwr")
+    from securefl.cli.main import EXIT_ERROR, main
+
+    assert main(["bench", "--parties", "5", "--baselines", "flower_secaggplus", "--neighbours", "5"]) == EXIT_ERROR
+    assert "N-1" in capsys.readouterr().err
+    assert main(["bench", "--parties", "5", "--baselines", "phe", "--neighbours", "3"]) == EXIT_ERROR
+    assert "SecAgg+" in capsys.readouterr().err
