@@ -27,7 +27,7 @@ from .base import (
     SchemeParams,
     ThreatModel,
 )
-from .envelope import check_party_id
+from .envelope import Kind, check_party_id
 from .errors import LengthMismatchError, MalformedCiphertextError
 from .keys import AuthorityKey, FunctionKey
 from .randomness import random_bytes
@@ -92,6 +92,23 @@ class PlainScheme(Scheme):
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         return self._vector(aggregate).copy()
+
+    def check_envelope(
+        self,
+        env: Envelope,
+        key: Key,
+        *,
+        kind: Kind,
+        round: int | None = None,
+        length: int | None = None,
+    ) -> None:
+        """The header checks of every scheme, and the payload's: its size and that every value is finite.
+
+        The payload is the update itself, so it can be checked when it arrives (before the upload is
+        acknowledged), not only when combining: a NaN or infinite value is refused at once.
+        """
+        super().check_envelope(env, key, kind=kind, round=round, length=length)
+        self._vector(env)
 
     def _vector(self, env: Envelope) -> np.ndarray:
         nbytes = memoryview(env.payload).nbytes

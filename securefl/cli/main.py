@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +41,52 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _check_parent(path: str, flag: str) -> Path:
+    """``path`` as a file to write: its directory exists and is writable, and it is not a directory itself."""
     target = Path(path)
-    if not target.parent.exists():
-        raise ConfigError(f"{flag} {path!r}: directory {str(target.parent)!r} does not exist; create it first")
+    parent = target.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist; create it first"
+        raise ConfigError(f"{flag} {path!r}: {str(parent)!r} {what}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path!r}: directory {str(parent)!r} is not writable; choose another path")
+    if target.is_dir():
+        raise ConfigError(f"{flag} {path!r} is a directory; give a file name")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ConfigError(f"{flag} {path!r}: the existing file is not writable; choose another path")
     return target
+
+
+def _check_plot(path: str | None) -> None:
+    if path is None:
+        return
+    if Path(path).suffix.lower() != ".png":
+        raise ConfigError(f"--plot {path!r}: plots are PNG files; give a name ending in .png")
+    _check_parent(path, "--plot")
+
+
+def _check_out_dir(path: str, flag: str = "--out") -> Path:
+    """``path`` as an output directory: an existing writable directory, or a new one in a writable directory."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{flag} {path!r} is an existing file, not a directory; give a directory "
+                          "(it is created if missing)")
+    if target.is_dir():
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise ConfigError(f"{flag} {path!r}: the directory is not writable; choose another one")
+        return target
+    _check_parent(path, flag)
+    return target
+
+
+def _parties(text: str) -> list[int]:
+    """``--parties 10,100,1000``: one or several positive counts."""
+    try:
+        counts = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not counts or any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: every party count must be a positive integer")
+    return counts
 
 
 def _write_json(path: str | None, payload: Mapping[str, Any]) -> None:
@@ -64,14 +108,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from securefl.transport.inproc import RoundMetrics, Simulation
 
     cfg = config_mod.load(args.config, args.set or [])
+    if args.json:
+        _check_parent(args.json, "--json")
+    _check_plot(args.plot)
     if cfg.transport.kind != "inproc":
         raise ConfigError(f"transport.kind is {cfg.transport.kind!r}: securefl run keeps every role in one process; "
                           "start the roles with securefl authority / aggregator / party, "
                           "or use examples/deploy_local.sh")
     sim = Simulation(cfg)
+    security = (f"{sim.scheme.security_bits}-bit security" if sim.scheme.hides_updates
+                else "no security: the aggregator sees every update")
     console.print(f"[bold]securefl run[/]: {cfg.crypto.scheme} on {cfg.data.dataset}, "
-                  f"{cfg.federation.parties} parties, {cfg.federation.rounds} rounds, "
-                  f"{sim.evaluator.num_parameters} parameters ({sim.scheme.security_bits}-bit security)")
+                  f"{cfg.federation.parties} parties, {cfg.federation.rounds} rounds "
+                  f"(numbered 0-{cfg.federation.rounds - 1}, as in --json and the logs), "
+                  f"{sim.evaluator.num_parameters} parameters ({security})")
     with _progress() as progress:
         task = progress.add_task("rounds", total=cfg.federation.rounds)
 
@@ -79,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress.advance(task)
             note = f"  dropped: {', '.join(m.dropped)}" if m.dropped else ""
             spent = f"  epsilon {m.epsilon_spent:g} spent" if m.epsilon_spent is not None else ""
-            console.print(Text(f"round {m.round + 1:>3}  {sim.evaluator.metric} {m.accuracy:.4f}  "
+            console.print(Text(f"round {m.round:>3}  {sim.evaluator.metric} {m.accuracy:.4f}  "
                           f"{m.seconds:7.3f} s  {m.bytes_up / 1024:9.1f} KiB up/party{spent}{note}"))
 
         result = sim.run(on_round)
@@ -93,7 +143,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.plot:
         from securefl.tools.plots import plot_rounds
 
-        _check_parent(args.plot, "--plot")
         out.print(f"plot written to {plot_rounds([result], args.plot)}")
     return 0
 
@@ -146,6 +195,8 @@ def cmd_authority(args: argparse.Namespace) -> int:
 def cmd_aggregator(args: argparse.Namespace) -> int:
     from securefl.transport.grpc.aggregator_server import NetworkedAggregator
 
+    if args.json:
+        _check_parent(args.json, "--json")  # before the federation starts, not after its last round
     result = NetworkedAggregator(_role_config(args), insecure=args.insecure).run()
     out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
     _write_json(args.json, result.as_json())
@@ -179,48 +230,73 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if name not in baseline_registry.available():
             raise ConfigError(f"--baselines: unknown baseline {name!r}; "
                               f"available: {', '.join(baseline_registry.available())}")
-    if args.parties < 1 or args.params < 1 or args.repeat < 1:
-        raise ConfigError("--parties, --params and --repeat must be positive integers")
+    if args.params < 1 or args.repeat < 1:
+        raise ConfigError("--params and --repeat must be positive integers")
+    for name in wanted:
+        baseline_registry.load(name)  # a missing library (the [bench] extra) is an error before any work
+    if args.neighbours is not None:
+        if args.neighbours < 2 or any(args.neighbours > n - 1 for n in args.parties):
+            raise ConfigError(f"--neighbours {args.neighbours}: needs 2 to N-1 for every --parties count N")
+        if not any(baseline_registry.takes(name, "neighbours") for name in wanted):
+            raise ConfigError("--neighbours applies to the SecAgg+ baselines (--baselines flower_secaggplus)")
+    if args.json:
+        _check_parent(args.json, "--json")
+    counts: list[int] = args.parties
+    bench.check_inputs(counts, args.params)
     with _progress() as progress:
-        task = progress.add_task("bench", total=len(schemes) + len(wanted) + 1)
+        task = progress.add_task("bench", total=len(counts) * (len(schemes) + len(wanted)) + 1)
 
         def step(label: str) -> None:
             progress.update(task, description=label)
             progress.advance(task)
 
-        results = bench.run(schemes, parties=args.parties, params=args.params, repeat=args.repeat,
+        results = bench.run(schemes, parties=counts, params=args.params, repeat=args.repeat,
                             scheme_params=cfg.crypto.scheme_params, baselines=wanted, seed=args.seed, on_step=step,
-                            privacy=cfg.privacy)
+                            privacy=cfg.privacy, baseline_options={"neighbours": args.neighbours})
         progress.advance(task)
-    table = Table(title=f"securefl bench: {args.parties} parties x {args.params} parameters, weights 1..{args.parties}")
-    for col in ("scheme", "bits", "encrypt", "aggregate", "decrypt", "round", "bytes/party", "bytes/value",
+    shown = ", ".join(str(c) for c in counts)
+    table = Table(title=f"securefl bench: {shown} parties x {args.params} parameters, weights 1..N")
+    for col in ("scheme", "parties", "bits", "encrypt", "aggregate", "decrypt", "round", "bytes/party", "bytes/value",
                 "max |error|", "work / numpy"):
         table.add_column(col, justify="left" if col == "scheme" else "right")
     for r in results:
         if r.error:
-            table.add_row(r.scheme, "", "[red]failed[/]", r.error[:80], "", "", "", "", "", "")
+            table.add_row(r.scheme, str(r.parties), "", "[red]failed[/]", r.error[:80], "", "", "", "", "", "")
             continue
-        table.add_row(r.scheme, str(r.security_bits or "-"), format_seconds(r.encrypt_s), format_seconds(r.aggregate_s),
+        table.add_row(r.scheme, str(r.parties), _bits(r), format_seconds(r.encrypt_s), format_seconds(r.aggregate_s),
                       format_seconds(r.decrypt_s), format_seconds(r.round_s), format_bytes(r.bytes_per_party),
                       f"{r.bytes_per_party / r.params:.2f}", f"{r.max_abs_error:.2e}",
                       f"{r.x_numpy:.2f}x" if r.x_numpy else "-")
     out.print(table)
     for r in results:
         if r.note:
-            out.print(Text(f"  {r.scheme}: {r.note}"))
+            out.print(Text(f"  {r.scheme} ({r.parties} parties): {r.note}"))
+        if r.error and len(r.error) > 80:
+            out.print(Text(f"  {r.scheme} ({r.parties} parties) failed: {r.error}"))
     _print_dp_cost(results)
     _print_share_cost(results)
     _write_json(args.json, {"results": [r.as_json() for r in results]})
     return 1 if any(r.error for r in results) else 0
 
 
+def _bits(r: BenchResult) -> str:
+    """The bits column: "none" for a scheme that does not hide updates, whatever its nominal level."""
+    if r.hides_updates is False:
+        return "none"
+    return str(r.security_bits) if r.security_bits else "-"
+
+
 # --- compare ---------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
-    from securefl.tools import compare, report
+    from securefl.tools import bench, compare, report
 
     overrides = list(args.set or [])
-    if args.parties is not None:
-        overrides.append(f"federation.parties={args.parties}")
+    out_dir = _check_out_dir(args.out)
+    counts: list[int] = args.parties or []
+    if any(c < 1 for c in counts):
+        raise ConfigError("--parties: every party count must be a positive integer")
+    if counts:
+        overrides.append(f"federation.parties={counts[0]}")
     if args.rounds is not None:
         overrides.append(f"federation.rounds={args.rounds}")
     if args.config:
@@ -231,9 +307,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for name in names:
         if name not in registry.available():
             raise ConfigError(f"--schemes: unknown scheme {name!r}; available: {', '.join(registry.available())}")
+    sweep = tuple(sorted(set(counts))) if len(counts) > 1 else ()
     options = compare.CompareOptions.from_params(cfg.federation.parties, args.params,
-                                                 point_budget=args.point_budget, seed=args.seed)
-    console.print(f"[bold]securefl compare[/]: {', '.join(names)}; {options.parties} parties; sizes "
+                                                 point_budget=args.point_budget, seed=args.seed, party_counts=sweep)
+    # the table's workload is always measured: refuse it now if it cannot fit (larger points are skipped, noted)
+    bench.check_inputs([options.parties], options.table_size, "securefl compare")
+    by_parties = f" (and {', '.join(map(str, sweep))} parties at {options.table_size:,})" if sweep else ""
+    console.print(f"[bold]securefl compare[/]: {', '.join(names)}; {options.parties} parties{by_parties}; sizes "
                   f"{', '.join(f'{s:,}' for s in options.sizes)} (table at {options.table_size:,}); training "
                   f"{cfg.model.kind} on {cfg.data.dataset} for {cfg.federation.rounds} rounds")
     with _progress() as progress:
@@ -245,7 +325,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         comparison = compare.run(cfg, options, names=names, command=args.command_line,
                                  on_step=lambda label: progress.update(task, description=label), on_done=on_done)
-    files = report.write(comparison, args.out)
+    files = report.write(comparison, out_dir)
     table = Table(title=f"securefl compare: {options.parties} parties x {options.table_size:,} parameters")
     for col in ("scheme", "bits", "protect", "combine", "reveal", "bytes/party", "max |error|", "final accuracy"):
         table.add_column(col, justify="left" if col == "scheme" else "right")
@@ -285,15 +365,23 @@ def _print_dp_cost(results: Sequence[BenchResult]) -> None:
 
 
 # --- dp-curve --------------------------------------------------------------------
+DP_CURVE_CONFIG = "configs/naive_bayes_dp.toml"
+"""dp-curve's default federation: package data (pyproject's package-data), the same file as
+examples/configs/naive_bayes_dp.toml (tests/securefl/cli/test_outputs.py checks they agree)."""
+
+
 def cmd_dp_curve(args: argparse.Namespace) -> int:
     from securefl.tools import dpcurve
 
-    cfg = config_mod.load(args.config, args.set or [])
+    if args.config is None:
+        # shipped inside the package, so the default works from any directory and from an installed wheel
+        text = resources.files("securefl").joinpath(DP_CURVE_CONFIG).read_text(encoding="utf-8")
+        cfg = config_mod.loads(text, args.set or [], source=f"securefl/{DP_CURVE_CONFIG} (built-in)")
+    else:
+        cfg = config_mod.load(args.config, args.set or [])
     if args.seeds < 1:
         raise ConfigError("--seeds must be a positive integer")
-    outdir = Path(args.out)
-    if not outdir.parent.exists():
-        raise ConfigError(f"--out {args.out!r}: directory {str(outdir.parent)!r} does not exist; create it first")
+    outdir = _check_out_dir(args.out)
     outdir.mkdir(exist_ok=True)
     with _progress() as progress:
         task = progress.add_task("dp-curve", total=args.seeds * len(dpcurve.EPSILONS))
@@ -344,11 +432,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Protect, combine and reveal the same standard-normal vectors with every scheme "
                        "in one run.")
     p.add_argument("--schemes", default=",".join(registry.available()), help="comma-separated schemes (default: all)")
-    p.add_argument("--parties", type=int, default=10)
+    p.add_argument("--parties", type=_parties, default=[10], metavar="N[,N...]",
+                   help="parties, or several counts (10,100,1000): every scheme runs at each (default: 10)")
     p.add_argument("--params", type=int, default=100_000, help="values per update")
     p.add_argument("--repeat", type=int, default=1, help="repetitions; medians are reported")
     p.add_argument("--baselines", default="",
                    help=f"comma-separated reference implementations ({', '.join(baseline_registry.available())})")
+    p.add_argument("--neighbours", type=int, metavar="K",
+                   help="neighbours per party of the SecAgg+ baselines (default 2*ceil(log2 N), the full graph "
+                   "when that reaches N-1): set it to the neighbour count securefl's secagg uses")
     p.add_argument("--config", metavar="CONFIG", help="take [crypto.<scheme>] tables from this file")
     p.add_argument("--seed", type=int, default=0, help="seed of the (non-secret) test vectors")
     with_set(p)
@@ -361,7 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "still lists it, with its error).")
     p.add_argument("--config", metavar="CONFIG", help="data set, model, rounds and [crypto.<scheme>] tables "
                    "(default: the built-in defaults)")
-    p.add_argument("--parties", type=int, help="parties in the cost sweep and in training (default: the config's)")
+    p.add_argument("--parties", type=int, nargs="+", metavar="N",
+                   help="parties in the cost sweep and in training (default: the config's); several counts "
+                   "(10 100 1000) also measure every scheme at the table's size for each count and plot cost "
+                   "against the number of parties, training with the first")
     p.add_argument("--params", type=int, nargs="+", metavar="D",
                    help="model sizes: one size D is the table's workload, swept together with 10000 100000 "
                    "1000000; several sizes are swept exactly, the table at the first (default: 10000 100000 1000000)")
@@ -379,8 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Accuracy of federated DP naive Bayes (local and distributed noise), diffprivlib's "
                                    "centralised GaussianNB and non-private naive Bayes at epsilon 0.1 to 10; prints a "
                                    "table and writes DIR/dp_curve.png and DIR/dp_curve.json.")
-    p.add_argument("--config", default="examples/configs/naive_bayes_dp.toml", metavar="CONFIG",
-                   help="naive-Bayes federation (default: examples/configs/naive_bayes_dp.toml)")
+    p.add_argument("--config", metavar="CONFIG",
+                   help="naive-Bayes federation (default: the built-in copy of examples/configs/naive_bayes_dp.toml)")
     p.add_argument("--out", default="dp-curve", metavar="DIR", help="output directory (created if missing)")
     p.add_argument("--seeds", type=int, default=5, help="data splits to average over")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key; repeatable")

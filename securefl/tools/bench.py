@@ -24,7 +24,19 @@ and ``drop10_max_abs_error`` against the survivors' weighted mean
 
 ``round_s = encrypt_s + aggregate_s + decrypt_s`` is a round's latency with parties
 working in parallel; ``work_s = N * encrypt_s + aggregate_s + decrypt_s`` is the
-total work, which is what ``x_numpy`` divides by numpy's own weighted mean.
+total work, which is what ``x_numpy`` divides by numpy's own weighted mean (of the
+same N parties).  ``security_bits`` is ``None`` for a scheme that does not hide
+updates (``hides_updates = False``, as ``plain``): it offers no security at all,
+whatever its parameters' nominal level.
+
+Several party counts (``parties=[10, 100, 1000]``) run one after the other in the
+same process, each with its own vectors and its own numpy row.
+
+Memory is checked before the work (:func:`check_inputs` for the vectors and the
+smallest possible uploads, then per scheme :func:`memory_needed` from the
+scheme's own upload size, measured on a short probe): past the machine's
+available memory a scheme's row is an :class:`~securefl.tools.machine.InsufficientMemoryError`
+instead of an out-of-memory kill.  The estimate is an order of magnitude, not a bound.
 """
 
 from __future__ import annotations
@@ -41,11 +53,15 @@ import numpy as np
 from crypto_backends import registry
 from crypto_backends.base import Scheme, SchemeParams
 from crypto_backends.dp import DPScheme
-from crypto_backends.roundtrip import run_round
+from crypto_backends.roundtrip import run_round, run_setup
 from securefl.config import PrivacyConfig
 from securefl.ml.models import clipped_update_sensitivity
 from securefl.privacy import noise_plan
 from securefl.tools import baselines as baseline_registry
+from securefl.tools import machine
+
+PROBE_VALUES = 4096
+"""Length of the vector a scheme protects once to measure its upload's bytes per value."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,7 @@ class BenchResult:
     max_abs_error: float
     keygen_s: float = 0.0
     security_bits: int | None = None
+    hides_updates: bool | None = None
     round_s: float = 0.0
     work_s: float = 0.0
     x_numpy: float | None = None
@@ -125,7 +142,8 @@ def bench_scheme(
         more, note = _share_columns(scheme, keys, ids, vectors, weights, trips, round=repeat)
         extra.update(more)
     return _result(label or name, n, dim, statistics.median(enc), statistics.median(agg), statistics.median(dec),
-                   statistics.mean(sizes), max(errors), keygen_s=keygen_s, security_bits=scheme.security_bits,
+                   statistics.mean(sizes), max(errors), keygen_s=keygen_s, hides_updates=scheme.hides_updates,
+                   security_bits=scheme.security_bits if scheme.hides_updates else None,
                    extra=extra, note=note)
 
 
@@ -161,6 +179,55 @@ def _share_columns(scheme: Scheme, keys: Any, ids: Sequence[str], vectors: Seque
     return extra, note
 
 
+def upload_bytes_per_value(name: str, params: SchemeParams | None = None) -> float:
+    """Bytes per value of one serialised upload of scheme ``name``: one party, fresh keys, a
+    :data:`PROBE_VALUES`-long vector of zeros protected once, after any setup exchange (packing and chunking
+    included)."""
+    scheme = registry.create(name, params)
+    ids = ["probe-a", "probe-b"]  # two: a scheme with a setup exchange (secagg) masks against a neighbour
+    keys = scheme.keygen(ids)
+    run_setup(scheme, keys, ids, round=0)
+    upload = scheme.protect(keys.parties[ids[0]], np.zeros(PROBE_VALUES), weight=1.0, round=0)
+    return len(upload.to_bytes()) / PROBE_VALUES
+
+
+def memory_needed(parties: int, params: int, upload_per_value: float) -> float:
+    """Bytes one bench round holds at its peak, estimated: the float64 vectors and the stacked copy numpy's
+    reference mean makes (16 B per value and party), every upload as bytes and parsed (twice its size), and a
+    few model-sized float64 vectors (fused, expected, work space)."""
+    return parties * params * (16.0 + 2.0 * upload_per_value) + 4.0 * params * 8
+
+
+def vectors_or_error(parties: int, params: int, seed: int) -> tuple[list[np.ndarray], list[float]]:
+    """:func:`bench_vectors`, with an allocation that fails despite the estimate as the typed error."""
+    try:
+        return bench_vectors(parties, params, seed)
+    except MemoryError:
+        raise machine.InsufficientMemoryError(f"the vectors of {parties:,} parties x {params:,} parameters do not "
+                                              "fit in the memory available now; lower --params or --parties") from None
+
+
+def check_inputs(parties: Sequence[int], params: int, what: str = "securefl bench") -> None:
+    """Refuse, before any work, a size whose vectors and smallest possible uploads (8 bytes per value,
+    as ``plain``'s) already exceed the available memory."""
+    for n in parties:
+        machine.check_memory(memory_needed(n, params, 8.0), f"{what} at {n:,} parties x {params:,} parameters",
+                             "lower --params or --parties")
+
+
+_PER_VALUE: dict[tuple[str, str], float] = {}  # (scheme, its parameters' repr) -> upload bytes per value
+
+
+def check_scheme_memory(name: str, parties: int, params: int, scheme_params: SchemeParams | None) -> None:
+    """Refuse scheme ``name`` at this size if its estimated peak exceeds the available memory."""
+    key = (name, repr(scheme_params))
+    if key not in _PER_VALUE:
+        _PER_VALUE[key] = upload_bytes_per_value(name, scheme_params)
+    need = memory_needed(parties, params, _PER_VALUE[key])
+    machine.check_memory(need, f"{name} at {parties:,} parties x {params:,} parameters",
+                         "lower --params or --parties, or leave this scheme out of --schemes")
+
+
 def _result(name: str, n: int, dim: int, e: float, a: float, d: float, size: float, err: float,
             **kw: Any) -> BenchResult:
     return BenchResult(name, n, dim, e, a, d, size, err, round_s=e + a + d, work_s=n * e + a + d, **kw)
@@ -169,7 +236,7 @@ def _result(name: str, n: int, dim: int, e: float, a: float, d: float, size: flo
 def run(
     schemes: Sequence[str],
     *,
-    parties: int = 10,
+    parties: int | Sequence[int] = 10,
     params: int = 100_000,
     repeat: int = 1,
     scheme_params: Callable[[str], SchemeParams | None] = lambda name: None,
@@ -177,6 +244,7 @@ def run(
     seed: int = 0,
     on_step: Callable[[str], None] = lambda label: None,
     privacy: PrivacyConfig | None = None,
+    baseline_options: Mapping[str, Any] | None = None,
 ) -> list[BenchResult]:
     """Bench ``schemes`` and ``baselines`` on one set of vectors; a failing scheme becomes an error row.
 
@@ -184,8 +252,38 @@ def run(
     the same scheme wrapped with differential privacy calibrated from ``privacy``
     (vectors clipped to ``privacy.clip_norm``; distributed shares sized for all
     ``parties``), so the cost of DP is a ratio measured in one run.
+
+    ``parties`` may be several counts: every scheme and baseline runs at each, in the order given.
+    ``baseline_options`` go to the baselines that take them (:func:`securefl.tools.baselines.measure`).
+    The numpy floor is always measured (once per count, however often ``baselines`` names it).
     """
-    vectors, weights = bench_vectors(parties, params, seed)
+    counts = [parties] if isinstance(parties, int) else list(parties)
+    check_inputs(counts, params)
+    results: list[BenchResult] = []
+    for n in counts:
+        step = on_step if len(counts) == 1 else _prefixed(on_step, f"{n} parties: ")
+        results += _run_parties(schemes, n, params, repeat, scheme_params, baselines, seed, step, privacy,
+                                baseline_options)
+    return results
+
+
+def _prefixed(on_step: Callable[[str], None], prefix: str) -> Callable[[str], None]:
+    return lambda label: on_step(prefix + label)
+
+
+def _run_parties(
+    schemes: Sequence[str],
+    parties: int,
+    params: int,
+    repeat: int,
+    scheme_params: Callable[[str], SchemeParams | None],
+    baselines: Sequence[str],
+    seed: int,
+    on_step: Callable[[str], None],
+    privacy: PrivacyConfig | None,
+    baseline_options: Mapping[str, Any] | None,
+) -> list[BenchResult]:
+    vectors, weights = vectors_or_error(parties, params, seed)
     results: list[BenchResult] = []
     numpy_row = _baseline("numpy", vectors, weights, repeat)
     variants: list[tuple[str, Callable[[Scheme], Scheme] | None]] = [("", None)]
@@ -196,19 +294,29 @@ def run(
             label = name + suffix
             on_step(label)
             try:
+                check_scheme_memory(name, parties, params, scheme_params(name))
                 results.append(bench_scheme(name, vectors, weights, params=scheme_params(name), repeat=repeat,
                                             wrap=wrap, label=label))
             except Exception as exc:  # noqa: BLE001 - a report row, not a crash (see docstring)
-                results.append(BenchResult(label, parties, params, math.nan, math.nan, math.nan, math.nan, math.nan,
-                                           error=f"{type(exc).__name__}: {exc}"))
-    for name in baselines:
+                results.append(_failed(label, parties, params, exc))
+    for name in dict.fromkeys(baselines):
+        if name == "numpy":
+            continue  # measured above, reported once at the end
         on_step(f"baseline {name}")
-        results.append(_baseline(name, vectors, weights, repeat))
+        try:
+            results.append(_baseline(name, vectors, weights, repeat, baseline_options))
+        except Exception as exc:  # noqa: BLE001 - a report row, not a crash
+            results.append(_failed(f"baseline:{name}", parties, params, exc))
     results.append(numpy_row)
     floor = numpy_row.aggregate_s
     return [
         r if r.error or r.scheme == numpy_row.scheme else _with_ratio(r, floor) for r in results
     ]
+
+
+def _failed(label: str, parties: int, params: int, exc: Exception) -> BenchResult:
+    return BenchResult(label, parties, params, math.nan, math.nan, math.nan, math.nan, math.nan,
+                       error=f"{type(exc).__name__}: {exc}")
 
 
 def dp_suffix(privacy: PrivacyConfig) -> str:
@@ -230,9 +338,10 @@ def _with_ratio(r: BenchResult, floor: float) -> BenchResult:
     return BenchResult(**data)
 
 
-def _baseline(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> BenchResult:
-    m: Mapping[str, Any] = baseline_registry.measure(name, vectors, weights, repeat)
+def _baseline(name: str, vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int,
+              options: Mapping[str, Any] | None = None) -> BenchResult:
+    m: Mapping[str, Any] = baseline_registry.measure(name, vectors, weights, repeat, options)
     n = len(vectors)
     return _result(f"baseline:{name}", n, int(vectors[0].size), m["encrypt_s"], m["aggregate_s"],
                    m["decrypt_s"], m["bytes_per_party"], m["max_abs_error"], note=m.get("note", ""),
-                   security_bits=m.get("security_bits"))
+                   security_bits=m.get("security_bits"), hides_updates=m.get("hides_updates"))

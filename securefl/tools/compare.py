@@ -29,6 +29,19 @@ it).  A scheme that raises (in the sweep or in training) is recorded with
 its error; the other schemes go on.  Warnings (an insecure test preset, clipped
 values) are recorded per scheme and shown in the report.
 
+Cost against the number of parties.  With several party counts
+(``CompareOptions.party_counts``, ``--parties 10 100 1000``), every row is also
+measured at the table's size for each count, in ascending order, under the same
+time cap (the prediction scales with the number of parties; the first count is
+always measured); the report plots total work (``work_s``: every party's
+protect + combine + reveal) and bytes per party against the count, log-log.
+
+Memory.  Before a point, the bench's estimate of its peak memory
+(:func:`securefl.tools.bench.memory_needed`, from the scheme's measured upload
+size) is compared with the machine's available memory; a point that would not
+fit is skipped with that reason (the report says so) instead of being killed by
+the kernel, and the report is written whatever fails.
+
 With ``[privacy]`` enabled, each scheme gets a second row, ``<scheme>+dp(<mode>)``:
 the sweep wraps it with :func:`securefl.tools.bench.dp_wrapper` and its training keeps
 the configuration's ``[privacy]``, while the bare row trains with
@@ -81,10 +94,13 @@ class CompareOptions:
     table_size: int = DEFAULT_SIZES[0]
     point_budget: float = DEFAULT_POINT_BUDGET
     seed: int = 0
+    party_counts: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.parties < 1:
-            raise ConfigError("--parties must be at least 1")
+        if self.parties < 1 or any(n < 1 for n in self.party_counts):
+            raise ConfigError("--parties: every party count must be at least 1")
+        if list(self.party_counts) != sorted(set(self.party_counts)):
+            raise ConfigError("party counts must be distinct and ascending")
         if not self.sizes or any(s < 1 for s in self.sizes):
             raise ConfigError("--params: every model size must be a positive integer")
         if list(self.sizes) != sorted(set(self.sizes)) or self.table_size not in self.sizes:
@@ -120,6 +136,8 @@ class SchemeResult:
     tolerance: float | None = None
     points: list[BenchResult] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    party_points: list[BenchResult] = field(default_factory=list)
+    party_skipped: list[tuple[int, str]] = field(default_factory=list)
     error: str | None = None
     training: list[RoundMetrics] = field(default_factory=list)
     training_seconds: float | None = None
@@ -144,6 +162,8 @@ class SchemeResult:
             "tolerance": self.tolerance,
             "points": [p.as_json() for p in self.points],
             "skipped": [{"params": size, "reason": why} for size, why in self.skipped],
+            "party_points": [p.as_json() for p in self.party_points],
+            "party_skipped": [{"parties": n, "reason": why} for n, why in self.party_skipped],
             "error": self.error,
             "training": {"metric": self.metric, "seconds": self.training_seconds, "error": self.training_error,
                          "final_accuracy": self.final_accuracy, "rounds": [r.as_json() for r in self.training]},
@@ -199,7 +219,7 @@ def rows(cfg: Config, names: Sequence[str]) -> list[SchemeResult]:
 
 def steps(n_rows: int, options: CompareOptions) -> int:
     """Units of work :func:`run` reports through ``on_done`` (one per sweep point and one training per row)."""
-    return n_rows * (len(options.sizes) + 1)
+    return n_rows * (len(options.sizes) + len(options.party_counts) + 1)
 
 
 def workload(cfg: Config, options: CompareOptions) -> dict[str, Any]:
@@ -232,8 +252,10 @@ class _Sweep:
     still shows how the scheme grows; then the scheme stops.
     """
 
-    def __init__(self, options: CompareOptions) -> None:
+    def __init__(self, options: CompareOptions, always: int | None = None, unit: str = "values") -> None:
         self.options = options
+        self.always = options.table_size if always is None else always
+        self.unit = unit
         self.last: dict[str, tuple[int, float, float]] = {}  # name -> (size, wall s, keygen s)
         self.stopped: dict[str, str] = {}
 
@@ -241,7 +263,7 @@ class _Sweep:
         """(the size to measure now or ``None``, why ``size`` itself is not measured or ``None``)."""
         if name in self.stopped:
             return None, self.stopped[name]
-        if name not in self.last or size == self.options.table_size:
+        if name not in self.last or size == self.always:
             return size, None
         prev, wall, keygen = self.last[name]
         per_value = max(wall - keygen, 1e-9) / prev
@@ -251,8 +273,9 @@ class _Sweep:
             return size, None
         affordable = _nice_floor((budget - keygen) / per_value)
         instead = affordable if 2 * prev <= affordable < size else None
-        self.stopped[name] = f"not measured: the sweep stopped at {size:,} values (over the {budget:g} s budget)"
-        why = (f"not measured: predicted {predicted:.0f} s at {size:,} values (from {wall:.3g} s at {prev:,}) exceeds "
+        unit = self.unit
+        self.stopped[name] = f"not measured: the sweep stopped at {size:,} {unit} (over the {budget:g} s budget)"
+        why = (f"not measured: predicted {predicted:.0f} s at {size:,} {unit} (from {wall:.3g} s at {prev:,}) exceeds "
                f"the {budget:g} s budget per point")
         return instead, why + (f"; measured at {instead:,} instead" if instead else "")
 
@@ -260,7 +283,7 @@ class _Sweep:
         self.last[name] = (size, wall, keygen)
 
     def fail(self, name: str, size: int) -> None:
-        self.stopped[name] = f"not measured: the scheme failed at {size:,} values"
+        self.stopped[name] = f"not measured: the scheme failed at {size:,} {self.unit}"
 
 
 def run(
@@ -291,23 +314,14 @@ def run(
         if res.error:
             sweep.stopped[res.name] = "not measured: the scheme could not be created (see its error)"
     for size in options.sizes:
-        vectors, weights = bench.bench_vectors(options.parties, size, options.seed)
+        _sweep_point(cfg, options, results, sweep, options.parties, size, on_step, on_done)
+    if options.party_counts:
+        by_parties = _Sweep(options, always=options.party_counts[0], unit="parties")
         for res in results.values():
-            measure, why = sweep.plan(res.name, size)
-            if why:
-                res.skipped.append((size, why))
-            if measure is None:
-                on_done(f"{res.name} @ {size:,}: skipped")
-                continue
-            on_step(f"{res.name}: cost at {measure:,} values")
-            if measure == size:
-                _measure(cfg, res, vectors, weights, sweep)
-            else:
-                _measure(cfg, res, *bench.bench_vectors(options.parties, measure, options.seed), sweep)
-            point = res.point(measure)
-            on_done(f"{res.name} @ {measure:,}: " + (f"round {point.round_s:.3f} s, {point.bytes_per_party:,.0f} "
-                                                     "B/party" if point else "failed"))
-        del vectors
+            if res.error:
+                by_parties.stopped[res.name] = "not measured: the scheme could not be measured (see its error)"
+        for n in options.party_counts:
+            _sweep_point(cfg, options, results, by_parties, n, options.table_size, on_step, on_done)
     for res in results.values():
         on_step(f"{res.name}: training {cfg.data.dataset}")
         _train(config_for, res, on_step)
@@ -315,6 +329,44 @@ def run(
                                             if res.training_error is None else "failed"))
     return Comparison(command, options, workload(cfg, options), machine.describe(), list(results.values()),
                       started, clock() - t_start)
+
+
+def _sweep_point(cfg: Config, options: CompareOptions, results: dict[str, SchemeResult], sweep: _Sweep,
+                 parties: int, size: int, on_step: Callable[[str], None], on_done: Callable[[str], None]) -> None:
+    """Every row at ``parties`` x ``size`` (one point of the size sweep, or of the party sweep when
+    ``sweep.unit`` is "parties"), unless the time cap or the available memory rules it out."""
+    by_parties = sweep.unit == "parties"
+    at = parties if by_parties else size
+    try:
+        bench.check_inputs([parties], size, "securefl compare")
+        vectors, weights = bench.vectors_or_error(parties, size, options.seed)
+    except machine.InsufficientMemoryError as exc:
+        for res in results.values():
+            _skipped(res, by_parties).append((at, f"not measured: {exc}"))
+            on_done(f"{res.name} @ {at:,} {sweep.unit}: skipped (memory)")
+        return
+    for res in results.values():
+        measure, why = sweep.plan(res.name, at)
+        if why:
+            _skipped(res, by_parties).append((at, why))
+        if measure is None:
+            on_done(f"{res.name} @ {at:,} {sweep.unit}: skipped")
+            continue
+        on_step(f"{res.name}: cost at {measure:,} {sweep.unit}")
+        if measure == at:
+            point = _measure(cfg, res, vectors, weights, sweep)
+        elif by_parties:
+            point = _measure(cfg, res, *bench.bench_vectors(measure, size, options.seed), sweep)
+        else:
+            point = _measure(cfg, res, *bench.bench_vectors(parties, measure, options.seed), sweep)
+        if point is not None:
+            (res.party_points if by_parties else res.points).append(point)
+        on_done(f"{res.name} @ {measure:,} {sweep.unit}: " + (
+            f"round {point.round_s:.3f} s, {point.bytes_per_party:,.0f} B/party" if point else "not measured"))
+
+
+def _skipped(res: SchemeResult, by_parties: bool) -> list[tuple[int, str]]:
+    return res.party_skipped if by_parties else res.skipped
 
 
 def _declarations(cfg: Config, res: SchemeResult, options: CompareOptions) -> None:
@@ -329,28 +381,37 @@ def _declarations(cfg: Config, res: SchemeResult, options: CompareOptions) -> No
             res.error = _describe(exc)
 
 
-def _measure(cfg: Config, res: SchemeResult, vectors: list[np.ndarray], weights: list[float], sweep: _Sweep) -> None:
-    """Two rounds at this size: the first is discarded, the second measured (see the module docstring)."""
-    size = int(vectors[0].size)
+def _measure(cfg: Config, res: SchemeResult, vectors: list[np.ndarray], weights: list[float],
+             sweep: _Sweep) -> BenchResult | None:
+    """Two rounds at this size: the first is discarded, the second returned (see the module docstring);
+    ``None`` when the point does not fit in memory (noted on ``res``) or the scheme failed (``res.error``)."""
+    size, parties = int(vectors[0].size), len(vectors)
+    at = parties if sweep.unit == "parties" else size
     with _recording(res):
-        t0 = clock()
         try:
             params = cfg.crypto.scheme_params(res.scheme)
+            # its probe (one short upload, cached) is not part of the point's cost
+            bench.check_scheme_memory(res.scheme, parties, size, params)
+            t0 = clock()
             wrap = bench.dp_wrapper(cfg.privacy, size, weights) if res.private else None
             first = bench.bench_scheme(res.scheme, vectors, weights, params=params, wrap=wrap, label=res.name)
             point = bench.bench_scheme(res.scheme, vectors, weights, params=params, wrap=wrap, label=res.name)
+        except machine.InsufficientMemoryError as exc:
+            _skipped(res, sweep.unit == "parties").append((at, f"not measured: {exc}"))
+            sweep.stopped[res.name] = f"not measured: {at:,} {sweep.unit} did not fit in memory"
+            return None
         except Exception as exc:  # noqa: BLE001 - a report row, not a crash
-            res.error = res.error or f"at {size:,} values: {_describe(exc)}"
-            sweep.fail(res.name, size)
-        else:
-            res.points.append(dataclasses.replace(point, extra={**point.extra, "first_round_s": first.round_s}))
-            sweep.record(res.name, size, clock() - t0, first.keygen_s + point.keygen_s)
+            res.error = res.error or f"at {parties:,} parties x {size:,} values: {_describe(exc)}"
+            sweep.fail(res.name, at)
+            return None
+        sweep.record(res.name, at, clock() - t0, first.keygen_s + point.keygen_s)
+        return dataclasses.replace(point, extra={**point.extra, "first_round_s": first.round_s})
 
 
 def _train(config_for: Callable[[str, bool], Config], res: SchemeResult, on_step: Callable[[str], None]) -> None:
     def on_round(m: RoundMetrics) -> None:
         res.training.append(m)
-        on_step(f"{res.name}: training round {m.round + 1}")
+        on_step(f"{res.name}: training round {m.round}")
 
     # the round engine logs why a party was dropped; a failed run's error should say it too
     party_failures = _Collect()

@@ -13,8 +13,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from securefl.errors import ConfigError
+
 LIBRARIES = ("securefl", "numpy", "scikit-learn", "phe", "gmpy2", "tenseal", "diffprivlib", "cryptography",
-             "coincurve", "matplotlib", "rich")
+             "coincurve", "matplotlib", "rich", "flwr", "pymife")
 """Distributions whose versions a report records (those that are not installed are left out)."""
 
 
@@ -41,6 +43,32 @@ def memory_bytes() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def available_memory_bytes() -> int | None:
+    """Memory a new allocation can get without swapping: ``MemAvailable`` (Linux), else the physical total."""
+    avail = _first_line_with("/proc/meminfo", "MemAvailable")
+    if avail and avail.endswith("kB"):
+        return int(avail.split()[0]) * 1024
+    return memory_bytes()
+
+
+class InsufficientMemoryError(ConfigError):
+    """A measurement would need more memory than the machine has available; the message says how much and the fix."""
+
+
+def check_memory(needed: float, what: str, fix: str, *, available: int | None = None) -> None:
+    """Raise :class:`InsufficientMemoryError` if ``needed`` bytes exceed the available memory (``None``: read it).
+
+    Unknown available memory (a platform without ``/proc/meminfo`` or ``sysconf``) passes: the check is a
+    guard against a certain out-of-memory kill, not a promise that the work fits.
+    """
+    from securefl.tools.units import format_bytes
+
+    have = available_memory_bytes() if available is None else available
+    if have is not None and needed > have:
+        raise InsufficientMemoryError(f"{what} needs about {format_bytes(needed)} of memory and this machine has "
+                                      f"{format_bytes(have)} available; {fix}")
 
 
 def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:

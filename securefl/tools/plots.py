@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
+from securefl.tools.bench import BenchResult  # noqa: E402
 from securefl.tools.compare import Comparison, SchemeResult  # noqa: E402
 from securefl.transport.inproc import RunResult  # noqa: E402
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 COST_PNG = "cost.png"
+PARTIES_PNG = "parties.png"
 ACCURACY_PNG = "accuracy.png"
 
 
@@ -35,7 +37,7 @@ def plot_rounds(results: Sequence[RunResult], path: str | Path) -> Path:
     path = Path(path)
     fig, (ax_acc, ax_bytes) = plt.subplots(1, 2, figsize=(11, 4))
     for res in results:
-        rounds = [r.round + 1 for r in res.rounds]
+        rounds = [r.round for r in res.rounds]  # numbered as in --json and the logs
         ax_acc.plot(rounds, [r.accuracy for r in res.rounds], marker="o", label=res.scheme)
         ax_bytes.plot(rounds, [r.bytes_up for r in res.rounds], marker="o", label=res.scheme)
     metric = results[0].metric if results else "accuracy"
@@ -72,11 +74,11 @@ def _style(s: SchemeResult, i: int) -> dict[str, Any]:
             "color": f"C{i}", "zorder": 3 + i}
 
 
-def _label(s: SchemeResult) -> str:
+def _label(s: SchemeResult, points: Sequence[BenchResult], skipped: bool, x: Callable[[BenchResult], float]) -> str:
     label = s.name + (" (unprotected floor)" if is_floor(s) else "")
-    if s.skipped and s.points:
-        label += f" (stopped after {s.points[-1].params:,})"
-    elif not s.points:
+    if skipped and points:
+        label += f" (stopped after {x(points[-1]):,.0f})"
+    elif not points:
         label += " (no measurement)"
     return label
 
@@ -107,33 +109,64 @@ def _decades(ax: Axes, axis: str, values: Sequence[float], formatter: Callable[[
     target.set_minor_formatter(NullFormatter())
 
 
-def plot_cost(comparison: Comparison, path: Path) -> Path:
-    """Seconds per round and bytes per party against model size, log-log, one line per scheme."""
+def _loglog_cost(
+    comparison: Comparison,
+    path: Path,
+    points: Callable[[SchemeResult], tuple[list[BenchResult], bool]],
+    x: Callable[[BenchResult], float],
+    seconds: Callable[[BenchResult], float],
+    titles: tuple[str, str, str],
+) -> Path:
+    """Seconds (left) and bytes per party (right) against ``x``, log-log, one line per scheme.
+
+    ``points(s)`` gives a row's points and whether it skipped some; ``titles`` are the seconds panel's
+    title, the x axis label and the figure's title."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, 4.8), layout="constrained")
     ax_t, ax_b = fig.subplots(1, 2)
+    every: list[BenchResult] = []
     for i, s in enumerate(comparison.schemes):
-        xs = [p.params for p in s.points]
-        ax_t.plot(xs, [p.round_s for p in s.points], label=_label(s), **_style(s, i))
-        ax_b.plot(xs, [p.bytes_per_party for p in s.points], label=_label(s), **_style(s, i))
-    n = comparison.options.parties
-    ax_t.set_title(f"seconds per round: protect one update + combine {n} + reveal")
+        pts, skipped = points(s)
+        every += pts
+        label = _label(s, pts, skipped, x)
+        ax_t.plot([x(p) for p in pts], [seconds(p) for p in pts], label=label, **_style(s, i))
+        ax_b.plot([x(p) for p in pts], [p.bytes_per_party for p in pts], label=label, **_style(s, i))
+    time_title, xlabel, title = titles
+    ax_t.set_title(time_title)
     ax_t.set_ylabel("seconds")
     ax_b.set_title("bytes uploaded per party (1 kB = 1000 B)")
     ax_b.set_ylabel("bytes")
-    points = [p for s in comparison.schemes for p in s.points]
-    for ax, ys, unit in ((ax_t, [p.round_s for p in points], "s"), (ax_b, [p.bytes_per_party for p in points], "B")):
+    for ax, ys, unit in ((ax_t, [seconds(p) for p in every], "s"), (ax_b, [p.bytes_per_party for p in every], "B")):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        _decades(ax, "x", [p.params for p in points], _si)
+        _decades(ax, "x", [x(p) for p in every], _si)
         _decades(ax, "y", ys, functools.partial(_si, unit=unit))
-        ax.set_xlabel("model size (parameters per update)")
+        ax.set_xlabel(xlabel)
         ax.grid(True, which="both", alpha=0.3)
     ax_b.legend(loc="upper left", fontsize=9)
-    fig.suptitle(f"securefl compare: cost against model size ({n} parties)")
+    fig.suptitle(title)
     fig.savefig(path, dpi=110)
     return path
+
+
+def plot_cost(comparison: Comparison, path: Path) -> Path:
+    """Seconds per round and bytes per party against model size, log-log, one line per scheme."""
+    n = comparison.options.parties
+    return _loglog_cost(comparison, path, lambda s: (s.points, bool(s.skipped)), lambda p: float(p.params),
+                        lambda p: p.round_s,
+                        (f"seconds per round: protect one update + combine {n} + reveal",
+                         "model size (parameters per update)",
+                         f"securefl compare: cost against model size ({n} parties)"))
+
+
+def plot_parties(comparison: Comparison, path: Path) -> Path:
+    """Total work (``work_s``) and bytes per party against the number of parties, log-log, one line per scheme."""
+    size = comparison.options.table_size
+    return _loglog_cost(comparison, path, lambda s: (s.party_points, bool(s.party_skipped)),
+                        lambda p: float(p.parties), lambda p: p.work_s,
+                        ("total work per round: every party's protect + combine + reveal", "number of parties",
+                         f"securefl compare: cost against the number of parties ({size:,} parameters per update)"))
 
 
 def plot_accuracy(comparison: Comparison, path: Path) -> Path:
@@ -147,14 +180,14 @@ def plot_accuracy(comparison: Comparison, path: Path) -> Path:
     ax, ax_d = fig.subplots(1, 2)
     metric = trained[0][1].metric if trained else "accuracy"
     for i, s in trained:
-        rounds = [m.round + 1 for m in s.training]
+        rounds = [m.round for m in s.training]
         final = f" (final {s.training[-1].accuracy:.4f})"
         ax.plot(rounds, [m.accuracy for m in s.training],
                 label=s.name + (" (failed)" if s.training_error else final), **_style(s, i))
         if floor is not None:
             base = {m.round: m.accuracy for m in floor.training}
             common = [m for m in s.training if m.round in base]
-            ax_d.plot([m.round + 1 for m in common], [m.accuracy - base[m.round] for m in common], **_style(s, i))
+            ax_d.plot([m.round for m in common], [m.accuracy - base[m.round] for m in common], **_style(s, i))
     w = comparison.workload
     ax.set_title(f"{metric} per round: {w['model']} on {w['dataset']}, {w['parties']} parties")
     ax.set_ylabel(f"held-out {metric}")

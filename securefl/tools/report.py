@@ -19,7 +19,7 @@ from typing import Any
 
 from securefl.tools.compare import Comparison, SchemeResult
 from securefl.tools.facts import AGGREGATOR, COLLUSION, DROPOUTS, KEY_HOLDERS, markdown_table
-from securefl.tools.plots import ACCURACY_PNG, COST_PNG, is_floor, plot_accuracy, plot_cost
+from securefl.tools.plots import ACCURACY_PNG, COST_PNG, PARTIES_PNG, is_floor, plot_accuracy, plot_cost, plot_parties
 from securefl.tools.units import format_bytes, format_seconds
 
 TABLE_HEADERS = (
@@ -192,6 +192,36 @@ def _sweep_rows(comparison: Comparison) -> list[tuple[str, ...]]:
     return rows
 
 
+def _party_rows(comparison: Comparison) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for s in comparison.schemes:
+        for p in s.party_points:
+            rows.append((s.name, f"{p.parties:,}", format_seconds(p.encrypt_s), format_seconds(p.aggregate_s),
+                         format_seconds(p.decrypt_s), format_seconds(p.work_s), format_bytes(p.bytes_per_party)))
+        for n, why in s.party_skipped:
+            rows.append((s.name, f"{n:,}", why, *("",) * 4))
+    return rows
+
+
+def _party_blocks(comparison: Comparison, parties_png: Path | None) -> list[Block]:
+    """The cost-against-parties section, when the comparison swept several party counts."""
+    o = comparison.options
+    if parties_png is None:
+        return []
+    return [
+        Heading(2, "Cost against the number of parties"),
+        Image(parties_png, "total work and bytes per party against the number of parties"),
+        Para(f"Every scheme at {o.table_size:,} parameters per update for {', '.join(map(str, o.party_counts))} "
+             "parties (the same standard-normal vectors, weights 1..N), one round after a discarded first. "
+             "**work** = N x protect + combine + reveal: the whole federation's computation in one round, "
+             f"which is what grows with N. The {o.point_budget:g} s budget per point applies as in the size "
+             "sweep (a count predicted to exceed it is skipped with the larger ones); a point that would not fit "
+             "in this machine's available memory is skipped and says so."),
+        Table(("scheme", "parties", "protect", "combine", "reveal", "work", "bytes/party"),
+              tuple(_party_rows(comparison))),
+    ]
+
+
 def _privacy_spent(m: object) -> str:
     """Differential privacy spent by the end of a round, when the round engine accounts it."""
     eps, delta = getattr(m, "epsilon_spent", None), getattr(m, "delta_spent", None)
@@ -257,7 +287,8 @@ def _machine_items(m: Mapping[str, Any]) -> tuple[str, ...]:
     )
 
 
-def blocks(comparison: Comparison, cost_png: Path, accuracy_png: Path) -> list[Block]:
+def blocks(comparison: Comparison, cost_png: Path, accuracy_png: Path,
+           parties_png: Path | None = None) -> list[Block]:
     c, o, w = comparison, comparison.options, comparison.workload
     floor = [s.name for s in c.schemes if is_floor(s)]
     out: list[Block] = [
@@ -287,6 +318,7 @@ def blocks(comparison: Comparison, cost_png: Path, accuracy_png: Path) -> list[B
              "last one."),
         Table(("scheme", "parameters", "keygen", "first round", "protect", "combine", "reveal", "round",
                "bytes/party", "bytes/value", "error"), tuple(_sweep_rows(c))),
+        *_party_blocks(c, parties_png),
         Heading(2, "Accuracy per round"),
         Image(accuracy_png, "held-out accuracy per round for each scheme"),
         Table(("scheme", "final accuracy", "seconds per round", "bytes up per party", "privacy spent", "error"),
@@ -311,9 +343,12 @@ def write(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     cost = plot_cost(comparison, out / COST_PNG)
     accuracy = plot_accuracy(comparison, out / ACCURACY_PNG)
-    doc = blocks(comparison, cost, accuracy)
+    parties = plot_parties(comparison, out / PARTIES_PNG) if len(comparison.options.party_counts) > 1 else None
+    doc = blocks(comparison, cost, accuracy, parties)
     files = {"md": out / "report.md", "html": out / "report.html", "json": out / "report.json",
              "cost": cost, "accuracy": accuracy}
+    if parties is not None:
+        files["parties"] = parties
     files["md"].write_text(to_markdown(doc), encoding="utf-8")
     files["html"].write_text(to_html(doc, "securefl compare"), encoding="utf-8")
     raw = json.dumps(_finite(comparison.as_json()), indent=2, default=str, allow_nan=False)
@@ -332,4 +367,4 @@ def _finite(obj: object) -> object:
     return obj
 
 
-__all__ = ["TABLE_HEADERS", "blocks", "plot_accuracy", "plot_cost", "to_html", "to_markdown", "write"]
+__all__ = ["TABLE_HEADERS", "blocks", "plot_accuracy", "plot_cost", "plot_parties", "to_html", "to_markdown", "write"]

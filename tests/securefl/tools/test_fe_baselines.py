@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from securefl.tools import baselines
+
+# pymife is in the `test` and `bench` extras; without it (a bare install) this baseline's test is skipped
+pytest.importorskip("mife")
 
 COLUMNS = {"encrypt_s", "aggregate_s", "decrypt_s", "bytes_per_party", "max_abs_error", "note"}
 
