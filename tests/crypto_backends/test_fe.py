@@ -460,3 +460,26 @@ def test_clipped_values_are_counted_in_a_warning():
     keys = s.keygen(PARTIES[:1])
     with pytest.warns(ClippedValuesWarning, match="2 of 3 values"):
         s.protect(keys.parties["p0"], np.array([100.0, 0.0, -9.0]), weight=1.0, round=0)
+
+
+
+@pytest.mark.parametrize("honest_first", [3, 300])
+def test_the_first_value_beyond_the_bound_ends_the_reveal(monkeypatch, honest_first):
+    """Out-of-range values (a party encrypting beyond clip) end the reveal early, not after M steps each."""
+    t = dlog.table(8)  # giant steps of 513
+    bound = 513 * 100
+    steps = t.max_steps(bound)
+    honest = [group.encode(group.base_mul(v)) for v in range(-honest_first // 2, honest_first - honest_first // 2)]
+    forged = [group.encode(group.base_mul(3 * bound + i)) for i in range(1000)]
+    calls = []
+    real_add = dlog.group.add
+    monkeypatch.setattr(dlog.group, "add", lambda points: calls.append(1) or real_add(points))
+    with pytest.raises(DecodingOverflowError, match="outside"):
+        t.solve(honest + forged, bound)
+    # two point additions (both directions) per value and step, for one batch of values at most
+    batch = 16 if honest_first < 16 else 256
+    assert len(calls) <= 2 * steps * batch
+    assert len(calls) < 2 * steps * len(forged) / 3  # walking every forged value to the end costs 2 * steps each
+    calls.clear()
+    far = [group.encode(group.base_mul(v)) for v in (600, -40_000, bound)]
+    assert t.solve(honest + far, bound).tolist()[-3:] == [600, -40_000, bound]  # in range, however far: found
