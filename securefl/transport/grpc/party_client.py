@@ -21,7 +21,7 @@ from securefl.config import OWN_DATA, Config, load
 from securefl.core.federation import Federation, PartyDataFederation, federation
 from securefl.core.messages import GlobalModel, parse_metrics
 from securefl.core.party import Party
-from securefl.errors import ConfigError, RefusedError, SecureFLError, TransportError
+from securefl.errors import ConfigError, RefusedError, ReplayError, SecureFLError, TransportError
 from securefl.ml.trainer import Trainer
 from securefl.transport.grpc.certs import PARTY
 from securefl.transport.grpc.channels import Endpoint
@@ -53,7 +53,8 @@ class NetworkedParty:
         finally:
             authority.close()
         log.info("%s: key received (fingerprint %s)", party_id, key.fingerprint)
-        self.party: Party = self.federation.party(party_id, key, trainer)
+        # the rounds answered and the budget spent survive this process (transport.state_dir)
+        self.party: Party = self.federation.party(party_id, key, trainer, state_dir=cfg.transport.state_dir)
         self.aggregator = AggregatorClient(self.endpoint)
         self._sent: tuple[int, bytes, bytes] | None = None  # (round, model digest, update)
         self._caught_up = False
@@ -64,6 +65,7 @@ class NetworkedParty:
             # a (re)started party cannot know which earlier rounds it released: it counts them all as spent
             for past in range(accountant.rounds_charged, task.round):
                 accountant.charge(past)
+            self.party.state.charge(accountant.rounds_charged)
         self._caught_up = True
         digest = hashlib.sha256(task.payload).digest()
         if self._sent is not None and self._sent[:2] == (task.round, digest):
@@ -100,11 +102,16 @@ class NetworkedParty:
 
     def _reply(self, task: Task) -> bytes | None:
         log.info("%s: round %d: %s", self.party_id, task.round, task.state)
-        if task.state == "train":
-            return self._update(task)
         try:
+            if task.state == "train":
+                return self._update(task)
             return self.party.respond(task.state, task.round, task.stage, task.payload)
+        except ReplayError as exc:  # a round it answered before this process started: it sits the round out
+            log.warning("%s: %s", self.party_id, exc)
+            return None
         except SecureFLError as exc:
+            if task.state == "train":
+                raise  # e.g. the privacy budget is spent: this party stops
             # a request this party cannot answer (e.g. a malformed share request): it sits the step out
             log.warning("%s: round %d: cannot answer the %s request: %s", self.party_id, task.round, task.state, exc)
             return None
