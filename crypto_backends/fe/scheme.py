@@ -260,8 +260,8 @@ class FEScheme(Scheme):
         ),
         dropouts="the aggregator asks for a key covering only the parties that answered; the policy decides",
         not_protected=(
-            "the sum itself (use dp on top), differencing across rounds, update validity (a party can spoil "
-            "a round), traffic metadata"
+            "the sum itself (use dp on top), differencing rounds whose contributors differ by min_parties_changed "
+            "or more parties, update validity (a party can spoil a round), traffic metadata"
         ),
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -77,9 +79,11 @@ def test_with_a_state_dir_the_second_run_of_round_0_is_refused_by_the_parties_an
     Authority(scheme, cfg.federation.ids, policy=policy_state(new, tmp_path)).function_key(0, four)
 
 
-def _dp_config(*extra: str):
-    return config.load(str(CONFIGS / "logistic_dp.toml"),
-                       ["federation.rounds=2", "privacy.epsilon=5", "privacy.epsilon_budget=10", *extra])
+DP = ["federation.rounds=2", "privacy.epsilon=5", "privacy.epsilon_budget=10"]  # two rounds spend the budget
+
+
+def _dp_config():
+    return config.load(str(CONFIGS / "logistic_dp.toml"), DP)
 
 
 def _restarted(sim: Simulation, pid: str, tmp_path, *, reload_key: bool = True) -> Party:
@@ -143,3 +147,40 @@ def test_state_files_are_private_atomic_and_checked(tmp_path):
     state.path.write_bytes(b"not json")
     with pytest.raises(StateError, match="not a securefl/party-state/v1 file"):
         party_state(cfg, "party-1", tmp_path)
+
+
+RESTARTED_PARTY = """
+import sys
+import numpy as np
+from pathlib import Path
+from securefl import config
+from securefl.core.federation import federation
+from securefl.core.messages import GlobalModel
+from securefl.errors import BudgetExceededError, ReplayError
+
+cfg = config.load(sys.argv[1], sys.argv[4:])
+fed = federation(cfg)
+party = fed.party("party-1", fed.scheme.load_key(Path(sys.argv[2]).read_bytes()), state_dir=sys.argv[3])
+print("spent", party.accountant.spent[0])
+model = GlobalModel.open(np.full(fed.initial.size, 0.5)).to_bytes()
+for announced in (1, 5):
+    try:
+        party.handle_round(announced, model)
+        print(announced, "answered")
+    except (ReplayError, BudgetExceededError) as exc:
+        print(announced, type(exc).__name__)
+"""
+
+
+def test_a_second_process_reading_the_state_dir_answers_no_round_twice_and_spends_no_more(tmp_path):
+    """Item 4 across processes: the party's state is all a new process has, and it is enough."""
+    cfg = _dp_config()
+    sim = Simulation(cfg, state_dir=tmp_path / "state")
+    sim.run()
+    key = tmp_path / "party-1.key"
+    write_private(key, sim.scheme.dump_key(sim.parties["party-1"].key, secret_access=SECRET_ACCESS))
+    proc = subprocess.run([sys.executable, "-c", RESTARTED_PARTY, str(CONFIGS / "logistic_dp.toml"), str(key),
+                           str(tmp_path / "state"), *DP], capture_output=True, text=True, timeout=300,
+                          cwd=str(CONFIGS.parent.parent))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:3] == ["spent 10.0", "1 ReplayError", "5 BudgetExceededError"]
