@@ -58,6 +58,7 @@ class NetworkedParty:
         self.aggregator = AggregatorClient(self.endpoint)
         self._sent: tuple[int, bytes, bytes] | None = None  # (round, model digest, update)
         self._caught_up = False
+        self._sat_out: tuple[str, int, int] | None = None  # the step this party could not answer
 
     def _update(self, task: Task) -> bytes:
         accountant = self.party.accountant
@@ -91,8 +92,13 @@ class NetworkedParty:
                     return measured.get(task.round)
                 if task.state == "wait":
                     continue
+                step = (task.state, task.round, task.stage)
+                if step == self._sat_out:  # the step stays open for us until it closes: ask again later, not at once
+                    time.sleep(self.cfg.transport.poll_seconds)
+                    continue
                 reply = self._reply(task)
                 if reply is None:
+                    self._sat_out = step
                     continue
                 if task.state == "evaluate":
                     measured[task.round] = parse_metrics(reply)
