@@ -173,6 +173,18 @@ class SchemeParams:
     def check_federation(self, parties: int) -> None:  # noqa: B027 - optional
         """Raise :class:`InvalidParameterError` if these parameters cannot serve ``parties`` parties (override)."""
 
+    def min_contributors(self) -> int | None:
+        """Fewest contributors whose aggregate the scheme's own policy lets be revealed (``None``: no such policy)."""
+        return None
+
+    def under_differential_privacy(self) -> SchemeParams:
+        """The parameters to use when differential privacy wraps the scheme (default: these).
+
+        A scheme whose policy only stops what the calibrated noise already covers (and
+        accounts for) may relax it here; the security level must not change.
+        """
+        return self
+
     @classmethod
     def presets(cls) -> Mapping[str, SchemeParams]:
         """Named, reviewed parameter sets.  ``default`` is always present."""
@@ -321,6 +333,20 @@ class Scheme(ABC):
     ) -> FunctionKey:
         """Derive the aggregator's function key for one round and weight vector (at the authority)."""
         raise CryptoError(f"the {self.name} scheme has no function keys (needs_function_key is False)")
+
+    def policy_record(self, key: AuthorityKey) -> bytes:
+        """The authority's record of the function keys it granted, apart from the key set (default: empty).
+
+        The authority role keeps it durably per federation, so that a new key set for the
+        same federation (a restarted authority without its key store) answers as the old
+        one would (:meth:`adopt_policy_record`).
+        """
+        return b""
+
+    def adopt_policy_record(self, key: AuthorityKey, record: bytes) -> None:
+        """Make ``key``'s policy honour ``record`` (from :meth:`policy_record`, maybe of another key set)."""
+        if record:
+            raise CryptoError(f"the {self.name} scheme keeps no policy record, but one was given")
 
     def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
         """Return the weighted sum held in ``aggregate``, at the role :attr:`reveal_site` names."""

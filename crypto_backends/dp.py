@@ -49,6 +49,7 @@ import numpy as np
 from . import noise
 from .base import (
     AggregatorKey,
+    AuthorityKey,
     Envelope,
     FunctionKey,
     Key,
@@ -58,7 +59,7 @@ from .base import (
     as_update_vector,
     check_weight,
 )
-from .errors import InvalidInputError, InvalidParameterError, LengthMismatchError
+from .errors import InvalidInputError, InvalidParameterError, LengthMismatchError, PolicyError
 from .wrapper import SchemeWrapper, declaration
 
 Mechanism = Literal["gaussian", "laplace"]
@@ -274,17 +275,52 @@ class DPScheme(SchemeWrapper):
         self._snap(total, [s.scale * self.plan.weight_bound for s in self.plan.segments], shares=1)
         return total
 
+    def check_contributors(self, aggregate: Envelope) -> None:
+        """Distributed mode: :class:`PolicyError` unless ``aggregate`` sums at least ``min_contributors`` updates.
+
+        Each update carries one share of the noise, so a sum of fewer carries less noise
+        than the plan (and the accountant) counts.  Checked wherever decryption happens
+        (reveal, publish, release, a decryption share), not only by the aggregator,
+        which under some schemes is the party the noise protects against.
+        """
+        if not isinstance(aggregate, Envelope):
+            return  # the inner scheme's checks name the problem
+        count = sum(1 for w in aggregate.weights if w != 0)
+        if self.plan.mode == "distributed" and count < self.plan.min_contributors:
+            raise PolicyError(
+                f"the aggregate of round {aggregate.round} sums {count} update(s), and the noise plan needs at least "
+                f"{self.plan.min_contributors} (each carries one share of the noise): it is not decrypted, since "
+                "its noise would fall short of the differential-privacy guarantee"
+            )
+
     def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+        self.check_contributors(aggregate)
         return self._release(self.inner.reveal(key, aggregate, function_key=function_key))
 
     def publish(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+        self.check_contributors(aggregate)
         return self._release(self.inner.publish(key, aggregate, function_key=function_key))
 
     def reveal_shares(self, key: AggregatorKey, aggregate: Envelope, shares: Mapping[str, bytes]) -> np.ndarray:
+        self.check_contributors(aggregate)
         return self._release(self.inner.reveal_shares(key, aggregate, shares))
 
     def release(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
+        self.check_contributors(aggregate)
         return self._release(self.inner.release(key, aggregate, total))
+
+    def decryption_share(self, key: PartyKey, aggregate: Envelope, message: bytes) -> bytes:
+        self.check_contributors(aggregate)
+        return self.inner.decryption_share(key, aggregate, message)
+
+    def function_key(self, key: AuthorityKey, *, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        count = sum(1 for w in weights.values() if w != 0)
+        if self.plan.mode == "distributed" and count < self.plan.min_contributors:
+            raise PolicyError(
+                f"function key for round {round} refused: it covers {count} contributor(s), and the noise plan "
+                f"needs at least {self.plan.min_contributors} (each carries one share of the noise)"
+            )
+        return self.inner.function_key(key, round=round, weights=weights)
 
 
 __all__ = ["DPScheme", "Mechanism", "Mode", "NoisePlan", "NoiseSegment"]

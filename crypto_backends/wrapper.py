@@ -115,6 +115,12 @@ class SchemeWrapper(Scheme):
     def function_key(self, key: AuthorityKey, *, round: int, weights: Mapping[str, float]) -> FunctionKey:
         return self.inner.function_key(key, round=round, weights=weights)
 
+    def policy_record(self, key: AuthorityKey) -> bytes:
+        return self.inner.policy_record(key)
+
+    def adopt_policy_record(self, key: AuthorityKey, record: bytes) -> None:
+        self.inner.adopt_policy_record(key, record)
+
     def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
         return self.inner.reveal(key, aggregate, function_key=function_key)
 

@@ -57,7 +57,7 @@ while [[ $# -gt 0 ]]; do
 done
 overrides+=(transport.kind=grpc transport.aggregator_host=127.0.0.1 transport.authority_host=127.0.0.1
             transport.bind_host=127.0.0.1 "transport.aggregator_port=$agg_port" "transport.authority_port=$auth_port"
-            "transport.cert_dir=\"$work/certs\"" "transport.checkpoint=\"$work/aggregator.ckpt\"")
+            "transport.cert_dir=\"$work/certs\"" "transport.checkpoint=\"$work/aggregator.ckpt\"" "transport.state_dir=\"$work/state\"")
 sets=()
 for item in "${overrides[@]}"; do
     sets+=(--set "$item")

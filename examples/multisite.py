@@ -102,6 +102,7 @@ aggregator_port = {agg}
 authority_port = {auth}
 cert_dir = "{work / 'certs'}"
 checkpoint = "{work / 'aggregator.ckpt'}"
+state_dir = "{work / 'state'}"
 """
 
 

@@ -405,6 +405,10 @@ class TransportConfig(_Section):
     authority_keys: str = ""
     """The authority's key store (every secret key; mode 0600), so a restarted authority serves the same
     keys; empty: keys live in the authority's memory only and a restart makes a new key set."""
+    state_dir: str = "securefl-state"
+    """Where the networked party and authority processes keep their security state (one 0600 file per role and
+    federation, written before anything it guards leaves): the rounds a party answered and the privacy budget it
+    spent, the authority's record of function keys. A restart never answers a round twice or regains budget."""
     connect_timeout: float = 120.0
     """Seconds a role keeps retrying (with exponential back-off) an unreachable peer before giving up."""
     poll_seconds: float = 10.0
@@ -426,6 +430,9 @@ class TransportConfig(_Section):
         _require(0 < len(self.bind_host) <= 253, "transport.bind_host",
                  "must be an address such as 127.0.0.1 or 0.0.0.0")
         _require(bool(self.cert_dir), "transport.cert_dir", "must name the directory made by `securefl certs`")
+        _require(bool(self.state_dir), "transport.state_dir",
+                 "must name a directory for the roles' security state (e.g. \"securefl-state\"); without it a "
+                 "restarted party could answer a round twice")
         _require(0 < self.connect_timeout <= 86_400, "transport.connect_timeout", "must be in (0, 86400] seconds")
         _require(0.1 <= self.poll_seconds <= 600, "transport.poll_seconds", "must be in [0.1, 600] seconds")
         _require(16 * 1024 <= self.chunk_bytes <= 64 * MiB, "transport.chunk_bytes",
@@ -636,6 +643,18 @@ def check_consistency(cfg: Config) -> None:
             f"{cfg.crypto.scheme!r} does not (the aggregator would see every party's small noise share). "
             f"Set crypto.scheme to one that does ({hiding}) or use privacy.mode = 'local'"
         )
+
+
+    if priv.mode == "distributed":
+        # the noise plan splits the noise into federation.min_parties shares (see securefl.privacy.calibration);
+        # a scheme whose own policy reveals sums of fewer parties would release sums with less noise
+        least = cfg.crypto.scheme_params().min_contributors()
+        quorum = cfg.federation.min_parties
+        _require(least is None or least >= quorum, f"crypto.{cfg.crypto.scheme}",
+                 f"its policy reveals sums of as few as {least} parties (min_parties), but with privacy.mode = "
+                 f"'distributed' every revealed sum must hold at least the {quorum} noise shares of the quorum "
+                 f"(federation.quorum, 0 = every party): set crypto.{cfg.crypto.scheme}.min_parties to at least "
+                 f"{quorum}, or lower federation.quorum to at most {least}")
 
 
 def hiding_schemes() -> list[str]:

@@ -53,6 +53,19 @@ class BudgetExceededError(SecureFLError, RuntimeError):
     """A round would spend more differential-privacy budget than ``[privacy]`` allows; it was not run."""
 
 
+class ReplayError(SecureFLError, RuntimeError):
+    """A party was asked for a round it already answered (perhaps under another key set) and refuses.
+
+    A second answer for one round (a second encryption under the same pads, or a
+    sum of the same inputs over another contributor set) would let the aggregator
+    difference out this party's update.  The party sits the round out.
+    """
+
+
+class StateError(SecureFLError, RuntimeError):
+    """A role's durable security state (``transport.state_dir``) is unreadable, foreign or exposed."""
+
+
 class TransportError(SecureFLError, RuntimeError):
     """A peer could not be reached in time, or refused a request; the message says which and why."""
 
@@ -66,5 +79,5 @@ class RefusedError(TransportError):
 
 
 __all__ = ["BudgetExceededError", "ConfigError", "CryptoError", "DataError", "FusionError", "InsecureParameterError",
-           "InvalidInputError", "InvalidParameterError", "PartyError", "QuorumError", "RefusedError", "SecureFLError",
-           "TransportError", "UsageError"]
+           "InvalidInputError", "InvalidParameterError", "PartyError", "QuorumError", "RefusedError", "ReplayError",
+           "SecureFLError", "StateError", "TransportError", "UsageError"]

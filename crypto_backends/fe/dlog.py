@@ -14,8 +14,14 @@ trick), about 1.5 us per entry.  Lookups are vectorised with numpy.
 
 Promises: :meth:`DlogTable.solve` returns the unique ``s`` with ``|s| <= bound`` and
 ``s * G`` equal to the input, or raises
-:class:`~crypto_backends.errors.DecodingOverflowError` after at most
-``ceil(bound / (2T + 1))`` giant steps per value (never a hang).  A point outside
+:class:`~crypto_backends.errors.DecodingOverflowError` (never a hang).  Values walk
+their giant steps together in batches (16 first, then 256), and the whole reveal
+stops at the first batch holding a value that is not found within
+``M = ceil((bound - T) / (2T + 1))`` steps: a party that encrypts out-of-range values
+costs the reveal at most ``M`` steps for one batch beyond what the values before it
+need, instead of ``M`` steps for every later value.  Not promised: a cheap walk for
+values inside the bound but far outside the table (honest or not, each costs up to
+``M`` steps; keep sums in the table with ``dlog_table_bits`` or ``weight_unit``).  A point outside
 the bound is refused whatever it is; matching 128 bits of x plus the y parity makes
 a false match about ``2**-100`` likely per lookup.
 """
@@ -40,6 +46,7 @@ _LANES = 1024
 #: Largest number of giant steps one value may need; beyond it the bound is refused up front.
 MAX_GIANT_STEPS = 1 << 12
 _PROBE = 16
+_BATCH = 256
 _build_lock = threading.Lock()
 
 
@@ -83,9 +90,11 @@ class DlogTable:
         out = np.zeros(len(encoded), dtype=np.int64)
         # A probe first: ciphertexts and a function key that do not belong together give
         # random points, and failing on a few of them costs far less than on all of them.
-        probe = min(_PROBE, len(encoded))
-        out[:probe] = self._solve(encoded[:probe], bound)
-        out[probe:] = self._solve(encoded[probe:], bound)
+        # Then batches, so that the first value beyond the bound ends the reveal before
+        # later values walk (a party encrypting beyond clip buys one batch of walks, not all).
+        starts = [0, *range(min(_PROBE, len(encoded)), len(encoded), _BATCH)]
+        for a, b in zip(starts, [*starts[1:], len(encoded)], strict=True):
+            out[a:b] = self._solve(encoded[a:b], bound)
         if out.size and int(np.abs(out).max()) > bound:  # found by the table, but beyond the bound
             raise _outside(bound)
         return out

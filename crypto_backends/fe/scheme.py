@@ -57,6 +57,7 @@ is spread over ``workers`` processes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import math
@@ -112,8 +113,11 @@ class FEParams(SchemeParams):
     ``2**(bits-1) - 1`` steps per side, after multiplication by the party's weight.
     ``dlog_table_bits``: the baby-step table has ``2**dlog_table_bits`` entries (built
     once per process; 20 takes ~2 s and 25 MB); sums within +-that size cost one
-    lookup.  ``min_parties``/``max_share``: the authority's inference-prevention
-    policy.  ``weight_unit``: weights are counted in these units before quantisation;
+    lookup.  ``min_parties``/``max_share``/``min_parties_changed``: the authority's
+    inference-prevention policy (:mod:`.policy`); ``min_parties_changed`` is the fewest
+    parties by which a round's contributor set must differ from another round's (when
+    it differs at all), and :meth:`under_differential_privacy` turns it off.
+    ``weight_unit``: weights are counted in these units before quantisation;
     decrypted sums can reach ``total_weight / weight_unit * 2**(bits-1)``, so raise it
     for large weights (sample counts in the hundreds of thousands) to keep the
     discrete logarithm small, at ``weight_unit`` times the rounding error.
@@ -128,6 +132,7 @@ class FEParams(SchemeParams):
     max_share: float = 0.5
     weight_unit: float = 1.0
     workers: int = 0
+    min_parties_changed: int = 2
 
     def security_bits(self) -> int:
         return 128  # Pollard rho on a 256-bit prime-order group
@@ -153,8 +158,23 @@ class FEParams(SchemeParams):
             raise InvalidParameterError(f"fe max_share must be in (0, 1], got {self.max_share!r}")
         if not (isinstance(self.weight_unit, (int, float)) and 0 < float(self.weight_unit) < 1e12):
             raise InvalidParameterError(f"fe weight_unit must be a positive number, got {self.weight_unit!r}")
+        if isinstance(self.min_parties_changed, bool) or not (
+            isinstance(self.min_parties_changed, int) and 0 <= self.min_parties_changed <= 1000
+        ):
+            raise InvalidParameterError(
+                f"fe min_parties_changed must be an integer in [0, 1000], got {self.min_parties_changed!r}: "
+                "2 (the default) refuses a round whose contributors differ from another round's by one party; "
+                "0 or 1 turns the check off"
+            )
         if not (isinstance(self.workers, int) and self.workers >= 0):
             raise InvalidParameterError(f"fe workers must be an integer >= 0 (0 = one per CPU), got {self.workers!r}")
+
+    def min_contributors(self) -> int | None:
+        return self.min_parties
+
+    def under_differential_privacy(self) -> FEParams:
+        """Without the consecutive-round check: the noise of each released sum covers their differences."""
+        return dataclasses.replace(self, min_parties_changed=0)
 
     @classmethod
     def presets(cls) -> Mapping[str, SchemeParams]:
@@ -240,8 +260,8 @@ class FEScheme(Scheme):
         ),
         dropouts="the aggregator asks for a key covering only the parties that answered; the policy decides",
         not_protected=(
-            "the sum itself (use dp on top), differencing across rounds, update validity (a party can spoil "
-            "a round), traffic metadata"
+            "the sum itself (use dp on top), differencing rounds whose contributors differ by min_parties_changed "
+            "or more parties, update validity (a party can spoil a round), traffic metadata"
         ),
     )
 
@@ -293,7 +313,9 @@ class FEScheme(Scheme):
 
         Zero or absent weights leave parties out (dropouts).  Raises
         :class:`PolicyError` (logged) for fewer than ``min_parties`` non-zero weights,
-        a share above ``max_share``, or a second, different vector for ``round``.
+        a share above ``max_share``, a second, different vector for ``round``, a key for
+        a round that had one under another key set, or contributors that differ from
+        another round's by fewer than ``min_parties_changed`` parties (:mod:`.policy`).
         """
         require_role(key, AuthorityKey, action="derive function keys")
         material: _AuthorityMaterial = key.unwrap(self.name)
@@ -306,7 +328,7 @@ class FEScheme(Scheme):
         p = self.params
         policy.check(weights, round=round, min_parties=p.min_parties, max_share=float(p.max_share))
         vector = policy.canonical(weights)
-        material.ledger.claim(round, vector)
+        material.ledger.claim(round, vector, key_id=key.key_id, min_changed=p.min_parties_changed)
         dk = 0
         for party, w in vector:
             dk += _round_scalar(_party_secret(material.master, key.key_id, party), round, w)
@@ -398,6 +420,24 @@ class FEScheme(Scheme):
             )
         return int(dk)
 
+    # --- the policy's record, per federation -------------------------------------------------
+    def policy_record(self, key: AuthorityKey) -> bytes:
+        """Every function key granted (round, key set, weight vector digest, contributors): see :mod:`.policy`."""
+        require_role(key, AuthorityKey, action="export the policy record")
+        material: _AuthorityMaterial = key.unwrap(self.name)
+        return material.ledger.to_bytes()
+
+    def adopt_policy_record(self, key: AuthorityKey, record: bytes) -> None:
+        """Make ``key``'s policy answer as if it had issued the keys in ``record`` (another key set's, say)."""
+        require_role(key, AuthorityKey, action="adopt a policy record")
+        material: _AuthorityMaterial = key.unwrap(self.name)
+        if not record:
+            return
+        ledger, pos = policy.Ledger.from_bytes(bytes(record))
+        if pos != len(record):
+            raise MalformedCiphertextError("trailing bytes after the fe policy record")
+        material.ledger.merge(ledger)
+
     # --- key serialisation --------------------------------------------------------------------
     def _material_to_bytes(self, key: Key) -> bytes:
         material = key.unwrap(self.name)
@@ -406,10 +446,8 @@ class FEScheme(Scheme):
             return secret
         if isinstance(key, AuthorityKey):
             master: bytes = material.master
-            ids = b"".join(struct.pack(">H", len(p)) + p.encode() for p in material.parties)
-            ledger = material.ledger.entries()
-            rows = b"".join(struct.pack(">Q", r) + d for r, d in sorted(ledger.items()))
-            return master + struct.pack(">I", len(material.parties)) + ids + struct.pack(">I", len(ledger)) + rows
+            record: bytes = material.ledger.to_bytes()
+            return master + policy.names_to_bytes(material.parties) + record
         if isinstance(key, FunctionKey):
             return group.scalar_bytes(material)
         return b""
@@ -437,23 +475,11 @@ def _load_authority(data: bytes) -> _AuthorityMaterial:
     master, pos = data[:32], 32
     if len(master) != 32:
         raise MalformedCiphertextError("truncated master secret")
-    (count,) = struct.unpack_from(">I", data, pos)
-    pos += 4
-    parties = []
-    for _ in range(count):
-        (n,) = struct.unpack_from(">H", data, pos)
-        parties.append(check_party_id(data[pos + 2 : pos + 2 + n].decode()))
-        pos += 2 + n
-    (rows,) = struct.unpack_from(">I", data, pos)
-    pos += 4
-    entries = {}
-    for _ in range(rows):
-        (r,) = struct.unpack_from(">Q", data, pos)
-        entries[r] = data[pos + 8 : pos + 40]
-        pos += 40
-    if pos != len(data) or any(len(d) != 32 for d in entries.values()):
-        raise MalformedCiphertextError("trailing or truncated bytes")
-    return _AuthorityMaterial(master, parties, policy.Ledger(entries))
+    parties, pos = policy.names_from_bytes(data, pos)
+    ledger, pos = policy.Ledger.from_bytes(data, pos)
+    if pos != len(data):
+        raise MalformedCiphertextError("trailing bytes")
+    return _AuthorityMaterial(master, parties, ledger)
 
 
 __all__ = ["FEParams", "FEScheme"]

@@ -4,6 +4,16 @@ For schemes with function keys (``fe``) it also answers the aggregator's
 per-round function-key requests; the scheme enforces its inference-prevention
 policy inside :meth:`~crypto_backends.base.Scheme.function_key`, and this role
 logs every grant and refusal.  The master secret never leaves this object.
+
+Two rules are this role's own, because they outlive a key set or concern the run:
+
+* with a :class:`~securefl.core.statefile.PolicyState`, the scheme's record of
+  granted keys is kept per federation and written durably before each function key
+  leaves; a new key set for the same federation (a restart without the key store)
+  adopts it, so a restart cannot buy a second sum of a round;
+* ``min_contributors`` (distributed differential privacy: the noise plan's
+  minimum): a function key over fewer non-zero weights is refused, since their sum
+  would carry less noise than the accountant counts.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from crypto_backends.base import Scheme
 from crypto_backends.errors import PolicyError
 from crypto_backends.keys import AggregatorKey, FunctionKey, KeySet, PartyKey
+from securefl.core.statefile import PolicyState
 
 log = logging.getLogger("securefl.authority")
 
@@ -21,12 +32,21 @@ log = logging.getLogger("securefl.authority")
 class Authority:
     """Holds the :class:`~crypto_backends.keys.KeySet`; gives out role keys one at a time."""
 
-    def __init__(self, scheme: Scheme, party_ids: Sequence[str], *, keys: KeySet | None = None) -> None:
-        """Make a new key set for ``party_ids``, or take ``keys`` (a key set made earlier, e.g. reloaded)."""
+    def __init__(self, scheme: Scheme, party_ids: Sequence[str], *, keys: KeySet | None = None,
+                 policy: PolicyState | None = None, min_contributors: int = 1) -> None:
+        """Make a new key set for ``party_ids``, or take ``keys`` (a key set made earlier, e.g. reloaded).
+
+        ``policy``: the federation's durable record of granted function keys (see the module
+        docstring); ``min_contributors``: fewest non-zero weights a function key may cover.
+        """
         self.scheme = scheme
         self._keys = keys if keys is not None else scheme.keygen(list(party_ids))
+        self.policy, self.min_contributors = policy, min_contributors
         log.info("keys %s for %d parties under %s (fingerprint %s)", "loaded" if keys else "made", len(party_ids),
                  scheme.name, self._keys.aggregator.fingerprint)
+        if policy is not None and self._keys.authority is not None and policy.record:
+            scheme.adopt_policy_record(self._keys.authority, policy.record)
+            log.info("policy record of this federation adopted from %s", policy.path)
 
     @property
     def party_ids(self) -> list[str]:
@@ -45,9 +65,18 @@ class Authority:
         if self._keys.authority is None:
             raise PolicyError(f"the {self.scheme.name} scheme has no authority key to derive function keys")
         try:
+            contributors = sum(1 for w in weights.values() if w != 0)
+            if contributors < self.min_contributors:
+                raise PolicyError(
+                    f"function key for round {round} refused: it covers {contributors} contributor(s), and the "
+                    f"differential-privacy noise plan needs at least {self.min_contributors} (each adds one share "
+                    "of the noise); fewer would release a sum with less noise than the budget counts"
+                )
             key = self.scheme.function_key(self._keys.authority, round=round, weights=weights)
         except PolicyError as exc:
             log.warning("round %d: function key refused: %s", round, exc)
             raise
+        if self.policy is not None:  # on disk before the key leaves this role
+            self.policy.store(self.scheme.policy_record(self._keys.authority))
         log.info("round %d: function key granted for %d parties", round, len(weights))
         return key

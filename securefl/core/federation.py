@@ -26,6 +26,7 @@ from securefl.config import OWN_DATA, Config
 from securefl.core.aggregator import Aggregator, Combined
 from securefl.core.fusion import mean_from_sum, sum_of
 from securefl.core.party import Party
+from securefl.core.statefile import PartyState, PolicyState, federation_id
 from securefl.errors import ConfigError
 from securefl.ml.data import FederatedData, PartyData, held_out_parts, load_federated, load_party
 from securefl.ml.models import ModelAdapter, make_adapter
@@ -99,8 +100,33 @@ class RunResult:
 
 
 def make_scheme(cfg: Config) -> Scheme:
-    """The scheme ``[crypto]`` selects, with its configured parameters (without differential privacy)."""
-    return registry.create(cfg.crypto.scheme, cfg.crypto.scheme_params())
+    """The scheme ``[crypto]`` selects, with its configured parameters (without the privacy wrapper).
+
+    With ``[privacy]`` on, the parameters are the scheme's own choice for that case
+    (:meth:`~crypto_backends.base.SchemeParams.under_differential_privacy`: ``fe`` drops
+    its consecutive-round check, whose differences the noise covers).
+    """
+    params = cfg.crypto.scheme_params()
+    return registry.create(cfg.crypto.scheme, params.under_differential_privacy() if cfg.privacy.enabled else params)
+
+
+def min_contributors(cfg: Config) -> int:
+    """Fewest contributors a revealed sum may have: the noise plan's (the quorum) under distributed DP, else 1."""
+    return cfg.federation.min_parties if cfg.privacy.mode == "distributed" else 1
+
+
+def party_state(cfg: Config, party_id: str, state_dir: str | Path | None) -> PartyState | None:
+    """Party ``party_id``'s durable state in ``state_dir`` (``None``: in memory only)."""
+    if state_dir is None:
+        return None
+    return PartyState.in_dir(state_dir, federation_id(cfg.federation.ids, cfg.federation.seed), party_id)
+
+
+def policy_state(cfg: Config, state_dir: str | Path | None) -> PolicyState | None:
+    """The authority's durable function-key record for this federation in ``state_dir`` (``None``: in memory)."""
+    if state_dir is None:
+        return None
+    return PolicyState.in_dir(state_dir, federation_id(cfg.federation.ids, cfg.federation.seed))
 
 
 class Federation:
@@ -153,10 +179,14 @@ class Federation:
         """A fresh privacy accountant (the engine's, or one party's own), or ``None`` when privacy is off."""
         return None
 
-    def party(self, party_id: str, key: PartyKey, trainer: Trainer | None = None) -> Party:
-        """Party ``party_id`` running ``trainer`` (the federation's own for ``party_id`` when omitted)."""
+    def party(self, party_id: str, key: PartyKey, trainer: Trainer | None = None, *,
+              state_dir: str | Path | None = None) -> Party:
+        """Party ``party_id`` running ``trainer`` (the federation's own for ``party_id`` when omitted).
+
+        ``state_dir``: where the party keeps its durable security state (``None``: in memory).
+        """
         return Party(party_id, trainer if trainer is not None else self.trainer(party_id), self.scheme, key,
-                     self.accountant(), fuse=self.fuse)
+                     self.accountant(), fuse=self.fuse, state=party_state(self.cfg, party_id, state_dir))
 
     def trainer(self, party_id: str) -> Trainer:
         raise ConfigError(f"{party_id} brings its own data or trainer (data.dataset = 'own'): start it with "
@@ -223,7 +253,7 @@ class SharedDataFederation(KindFederation):
 
     def _protection(self, inner: Scheme) -> Scheme:
         """``inner``, wrapped with differential privacy when ``[privacy]`` asks for it."""
-        pcfg, quorum = self.cfg.privacy, self.cfg.federation.min_parties
+        pcfg, quorum = self.cfg.privacy, min_contributors(self.cfg)
         weights = {pid: self.evaluator.local_weight(shard.n) for pid, shard in self.data.shards.items()}
         factor = privacy.required_rescale(inner, pcfg, self.evaluator, min_contributors=quorum, weights=weights)
         if factor > 1:  # noisy statistics must fit the scheme's clip range: shrink them all alike

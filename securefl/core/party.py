@@ -18,6 +18,7 @@ from crypto_backends.base import Scheme
 from crypto_backends.keys import PartyKey
 from securefl.core.fusion import Fuse, mean_from_sum
 from securefl.core.messages import GlobalModel, metrics_bytes, parse_share_request, vector_bytes
+from securefl.core.statefile import PartyState
 from securefl.errors import PartyError, SecureFLError
 from securefl.ml.trainer import Trainer, checked_fit, checked_metrics
 from securefl.privacy import PrivacyAccountant
@@ -28,10 +29,16 @@ class Party:
     """One organisation's side of a round (transport-agnostic: bytes in, bytes out)."""
 
     def __init__(self, party_id: str, trainer: Trainer, scheme: Scheme, key: PartyKey,
-                 accountant: PrivacyAccountant | None = None, *, fuse: Fuse = mean_from_sum) -> None:
+                 accountant: PrivacyAccountant | None = None, *, fuse: Fuse = mean_from_sum,
+                 state: PartyState | None = None) -> None:
         self.party_id, self.trainer, self.scheme, self.key = party_id, trainer, scheme, key
         self.accountant = accountant
         """This party's own privacy budget (differential privacy): it refuses to release past it, whoever asks."""
+        self.state = state if state is not None else PartyState(None, "", f"party:{party_id}")
+        """The rounds this party answered and the rounds its accountant charged (durable with a path)."""
+        if accountant is not None:
+            for past in range(self.state.charged):  # what earlier runs of this party spent is spent
+                accountant.charge(past)
         self.fuse = fuse
         """Revealed weighted sum and total weight -> model (the federation's fusion rule, for sealed aggregates)."""
         self.weight: float | None = None
@@ -108,7 +115,11 @@ class Party:
 
         Under differential privacy the party charges its own accountant first and raises
         :class:`~securefl.errors.BudgetExceededError` rather than release past its budget.
+        A round answered before (by this process or, with a durable state, an earlier one,
+        under any key set) raises :class:`~securefl.errors.ReplayError`.  The answer and the
+        accountant's count are recorded in :attr:`state` before the update is returned.
         """
+        self.state.check(round, self.key.key_id)
         if self.accountant is not None:
             self.accountant.charge(round)
         global_model = GlobalModel.from_bytes(model)
@@ -119,4 +130,7 @@ class Party:
             self.scheme.prepare(self.key, length=length, weight=self.weight, round=round)
         params = self.open_model(global_model)
         update, self.weight = checked_fit(self.party_id, self.trainer.fit(params.copy(), round), length)
-        return self.scheme.protect(self.key, update, weight=self.weight, round=round).to_bytes()
+        reply = self.scheme.protect(self.key, update, weight=self.weight, round=round).to_bytes()
+        charged = self.accountant.rounds_charged if self.accountant is not None else 0
+        self.state.record(round, self.key.key_id, charged=charged)
+        return reply

@@ -27,7 +27,15 @@ from securefl.config import Config, load
 from securefl.core.aggregator import Aggregator
 from securefl.core.authority import Authority
 from securefl.core.engine import OnRound, RoundEngine
-from securefl.core.federation import Federation, RoundMetrics, RunResult, SharedDataFederation, federation
+from securefl.core.federation import (
+    Federation,
+    RoundMetrics,
+    RunResult,
+    SharedDataFederation,
+    federation,
+    min_contributors,
+    policy_state,
+)
 from securefl.core.messages import GlobalModel
 from securefl.core.party import Party
 from securefl.errors import ConfigError, UsageError
@@ -106,7 +114,10 @@ class Simulation:
     ``[model] fusion``).
     """
 
-    def __init__(self, cfg: Config, trainers: Mapping[str, Trainer] | None = None) -> None:
+    def __init__(self, cfg: Config, trainers: Mapping[str, Trainer] | None = None, *,
+                 state_dir: str | Path | None = None) -> None:
+        """``state_dir``: where the parties and the authority keep their durable security state (as the
+        networked roles do in ``transport.state_dir``); ``None`` keeps it in memory, for one run."""
         self.cfg = cfg
         if trainers is None:
             self.federation: Federation = federation(cfg)
@@ -116,9 +127,11 @@ class Simulation:
         self.scheme: Scheme = self.federation.scheme
         # the engine refuses a round past the budget up front; each party also enforces its own
         self.accountant = self.federation.accountant()
-        self.authority = Authority(self.scheme, cfg.federation.ids)
+        self.authority = Authority(self.scheme, cfg.federation.ids, policy=policy_state(cfg, state_dir),
+                                   min_contributors=min_contributors(cfg))
         self.parties: MutableMapping[str, Party] = {
-            pid: self.federation.party(pid, self.authority.party_key(pid), None if trainers is None else trainers[pid])
+            pid: self.federation.party(pid, self.authority.party_key(pid), None if trainers is None else trainers[pid],
+                                       state_dir=state_dir)
             for pid in cfg.federation.ids
         }
         self.aggregator: Aggregator = self.federation.aggregator(self.authority.aggregator_key())

@@ -9,7 +9,7 @@ import pytest
 
 from crypto_backends import Envelope, noise
 from crypto_backends.dp import DPScheme, NoisePlan, NoiseSegment
-from crypto_backends.errors import InvalidInputError, InvalidParameterError, LengthMismatchError
+from crypto_backends.errors import InvalidInputError, InvalidParameterError, LengthMismatchError, PolicyError
 from crypto_backends.roundtrip import revealing_key
 from tests.schemes import SealedPlain, make_scheme
 
@@ -136,3 +136,27 @@ def test_distributed_shares_are_dithered_beyond_the_inner_schemes_rounding(seale
     assert dp.dither_std(1.0) == 0.08
     assert abs(dp.sample_noise(DIM, 1.0).std() / 0.08 - 1) < 0.02
     assert DPScheme(SealedPlain(), _plan("local", scale=1.0)).dither_std(1.0) == 0.0
+
+
+def test_fewer_contributors_than_the_noise_plan_needs_are_refused_wherever_decryption_happens():
+    """Issue 15 item 3: the key holders, not only the aggregator, refuse an aggregate short of noise shares."""
+    dp = DPScheme(SealedPlain(), _plan("distributed", scale=0.3, m=3, wb=1.0, length=8))
+    keys = dp.keygen(PARTIES)
+    updates = [dp.protect(keys.parties[p], np.zeros(8), weight=1.0, round=0) for p in PARTIES[:2]]
+    two = dp.combine(keys.aggregator, updates, round=0)
+    holder = revealing_key(dp, keys)
+    for call in (lambda: dp.reveal(holder, two), lambda: dp.publish(holder, two),
+                 lambda: dp.release(holder, two, np.zeros(8)),
+                 lambda: dp.decryption_share(keys.parties["alice"], two, b"")):
+        with pytest.raises(PolicyError, match="sums 2 update"):
+            call()
+    with pytest.raises(PolicyError, match="covers 2 contributor"):
+        dp.function_key(keys.authority, round=0, weights={"alice": 1.0, "bob": 1.0, "carol": 0.0})
+    three = dp.combine(keys.aggregator, [*updates, dp.protect(keys.parties["carol"], np.zeros(8), weight=1.0,
+                                                                round=0)], round=0)
+    assert dp.reveal(holder, three).shape == (8,)
+    local = DPScheme(SealedPlain(), _plan("local", scale=0.3, length=8))  # local noise needs no minimum
+    lkeys = local.keygen(PARTIES)
+    one = local.combine(lkeys.aggregator, [local.protect(lkeys.parties["alice"], np.zeros(8), weight=1.0, round=0)],
+                        round=0)
+    assert local.reveal(revealing_key(local, lkeys), one).shape == (8,)

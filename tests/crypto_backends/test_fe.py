@@ -76,7 +76,36 @@ def test_a_second_vector_in_one_round_is_refused_the_same_one_is_not():
     assert again.unwrap("fe") == key.unwrap("fe")
     with pytest.raises(PolicyError, match="already issued"):
         s.function_key(keys.authority, round=4, weights={"p0": 1.0, "p1": 1.0, "p2": 1.0})
-    s.function_key(keys.authority, round=5, weights={"p0": 1.0, "p1": 1.0, "p2": 1.0})  # another round: fine
+    s.function_key(keys.authority, round=5, weights={"p0": 1.0, "p1": 1.0, "p4": 1.0})  # another round: fine
+
+
+def test_a_round_whose_contributors_differ_by_one_party_from_another_round_is_refused():
+    """Issue 15 item 2: sums of rounds r and r+1 over sets differing by one party give that party's update."""
+    s = strict()
+    keys = s.keygen(PARTIES)
+    ones = dict.fromkeys(PARTIES[:4], 1.0)
+    s.function_key(keys.authority, round=0, weights=ones)
+    s.function_key(keys.authority, round=1, weights=ones)  # the same set again: a sum of other inputs, fine
+    dropped = {p: 1.0 for p in PARTIES[:3]}
+    with pytest.raises(PolicyError, match=r"differ from round 0's only by p3 \(1 < min_parties_changed = 2\)"):
+        s.function_key(keys.authority, round=2, weights=dropped)
+    with pytest.raises(PolicyError, match="only by p4"):  # one party joining is the same difference
+        s.function_key(keys.authority, round=2, weights=dict(ones, p4=1.0))
+    swapped = {"p0": 1.0, "p1": 1.0, "p2": 1.0, "p4": 1.0}  # p3 out, p4 in: two parties changed
+    s.function_key(keys.authority, round=2, weights=swapped)
+    with pytest.raises(PolicyError, match="only by p3"):  # every earlier round counts, not only the last
+        s.function_key(keys.authority, round=3, weights=dropped | {"p3": 0.0, "p4": 0.0} | {"p0": 1.0})
+    # the threshold is the configured one; 1 (or 0) turns the check off, as differential privacy does
+    wide = scheme(min_parties=3, max_share=0.5, min_parties_changed=3)
+    wkeys = wide.keygen(PARTIES)
+    wide.function_key(wkeys.authority, round=0, weights=ones)
+    with pytest.raises(PolicyError, match="2 < min_parties_changed = 3"):
+        wide.function_key(wkeys.authority, round=1, weights=swapped)
+    assert TEST.under_differential_privacy().min_parties_changed == 0
+    relaxed = FEScheme(strict().params.under_differential_privacy())
+    rkeys = relaxed.keygen(PARTIES)
+    relaxed.function_key(rkeys.authority, round=0, weights=ones)
+    relaxed.function_key(rkeys.authority, round=1, weights=dropped)
 
 
 def test_unknown_parties_and_negative_weights_are_refused():
@@ -460,3 +489,45 @@ def test_clipped_values_are_counted_in_a_warning():
     keys = s.keygen(PARTIES[:1])
     with pytest.warns(ClippedValuesWarning, match="2 of 3 values"):
         s.protect(keys.parties["p0"], np.array([100.0, 0.0, -9.0]), weight=1.0, round=0)
+
+
+
+@pytest.mark.parametrize("honest_first", [3, 300])
+def test_the_first_value_beyond_the_bound_ends_the_reveal(monkeypatch, honest_first):
+    """Out-of-range values (a party encrypting beyond clip) end the reveal early, not after M steps each."""
+    t = dlog.table(8)  # giant steps of 513
+    bound = 513 * 100
+    steps = t.max_steps(bound)
+    honest = [group.encode(group.base_mul(v)) for v in range(-honest_first // 2, honest_first - honest_first // 2)]
+    forged = [group.encode(group.base_mul(3 * bound + i)) for i in range(1000)]
+    calls = []
+    real_add = dlog.group.add
+    monkeypatch.setattr(dlog.group, "add", lambda points: calls.append(1) or real_add(points))
+    with pytest.raises(DecodingOverflowError, match="outside"):
+        t.solve(honest + forged, bound)
+    # two point additions (both directions) per value and step, for one batch of values at most
+    batch = 16 if honest_first < 16 else 256
+    assert len(calls) <= 2 * steps * batch
+    assert len(calls) < 2 * steps * len(forged) / 3  # walking every forged value to the end costs 2 * steps each
+    calls.clear()
+    far = [group.encode(group.base_mul(v)) for v in (600, -40_000, bound)]
+    assert t.solve(honest + far, bound).tolist()[-3:] == [600, -40_000, bound]  # in range, however far: found
+
+
+def test_a_new_key_set_that_adopts_the_federations_record_refuses_a_round_already_granted():
+    """Issue 15 item 1, at the scheme: the record outlives its key set (policy_record / adopt_policy_record)."""
+    s = strict()
+    old, new = s.keygen(PARTIES), s.keygen(PARTIES)
+    ones = dict.fromkeys(PARTIES[:4], 1.0)
+    s.function_key(old.authority, round=0, weights=ones)
+    record = s.policy_record(old.authority)
+    s.adopt_policy_record(new.authority, record)
+    for weights in (ones, {p: 1.0 for p in PARTIES[:3]}):  # the same set or one party fewer: both refused
+        with pytest.raises(PolicyError, match="under another key set"):
+            s.function_key(new.authority, round=0, weights=weights)
+    s.function_key(new.authority, round=1, weights=ones)  # the next round is the new key set's
+    assert s.policy_record(new.authority) != record
+    restored = s.load_key(s.dump_key(new.authority, secret_access=SECRET_ACCESS))
+    assert s.policy_record(restored) == s.policy_record(new.authority)
+    with pytest.raises(MalformedCiphertextError):
+        s.adopt_policy_record(new.authority, record[:-3])

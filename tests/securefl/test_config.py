@@ -266,3 +266,15 @@ def test_secagg_parameters_are_validated_when_the_config_is_read():
                             "crypto.secagg.max_total_weight=1073741824"])
     with pytest.raises(ConfigError, match="crypto.secagg.colour: unknown key"):
         config.load(PLAIN, ["crypto.scheme=secagg", "crypto.secagg.colour=1"])
+
+
+def test_distributed_dp_needs_the_schemes_policy_to_keep_every_noise_share():
+    """Issue 15 item 3: fe.min_parties below the quorum (the noise plan's min_contributors) is a config error."""
+    text = ("[federation]\nparties = 5\nquorum = {quorum}\n[crypto]\nscheme = 'fe'\n[crypto.fe]\npreset = 'test'\n"
+            "min_parties = {least}\n[privacy]\nmode = 'distributed'\n")
+    with pytest.raises(ConfigError, match=r"crypto.fe: its policy reveals sums of as few as 3 parties .* at least 4"):
+        config.loads(text.format(quorum=4, least=3))
+    with pytest.raises(ConfigError, match="set crypto.fe.min_parties to at least 5"):
+        config.loads(text.format(quorum=0, least=3))  # quorum 0: every party, five noise shares
+    assert config.loads(text.format(quorum=3, least=3)).federation.min_parties == 3
+    assert config.loads(text.format(quorum=4, least=3).replace("distributed", "local")).privacy.mode == "local"

@@ -24,7 +24,8 @@ from crypto_backends.base import Scheme
 from crypto_backends.keys import SECRET_ACCESS, FunctionKey, Key
 from securefl.config import Config
 from securefl.core.authority import Authority
-from securefl.core.federation import make_scheme
+from securefl.core.federation import make_scheme, min_contributors, policy_state
+from securefl.core.statefile import PolicyState
 from securefl.transport.grpc import wire
 from securefl.transport.grpc.certs import AGGREGATOR, AUTHORITY, PARTY, Identity
 from securefl.transport.grpc.channels import Endpoint, answer_errors, require_peer
@@ -37,9 +38,10 @@ SERVICE = "securefl.Authority"
 class PersistentAuthority(Authority):
     """An :class:`~securefl.core.authority.Authority` whose key set lives in a :class:`KeyStore` as well."""
 
-    def __init__(self, scheme: Scheme, party_ids: Sequence[str], store: KeyStore) -> None:
+    def __init__(self, scheme: Scheme, party_ids: Sequence[str], store: KeyStore, *,
+                 policy: PolicyState | None = None, min_contributors: int = 1) -> None:
         keys = store.load(party_ids)
-        super().__init__(scheme, party_ids, keys=keys)
+        super().__init__(scheme, party_ids, keys=keys, policy=policy, min_contributors=min_contributors)
         self.store = store
         if keys is None:
             store.save(self._keys)
@@ -103,11 +105,14 @@ def serve(cfg: Config, *, insecure: bool = False) -> grpc.Server:
     """Make the federation's keys and start serving them; returns the running server."""
     endpoint = Endpoint.load(cfg.transport, AUTHORITY, AUTHORITY, insecure=insecure)
     scheme = make_scheme(cfg)
+    # the federation's record of granted function keys outlives any one key set (and the key store)
+    policy, least = policy_state(cfg, cfg.transport.state_dir), min_contributors(cfg)
     if cfg.transport.authority_keys:
         authority: Authority = PersistentAuthority(scheme, cfg.federation.ids,
-                                                   KeyStore(cfg.transport.authority_keys, scheme))
+                                                   KeyStore(cfg.transport.authority_keys, scheme), policy=policy,
+                                                   min_contributors=least)
     else:
-        authority = Authority(scheme, cfg.federation.ids)
+        authority = Authority(scheme, cfg.federation.ids, policy=policy, min_contributors=least)
     service = AuthorityService(authority, cfg, insecure=insecure)
     server = endpoint.server([service.handler()], cfg.transport.authority_port,
                              workers=min(64, 2 * len(cfg.federation.ids) + 4))

@@ -21,7 +21,7 @@ from securefl.config import OWN_DATA, Config, load
 from securefl.core.federation import Federation, PartyDataFederation, federation
 from securefl.core.messages import GlobalModel, parse_metrics
 from securefl.core.party import Party
-from securefl.errors import ConfigError, RefusedError, SecureFLError, TransportError
+from securefl.errors import ConfigError, RefusedError, ReplayError, SecureFLError, TransportError
 from securefl.ml.trainer import Trainer
 from securefl.transport.grpc.certs import PARTY
 from securefl.transport.grpc.channels import Endpoint
@@ -56,10 +56,12 @@ class NetworkedParty:
         log.info("%s: key received (fingerprint %s)", party_id, key.fingerprint)
         if self.endpoint.tls is not None:  # keys a scheme advertises through the aggregator are signed with ours
             self.federation.scheme.bind_identity(key, CertificateIdentity(self.endpoint.tls, party_id))
-        self.party: Party = self.federation.party(party_id, key, trainer)
+        # the rounds answered and the budget spent survive this process (transport.state_dir)
+        self.party: Party = self.federation.party(party_id, key, trainer, state_dir=cfg.transport.state_dir)
         self.aggregator = AggregatorClient(self.endpoint)
         self._sent: tuple[int, bytes, bytes] | None = None  # (round, model digest, update)
         self._caught_up = False
+        self._sat_out: tuple[str, int, int] | None = None  # the step this party could not answer
 
     def _update(self, task: Task) -> bytes:
         accountant = self.party.accountant
@@ -67,6 +69,7 @@ class NetworkedParty:
             # a (re)started party cannot know which earlier rounds it released: it counts them all as spent
             for past in range(accountant.rounds_charged, task.round):
                 accountant.charge(past)
+            self.party.state.charge(accountant.rounds_charged)
         self._caught_up = True
         digest = hashlib.sha256(task.payload).digest()
         if self._sent is not None and self._sent[:2] == (task.round, digest):
@@ -92,8 +95,13 @@ class NetworkedParty:
                     return measured.get(task.round)
                 if task.state == "wait":
                     continue
+                step = (task.state, task.round, task.stage)
+                if step == self._sat_out:  # the step stays open for us until it closes: ask again later, not at once
+                    time.sleep(self.cfg.transport.poll_seconds)
+                    continue
                 reply = self._reply(task)
                 if reply is None:
+                    self._sat_out = step
                     continue
                 if task.state == "evaluate":
                     measured[task.round] = parse_metrics(reply)
@@ -103,11 +111,16 @@ class NetworkedParty:
 
     def _reply(self, task: Task) -> bytes | None:
         log.info("%s: round %d: %s", self.party_id, task.round, task.state)
-        if task.state == "train":
-            return self._update(task)
         try:
+            if task.state == "train":
+                return self._update(task)
             return self.party.respond(task.state, task.round, task.stage, task.payload)
+        except ReplayError as exc:  # a round it answered before this process started: it sits the round out
+            log.warning("%s: %s", self.party_id, exc)
+            return None
         except SecureFLError as exc:
+            if task.state == "train":
+                raise  # e.g. the privacy budget is spent: this party stops
             # a request this party cannot answer (e.g. a malformed share request): it sits the step out
             log.warning("%s: round %d: cannot answer the %s request: %s", self.party_id, task.round, task.state, exc)
             return None

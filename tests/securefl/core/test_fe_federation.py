@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from crypto_backends.errors import PolicyError
 from securefl import config
 from securefl.core.party import Party
 from securefl.transport.inproc import Simulation
@@ -27,9 +29,27 @@ def test_fe_trains_the_same_model_as_plain():
 
 
 def test_a_dropped_party_is_left_out_of_the_function_key():
-    sim = Simulation(config.load(str(CONFIGS / "fe.toml"), FAST))
+    # min_parties_changed = 1: the consecutive-round check off (with it on, see the next test)
+    sim = Simulation(config.load(str(CONFIGS / "fe.toml"), [*FAST, "crypto.fe.min_parties_changed=1"]))
     p = sim.parties["party-2"]
     sim.parties["party-2"] = Crashing(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
     result = sim.run()
     assert "party-2" in result.rounds[1].dropped and "party-2" not in result.rounds[1].parties
     assert result.final_accuracy > 0.9
+
+
+def test_a_party_dropping_out_for_one_round_stops_the_run_unless_differential_privacy_is_on():
+    """Issue 15 item 2: round r over S and round r+1 over S - {p} would give p's update by subtraction."""
+    cfg = config.load(str(CONFIGS / "fe.toml"), FAST)
+    sim = Simulation(cfg)
+    p = sim.parties["party-2"]
+    sim.parties["party-2"] = Crashing(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
+    with pytest.raises(PolicyError, match=r"round 1 refused: its contributors differ from round 0's only by party-2"):
+        sim.run()
+    dp = Simulation(cfg.replace(["privacy.mode=distributed", "privacy.epsilon=5", "privacy.epsilon_budget=20",
+                                  "privacy.row_norm=4.0", "privacy.delta=1e-6", "privacy.delta_budget=1e-5"]))
+    assert dp.scheme.inner.params.min_parties_changed == 0  # type: ignore[attr-defined]
+    p = dp.parties["party-2"]
+    dp.parties["party-2"] = Crashing(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
+    result = dp.run()
+    assert "party-2" in result.rounds[1].dropped and len(result.rounds) == 3

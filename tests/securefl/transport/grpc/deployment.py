@@ -45,12 +45,14 @@ class Deployment:
         self.certs = tmp / "certs"
         self.checkpoint = tmp / "aggregator.ckpt"
         self.keystore = tmp / "authority.keys"
+        self.state_dir = tmp / "state"
         self.json = tmp / "result.json"
         self.ports = {"aggregator": free_port(), "authority": free_port()}
         # ``transport``: extra lines for the [transport] section
         transport = (f"[transport]\nkind = \"grpc\"\naggregator_port = {self.ports['aggregator']}\n"
                      f"authority_port = {self.ports['authority']}\ncert_dir = \"{self.certs}\"\n"
                      f"checkpoint = \"{self.checkpoint}\"\nauthority_keys = \"{self.keystore}\"\n"
+                     f"state_dir = \"{self.state_dir}\"\n"
                      f"connect_timeout = {connect_timeout}\npoll_seconds = {poll_seconds}\n{transport}")
         self.path = tmp / "federation.toml"
         self.path.write_text(text + "\n" + transport)

@@ -149,6 +149,22 @@ def test_an_old_rounds_update_is_refused_in_a_later_round_and_an_oversized_one_a
     assert d.wait_for("aggregator", r"round 1 fused from 1 updates.*dropped: party-1")
 
 
+def test_a_restarted_party_process_sits_out_the_round_it_already_answered(servers, caplog):
+    """Issue 15 item 4 over the network: the state dir, not the process, remembers the rounds answered."""
+    d = servers(config_text("fe", parties=2, quorum=1, rounds=2))
+    p1 = NetworkedParty(d.cfg, "party-1")
+    task = p1.aggregator.poll()
+    assert (task.state, task.round) == ("train", 0)
+    p1._update(task)  # encrypted and recorded in transport.state_dir; the process dies before its upload
+    p1.aggregator.close()
+    again = NetworkedParty(d.cfg, "party-1")  # a new process: its key fetched again, its state read from disk
+    task = again.aggregator.poll()
+    assert (task.state, task.round) == ("train", 0)
+    assert again._reply(task) is None  # a second encryption under round 0's pads would give x - x'
+    assert "already answered round 0 of this federation" in caplog.text
+    again.aggregator.close()
+
+
 @pytest.mark.parametrize("scheme, hidden", [("plain", 100_000), ("ckks", 25_000)])
 def test_models_and_updates_far_above_grpcs_4_mb_limit_stream_in_chunks(servers, scheme, hidden):
     # digits (64 inputs, 10 classes) through one wide hidden layer: 7.5M parameters as float64 (plain),

@@ -1,0 +1,196 @@
+"""Durable security state of the roles: what must survive a restart for a guarantee to hold.
+
+Two records live here, each one small JSON file per role and federation in the
+state directory (``transport.state_dir``), written by :func:`write_private`
+before anything they guard leaves the role:
+
+* :class:`PartyState` - the rounds a party answered (and under which key set) and
+  how many rounds its privacy accountant charged.  A restarted party answers no
+  round twice and regains no budget, whatever round the aggregator announces.
+* :class:`PolicyState` - the key authority's record of the function keys it
+  granted, per federation rather than per key set, so a restarted authority that
+  made new keys still refuses a second sum of a round (the scheme's
+  :meth:`~crypto_backends.base.Scheme.policy_record`).
+
+A federation is named by :func:`federation_id`: a digest of its party ids and
+``federation.seed`` (which fixes the demo's split, the initial model and the local
+training's randomness).  Starting a new federation over the same parties is an
+explicit act: a new seed (and so a new id and new state files).
+
+Files are written atomically (a temporary file from :func:`tempfile.mkstemp` in the
+target directory, mode 0600, fsync'ed, then ``os.replace``d, and the directory
+fsync'ed) and read without following symbolic links; a file other users can read
+or write is refused.  (The lead may merge :func:`write_private` with the key store's
+and checkpoints' writer.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from securefl.errors import ReplayError, StateError
+
+__all__ = ["PartyState", "PolicyState", "federation_id", "read_private", "write_private"]
+
+
+def federation_id(party_ids: Sequence[str], seed: int) -> str:
+    """The federation's name in state files: a digest of its sorted party ids and its seed."""
+    h = hashlib.sha256(b"securefl/federation/v1\x00")
+    h.update(json.dumps([sorted(party_ids), int(seed)], separators=(",", ":")).encode())
+    return h.hexdigest()[:32]
+
+
+def write_private(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically, mode 0600 (see the module docstring)."""
+    target = Path(path)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")  # 0600, O_EXCL
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_private(path: str | Path) -> bytes | None:
+    """The bytes of ``path`` (``None`` if it does not exist); refuses links and files others may read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read the state file {path}: {exc.strerror} (a symbolic link is refused)") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fh.fileno()).st_mode
+        if not stat.S_ISREG(mode) or mode & 0o077:
+            raise StateError(f"the state file {path} is not a regular file of mode 0600; it guards the federation's "
+                             f"privacy: check who changed it, then run chmod 600 {path}")
+        return fh.read()
+
+
+class _JsonState:
+    """A JSON record for one role of one federation at ``path`` (``None``: in memory only)."""
+
+    FORMAT: str
+
+    def __init__(self, path: str | Path | None, federation: str, role: str) -> None:
+        self.path = None if path is None else Path(path)
+        self.federation, self.role = federation, role
+        self._lock = threading.Lock()
+        raw = None if self.path is None else read_private(self.path)
+        self.data: dict[str, Any] = self._parse(raw) if raw is not None else {}
+
+    def _parse(self, raw: bytes) -> dict[str, Any]:
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+            ok = isinstance(doc, dict) and doc.get("format") == self.FORMAT
+        except (UnicodeDecodeError, ValueError):
+            ok = False
+        if not ok:
+            raise StateError(f"{self.path} is not a {self.FORMAT} file; restore it from a backup. Deleting it "
+                             "gives up the guarantee it keeps (see SECURITY.md, 'Security state')")
+        if doc.get("federation") != self.federation or doc.get("role") != self.role:
+            raise StateError(f"{self.path} belongs to another federation or role ({doc.get('federation')}, "
+                             f"{doc.get('role')}); each role keeps its own file in transport.state_dir")
+        body = doc.get("state")
+        if not isinstance(body, dict):
+            raise StateError(f"{self.path} is damaged (no state); restore it from a backup")
+        return body
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        doc = {"format": self.FORMAT, "federation": self.federation, "role": self.role, "state": self.data}
+        write_private(self.path, json.dumps(doc, sort_keys=True).encode("utf-8"))
+
+
+class PartyState(_JsonState):
+    """A party's answered rounds and spent privacy rounds (see the module docstring)."""
+
+    FORMAT = "securefl/party-state/v1"
+
+    @classmethod
+    def in_dir(cls, state_dir: str | Path, federation: str, party: str) -> PartyState:
+        return cls(Path(state_dir) / f"party-{party}-{federation}.json", federation, f"party:{party}")
+
+    def __init__(self, path: str | Path | None, federation: str, role: str) -> None:
+        super().__init__(path, federation, role)
+        rounds, charged = self.data.get("rounds", {}), self.data.get("charged", 0)
+        if (not isinstance(rounds, dict) or not all(isinstance(v, str) for v in rounds.values())
+                or not isinstance(charged, int) or charged < 0):
+            raise StateError(f"{self.path} is damaged (rounds or charged); restore it from a backup")
+        try:
+            self.answered: dict[int, str] = {int(r): k for r, k in rounds.items()}
+        except ValueError:
+            raise StateError(f"{self.path} is damaged (a round that is not a number)") from None
+        self.charged: int = charged
+        """Rounds this party's privacy accountant has charged, over every run of the federation."""
+
+    def check(self, round: int, key_id: bytes) -> None:
+        """Raise :class:`ReplayError` if ``round`` was answered before (under any key set)."""
+        with self._lock:
+            previous = self.answered.get(int(round))
+        if previous is None:
+            return
+        where = ("under another key set (" + previous[:16] + ")" if previous != key_id.hex()
+                 else "before (this party restarted, or the aggregator asked again)")
+        raise ReplayError(f"{self.role} already answered round {round} of this federation {where}; a second answer "
+                          "would let the aggregator difference out this party's update, so it sits the round out. "
+                          "To start over, start a new federation (a new federation.seed)")
+
+    def record(self, round: int, key_id: bytes, *, charged: int) -> None:
+        """Note ``round`` as answered under ``key_id`` and the accountant's count, durably (before the reply leaves)."""
+        with self._lock:
+            self.answered[int(round)] = key_id.hex()
+            self.charged = max(self.charged, int(charged))
+            self.data = {"rounds": {str(r): k for r, k in sorted(self.answered.items())}, "charged": self.charged}
+            self.save()
+
+    def charge(self, charged: int) -> None:
+        """Note the accountant's count alone (rounds charged without an answer sent), durably."""
+        with self._lock:
+            if charged <= self.charged:
+                return
+            self.charged = int(charged)
+            self.data = {"rounds": {str(r): k for r, k in sorted(self.answered.items())}, "charged": self.charged}
+            self.save()
+
+
+class PolicyState(_JsonState):
+    """The key authority's function-key record for one federation (the scheme's own bytes, hex-encoded)."""
+
+    FORMAT = "securefl/authority-policy/v1"
+
+    @classmethod
+    def in_dir(cls, state_dir: str | Path, federation: str) -> PolicyState:
+        return cls(Path(state_dir) / f"authority-{federation}.json", federation, "authority")
+
+    @property
+    def record(self) -> bytes:
+        try:
+            return bytes.fromhex(str(self.data.get("record", "")))
+        except ValueError:
+            raise StateError(f"{self.path} is damaged (record); restore it from a backup") from None
+
+    def store(self, record: bytes) -> None:
+        """Replace the record, durably (before the function key it covers leaves the authority)."""
+        with self._lock:
+            self.data = {"record": record.hex()}
+            self.save()
