@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           "or use examples/deploy_local.sh")
     sim = Simulation(cfg)
     console.print(f"[bold]securefl run[/]: {cfg.crypto.scheme} on {cfg.data.dataset}, "
-                  f"{cfg.federation.parties} parties, {cfg.federation.rounds} rounds, "
+                  f"{cfg.federation.parties} parties on {cfg.federation.engine}, {cfg.federation.rounds} rounds, "
                   f"{sim.evaluator.num_parameters} parameters ({sim.scheme.security_bits}-bit security)")
     with _progress() as progress:
         task = progress.add_task("rounds", total=cfg.federation.rounds)
