@@ -30,8 +30,12 @@ its shard and the seed alone.  What no seed fixes is what the schemes draw from 
 (CKKS encryption and flooding noise, differential privacy's noise): those differ run to run, on either
 engine.
 
-A party still busy with an earlier step sits the next one out (as on threads); a party that raises is
-dropped for the step with its message.  ``ray`` is imported only when this module is used.
+An actor answers for its parties in turn, in at most :data:`CALLS_PER_ACTOR` batches per exchange (one
+party per call in a small federation), so that a thousand parties cost a few dozen Ray calls.  A batch's
+replies arrive together: a party still training when the deadline passes makes the rest of its batch late
+too (they are dropped with it, as on threads a late party is).  A party still busy with an earlier step
+sits the next one out (as on threads); a party that raises is dropped for the step with its message.
+``ray`` is imported only when this module is used.
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ log = logging.getLogger("securefl.transport.ray")
 _OK, _FAILED = b"\x00", b"\x01"
 POLL_SECONDS = 0.05
 """Longest the driver waits for one more reply before handing those that arrived to the engine."""
+CALLS_PER_ACTOR = 32
+"""Calls one exchange makes of an actor at most: its parties go in this many batches (one party per call for
+small federations), so that a thousand parties cost a few dozen Ray calls, not a thousand (about 1 ms each)."""
 
 __all__ = ["PartyHost", "RayTransport", "config_text", "import_ray", "read_config_text"]
 
@@ -131,9 +138,15 @@ class PartyHost:
         """The ids of the parties this actor runs, hence whose keys it holds (JSON text)."""
         return json.dumps(sorted(self.parties))
 
-    def respond(self, party_id: str, step: str, round: int, stage: int, payload: bytes) -> bytes:
-        """:meth:`~securefl.core.party.Party.respond` of one of this actor's parties, framed."""
-        return _framed(self.parties[party_id].respond, step, round, stage, payload)
+    def respond(self, party_ids: list[str], step: str, round: int, stage: int, shared: bytes | None,
+                each: list[bytes] | None) -> list[bytes]:
+        """:meth:`~securefl.core.party.Party.respond` of some of this actor's parties, in turn, each reply framed.
+
+        Every party gets ``shared`` (one model for all), or its own item of ``each``.
+        """
+        payloads = each if each is not None else [shared or b""] * len(party_ids)
+        return [_framed(self.parties[pid].respond, step, round, stage, payload)
+                for pid, payload in zip(party_ids, payloads, strict=True)]
 
     def release(self, party_id: str, model: bytes) -> bytes:
         """A sealed model as ``party_id`` published it (or publishes it now), as float64 bytes, framed."""
@@ -188,32 +201,43 @@ class RayTransport(Transport):
     def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
         ray = self.ray
         replies: Replies[T] = Replies()
-        earlier = [self._busy[p] for p in request.payloads if p in self._busy]
+        earlier = list({id(r): r for p in request.payloads if (r := self._busy.get(p)) is not None}.values())
         done = set(ray.wait(earlier, num_returns=len(earlier), timeout=0)[0]) if earlier else set()
-        asked: dict[Any, str] = {}
-        stored: dict[int, Any] = {}  # one object-store copy per distinct payload (the same model for all)
-        for pid, payload in request.payloads.items():
+        by_host: dict[int, list[str]] = {}
+        for pid in request.payloads:
             if pid in self._busy and self._busy[pid] not in done:
                 replies.dropped[pid] = "still busy with an earlier round"
-                continue
-            if id(payload) not in stored:
-                stored[id(payload)] = ray.put(payload)
-            ref = self._host_of[pid].respond.remote(pid, request.step, request.round, request.stage,
-                                                    stored[id(payload)])
-            self._busy[pid] = ref
-            asked[ref] = pid
+            else:
+                by_host.setdefault(id(self._host_of[pid]), []).append(pid)
+        payloads = list(request.payloads.values())
+        shared = payloads[0] if payloads and all(p is payloads[0] for p in payloads) else None
+        # the same model for all: one copy in the object store, whatever the number of parties
+        shared_ref = ray.put(shared) if shared is not None else None
+        asked: dict[Any, list[str]] = {}
+        for pids in by_host.values():
+            host, size = self._host_of[pids[0]], -(-len(pids) // CALLS_PER_ACTOR)
+            for chunk in (pids[i:i + size] for i in range(0, len(pids), size)):
+                each = None if shared is not None else [request.payloads[p] for p in chunk]
+                ref = host.respond.remote(chunk, request.step, request.round, request.stage, shared_ref, each)
+                self._busy.update(dict.fromkeys(chunk, ref))
+                asked[ref] = chunk
         deadline = time.monotonic() + timeout
         pending = list(asked)
         while pending and (left := deadline - time.monotonic()) > 0:
             ready, pending = ray.wait(pending, num_returns=len(pending), timeout=min(left, POLL_SECONDS))
             for ref in ready:
-                take_reply(replies, request, asked[ref], functools.partial(self._receive, ref), accept)
+                self._take(asked[ref], ref, accept, replies, request)
         for ref in pending:
-            replies.dropped[asked[ref]] = f"no answer within {timeout} s"
+            replies.dropped.update(dict.fromkeys(asked[ref], f"no answer within {timeout} s"))
         return replies
 
-    def _receive(self, ref: Any) -> bytes:
-        return _unframed(self.ray.get(ref))
+    def _take(self, chunk: list[str], ref: Any, accept: Accept[T], replies: Replies[T], request: Request) -> None:
+        try:
+            framed = self.ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - a lost actor drops its parties, not the run
+            framed = [_FAILED + f"{type(exc).__name__}: {exc}".encode()] * len(chunk)
+        for pid, reply in zip(chunk, framed, strict=True):
+            take_reply(replies, request, pid, functools.partial(_unframed, reply), accept)
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
         return self.authority.function_key(round, weights)

@@ -149,6 +149,24 @@ def test_a_party_that_fails_in_its_actor_is_dropped_with_its_message(pool):
     assert replies.dropped["party-1"].startswith("MalformedCiphertextError: ")
 
 
+def test_parties_answer_in_batches_each_with_its_own_upload(pool, monkeypatch):
+    import securefl.transport.ray as ray_transport
+
+    sim, transport = pool
+    monkeypatch.setattr(ray_transport, "CALLS_PER_ACTOR", 1)  # one call per actor, holding all its parties
+    model = GlobalModel.open(sim.federation.initial).to_bytes()
+    ids = sim.cfg.federation.ids
+    uploads = transport.exchange(Request("train", 0, dict.fromkeys(ids, model)),
+                                 lambda sender, reply: sim.aggregator.check_upload(sender, reply, 0), timeout=120)
+    assert sorted(uploads.accepted) == sorted(ids) and not uploads.dropped  # each envelope names its sender
+    assert len({transport._busy[p] for p in ids}) == 2  # two batches: one per actor
+    # per-party payloads (as a setup step's messages) reach their own party each, within a batch too
+    mixed = transport.exchange(Request("train", 1, {p: b"garbage" if p == "party-4" else model for p in ids}),
+                               lambda sender, reply: reply, timeout=120)
+    assert sorted(mixed.accepted) == sorted(set(ids) - {"party-4"})
+    assert mixed.dropped["party-4"].startswith("MalformedCiphertextError: ")
+
+
 def test_a_party_that_does_not_answer_in_time_is_dropped_and_rejoins_when_done(pool):
     sim, transport = pool
     model = GlobalModel.open(sim.federation.initial).to_bytes()
