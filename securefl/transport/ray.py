@@ -187,9 +187,16 @@ class RayTransport(Transport):
             mine = ids[i::count]
             self._host_of.update(dict.fromkeys(mine, host))
             # each party's key goes to the one actor that runs that party
-            keys = [scheme.dump_key(authority.party_key(pid), secret_access=SECRET_ACCESS) for pid in mine]
+            keys = [scheme.dump_key(key, secret_access=SECRET_ACCESS if key.holds_secret else None)
+                    for key in map(authority.party_key, mine)]
             setups.append(host.setup.remote(text, mine, keys))
+        wait = cfg.federation.round_timeout
         try:
+            ready, _ = ray.wait(setups, num_returns=len(setups), timeout=wait)
+            if len(ready) < len(setups):
+                raise TransportError(f"{len(setups) - len(ready)} of {count} Ray actors were not ready within "
+                                     f"federation.round_timeout = {wait:g} s: the cluster may lack free CPUs (each "
+                                     "actor takes one; see `ray status`), or its nodes cannot import securefl")
             for reply in ray.get(setups):
                 _unframed(reply)
         except Exception:

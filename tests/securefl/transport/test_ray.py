@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -20,7 +21,7 @@ from crypto_backends import InsecureParametersWarning
 from securefl import config
 from securefl.core.federation import RunResult
 from securefl.core.messages import GlobalModel
-from securefl.errors import ConfigError, UsageError
+from securefl.errors import ConfigError, TransportError, UsageError
 from securefl.transport.base import Request
 from securefl.transport.inproc import Simulation
 from tests.paths import CONFIGS, REPO
@@ -175,6 +176,20 @@ def test_a_party_that_does_not_answer_in_time_is_dropped_and_rejoins_when_done(p
     ray.wait([transport._busy["party-3"]], timeout=60)  # it finishes its late reply ...
     again = transport.exchange(Request("train", 0, {"party-3": model}), lambda s, r: r, timeout=60)
     assert set(again.accepted) == {"party-3"}  # ... and takes part again
+
+
+def test_a_pool_that_cannot_be_scheduled_is_a_clear_error_not_a_hang(local_ray):
+    from securefl.core.authority import Authority
+
+    cfg = _config("federation.engine=ray", "federation.round_timeout=3")
+    sim = Simulation(cfg)
+    with pytest.raises(TransportError, match="1 of 3 Ray actors were not ready within"):
+        RayTransport(cfg, Authority(sim.scheme, cfg.federation.ids), actors=3)  # 3 actors, 2 CPUs
+    for _ in range(100):  # the actors that did start are stopped: their CPUs come back
+        if ray.available_resources().get("CPU", 0) == 2:
+            break
+        time.sleep(0.1)
+    assert ray.available_resources().get("CPU", 0) == 2
 
 
 def test_the_config_travels_to_the_actors_as_json_and_reads_back_the_same():
