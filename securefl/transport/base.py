@@ -38,8 +38,6 @@ from crypto_backends.keys import FunctionKey
 from securefl.core.messages import GlobalModel
 from securefl.errors import TransportError
 
-log = logging.getLogger("securefl.transport")
-
 Step = Literal["init", "train", "setup", "share", "evaluate"]
 STEPS: tuple[Step, ...] = ("init", "train", "setup", "share", "evaluate")
 T = TypeVar("T")
@@ -83,7 +81,7 @@ class PartyFailed(TransportError):
 
 
 def take_reply(replies: Replies[T], request: Request, sender: str, receive: Callable[[], bytes],
-               accept: Accept[T]) -> None:
+               accept: Accept[T], log: logging.Logger) -> None:
     """Hand ``sender``'s reply (``receive()``) to ``accept`` and record it; a failure drops ``sender``, logged.
 
     The failure is the party's (``receive`` raises, or :class:`PartyFailed` with the party's own words) or

@@ -16,6 +16,7 @@ this transport or, with ``federation.engine = "ray"``, over
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import time
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -36,6 +37,8 @@ from securefl.ml.data import FederatedData
 from securefl.ml.models import ModelAdapter
 from securefl.ml.trainer import Trainer
 from securefl.transport.base import Accept, Replies, Request, T, Transport, take_reply
+
+log = logging.getLogger("securefl.transport.inproc")
 
 __all__ = ["InProcessTransport", "RoundMetrics", "RunResult", "Simulation", "run", "simulate"]
 
@@ -62,7 +65,7 @@ class InProcessTransport(Transport):
         deadline = time.monotonic() + timeout
         try:
             for fut in cf.as_completed(futures, timeout=max(0.0, deadline - time.monotonic())):
-                take_reply(replies, request, futures[fut], fut.result, accept)
+                take_reply(replies, request, futures[fut], fut.result, accept, log)
         except cf.TimeoutError:
             for pid in futures.values():
                 if pid not in replies.accepted and pid not in replies.dropped:

@@ -244,7 +244,7 @@ class RayTransport(Transport):
         except Exception as exc:  # noqa: BLE001 - a lost actor drops its parties, not the run
             framed = [_FAILED + f"{type(exc).__name__}: {exc}".encode()] * len(chunk)
         for pid, reply in zip(chunk, framed, strict=True):
-            take_reply(replies, request, pid, functools.partial(_unframed, reply), accept)
+            take_reply(replies, request, pid, functools.partial(_unframed, reply), accept, log)
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
         return self.authority.function_key(round, weights)
