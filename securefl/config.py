@@ -57,6 +57,8 @@ DEFAULT_SCHEME = "plain"
 """``crypto.scheme`` when a config does not say: the unprotected baseline.  A default value only; which names
 are valid is the registry's to say (:func:`crypto_backends.registry.available`)."""
 DATASETS = ("breast_cancer", "digits", "iris", "wine")
+SYNTHETIC = "synthetic"
+"""``data.dataset`` drawn by scikit-learn's ``make_classification`` (``[data] samples, features, classes``)."""
 OWN_DATA = "own"
 """``data.dataset`` of a deployment where each party brings its own rows (``securefl party --data``) or trainer."""
 FUSIONS = ("mean", "sum")
@@ -75,6 +77,8 @@ PRIVACY_MODES = ("off", "local", "distributed")
 MECHANISMS = ("gaussian", "laplace")
 COMPOSITIONS = ("basic", "zcdp")
 TRANSPORTS = ("inproc", "grpc")
+ENGINES = ("threads", "ray")
+"""``federation.engine``: where ``securefl run`` runs the parties (threads of this process, or Ray actors)."""
 MAX_TREE_DEPTH = 10
 """Deepest ``decision_tree`` ``model.max_depth`` accepted (the vector holds 2**(max_depth - 1) nodes' counts)."""
 MiB = 1 << 20
@@ -127,6 +131,12 @@ class FederationConfig(_Section):
     """Seconds the aggregator waits for updates before dropping the missing parties."""
     party_ids: tuple[str, ...] = ()
     """Explicit party names; empty means ``party-1`` ... ``party-N``."""
+    engine: str = "threads"
+    """Where an in-process run puts its parties: ``threads`` of this process, or ``ray`` actors (the ``[ray]``
+    extra; many parties per actor, one actor per CPU)."""
+    ray_address: str = ""
+    """``engine = "ray"``: the Ray cluster to join (e.g. ``ray://head:10001`` or ``auto``); empty starts a
+    local Ray runtime for the run and stops it afterwards."""
 
     def _validate(self) -> None:
         _require(1 <= self.parties <= 1000, "federation.parties", "must be between 1 and 1000")
@@ -142,6 +152,11 @@ class FederationConfig(_Section):
             for pid in self.party_ids:
                 _require(bool(PARTY_ID_RE.fullmatch(pid)), "federation.party_ids",
                          f"{pid!r} is not a valid id (1-64 letters, digits, '.', '_', '-')")
+        _one_of(self.engine, ENGINES, "federation.engine")
+        _require(not self.ray_address or self.engine == "ray", "federation.ray_address",
+                 "is for federation.engine = 'ray'; set the engine to 'ray' or leave ray_address empty")
+        _require(self.ray_address == self.ray_address.strip(), "federation.ray_address",
+                 "has leading or trailing spaces; write the address alone, e.g. 'auto' or 'ray://head:10001'")
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -159,21 +174,34 @@ class DataConfig(_Section):
     SECTION: ClassVar[str] = "data"
 
     dataset: str = "breast_cancer"
-    """A bundled scikit-learn set (breast_cancer, digits, iris, wine), ``csv:PATH`` (both split across the
-    parties: a demo), or ``own``: each party trains on its own file (``securefl party --data``) or its own
-    trainer, and the aggregator and the authority read no data."""
+    """A bundled scikit-learn set (breast_cancer, digits, iris, wine), ``synthetic`` (drawn by scikit-learn's
+    ``make_classification`` from ``samples``, ``features``, ``classes`` and ``federation.seed``), ``csv:PATH``
+    (all split across the parties: a demo), or ``own``: each party trains on its own file (``securefl party
+    --data``) or its own trainer, and the aggregator and the authority read no data."""
     label_column: str = "label"
     partition: str = "iid"
     alpha: float = 0.5
     """Dirichlet concentration for ``partition = "dirichlet"`` (smaller = more label skew)."""
     test_fraction: float = 0.25
     standardize: bool = True
+    samples: int = 10_000
+    """``synthetic``: rows drawn in all (training and held-out together)."""
+    features: int = 20
+    """``synthetic``: feature columns (half of them informative, the rest noise)."""
+    classes: int = 2
+    """``synthetic``: class labels (at most ``2 ** (features // 2)``)."""
 
     def _validate(self) -> None:
         if self.dataset.startswith("csv:"):
             _require(len(self.dataset) > 4, "data.dataset", "write csv:PATH with the path of a CSV file")
         else:
-            _one_of(self.dataset, (*DATASETS, OWN_DATA), "data.dataset")
+            _one_of(self.dataset, (*DATASETS, SYNTHETIC, OWN_DATA), "data.dataset")
+        _require(10 <= self.samples <= 10_000_000, "data.samples", "must be between 10 and 10000000 rows")
+        _require(2 <= self.features <= 10_000, "data.features", "must be between 2 and 10000 columns")
+        _require(2 <= self.classes <= 1000, "data.classes", "must be between 2 and 1000")
+        _require(self.classes <= 2 ** min(self.features // 2, 30), "data.classes",
+                 f"{self.classes} classes need at least {2 * max(1, math.ceil(math.log2(self.classes)))} features "
+                 f"(half of them informative, one cluster per class); raise data.features or lower data.classes")
         _one_of(self.partition, PARTITIONS, "data.partition")
         _require(self.alpha > 0, "data.alpha", "must be positive")
         _require(0 < self.test_fraction < 1, "data.test_fraction", "must be strictly between 0 and 1")
@@ -621,6 +649,10 @@ def check_consistency(cfg: Config) -> None:
         _require(model.kind not in KINDS_NEEDING_DATA, "model.kind",
                  f"{model.kind!r} needs the data's public shape at the aggregator, which reads no data with "
                  f"data.dataset = 'own'; use {', '.join(k for k in MODEL_KINDS if k not in KINDS_NEEDING_DATA)}")
+    if cfg.federation.engine == "ray":
+        _require(cfg.transport.kind == "inproc", "federation.engine",
+                 f"'ray' runs the parties of one `securefl run` on Ray actors; transport.kind = "
+                 f"{cfg.transport.kind!r} runs each role as its own process. Use one or the other")
     if priv.enabled and priv.row_norm > 0:
         _require(model.kind == "logistic", "privacy.row_norm",
                  f"bounds local SGD's sensitivity for model.kind = 'logistic' only (convex, smooth loss), not "

@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     security = (f"{sim.scheme.security_bits}-bit security" if sim.scheme.hides_updates
                 else "no security: the aggregator sees every update")
     console.print(f"[bold]securefl run[/]: {cfg.crypto.scheme} on {cfg.data.dataset}, "
-                  f"{cfg.federation.parties} parties, {cfg.federation.rounds} rounds "
+                  f"{cfg.federation.parties} parties on {cfg.federation.engine}, {cfg.federation.rounds} rounds "
                   f"(numbered 0-{cfg.federation.rounds - 1}, as in --json and the logs), "
                   f"{sim.evaluator.num_parameters} parameters ({security})")
     with _progress() as progress:

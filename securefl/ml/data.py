@@ -1,7 +1,9 @@
 """Data sets and their partition across parties.
 
-Bundled scikit-learn sets (``breast_cancer``, ``digits``, ``iris``, ``wine``) or a
-CSV file (``csv:PATH``, numeric columns, one named label column).  The held-out
+Bundled scikit-learn sets (``breast_cancer``, ``digits``, ``iris``, ``wine``), a
+``synthetic`` classification set drawn by scikit-learn's ``make_classification``
+(as many rows as a federation of thousands of parties needs), or a CSV file
+(``csv:PATH``, numeric columns, one named label column).  The held-out
 test split is taken first (stratified for classification); the rest is split
 across parties either IID or with label skew drawn from a Dirichlet(alpha)
 distribution per class (the usual non-IID benchmark of federated learning).
@@ -25,7 +27,7 @@ import numpy as np
 from sklearn import datasets
 from sklearn.model_selection import train_test_split
 
-from securefl.config import DataConfig
+from securefl.config import SYNTHETIC, DataConfig
 from securefl.errors import DataError
 
 _LOADERS = {
@@ -72,6 +74,20 @@ def load_table(dataset: str, label_column: str = "label") -> tuple[np.ndarray, n
     if not dataset.startswith("csv:"):
         raise DataError(f"unknown data set {dataset!r}; use one of {', '.join(_LOADERS)} or csv:PATH")
     return _read_csv(Path(dataset[4:]), label_column)
+
+
+def synthetic(cfg: DataConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``cfg.samples`` rows of ``cfg.features`` columns in ``cfg.classes`` classes, the same for the same ``seed``.
+
+    Half of the columns (at least one) are informative, the rest noise; one Gaussian cluster per class and 1 %
+    of the labels flipped (``make_classification``'s default), so that a linear model learns it well but not
+    perfectly.  Drawn with numpy's generator: experiment design, not a secret.
+    """
+    informative = max(1, cfg.features // 2)
+    X, y = datasets.make_classification(n_samples=cfg.samples, n_features=cfg.features, n_informative=informative,
+                                        n_redundant=0, n_repeated=0, n_classes=cfg.classes,
+                                        n_clusters_per_class=1, random_state=seed)
+    return X.astype(np.float64), y.astype(np.int64)
 
 
 def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -150,7 +166,10 @@ def _held_out_split(cfg: DataConfig, X: np.ndarray, y: np.ndarray, classificatio
 
 def load_federated(cfg: DataConfig, party_ids: Sequence[str], seed: int) -> FederatedData:
     """Load, split off the test set, standardize (optionally) and partition across ``party_ids``."""
-    X, y, classification = load_table(cfg.dataset, cfg.label_column)
+    if cfg.dataset == SYNTHETIC:
+        (X, y), classification = synthetic(cfg, seed), True
+    else:
+        X, y, classification = load_table(cfg.dataset, cfg.label_column)
     rng = np.random.default_rng(seed)
     X_tr, X_te, y_tr, y_te = _held_out_split(cfg, X, y, classification, seed, cfg.dataset)
     parts = partition(y_tr, party_ids, kind=cfg.partition, alpha=cfg.alpha, rng=rng, classification=classification)

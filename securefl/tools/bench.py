@@ -53,6 +53,7 @@ import numpy as np
 from crypto_backends import registry
 from crypto_backends.base import Scheme, SchemeParams
 from crypto_backends.dp import DPScheme
+from crypto_backends.errors import InvalidParameterError
 from crypto_backends.roundtrip import run_round, run_setup
 from securefl.config import PrivacyConfig
 from securefl.ml.models import clipped_update_sensitivity
@@ -179,12 +180,19 @@ def _share_columns(scheme: Scheme, keys: Any, ids: Sequence[str], vectors: Seque
     return extra, note
 
 
-def upload_bytes_per_value(name: str, params: SchemeParams | None = None) -> float:
-    """Bytes per value of one serialised upload of scheme ``name``: one party, fresh keys, a
-    :data:`PROBE_VALUES`-long vector of zeros protected once, after any setup exchange (packing and chunking
-    included)."""
+def upload_bytes_per_value(name: str, params: SchemeParams | None = None, parties: int = 2) -> float:
+    """Bytes per value of one serialised upload of scheme ``name``: fresh keys, a :data:`PROBE_VALUES`-long
+    vector of zeros protected once by one party, after any setup exchange (packing and chunking included).
+
+    Two parties are keyed (a scheme with a setup exchange masks against a neighbour), or ``parties`` when
+    the scheme's parameters cannot serve two (a decryption threshold above two)."""
     scheme = registry.create(name, params)
-    ids = ["probe-a", "probe-b"]  # two: a scheme with a setup exchange (secagg) masks against a neighbour
+    try:
+        scheme.params.check_federation(2)
+        count = 2
+    except InvalidParameterError:
+        count = parties
+    ids = [f"probe-{i}" for i in range(count)]
     keys = scheme.keygen(ids)
     run_setup(scheme, keys, ids, round=0)
     upload = scheme.protect(keys.parties[ids[0]], np.zeros(PROBE_VALUES), weight=1.0, round=0)
@@ -222,7 +230,7 @@ def check_scheme_memory(name: str, parties: int, params: int, scheme_params: Sch
     """Refuse scheme ``name`` at this size if its estimated peak exceeds the available memory."""
     key = (name, repr(scheme_params))
     if key not in _PER_VALUE:
-        _PER_VALUE[key] = upload_bytes_per_value(name, scheme_params)
+        _PER_VALUE[key] = upload_bytes_per_value(name, scheme_params, parties)
     need = memory_needed(parties, params, _PER_VALUE[key])
     machine.check_memory(need, f"{name} at {parties:,} parties x {params:,} parameters",
                          "lower --params or --parties, or leave this scheme out of --schemes")

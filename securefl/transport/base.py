@@ -26,6 +26,7 @@ changes.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import numpy as np
 
 from crypto_backends.keys import FunctionKey
 from securefl.core.messages import GlobalModel
+from securefl.errors import TransportError
 
 Step = Literal["init", "train", "setup", "share", "evaluate"]
 STEPS: tuple[Step, ...] = ("init", "train", "setup", "share", "evaluate")
@@ -72,6 +74,27 @@ class Replies(Generic[T]):
     """Bytes received from each accepted sender."""
     dropped: dict[str, str] = field(default_factory=dict)
     """Asked parties without an accepted reply, with the reason (refused, failed, too late, busy)."""
+
+
+class PartyFailed(TransportError):
+    """A party's own failure, as its transport reports it in text (``"ExceptionType: message"``)."""
+
+
+def take_reply(replies: Replies[T], request: Request, sender: str, receive: Callable[[], bytes],
+               accept: Accept[T], log: logging.Logger) -> None:
+    """Hand ``sender``'s reply (``receive()``) to ``accept`` and record it; a failure drops ``sender``, logged.
+
+    The failure is the party's (``receive`` raises, or :class:`PartyFailed` with the party's own words) or
+    ``accept``'s refusal; either way the reason in ``replies.dropped`` reads ``"ExceptionType: message"``.
+    """
+    try:
+        data = receive()
+        replies.accepted[sender] = accept(sender, data)
+        replies.sizes[sender] = len(data)
+    except Exception as exc:  # noqa: BLE001 - a failing or refused party is dropped, not fatal
+        replies.dropped[sender] = str(exc) if isinstance(exc, PartyFailed) else f"{type(exc).__name__}: {exc}"
+        log.warning("round %d (%s): party %s failed: %s", request.round, request.step, sender,
+                    replies.dropped[sender])
 
 
 class Transport(ABC):

@@ -8,7 +8,9 @@ still busy with an earlier step sits the next one out (a thread cannot be
 killed) and rejoins when it is free.
 
 :class:`Simulation` builds a federation from a config (authority, parties,
-aggregator) and runs it with :class:`~securefl.core.engine.RoundEngine`.
+aggregator) and runs it with :class:`~securefl.core.engine.RoundEngine`, over
+this transport or, with ``federation.engine = "ray"``, over
+:class:`~securefl.transport.ray.RayTransport` (the parties in Ray actors).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from securefl.errors import ConfigError, UsageError
 from securefl.ml.data import FederatedData
 from securefl.ml.models import ModelAdapter
 from securefl.ml.trainer import Trainer
-from securefl.transport.base import Accept, Replies, Request, T, Transport
+from securefl.transport.base import Accept, Replies, Request, T, Transport, take_reply
 
 log = logging.getLogger("securefl.transport.inproc")
 
@@ -71,22 +73,12 @@ class InProcessTransport(Transport):
         deadline = time.monotonic() + timeout
         try:
             for fut in cf.as_completed(futures, timeout=max(0.0, deadline - time.monotonic())):
-                self._take(futures[fut], fut, accept, replies, request)
+                take_reply(replies, request, futures[fut], fut.result, accept, log)
         except cf.TimeoutError:
             for pid in futures.values():
                 if pid not in replies.accepted and pid not in replies.dropped:
                     replies.dropped[pid] = f"no answer within {timeout} s"
         return replies
-
-    @staticmethod
-    def _take(pid: str, fut: cf.Future[bytes], accept: Accept[T], replies: Replies[T], request: Request) -> None:
-        try:
-            data = fut.result()
-            replies.accepted[pid] = accept(pid, data)
-            replies.sizes[pid] = len(data)
-        except Exception as exc:  # noqa: BLE001 - a failing or refused party is dropped, not fatal
-            replies.dropped[pid] = f"{type(exc).__name__}: {exc}"
-            log.warning("round %d (%s): party %s failed: %s", request.round, request.step, pid, replies.dropped[pid])
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
         return self.authority.function_key(round, weights)
@@ -111,7 +103,8 @@ class Simulation:
     Without ``trainers`` every party trains the configured built-in kind on its
     share of the configured data set; with ``trainers`` (one per party id) the
     parties run them, and ``[data]`` and ``[model]`` are not used (but for
-    ``[model] fusion``).
+    ``[model] fusion``).  With ``federation.engine = "ray"`` the parties are built
+    in Ray actors when :meth:`run` starts them, and :attr:`parties` is empty here.
     """
 
     def __init__(self, cfg: Config, trainers: Mapping[str, Trainer] | None = None, *,
@@ -129,7 +122,14 @@ class Simulation:
         self.accountant = self.federation.accountant()
         self.authority = Authority(self.scheme, cfg.federation.ids, policy=policy_state(cfg, state_dir),
                                    min_contributors=min_contributors(cfg))
-        self.parties: MutableMapping[str, Party] = {
+        if cfg.federation.engine == "ray" and trainers is not None:
+            raise UsageError("federation.engine = 'ray' builds each party's trainer in its Ray actor from the config "
+                             "(a built-in model kind); your own trainer objects would have to be pickled to get "
+                             "there, which securefl never does. Run them with federation.engine = 'threads'")
+        if cfg.federation.engine == "ray" and state_dir is not None:
+            raise UsageError("federation.engine = 'ray' keeps each party's security state in its actor's memory; a "
+                             "state_dir is kept by the threads engine and by networked parties (transport.state_dir)")
+        self.parties: MutableMapping[str, Party] = {} if cfg.federation.engine == "ray" else {
             pid: self.federation.party(pid, self.authority.party_key(pid), None if trainers is None else trainers[pid],
                                        state_dir=state_dir)
             for pid in cfg.federation.ids
@@ -156,8 +156,16 @@ class Simulation:
             raise UsageError("this simulation runs the parties' own trainers: it has no built-in model or data set")
         return self.federation
 
+    def transport(self) -> Transport:
+        """The transport to the parties ``federation.engine`` names (Ray actors start here)."""
+        if self.cfg.federation.engine == "ray":
+            from securefl.transport.ray import RayTransport  # the only import of ray, and only for this engine
+
+            return RayTransport(self.cfg, self.authority)
+        return InProcessTransport(self.parties, self.authority)
+
     def run(self, on_round: OnRound = lambda m: None) -> RunResult:
-        transport = InProcessTransport(self.parties, self.authority)
+        transport = self.transport()
         try:
             engine = RoundEngine(self.federation, self.aggregator, transport, accountant=self.accountant)
             return engine.run(on_round)

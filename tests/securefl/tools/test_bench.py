@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from crypto_backends import registry
 from securefl.cli.main import EXIT_ERROR, main
 from securefl.tools import bench, machine
 
@@ -66,7 +69,7 @@ def test_a_scheme_whose_uploads_do_not_fit_is_an_error_row(monkeypatch):
     need_plain = bench.memory_needed(4, 20_000, 8.0)
     monkeypatch.setattr(machine, "available_memory_bytes", lambda: int(need_plain * 1.2))
     monkeypatch.setattr(bench, "_PER_VALUE", {})
-    monkeypatch.setattr(bench, "upload_bytes_per_value", lambda name, params=None: 64.0)
+    monkeypatch.setattr(bench, "upload_bytes_per_value", lambda name, params=None, parties=2: 64.0)
     rows = bench.run(["plain"], parties=4, params=20_000)
     assert rows[0].error and rows[0].error.startswith("InsufficientMemoryError") and "plain" in rows[0].error
 
@@ -100,3 +103,10 @@ def test_an_allocation_that_fails_despite_the_estimate_is_the_typed_error(monkey
     monkeypatch.setattr(bench, "bench_vectors", no_memory)
     with pytest.raises(machine.InsufficientMemoryError, match="do not fit"):
         bench.run(["plain"], parties=3, params=100)
+
+
+def test_the_upload_probe_keys_enough_parties_for_a_decryption_threshold():
+    # threshold 3 cannot be served by two parties: the probe keys as many as the bench will
+    params = registry.params_type("threshold_paillier").preset("test")
+    params = dataclasses.replace(params, threshold=3)
+    assert bench.upload_bytes_per_value("threshold_paillier", params, parties=5) > 1.0  # no InvalidParameterError
