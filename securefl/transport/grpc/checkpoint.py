@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securefl.core.federation import RoundMetrics
+from securefl.core.files import write_private
 from securefl.core.messages import GlobalModel
 from securefl.errors import TransportError
-from securefl.transport.grpc.files import atomic_write
 
 log = logging.getLogger("securefl.aggregator")
 
@@ -69,7 +69,7 @@ class Checkpoint:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (see the module docstring)."""
-        atomic_write(path, self.to_bytes())
+        write_private(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str | Path) -> Checkpoint | None:

@@ -36,8 +36,8 @@ from crypto_backends.keys import (
     KeySet,
     PartyKey,
 )
+from securefl.core.files import write_private
 from securefl.errors import TransportError
-from securefl.transport.grpc.files import atomic_write
 
 MAGIC = b"SFLKEYS1"
 
@@ -106,4 +106,4 @@ class KeyStore:
         return load_keyset(self.scheme, data, party_ids, str(self.path))
 
     def save(self, keys: KeySet) -> None:
-        atomic_write(self.path, dump_keyset(self.scheme, keys))
+        write_private(self.path, dump_keyset(self.scheme, keys))
