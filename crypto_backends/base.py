@@ -96,6 +96,7 @@ from .errors import (
     SchemeMismatchError,
     SecretExportError,
 )
+from .jsonheader import load_header
 from .keys import (
     SECRET_ACCESS,
     AggregatorKey,
@@ -504,18 +505,22 @@ class Scheme(ABC):
         if len(data) < 8 or data[:4] != b"SFLK":
             raise MalformedCiphertextError("not a securefl key (bad magic)")
         (hlen,) = struct.unpack(">I", data[4:8])
+        header = load_header(data[8 : 8 + hlen], "key header")
         try:
-            header = json.loads(data[8 : 8 + hlen])
             cls = _KEY_CLASSES[header["class"]]
             scheme, key_id = header["scheme"], bytes.fromhex(header["key_id"])
             owner, secret = header["owner"], bool(header["secret"])
+            if cls is FunctionKey:
+                rnd, weights = int(header["round"]), header["weights"]
+                if not isinstance(weights, dict):
+                    raise TypeError("weights is not an object")
         except (ValueError, KeyError, TypeError) as exc:
-            raise MalformedCiphertextError(f"garbled key header: {exc}") from None
+            raise MalformedCiphertextError(f"garbled key header: {exc!r}") from None
         if scheme != self.name:
             raise SchemeMismatchError(f"this is a {scheme!r} key; load it with that scheme")
         material = self._material_from_bytes(cls.role, cls, data[8 + hlen :])
         if cls is FunctionKey:
-            return FunctionKey(scheme, key_id, material, round=int(header["round"]), weights=header["weights"])
+            return FunctionKey(scheme, key_id, material, round=rnd, weights=weights)
         if owner is not None:
             check_party_id(owner)
         return cls(scheme, key_id, material, holds_secret=secret, owner=owner)

@@ -21,7 +21,7 @@ from securefl.config import OWN_DATA, Config, load
 from securefl.core.federation import Federation, PartyDataFederation, federation
 from securefl.core.messages import GlobalModel, parse_metrics
 from securefl.core.party import Party
-from securefl.errors import ConfigError, RefusedError, SecureFLError, TransportError
+from securefl.errors import BudgetExceededError, ConfigError, RefusedError, SecureFLError, TransportError
 from securefl.ml.trainer import Trainer
 from securefl.transport.grpc.certs import PARTY
 from securefl.transport.grpc.channels import Endpoint
@@ -90,7 +90,8 @@ class NetworkedParty:
                 if task.state == "wait":
                     continue
                 reply = self._reply(task)
-                if reply is None:
+                if reply is None:  # declined: the same task stays open for us, so do not ask again at once
+                    time.sleep(min(1.0, self.cfg.transport.poll_seconds))
                     continue
                 if task.state == "evaluate":
                     measured[task.round] = parse_metrics(reply)
@@ -100,12 +101,15 @@ class NetworkedParty:
 
     def _reply(self, task: Task) -> bytes | None:
         log.info("%s: round %d: %s", self.party_id, task.round, task.state)
-        if task.state == "train":
-            return self._update(task)
         try:
+            if task.state == "train":
+                return self._update(task)
             return self.party.respond(task.state, task.round, task.stage, task.payload)
+        except BudgetExceededError:
+            raise  # this party's budget is spent: it stops rather than sit out every later round
         except SecureFLError as exc:
-            # a request this party cannot answer (e.g. a malformed share request): it sits the step out
+            # a request this party cannot answer (a malformed model or share request, perhaps crafted by a
+            # hostile aggregator): it sits the step out and keeps serving
             log.warning("%s: round %d: cannot answer the %s request: %s", self.party_id, task.round, task.state, exc)
             return None
 

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from crypto_backends.envelope import MAX_ROUND, PARTY_ID_RE
+from crypto_backends.errors import MalformedCiphertextError
+from crypto_backends.jsonheader import load_header
 from securefl.errors import TransportError
 from securefl.transport.base import STEPS
 
@@ -77,9 +79,9 @@ def parse_header(frame: bytes, kind: str) -> dict[str, Any]:
     if not isinstance(frame, bytes) or frame[:1] != HEAD or len(frame) > 1 + MAX_HEADER_BYTES:
         raise TransportError(f"expected a {kind} header frame")
     try:
-        fields = json.loads(frame[1:].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise TransportError(f"{kind} header is not valid JSON") from None
+        fields = load_header(frame[1:], f"{kind} header")
+    except MalformedCiphertextError as exc:
+        raise TransportError(str(exc)) from None
     if not isinstance(fields, dict) or set(fields) != set(schema):
         got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
         raise TransportError(f"{kind} header has fields {got}, expected {sorted(schema)}")
