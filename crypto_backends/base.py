@@ -268,6 +268,17 @@ class Scheme(ABC):
         """Inputs are clipped to ``[-value_bound, value_bound]``; ``None`` when not clipped."""
         return None
 
+    @property
+    def release_norm_bound(self) -> float | None:
+        """An L2 bound on the unweighted vector an honest party releases, or ``None`` when none holds.
+
+        Where :attr:`hides_updates` is false the aggregator can check an update
+        against it and refuse one beyond it (a party's influence on the sum is then
+        bounded by this times its weight).  ``None`` (the default): the scheme
+        bounds nothing, e.g. ``plain`` sends whatever the party's trainer returned.
+        """
+        return None
+
     @abstractmethod
     def tolerance(self, weights: Sequence[float]) -> float:
         """Largest absolute error of the fused weighted mean for inputs within :attr:`value_bound`."""

@@ -185,8 +185,9 @@ class Federation:
 
     def aggregator(self, key: AggregatorKey) -> Aggregator:
         length = None if self.initial is None else int(self.initial.size)
-        return Aggregator(self.scheme, key, num_parameters=length, quorum=self.cfg.federation.min_parties,
-                          fuse=self.fuse)
+        fed = self.cfg.federation
+        return Aggregator(self.scheme, key, num_parameters=length, quorum=fed.min_parties, fuse=self.fuse,
+                          max_weight=fed.max_weight, max_update_norm=fed.max_update_norm or None)
 
     def result(self, rounds: list[RoundMetrics], final_parameters: np.ndarray | None,
                accountant: privacy.PrivacyAccountant | None = None, metric: str | None = None,
