@@ -268,6 +268,14 @@ class Scheme(ABC):
         """Inputs are clipped to ``[-value_bound, value_bound]``; ``None`` when not clipped."""
         return None
 
+    def max_payload_bytes(self, length: int) -> int | None:
+        """The most bytes an honest update's payload of ``length`` values takes; ``None`` when not known.
+
+        A receiver uses it to refuse an oversized upload before reading it; it
+        does not validate the payload (:meth:`check_envelope` and combining do).
+        """
+        return None
+
     @property
     def release_norm_bound(self) -> float | None:
         """An L2 bound on the unweighted vector an honest party releases, or ``None`` when none holds.

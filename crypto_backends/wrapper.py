@@ -100,6 +100,9 @@ class SchemeWrapper(Scheme):
     def release_norm_bound(self) -> float | None:
         return self.inner.release_norm_bound
 
+    def max_payload_bytes(self, length: int) -> int | None:
+        return self.inner.max_payload_bytes(length)
+
     def tolerance(self, weights: Sequence[float]) -> float:
         return self.inner.tolerance(weights)
 

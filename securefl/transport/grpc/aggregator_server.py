@@ -34,9 +34,10 @@ import grpc
 
 from crypto_backends.keys import AggregatorKey, FunctionKey
 from securefl.config import Config
+from securefl.core.aggregator import Aggregator
 from securefl.core.engine import OnStop, RoundEngine
 from securefl.core.federation import RoundMetrics, RunResult, federation
-from securefl.core.messages import GlobalModel
+from securefl.core.messages import MAX_METRICS_BYTES, GlobalModel
 from securefl.errors import SecureFLError, TransportError
 from securefl.transport.base import STEPS, Accept, Replies, Request, T, Transport
 from securefl.transport.grpc import wire
@@ -74,6 +75,10 @@ class Board:
     """Calls each party has open now."""
     handed: set[str] = field(default_factory=set)
     """Parties that took the open request's task and have not replied yet (working on it)."""
+    limit: int = 0
+    """Most bytes one reply to the open request may have (see :meth:`GrpcTransport.upload_limit`)."""
+    uploading: set[str] = field(default_factory=set)
+    """Parties with an upload in progress: at most one each, so one certificate cannot pile up buffers."""
 
     def has_work(self, party_id: str) -> bool:
         return self.state in ("done", "failed") or (
@@ -129,13 +134,20 @@ class AggregatorService:
 
     def upload(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         pid = self._party(context, "upload a reply")
-        with self.board.cond:
-            self.board.contact(pid.name, +1)
+        b = self.board
+        with b.cond:
+            if pid.name in b.uploading:
+                log.warning("refused a second concurrent upload of %s", pid.name)
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"{pid.name} already has an upload in progress: one at a time per party")
+            b.uploading.add(pid.name)
+            b.contact(pid.name, +1)
         try:
             return self._upload(pid, request_iterator, context)
         finally:
-            with self.board.cond:
-                self.board.contact(pid.name, -1)
+            with b.cond:
+                b.uploading.discard(pid.name)
+                b.contact(pid.name, -1)
 
     def _upload(self, pid: Identity, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         frames = iter(request_iterator)
@@ -143,8 +155,7 @@ class AggregatorService:
         step, rnd, stage = head["step"], head["round"], head["stage"]
         accept = self._check_open(context, pid.name, step, rnd, stage)
         what = "update" if step == "train" else f"{step} reply"
-        data = wire.read_payload(frames, head["bytes"], self.cfg.transport.max_message_bytes,
-                                 f"{what} of {pid.name}")
+        data = wire.read_payload(frames, head["bytes"], self.board.limit, f"{what} of {pid.name}")
         try:
             value = accept(pid.name, data)  # parsed and checked here, once
         except SecureFLError as exc:
@@ -194,8 +205,13 @@ class AggregatorService:
 class GrpcTransport(Transport):
     """The engine's requests posted on a :class:`Board` that parties poll; the authority over gRPC."""
 
-    def __init__(self, cfg: Config, board: Board, authority: AuthorityClient) -> None:
-        self.cfg, self.board, self.authority = cfg, board, authority
+    UPLOAD_MARGIN = 1.25
+    """An update may be this much larger than the scheme's bound for an honest one (plus :data:`ENVELOPE_SLACK`)."""
+    ENVELOPE_SLACK = 64 * 1024
+
+    def __init__(self, cfg: Config, board: Board, authority: AuthorityClient,
+                 aggregator: Aggregator | None = None) -> None:
+        self.cfg, self.board, self.authority, self.aggregator = cfg, board, authority, aggregator
         self.ran = False
         self.gone_after = 2 * cfg.transport.poll_seconds + 2.0
         """A party seen before with no call open and no task in hand for this long is gone: not waited for.
@@ -210,6 +226,7 @@ class GrpcTransport(Transport):
             b.state, b.round, b.stage, b.payloads, b.accept = (request.step, request.round, request.stage,
                                                                dict(request.payloads), accept)
             b.replies, b.sizes, b.refused, b.handed = {}, {}, {}, set()
+            b.limit = self.upload_limit(request.step)
             b.cond.notify_all()
             log.info("round %d open: %s request to %s", request.round, request.step, ", ".join(request.parties))
             grace = self.gone_after
@@ -229,6 +246,19 @@ class GrpcTransport(Transport):
         replies.dropped = {pid: refused.get(pid, f"no {what} within {timeout} s")
                            for pid in request.parties if pid not in replies.accepted}
         return replies
+
+    def upload_limit(self, step: str) -> int:
+        """Most bytes a reply to ``step`` may have: for an update, what the scheme says an honest one of the
+        model's length takes, with a margin; for a metrics reply, its own bound; else (and while the model's
+        length is unknown) ``transport.max_message_bytes``, which caps every limit."""
+        cap = self.cfg.transport.max_message_bytes
+        if step == "evaluate":
+            return min(cap, MAX_METRICS_BYTES)
+        agg = self.aggregator
+        if step != "train" or agg is None or agg.num_parameters is None:
+            return cap
+        bound = agg.scheme.max_payload_bytes(agg.num_parameters)
+        return cap if bound is None else min(cap, math.ceil(self.UPLOAD_MARGIN * bound) + self.ENVELOPE_SLACK)
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
         return self.authority.function_key(round, weights)
@@ -290,7 +320,7 @@ class NetworkedAggregator:
         self.server = self.endpoint.server([self.service.handler()], tcfg.aggregator_port,
                                            workers=min(256, 2 * len(fed.ids) + 8))
         log.info("aggregator listening on %s:%d", tcfg.bind_host, tcfg.aggregator_port)
-        transport = GrpcTransport(self.cfg, self.board, self.authority)
+        transport = GrpcTransport(self.cfg, self.board, self.authority, self.aggregator)
         try:
             engine = RoundEngine(self.federation, self.aggregator, transport,
                                  accountant=self.federation.accountant(), checkpoint=writer)

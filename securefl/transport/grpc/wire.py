@@ -109,8 +109,8 @@ def send(head: bytes, data: bytes | memoryview, chunk_bytes: int) -> Iterator[by
 def read_payload(frames: Iterator[bytes], size: int, limit: int, what: str) -> bytes:
     """Read exactly ``size`` bytes of ``D`` frames (``size`` announced by a header, at most ``limit``)."""
     if not 0 <= size <= limit:
-        raise TransportError(f"{what} of {size} bytes exceeds the limit of {limit} bytes "
-                             "(transport.max_message_bytes)")
+        raise TransportError(f"{what} of {size} bytes exceeds the limit of {limit} bytes (what an honest one "
+                             "takes, with a margin, at most transport.max_message_bytes)")
     # grow with what actually arrives: an announced size alone must not make the receiver allocate it
     buf = bytearray()
     for frame in frames:
