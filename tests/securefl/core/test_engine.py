@@ -214,7 +214,8 @@ def test_distributed_noise_around_a_scheme_with_protocol_steps(relay):
     assert result.final_accuracy > 0.6
 
 
-@pytest.mark.parametrize("token", ["[" * 50_000 + "]" * 50_000, "1" + "0" * 5000, "[1" + "0" * 400 + "]"])
+@pytest.mark.parametrize("token", ["[" * 50_000 + "]" * 50_000, "1" + "0" * 5000, "[1" + "0" * 400 + "]"],
+                         ids=["deep-nesting", "5000-digit-integer", "weight-beyond-float"])
 def test_an_upload_with_a_hostile_header_drops_its_sender_with_the_typed_error(token):
     sim = _sim("federation.rounds=1")
 
