@@ -133,6 +133,9 @@ def _role_config(args: argparse.Namespace) -> config_mod.Config:
 
 
 def cmd_authority(args: argparse.Namespace) -> int:
+    from securefl.transport.grpc import tlslog
+
+    tlslog.install()  # before grpc is imported: refused TLS handshakes are logged with the peer's address
     from securefl.transport.grpc.authority_server import serve
 
     server = serve(_role_config(args), insecure=args.insecure)
@@ -144,6 +147,9 @@ def cmd_authority(args: argparse.Namespace) -> int:
 
 
 def cmd_aggregator(args: argparse.Namespace) -> int:
+    from securefl.transport.grpc import tlslog
+
+    tlslog.install()  # before grpc is imported: refused TLS handshakes are logged with the peer's address
     from securefl.transport.grpc.aggregator_server import NetworkedAggregator
 
     result = NetworkedAggregator(_role_config(args), insecure=args.insecure).run(
