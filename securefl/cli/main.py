@@ -133,12 +133,13 @@ def _role_config(args: argparse.Namespace) -> config_mod.Config:
 
 
 def cmd_authority(args: argparse.Namespace) -> int:
+    cfg = _role_config(args)
     from securefl.transport.grpc import tlslog
 
     tlslog.install()  # before grpc is imported: refused TLS handshakes are logged with the peer's address
     from securefl.transport.grpc.authority_server import serve
 
-    server = serve(_role_config(args), insecure=args.insecure)
+    server = serve(cfg, insecure=args.insecure)
     try:
         server.wait_for_termination()
     finally:
@@ -147,12 +148,13 @@ def cmd_authority(args: argparse.Namespace) -> int:
 
 
 def cmd_aggregator(args: argparse.Namespace) -> int:
+    cfg = _role_config(args)
     from securefl.transport.grpc import tlslog
 
     tlslog.install()  # before grpc is imported: refused TLS handshakes are logged with the peer's address
     from securefl.transport.grpc.aggregator_server import NetworkedAggregator
 
-    result = NetworkedAggregator(_role_config(args), insecure=args.insecure).run(
+    result = NetworkedAggregator(cfg, insecure=args.insecure).run(
         on_stop=lambda partial: _write_json(args.json, partial.as_json()))
     out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
     _write_json(args.json, result.as_json())

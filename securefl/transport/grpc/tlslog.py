@@ -33,9 +33,9 @@ _TRACE_LINE = re.compile(
     rb"^[IWEF]\d{4} [\d:.]+\s+(\d+) (?:handshaker\.cc|channel_trace\.h|ssl_transport_security\.cc|trace\.cc)")
 # a trace record may span lines (an error status carries a source-location block): its continuation lines
 _CONTINUATION = re.compile(rb"^(?:=== Source Location Trace|src/core/| shutdown=|.*grpc\.internal\.)")
-_MANAGER = re.compile(rb"handshake[_ ]manager (0x[0-9a-f]+):")
-_SERVER_PEER = re.compile(rb"grpc\.internal\.endpoint_peer_address=([^,}]+).*grpc\.internal\.server_credentials=")
-_FAILED = re.compile(rb"handshake manager (0x[0-9a-f]+): Failed with error: (.*)$")
+_FAILED = re.compile(rb"CallNextHandshakerLocked: error=(?!OK )(.+)")
+_SERVER_PEER = re.compile(rb"grpc\.internal\.endpoint_peer_address=([^,}]+).*grpc\.internal\.server_credentials=",
+                          re.DOTALL)
 _installed = False
 
 
@@ -72,37 +72,30 @@ def install() -> bool:
 
 def _relay(read_end: int, original: int, swallow_traces: bool) -> None:
     """Pass standard error through, logging refused handshakes; never stops reading (a full pipe would block)."""
-    managers: dict[bytes, bytes] = {}  # thread id -> the handshake manager it last named
-    peers: dict[bytes, bytes] = {}  # handshake manager -> the peer address of its server-side connection
-    thread: bytes | None = None  # the thread of the trace record being read, while its lines continue
+    record: list[bytes] = []  # the trace record being read: its first line and its continuation lines
     with os.fdopen(read_end, "rb") as pipe:
         for line in iter(pipe.readline, b""):
             trace = _TRACE_LINE.match(line)
-            if trace is not None:
-                thread = trace.group(1)
-            elif thread is None or not _CONTINUATION.match(line):
-                thread = None
-                os.write(original, line)
-                continue
-            try:
-                _parse(line, thread, managers, peers)
-            except Exception:  # noqa: BLE001 - the relay must go on whatever a line holds
-                pass
+            if trace is None and record and _CONTINUATION.match(line):
+                record.append(line)
+            else:
+                if record:
+                    _check(b"".join(record))
+                record = [line] if trace is not None else []
+                if trace is None:
+                    os.write(original, line)
+                    continue
             if not swallow_traces:
                 os.write(original, line)
 
 
-def _parse(line: bytes, thread: bytes, managers: dict[bytes, bytes], peers: dict[bytes, bytes]) -> None:
-    if failed := _FAILED.search(line.rstrip()):
-        manager, reason = failed.groups()
-        peer = peers.pop(manager, None)
-        if peer is not None:  # a server-side handshake of this process
-            why = reason.decode(errors="replace").removesuffix(": OK").split("SSL_ERROR_SSL: ")[-1]
-            log.warning("TLS handshake from %s refused: %s", peer.decode(errors="replace"), why[:300])
-        return
-    if named := _MANAGER.search(line):
-        managers[thread] = named.group(1)
-    if (server_side := _SERVER_PEER.search(line)) and thread in managers:
-        peers[managers[thread]] = server_side.group(1)
-        if len(peers) > 10_000:  # handshakes that ended without a failure line: forget the oldest
-            del peers[next(iter(peers))]
+def _check(record: bytes) -> None:
+    """Log ``record`` if it is a server-side handshake that failed (the step that failed names the peer)."""
+    try:
+        failed, server_side = _FAILED.search(record), _SERVER_PEER.search(record)
+        if failed is None or server_side is None:
+            return
+        why = failed.group(1).decode(errors="replace").strip().removesuffix(": OK").split("SSL_ERROR_SSL: ")[-1]
+        log.warning("TLS handshake from %s refused: %s", server_side.group(1).decode(errors="replace"), why[:300])
+    except Exception:  # noqa: BLE001 - the relay must go on whatever a line holds
+        pass
