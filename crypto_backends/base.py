@@ -96,6 +96,7 @@ from .errors import (
     SchemeMismatchError,
     SecretExportError,
 )
+from .jsonheader import load_header
 from .keys import (
     SECRET_ACCESS,
     AggregatorKey,
@@ -281,6 +282,25 @@ class Scheme(ABC):
     @property
     def value_bound(self) -> float | None:
         """Inputs are clipped to ``[-value_bound, value_bound]``; ``None`` when not clipped."""
+        return None
+
+    def max_payload_bytes(self, length: int) -> int | None:
+        """The most bytes an honest update's payload of ``length`` values takes; ``None`` when not known.
+
+        A receiver uses it to refuse an oversized upload before reading it; it
+        does not validate the payload (:meth:`check_envelope` and combining do).
+        """
+        return None
+
+    @property
+    def release_norm_bound(self) -> float | None:
+        """An L2 bound on the unweighted vector an honest party releases, or ``None`` when none holds.
+
+        Where :attr:`hides_updates` is false the aggregator can check an update
+        against it and refuse one beyond it (a party's influence on the sum is then
+        bounded by this times its weight).  ``None`` (the default): the scheme
+        bounds nothing, e.g. ``plain`` sends whatever the party's trainer returned.
+        """
         return None
 
     @abstractmethod
@@ -541,18 +561,22 @@ class Scheme(ABC):
         if len(data) < 8 or data[:4] != b"SFLK":
             raise MalformedCiphertextError("not a securefl key (bad magic)")
         (hlen,) = struct.unpack(">I", data[4:8])
+        header = load_header(data[8 : 8 + hlen], "key header")
         try:
-            header = json.loads(data[8 : 8 + hlen])
             cls = _KEY_CLASSES[header["class"]]
             scheme, key_id = header["scheme"], bytes.fromhex(header["key_id"])
             owner, secret = header["owner"], bool(header["secret"])
+            if cls is FunctionKey:
+                rnd, weights = int(header["round"]), header["weights"]
+                if not isinstance(weights, dict):
+                    raise TypeError("weights is not an object")
         except (ValueError, KeyError, TypeError) as exc:
-            raise MalformedCiphertextError(f"garbled key header: {exc}") from None
+            raise MalformedCiphertextError(f"garbled key header: {exc!r}") from None
         if scheme != self.name:
             raise SchemeMismatchError(f"this is a {scheme!r} key; load it with that scheme")
         material = self._material_from_bytes(cls.role, cls, data[8 + hlen :])
         if cls is FunctionKey:
-            return FunctionKey(scheme, key_id, material, round=int(header["round"]), weights=header["weights"])
+            return FunctionKey(scheme, key_id, material, round=rnd, weights=weights)
         if owner is not None:
             check_party_id(owner)
         return cls(scheme, key_id, material, holds_secret=secret, owner=owner)

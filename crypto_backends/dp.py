@@ -153,6 +153,39 @@ class DPScheme(SchemeWrapper):
         return math.inf
 
     # --- noise ----------------------------------------------------------------------
+    RELEASE_TAIL_BITS = 40
+    """An honest party's release exceeds :attr:`release_norm_bound` with probability below ``2**-39``."""
+
+    @property
+    def release_norm_bound(self) -> float | None:
+        """Local mode with ``clip_norm``: ``clip_norm`` plus a tail bound of the noise's L2 norm, plus snapping.
+
+        Gaussian noise (standard deviations ``s_i``): Laurent and Massart (2000, Lemma 1),
+        ``|z|^2 <= sum s_i^2 + 2 sqrt(t sum s_i^4) + 2 t max s_i^2`` except with probability
+        ``exp(-t)``.  Laplace noise (scales ``b_i``): each ``|z_i| <= b_i (ln d + t)`` except with
+        probability ``exp(-t)`` (union bound), and then Bernstein's inequality bounds ``sum z_i^2``
+        by its mean plus ``sqrt(2 t Var) + (2/3) t max b_i^2 (ln d + t)^2``.  Snapping moves
+        each value by at most half a grid step (``std / 32``).  Distributed mode, or no
+        ``clip_norm``: the inner scheme's bound (the aggregator sees no single share anyway).
+        """
+        plan = self.plan
+        if plan.mode != "local" or plan.clip_norm is None:
+            return self.inner.release_norm_bound
+        t = self.RELEASE_TAIL_BITS * math.log(2.0)
+        stds = [(seg.length, noise.share_std(plan.mechanism, seg.scale, 1)) for seg in plan.segments]
+        if plan.mechanism == "gaussian":
+            sum2 = math.fsum(n * s * s for n, s in stds)
+            sum4 = math.fsum(n * s**4 for n, s in stds)
+            noise_bound = math.sqrt(sum2 + 2 * math.sqrt(t * sum4) + 2 * t * max(s * s for _, s in stds))
+        else:  # Laplace, b = std / sqrt(2): z_i^2 = b_i^2 L_i^2 with E L^2 = 2, Var L^2 = 20, |L_i| <= ln(d) + t
+            d = sum(n for n, _ in stds)
+            b2 = [(n, s * s / 2) for n, s in stds]
+            top = (math.log(d) + t) ** 2 * max(v for _, v in b2)
+            noise_bound = math.sqrt(math.fsum(2 * n * v for n, v in b2)
+                                    + math.sqrt(2 * t * math.fsum(20 * n * v * v for n, v in b2)) + 2 / 3 * top * t)
+        snapping = math.sqrt(math.fsum(n * (s / 32) ** 2 for n, s in stds))
+        return (plan.clip_norm + noise_bound + snapping) * (1 + 1e-9)
+
     def _noise_scale(self, seg: NoiseSegment, weight: float) -> float:
         """Per-share scale on this party's *unweighted* values (see "Weights" in the module docstring)."""
         if self.plan.mode == "local":

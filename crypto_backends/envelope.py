@@ -11,7 +11,9 @@ Every protected update, and every combined aggregate, travels as an
 
 Parsing is strict: unknown or missing header fields, wrong types, party ids
 outside ``[A-Za-z0-9._-]{1,64}``, negative rounds, trailing bytes and truncation
-are all :class:`~crypto_backends.errors.MalformedCiphertextError`.  Parsing does
+are all :class:`~crypto_backends.errors.MalformedCiphertextError`, and so are deep
+nesting, huge integers and out-of-range numbers in the header
+(:func:`~crypto_backends.jsonheader.load_header`).  Parsing does
 not copy the payload (it is a ``memoryview`` into the input).
 """
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import MalformedCiphertextError
+from .jsonheader import load_header
 
 MAGIC = b"SFLE"
 MAX_HEADER_BYTES = 1 << 20
@@ -115,10 +118,7 @@ class Envelope:
         (hlen,) = struct.unpack(">I", view[4:8])
         if hlen > MAX_HEADER_BYTES or 8 + hlen + 8 > len(view):
             raise MalformedCiphertextError("envelope truncated inside its header")
-        try:
-            header = json.loads(bytes(view[8 : 8 + hlen]).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MalformedCiphertextError(f"envelope header is not valid JSON: {exc}") from None
+        header = load_header(view[8 : 8 + hlen], "envelope header")
         (plen,) = struct.unpack(">Q", view[8 + hlen : 16 + hlen])
         start = 16 + hlen
         if start + plen != len(view):

@@ -65,6 +65,9 @@ class PlainScheme(Scheme):
     def tolerance(self, weights: Sequence[float]) -> float:
         return 1e-9
 
+    def max_payload_bytes(self, length: int) -> int:
+        return length * _F8.itemsize
+
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
         key_id = random_bytes(16)
         parties = {

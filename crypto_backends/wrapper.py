@@ -6,7 +6,7 @@
 key export, the protocol steps (setup exchanges, share exchange) and the
 hooks.  Its declarations (``name``, ``version``, ``params_type``, ``params``,
 ``reveal_site``, ``reveal_roles``, ``needs_function_key``, ``hides_updates``,
-``threat_model``, ``tolerance``, ``value_bound``, ``security_bits``) are read from
+``threat_model``, ``tolerance``, ``value_bound``, ``release_norm_bound``, ``security_bits``) are read from
 ``inner`` on every access, so the wrapper *is* the inner scheme on the wire.
 
 :class:`declaration` is how: a :class:`Scheme` declares these as class
@@ -95,6 +95,13 @@ class SchemeWrapper(Scheme):
     @property
     def value_bound(self) -> float | None:
         return self.inner.value_bound
+
+    @property
+    def release_norm_bound(self) -> float | None:
+        return self.inner.release_norm_bound
+
+    def max_payload_bytes(self, length: int) -> int | None:
+        return self.inner.max_payload_bytes(length)
 
     def tolerance(self, weights: Sequence[float]) -> float:
         return self.inner.tolerance(weights)

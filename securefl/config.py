@@ -137,6 +137,11 @@ class FederationConfig(_Section):
     ray_address: str = ""
     """``engine = "ray"``: the Ray cluster to join (e.g. ``ray://head:10001`` or ``auto``); empty starts a
     local Ray runtime for the run and stops it afterwards."""
+    max_weight: float = 1e6
+    """Largest weight (e.g. sample count) a party may declare; an update declaring more is refused."""
+    max_update_norm: float = 0.0
+    """Where the aggregator sees updates (``plain``): refuse one whose unweighted L2 norm exceeds this;
+    0: only the scheme's own bound (local differential privacy: ``privacy.clip_norm`` plus the noise)."""
 
     def _validate(self) -> None:
         _require(1 <= self.parties <= 1000, "federation.parties", "must be between 1 and 1000")
@@ -145,6 +150,9 @@ class FederationConfig(_Section):
                  f"must be between 1 and federation.parties ({self.parties}), or 0 for all parties")
         _require(self.seed >= 0, "federation.seed", "must be a non-negative integer")
         _require(0 < self.round_timeout <= 86_400, "federation.round_timeout", "must be in (0, 86400] seconds")
+        _require(0 < self.max_weight <= 1e15, "federation.max_weight", "must be in (0, 1e15]")
+        _require(0 <= self.max_update_norm < 1e15, "federation.max_update_norm",
+                 "must be a non-negative number (0: no bound beyond the scheme's)")
         if self.party_ids:
             _require(len(self.party_ids) == self.parties, "federation.party_ids",
                      f"names {len(self.party_ids)} parties but federation.parties is {self.parties}")

@@ -123,6 +123,16 @@ class CKKSScheme(Scheme):
     def value_bound(self) -> float:
         return float(self.params.clip)
 
+    CHUNK_OVERHEAD = 4096
+    """Bytes of TenSEAL's framing around one ciphertext's coefficients (measured: about 160)."""
+
+    def max_payload_bytes(self, length: int) -> int:
+        """The chunk count, then per chunk its framing and a fresh ciphertext: 2 polynomials of N
+        coefficients, 8 bytes per data prime (uncompressed; TenSEAL compresses a little)."""
+        p = self.params
+        chunk = 2 * p.poly_modulus_degree * (len(p.coeff_mod_bit_sizes) - 1) * 8 + self.CHUNK_OVERHEAD + 8
+        return 4 + -(-length // p.slots) * chunk
+
     def tolerance(self, weights: Sequence[float]) -> float:
         """8 standard deviations of one slot's error, divided by the total weight, plus float64 rounding."""
         total = math.fsum(weights)

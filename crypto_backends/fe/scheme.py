@@ -279,6 +279,10 @@ class FEScheme(Scheme):
     def value_bound(self) -> float:
         return float(self._fp.clip)
 
+    def max_payload_bytes(self, length: int) -> int:
+        """One compressed point per value."""
+        return length * _P
+
     def tolerance(self, weights: Sequence[float]) -> float:
         # Each party rounds w_i * x_ij * scale to an integer (error <= 1/2), so the
         # weighted mean is off by at most n / (2 * scale * total weight).

@@ -97,6 +97,10 @@ class PaillierScheme(Scheme):
     def value_bound(self) -> float:
         return float(self.params.clip)
 
+    def max_payload_bytes(self, length: int) -> int:
+        """The header, then ``ceil(length / slots)`` ciphertexts of ``2 * ceil(key_bits / 8)`` bytes."""
+        return _HEADER.size + self._layout.count(length) * 2 * ((self.params.key_bits + 7) // 8)
+
     def tolerance(self, weights: Sequence[float]) -> float:
         """Quantisation error, plus the effect of rounding weights to integers.
 

@@ -7,7 +7,6 @@ configuration or data error; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
@@ -27,6 +26,7 @@ from crypto_backends import registry
 from crypto_backends.errors import SecureFLError
 from securefl import __version__
 from securefl import config as config_mod
+from securefl.core import jsonout
 from securefl.errors import ConfigError
 from securefl.tools import baselines as baseline_registry
 from securefl.tools.units import format_bytes, format_seconds
@@ -94,7 +94,7 @@ def _write_json(path: str | None, payload: Mapping[str, Any]) -> None:
         return
     target = _check_parent(path, "--json")
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(jsonout.dumps(payload) + "\n", encoding="utf-8")
     tmp.replace(target)
 
 
@@ -132,7 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(Text(f"round {m.round:>3}  {sim.evaluator.metric} {m.accuracy:.4f}  "
                           f"{m.seconds:7.3f} s  {m.bytes_up / 1024:9.1f} KiB up/party{spent}{note}"))
 
-        result = sim.run(on_round)
+        # a run that stops early still writes its JSON: the completed rounds and why it stopped
+        result = sim.run(on_round, on_stop=lambda partial: _write_json(args.json, partial.as_json()))
     out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
     if result.privacy is not None:
         p = result.privacy
@@ -182,9 +183,13 @@ def _role_config(args: argparse.Namespace) -> config_mod.Config:
 
 
 def cmd_authority(args: argparse.Namespace) -> int:
+    cfg = _role_config(args)
+    from securefl.transport.grpc import tlslog
+
+    tlslog.install()  # before grpc is imported: refused TLS handshakes are logged with the peer's address
     from securefl.transport.grpc.authority_server import serve
 
-    server = serve(_role_config(args), insecure=args.insecure)
+    server = serve(cfg, insecure=args.insecure)
     try:
         server.wait_for_termination()
     finally:
@@ -193,11 +198,16 @@ def cmd_authority(args: argparse.Namespace) -> int:
 
 
 def cmd_aggregator(args: argparse.Namespace) -> int:
-    from securefl.transport.grpc.aggregator_server import NetworkedAggregator
-
     if args.json:
         _check_parent(args.json, "--json")  # before the federation starts, not after its last round
-    result = NetworkedAggregator(_role_config(args), insecure=args.insecure).run()
+    cfg = _role_config(args)
+    from securefl.transport.grpc import tlslog
+
+    tlslog.install()  # before grpc is imported: refused TLS handshakes are logged with the peer's address
+    from securefl.transport.grpc.aggregator_server import NetworkedAggregator
+
+    result = NetworkedAggregator(cfg, insecure=args.insecure).run(
+        on_stop=lambda partial: _write_json(args.json, partial.as_json()))
     out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
     _write_json(args.json, result.as_json())
     return 0
@@ -402,7 +412,7 @@ def cmd_dp_curve(args: argparse.Namespace) -> int:
     out.print(table)
     if "distributed" not in curve["methods"]:
         out.print("distributed: no installed scheme hides individual updates, so the distributed curve is absent")
-    (outdir / "dp_curve.json").write_text(json.dumps(curve, indent=2) + "\n", encoding="utf-8")
+    (outdir / "dp_curve.json").write_text(jsonout.dumps(curve) + "\n", encoding="utf-8")
     png = dpcurve.plot_curve(curve, outdir / "dp_curve.png")
     out.print(f"wrote {outdir / 'dp_curve.json'} and {png}")
     return 0

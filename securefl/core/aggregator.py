@@ -16,8 +16,11 @@ kept, and the round goes on if the quorum still holds.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from crypto_backends.base import RevealSite, Scheme, ShareRequest
 from crypto_backends.envelope import Envelope
@@ -50,10 +53,16 @@ class Aggregator:
     """Fuses one round's uploads (transport-agnostic: bytes in, bytes out)."""
 
     def __init__(self, scheme: Scheme, key: AggregatorKey, *, num_parameters: int | None, quorum: int,
-                 fuse: Fuse = mean_from_sum) -> None:
+                 fuse: Fuse = mean_from_sum, max_weight: float = math.inf,
+                 max_update_norm: float | None = None) -> None:
         self.scheme, self.key, self.num_parameters, self.quorum = scheme, key, num_parameters, quorum
         self.fuse_sum = fuse
         """Revealed weighted sum and total weight -> next global vector (the federation's rule)."""
+        self.max_weight = max_weight
+        """Largest weight an update may declare (``federation.max_weight``)."""
+        bounds = [b for b in (scheme.release_norm_bound, max_update_norm) if b is not None]
+        self.norm_bound = min(bounds) if bounds and not scheme.hides_updates else None
+        """L2 bound of an unweighted update, checked where the scheme shows updates to the aggregator."""
         # ``num_parameters`` is ``None`` until the engine has the model's starting point (from a party)
 
     # --- uploads ------------------------------------------------------------------------
@@ -64,7 +73,22 @@ class Aggregator:
         if env.party != sender:
             raise PartyError(f"upload from {sender!r} claims to be from {env.party!r}: a party may only send its own "
                              "update (check that each party process uses its own certificate and key)")
+        weight = env.weights[0]
+        if weight > self.max_weight:
+            raise PartyError(f"{sender} declares weight {weight:g}, above federation.max_weight {self.max_weight:g}: "
+                             "one party would outweigh the others; raise federation.max_weight if it is honest")
+        if self.norm_bound is not None:
+            self._check_norm(sender, env, round, weight, self.norm_bound)
         return env
+
+    def _check_norm(self, sender: str, env: Envelope, round: int, weight: float, bound: float) -> None:
+        # the scheme shows updates to the aggregator (hides_updates is false): read this one as its own sum
+        alone = self.scheme.reveal(self.key, self.scheme.combine(self.key, [env], round=round))
+        norm = math.sqrt(float(np.einsum("i,i->", alone, alone))) / weight
+        if not norm <= bound:
+            raise PartyError(f"the update of {sender} has L2 norm {norm:.6g} per unit weight, above the bound "
+                             f"{bound:.6g} (federation.max_update_norm, or privacy.clip_norm plus the noise): "
+                             "refused; an honest party's trainer or clipping does not produce it")
 
     def combine(self, round: int, accepted: Mapping[str, Envelope]) -> Combined:
         """Combine checked uploads of ``round``; raise :class:`QuorumError` if too few remain usable."""

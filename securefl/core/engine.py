@@ -47,6 +47,7 @@ from securefl.transport.base import Replies, Request, Transport
 log = logging.getLogger("securefl.engine")
 
 OnRound = Callable[[RoundMetrics], None]
+OnStop = Callable[[RunResult], None]
 
 
 class Checkpointer(Protocol):
@@ -78,8 +79,13 @@ class RoundEngine:
         """The main metric's name (set from the first report when the trainers define their own)."""
 
     def run(self, on_round: OnRound = lambda m: None, *, model: GlobalModel | None = None,
-            history: Sequence[RoundMetrics] = ()) -> RunResult:
-        """Every remaining round, from ``model`` after the rounds in ``history`` (a resumed run) or from the start."""
+            history: Sequence[RoundMetrics] = (), on_stop: OnStop = lambda r: None) -> RunResult:
+        """Every remaining round, from ``model`` after the rounds in ``history`` (a resumed run) or from the start.
+
+        A run that stops early (quorum lost, budget exhausted, a refused function key,
+        interrupted) raises; before that, ``on_stop`` gets the result of the rounds
+        completed so far, its ``stopped`` field saying why (so ``--json`` is written).
+        """
         history = list(history)
         if model is None:
             initial = self.federation.initial
@@ -108,10 +114,18 @@ class RoundEngine:
                 on_round(metrics)
         except SecureFLError as exc:  # budget spent, below the quorum, a function key refused
             log.error("%s", exc)
+            on_stop(self._stopped(history, exc))
             self.transport.finish(None, str(exc))
+            raise
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: record what is done, tell no one, leave at once
+            on_stop(self._stopped(history, exc))
             raise
         self.transport.finish(model, "all rounds done", contributors=contributors)
         return self.federation.result(history, self.transport.release(model), self.accountant, self.metric)
+
+    def _stopped(self, history: list[RoundMetrics], exc: BaseException) -> RunResult:
+        # the model so far is not released: under a sealed scheme that would need the parties' publication step
+        return self.federation.result(list(history), None, self.accountant, self.metric, stopped=exc)
 
     def round(self, rnd: int, model: GlobalModel) -> Outcome:
         """One round up to the next global model (steps 1-5 of the module docstring)."""

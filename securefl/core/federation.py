@@ -10,6 +10,7 @@ across machines, and both report rounds in the same :class:`RoundMetrics` /
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,10 @@ from securefl import privacy
 from securefl.config import OWN_DATA, Config
 from securefl.core.aggregator import Aggregator, Combined
 from securefl.core.fusion import mean_from_sum, sum_of
+from securefl.core.jsonout import finite
 from securefl.core.party import Party
 from securefl.core.statefile import PartyState, PolicyState, federation_id
-from securefl.errors import ConfigError
+from securefl.errors import BudgetExceededError, ConfigError, QuorumError
 from securefl.ml.data import FederatedData, PartyData, held_out_parts, load_federated, load_party
 from securefl.ml.models import ModelAdapter, make_adapter
 from securefl.ml.trainer import KindTrainer, Trainer
@@ -49,7 +51,9 @@ class RoundMetrics:
     """Every metric the parties reported, averaged over the contributors (``accuracy`` is the run's main one)."""
 
     def as_json(self) -> dict[str, Any]:
-        data = {"round": self.round, "accuracy": self.accuracy, "seconds": self.seconds, "bytes_up": self.bytes_up,
+        # a metric nobody measured is NaN here and null in JSON (strict JSON has no NaN)
+        data = {"round": self.round, "accuracy": finite(self.accuracy), "seconds": self.seconds,
+                "bytes_up": self.bytes_up,
                 "parties": list(self.parties), "dropped": dict(self.dropped)}
         if self.epsilon_spent is not None:
             data.update(epsilon_spent=self.epsilon_spent, delta_spent=self.delta_spent)
@@ -60,7 +64,8 @@ class RoundMetrics:
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> RoundMetrics:
         spent = obj.get("epsilon_spent"), obj.get("delta_spent")
-        return cls(int(obj["round"]), float(obj["accuracy"]), float(obj["seconds"]), float(obj["bytes_up"]),
+        accuracy = math.nan if obj["accuracy"] is None else float(obj["accuracy"])
+        return cls(int(obj["round"]), accuracy, float(obj["seconds"]), float(obj["bytes_up"]),
                    tuple(obj["parties"]), {str(k): str(v) for k, v in obj["dropped"].items()},
                    None if spent[0] is None else float(spent[0]), None if spent[1] is None else float(spent[1]),
                    {str(k): float(v) for k, v in obj.get("metrics", {}).items()})
@@ -75,6 +80,15 @@ class RoundMetrics:
                    metrics=dict(metrics or {}))
 
 
+STOP_REASONS = {QuorumError: "quorum lost", BudgetExceededError: "budget exhausted", KeyboardInterrupt: "interrupted"}
+"""The ``stopped`` field of a run that ended early, by the error that ended it (any other error: ``error``)."""
+
+
+def stop_reason(exc: BaseException) -> str:
+    """The ``stopped`` field for a run ended by ``exc`` (see :data:`STOP_REASONS`)."""
+    return next((why for cls, why in STOP_REASONS.items() if isinstance(exc, cls)), "error")
+
+
 @dataclass
 class RunResult:
     scheme: str
@@ -86,6 +100,10 @@ class RunResult:
     """The released model; ``None`` where the reporting role never sees it (networked, sealed schemes)."""
     privacy: dict[str, Any] | None = None
     """The accountant's summary (mode, per-round and spent epsilon/delta, budget), when privacy is on."""
+    stopped: str | None = None
+    """Why the run ended before its last round (:data:`STOP_REASONS`), ``None`` when every round ran."""
+    stop_message: str = ""
+    """The error that stopped it, when ``stopped``."""
 
     @property
     def final_accuracy(self) -> float:
@@ -93,9 +111,12 @@ class RunResult:
 
     def as_json(self) -> dict[str, Any]:
         data = {"scheme": self.scheme, "dataset": self.dataset, "parties": self.parties, "metric": self.metric,
-                "rounds": [r.as_json() for r in self.rounds], "final_accuracy": self.final_accuracy}
+                "rounds": [r.as_json() for r in self.rounds], "final_accuracy": finite(self.final_accuracy),
+                "stopped": self.stopped}
+        if self.stopped is not None:
+            data["stop_message"] = self.stop_message
         if self.privacy is not None:
-            data["privacy"] = dict(self.privacy)
+            data["privacy"] = finite(dict(self.privacy))
         return data
 
 
@@ -194,13 +215,18 @@ class Federation:
 
     def aggregator(self, key: AggregatorKey) -> Aggregator:
         length = None if self.initial is None else int(self.initial.size)
-        return Aggregator(self.scheme, key, num_parameters=length, quorum=self.cfg.federation.min_parties,
-                          fuse=self.fuse)
+        fed = self.cfg.federation
+        return Aggregator(self.scheme, key, num_parameters=length, quorum=fed.min_parties, fuse=self.fuse,
+                          max_weight=fed.max_weight, max_update_norm=fed.max_update_norm or None)
 
     def result(self, rounds: list[RoundMetrics], final_parameters: np.ndarray | None,
-               accountant: privacy.PrivacyAccountant | None = None, metric: str | None = None) -> RunResult:
+               accountant: privacy.PrivacyAccountant | None = None, metric: str | None = None,
+               stopped: BaseException | None = None) -> RunResult:
+        """The run's result; ``stopped``: the error that ended it early (its rounds so far are kept)."""
         return RunResult(self.scheme.name, self.dataset, len(self.party_ids), metric or self.metric or "accuracy",
-                         rounds, final_parameters, accountant.as_json() if accountant is not None else None)
+                         rounds, final_parameters, accountant.as_json() if accountant is not None else None,
+                         stopped=None if stopped is None else stop_reason(stopped),
+                         stop_message="" if stopped is None else str(stopped) or type(stopped).__name__)
 
 
 def federation(cfg: Config) -> Federation:

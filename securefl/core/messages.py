@@ -27,6 +27,7 @@ import numpy as np
 
 from crypto_backends.envelope import Envelope
 from crypto_backends.errors import MalformedCiphertextError
+from crypto_backends.jsonheader import load_header
 
 _OPEN, _SEALED = b"O", b"S"
 _F8 = np.dtype("<f8")
@@ -123,10 +124,7 @@ def parse_metrics(data: bytes) -> dict[str, float]:
     """Inverse of :func:`metrics_bytes`; refuses anything but a small object of finite numbers."""
     if len(data) > MAX_METRICS_BYTES:
         raise MalformedCiphertextError(f"a metrics reply is at most {MAX_METRICS_BYTES} bytes, got {len(data)}")
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise MalformedCiphertextError("a metrics reply is not a JSON object") from None
+    obj = load_header(data, "a metrics reply")
     if not isinstance(obj, dict) or not all(
             isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             for k, v in obj.items()):

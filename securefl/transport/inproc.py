@@ -28,7 +28,7 @@ from crypto_backends.keys import FunctionKey
 from securefl.config import Config, load
 from securefl.core.aggregator import Aggregator
 from securefl.core.authority import Authority
-from securefl.core.engine import OnRound, RoundEngine
+from securefl.core.engine import OnRound, OnStop, RoundEngine
 from securefl.core.federation import (
     Federation,
     RoundMetrics,
@@ -164,11 +164,12 @@ class Simulation:
             return RayTransport(self.cfg, self.authority)
         return InProcessTransport(self.parties, self.authority)
 
-    def run(self, on_round: OnRound = lambda m: None) -> RunResult:
+    def run(self, on_round: OnRound = lambda m: None, *, on_stop: OnStop = lambda r: None) -> RunResult:
+        """Every round; a run that stops early raises, after ``on_stop`` got its rounds so far (``stopped`` set)."""
         transport = self.transport()
         try:
             engine = RoundEngine(self.federation, self.aggregator, transport, accountant=self.accountant)
-            return engine.run(on_round)
+            return engine.run(on_round, on_stop=on_stop)
         finally:
             transport.close()
 

@@ -365,3 +365,14 @@ def test_distributed_dp_noise_adds_up_to_the_central_scale(name, mechanism):
     dither = sum((w * dp.dither_std(w)) ** 2 for w in DP_WEIGHTS.values())
     expected = math.sqrt(central**2 + dither) / sum(DP_WEIGHTS.values())
     _assert_std(_dp_error(dp, seed=9), expected, mechanism)
+
+
+@pytest.mark.parametrize("length", [1, 37, 3000])
+def test_an_honest_payload_fits_the_declared_maximum(scheme, length):
+    bound = scheme.max_payload_bytes(length)
+    if bound is None:
+        pytest.skip(f"{scheme.name} declares no payload bound")
+    keys = scheme.keygen(["alice"])
+    x = np.random.default_rng(length).uniform(-1, 1, length)
+    env = scheme.protect(keys.parties["alice"], x, weight=3.0, round=length)
+    assert memoryview(env.payload).nbytes <= bound <= 2 * memoryview(env.payload).nbytes + 65536

@@ -160,3 +160,24 @@ def test_fewer_contributors_than_the_noise_plan_needs_are_refused_wherever_decry
     one = local.combine(lkeys.aggregator, [local.protect(lkeys.parties["alice"], np.zeros(8), weight=1.0, round=0)],
                         round=0)
     assert local.reveal(revealing_key(local, lkeys), one).shape == (8,)
+
+
+@pytest.mark.parametrize("mechanism, scale", [("gaussian", 0.5), ("gaussian", 0.01), ("laplace", 0.3)])
+def test_an_honest_local_release_stays_within_the_release_norm_bound_which_is_not_loose(mechanism, scale):
+    dp = DPScheme(make_scheme("plain"), _plan(mechanism=mechanism, scale=scale, clip=1.0, length=2000))
+    keys = dp.keygen(PARTIES[:1])
+    bound = dp.release_norm_bound
+    assert bound is not None
+    norms = []
+    for r in range(30):  # inputs far beyond the clip: the release is the clipped vector plus noise, snapped
+        env = dp.protect(keys.parties["alice"], np.full(2000, 50.0), weight=3.0, round=r)
+        released = dp.reveal(keys.aggregator, dp.combine(keys.aggregator, [env], round=r)) / 3.0
+        norms.append(float(np.linalg.norm(released)))
+    assert max(norms) <= bound
+    typical = math.sqrt(1.0 + 2000 * noise.share_std(mechanism, scale, 1) ** 2)
+    assert bound < 1.0 + 3 * typical  # a bound a party's influence can actually be held to
+
+
+def test_the_release_norm_bound_is_the_inner_schemes_outside_local_mode_with_a_clip():
+    assert DPScheme(make_scheme("plain"), _plan(clip=None)).release_norm_bound is None
+    assert DPScheme(SealedPlain(), _plan(mode="distributed", m=2)).release_norm_bound is None

@@ -23,7 +23,9 @@ runs :class:`~securefl.core.engine.RoundEngine` over :class:`GrpcTransport`.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,9 +34,10 @@ import grpc
 
 from crypto_backends.keys import AggregatorKey, FunctionKey
 from securefl.config import Config
-from securefl.core.engine import RoundEngine
+from securefl.core.aggregator import Aggregator
+from securefl.core.engine import OnStop, RoundEngine
 from securefl.core.federation import RoundMetrics, RunResult, federation
-from securefl.core.messages import GlobalModel
+from securefl.core.messages import MAX_METRICS_BYTES, GlobalModel
 from securefl.errors import SecureFLError, TransportError
 from securefl.transport.base import STEPS, Accept, Replies, Request, T, Transport
 from securefl.transport.grpc import wire
@@ -64,14 +67,37 @@ class Board:
     message: str = ""
     finished: set[str] = field(default_factory=set)
     cond: threading.Condition = field(default_factory=threading.Condition)
+    # liveness: a live party always has a call open (a held poll, an upload, or the download of its task) or is
+    # working on a task of the open request; one that has none of these for a while is gone
+    seen: dict[str, float] = field(default_factory=dict)
+    """When each party last had a call open (monotonic seconds); parties never seen are not in it."""
+    calls: dict[str, int] = field(default_factory=dict)
+    """Calls each party has open now."""
+    handed: set[str] = field(default_factory=set)
+    """Parties that took the open request's task and have not replied yet (working on it)."""
+    limit: int = 0
+    """Most bytes one reply to the open request may have (see :meth:`GrpcTransport.upload_limit`)."""
+    uploading: set[str] = field(default_factory=set)
+    """Parties with an upload in progress: at most one each, so one certificate cannot pile up buffers."""
 
     def has_work(self, party_id: str) -> bool:
         return self.state in ("done", "failed") or (
             self.state in STEPS and party_id in self.payloads and party_id not in self.replies
             and party_id not in self.refused)
 
-    def answered(self) -> bool:
-        return set(self.replies) | set(self.refused) >= set(self.payloads)
+    def contact(self, party_id: str, opened: int) -> None:
+        """A call of ``party_id`` opened (``+1``) or closed (``-1``); call under ``cond``."""
+        self.calls[party_id] = self.calls.get(party_id, 0) + opened
+        self.seen[party_id] = time.monotonic()
+
+    def gone(self, grace: float) -> set[str]:
+        """Asked parties seen before, with no call open and no task in hand for ``grace`` seconds."""
+        now = time.monotonic()
+        return {p for p in self.payloads if p in self.seen and not self.calls.get(p) and p not in self.handed
+                and p not in self.replies and now - self.seen[p] > grace}
+
+    def answered(self, grace: float = math.inf) -> bool:
+        return set(self.replies) | set(self.refused) | self.gone(grace) >= set(self.payloads)
 
 
 class AggregatorService:
@@ -90,25 +116,46 @@ class AggregatorService:
         pid = self._party(context, "take part in this federation").name
         b = self.board
         with b.cond:
-            b.cond.wait_for(lambda: b.has_work(pid), timeout=self.cfg.transport.poll_seconds)
-            state = b.state if b.has_work(pid) else "wait"
-            payload = b.payloads[pid] if state in STEPS else b.model if state == "done" else b""
-            head = wire.header("task", state=state, round=max(b.round, 0), stage=b.stage, bytes=len(payload),
-                               message=b.message)
-            if state in ("done", "failed"):
-                b.finished.add(pid)
-                b.cond.notify_all()
+            b.contact(pid, +1)
+            try:
+                b.cond.wait_for(lambda: b.has_work(pid), timeout=self.cfg.transport.poll_seconds)
+                state = b.state if b.has_work(pid) else "wait"
+                payload = b.payloads[pid] if state in STEPS else b.model if state == "done" else b""
+                head = wire.header("task", state=state, round=max(b.round, 0), stage=b.stage, bytes=len(payload),
+                                   message=b.message)
+                if state in STEPS:
+                    b.handed.add(pid)
+                if state in ("done", "failed"):
+                    b.finished.add(pid)
+                    b.cond.notify_all()
+            finally:
+                b.contact(pid, -1)
         return wire.send(head, payload, self.cfg.transport.chunk_bytes)
 
     def upload(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         pid = self._party(context, "upload a reply")
+        b = self.board
+        with b.cond:
+            if pid.name in b.uploading:
+                log.warning("refused a second concurrent upload of %s", pid.name)
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"{pid.name} already has an upload in progress: one at a time per party")
+            b.uploading.add(pid.name)
+            b.contact(pid.name, +1)
+        try:
+            return self._upload(pid, request_iterator, context)
+        finally:
+            with b.cond:
+                b.uploading.discard(pid.name)
+                b.contact(pid.name, -1)
+
+    def _upload(self, pid: Identity, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         frames = iter(request_iterator)
         head = wire.parse_header(next(frames, b""), "upload")
         step, rnd, stage = head["step"], head["round"], head["stage"]
         accept = self._check_open(context, pid.name, step, rnd, stage)
         what = "update" if step == "train" else f"{step} reply"
-        data = wire.read_payload(frames, head["bytes"], self.cfg.transport.max_message_bytes,
-                                 f"{what} of {pid.name}")
+        data = wire.read_payload(frames, head["bytes"], self.board.limit, f"{what} of {pid.name}")
         try:
             value = accept(pid.name, data)  # parsed and checked here, once
         except SecureFLError as exc:
@@ -158,9 +205,19 @@ class AggregatorService:
 class GrpcTransport(Transport):
     """The engine's requests posted on a :class:`Board` that parties poll; the authority over gRPC."""
 
-    def __init__(self, cfg: Config, board: Board, authority: AuthorityClient) -> None:
-        self.cfg, self.board, self.authority = cfg, board, authority
+    UPLOAD_MARGIN = 1.25
+    """An update may be this much larger than the scheme's bound for an honest one (plus :data:`ENVELOPE_SLACK`)."""
+    ENVELOPE_SLACK = 64 * 1024
+
+    def __init__(self, cfg: Config, board: Board, authority: AuthorityClient,
+                 aggregator: Aggregator | None = None) -> None:
+        self.cfg, self.board, self.authority, self.aggregator = cfg, board, authority, aggregator
         self.ran = False
+        self.gone_after = 2 * cfg.transport.poll_seconds + 2.0
+        """A party seen before with no call open and no task in hand for this long is gone: not waited for.
+
+        A live party between tasks always holds a poll (re-opened at once when one
+        ends after ``poll_seconds``), so twice that plus a margin is no false alarm."""
 
     def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
         self.ran = True
@@ -168,17 +225,40 @@ class GrpcTransport(Transport):
         with b.cond:
             b.state, b.round, b.stage, b.payloads, b.accept = (request.step, request.round, request.stage,
                                                                dict(request.payloads), accept)
-            b.replies, b.sizes, b.refused = {}, {}, {}
+            b.replies, b.sizes, b.refused, b.handed = {}, {}, {}, set()
+            b.limit = self.upload_limit(request.step)
             b.cond.notify_all()
             log.info("round %d open: %s request to %s", request.round, request.step, ", ".join(request.parties))
-            b.cond.wait_for(b.answered, timeout=timeout)
+            grace = self.gone_after
+            end = time.monotonic() + timeout
+            # wake now and then: a party going quiet changes nothing the handlers would notify about
+            while not b.answered(grace) and (left := end - time.monotonic()) > 0:
+                b.cond.wait(min(left, 0.5))
+            gone = b.gone(grace)
             b.state, b.accept = "closing", None
             replies: Replies[T] = Replies(dict(b.replies), dict(b.sizes))
             refused = dict(b.refused)
         what = "update" if request.step == "train" else f"{request.step} reply"
+        for pid in sorted(gone - set(refused)):
+            refused[pid] = (f"gone: no call for more than {grace:g} s (its process stopped or its connection "
+                            "broke); not waited for")
+            log.warning("round %d: %s is gone; the %s request does not wait for it", request.round, pid, request.step)
         replies.dropped = {pid: refused.get(pid, f"no {what} within {timeout} s")
                            for pid in request.parties if pid not in replies.accepted}
         return replies
+
+    def upload_limit(self, step: str) -> int:
+        """Most bytes a reply to ``step`` may have: for an update, what the scheme says an honest one of the
+        model's length takes, with a margin; for a metrics reply, its own bound; else (and while the model's
+        length is unknown) ``transport.max_message_bytes``, which caps every limit."""
+        cap = self.cfg.transport.max_message_bytes
+        if step == "evaluate":
+            return min(cap, MAX_METRICS_BYTES)
+        agg = self.aggregator
+        if step != "train" or agg is None or agg.num_parameters is None:
+            return cap
+        bound = agg.scheme.max_payload_bytes(agg.num_parameters)
+        return cap if bound is None else min(cap, math.ceil(self.UPLOAD_MARGIN * bound) + self.ENVELOPE_SLACK)
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
         return self.authority.function_key(round, weights)
@@ -228,8 +308,11 @@ class NetworkedAggregator:
         log.info("resumed from checkpoint %s at round %d", path, ckpt.next_round)
         return GlobalModel.from_bytes(ckpt.model), list(ckpt.rounds)
 
-    def run(self) -> RunResult:
-        """Serve until every round is fused; returns the run's result (the ``securefl run --json`` form)."""
+    def run(self, on_stop: OnStop = lambda r: None) -> RunResult:
+        """Serve until every round is fused; returns the run's result (the ``securefl run --json`` form).
+
+        A run that stops early raises, after ``on_stop`` got its rounds so far (``stopped`` set).
+        """
         fed, tcfg = self.cfg.federation, self.cfg.transport
         model, history = self._resume()
         writer = (CheckpointWriter(tcfg.checkpoint, self.federation.scheme.name, self.key.key_id.hex())
@@ -237,11 +320,11 @@ class NetworkedAggregator:
         self.server = self.endpoint.server([self.service.handler()], tcfg.aggregator_port,
                                            workers=min(256, 2 * len(fed.ids) + 8))
         log.info("aggregator listening on %s:%d", tcfg.bind_host, tcfg.aggregator_port)
-        transport = GrpcTransport(self.cfg, self.board, self.authority)
+        transport = GrpcTransport(self.cfg, self.board, self.authority, self.aggregator)
         try:
             engine = RoundEngine(self.federation, self.aggregator, transport,
                                  accountant=self.federation.accountant(), checkpoint=writer)
-            return engine.run(model=model, history=history)
+            return engine.run(model=model, history=history, on_stop=on_stop)
         finally:
             self.server.stop(grace=2.0)
             self.authority.close()

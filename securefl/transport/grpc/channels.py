@@ -57,20 +57,28 @@ class Endpoint:
 
     def server(self, handlers: list[grpc.GenericRpcHandler], port: int, workers: int) -> grpc.Server:
         """A started server on ``transport.bind_host:port`` requiring client certificates."""
+        # SO_REUSEPORT (gRPC's default on Linux) would let a second aggregator or authority share the port
+        # silently and take half the connections: the federation would split in two
         server = grpc.server(cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self.me.role),
-                             handlers=handlers, options=grpc_options(self.transport.chunk_bytes),
+                             handlers=handlers, options=[*grpc_options(self.transport.chunk_bytes),
+                                                         ("grpc.so_reuseport", 0)],
                              maximum_concurrent_rpcs=workers * 4)
         host = self.transport.bind_host
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if self.tls is None:
-            bound = server.add_insecure_port(address)
-        else:
-            creds = grpc.ssl_server_credentials([(self.tls.key, self.tls.chain)], root_certificates=self.tls.ca,
-                                                require_client_auth=True)
-            bound = server.add_secure_port(address, creds)
-        if not bound:
-            raise TransportError(f"cannot listen on {address}: the port is taken or the address is not local; "
-                                 f"change transport.{self.me.role}_port or transport.bind_host")
+        try:
+            if self.tls is None:
+                bound = server.add_insecure_port(address)
+            else:
+                creds = grpc.ssl_server_credentials([(self.tls.key, self.tls.chain)],
+                                                    root_certificates=self.tls.ca, require_client_auth=True)
+                bound = server.add_secure_port(address, creds)
+        except RuntimeError:  # newer gRPC raises where older returned 0
+            bound = 0
+        if not bound or (port and bound != port):
+            server.stop(grace=None)
+            raise TransportError(f"cannot listen on {address}: port {port} is already in use (another {self.me.role} "
+                                 f"running?) or the address is not local; stop the other process, or change "
+                                 f"transport.{self.me.role}_port or transport.bind_host")
         server.start()
         return server
 

@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto_backends.jsonheader import load_header
 from securefl.core.federation import RoundMetrics
+from securefl.core.files import write_private
 from securefl.core.messages import GlobalModel
 from securefl.errors import TransportError
-from securefl.transport.grpc.files import atomic_write
 
 log = logging.getLogger("securefl.aggregator")
 
@@ -54,7 +55,7 @@ class Checkpoint:
             raise TransportError(f"{source} is not a securefl aggregator checkpoint (bad magic)")
         (hlen,) = struct.unpack(">I", data[8:12])
         try:
-            head = json.loads(data[12 : 12 + hlen].decode("utf-8"))
+            head = load_header(data[12 : 12 + hlen], "checkpoint header", max_depth=8)
             if not isinstance(head, dict) or set(head) != _FIELDS:
                 raise ValueError(f"fields {sorted(head) if isinstance(head, dict) else head!r}")
             rounds = tuple(RoundMetrics.from_json(r) for r in head["rounds"])
@@ -69,7 +70,7 @@ class Checkpoint:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (see the module docstring)."""
-        atomic_write(path, self.to_bytes())
+        write_private(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str | Path) -> Checkpoint | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from crypto_backends.base import Scheme
 from crypto_backends.errors import SecureFLError
+from crypto_backends.jsonheader import load_header
 from crypto_backends.keys import (
     SECRET_ACCESS,
     AggregatorKey,
@@ -36,8 +37,8 @@ from crypto_backends.keys import (
     KeySet,
     PartyKey,
 )
+from securefl.core.files import write_private
 from securefl.errors import TransportError
-from securefl.transport.grpc.files import atomic_write
 
 MAGIC = b"SFLKEYS1"
 
@@ -59,7 +60,7 @@ def load_keyset(scheme: Scheme, data: bytes, party_ids: Sequence[str], source: s
         if data[:8] != MAGIC:
             raise ValueError("bad magic")
         (hlen,) = struct.unpack(">I", data[8:12])
-        head = json.loads(data[12 : 12 + hlen].decode("utf-8"))
+        head = load_header(data[12 : 12 + hlen], "key store header")
         if not isinstance(head, dict) or set(head) != {"scheme", "keys"}:
             raise ValueError("garbled header")
         if head["scheme"] != scheme.name:
@@ -106,4 +107,4 @@ class KeyStore:
         return load_keyset(self.scheme, data, party_ids, str(self.path))
 
     def save(self, keys: KeySet) -> None:
-        atomic_write(self.path, dump_keyset(self.scheme, keys))
+        write_private(self.path, dump_keyset(self.scheme, keys))

@@ -21,7 +21,7 @@ from securefl.config import OWN_DATA, Config, load
 from securefl.core.federation import Federation, PartyDataFederation, federation
 from securefl.core.messages import GlobalModel, parse_metrics
 from securefl.core.party import Party
-from securefl.errors import ConfigError, RefusedError, ReplayError, SecureFLError, TransportError
+from securefl.errors import BudgetExceededError, ConfigError, RefusedError, ReplayError, SecureFLError, TransportError
 from securefl.ml.trainer import Trainer
 from securefl.transport.grpc.certs import PARTY
 from securefl.transport.grpc.channels import Endpoint
@@ -118,10 +118,11 @@ class NetworkedParty:
         except ReplayError as exc:  # a round it answered before this process started: it sits the round out
             log.warning("%s: %s", self.party_id, exc)
             return None
+        except BudgetExceededError:
+            raise  # this party's budget is spent: it stops rather than sit out every later round
         except SecureFLError as exc:
-            if task.state == "train":
-                raise  # e.g. the privacy budget is spent: this party stops
-            # a request this party cannot answer (e.g. a malformed share request): it sits the step out
+            # a request this party cannot answer (a malformed model or share request, perhaps crafted by a
+            # hostile aggregator): it sits the step out and keeps serving
             log.warning("%s: round %d: cannot answer the %s request: %s", self.party_id, task.round, task.state, exc)
             return None
 

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from crypto_backends.envelope import MAX_ROUND, PARTY_ID_RE
+from crypto_backends.errors import MalformedCiphertextError
+from crypto_backends.jsonheader import load_header
 from securefl.errors import TransportError
 from securefl.transport.base import STEPS
 
@@ -77,9 +79,9 @@ def parse_header(frame: bytes, kind: str) -> dict[str, Any]:
     if not isinstance(frame, bytes) or frame[:1] != HEAD or len(frame) > 1 + MAX_HEADER_BYTES:
         raise TransportError(f"expected a {kind} header frame")
     try:
-        fields = json.loads(frame[1:].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise TransportError(f"{kind} header is not valid JSON") from None
+        fields = load_header(frame[1:], f"{kind} header")
+    except MalformedCiphertextError as exc:
+        raise TransportError(str(exc)) from None
     if not isinstance(fields, dict) or set(fields) != set(schema):
         got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
         raise TransportError(f"{kind} header has fields {got}, expected {sorted(schema)}")
@@ -107,8 +109,8 @@ def send(head: bytes, data: bytes | memoryview, chunk_bytes: int) -> Iterator[by
 def read_payload(frames: Iterator[bytes], size: int, limit: int, what: str) -> bytes:
     """Read exactly ``size`` bytes of ``D`` frames (``size`` announced by a header, at most ``limit``)."""
     if not 0 <= size <= limit:
-        raise TransportError(f"{what} of {size} bytes exceeds the limit of {limit} bytes "
-                             "(transport.max_message_bytes)")
+        raise TransportError(f"{what} of {size} bytes exceeds the limit of {limit} bytes (what an honest one "
+                             "takes, with a margin, at most transport.max_message_bytes)")
     # grow with what actually arrives: an announced size alone must not make the receiver allocate it
     buf = bytearray()
     for frame in frames:

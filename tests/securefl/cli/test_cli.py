@@ -82,3 +82,78 @@ def test_certs_command(tmp_path):
     proc = _cli("party", PLAIN, "--id", "party-1", "--set", "transport.kind=grpc",
                 "--set", f"transport.cert_dir={tmp_path / 'missing'}")
     assert proc.returncode == 2 and "cannot read" in proc.stderr and "securefl certs" in proc.stderr
+
+
+def _stop_in_round_1(monkeypatch, error: BaseException) -> None:
+    """Every party fails (or the user interrupts) from round 1 on: round 0 completes, round 1 cannot."""
+    from securefl.core.party import Party
+
+    honest = Party.respond
+
+    def respond(self, step, round, stage, payload):
+        if round >= 1:
+            raise error
+        return honest(self, step, round, stage, payload)
+
+    monkeypatch.setattr(Party, "respond", respond)
+
+
+@pytest.mark.parametrize("error, status, reason", [
+    (RuntimeError("disk full"), 2, "quorum lost"),  # every party dropped: below the quorum
+    (KeyboardInterrupt(), 130, "interrupted"),
+])
+def test_a_run_that_stops_early_writes_its_json_with_the_rounds_done_and_why(tmp_path, monkeypatch, error, status,
+                                                                              reason):
+    path = tmp_path / "run.json"
+    if isinstance(error, KeyboardInterrupt):  # the interrupt reaches the engine's thread, as Ctrl-C does
+        from securefl.transport.inproc import InProcessTransport
+
+        exchange = InProcessTransport.exchange
+
+        def interrupted(self, request, accept, *, timeout):
+            if request.round >= 1:
+                raise KeyboardInterrupt
+            return exchange(self, request, accept, timeout=timeout)
+
+        monkeypatch.setattr(InProcessTransport, "exchange", interrupted)
+    else:
+        _stop_in_round_1(monkeypatch, error)
+    assert main(["run", PLAIN, "--set", "federation.rounds=3", "--json", str(path)]) == status
+    data = json.loads(path.read_text())
+    assert [r["round"] for r in data["rounds"]] == [0] and data["stopped"] == reason
+    assert data["final_accuracy"] == data["rounds"][0]["accuracy"] > 0.5
+
+
+def test_a_run_whose_budget_runs_out_writes_its_json_and_exits_non_zero(tmp_path):
+    path = tmp_path / "run.json"
+    result = _cli("run", str(CONFIGS / "logistic_dp.toml"), "--set", "federation.rounds=3", "--set",
+                  "privacy.epsilon_budget=2", "--set", "privacy.epsilon=1", "--json", str(path))
+    assert result.returncode == 2, result.stderr
+    data = json.loads(path.read_text())
+    assert [r["round"] for r in data["rounds"]] == [0, 1] and data["stopped"] == "budget exhausted"
+    assert "round 2 refused" in data["stop_message"] and data["privacy"]["epsilon_spent"] == 2
+
+
+def test_a_complete_run_says_it_did_not_stop(tmp_path):
+    path = tmp_path / "run.json"
+    assert main(["run", PLAIN, "--set", "federation.rounds=1", "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["stopped"] is None
+
+
+def _strict(text: str):
+    def refuse(name: str):
+        raise AssertionError(f"the JSON holds {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_metric_nobody_measured_is_null_in_the_json_not_nan(tmp_path, monkeypatch):
+    from securefl.core.messages import metrics_bytes
+    from securefl.core.party import Party
+
+    honest = Party.respond
+    monkeypatch.setattr(Party, "respond", lambda self, step, *a: metrics_bytes({}) if step == "evaluate"
+                        else honest(self, step, *a))
+    path = tmp_path / "run.json"
+    assert main(["run", PLAIN, "--set", "federation.rounds=2", "--json", str(path)]) == 0
+    data = _strict(path.read_text())
+    assert [r["accuracy"] for r in data["rounds"]] == [None, None] and data["final_accuracy"] is None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -210,3 +212,25 @@ def test_distributed_noise_around_a_scheme_with_protocol_steps(relay):
     assert all(not r.dropped and len(r.parties) == 5 for r in result.rounds)
     assert result.rounds[-1].epsilon_spent == 3 * cfg.privacy.epsilon
     assert result.final_accuracy > 0.6
+
+
+@pytest.mark.parametrize("token", ["[" * 50_000 + "]" * 50_000, "1" + "0" * 5000, "[1" + "0" * 400 + "]"],
+                         ids=["deep-nesting", "5000-digit-integer", "weight-beyond-float"])
+def test_an_upload_with_a_hostile_header_drops_its_sender_with_the_typed_error(token):
+    sim = _sim("federation.rounds=1")
+
+    class Hostile(Party):
+        def respond(self, step: str, round: int, stage: int, payload: bytes) -> bytes:
+            reply = super().respond(step, round, stage, payload)
+            if step != "train":
+                return reply
+            (hlen,) = struct.unpack(">I", reply[4:8])
+            head = json.loads(reply[8 : 8 + hlen])
+            head["weights"] = "@"
+            text = json.dumps(head).replace('"@"', token).encode()
+            return reply[:4] + struct.pack(">I", len(text)) + text + reply[8 + hlen:]
+
+    _replace(sim, "party-5", Hostile)
+    result = sim.run()
+    assert result.rounds[0].dropped["party-5"].startswith("MalformedCiphertextError: envelope header")
+    assert "party-5" not in result.rounds[0].parties and len(result.rounds[0].parties) == 4

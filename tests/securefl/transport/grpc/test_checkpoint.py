@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -50,3 +51,11 @@ def test_garbled_checkpoints_are_refused(tmp_path, mangle, needle):
     path.write_bytes(mangle(_ckpt().to_bytes()))
     with pytest.raises(TransportError, match=needle):
         Checkpoint.load(path)
+
+
+def test_a_round_nobody_measured_is_checkpointed_as_null_and_resumed_as_nan(tmp_path):
+    unmeasured = RoundMetrics(0, math.nan, 0.5, 100.0, ("p1",))
+    Checkpoint("plain", "00", 1, (unmeasured,), GlobalModel.open(np.zeros(2)).to_bytes()).save(tmp_path / "c")
+    assert b"NaN" not in (tmp_path / "c").read_bytes()
+    back = Checkpoint.load(tmp_path / "c")
+    assert back is not None and math.isnan(back.rounds[0].accuracy)

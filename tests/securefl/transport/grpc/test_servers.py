@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import replace
 
 import grpc
@@ -121,7 +123,8 @@ def test_a_party_posing_as_another_and_replayed_or_stale_rounds_are_refused(serv
 def test_an_old_rounds_update_is_refused_in_a_later_round_and_an_oversized_one_at_once(servers):
     d = servers(config_text(parties=2, quorum=1, rounds=3), "chunk_bytes = 16384\nmax_message_bytes = 100000\n")
     p1, p2 = (NetworkedParty(d.cfg, pid) for pid in ("party-1", "party-2"))
-    with pytest.raises(RefusedError, match="update of party-1 of 100001 bytes exceeds the limit of 100000") as err:
+    # the limit follows the model (31 float64 values, x 1.25, plus 64 KiB of envelope slack), below the cap
+    with pytest.raises(RefusedError, match="update of party-1 of 100001 bytes exceeds the limit of 65846 ") as err:
         p1.aggregator.upload(0, b"x" * 100_001)
     assert err.value.status == "INVALID_ARGUMENT"
     for p in (p1, p2):
@@ -187,3 +190,20 @@ def test_models_and_updates_far_above_grpcs_4_mb_limit_stream_in_chunks(servers,
     done = party.aggregator.poll()
     assert done.state == "done" and len(done.payload) > 50e6
     assert d.wait_exit("aggregator", 60) == 0
+
+
+def test_a_party_that_is_gone_is_not_waited_for_by_the_evaluate_step_nor_the_next_round(servers):
+    d = servers(config_text(parties=2, quorum=1, rounds=2, round_timeout=60))
+    p1, p2 = (NetworkedParty(d.cfg, pid) for pid in ("party-1", "party-2"))
+    for p in (p1, p2):
+        task = p.aggregator.poll()
+        p._send(task, p._reply(task))
+    p2.aggregator.close()  # party-2 dies after its update: it will never measure round 0's model
+    t0 = time.monotonic()
+    assert p1.run() is not None  # party-1 serves every remaining step to the end
+    assert d.wait_exit("aggregator", 30) == 0
+    elapsed = time.monotonic() - t0
+    result = json.loads(d.json.read_text())
+    assert result["rounds"][1]["parties"] == ["party-1"] and "gone" in result["rounds"][1]["dropped"]["party-2"]
+    assert "party-2 did not measure the model: gone" in d.log("aggregator")
+    assert elapsed < 30, f"{elapsed:.1f} s: the aggregator waited for a party that was gone (round_timeout 60 s)"

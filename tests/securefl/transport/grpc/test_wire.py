@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from securefl.errors import TransportError
 from securefl.transport.grpc import wire
+from tests.hostile import hostile
 
 
 def test_a_payload_round_trips_in_chunks():
@@ -55,3 +60,22 @@ def test_a_payload_above_the_limit_is_refused_before_it_is_read():
 
     with pytest.raises(TransportError, match="exceeds the limit of 100 bytes"):
         wire.read_payload(never(), 101, 100, "test")
+
+
+@given(st.sampled_from(sorted(k for k, schema in wire.SCHEMAS.items() if schema)), st.data())
+@settings(max_examples=300, deadline=None)  # no wall-clock deadline: the machine may be busy
+def test_a_hostile_header_value_is_the_typed_error(kind, data):
+    field = data.draw(st.sampled_from(sorted(wire.SCHEMAS[kind])))
+    token = data.draw(hostile)
+    fields = {name: {"a": 1.0} if typ == "weights" else "x" if typ == "str" else 1
+              for name, typ in wire.SCHEMAS[kind].items()}
+    text = json.dumps({**fields, field: "@"}).replace('"@"', token)
+    with pytest.raises(TransportError):
+        wire.parse_header(wire.HEAD + text.encode(), kind)
+
+
+@given(hostile)
+@settings(max_examples=100, deadline=None)
+def test_a_hostile_weight_in_a_function_key_request_is_the_typed_error(token):
+    with pytest.raises(TransportError):
+        wire.parse_header(wire.HEAD + ('{"round":0,"weights":{"a":' + token + "}}").encode(), "function_key")

@@ -1,0 +1,40 @@
+"""Private, atomic files: how every piece of securefl state reaches the disk (key store, checkpoints, state files).
+
+:func:`write_private` is the one way to write such a file.  What it promises:
+
+* atomic: a crash at any moment leaves the old or the new content, never a torn file;
+* durable: when it returns, the data and the rename are on disk (file and directory fsync'ed);
+* private: the file has mode 0600 from its first byte (``tempfile.mkstemp``), whatever the umask;
+* no predictable temporary name and no following of symlinks: the temporary file is made by
+  ``mkstemp`` (``O_CREAT | O_EXCL | O_NOFOLLOW``, random name) in the target's own directory, and
+  ``os.replace`` replaces a symlink planted at ``path`` instead of writing through it.
+
+What it does not promise: protection against another process of the same user, who may
+read or replace the directory's contents anyway; keep state directories private (0700).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_private(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically, durably, with mode 0600 (see the module docstring)."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
