@@ -16,8 +16,11 @@ read or replace the directory's contents anyway; keep state directories private 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from securefl.errors import StateError
 
 
 def write_private(path: str | Path, data: bytes) -> None:
@@ -38,3 +41,19 @@ def write_private(path: str | Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def read_private(path: str | Path) -> bytes | None:
+    """The bytes of ``path`` (``None`` if it does not exist); refuses links and files others may read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read the state file {path}: {exc.strerror} (a symbolic link is refused)") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fh.fileno()).st_mode
+        if not stat.S_ISREG(mode) or mode & 0o077:
+            raise StateError(f"the state file {path} is not a regular file of mode 0600; it guards the federation's "
+                             f"privacy: check who changed it, then run chmod 600 {path}")
+        return fh.read()

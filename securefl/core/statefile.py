@@ -17,25 +17,24 @@ A federation is named by :func:`federation_id`: a digest of its party ids and
 training's randomness).  Starting a new federation over the same parties is an
 explicit act: a new seed (and so a new id and new state files).
 
-Files are written atomically (a temporary file from :func:`tempfile.mkstemp` in the
-target directory, mode 0600, fsync'ed, then ``os.replace``d, and the directory
-fsync'ed) and read without following symbolic links; a file other users can read
-or write is refused.  (The lead may merge :func:`write_private` with the key store's
-and checkpoints' writer.)
+Files go through :mod:`securefl.core.files`, as the key store and checkpoints do:
+written atomically (a temporary file from :func:`tempfile.mkstemp` in the target
+directory, mode 0600, fsync'ed, then ``os.replace``d, and the directory fsync'ed)
+and read without following symbolic links; a file other users can read or write is
+refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from securefl.core import files
+from securefl.core.files import read_private
 from securefl.errors import ReplayError, StateError
 
 __all__ = ["PartyState", "PolicyState", "federation_id", "read_private", "write_private"]
@@ -49,40 +48,10 @@ def federation_id(party_ids: Sequence[str], seed: int) -> str:
 
 
 def write_private(path: str | Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically, mode 0600 (see the module docstring)."""
+    """Replace ``path`` with ``data`` atomically, mode 0600, creating its directory (mode 0700) if needed."""
     target = Path(path)
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")  # 0600, O_EXCL
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def read_private(path: str | Path) -> bytes | None:
-    """The bytes of ``path`` (``None`` if it does not exist); refuses links and files others may read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StateError(f"cannot read the state file {path}: {exc.strerror} (a symbolic link is refused)") from None
-    with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fh.fileno()).st_mode
-        if not stat.S_ISREG(mode) or mode & 0o077:
-            raise StateError(f"the state file {path} is not a regular file of mode 0600; it guards the federation's "
-                             f"privacy: check who changed it, then run chmod 600 {path}")
-        return fh.read()
+    files.write_private(target, data)
 
 
 class _JsonState:
