@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .base import (
+    Accumulator,
     AggregatorKey,
     Envelope,
     Key,
@@ -90,6 +91,9 @@ class PlainScheme(Scheme):
             np.add(total, self._vector(env), out=total)
         return total.data
 
+    def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        return _PlainAccumulator(self, key, round=round)
+
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         return self._vector(aggregate).copy()
 
@@ -110,3 +114,21 @@ class PlainScheme(Scheme):
         if data:
             raise MalformedCiphertextError("plain keys carry no material")
         return None
+
+
+class _PlainAccumulator(Accumulator):
+    """One float64 running sum, added to in place: memory one model, whatever the number of parties."""
+
+    scheme: PlainScheme
+    _total: np.ndarray | None = None
+
+    def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
+        vec = self.scheme._vector(update)  # raises for a bad payload before anything changes
+        if self._total is None:
+            self._total = vec.copy()
+        else:
+            np.add(self._total, vec, out=self._total)
+
+    def _payload(self) -> Payload:
+        assert self._total is not None
+        return self._total.data

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
-from ..base import Payload, RevealSite, Scheme, ThreatModel
+from ..base import Accumulator, Payload, RevealSite, Scheme, ThreatModel
 from ..encoding import ClippedValuesWarning
 from ..envelope import Envelope, check_party_id
 from ..errors import (
@@ -237,6 +237,9 @@ class CKKSScheme(Scheme):
             blobs.append(acc.serialize())
         return codec.frame(blobs)
 
+    def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        return _CKKSAccumulator(self, key, round=round)
+
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """Decrypt the weighted sum (at a party, or the dealer).  Not for release: see :meth:`publish`."""
         ctx = key.unwrap(self.name).context
@@ -285,6 +288,37 @@ class CKKSScheme(Scheme):
                 f"{self.params.max_total_weight:g}: their weighted sum could wrap around modulo the data prime. "
                 "Raise [crypto.ckks] max_total_weight (lowering scale_bits to fit) or use weights in larger units"
             )
+
+
+class _CKKSAccumulator(Accumulator):
+    """One running ciphertext per chunk, added to in place (rolled back if a later chunk refuses)."""
+
+    scheme: CKKSScheme
+    _sums: list[ts.CKKSVector] | None = None
+
+    def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
+        ctx = self.key.unwrap(self.scheme.name).context
+        self.scheme._check_total_weight(weights)
+        slots, length = self.scheme.params.slots, update.length
+        chunks = codec.split(update.payload, codec.chunk_count(length, slots))
+        vecs = [codec.load(ctx, chunks[i], index=i, size=stop - start)
+                for i, (start, stop) in enumerate(codec.chunk_bounds(length, slots))]
+        if self._sums is None:
+            self._sums = vecs
+            return
+        done = 0
+        try:
+            for i, (acc, vec) in enumerate(zip(self._sums, vecs, strict=True)):
+                codec.add_into(acc, vec, index=i)
+                done += 1
+        except MalformedCiphertextError:
+            for acc, vec in zip(self._sums[:done], vecs[:done], strict=True):
+                acc.sub_(vec)  # exact: ciphertext coefficients are residues, so this undoes the addition
+            raise
+
+    def _payload(self) -> Payload:
+        assert self._sums is not None
+        return codec.frame([acc.serialize() for acc in self._sums])
 
 
 def _secret_bytes(ctx: ts.Context) -> bytes:

@@ -71,6 +71,7 @@ from typing import Any
 import numpy as np
 
 from ..base import (
+    Accumulator,
     AggregatorKey,
     Envelope,
     Key,
@@ -328,12 +329,18 @@ class FEScheme(Scheme):
     def _combine(
         self, key: AggregatorKey, updates: Sequence[Envelope], *, length: int, weights: Sequence[float]
     ) -> Payload:
-        payloads = [self._points(env) for env in updates]
-        parties = [env.party for env in updates]
+        labels = [env.parties[0] if env.kind == "update" else "(partial aggregate)" for env in updates]
+        return self._add_points([self._points(env) for env in updates], labels, length)
+
+    def _add_points(self, payloads: Sequence[bytes], labels: Sequence[str], length: int) -> bytes:
+        """Coordinate-wise sum of point strings (one libsecp256k1 combine per coordinate, over all of them)."""
         jobs = [
-            ([p[_P * a : _P * b] for p in payloads], parties, a) for a, b in parallel.spans(length, self._workers)
+            ([p[_P * a : _P * b] for p in payloads], list(labels), a) for a, b in parallel.spans(length, self._workers)
         ]
         return b"".join(parallel.run(kernels.add_updates, jobs, self._workers)) if length else b""
+
+    def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        return _FEAccumulator(self, key, round=round)
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """The weighted sum, decrypted with the authority's function key for this aggregate."""
@@ -431,6 +438,63 @@ class FEScheme(Scheme):
             return None
         except (MalformedCiphertextError, struct.error, UnicodeDecodeError) as exc:
             raise MalformedCiphertextError(f"garbled fe key material: {exc}") from None
+
+
+class _FEAccumulator(Accumulator):
+    """Up to :attr:`BATCH` uploads buffered, then summed with the partial sum in one combine per coordinate.
+
+    Decompressing a point (a square root) costs far more than adding it, and a
+    combine of ``m`` points costs one field inversion plus ``m`` additions: folding
+    a few uploads at a time keeps both near their floor while memory stays the
+    partial sum plus ``BATCH`` uploads.  A point that does not parse shows when its
+    batch is folded; the culprit search then sums each buffered upload alone, as
+    :meth:`securefl.core.aggregator.Aggregator.combine` always did, and only the
+    bad ones are rejected (:attr:`rejected`).
+    """
+
+    BATCH = 8
+    scheme: FEScheme
+
+    def __init__(self, scheme: FEScheme, key: AggregatorKey, *, round: int) -> None:
+        super().__init__(scheme, key, round=round)
+        self._sum: bytes | None = None
+        self._pending: list[tuple[str, bytes]] = []
+
+    def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
+        self._pending.append((update.party, self.scheme._points(update)))  # the length is checked here
+        if len(self._pending) >= self.BATCH:
+            self._finish()
+
+    def _finish(self) -> None:
+        pending = self._pending
+        length = int(self.length or 0)
+        while pending:
+            labels = [p for p, _ in pending]
+            payloads = [b for _, b in pending]
+            if self._sum is not None:
+                labels, payloads = ["(partial aggregate)", *labels], [self._sum, *payloads]
+            try:
+                self._sum = self.scheme._add_points(payloads, labels, length)
+                pending = []
+            except MalformedCiphertextError:
+                bad = {p: err for p, b in pending if (err := self._solo_error(p, b, length))}
+                if not bad:
+                    raise
+                for party, err in bad.items():
+                    self._reject(party, err)
+                pending = [(p, b) for p, b in pending if p not in bad]
+        self._pending = []
+
+    def _solo_error(self, party: str, points: bytes, length: int) -> str | None:
+        try:
+            self.scheme._add_points([points], [party], length)
+        except MalformedCiphertextError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def _payload(self) -> Payload:
+        assert self._sum is not None
+        return self._sum
 
 
 def _load_authority(data: bytes) -> _AuthorityMaterial:

@@ -47,17 +47,16 @@ class InProcessTransport(Transport):
     def __init__(self, parties: Mapping[str, Party], authority: Authority) -> None:
         self.parties, self.authority = parties, authority
         self._pool = cf.ThreadPoolExecutor(max_workers=max(1, len(parties)), thread_name_prefix="party")
-        self._busy: dict[str, cf.Future[bytes]] = {}
+        self._busy: dict[str, cf.Future[list[bytes]]] = {}
 
     def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
         replies: Replies[T] = Replies()
-        futures: dict[cf.Future[bytes], str] = {}
+        futures: dict[cf.Future[list[bytes]], str] = {}
         for pid, payload in request.payloads.items():
             if pid in self._busy and not self._busy[pid].done():
                 replies.dropped[pid] = "still busy with an earlier round"
                 continue
-            party = self.parties[pid]
-            fut = self._pool.submit(party.respond, request.step, request.round, request.stage, payload)
+            fut = self._pool.submit(self._respond, self.parties[pid], request, payload)
             self._busy[pid] = fut
             futures[fut] = pid
         deadline = time.monotonic() + timeout
@@ -71,10 +70,16 @@ class InProcessTransport(Transport):
         return replies
 
     @staticmethod
-    def _take(pid: str, fut: cf.Future[bytes], accept: Accept[T], replies: Replies[T], request: Request) -> None:
+    def _respond(party: Party, request: Request, payload: bytes) -> list[bytes]:
+        # the reply in a box that _take empties: a finished future must not keep an upload's bytes alive
+        return [party.respond(request.step, request.round, request.stage, payload)]
+
+    @staticmethod
+    def _take(pid: str, fut: cf.Future[list[bytes]], accept: Accept[T], replies: Replies[T],
+              request: Request) -> None:
         try:
-            data = fut.result()
-            replies.accepted[pid] = accept(pid, data)
+            data = fut.result().pop()
+            replies.accepted[pid] = accept(pid, data)  # e.g. folds an update; its bytes go when we return
             replies.sizes[pid] = len(data)
         except Exception as exc:  # noqa: BLE001 - a failing or refused party is dropped, not fatal
             replies.dropped[pid] = f"{type(exc).__name__}: {exc}"
