@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..base import Payload, RevealSite, Scheme, ThreatModel
+from ..base import Accumulator, Payload, RevealSite, Scheme, ThreatModel
 from ..encoding import ClippedValuesWarning
 from ..envelope import Envelope, check_party_id
 from ..errors import (
@@ -189,6 +189,9 @@ class PaillierScheme(Scheme):
         columns = [self._ciphertexts(public, env) for env in updates]
         return self._header() + public.ciphertexts_to_bytes(public.add(columns))
 
+    def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        return _PaillierAccumulator(self, key, round=round)
+
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """Decrypt and decode the weighted sum (at a party: the aggregator's key cannot decrypt)."""
         pair = key.unwrap(self.name)
@@ -210,20 +213,22 @@ class PaillierScheme(Scheme):
                 f"weight {weight} rounds to {iw} at weight_scale={self.params.weight_scale}; "
                 "raise crypto.paillier.weight_scale so that every weight * weight_scale is at least 1"
             )
-        if iw > self.params.max_total_weight:
+        if iw > min(self.params.max_weight, self.params.total_weight_bound):
             raise InvalidInputError(
-                f"integer weight {iw} exceeds max_total_weight={self.params.max_total_weight}; raise "
-                "crypto.paillier.max_total_weight (costs slot bits) or lower weight_scale"
+                f"integer weight {iw} exceeds max_weight={self.params.max_weight} (or the total "
+                f"{self.params.total_weight_bound}); raise crypto.paillier.max_weight (costs slot bits) "
+                "or lower weight_scale"
             )
         return iw
 
     def _total_integer_weight(self, weights: Sequence[float]) -> int:
         total = sum(self.params.integer_weight(w) for w in weights)
-        if total > self.params.max_total_weight:
+        if total > self.params.total_weight_bound:
             raise DecodingOverflowError(
                 f"the aggregate's integer weights sum to {total}, above max_total_weight="
-                f"{self.params.max_total_weight}, so its slots would wrap around; raise "
-                "crypto.paillier.max_total_weight or aggregate fewer parties"
+                f"{self.params.total_weight_bound}, so its slots would wrap around; leave "
+                "crypto.paillier.max_total_weight at 0 (derived from the federation's parties * max_weight) "
+                "or raise it"
             )
         return total
 
@@ -258,3 +263,25 @@ class PaillierScheme(Scheme):
                 f"payload holds {len(body) // width} ciphertexts, expected {expected} for {env.length} values"
             )
         return public.parse_ciphertexts(body, expected)
+
+
+class _PaillierAccumulator(Accumulator):
+    """The running product of the ciphertexts, multiplied in place mod ``n^2`` (public key only)."""
+
+    scheme: PaillierScheme
+    _product: list[Any] | None = None
+
+    def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
+        public = self.scheme._public(self.key)
+        self.scheme._total_integer_weight(weights)  # refuse an update that would wrap the slots
+        cts = self.scheme._ciphertexts(public, update)  # checked before anything changes
+        if self._product is None:
+            self._product = cts
+            return
+        n2, product = public.nsquare, self._product
+        for i, c in enumerate(cts):
+            product[i] = product[i] * c % n2
+
+    def _payload(self) -> Payload:
+        assert self._product is not None
+        return self.scheme._header() + self.scheme._public(self.key).ciphertexts_to_bytes(self._product)

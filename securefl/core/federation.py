@@ -100,7 +100,8 @@ class RunResult:
 
 def make_scheme(cfg: Config) -> Scheme:
     """The scheme ``[crypto]`` selects, with its configured parameters (without differential privacy)."""
-    return registry.create(cfg.crypto.scheme, cfg.crypto.scheme_params())
+    # headroom that grows with the federation (e.g. paillier's slots) is sized here, before keys are made
+    return registry.create(cfg.crypto.scheme, cfg.crypto.scheme_params().for_federation(len(cfg.federation.ids)))
 
 
 class Federation:
