@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
-from ..base import Accumulator, Payload, RevealSite, Scheme, ThreatModel
+from ..base import Accumulator, Payload, RevealSite, Scheme, SchemeParams, ThreatModel
 from ..encoding import ClippedValuesWarning
 from ..envelope import Envelope, check_party_id
 from ..errors import (
@@ -51,7 +51,7 @@ from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyK
 from ..randomness import random_bytes
 from . import codec
 from .flooding import flood, flooding_sigma
-from .params import CKKSParams
+from .params import AUTO_PARTIES, CKKSParams
 
 _KEY_ID_DOMAIN = b"securefl/ckks/v1/key-set"
 # Tail bound, in standard deviations, of one slot's error in tolerance(); 8 sigma
@@ -117,6 +117,12 @@ class CKKSScheme(Scheme):
     )
 
     params: CKKSParams
+
+    def __init__(self, params: SchemeParams | None = None) -> None:
+        if isinstance(params, CKKSParams) or params is None:
+            # auto headroom never given a federation size: resolve it for AUTO_PARTIES parties
+            params = (params or CKKSParams()).for_federation(AUTO_PARTIES)
+        super().__init__(params)
 
     # --- declarations -----------------------------------------------------------------
     @property
@@ -202,11 +208,11 @@ class CKKSScheme(Scheme):
     def _protect(self, key: PartyKey, x: np.ndarray, *, weight: float, round: int) -> Payload:
         """Clip to ``[-clip, clip]``, multiply by ``weight``, encrypt chunk by chunk (at the party)."""
         ctx = key.unwrap(self.name).context
-        if weight > self.params.max_total_weight:
+        if weight > min(self.params.max_total_weight, self.params.max_weight):
             raise InvalidInputError(
-                f"weight {weight:g} exceeds max_total_weight {self.params.max_total_weight:g}, so the sum could "
-                "wrap around; raise [crypto.ckks] max_total_weight (and lower scale_bits to fit) or use "
-                "weights in larger units"
+                f"weight {weight:g} exceeds max_weight {self.params.max_weight:g} (or max_total_weight "
+                f"{self.params.max_total_weight:g}), so the sum could wrap around; raise [crypto.ckks] max_weight "
+                "(max_total_weight = 0 then sizes the headroom for it) or use weights in larger units"
             )
         clip, slots = float(self.params.clip), self.params.slots
         payload, clipped = codec.encrypt_chunks(ctx, x, weight=weight, clip=clip, slots=slots)
