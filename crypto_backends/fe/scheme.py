@@ -57,6 +57,7 @@ is spread over ``workers`` processes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import math
@@ -117,7 +118,11 @@ class FEParams(SchemeParams):
     policy.  ``weight_unit``: weights are counted in these units before quantisation;
     decrypted sums can reach ``total_weight / weight_unit * 2**(bits-1)``, so raise it
     for large weights (sample counts in the hundreds of thousands) to keep the
-    discrete logarithm small, at ``weight_unit`` times the rounding error.
+    discrete logarithm small, at ``weight_unit`` times the rounding error.  ``0`` (the
+    default) derives it from the federation when keys are made
+    (:meth:`for_federation`): the smallest unit, at least 1, with which ``parties``
+    weights of up to ``max_weight`` each stay within the discrete logarithm's reach;
+    1 when no federation size is given.
     ``workers``: processes for long vectors (0 = one per CPU, 1 = none).
     The group is fixed (secp256k1, ~128-bit security), so no parameter lowers it.
     """
@@ -127,7 +132,8 @@ class FEParams(SchemeParams):
     dlog_table_bits: int = 20
     min_parties: int = 3
     max_share: float = 0.5
-    weight_unit: float = 1.0
+    weight_unit: float = 0.0
+    max_weight: float = 4096.0
     workers: int = 0
 
     def security_bits(self) -> int:
@@ -152,10 +158,25 @@ class FEParams(SchemeParams):
             )
         if not (isinstance(self.max_share, (int, float)) and 0 < self.max_share <= 1):
             raise InvalidParameterError(f"fe max_share must be in (0, 1], got {self.max_share!r}")
-        if not (isinstance(self.weight_unit, (int, float)) and 0 < float(self.weight_unit) < 1e12):
-            raise InvalidParameterError(f"fe weight_unit must be a positive number, got {self.weight_unit!r}")
+        if not (isinstance(self.weight_unit, (int, float)) and 0 <= float(self.weight_unit) < 1e12):
+            raise InvalidParameterError(
+                f"fe weight_unit must be a positive number (or 0: derived from the federation), "
+                f"got {self.weight_unit!r}"
+            )
+        if not (isinstance(self.max_weight, (int, float)) and 0 < float(self.max_weight) < 1e12):
+            raise InvalidParameterError(f"fe max_weight must be a positive number, got {self.max_weight!r}")
         if not (isinstance(self.workers, int) and self.workers >= 0):
             raise InvalidParameterError(f"fe workers must be an integer >= 0 (0 = one per CPU), got {self.workers!r}")
+
+    def for_federation(self, parties: int) -> FEParams:
+        """``weight_unit`` derived when it is 0: the smallest (>= 1) that keeps ``parties * max_weight`` decodable."""
+        if self.weight_unit:
+            return self
+        max_int = 2 ** (self.bits - 1) - 1
+        reach = (2 ** self.dlog_table_bits) + dlog.MAX_GIANT_STEPS * (2 ** (self.dlog_table_bits + 1) + 1)
+        n = max(1, int(parties))
+        unit = max(1.0, float(math.ceil(n * float(self.max_weight) * max_int / (reach - n))))  # n: rounding
+        return dataclasses.replace(self, weight_unit=unit)
 
     @classmethod
     def presets(cls) -> Mapping[str, SchemeParams]:
@@ -253,7 +274,7 @@ class FEScheme(Scheme):
         p = self.params
         self._fp = FixedPoint(clip=float(p.clip), bits=p.bits)
         self._workers = parallel.worker_count(p.workers)
-        self._unit = float(p.weight_unit)
+        self._unit = float(p.weight_unit or 1.0)  # 0 (auto) never given a federation size: whole weights
 
     # --- declarations -------------------------------------------------------------
     @property

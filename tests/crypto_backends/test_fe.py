@@ -460,3 +460,17 @@ def test_clipped_values_are_counted_in_a_warning():
     keys = s.keygen(PARTIES[:1])
     with pytest.warns(ClippedValuesWarning, match="2 of 3 values"):
         s.protect(keys.parties["p0"], np.array([100.0, 0.0, -9.0]), weight=1.0, round=0)
+
+
+def test_weight_unit_is_derived_from_the_federation():
+    """weight_unit = 0: whole weights while parties x max_weight fits the discrete log, a larger unit beyond."""
+    assert FEParams().for_federation(10).weight_unit == 1.0
+    big = FEParams().for_federation(1000)
+    assert big.weight_unit > 1.0
+    assert FEParams(weight_unit=3.0).for_federation(1000).weight_unit == 3.0  # as declared
+    fe = FEScheme(dataclasses.replace(big, workers=1))
+    size = 2**big.dlog_table_bits
+    reach = size + dlog.MAX_GIANT_STEPS * (2 * size + 1)
+    weights = [float(i + 1) for i in range(1000)]  # sum 500500: beyond whole weights' reach (about 262k)
+    assert fe._sum_bound(weights) <= reach < FEScheme(FEParams(workers=1))._sum_bound(weights)
+    assert fe.tolerance(weights) < 1e-4  # the cost: rounding in larger units
