@@ -63,6 +63,8 @@ HEADROOM_MARGIN_BITS = 2
 AUTO_PARTIES = 64
 """Parties assumed by ``max_total_weight = 0`` when no federation size was given (see ``for_federation``)."""
 MIN_AUTO_SCALE_BITS = 20
+MIN_AUTO_TOTAL_WEIGHT = 16384.0
+"""The derived headroom never goes below this (the fixed default before it was derived)."""
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,12 @@ class CKKSParams(SchemeParams):
     * ``max_total_weight``: the largest sum of the weights of one aggregate.
       ``clip * max_total_weight * 2**scale_bits`` must fit the data primes.  ``0``
       (the default) derives it from the federation when keys are made, as
-      ``parties * max_weight``, and lowers ``scale_bits`` as far as needed to fit
+      ``max(16384, parties * max_weight)``, and lowers ``scale_bits`` as far as needed to fit
       (:meth:`for_federation`; :data:`AUTO_PARTIES` parties when none is given).
       The error is absolute on the weighted *sum*, so the fused mean loses nothing
       it needs: its error is the sum's divided by the total weight.
-    * ``max_weight``: the largest weight of one party (e.g. its rows); larger is refused.
+    * ``max_weight``: a party's typical largest weight (e.g. its rows), which sizes the
+      derived headroom beyond 16 parties (one weight may exceed it while the total fits).
     * ``n_threads``: TenSEAL's thread pool size for a context (used by TenSEAL's
       own parallel operations).  Chunks are encrypted one after the other:
       TenSEAL holds the GIL, and a Python thread pool measured slower here.
@@ -96,7 +99,7 @@ class CKKSParams(SchemeParams):
     scale_bits: int = 40
     clip: float = 16.0
     max_total_weight: float = 0.0
-    max_weight: float = 65536.0
+    max_weight: float = 1024.0
     n_threads: int = 2
     flooding_bits: int = 30
     flooding_queries: int = 64
@@ -205,10 +208,10 @@ class CKKSParams(SchemeParams):
             )
 
     def for_federation(self, parties: int) -> CKKSParams:
-        """``max_total_weight = parties * max_weight`` and ``scale_bits`` lowered to fit, when it is 0 (auto)."""
+        """When it is 0 (auto): ``max_total_weight = max(16384, parties * max_weight)``, ``scale_bits`` fitted."""
         if self.max_total_weight:
             return self
-        total = max(1, int(parties)) * float(self.max_weight)
+        total = max(MIN_AUTO_TOTAL_WEIGHT, max(1, int(parties)) * float(self.max_weight))
         need = math.ceil(math.log2(float(self.clip) * total))
         fit = self.data_bits - HEADROOM_MARGIN_BITS - need
         if fit < MIN_AUTO_SCALE_BITS:

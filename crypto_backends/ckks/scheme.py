@@ -208,11 +208,11 @@ class CKKSScheme(Scheme):
     def _protect(self, key: PartyKey, x: np.ndarray, *, weight: float, round: int) -> Payload:
         """Clip to ``[-clip, clip]``, multiply by ``weight``, encrypt chunk by chunk (at the party)."""
         ctx = key.unwrap(self.name).context
-        if weight > min(self.params.max_total_weight, self.params.max_weight):
+        if weight > self.params.max_total_weight:
             raise InvalidInputError(
-                f"weight {weight:g} exceeds max_weight {self.params.max_weight:g} (or max_total_weight "
-                f"{self.params.max_total_weight:g}), so the sum could wrap around; raise [crypto.ckks] max_weight "
-                "(max_total_weight = 0 then sizes the headroom for it) or use weights in larger units"
+                f"weight {weight:g} exceeds max_total_weight {self.params.max_total_weight:g}, so the sum could "
+                "wrap around; raise [crypto.ckks] max_weight (with max_total_weight = 0 it sizes the headroom) "
+                "or use weights in larger units"
             )
         clip, slots = float(self.params.clip), self.params.slots
         payload, clipped = codec.encrypt_chunks(ctx, x, weight=weight, clip=clip, slots=slots)

@@ -96,8 +96,8 @@ def test_invalid_parameters_are_refused_with_the_fix(change, message):
 def test_headroom_is_derived_from_the_federation():
     """max_total_weight = 0: parties x max_weight, the scale lowered to fit; what cannot fit is refused."""
     p10, p1000 = (CKKSParams().for_federation(n) for n in (10, 1000))
-    assert (p10.max_total_weight, p1000.max_total_weight) == (10 * 65536.0, 1000 * 65536.0)
-    assert p1000.scale_bits < p10.scale_bits <= 40
+    assert (p10.max_total_weight, p1000.max_total_weight) == (16384.0, 1000 * 1024.0)  # never below 16384
+    assert p1000.scale_bits < p10.scale_bits == 40
     for p in (p10, p1000):
         assert math.ceil(math.log2(p.max_abs_sum)) <= p.headroom_bits
         p.validate()
