@@ -564,9 +564,9 @@ class Accumulator:
     not yet folded in) and then folds it; when it raises, nothing changed, so a bad
     update costs only its sender.  :meth:`result` is the aggregate of every update
     added.  Memory: the partial aggregate plus what one :meth:`add` needs, never
-    every update.  Not promised: thread safety (callers serialise ``add``), nor that
-    a float sum is bit-for-bit independent of arrival order (``plain`` adds float64
-    values in arrival order; its tolerance covers that).
+    every update.  Not promised: thread safety (callers serialise ``add``).  A
+    float sum should not depend on arrival order (training amplifies last-bit
+    differences): ``plain``'s accumulator keeps the exact rounding error for that.
 
     Subclasses fold in place by overriding :meth:`_fold` (which must raise before it
     changes anything) and :meth:`_payload`; one that defers folding a few updates

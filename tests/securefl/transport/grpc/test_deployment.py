@@ -58,8 +58,7 @@ def test_networked_run_gives_the_in_process_result(deploy, scheme):
     expected = np.array([r.accuracy for r in reference.rounds])
     final = GlobalModel.from_bytes(Checkpoint.load(d.checkpoint).model)
     if make_scheme(scheme).tolerance([1.0] * 3) <= 1e-9:
-        # the same arithmetic up to the order float64 uploads arrive in (streaming): the same accuracies
-        np.testing.assert_array_equal(networked, expected)
+        np.testing.assert_array_equal(networked, expected)  # the same bytes, the same arithmetic
     else:
         np.testing.assert_allclose(networked, expected, atol=0.02)
     if not final.is_sealed:
@@ -110,8 +109,7 @@ def test_an_aggregator_restarted_resumes_from_its_checkpoint(deploy):
     assert [r["round"] for r in result["rounds"]] == [0, 1, 2, 3]
     assert [r["accuracy"] for r in result["rounds"]] == [r.accuracy for r in reference.rounds]
     final = GlobalModel.from_bytes(Checkpoint.load(d.checkpoint).model)
-    # the same model up to the order float64 uploads arrived in (the aggregator folds them on arrival)
-    np.testing.assert_allclose(final.vector, reference.final_parameters, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(final.vector, reference.final_parameters)
     # restarted once more after the end: it reports the finished run from its checkpoint and stops
     d.start("aggregator:after", "--json", str(d.tmp / "after.json"))
     assert d.wait_exit("aggregator:after", 30) == 0
@@ -206,9 +204,9 @@ def test_a_users_own_trainer_runs_as_networked_parties(deploy, scheme):
     networked = np.array([r["accuracy"] for r in result["rounds"]])
     expected = np.array([r.accuracy for r in reference.rounds])
     final = GlobalModel.from_bytes(Checkpoint.load(d.checkpoint).model)
-    if tolerance <= 1e-9:  # the same arithmetic up to the order float64 uploads arrive in (streaming)
-        np.testing.assert_allclose(networked, expected, rtol=0, atol=1e-9)
-        np.testing.assert_allclose(final.vector, reference.final_parameters, rtol=0, atol=1e-9)
+    if tolerance <= 1e-9:  # the same bytes, the same arithmetic
+        np.testing.assert_array_equal(networked, expected)
+        np.testing.assert_array_equal(final.vector, reference.final_parameters)
     else:  # fixed-point or approximate arithmetic, and (ckks) the flooding of each published model
         np.testing.assert_allclose(networked, expected, rtol=1e-3, atol=1e-6)
     assert all(r["parties"] == ["party-1", "party-2", "party-3"] for r in result["rounds"])
