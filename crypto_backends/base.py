@@ -64,6 +64,16 @@ differs, in these hooks (each runs after the checks listed):
 * ``_publish(key, aggregate, total) -> vector`` (optional) - what leaves the key
   holders, given the revealed ``total`` (default: ``total`` unchanged).
 
+Streaming.  The aggregator need not hold every upload of a round: it asks
+:meth:`Scheme.accumulator` for an :class:`Accumulator` and folds each update in
+as it arrives (:meth:`Accumulator.add`), then takes :meth:`Accumulator.result`,
+the same aggregate :meth:`Scheme.combine` would make from those updates.  The
+default accumulator keeps one partial aggregate and folds by calling
+``_combine(key, [partial, update])``: **``_combine`` must therefore accept an
+``aggregate`` envelope of this round among its inputs and treat it as the sum of
+its contributors** (associativity over partial aggregates).  A scheme with a
+cheaper in-place fold returns its own :class:`Accumulator` subclass.
+
 A wrapper around a whole scheme (differential privacy) subclasses
 :class:`crypto_backends.wrapper.SchemeWrapper` instead, which forwards everything.
 """
@@ -183,6 +193,15 @@ class SchemeParams:
 
         A scheme whose policy only stops what the calibrated noise already covers (and
         accounts for) may relax it here; the security level must not change.
+        """
+        return self
+
+    def for_federation(self, parties: int) -> SchemeParams:
+        """These parameters with anything derived from the federation's size resolved (override).
+
+        Called, with the number of parties, wherever a federation is known before keys
+        are made (the config, ``securefl bench``), so that packing headroom grows with
+        the federation instead of failing at a fixed limit.  The default changes nothing.
         """
         return self
 
@@ -347,6 +366,14 @@ class Scheme(ABC):
         return self.make_envelope(
             key, payload, round=round, kind="aggregate", parties=parties, weights=weights, length=length
         )
+
+    def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        """A running aggregate of ``round`` that folds updates in as they arrive (at the aggregator).
+
+        The default folds through ``_combine`` (see "Streaming" in the module docstring);
+        schemes override this to fold in place.
+        """
+        return Accumulator(self, key, round=round)
 
     def function_key(
         self, key: AuthorityKey, *, round: int, weights: Mapping[str, float]
@@ -590,6 +617,87 @@ class Scheme(ABC):
         """Inverse of :meth:`_material_to_bytes`."""
 
 
+class Accumulator:
+    """One round's aggregate, folded from updates one at a time (see "Streaming" in the module docstring).
+
+    Promised: :meth:`add` checks the update exactly as :meth:`Scheme.combine` does
+    (this scheme, this key set, this round, the length of the first update, a party
+    not yet folded in) and then folds it; when it raises, nothing changed, so a bad
+    update costs only its sender.  :meth:`result` is the aggregate of every update
+    added.  Memory: the partial aggregate plus what one :meth:`add` needs, never
+    every update.  Not promised: thread safety (callers serialise ``add``).  A
+    float sum should not depend on arrival order (training amplifies last-bit
+    differences): ``plain``'s accumulator keeps the exact rounding error for that.
+
+    Subclasses fold in place by overriding :meth:`_fold` (which must raise before it
+    changes anything) and :meth:`_payload`; one that defers folding a few updates
+    (to batch them) folds them in :meth:`_finish` and lists any bad one it then finds
+    in :attr:`rejected` (:meth:`_reject`), never failing the others.
+    """
+
+    def __init__(self, scheme: Scheme, key: AggregatorKey, *, round: int) -> None:
+        require_role(key, AggregatorKey, action="combine updates")
+        scheme._check_key(key)
+        self.scheme, self.key, self.round = scheme, key, int(round)
+        self.length: int | None = None
+        self.rejected: dict[str, str] = {}
+        """Updates accepted by :meth:`add` but found bad when a deferred fold ran, with the reason."""
+        self._weights: dict[str, float] = {}
+        self._partial: Envelope | None = None
+
+    @property
+    def parties(self) -> tuple[str, ...]:
+        """The parties folded in so far, sorted."""
+        return tuple(sorted(self._weights))
+
+    def __len__(self) -> int:
+        return len(self._weights)
+
+    def add(self, update: Envelope) -> None:
+        """Check ``update`` and fold it in (raises the typed error, and changes nothing, for a bad one)."""
+        self.scheme.check_envelope(update, self.key, kind="update", round=self.round, length=self.length)
+        if update.party in self._weights:
+            raise MalformedCiphertextError(f"party {update.party!r} sent two updates for round {self.round}")
+        pairs = sorted([*self._weights.items(), (update.party, update.weights[0])])
+        self._fold(update, tuple(w for _, w in pairs))
+        self._weights[update.party] = update.weights[0]
+        self.length = update.length
+
+    def result(self) -> Envelope:
+        """The aggregate of every update added (the envelope :meth:`Scheme.combine` would return)."""
+        self._finish()
+        if not self._weights:
+            raise CryptoError("nothing to combine: at least one update is needed")
+        parties = self.parties
+        return self.scheme.make_envelope(
+            self.key, self._payload(), round=self.round, kind="aggregate", parties=parties,
+            weights=[self._weights[p] for p in parties], length=int(self.length or 0),
+        )
+
+    # --- what a scheme's in-place accumulator overrides ---------------------------
+    def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
+        """Fold the checked ``update`` in; ``weights``: every contributor's, new one included, by party id."""
+        inputs = [update] if self._partial is None else [self._partial, update]
+        payload = self.scheme._combine(self.key, inputs, length=update.length, weights=weights)
+        parties = tuple(sorted([*self._weights, update.party]))
+        self._partial = self.scheme.make_envelope(
+            self.key, payload, round=self.round, kind="aggregate", parties=parties, weights=weights,
+            length=update.length,
+        )
+
+    def _payload(self) -> Payload:
+        assert self._partial is not None  # result() checked that something was added
+        return self._partial.payload
+
+    def _finish(self) -> None:  # noqa: B027 - optional hook
+        """Run any deferred fold before :meth:`result` (an accumulator that buffers a few updates)."""
+
+    def _reject(self, party: str, reason: str) -> None:
+        """Take ``party``'s update out after a deferred fold found it bad (it costs only its sender)."""
+        del self._weights[party]
+        self.rejected[party] = reason
+
+
 _SITE_ROLES: dict[RevealSite, tuple[type[Key], ...]] = {
     RevealSite.AGGREGATOR: (AggregatorKey,),
     RevealSite.PARTIES: (PartyKey,),
@@ -601,6 +709,7 @@ _KEY_CLASSES: dict[str, type[Key]] = {
 
 __all__ = [
     "SECRET_ACCESS",
+    "Accumulator",
     "AggregatorKey",
     "AuthorityKey",
     "Envelope",

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .base import (
+    Accumulator,
     AggregatorKey,
     Envelope,
     Key,
@@ -28,7 +29,7 @@ from .base import (
     ThreatModel,
 )
 from .envelope import Kind, check_party_id
-from .errors import LengthMismatchError, MalformedCiphertextError
+from .errors import CryptoError, LengthMismatchError, MalformedCiphertextError
 from .keys import AuthorityKey, FunctionKey
 from .randomness import random_bytes
 
@@ -93,6 +94,9 @@ class PlainScheme(Scheme):
             np.add(total, self._vector(env), out=total)
         return total.data
 
+    def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        return _PlainAccumulator(self, key, round=round)
+
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         return self._vector(aggregate).copy()
 
@@ -119,7 +123,8 @@ class PlainScheme(Scheme):
             cls = MalformedCiphertextError if nbytes % _F8.itemsize else LengthMismatchError
             raise cls(f"payload holds {nbytes} bytes, expected {env.length * 8} for {env.length} float64 values")
         vec = np.frombuffer(env.payload, dtype=_F8)
-        if not np.isfinite(vec).all():
+        block = 1 << 16  # checked in blocks: no model-sized temporary while an aggregator folds
+        if not all(np.isfinite(vec[a : a + block]).all() for a in range(0, vec.size, block)):
             raise MalformedCiphertextError("payload holds non-finite values")
         return vec
 
@@ -130,3 +135,44 @@ class PlainScheme(Scheme):
         if data:
             raise MalformedCiphertextError("plain keys carry no material")
         return None
+
+
+class _PlainAccumulator(Accumulator):
+    """A running float64 sum with its exact rounding error (Knuth's TwoSum), added to in place.
+
+    Why the error term: the aggregator folds uploads in arrival order, and plain
+    float addition would make the fused model depend on that order in its last
+    bits, which training then amplifies (two runs of one seed would drift apart).
+    ``sum + error`` is the exact sum up to the rounding of the error term itself,
+    so the rounded result is the correctly rounded sum, whatever the order, except
+    when the exact sum lies within about ``n**2 * 2**-53`` ulp of a rounding
+    midpoint.  Memory: two models (sum and error), folded in blocks.
+    """
+
+    scheme: PlainScheme
+    _BLOCK = 1 << 13  # temporaries of a few blocks, not of a model
+    _total: np.ndarray | None = None
+    _error: np.ndarray | None = None
+    _done = False
+
+    def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
+        if self._done:
+            raise CryptoError("this accumulator's result was taken; start a new one for more updates")
+        vec = self.scheme._vector(update)  # raises for a bad payload before anything changes
+        if self._total is None or self._error is None:
+            self._total, self._error = vec.copy(), np.zeros_like(vec)
+            return
+        total, error = self._total, self._error
+        for a in range(0, vec.size, self._BLOCK):
+            s, x = total[a : a + self._BLOCK], vec[a : a + self._BLOCK]
+            t = s + x
+            back = t - s
+            error[a : a + self._BLOCK] += (s - (t - back)) + (x - back)  # TwoSum: s + x == t + e exactly
+            s[...] = t
+
+    def _payload(self) -> Payload:
+        assert self._total is not None and self._error is not None
+        if not self._done:
+            self._total += self._error  # in place: no third model
+            self._done = True
+        return self._total.data

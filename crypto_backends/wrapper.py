@@ -29,7 +29,7 @@ from typing import Any, Generic, Self, TypeVar, cast, overload
 
 import numpy as np
 
-from .base import Payload, RevealSite, Scheme, SchemeParams, ShareRequest, ThreatModel
+from .base import Accumulator, Payload, RevealSite, Scheme, SchemeParams, ShareRequest, ThreatModel
 from .envelope import Envelope, Kind
 from .keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyIdentity, PartyKey, Role, SecretAccess
 
@@ -118,6 +118,9 @@ class SchemeWrapper(Scheme):
 
     def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
         return self.inner.combine(key, updates, round=round)
+
+    def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        return self.inner.accumulator(key, round=round)
 
     def function_key(self, key: AuthorityKey, *, round: int, weights: Mapping[str, float]) -> FunctionKey:
         return self.inner.function_key(key, round=round, weights=weights)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..base import SchemeParams
 from ..errors import InsecureParameterError, InvalidParameterError
@@ -60,6 +60,11 @@ ERROR_VARIANCE = 42 / 4 + 1 / 12
 # Margin between the true sum and half the data prime (bits): one for the sign
 # convention of the centred representative, one for the error and rounding.
 HEADROOM_MARGIN_BITS = 2
+AUTO_PARTIES = 64
+"""Parties assumed by ``max_total_weight = 0`` when no federation size was given (see ``for_federation``)."""
+MIN_AUTO_SCALE_BITS = 20
+MIN_AUTO_TOTAL_WEIGHT = 16384.0
+"""The derived headroom never goes below this (the fixed default before it was derived)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,14 @@ class CKKSParams(SchemeParams):
     * ``scale_bits``: values are encoded with scale ``2**scale_bits``.
     * ``clip``: every input value is clipped to ``[-clip, clip]`` (counted, warned).
     * ``max_total_weight``: the largest sum of the weights of one aggregate.
-      ``clip * max_total_weight * 2**scale_bits`` must fit the data primes.
+      ``clip * max_total_weight * 2**scale_bits`` must fit the data primes.  ``0``
+      (the default) derives it from the federation when keys are made, as
+      ``max(16384, parties * max_weight)``, and lowers ``scale_bits`` as far as needed to fit
+      (:meth:`for_federation`; :data:`AUTO_PARTIES` parties when none is given).
+      The error is absolute on the weighted *sum*, so the fused mean loses nothing
+      it needs: its error is the sum's divided by the total weight.
+    * ``max_weight``: a party's typical largest weight (e.g. its rows), which sizes the
+      derived headroom beyond 16 parties (one weight may exceed it while the total fits).
     * ``n_threads``: TenSEAL's thread pool size for a context (used by TenSEAL's
       own parallel operations).  Chunks are encrypted one after the other:
       TenSEAL holds the GIL, and a Python thread pool measured slower here.
@@ -86,7 +98,8 @@ class CKKSParams(SchemeParams):
     coeff_mod_bit_sizes: tuple[int, ...] = (60, 49)
     scale_bits: int = 40
     clip: float = 16.0
-    max_total_weight: float = 16384.0
+    max_total_weight: float = 0.0
+    max_weight: float = 1024.0
     n_threads: int = 2
     flooding_bits: int = 30
     flooding_queries: int = 64
@@ -166,7 +179,10 @@ class CKKSParams(SchemeParams):
                 )
         if not (isinstance(self.scale_bits, int) and 8 <= self.scale_bits <= SEAL_MAX_PRIME_BITS):
             raise InvalidParameterError(f"scale_bits must be an integer in [8, 60], got {self.scale_bits!r}")
-        for name in ("clip", "max_total_weight"):
+        if not self.max_total_weight:
+            self.for_federation(AUTO_PARTIES).validate()
+            return
+        for name in ("clip", "max_total_weight", "max_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e15:
                 raise InvalidParameterError(f"{name} must be a positive number, got {value!r}")
@@ -190,6 +206,22 @@ class CKKSParams(SchemeParams):
             raise InvalidParameterError(
                 f"flooding_queries must be a positive integer, got {self.flooding_queries!r}"
             )
+
+    def for_federation(self, parties: int) -> CKKSParams:
+        """When it is 0 (auto): ``max_total_weight = max(16384, parties * max_weight)``, ``scale_bits`` fitted."""
+        if self.max_total_weight:
+            return self
+        total = max(MIN_AUTO_TOTAL_WEIGHT, max(1, int(parties)) * float(self.max_weight))
+        need = math.ceil(math.log2(float(self.clip) * total))
+        fit = self.data_bits - HEADROOM_MARGIN_BITS - need
+        if fit < MIN_AUTO_SCALE_BITS:
+            raise InvalidParameterError(
+                f"{parties} parties of weight up to {self.max_weight:g} (clip {self.clip:g}) need {need} bits of "
+                f"headroom, which leaves a scale of 2^{fit} in a {self.data_bits}-bit data modulus (at least "
+                f"2^{MIN_AUTO_SCALE_BITS} is needed): lower [crypto.ckks] max_weight (weights in larger units) "
+                "or clip, or use a data modulus with more bits"
+            )
+        return replace(self, max_total_weight=total, scale_bits=min(self.scale_bits, fit))
 
     @classmethod
     def presets(cls) -> Mapping[str, CKKSParams]:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
-from ..base import Payload, RevealSite, Scheme, ThreatModel
+from ..base import Accumulator, Payload, RevealSite, Scheme, SchemeParams, ThreatModel
 from ..encoding import ClippedValuesWarning
 from ..envelope import Envelope, check_party_id
 from ..errors import (
@@ -51,7 +51,7 @@ from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyK
 from ..randomness import random_bytes
 from . import codec
 from .flooding import flood, flooding_sigma
-from .params import CKKSParams
+from .params import AUTO_PARTIES, CKKSParams
 
 _KEY_ID_DOMAIN = b"securefl/ckks/v1/key-set"
 # Tail bound, in standard deviations, of one slot's error in tolerance(); 8 sigma
@@ -117,6 +117,12 @@ class CKKSScheme(Scheme):
     )
 
     params: CKKSParams
+
+    def __init__(self, params: SchemeParams | None = None) -> None:
+        if isinstance(params, CKKSParams) or params is None:
+            # auto headroom never given a federation size: resolve it for AUTO_PARTIES parties
+            params = (params or CKKSParams()).for_federation(AUTO_PARTIES)
+        super().__init__(params)
 
     # --- declarations -----------------------------------------------------------------
     @property
@@ -215,8 +221,8 @@ class CKKSScheme(Scheme):
         if weight > self.params.max_total_weight:
             raise InvalidInputError(
                 f"weight {weight:g} exceeds max_total_weight {self.params.max_total_weight:g}, so the sum could "
-                "wrap around; raise [crypto.ckks] max_total_weight (and lower scale_bits to fit) or use "
-                "weights in larger units"
+                "wrap around; raise [crypto.ckks] max_weight (with max_total_weight = 0 it sizes the headroom) "
+                "or use weights in larger units"
             )
         clip, slots = float(self.params.clip), self.params.slots
         payload, clipped = codec.encrypt_chunks(ctx, x, weight=weight, clip=clip, slots=slots)
@@ -246,6 +252,9 @@ class CKKSScheme(Scheme):
                 codec.add_into(acc, codec.load(ctx, chunks[i], index=i, size=stop - start), index=i)
             blobs.append(acc.serialize())
         return codec.frame(blobs)
+
+    def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        return _CKKSAccumulator(self, key, round=round)
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """Decrypt the weighted sum (at a party, or the dealer).  Not for release: see :meth:`publish`."""
@@ -295,6 +304,37 @@ class CKKSScheme(Scheme):
                 f"{self.params.max_total_weight:g}: their weighted sum could wrap around modulo the data prime. "
                 "Raise [crypto.ckks] max_total_weight (lowering scale_bits to fit) or use weights in larger units"
             )
+
+
+class _CKKSAccumulator(Accumulator):
+    """One running ciphertext per chunk, added to in place (rolled back if a later chunk refuses)."""
+
+    scheme: CKKSScheme
+    _sums: list[ts.CKKSVector] | None = None
+
+    def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
+        ctx = self.key.unwrap(self.scheme.name).context
+        self.scheme._check_total_weight(weights)
+        slots, length = self.scheme.params.slots, update.length
+        chunks = codec.split(update.payload, codec.chunk_count(length, slots))
+        vecs = [codec.load(ctx, chunks[i], index=i, size=stop - start)
+                for i, (start, stop) in enumerate(codec.chunk_bounds(length, slots))]
+        if self._sums is None:
+            self._sums = vecs
+            return
+        done = 0
+        try:
+            for i, (acc, vec) in enumerate(zip(self._sums, vecs, strict=True)):
+                codec.add_into(acc, vec, index=i)
+                done += 1
+        except MalformedCiphertextError:
+            for acc, vec in zip(self._sums[:done], vecs[:done], strict=True):
+                acc.sub_(vec)  # exact: ciphertext coefficients are residues, so this undoes the addition
+            raise
+
+    def _payload(self) -> Payload:
+        assert self._sums is not None
+        return codec.frame([acc.serialize() for acc in self._sums])
 
 
 def _secret_bytes(ctx: ts.Context) -> bytes:

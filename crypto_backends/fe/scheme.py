@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 
 from ..base import (
+    Accumulator,
     AggregatorKey,
     Envelope,
     Key,
@@ -120,7 +121,11 @@ class FEParams(SchemeParams):
     ``weight_unit``: weights are counted in these units before quantisation;
     decrypted sums can reach ``total_weight / weight_unit * 2**(bits-1)``, so raise it
     for large weights (sample counts in the hundreds of thousands) to keep the
-    discrete logarithm small, at ``weight_unit`` times the rounding error.
+    discrete logarithm small, at ``weight_unit`` times the rounding error.  ``0`` (the
+    default) derives it from the federation when keys are made
+    (:meth:`for_federation`): the smallest unit, at least 1, with which ``parties``
+    weights of up to ``max_weight`` each stay within the discrete logarithm's reach;
+    1 when no federation size is given.
     ``workers``: processes for long vectors (0 = one per CPU, 1 = none).
     The group is fixed (secp256k1, ~128-bit security), so no parameter lowers it.
     """
@@ -130,7 +135,8 @@ class FEParams(SchemeParams):
     dlog_table_bits: int = 20
     min_parties: int = 3
     max_share: float = 0.5
-    weight_unit: float = 1.0
+    weight_unit: float = 0.0
+    max_weight: float = 4096.0
     workers: int = 0
     min_parties_changed: int = 2
 
@@ -156,8 +162,13 @@ class FEParams(SchemeParams):
             )
         if not (isinstance(self.max_share, (int, float)) and 0 < self.max_share <= 1):
             raise InvalidParameterError(f"fe max_share must be in (0, 1], got {self.max_share!r}")
-        if not (isinstance(self.weight_unit, (int, float)) and 0 < float(self.weight_unit) < 1e12):
-            raise InvalidParameterError(f"fe weight_unit must be a positive number, got {self.weight_unit!r}")
+        if not (isinstance(self.weight_unit, (int, float)) and 0 <= float(self.weight_unit) < 1e12):
+            raise InvalidParameterError(
+                f"fe weight_unit must be a positive number (or 0: derived from the federation), "
+                f"got {self.weight_unit!r}"
+            )
+        if not (isinstance(self.max_weight, (int, float)) and 0 < float(self.max_weight) < 1e12):
+            raise InvalidParameterError(f"fe max_weight must be a positive number, got {self.max_weight!r}")
         if isinstance(self.min_parties_changed, bool) or not (
             isinstance(self.min_parties_changed, int) and 0 <= self.min_parties_changed <= 1000
         ):
@@ -175,6 +186,16 @@ class FEParams(SchemeParams):
     def under_differential_privacy(self) -> FEParams:
         """Without the consecutive-round check: the noise of each released sum covers their differences."""
         return dataclasses.replace(self, min_parties_changed=0)
+
+    def for_federation(self, parties: int) -> FEParams:
+        """``weight_unit`` derived when it is 0: the smallest (>= 1) that keeps ``parties * max_weight`` decodable."""
+        if self.weight_unit:
+            return self
+        max_int = 2 ** (self.bits - 1) - 1
+        reach = (2 ** self.dlog_table_bits) + dlog.MAX_GIANT_STEPS * (2 ** (self.dlog_table_bits + 1) + 1)
+        n = max(1, int(parties))
+        unit = max(1.0, float(math.ceil(n * float(self.max_weight) * max_int / (reach - n))))  # n: rounding
+        return dataclasses.replace(self, weight_unit=unit)
 
     @classmethod
     def presets(cls) -> Mapping[str, SchemeParams]:
@@ -272,7 +293,7 @@ class FEScheme(Scheme):
         p = self.params
         self._fp = FixedPoint(clip=float(p.clip), bits=p.bits)
         self._workers = parallel.worker_count(p.workers)
-        self._unit = float(p.weight_unit)
+        self._unit = float(p.weight_unit or 1.0)  # 0 (auto) never given a federation size: whole weights
 
     # --- declarations -------------------------------------------------------------
     @property
@@ -354,12 +375,18 @@ class FEScheme(Scheme):
     def _combine(
         self, key: AggregatorKey, updates: Sequence[Envelope], *, length: int, weights: Sequence[float]
     ) -> Payload:
-        payloads = [self._points(env) for env in updates]
-        parties = [env.party for env in updates]
+        labels = [env.parties[0] if env.kind == "update" else "(partial aggregate)" for env in updates]
+        return self._add_points([self._points(env) for env in updates], labels, length)
+
+    def _add_points(self, payloads: Sequence[bytes], labels: Sequence[str], length: int) -> bytes:
+        """Coordinate-wise sum of point strings (one libsecp256k1 combine per coordinate, over all of them)."""
         jobs = [
-            ([p[_P * a : _P * b] for p in payloads], parties, a) for a, b in parallel.spans(length, self._workers)
+            ([p[_P * a : _P * b] for p in payloads], list(labels), a) for a, b in parallel.spans(length, self._workers)
         ]
         return b"".join(parallel.run(kernels.add_updates, jobs, self._workers)) if length else b""
+
+    def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        return _FEAccumulator(self, key, round=round)
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """The weighted sum, decrypted with the authority's function key for this aggregate."""
@@ -473,6 +500,63 @@ class FEScheme(Scheme):
             return None
         except (MalformedCiphertextError, struct.error, UnicodeDecodeError) as exc:
             raise MalformedCiphertextError(f"garbled fe key material: {exc}") from None
+
+
+class _FEAccumulator(Accumulator):
+    """Up to :attr:`BATCH` uploads buffered, then summed with the partial sum in one combine per coordinate.
+
+    Decompressing a point (a square root) costs far more than adding it, and a
+    combine of ``m`` points costs one field inversion plus ``m`` additions: folding
+    a few uploads at a time keeps both near their floor while memory stays the
+    partial sum plus ``BATCH`` uploads.  A point that does not parse shows when its
+    batch is folded; the culprit search then sums each buffered upload alone, as
+    :meth:`securefl.core.aggregator.Aggregator.combine` always did, and only the
+    bad ones are rejected (:attr:`rejected`).
+    """
+
+    BATCH = 8
+    scheme: FEScheme
+
+    def __init__(self, scheme: FEScheme, key: AggregatorKey, *, round: int) -> None:
+        super().__init__(scheme, key, round=round)
+        self._sum: bytes | None = None
+        self._pending: list[tuple[str, bytes]] = []
+
+    def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
+        self._pending.append((update.party, self.scheme._points(update)))  # the length is checked here
+        if len(self._pending) >= self.BATCH:
+            self._finish()
+
+    def _finish(self) -> None:
+        pending = self._pending
+        length = int(self.length or 0)
+        while pending:
+            labels = [p for p, _ in pending]
+            payloads = [b for _, b in pending]
+            if self._sum is not None:
+                labels, payloads = ["(partial aggregate)", *labels], [self._sum, *payloads]
+            try:
+                self._sum = self.scheme._add_points(payloads, labels, length)
+                pending = []
+            except MalformedCiphertextError:
+                bad = {p: err for p, b in pending if (err := self._solo_error(p, b, length))}
+                if not bad:
+                    raise
+                for party, err in bad.items():
+                    self._reject(party, err)
+                pending = [(p, b) for p, b in pending if p not in bad]
+        self._pending = []
+
+    def _solo_error(self, party: str, points: bytes, length: int) -> str | None:
+        try:
+            self.scheme._add_points([points], [party], length)
+        except MalformedCiphertextError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def _payload(self) -> Payload:
+        assert self._sum is not None
+        return self._sum
 
 
 def _load_authority(data: bytes) -> _AuthorityMaterial:

@@ -17,7 +17,7 @@ import math
 import struct
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..base import SchemeParams
 from ..encoding import FixedPoint
@@ -26,6 +26,8 @@ from ..errors import InvalidParameterError
 # (modulus bits, classical security bits), NIST SP 800-57 Part 1 rev. 5, table 2.
 _NIST_RSA_LEVELS = ((15360, 256), (7680, 192), (3072, 128), (2048, 112), (1024, 80))
 MAX_SLOT_BITS = 63  # a slot must fit numpy's uint64 for vectorised packing
+AUTO_PARTIES = 64
+"""Parties assumed by ``max_total_weight = 0`` when no federation size was given (see ``for_federation``)."""
 
 
 def modulus_security_bits(key_bits: int) -> int:
@@ -45,8 +47,13 @@ class PaillierParams(SchemeParams):
     * ``clip``, ``bits``: each value is clipped to ``[-clip, clip]`` and quantised to
       ``bits`` bits (sign included); rounding error at most ``clip / (2**(bits-1) - 1) / 2``.
     * ``stochastic_rounding``: unbiased random rounding (error bound doubles).
+    * ``max_weight``: the largest integer weight one party may apply (for example its
+      row count); a larger one is refused at the party.
     * ``max_total_weight``: the largest sum of integer weights one aggregate may hold;
       it sizes the headroom of every slot.  Combining more is refused, never wrapped.
+      ``0`` (the default) derives it from the federation when keys are made:
+      ``parties * max_weight`` (:meth:`for_federation`); parameters never given a
+      federation size assume :data:`AUTO_PARTIES` parties.
     * ``weight_scale``: a party's integer weight is ``round(weight * weight_scale)``;
       1.0 suits sample counts, 1000 suits weights given with three decimals.
     * ``encrypt_processes``: processes sharing one party's encryption (helper
@@ -58,7 +65,8 @@ class PaillierParams(SchemeParams):
     clip: float = 8.0
     bits: int = 16
     stochastic_rounding: bool = False
-    max_total_weight: int = 4096
+    max_total_weight: int = 0
+    max_weight: int = 65536
     weight_scale: float = 1.0
     encrypt_processes: int = 0
 
@@ -71,10 +79,16 @@ class PaillierParams(SchemeParams):
                 f"key_bits={self.key_bits!r}: use a multiple of 64 between 256 and 16384 "
                 "(3072 is the default, 2048 the smallest accepted without allow_insecure)"
             )
-        if not isinstance(self.max_total_weight, int) or self.max_total_weight < 1:
+        if isinstance(self.max_total_weight, bool) or not isinstance(self.max_total_weight, int) \
+                or self.max_total_weight < 0:
             raise InvalidParameterError(
-                f"max_total_weight={self.max_total_weight!r}: use a positive integer at least the sum "
-                "of the integer weights of every party in one aggregate"
+                f"max_total_weight={self.max_total_weight!r}: use 0 (derived from the federation: parties * "
+                "max_weight) or a positive integer at least the sum of the integer weights in one aggregate"
+            )
+        if isinstance(self.max_weight, bool) or not isinstance(self.max_weight, int) or self.max_weight < 1:
+            raise InvalidParameterError(
+                f"max_weight={self.max_weight!r}: use a positive integer at least any party's integer weight "
+                "(its row count, with weight_scale = 1)"
             )
         scale = self.weight_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (0 < scale < 2**40):
@@ -88,12 +102,26 @@ class PaillierParams(SchemeParams):
         self.fixed_point()  # checks clip and bits
         if self.slot_bits > MAX_SLOT_BITS:
             raise InvalidParameterError(
-                f"a slot would need {self.slot_bits} bits (bits={self.bits}, max_total_weight="
-                f"{self.max_total_weight}); lower either so that bits + log2(max_total_weight) + 1 "
-                f"stays within {MAX_SLOT_BITS}"
+                f"a slot would need {self.slot_bits} bits (bits={self.bits}, total weight up to "
+                f"{self.total_weight_bound}); lower bits, max_weight or max_total_weight so that "
+                f"bits + log2(total weight) + 1 stays within {MAX_SLOT_BITS}, or give weights in "
+                "larger units (weight_scale below 1)"
             )
         if self.slots_per_ciphertext < 1:
             raise InvalidParameterError(f"key_bits={self.key_bits} is too small for {self.slot_bits}-bit slots")
+
+    def for_federation(self, parties: int) -> PaillierParams:
+        """``max_total_weight`` derived as ``parties * max_weight`` when it is 0 (auto); else unchanged."""
+        if self.max_total_weight:
+            return self
+        derived = replace(self, max_total_weight=max(1, int(parties)) * self.max_weight)
+        derived.validate()
+        return derived
+
+    @property
+    def total_weight_bound(self) -> int:
+        """The ``max_total_weight`` in force: as set, or for :data:`AUTO_PARTIES` parties when 0 (auto)."""
+        return self.max_total_weight or AUTO_PARTIES * self.max_weight
 
     def fixed_point(self) -> FixedPoint:
         return FixedPoint(clip=float(self.clip), bits=self.bits, stochastic=self.stochastic_rounding)
@@ -101,7 +129,7 @@ class PaillierParams(SchemeParams):
     @property
     def slot_bits(self) -> int:
         """Bits of one packed slot: room for ``max_total_weight`` shifted values."""
-        return (2 * self.fixed_point().max_int * self.max_total_weight).bit_length()
+        return (2 * self.fixed_point().max_int * self.total_weight_bound).bit_length()
 
     @property
     def slots_per_ciphertext(self) -> int:
@@ -112,7 +140,7 @@ class PaillierParams(SchemeParams):
         """32-bit checksum of everything a party and the reveal must agree on to decode."""
         blob = struct.pack(
             ">IdI?Id", self.key_bits, float(self.clip), self.bits, self.stochastic_rounding,
-            self.max_total_weight, float(self.weight_scale),
+            self.total_weight_bound, float(self.weight_scale),
         )
         return zlib.crc32(blob)
 

@@ -36,10 +36,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..base import Payload, RevealSite, Scheme, ThreatModel
-from ..encoding import ClippedValuesWarning, IntegerWeights
+from ..base import Accumulator, Payload, RevealSite, Scheme, ThreatModel
+from ..encoding import ClippedValuesWarning
 from ..envelope import Envelope, check_party_id
 from ..errors import (
+    DecodingOverflowError,
+    InvalidInputError,
     KeyMismatchError,
     KeyRoleError,
     LengthMismatchError,
@@ -90,8 +92,6 @@ class PaillierScheme(Scheme):
         super().__init__(params)
         self._fp = self.params.fixed_point()
         self._layout = SlotLayout(self.params.slot_bits, self.params.slots_per_ciphertext)
-        self._weights = IntegerWeights(self.params.weight_scale, self.params.max_total_weight, f"crypto.{self.name}",
-                                       room="slot bits", wraps="its slots")
 
     @property
     def value_bound(self) -> float:
@@ -194,6 +194,9 @@ class PaillierScheme(Scheme):
         columns = [self._ciphertexts(public, env) for env in updates]
         return self._header() + public.ciphertexts_to_bytes(public.add(columns))
 
+    def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        return _PaillierAccumulator(self, key, round=round)
+
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """Decrypt and decode the weighted sum (at a party: the aggregator's key cannot decrypt)."""
         pair = key.unwrap(self.name)
@@ -212,10 +215,30 @@ class PaillierScheme(Scheme):
 
     # --- helpers --------------------------------------------------------------------
     def _integer_weight(self, weight: float) -> int:
-        return self._weights.of(weight)
+        iw = self.params.integer_weight(weight)
+        if iw < 1:
+            raise InvalidInputError(
+                f"weight {weight} rounds to {iw} at weight_scale={self.params.weight_scale}; "
+                f"raise crypto.{self.name}.weight_scale so that every weight * weight_scale is at least 1"
+            )
+        if iw > min(self.params.max_weight, self.params.total_weight_bound):
+            raise InvalidInputError(
+                f"integer weight {iw} exceeds max_weight={self.params.max_weight} (or the total "
+                f"{self.params.total_weight_bound}); raise crypto.{self.name}.max_weight (costs slot bits) "
+                "or lower weight_scale"
+            )
+        return iw
 
     def _total_integer_weight(self, weights: Sequence[float]) -> int:
-        return self._weights.total(tuple(weights))
+        total = sum(self.params.integer_weight(w) for w in weights)
+        if total > self.params.total_weight_bound:
+            raise DecodingOverflowError(
+                f"the aggregate's integer weights sum to {total}, above max_total_weight="
+                f"{self.params.total_weight_bound}, so its slots would wrap around; leave "
+                f"crypto.{self.name}.max_total_weight at 0 (derived from the federation's parties * max_weight) "
+                "or raise it"
+            )
+        return total
 
     def _header(self) -> bytes:
         return _HEADER.pack(self._layout.slot_bits, self._layout.slots, self.params.layout_tag())
@@ -249,3 +272,25 @@ class PaillierScheme(Scheme):
                 f"payload holds {len(body) // width} ciphertexts, expected {expected} for {env.length} values"
             )
         return public.parse_ciphertexts(body, expected)
+
+
+class _PaillierAccumulator(Accumulator):
+    """The running product of the ciphertexts, multiplied in place mod ``n^2`` (public key only)."""
+
+    scheme: PaillierScheme
+    _product: list[Any] | None = None
+
+    def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
+        public = self.scheme._public(self.key)
+        self.scheme._total_integer_weight(weights)  # refuse an update that would wrap the slots
+        cts = self.scheme._ciphertexts(public, update)  # checked before anything changes
+        if self._product is None:
+            self._product = cts
+            return
+        n2, product = public.nsquare, self._product
+        for i, c in enumerate(cts):
+            product[i] = product[i] * c % n2
+
+    def _payload(self) -> Payload:
+        assert self._product is not None
+        return self.scheme._header() + self.scheme._public(self.key).ciphertexts_to_bytes(self._product)

@@ -11,20 +11,26 @@ only does the arithmetic and the checks.
 A bad upload (garbled, another round, another key set, another length, claiming
 another party's id) costs only its sender's place in the round; the others are
 kept, and the round goes on if the quorum still holds.
+
+Uploads are folded as they arrive (:class:`Stream`, the train exchange's
+``accept`` callback, over the scheme's :class:`~crypto_backends.base.Accumulator`):
+the aggregator holds the running aggregate and the upload being folded, never
+every upload of the round, so its memory does not grow with the number of parties.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from crypto_backends.base import RevealSite, Scheme, ShareRequest
+from crypto_backends.base import Accumulator, RevealSite, Scheme, ShareRequest
 from crypto_backends.envelope import Envelope
-from crypto_backends.errors import SecureFLError, ShareError
+from crypto_backends.errors import CryptoError, SecureFLError, ShareError
 from crypto_backends.keys import AggregatorKey, FunctionKey
 from securefl.core.fusion import Fuse, mean_from_sum
 from securefl.core.messages import GlobalModel
@@ -90,33 +96,41 @@ class Aggregator:
                              f"{bound:.6g} (federation.max_update_norm, or privacy.clip_norm plus the noise): "
                              "refused; an honest party's trainer or clipping does not produce it")
 
-    def combine(self, round: int, accepted: Mapping[str, Envelope]) -> Combined:
-        """Combine checked uploads of ``round``; raise :class:`QuorumError` if too few remain usable."""
-        usable = dict(accepted)
-        rejected: dict[str, str] = {}
-        while True:
-            self.require_quorum(round, len(usable), rejected, "update")
-            try:
-                aggregate = self.scheme.combine(self.key, [usable[p] for p in sorted(usable)], round=round)
-                break
-            except SecureFLError:
-                # a payload-level fault shows only when combining: find the culprits, keep the rest
-                culprits = {s: err for s, env in usable.items() if (err := self._solo_error(env, round))}
-                if not culprits:
-                    raise
-                for sender, err in culprits.items():
-                    rejected[sender] = err
-                    del usable[sender]
-        for sender, why in rejected.items():
-            log.warning("round %d: update of %s rejected: %s", round, sender, why)
-        return Combined(aggregate, rejected)
+    def stream(self, round: int) -> Stream:
+        """A running aggregate of ``round`` whose :meth:`Stream.accept` checks and folds each upload on arrival."""
+        return Stream(self, round)
 
-    def _solo_error(self, env: Envelope, round: int) -> str | None:
+    def combine(self, round: int, accepted: Mapping[str, Envelope]) -> Combined:
+        """Combine checked uploads of ``round``, folded one by one; :class:`QuorumError` if too few are usable."""
+        stream = self.stream(round)
+        refused: dict[str, str] = {}
+        for sender in sorted(accepted):
+            try:
+                stream.fold(accepted[sender])
+            except SecureFLError as exc:  # a payload-level fault shows only when folding: it costs its sender
+                refused[sender] = f"{type(exc).__name__}: {exc}"
+        return self.finish(stream, refused)
+
+    def finish(self, stream: Stream, refused: Mapping[str, str] | None = None) -> Combined:
+        """Close ``stream`` and take its aggregate; :class:`QuorumError` if too few uploads are in it.
+
+        ``refused``: uploads refused while folding, by sender (they are reported with
+        those the accumulator rejected when it ran a deferred fold).
+        """
+        acc = stream.close()
+        rejected = {**(refused or {})}
         try:
-            self.scheme.combine(self.key, [env], round=round)
-        except SecureFLError as exc:
-            return f"{type(exc).__name__}: {exc}"
-        return None
+            aggregate: Envelope | None = acc.result()
+        except CryptoError:
+            if len(acc):
+                raise
+            aggregate = None  # nothing usable came: the quorum check below says so
+        rejected.update(acc.rejected)
+        self.require_quorum(stream.round, len(acc), rejected, "update")
+        assert aggregate is not None  # the quorum is at least one
+        for sender, why in rejected.items():
+            log.warning("round %d: update of %s rejected: %s", stream.round, sender, why)
+        return Combined(aggregate, rejected)
 
     def require_quorum(self, round: int, usable: int, rejected: Mapping[str, str], what: str,
                        needed: int | None = None) -> None:
@@ -152,3 +166,46 @@ class Aggregator:
         else:
             total = self.scheme.reveal(self.key, aggregate, function_key=function_key)
         return GlobalModel.open(self.fuse_sum(total, aggregate.total_weight))
+
+
+class Stream:
+    """One round's uploads folded into the scheme's accumulator as they arrive (thread-safe).
+
+    :meth:`accept` is the train exchange's ``accept`` callback: it parses and checks
+    the upload (:meth:`Aggregator.check_upload`), folds it in, and returns only the
+    sender's weight, so the upload's bytes can be dropped as soon as it returns.
+    An upload that fails to fold raises, which drops only its sender; the
+    accumulator is left as it was.  After :meth:`close` (the exchange is over) a
+    late upload is refused.
+    """
+
+    def __init__(self, aggregator: Aggregator, round: int) -> None:
+        self.aggregator, self.round = aggregator, round
+        self._acc: Accumulator = aggregator.scheme.accumulator(aggregator.key, round=round)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def accept(self, sender: str, data: bytes) -> float:
+        """Check and fold one upload of ``sender``; returns its (applied) weight."""
+        env = self.aggregator.check_upload(sender, data, self.round)
+        self.fold(env)
+        return env.weights[0]
+
+    def fold(self, env: Envelope) -> None:
+        """Fold an upload already checked by :meth:`Aggregator.check_upload`."""
+        with self._lock:  # gRPC handlers fold from many threads
+            if self._closed:
+                raise PartyError(f"the update of {env.parties[0]} for round {self.round} came after the round "
+                                 "closed; it was not used")
+            self._acc.add(env)
+
+    @property
+    def parties(self) -> tuple[str, ...]:
+        with self._lock:
+            return self._acc.parties
+
+    def close(self) -> Accumulator:
+        """No more uploads; returns the accumulator."""
+        with self._lock:
+            self._closed = True
+            return self._acc

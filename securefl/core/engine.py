@@ -10,8 +10,10 @@ A round, as the scheme declares it (the engine never asks for a scheme's name):
 2. setup: the scheme's setup exchanges, if it declares any for this round
    (:meth:`~crypto_backends.base.Scheme.setup_steps`);
 3. train: every party gets the global model and returns its protected update;
-   each upload is parsed and checked once, on arrival;
-4. combine the valid uploads (bad ones cost only their sender; the quorum holds or the run stops);
+   each upload is parsed, checked and folded into the running aggregate once, on
+   arrival, and its bytes dropped (:class:`~securefl.core.aggregator.Stream`);
+4. combine: close the running aggregate (bad uploads cost only their sender; the
+   quorum holds or the run stops);
 5. reveal: a function key from the authority (``needs_function_key``), or a
    share exchange with at least ``needed`` parties (``share_request``), or
    nothing (the aggregate goes back sealed for the parties to open);
@@ -35,7 +37,6 @@ from typing import Protocol
 
 import numpy as np
 
-from crypto_backends.envelope import Envelope
 from securefl.core.aggregator import Aggregator, Combined
 from securefl.core.federation import Federation, RoundMetrics, RunResult
 from securefl.core.messages import GlobalModel, parse_metrics, parse_vector, share_request_bytes
@@ -142,11 +143,12 @@ class RoundEngine:
             parties = tuple(self.scheme.setup_done(self.aggregator.key, round=rnd, replies=replies))
             dropped.update(dict.fromkeys(set(replies) - set(parties), "its setup was refused by the scheme"))
         data = model.to_bytes()
-        uploads: Replies[Envelope] = self.transport.exchange(
-            Request("train", rnd, dict.fromkeys(parties, data)),
-            lambda sender, reply: self.aggregator.check_upload(sender, reply, rnd), timeout=self.timeout)
-        dropped.update(uploads.dropped)
-        combined = self.aggregator.combine(rnd, uploads.accepted)
+        stream = self.aggregator.stream(rnd)  # each upload is checked and folded on arrival, then dropped
+        uploads: Replies[float] = self.transport.exchange(
+            Request("train", rnd, dict.fromkeys(parties, data)), stream.accept, timeout=self.timeout)
+        combined = self.aggregator.finish(stream)
+        # an upload folded just as the deadline passed is in the aggregate: it is not a dropout
+        dropped.update({p: why for p, why in uploads.dropped.items() if p not in combined.weights})
         dropped.update(combined.rejected)
         return Outcome(self._reveal(rnd, combined, dropped), combined, uploads.sizes, dropped)
 

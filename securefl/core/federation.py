@@ -127,7 +127,8 @@ def make_scheme(cfg: Config) -> Scheme:
     (:meth:`~crypto_backends.base.SchemeParams.under_differential_privacy`: ``fe`` drops
     its consecutive-round check, whose differences the noise covers).
     """
-    params = cfg.crypto.scheme_params()
+    # headroom that grows with the federation (e.g. paillier's slots) is sized here, before keys are made
+    params = cfg.crypto.scheme_params().for_federation(len(cfg.federation.ids))
     return registry.create(cfg.crypto.scheme, params.under_differential_privacy() if cfg.privacy.enabled else params)
 
 

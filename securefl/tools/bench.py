@@ -115,7 +115,7 @@ def bench_scheme(
     n, dim = len(vectors), int(vectors[0].size)
     ids = [f"party-{i + 1}" for i in range(n)]
     expected = np.average(np.stack(vectors), axis=0, weights=weights)
-    scheme = registry.create(name, params)
+    scheme = registry.create(name, (params or registry.get(name).params_type()).for_federation(n))
     if wrap is not None:
         scheme = wrap(scheme)
     t0 = time.perf_counter()

@@ -57,28 +57,32 @@ class InProcessTransport(Transport):
     def __init__(self, parties: Mapping[str, Party], authority: Authority) -> None:
         self.parties, self.authority = parties, authority
         self._pool = cf.ThreadPoolExecutor(max_workers=max(1, len(parties)), thread_name_prefix="party")
-        self._busy: dict[str, cf.Future[bytes]] = {}
+        self._busy: dict[str, cf.Future[list[bytes]]] = {}
 
     def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
         replies: Replies[T] = Replies()
-        futures: dict[cf.Future[bytes], str] = {}
+        futures: dict[cf.Future[list[bytes]], str] = {}
         for pid, payload in request.payloads.items():
             if pid in self._busy and not self._busy[pid].done():
                 replies.dropped[pid] = "still busy with an earlier round"
                 continue
-            party = self.parties[pid]
-            fut = self._pool.submit(party.respond, request.step, request.round, request.stage, payload)
+            fut = self._pool.submit(self._respond, self.parties[pid], request, payload)
             self._busy[pid] = fut
             futures[fut] = pid
         deadline = time.monotonic() + timeout
         try:
             for fut in cf.as_completed(futures, timeout=max(0.0, deadline - time.monotonic())):
-                take_reply(replies, request, futures[fut], fut.result, accept, log)
+                take_reply(replies, request, futures[fut], lambda f=fut: f.result().pop(), accept, log)  # type: ignore[misc]
         except cf.TimeoutError:
             for pid in futures.values():
                 if pid not in replies.accepted and pid not in replies.dropped:
                     replies.dropped[pid] = f"no answer within {timeout} s"
         return replies
+
+    @staticmethod
+    def _respond(party: Party, request: Request, payload: bytes) -> list[bytes]:
+        # the reply in a box that _take empties: a finished future must not keep an upload's bytes alive
+        return [party.respond(request.step, request.round, request.stage, payload)]
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
         return self.authority.function_key(round, weights)

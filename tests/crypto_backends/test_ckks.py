@@ -89,8 +89,36 @@ def test_coefficient_modulus_above_the_standard_bound_is_insecure():
     ],
 )
 def test_invalid_parameters_are_refused_with_the_fix(change, message):
-    with pytest.raises(InvalidParameterError, match=message):
-        CKKSScheme(dataclasses.replace(CKKSParams(), **change))
+    with pytest.raises(InvalidParameterError, match=message):  # a declared headroom: nothing is derived
+        CKKSScheme(dataclasses.replace(CKKSParams(max_total_weight=16384.0), **change))
+
+
+def test_headroom_is_derived_from_the_federation():
+    """max_total_weight = 0: parties x max_weight, the scale lowered to fit; what cannot fit is refused."""
+    p10, p1000 = (CKKSParams().for_federation(n) for n in (10, 1000))
+    assert (p10.max_total_weight, p1000.max_total_weight) == (16384.0, 1000 * 1024.0)  # never below 16384
+    assert p1000.scale_bits < p10.scale_bits == 40
+    for p in (p10, p1000):
+        assert math.ceil(math.log2(p.max_abs_sum)) <= p.headroom_bits
+        p.validate()
+    assert CKKSParams(max_total_weight=100.0).for_federation(1000).max_total_weight == 100.0  # as declared
+    with pytest.raises(InvalidParameterError, match="max_weight"):
+        CKKSParams(max_weight=1e12).for_federation(1000)
+
+
+def test_a_thousand_parties_weighted_by_rows_fuse_at_the_defaults():
+    scheme = CKKSScheme(CKKSParams().for_federation(1000))
+    ids = [f"p{i}" for i in range(1000)]
+    keys = scheme.keygen(ids)
+    rng = np.random.default_rng(5)
+    xs = {pid: rng.uniform(-1, 1, 8) for pid in ids}
+    acc = scheme.accumulator(keys.aggregator, round=0)
+    for i, pid in enumerate(ids):
+        acc.add(scheme.protect(keys.parties[pid], xs[pid], weight=float(i + 1), round=0))
+    aggregate = acc.result()
+    fused = scheme.reveal(keys.parties["p0"], aggregate) / aggregate.total_weight
+    want = np.average(np.stack([xs[p] for p in ids]), axis=0, weights=np.arange(1, 1001))
+    assert np.allclose(fused, want, rtol=0, atol=scheme.tolerance(aggregate.weights))
 
 
 def test_registered_under_its_name():

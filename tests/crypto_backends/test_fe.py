@@ -531,3 +531,17 @@ def test_a_new_key_set_that_adopts_the_federations_record_refuses_a_round_alread
     assert s.policy_record(restored) == s.policy_record(new.authority)
     with pytest.raises(MalformedCiphertextError):
         s.adopt_policy_record(new.authority, record[:-3])
+
+
+def test_weight_unit_is_derived_from_the_federation():
+    """weight_unit = 0: whole weights while parties x max_weight fits the discrete log, a larger unit beyond."""
+    assert FEParams().for_federation(10).weight_unit == 1.0
+    big = FEParams().for_federation(1000)
+    assert big.weight_unit > 1.0
+    assert FEParams(weight_unit=3.0).for_federation(1000).weight_unit == 3.0  # as declared
+    fe = FEScheme(dataclasses.replace(big, workers=1))
+    size = 2**big.dlog_table_bits
+    reach = size + dlog.MAX_GIANT_STEPS * (2 * size + 1)
+    weights = [float(i + 1) for i in range(1000)]  # sum 500500: beyond whole weights' reach (about 262k)
+    assert fe._sum_bound(weights) <= reach < FEScheme(FEParams(workers=1))._sum_bound(weights)
+    assert fe.tolerance(weights) < 1e-4  # the cost: rounding in larger units

@@ -16,6 +16,7 @@ from crypto_backends.errors import (
     DecodingOverflowError,
     InsecureParameterError,
     InvalidInputError,
+    InvalidParameterError,
     KeyMismatchError,
     KeyRoleError,
     LengthMismatchError,
@@ -283,9 +284,36 @@ def test_key_sizes():
 
 
 def test_upload_size_at_2048_bits_and_16_bit_quantisation():
-    params = PaillierParams(key_bits=2048, bits=16)
+    params = PaillierParams(key_bits=2048, bits=16, max_total_weight=4096)
     assert bytes_per_value(params) <= 8.0
     assert params.slots_per_ciphertext * params.slot_bits <= 2047
+
+
+def test_headroom_is_derived_from_the_federation():
+    """max_total_weight = 0 sizes the slots for parties x max_weight: the cost is a few bytes per value."""
+    small, large = (PaillierParams().for_federation(n) for n in (10, 1000))
+    assert (small.max_total_weight, large.max_total_weight) == (10 * 65536, 1000 * 65536)
+    assert bytes_per_value(small) < bytes_per_value(large) <= 11.0  # at 3072 bits
+    assert PaillierParams(max_total_weight=4096).for_federation(1000).max_total_weight == 4096  # as set
+    with pytest.raises(InvalidParameterError, match="max_weight"):
+        PaillierParams(bits=32, max_weight=2**30).for_federation(1000)  # past 63-bit slots: named fix
+
+
+def test_a_thousand_parties_weighted_by_rows_combine_at_the_defaults():
+    """The failure of issue 14: weights 1..N summing past 4096 no longer overflow the derived slots."""
+    ids = [f"p{i}" for i in range(1000)]
+    scheme = PaillierScheme(dataclasses.replace(PaillierParams.preset("test"), max_total_weight=0).for_federation(1000))
+    keys = scheme.keygen(ids)
+    rng = np.random.default_rng(3)
+    xs = {pid: rng.uniform(-1, 1, 5) for pid in ids}
+    acc = scheme.accumulator(keys.aggregator, round=0)
+    for i, pid in enumerate(ids):
+        acc.add(scheme.protect(keys.parties[pid], xs[pid], weight=float(i + 1), round=0))
+    aggregate = acc.result()
+    assert aggregate.total_weight == 500500.0  # far past the former fixed max_total_weight = 4096
+    fused = scheme.reveal(keys.parties["p0"], aggregate) / aggregate.total_weight
+    want = np.average(np.stack([xs[p] for p in ids]), axis=0, weights=np.arange(1, 1001))
+    assert np.allclose(fused, want, rtol=0, atol=scheme.tolerance(aggregate.weights))
 
 
 @pytest.mark.slow

@@ -10,7 +10,10 @@ Service ``securefl.Aggregator``:
 * ``Upload`` (client stream): the party's reply to the open request.  The
   sender is the subject of its verified certificate, and the reply is checked
   once, on arrival, by the round engine's ``accept`` (for an update: scheme,
-  key set, round inside the envelope, sender, length).  A reply to a request
+  key set, round inside the envelope, sender, length; then it is folded into
+  the running aggregate and its bytes dropped).  At most
+  :data:`UPLOADS_IN_FLIGHT` uploads are read at once, so memory does not grow
+  with the number of parties.  A reply to a request
   that is not open is ``FAILED_PRECONDITION`` (stale or replayed); a second
   reply is ``ALREADY_EXISTS``; an oversized one is refused from its header
   before its bytes are read.
@@ -47,6 +50,9 @@ from securefl.transport.grpc.checkpoint import Checkpoint, CheckpointWriter
 from securefl.transport.grpc.clients import AGGREGATOR_SERVICE, AuthorityClient
 
 log = logging.getLogger("securefl.aggregator")
+
+UPLOADS_IN_FLIGHT = 2
+"""Uploads the aggregator reads and folds at the same time (each costs its bytes in memory)."""
 
 
 @dataclass
@@ -106,6 +112,8 @@ class AggregatorService:
     def __init__(self, board: Board, cfg: Config, *, insecure: bool) -> None:
         self.board, self.cfg, self.insecure = board, cfg, insecure
         self.party_ids = frozenset(cfg.federation.ids)
+        # uploads read and folded at once: the others wait in gRPC's flow control, not in this process's memory
+        self._folding = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
 
     def _party(self, context: grpc.ServicerContext, action: str) -> Identity:
         return require_peer(context, lambda who: who.role == PARTY and who.name in self.party_ids, action,
@@ -155,21 +163,24 @@ class AggregatorService:
         step, rnd, stage = head["step"], head["round"], head["stage"]
         accept = self._check_open(context, pid.name, step, rnd, stage)
         what = "update" if step == "train" else f"{step} reply"
-        data = wire.read_payload(frames, head["bytes"], self.board.limit, f"{what} of {pid.name}")
-        try:
-            value = accept(pid.name, data)  # parsed and checked here, once
-        except SecureFLError as exc:
-            with self.board.cond:
-                if self._is_open(step, rnd, stage):
-                    self.board.refused[pid.name] = f"{type(exc).__name__}: {exc}"
-                    self.board.cond.notify_all()
-            raise
+        with self._folding:  # a few uploads in memory at once, whatever the number of parties
+            data = wire.read_payload(frames, head["bytes"], self.board.limit, f"{what} of {pid.name}")
+            size = len(data)
+            try:
+                value = accept(pid.name, data)  # parsed, checked (and an update folded) here, once
+            except SecureFLError as exc:
+                with self.board.cond:
+                    if self._is_open(step, rnd, stage):
+                        self.board.refused[pid.name] = f"{type(exc).__name__}: {exc}"
+                        self.board.cond.notify_all()
+                raise
+            del data  # the engine keeps what accept returned, never the upload's bytes
         with self.board.cond:
             self._check_open(context, pid.name, step, rnd, stage)
             self.board.replies[pid.name] = value
-            self.board.sizes[pid.name] = len(data)
+            self.board.sizes[pid.name] = size
             self.board.cond.notify_all()
-        log.info("round %d: %s of %s received (%d bytes)", rnd, what, pid.name, len(data))
+        log.info("round %d: %s of %s received (%d bytes)", rnd, what, pid.name, size)
         return wire.header("ack", message=f"round {rnd}: {what} of {pid.name} accepted")
 
     def _is_open(self, step: str, rnd: int, stage: int) -> bool:

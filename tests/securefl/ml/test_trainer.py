@@ -40,10 +40,8 @@ def test_a_users_own_trainer_runs_under_every_scheme_and_gets_the_weighted_mean(
         expected = np.average(np.stack([trainers[p].sent[rnd] for p in IDS]), axis=0, weights=weights)
         for p in IDS:
             got = trainers[p].seen[rnd + 1]
-            if scheme == "plain":
-                np.testing.assert_array_equal(got, expected)
-            else:
-                assert np.max(np.abs(got - expected)) <= tolerance
+            # plain too: the aggregator adds float64 uploads in arrival order (streaming), within its 1e-9
+            assert np.max(np.abs(got - expected)) <= tolerance
     assert [r.parties for r in result.rounds] == [tuple(IDS)] * 3
     assert result.metric == "mse" and result.rounds[-1].metrics == {"mse": result.final_accuracy}
     assert result.final_accuracy < result.rounds[0].accuracy  # it learns

@@ -1,0 +1,57 @@
+"""The aggregator's memory does not grow with the number of parties (streaming aggregation)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+
+from crypto_backends import registry
+from securefl.core.aggregator import Aggregator
+
+PARAMS = 50_000
+MODEL = PARAMS * 8
+
+
+def _fold_peak(parties: int) -> int:
+    """Peak traced bytes while ``parties`` uploads arrive one by one and are folded, as the engine does."""
+    scheme = registry.create("plain")
+    ids = [f"p{i}" for i in range(parties)]
+    keys = scheme.keygen(ids)
+    aggregator = Aggregator(scheme, keys.aggregator, num_parameters=PARAMS, quorum=1)
+    rng = np.random.default_rng(0)
+    tracemalloc.start()
+    try:
+        stream = aggregator.stream(0)
+        for i, pid in enumerate(ids):  # one upload exists at a time, as it would arrive from the network
+            data = scheme.protect(keys.parties[pid], rng.standard_normal(PARAMS), weight=i + 1.0, round=0).to_bytes()
+            stream.accept(pid, data)
+            del data
+        combined = aggregator.finish(stream)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(combined.contributors) == parties
+    return peak
+
+
+def test_aggregator_memory_does_not_grow_with_the_number_of_parties():
+    few, many = _fold_peak(4), _fold_peak(64)
+    # buffering the uploads would add 60 models; streaming adds nothing beyond noise
+    assert many < few + MODEL / 2, (few / MODEL, many / MODEL)
+    # the running sum and its error term, one upload, and (made in this process) its vector and weighted copy
+    assert many < 8 * MODEL
+
+
+def test_the_memory_tool_measures_the_aggregator_side():
+    out = subprocess.run([sys.executable, "-m", "securefl.tools.memory", "--parties", "12", "--params", "100000"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["contributors"] == 12
+    # plain holds its sum and the sum's exact rounding error (two models) and reads one upload at a time
+    assert result["peak_mib"] < result["baseline_mib"] + 4 * result["model_mib"]
+    assert result["ok"] == (result["peak_mib"] < result["baseline_mib"] + 3 * result["model_mib"])
