@@ -318,7 +318,8 @@ def test_a_thousand_parties_weighted_by_rows_combine_at_the_defaults():
 
 @pytest.mark.slow
 def test_real_2048_bit_key_standard_normal_updates():
-    scheme = PaillierScheme(PaillierParams(key_bits=2048))
+    # the former fixed headroom (max_total_weight = 0, the default, derives it from the federation instead)
+    scheme = PaillierScheme(PaillierParams(key_bits=2048, max_total_weight=4096))
     ids = [f"p{i}" for i in range(3)]
     keys = scheme.keygen(ids)
     rng = np.random.default_rng(8)

@@ -49,13 +49,16 @@ class HostileAggregator:
 
     def __init__(self) -> None:
         self.tasks = list(CRAFTED)
+        self.served = 0
         self.uploads: list[bytes] = []
         self.lock = threading.Lock()
 
     def task(self, request: bytes, context: grpc.ServicerContext):
         with self.lock:
             step, payload = self.tasks.pop(0) if self.tasks else ("done", GlobalModel.open(np.zeros(3)).to_bytes())
-        head = wire.header("task", state=step, round=0, stage=0, bytes=len(payload), message="")
+            rnd, self.served = self.served, self.served + 1
+        # each crafted task in a round of its own: a party does not ask again at once for a step it sat out
+        head = wire.header("task", state=step, round=rnd, stage=0, bytes=len(payload), message="")
         return wire.send(head, payload, 1 << 16)
 
     def upload(self, frames, context: grpc.ServicerContext) -> bytes:
