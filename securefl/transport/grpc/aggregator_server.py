@@ -7,6 +7,10 @@ Service ``securefl.Aggregator``:
   work for the calling party, then answers with the open request's step
   (``train``, ``setup``, ``share``, ``evaluate``: round, stage and payload,
   streamed in chunks), ``done`` (the final model), ``failed`` or ``wait``.
+* ``Heartbeat`` (unary): a party sends one every ``transport.poll_seconds``
+  while it computes the task it took (step, round and stage in a bounded
+  header), so that a party that dies holding a task is dropped after
+  ``2 * poll_seconds + 2`` seconds, not waited for until ``round_timeout``.
 * ``Upload`` (client stream): the party's reply to the open request.  The
   sender is the subject of its verified certificate, and the reply is checked
   once, on arrival, by the round engine's ``accept`` (for an update: scheme,
@@ -67,10 +71,12 @@ class Board:
     message: str = ""
     finished: set[str] = field(default_factory=set)
     cond: threading.Condition = field(default_factory=threading.Condition)
-    # liveness: a live party always has a call open (a held poll, an upload, or the download of its task) or is
-    # working on a task of the open request; one that has none of these for a while is gone
+    # liveness: a live party always has a call open (a held poll, an upload, or the download of its task) or, while
+    # it works on a task of the open request, sends a heartbeat every poll_seconds; one that does none of these for
+    # a while is gone
     seen: dict[str, float] = field(default_factory=dict)
-    """When each party last had a call open (monotonic seconds); parties never seen are not in it."""
+    """When each party last had a call open or sent a heartbeat for the open step (monotonic seconds); parties
+    never seen are not in it."""
     calls: dict[str, int] = field(default_factory=dict)
     """Calls each party has open now."""
     handed: set[str] = field(default_factory=set)
@@ -91,10 +97,14 @@ class Board:
         self.seen[party_id] = time.monotonic()
 
     def gone(self, grace: float) -> set[str]:
-        """Asked parties seen before, with no call open and no task in hand for ``grace`` seconds."""
+        """Asked parties seen before that have not replied, with no call open and no heartbeat for ``grace`` s.
+
+        A party holding the task (in :attr:`handed`) proves it is alive by its heartbeats;
+        one that took the task and went quiet is gone like one that never came back to poll.
+        """
         now = time.monotonic()
-        return {p for p in self.payloads if p in self.seen and not self.calls.get(p) and p not in self.handed
-                and p not in self.replies and now - self.seen[p] > grace}
+        return {p for p in self.payloads if p in self.seen and not self.calls.get(p) and p not in self.replies
+                and now - self.seen[p] > grace}
 
     def answered(self, grace: float = math.inf) -> bool:
         return set(self.replies) | set(self.refused) | self.gone(grace) >= set(self.payloads)
@@ -130,7 +140,32 @@ class AggregatorService:
                     b.cond.notify_all()
             finally:
                 b.contact(pid, -1)
-        return wire.send(head, payload, self.cfg.transport.chunk_bytes)
+        frames = wire.send(head, payload, self.cfg.transport.chunk_bytes)
+        return self._downloading(pid, frames) if state in STEPS else frames
+
+    def _downloading(self, pid: str, frames: Iterator[bytes]) -> Iterator[bytes]:
+        # the task's download is a call open: a large model taking longer than the grace is not a dead party
+        b = self.board
+        with b.cond:
+            b.contact(pid, +1)
+        try:
+            yield from frames
+        finally:
+            with b.cond:
+                b.contact(pid, -1)
+
+    def heartbeat(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """A party working on a task says it is alive; only a beat for the open step, from a party that took it,
+        counts (a party still computing a closed step is not waited for by the next one)."""
+        head = wire.parse_header(request, "heartbeat")
+        pid = self._party(context, "report progress").name
+        b = self.board
+        with b.cond:
+            working = self._is_open(head["step"], head["round"], head["stage"]) and pid in b.handed
+            if working:
+                b.seen[pid] = time.monotonic()
+        what = f"{head['step']} step of round {head['round']} (stage {head['stage']})"
+        return wire.header("ack", message=f"{what} {'open' if working else 'not open for ' + pid}")
 
     def upload(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         pid = self._party(context, "upload a reply")
@@ -199,6 +234,7 @@ class AggregatorService:
         return grpc.method_handlers_generic_handler(AGGREGATOR_SERVICE, {
             "Task": grpc.unary_stream_rpc_method_handler(answer_errors(self.task)),
             "Upload": grpc.stream_unary_rpc_method_handler(answer_errors(self.upload)),
+            "Heartbeat": grpc.unary_unary_rpc_method_handler(answer_errors(self.heartbeat)),
         })
 
 
@@ -214,10 +250,11 @@ class GrpcTransport(Transport):
         self.cfg, self.board, self.authority, self.aggregator = cfg, board, authority, aggregator
         self.ran = False
         self.gone_after = 2 * cfg.transport.poll_seconds + 2.0
-        """A party seen before with no call open and no task in hand for this long is gone: not waited for.
+        """A party seen before with no call open and no heartbeat for this long is gone: not waited for.
 
         A live party between tasks always holds a poll (re-opened at once when one
-        ends after ``poll_seconds``), so twice that plus a margin is no false alarm."""
+        ends after ``poll_seconds``), and one computing a task sends a heartbeat every
+        ``poll_seconds``, so twice that plus a margin is no false alarm."""
 
     def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
         self.ran = True
@@ -235,14 +272,18 @@ class GrpcTransport(Transport):
             while not b.answered(grace) and (left := end - time.monotonic()) > 0:
                 b.cond.wait(min(left, 0.5))
             gone = b.gone(grace)
+            silent = gone & b.handed  # they took the task, then their heartbeats stopped
             b.state, b.accept = "closing", None
             replies: Replies[T] = Replies(dict(b.replies), dict(b.sizes))
             refused = dict(b.refused)
         what = "update" if request.step == "train" else f"{request.step} reply"
         for pid in sorted(gone - set(refused)):
-            refused[pid] = (f"gone: no call for more than {grace:g} s (its process stopped or its connection "
+            refused[pid] = (f"gone (no heartbeat for more than {grace:g} s while it held the {request.step} task: "
+                            "its process stopped or its connection broke); not waited for" if pid in silent else
+                            f"gone: no call for more than {grace:g} s (its process stopped or its connection "
                             "broke); not waited for")
-            log.warning("round %d: %s is gone; the %s request does not wait for it", request.round, pid, request.step)
+            log.warning("round %d: %s is gone%s; the %s request does not wait for it", request.round, pid,
+                        " (no heartbeat while it held its task)" if pid in silent else "", request.step)
         replies.dropped = {pid: refused.get(pid, f"no {what} within {timeout} s")
                            for pid in request.parties if pid not in replies.accepted}
         return replies

@@ -223,3 +223,32 @@ def test_secagg_advertisements_are_signed_with_the_tls_keys_and_verified_over_th
     assert all(not r["dropped"] for r in result["rounds"])
     for party in ("party-1", "party-2", "party-3"):
         assert "round 2: 2 neighbours' advertisements verified against their certificates" in d.log(f"party:{party}")
+
+
+def test_a_party_killed_while_it_measures_the_model_is_dropped_by_its_missing_heartbeats(deploy):
+    # party-3's first evaluation takes 300 s; it is killed in the middle of it. Its heartbeats stop, so the
+    # evaluate step ends with the other two reports and round 1 goes on without it, long before round_timeout
+    text = ("[federation]\nparties = 3\nquorum = 2\nrounds = 2\nround_timeout = 120\n\n[data]\ndataset = \"own\"\n\n"
+            "[crypto]\nscheme = \"plain\"\n")
+    d = deploy(text, poll_seconds=1)
+    d.start("authority")
+    d.start("aggregator", "--json", str(d.json))
+    for pid in ("party-1", "party-2"):
+        d.start_module(f"party:{pid}", "tests.userprog", str(d.path), pid)
+    d.start_module("party:party-3", "tests.slowprog", str(d.path), "party-3", "300")
+    d.wait_for("party:party-3", "evaluating slowly", timeout=90)
+    # it is alive while it computes: its heartbeats keep it in the step for longer than the grace (2*1+2 s)
+    time.sleep(6)
+    assert "gone" not in d.log("aggregator"), d.log("aggregator")[-3000:]
+    d.kill("party:party-3")
+    t0 = time.monotonic()
+    result = d.finish(timeout=60)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 30, f"{elapsed:.1f} s: the aggregator waited for a dead party (round_timeout 120 s)"
+    log = d.log("aggregator")
+    assert "party-3 did not measure the model: gone (no heartbeat" in log
+    assert [r["round"] for r in result["rounds"]] == [0, 1]
+    assert result["rounds"][0]["parties"] == ["party-1", "party-2", "party-3"]
+    assert result["rounds"][1]["parties"] == ["party-1", "party-2"]
+    assert "gone" in result["rounds"][1]["dropped"]["party-3"]
+    assert result["rounds"][0]["accuracy"] is not None  # round 0 was measured by the two that answered
