@@ -327,22 +327,26 @@ class NetworkedAggregator:
         self.federation = federation(cfg)  # the parties' own data: it reads none
         self.endpoint = Endpoint.load(cfg.transport, AGGREGATOR, AGGREGATOR, insecure=insecure)
         self.authority = AuthorityClient(self.endpoint, self.federation.scheme)
-        self.key: AggregatorKey = self.authority.aggregator_key()
-        log.info("aggregator key received (fingerprint %s)", self.key.fingerprint)
-        self.aggregator = self.federation.aggregator(self.key)
+        self.key: AggregatorKey | None = None
+        """Fetched from the authority when :meth:`run` starts."""
         self.board = Board()
         self.service = AggregatorService(self.board, cfg, insecure=insecure)
         self.server: grpc.Server | None = None
 
-    def _resume(self) -> tuple[GlobalModel | None, list[RoundMetrics]]:
+    def _connect(self) -> tuple[AggregatorKey, Aggregator]:
+        key = self.key = self.authority.aggregator_key()
+        log.info("aggregator key received (fingerprint %s)", key.fingerprint)
+        return key, self.federation.aggregator(key)
+
+    def _resume(self, key: AggregatorKey) -> tuple[GlobalModel | None, list[RoundMetrics]]:
         path = self.cfg.transport.checkpoint
         ckpt = Checkpoint.load(path) if path else None
         if ckpt is None:
             return None, []
-        if ckpt.scheme != self.federation.scheme.name or ckpt.key_id != self.key.key_id.hex():
+        if ckpt.scheme != self.federation.scheme.name or ckpt.key_id != key.key_id.hex():
             raise TransportError(
                 f"checkpoint {path} was made under {ckpt.scheme} key set {ckpt.key_id[:16]}, but the authority now "
-                f"serves {self.federation.scheme.name} key set {self.key.fingerprint}: the old global model cannot "
+                f"serves {self.federation.scheme.name} key set {key.fingerprint}: the old global model cannot "
                 "be used with new keys. Delete the checkpoint to start over, or restart the original authority")
         if ckpt.next_round >= self.federation.rounds:
             log.warning("checkpoint %s already holds all %d rounds; serving the final model", path, ckpt.next_round)
@@ -352,18 +356,27 @@ class NetworkedAggregator:
     def run(self, on_stop: OnStop = lambda r: None) -> RunResult:
         """Serve until every round is fused; returns the run's result (the ``securefl run --json`` form).
 
-        A run that stops early raises, after ``on_stop`` got its rounds so far (``stopped`` set).
+        A run that stops early raises, after ``on_stop`` got its rounds so far (``stopped`` set): also one
+        that stops before its first round (the authority unreachable, a checkpoint of other keys), with none.
         """
         fed, tcfg = self.cfg.federation, self.cfg.transport
-        model, history = self._resume()
-        writer = (CheckpointWriter(tcfg.checkpoint, self.federation.scheme.name, self.key.key_id.hex())
+        try:
+            key, aggregator = self._connect()
+            model, history = self._resume(key)
+        except (SecureFLError, KeyboardInterrupt) as exc:
+            if not isinstance(exc, KeyboardInterrupt):
+                log.error("%s", exc)
+            on_stop(self.federation.result([], None, self.federation.accountant(), stopped=exc))
+            self.authority.close()
+            raise
+        writer = (CheckpointWriter(tcfg.checkpoint, self.federation.scheme.name, key.key_id.hex())
                   if tcfg.checkpoint else None)
         self.server = self.endpoint.server([self.service.handler()], tcfg.aggregator_port,
                                            workers=min(256, 2 * len(fed.ids) + 8))
         log.info("aggregator listening on %s:%d", tcfg.bind_host, tcfg.aggregator_port)
-        transport = GrpcTransport(self.cfg, self.board, self.authority, self.aggregator)
+        transport = GrpcTransport(self.cfg, self.board, self.authority, aggregator)
         try:
-            engine = RoundEngine(self.federation, self.aggregator, transport,
+            engine = RoundEngine(self.federation, aggregator, transport,
                                  accountant=self.federation.accountant(), checkpoint=writer)
             return engine.run(model=model, history=history, on_stop=on_stop)
         finally:

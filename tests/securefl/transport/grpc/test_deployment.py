@@ -252,3 +252,27 @@ def test_a_party_killed_while_it_measures_the_model_is_dropped_by_its_missing_he
     assert result["rounds"][1]["parties"] == ["party-1", "party-2"]
     assert "gone" in result["rounds"][1]["dropped"]["party-3"]
     assert result["rounds"][0]["accuracy"] is not None  # round 0 was measured by the two that answered
+
+
+def test_an_aggregator_that_cannot_reach_the_authority_writes_its_json_with_no_rounds(deploy):
+    d = deploy(config_text(), connect_timeout=1)
+    d.start("aggregator", "--json", str(d.json))  # no authority: its key never comes
+    assert d.wait_exit("aggregator", 60) != 0
+    data = json.loads(d.json.read_text())
+    assert data["rounds"] == [] and data["stopped"] == "error" and data["final_accuracy"] is None
+    assert "AggregatorKey from the authority" in data["stop_message"] and "unreachable" in data["stop_message"]
+    assert "Traceback" not in d.log("aggregator")
+
+
+def test_an_aggregator_whose_checkpoint_is_of_other_keys_writes_its_json_with_no_rounds(deploy):
+    d = deploy(config_text(rounds=1))
+    d.start_all()
+    d.finish()
+    d.keystore.unlink()  # a fresh key set: the checkpoint's model cannot be used with it
+    d.json.unlink()
+    d.kill("authority")
+    d.start("authority:2")
+    d.start("aggregator:2", "--json", str(d.json))
+    assert d.wait_exit("aggregator:2", 60) != 0
+    data = json.loads(d.json.read_text())
+    assert data["rounds"] == [] and data["stopped"] == "error" and "Delete the checkpoint" in data["stop_message"]
