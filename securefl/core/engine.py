@@ -88,16 +88,18 @@ class RoundEngine:
         completed so far, its ``stopped`` field saying why (so ``--json`` is written).
         """
         history = list(history)
-        if model is None:
-            initial = self.federation.initial
-            model = GlobalModel.open(initial if initial is not None else self.initial_parameters())
-        if self.aggregator.num_parameters is None:
-            self.aggregator.num_parameters = model.length
-        if self.accountant is not None:
-            for past in range(len(history)):  # what a resumed run's earlier rounds spent is spent
-                self.accountant.charge(past)
         contributors: tuple[str, ...] = history[-1].parties if history else ()
         try:
+            # inside the stop handling: a run that stops before its first round (no party gives the initial
+            # parameters) still reports, with the rounds it resumed from (none for a fresh run)
+            if model is None:
+                initial = self.federation.initial
+                model = GlobalModel.open(initial if initial is not None else self.initial_parameters())
+            if self.aggregator.num_parameters is None:
+                self.aggregator.num_parameters = model.length
+            if self.accountant is not None:
+                for past in range(len(history)):  # what a resumed run's earlier rounds spent is spent
+                    self.accountant.charge(past)
             for rnd in range(len(history), self.federation.rounds):
                 t0 = time.perf_counter()
                 outcome = self.round(rnd, model)

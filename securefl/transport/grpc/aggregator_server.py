@@ -7,6 +7,10 @@ Service ``securefl.Aggregator``:
   work for the calling party, then answers with the open request's step
   (``train``, ``setup``, ``share``, ``evaluate``: round, stage and payload,
   streamed in chunks), ``done`` (the final model), ``failed`` or ``wait``.
+* ``Heartbeat`` (unary): a party sends one every ``transport.poll_seconds``
+  while it computes the task it took (step, round and stage in a bounded
+  header), so that a party that dies holding a task is dropped after
+  ``2 * poll_seconds + 2`` seconds, not waited for until ``round_timeout``.
 * ``Upload`` (client stream): the party's reply to the open request.  The
   sender is the subject of its verified certificate, and the reply is checked
   once, on arrival, by the round engine's ``accept`` (for an update: scheme,
@@ -73,10 +77,12 @@ class Board:
     message: str = ""
     finished: set[str] = field(default_factory=set)
     cond: threading.Condition = field(default_factory=threading.Condition)
-    # liveness: a live party always has a call open (a held poll, an upload, or the download of its task) or is
-    # working on a task of the open request; one that has none of these for a while is gone
+    # liveness: a live party always has a call open (a held poll, an upload, or the download of its task) or, while
+    # it works on a task of the open request, sends a heartbeat every poll_seconds; one that does none of these for
+    # a while is gone
     seen: dict[str, float] = field(default_factory=dict)
-    """When each party last had a call open (monotonic seconds); parties never seen are not in it."""
+    """When each party last had a call open or sent a heartbeat for the open step (monotonic seconds); parties
+    never seen are not in it."""
     calls: dict[str, int] = field(default_factory=dict)
     """Calls each party has open now."""
     handed: set[str] = field(default_factory=set)
@@ -97,10 +103,14 @@ class Board:
         self.seen[party_id] = time.monotonic()
 
     def gone(self, grace: float) -> set[str]:
-        """Asked parties seen before, with no call open and no task in hand for ``grace`` seconds."""
+        """Asked parties seen before that have not replied, with no call open and no heartbeat for ``grace`` s.
+
+        A party holding the task (in :attr:`handed`) proves it is alive by its heartbeats;
+        one that took the task and went quiet is gone like one that never came back to poll.
+        """
         now = time.monotonic()
-        return {p for p in self.payloads if p in self.seen and not self.calls.get(p) and p not in self.handed
-                and p not in self.replies and now - self.seen[p] > grace}
+        return {p for p in self.payloads if p in self.seen and not self.calls.get(p) and p not in self.replies
+                and now - self.seen[p] > grace}
 
     def answered(self, grace: float = math.inf) -> bool:
         return set(self.replies) | set(self.refused) | self.gone(grace) >= set(self.payloads)
@@ -138,7 +148,32 @@ class AggregatorService:
                     b.cond.notify_all()
             finally:
                 b.contact(pid, -1)
-        return wire.send(head, payload, self.cfg.transport.chunk_bytes)
+        frames = wire.send(head, payload, self.cfg.transport.chunk_bytes)
+        return self._downloading(pid, frames) if state in STEPS else frames
+
+    def _downloading(self, pid: str, frames: Iterator[bytes]) -> Iterator[bytes]:
+        # the task's download is a call open: a large model taking longer than the grace is not a dead party
+        b = self.board
+        with b.cond:
+            b.contact(pid, +1)
+        try:
+            yield from frames
+        finally:
+            with b.cond:
+                b.contact(pid, -1)
+
+    def heartbeat(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """A party working on a task says it is alive; only a beat for the open step, from a party that took it,
+        counts (a party still computing a closed step is not waited for by the next one)."""
+        head = wire.parse_header(request, "heartbeat")
+        pid = self._party(context, "report progress").name
+        b = self.board
+        with b.cond:
+            working = self._is_open(head["step"], head["round"], head["stage"]) and pid in b.handed
+            if working:
+                b.seen[pid] = time.monotonic()
+        what = f"{head['step']} step of round {head['round']} (stage {head['stage']})"
+        return wire.header("ack", message=f"{what} {'open' if working else 'not open for ' + pid}")
 
     def upload(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         pid = self._party(context, "upload a reply")
@@ -210,6 +245,7 @@ class AggregatorService:
         return grpc.method_handlers_generic_handler(AGGREGATOR_SERVICE, {
             "Task": grpc.unary_stream_rpc_method_handler(answer_errors(self.task)),
             "Upload": grpc.stream_unary_rpc_method_handler(answer_errors(self.upload)),
+            "Heartbeat": grpc.unary_unary_rpc_method_handler(answer_errors(self.heartbeat)),
         })
 
 
@@ -225,10 +261,11 @@ class GrpcTransport(Transport):
         self.cfg, self.board, self.authority, self.aggregator = cfg, board, authority, aggregator
         self.ran = False
         self.gone_after = 2 * cfg.transport.poll_seconds + 2.0
-        """A party seen before with no call open and no task in hand for this long is gone: not waited for.
+        """A party seen before with no call open and no heartbeat for this long is gone: not waited for.
 
         A live party between tasks always holds a poll (re-opened at once when one
-        ends after ``poll_seconds``), so twice that plus a margin is no false alarm."""
+        ends after ``poll_seconds``), and one computing a task sends a heartbeat every
+        ``poll_seconds``, so twice that plus a margin is no false alarm."""
 
     def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
         self.ran = True
@@ -246,14 +283,18 @@ class GrpcTransport(Transport):
             while not b.answered(grace) and (left := end - time.monotonic()) > 0:
                 b.cond.wait(min(left, 0.5))
             gone = b.gone(grace)
+            silent = gone & b.handed  # they took the task, then their heartbeats stopped
             b.state, b.accept = "closing", None
             replies: Replies[T] = Replies(dict(b.replies), dict(b.sizes))
             refused = dict(b.refused)
         what = "update" if request.step == "train" else f"{request.step} reply"
         for pid in sorted(gone - set(refused)):
-            refused[pid] = (f"gone: no call for more than {grace:g} s (its process stopped or its connection "
+            refused[pid] = (f"gone (no heartbeat for more than {grace:g} s while it held the {request.step} task: "
+                            "its process stopped or its connection broke); not waited for" if pid in silent else
+                            f"gone: no call for more than {grace:g} s (its process stopped or its connection "
                             "broke); not waited for")
-            log.warning("round %d: %s is gone; the %s request does not wait for it", request.round, pid, request.step)
+            log.warning("round %d: %s is gone%s; the %s request does not wait for it", request.round, pid,
+                        " (no heartbeat while it held its task)" if pid in silent else "", request.step)
         replies.dropped = {pid: refused.get(pid, f"no {what} within {timeout} s")
                            for pid in request.parties if pid not in replies.accepted}
         return replies
@@ -297,22 +338,26 @@ class NetworkedAggregator:
         self.federation = federation(cfg)  # the parties' own data: it reads none
         self.endpoint = Endpoint.load(cfg.transport, AGGREGATOR, AGGREGATOR, insecure=insecure)
         self.authority = AuthorityClient(self.endpoint, self.federation.scheme)
-        self.key: AggregatorKey = self.authority.aggregator_key()
-        log.info("aggregator key received (fingerprint %s)", self.key.fingerprint)
-        self.aggregator = self.federation.aggregator(self.key)
+        self.key: AggregatorKey | None = None
+        """Fetched from the authority when :meth:`run` starts."""
         self.board = Board()
         self.service = AggregatorService(self.board, cfg, insecure=insecure)
         self.server: grpc.Server | None = None
 
-    def _resume(self) -> tuple[GlobalModel | None, list[RoundMetrics]]:
+    def _connect(self) -> tuple[AggregatorKey, Aggregator]:
+        key = self.key = self.authority.aggregator_key()
+        log.info("aggregator key received (fingerprint %s)", key.fingerprint)
+        return key, self.federation.aggregator(key)
+
+    def _resume(self, key: AggregatorKey) -> tuple[GlobalModel | None, list[RoundMetrics]]:
         path = self.cfg.transport.checkpoint
         ckpt = Checkpoint.load(path) if path else None
         if ckpt is None:
             return None, []
-        if ckpt.scheme != self.federation.scheme.name or ckpt.key_id != self.key.key_id.hex():
+        if ckpt.scheme != self.federation.scheme.name or ckpt.key_id != key.key_id.hex():
             raise TransportError(
                 f"checkpoint {path} was made under {ckpt.scheme} key set {ckpt.key_id[:16]}, but the authority now "
-                f"serves {self.federation.scheme.name} key set {self.key.fingerprint}: the old global model cannot "
+                f"serves {self.federation.scheme.name} key set {key.fingerprint}: the old global model cannot "
                 "be used with new keys. Delete the checkpoint to start over, or restart the original authority")
         if ckpt.next_round >= self.federation.rounds:
             log.warning("checkpoint %s already holds all %d rounds; serving the final model", path, ckpt.next_round)
@@ -322,18 +367,27 @@ class NetworkedAggregator:
     def run(self, on_stop: OnStop = lambda r: None) -> RunResult:
         """Serve until every round is fused; returns the run's result (the ``securefl run --json`` form).
 
-        A run that stops early raises, after ``on_stop`` got its rounds so far (``stopped`` set).
+        A run that stops early raises, after ``on_stop`` got its rounds so far (``stopped`` set): also one
+        that stops before its first round (the authority unreachable, a checkpoint of other keys), with none.
         """
         fed, tcfg = self.cfg.federation, self.cfg.transport
-        model, history = self._resume()
-        writer = (CheckpointWriter(tcfg.checkpoint, self.federation.scheme.name, self.key.key_id.hex())
+        try:
+            key, aggregator = self._connect()
+            model, history = self._resume(key)
+        except (SecureFLError, KeyboardInterrupt) as exc:
+            if not isinstance(exc, KeyboardInterrupt):
+                log.error("%s", exc)
+            on_stop(self.federation.result([], None, self.federation.accountant(), stopped=exc))
+            self.authority.close()
+            raise
+        writer = (CheckpointWriter(tcfg.checkpoint, self.federation.scheme.name, key.key_id.hex())
                   if tcfg.checkpoint else None)
         self.server = self.endpoint.server([self.service.handler()], tcfg.aggregator_port,
                                            workers=min(256, 2 * len(fed.ids) + 8))
         log.info("aggregator listening on %s:%d", tcfg.bind_host, tcfg.aggregator_port)
-        transport = GrpcTransport(self.cfg, self.board, self.authority, self.aggregator)
+        transport = GrpcTransport(self.cfg, self.board, self.authority, aggregator)
         try:
-            engine = RoundEngine(self.federation, self.aggregator, transport,
+            engine = RoundEngine(self.federation, aggregator, transport,
                                  accountant=self.federation.accountant(), checkpoint=writer)
             return engine.run(model=model, history=history, on_stop=on_stop)
         finally:

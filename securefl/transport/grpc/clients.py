@@ -102,6 +102,21 @@ class AggregatorClient(_Client):
             raise TransportError(f"{self.where} answered with unknown state {head['state']!r}")
         return Task(head["state"], head["round"], head["stage"], payload, head["message"])
 
+    def heartbeat(self, step: str, round: int, stage: int) -> str:
+        """Tell the aggregator this party is alive and working on ``step`` of ``round``; one attempt, no retry
+        (the next beat follows in ``poll_seconds``).  Returns its acknowledgement; raises
+        :class:`~securefl.errors.TransportError` when it cannot be reached."""
+        call = self.channel.unary_unary(f"/{self.service}/Heartbeat")
+        request = wire.header("heartbeat", step=step, round=round, stage=stage)
+
+        def once() -> bytes:
+            ack: bytes = call(request, timeout=self.transport.poll_seconds, metadata=self.endpoint.metadata())
+            return ack
+
+        reply = call_with_retry(f"Heartbeat to {self.where}", once, deadline_s=0)
+        message: str = wire.parse_header(reply, "ack")["message"]
+        return message
+
     def upload(self, round: int, data: bytes, *, step: str = "train", stage: int = 0) -> str:
         """Stream a reply to ``step`` of ``round``; returns the aggregator's acknowledgement or raises."""
         call = self.channel.stream_unary(f"/{self.service}/Upload")

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from securefl.config import OWN_DATA, Config, load
@@ -99,15 +102,40 @@ class NetworkedParty:
                 if step == self._sat_out:  # the step stays open for us until it closes: ask again later, not at once
                     time.sleep(self.cfg.transport.poll_seconds)
                     continue
-                reply = self._reply(task)
-                if reply is None:
-                    self._sat_out = step
-                    continue
-                if task.state == "evaluate":
-                    measured[task.round] = parse_metrics(reply)
-                self._send(task, reply)
+                with self._heartbeat(task):  # while it computes (and uploads), the aggregator knows it is alive
+                    reply = self._reply(task)
+                    if reply is None:
+                        self._sat_out = step
+                        continue
+                    if task.state == "evaluate":
+                        measured[task.round] = parse_metrics(reply)
+                    self._send(task, reply)
         finally:
             self.aggregator.close()
+
+    @contextmanager
+    def _heartbeat(self, task: Task) -> Iterator[None]:
+        """Send a heartbeat for ``task`` at once and then every ``transport.poll_seconds`` from a background
+        thread, until the block ends: a party that dies while it holds a task is dropped after
+        ``2 * poll_seconds + 2`` s of silence instead of being waited for until ``round_timeout``."""
+        stop = threading.Event()
+        every = self.cfg.transport.poll_seconds
+
+        def beat() -> None:
+            while not stop.is_set():
+                try:
+                    self.aggregator.heartbeat(task.state, task.round, task.stage)
+                except TransportError as exc:  # a missed beat is not fatal: the reply or the next poll tells
+                    log.debug("%s: heartbeat not delivered: %s", self.party_id, exc)
+                stop.wait(every)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{self.party_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(every + 1.0)
 
     def _reply(self, task: Task) -> bytes | None:
         log.info("%s: round %d: %s", self.party_id, task.round, task.state)

@@ -40,6 +40,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "poll": {},
     # aggregator -> party: what to do now (a step of the round engine, or wait/done/failed), then its payload
     "task": {"state": _STR, "round": _INT, "stage": _INT, "bytes": _INT, "message": _STR},
+    # party -> aggregator, every poll_seconds while it computes a task: "alive, working on this step"
+    "heartbeat": {"step": _STR, "round": _INT, "stage": _INT},
     # party -> aggregator: the reply to the open step of `round` (an update for `train`) follows
     "upload": {"step": _STR, "round": _INT, "stage": _INT, "bytes": _INT},
     # aggregator -> authority: a function key for these weights in `round`

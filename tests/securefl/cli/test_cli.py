@@ -157,3 +157,20 @@ def test_a_metric_nobody_measured_is_null_in_the_json_not_nan(tmp_path, monkeypa
     assert main(["run", PLAIN, "--set", "federation.rounds=2", "--json", str(path)]) == 0
     data = _strict(path.read_text())
     assert [r["accuracy"] for r in data["rounds"]] == [None, None] and data["final_accuracy"] is None
+
+
+def test_a_run_that_stops_before_its_first_round_writes_its_json_with_no_rounds(tmp_path, monkeypatch):
+    # the model's starting point must come from a party, and every party's trainer fails to give it
+    from securefl.core.federation import SharedDataFederation
+    from securefl.core.party import Party
+
+    def no_initial(self):
+        raise RuntimeError("the trainer cannot build its model")
+
+    monkeypatch.setattr(SharedDataFederation, "initial", property(lambda self: None))
+    monkeypatch.setattr(Party, "initial_parameters", no_initial)
+    path = tmp_path / "run.json"
+    assert main(["run", PLAIN, "--set", "federation.rounds=2", "--json", str(path)]) == 2
+    data = json.loads(path.read_text())
+    assert data["rounds"] == [] and data["stopped"] == "quorum lost" and data["final_accuracy"] is None
+    assert "no party gave the model's initial parameters" in data["stop_message"]

@@ -86,7 +86,9 @@ def test_a_party_killed_mid_round_is_tolerated_and_rejoins_with_its_key_from_a_r
     d.start("party:party-3:again", "--id", "party-3")
     result = d.finish()
     rounds = result["rounds"]
-    assert "no update within" in rounds[missed]["dropped"]["party-3"]
+    # dropped when its heartbeats stopped (6 s) or, if it died late in the round, at the 8 s round timeout
+    why = rounds[missed]["dropped"]["party-3"]
+    assert why.startswith("gone (no heartbeat") or "no update within" in why, why
     assert rounds[missed]["parties"] == ["party-1", "party-2"]
     assert "party-3" in rounds[-1]["parties"], "the restarted party rejoins, and its new copy of the key fits"
     assert "party key sent to party 'party-3'" in d.log("authority:again")
@@ -223,3 +225,56 @@ def test_secagg_advertisements_are_signed_with_the_tls_keys_and_verified_over_th
     assert all(not r["dropped"] for r in result["rounds"])
     for party in ("party-1", "party-2", "party-3"):
         assert "round 2: 2 neighbours' advertisements verified against their certificates" in d.log(f"party:{party}")
+
+
+def test_a_party_killed_while_it_measures_the_model_is_dropped_by_its_missing_heartbeats(deploy):
+    # party-3's first evaluation takes 300 s; it is killed in the middle of it. Its heartbeats stop, so the
+    # evaluate step ends with the other two reports and round 1 goes on without it, long before round_timeout
+    text = ("[federation]\nparties = 3\nquorum = 2\nrounds = 2\nround_timeout = 120\n\n[data]\ndataset = \"own\"\n\n"
+            "[crypto]\nscheme = \"plain\"\n")
+    d = deploy(text, poll_seconds=1)
+    d.start("authority")
+    d.start("aggregator", "--json", str(d.json))
+    for pid in ("party-1", "party-2"):
+        d.start_module(f"party:{pid}", "tests.userprog", str(d.path), pid)
+    d.start_module("party:party-3", "tests.slowprog", str(d.path), "party-3", "300")
+    d.wait_for("party:party-3", "evaluating slowly", timeout=90)
+    # it is alive while it computes: its heartbeats keep it in the step for longer than the grace (2*1+2 s)
+    time.sleep(6)
+    assert "gone" not in d.log("aggregator"), d.log("aggregator")[-3000:]
+    d.kill("party:party-3")
+    t0 = time.monotonic()
+    result = d.finish(timeout=60)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 30, f"{elapsed:.1f} s: the aggregator waited for a dead party (round_timeout 120 s)"
+    log = d.log("aggregator")
+    assert "party-3 did not measure the model: gone (no heartbeat" in log
+    assert [r["round"] for r in result["rounds"]] == [0, 1]
+    assert result["rounds"][0]["parties"] == ["party-1", "party-2", "party-3"]
+    assert result["rounds"][1]["parties"] == ["party-1", "party-2"]
+    assert "gone" in result["rounds"][1]["dropped"]["party-3"]
+    assert result["rounds"][0]["accuracy"] is not None  # round 0 was measured by the two that answered
+
+
+def test_an_aggregator_that_cannot_reach_the_authority_writes_its_json_with_no_rounds(deploy):
+    d = deploy(config_text(), connect_timeout=1)
+    d.start("aggregator", "--json", str(d.json))  # no authority: its key never comes
+    assert d.wait_exit("aggregator", 60) != 0
+    data = json.loads(d.json.read_text())
+    assert data["rounds"] == [] and data["stopped"] == "error" and data["final_accuracy"] is None
+    assert "AggregatorKey from the authority" in data["stop_message"] and "unreachable" in data["stop_message"]
+    assert "Traceback" not in d.log("aggregator")
+
+
+def test_an_aggregator_whose_checkpoint_is_of_other_keys_writes_its_json_with_no_rounds(deploy):
+    d = deploy(config_text(rounds=1))
+    d.start_all()
+    d.finish()
+    d.keystore.unlink()  # a fresh key set: the checkpoint's model cannot be used with it
+    d.json.unlink()
+    d.kill("authority")
+    d.start("authority:2")
+    d.start("aggregator:2", "--json", str(d.json))
+    assert d.wait_exit("aggregator:2", 60) != 0
+    data = json.loads(d.json.read_text())
+    assert data["rounds"] == [] and data["stopped"] == "error" and "Delete the checkpoint" in data["stop_message"]
