@@ -24,6 +24,7 @@ import atexit
 import logging
 import os
 import re
+import select
 import sys
 import threading
 
@@ -37,6 +38,8 @@ _FAILED = re.compile(rb"CallNextHandshakerLocked: error=(?!OK )(.+)")
 _SERVER_PEER = re.compile(rb"grpc\.internal\.endpoint_peer_address=([^,}]+).*grpc\.internal\.server_credentials=",
                           re.DOTALL)
 _installed = False
+_QUIET = 0.5
+"""Seconds of silence on standard error after which a trace record is complete."""
 
 
 def install() -> bool:
@@ -71,10 +74,26 @@ def install() -> bool:
 
 
 def _relay(read_end: int, original: int, swallow_traces: bool) -> None:
-    """Pass standard error through, logging refused handshakes; never stops reading (a full pipe would block)."""
+    """Pass standard error through, logging refused handshakes; never stops reading (a full pipe would block).
+
+    A trace record ends at the next line that does not continue it, or when nothing more
+    arrives for :data:`_QUIET` seconds: a refusal that is the last thing written is
+    logged then, not only when some later line happens to come.
+    """
     record: list[bytes] = []  # the trace record being read: its first line and its continuation lines
-    with os.fdopen(read_end, "rb") as pipe:
-        for line in iter(pipe.readline, b""):
+    pending = b""
+    while True:
+        if record and not select.select([read_end], [], [], _QUIET)[0]:
+            _check(b"".join(record))
+            record = []
+            continue
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            line = raw + b"\n"
             trace = _TRACE_LINE.match(line)
             if trace is None and record and _CONTINUATION.match(line):
                 record.append(line)
@@ -87,6 +106,11 @@ def _relay(read_end: int, original: int, swallow_traces: bool) -> None:
                     continue
             if not swallow_traces:
                 os.write(original, line)
+    if record:
+        _check(b"".join(record))
+    if pending:
+        os.write(original, pending)
+    os.close(read_end)
 
 
 def _check(record: bytes) -> None:

@@ -18,12 +18,29 @@ def _handshake(d: Deployment, creds: grpc.ChannelCredentials) -> grpc.StatusCode
     channel = grpc.secure_channel(d.cfg.transport.address("authority"), creds,
                                   options=[("grpc.ssl_target_name_override", certs.server_name("authority"))])
     try:
-        list(channel.unary_stream("/securefl.Authority/PartyKey")(wire.header("key_request"), timeout=5))
+        list(channel.unary_stream("/securefl.Authority/PartyKey")(wire.header("key_request"), timeout=15))
     except grpc.RpcError as exc:
         return exc.code()
     finally:
         channel.close()
     return grpc.StatusCode.OK
+
+
+def _refused(d: Deployment, creds: grpc.ChannelCredentials) -> re.Match[str]:
+    """A refused handshake and the authority's log line for it.
+
+    On a machine loaded by the rest of the suite a client can give up before the
+    server's handshake has failed (the server then traces a shutdown, not a
+    refusal), so the handshake is tried up to three times.
+    """
+    for attempt in range(3):
+        assert _handshake(d, creds) is grpc.StatusCode.UNAVAILABLE
+        try:
+            return d.wait_for("authority", r"TLS handshake from (ipv4:127\.0\.0\.1:\d+) refused: (.*)", timeout=20)
+        except AssertionError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def test_a_client_certificate_from_another_ca_and_none_at_all_are_logged_with_the_peer_address(tmp_path):
@@ -34,8 +51,7 @@ def test_a_client_certificate_from_another_ca_and_none_at_all_are_logged_with_th
         ca = (d.certs / "ca.pem").read_bytes()
         certs.make_certificates(tmp_path / "rogue", ["party-1"])
         rogue = certs.load_tls(tmp_path / "rogue", "party-1", role=certs.PARTY)
-        assert _handshake(d, grpc.ssl_channel_credentials(ca, rogue.key, rogue.chain)) is grpc.StatusCode.UNAVAILABLE
-        first = d.wait_for("authority", r"TLS handshake from (ipv4:127\.0\.0\.1:\d+) refused: (.*)", timeout=20)
+        first = _refused(d, grpc.ssl_channel_credentials(ca, rogue.key, rogue.chain))
         assert "CERTIFICATE_VERIFY_FAILED" in first.group(2)
         assert _handshake(d, grpc.ssl_channel_credentials(ca)) is grpc.StatusCode.UNAVAILABLE  # no certificate
         d.wait_for("authority", r"refused: .*(PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED)", timeout=20)
