@@ -51,6 +51,10 @@ def install() -> bool:
         log.warning("TLS refusals cannot be logged in this process: grpc was imported before securefl could "
                     "enable its handshake trace")
         return False
+    # a verbosity that hides gRPC's INFO lines hides its traces too (flwr, for one, sets "error" when imported
+    # in a parent process, and children inherit it): back to gRPC's default, which prints them
+    if os.environ.get("GRPC_VERBOSITY", "").strip().upper() in {"ERROR", "NONE"}:
+        del os.environ["GRPC_VERBOSITY"]
     traces = [t for t in os.environ.get("GRPC_TRACE", "").split(",") if t]
     os.environ["GRPC_TRACE"] = ",".join([*traces, "handshaker"])
     read_end, write_end = os.pipe()

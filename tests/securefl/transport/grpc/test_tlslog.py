@@ -43,7 +43,11 @@ def _refused(d: Deployment, creds: grpc.ChannelCredentials) -> re.Match[str]:
     raise AssertionError("unreachable")
 
 
-def test_a_client_certificate_from_another_ca_and_none_at_all_are_logged_with_the_peer_address(tmp_path):
+@pytest.mark.parametrize("verbosity", [None, "error"])  # "error": as flwr sets it, inherited from a parent
+def test_a_client_certificate_from_another_ca_and_none_at_all_are_logged_with_the_peer_address(tmp_path, monkeypatch,
+                                                                                            verbosity):
+    if verbosity is not None:
+        monkeypatch.setenv("GRPC_VERBOSITY", verbosity)
     d = Deployment(tmp_path, config_text(parties=2, rounds=1))
     try:
         d.start("authority")
