@@ -1,8 +1,12 @@
 """secp256k1 through ``coincurve``: the few group operations the ``fe`` scheme needs.
 
-Points travel as 33-byte compressed encodings (SEC 1); the identity, which SEC 1
-cannot compress and coincurve cannot hold, is the reserved all-zero string
-:data:`IDENTITY`.  In memory a point is a :class:`coincurve.PublicKey`, or ``None``
+Points travel uncompressed, as the 64 bytes ``x || y`` (SEC 1's uncompressed
+encoding without its ``04`` prefix, :data:`WIRE_BYTES`), so that the aggregator
+checks a point with the curve equation instead of a square root (see
+:mod:`.pointsum`).  Inside one process, the discrete-logarithm table keys points by
+their 33-byte compressed encoding (:func:`encode`, :data:`POINT_BYTES`).  In both,
+the identity, which SEC 1 cannot encode and coincurve cannot hold, is the reserved
+all-zero string.  In memory a point is a :class:`coincurve.PublicKey`, or ``None``
 for the identity.
 
 :func:`base_block` hashes onto the curve (try-and-increment on SHA-512 with a
@@ -35,14 +39,17 @@ from ..errors import CryptoError, MalformedCiphertextError
 
 #: Order of secp256k1's group (a 256-bit prime).
 ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-POINT_BYTES = 33
+POINT_BYTES = 33  # compressed, in memory (the discrete-logarithm table)
 IDENTITY = bytes(POINT_BYTES)
+WIRE_BYTES = 64  # uncompressed x || y, in payloads
+WIRE_IDENTITY = bytes(WIRE_BYTES)
 _BASE_DST = b"securefl/fe/v1/base-point\x00"
 BLOCK = 4096
 
 _DIGIT = 12
 CTX = GLOBAL_CONTEXT.ctx
 COMPRESSED = lib.SECP256K1_EC_COMPRESSED
+UNCOMPRESSED = lib.SECP256K1_EC_UNCOMPRESSED
 STRUCT = ffi.sizeof("secp256k1_pubkey")
 
 _blocks: dict[int, Any] = {}  # block number -> secp256k1_pubkey[BLOCK]
@@ -106,6 +113,23 @@ def decode(data: bytes) -> PublicKey | None:
         raise MalformedCiphertextError("not a compressed point (SEC 1 prefix 2 or 3)")
     try:
         return PublicKey(data)  # checks x < p and that x^3 + 7 is a square
+    except ValueError:
+        raise MalformedCiphertextError("not a point of secp256k1") from None
+
+
+def to_wire(point: PublicKey | None) -> bytes:
+    """The 64-byte payload encoding of ``point`` (``x || y``; zeros for the identity)."""
+    return WIRE_IDENTITY if point is None else point.format(compressed=False)[1:]
+
+
+def from_wire(data: bytes) -> PublicKey | None:
+    """Parse one 64-byte payload point; :class:`MalformedCiphertextError` if it is not a point of the curve."""
+    if len(data) != WIRE_BYTES:
+        raise MalformedCiphertextError(f"a point is {WIRE_BYTES} bytes, got {len(data)}")
+    if data == WIRE_IDENTITY:
+        return None
+    try:
+        return PublicKey(b"\x04" + data)  # checks x, y < p and y^2 = x^3 + 7
     except ValueError:
         raise MalformedCiphertextError("not a point of secp256k1") from None
 

@@ -5,6 +5,10 @@ them in worker processes without pickling any key object.  Coordinates
 ``start .. start + count - 1`` use the base points ``H_start ..``.  They call
 libsecp256k1 directly on preallocated structs (see :mod:`.group`): a point is
 parsed, multiplied, summed and serialised without a Python object of its own.
+Payload points are 64-byte ``x || y`` (:data:`.group.WIRE_BYTES`); :func:`unmask`
+hands the discrete-logarithm table 33-byte compressed ones.
+:func:`add_updates` is the fallback of :mod:`.pointsum` when its C kernel is not
+built, and its reference in the tests.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import numpy as np
 
 from ..errors import MalformedCiphertextError
 from . import group
-from .group import BLOCK, COMPRESSED, CTX, IDENTITY, STRUCT, ffi, lib
+from .group import BLOCK, COMPRESSED, CTX, STRUCT, UNCOMPRESSED, WIRE_IDENTITY, ffi, lib
 
-_P = group.POINT_BYTES
+_P = group.POINT_BYTES  # compressed (what unmask emits)
+_W = group.WIRE_BYTES  # uncompressed x || y (payloads)
 _SMALL = 1 << 24  # |v| below this: v * G from two table entries
 _DIGIT_MASK = (1 << 12) - 1
 
@@ -25,20 +30,27 @@ _DIGIT_MASK = (1 << 12) - 1
 class _Scratch:
     """Preallocated structs and output buffer for one kernel call."""
 
-    def __init__(self, slots: int, count: int) -> None:
+    def __init__(self, slots: int, count: int, *, wire: bool) -> None:
         self.points = ffi.new("secp256k1_pubkey[]", slots)
         self.ptrs = ffi.new("secp256k1_pubkey *[]", [self.points + i for i in range(slots)])
         self.sum = ffi.new("secp256k1_pubkey *")
-        self.out = ffi.new("unsigned char[]", _P * count)
+        self.wire = wire
+        self.out = ffi.new("unsigned char[]", (_W if wire else _P) * count)
         self.out_len = ffi.new("size_t *")
         self.coords = group.new_scratch()
+        self.serialised = ffi.new("unsigned char[65]")
 
     def emit(self, j: int, used: int) -> None:
         """Write the sum of the first ``used`` slots as point number ``j`` (zeros for the identity)."""
-        if used and lib.secp256k1_ec_pubkey_combine(CTX, self.sum, self.ptrs, used):
+        if not (used and lib.secp256k1_ec_pubkey_combine(CTX, self.sum, self.ptrs, used)):
+            return  # the out buffer already holds zeros, the identity's encoding
+        if self.wire:  # SEC 1 uncompressed, then drop its 04 prefix
+            self.out_len[0] = 65
+            lib.secp256k1_ec_pubkey_serialize(CTX, self.serialised, self.out_len, self.sum, UNCOMPRESSED)
+            ffi.memmove(self.out + _W * j, self.serialised + 1, _W)
+        else:
             self.out_len[0] = _P
             lib.secp256k1_ec_pubkey_serialize(CTX, self.out + _P * j, self.out_len, self.sum, COMPRESSED)
-        # else: the out buffer already holds zeros, the identity's encoding
 
     def result(self) -> bytes:
         data: bytes = ffi.buffer(self.out)[:]
@@ -50,11 +62,11 @@ def _base(j: int) -> Any:
 
 
 def encrypt(k: int, start: int, values: bytes) -> bytes:
-    """``v_j * G + k * H_j`` for the int64 (little-endian) values ``v``, as 33-byte points."""
+    """``v_j * G + k * H_j`` for the int64 (little-endian) values ``v``, as 64-byte payload points."""
     v = np.frombuffer(values, dtype="<i8").tolist()
     k_bytes = group.scalar_bytes(k)
     lo, hi = group.small_table()
-    s = _Scratch(3, len(v))
+    s = _Scratch(3, len(v), wire=True)
     points, memmove, secret_mul, coords = s.points, ffi.memmove, group.secret_mul, s.coords
     for j, vj in enumerate(v):
         secret_mul(points, _base(start + j), k_bytes, coords)
@@ -73,31 +85,31 @@ def encrypt(k: int, start: int, values: bytes) -> bytes:
     return s.result()
 
 
-def _parse(data: Any, offset: int, raw: bytes, into: Any) -> bool:
-    """Parse the point at ``offset`` into ``into``; False for the identity.
+def _parse(data: Any, offset: int, raw: bytes, into: Any, scratch: Any) -> bool:
+    """Parse the 64-byte point at ``offset`` into ``into``; False for the identity.
 
+    ``scratch`` is a 65-byte buffer whose first byte is 4 (SEC 1's uncompressed prefix).
     Raises a bare :class:`MalformedCiphertextError`: the callers know which party and
     position it is, and raise the one the user sees.
     """
-    if raw[offset] == 0:
-        if raw[offset : offset + _P] != IDENTITY:
-            raise MalformedCiphertextError("not a point")
+    if raw[offset : offset + _W] == WIRE_IDENTITY:
         return False
-    if raw[offset] not in (2, 3) or not lib.secp256k1_ec_pubkey_parse(CTX, into, data + offset, _P):
+    ffi.memmove(scratch + 1, data + offset, _W)
+    if not lib.secp256k1_ec_pubkey_parse(CTX, into, scratch, 65):  # checks x, y < p and the curve equation
         raise MalformedCiphertextError("not a point")
     return True
 
 
 def add_updates(payloads: list[bytes], parties: list[str], start: int) -> bytes:
-    """Coordinate-wise sum of several parties' points."""
-    count = len(payloads[0]) // _P
+    """Coordinate-wise sum of several parties' 64-byte points (libsecp256k1's combine, per coordinate)."""
+    count = len(payloads[0]) // _W
     views = [ffi.from_buffer("unsigned char[]", p) for p in payloads]
-    s = _Scratch(len(payloads), count)
+    s = _Scratch(len(payloads), count, wire=True)
     for j in range(count):
         used = 0
         for view, raw, party in zip(views, payloads, parties, strict=True):
             try:
-                used += _parse(view, _P * j, raw, s.points + used)
+                used += _parse(view, _W * j, raw, s.points + used, s.coords)
             except MalformedCiphertextError:
                 raise MalformedCiphertextError(
                     f"the update of party {party!r} holds no curve point at position {start + j}: "
@@ -108,15 +120,16 @@ def add_updates(payloads: list[bytes], parties: list[str], start: int) -> bytes:
 
 
 def unmask(neg_key: int, start: int, aggregate: bytes) -> bytes:
-    """``A_j - dk * H_j`` for aggregate points ``A_j`` (``neg_key = -dk mod ORDER``)."""
-    count = len(aggregate) // _P
+    """``A_j - dk * H_j`` for 64-byte aggregate points ``A_j`` (``neg_key = -dk mod ORDER``), compressed."""
+    count = len(aggregate) // _W
     view = ffi.from_buffer("unsigned char[]", aggregate)
     k_bytes = group.scalar_bytes(neg_key)
-    s = _Scratch(2, count)
+    s = _Scratch(2, count, wire=False)
+    parse_scratch = group.new_scratch()
     for j in range(count):
         group.secret_mul(s.points, _base(start + j), k_bytes, s.coords)
         try:
-            used = 1 + _parse(view, _P * j, aggregate, s.points + 1)
+            used = 1 + _parse(view, _W * j, aggregate, s.points + 1, parse_scratch)
         except MalformedCiphertextError:
             raise MalformedCiphertextError(
                 f"the aggregate holds no curve point at position {start + j}: the bytes were altered"

@@ -34,10 +34,14 @@ argued in SECURITY.md ("Scheme: fe"):
    refuses to encrypt a second, different update in one round).
 
 Payloads (inside the envelope, whose header carries scheme, key set, round,
-parties, weights and length): ``length`` compressed SEC 1 points of 33 bytes each,
-nothing else; the all-zero string stands for the identity (possible in an
-aggregate, negligible in an update).  Every point is parsed and checked to lie on
-the curve before use; a bad one is :class:`MalformedCiphertextError`.
+parties, weights and length): ``length`` uncompressed points of 64 bytes each
+(``x || y``, big-endian: SEC 1 without its ``04`` prefix), nothing else; the
+all-zero string stands for the identity (possible in an aggregate, negligible in
+an update).  Uncompressed, because the aggregator then checks a point with the
+curve equation instead of a square root: it costs 64 bytes per value instead of
+33, and makes combining about 20 times faster (:mod:`.pointsum`).  Every point is
+checked to lie on the curve before use; a bad one is
+:class:`MalformedCiphertextError` naming its sender and position.
 
 Weights are the parties' own (sample counts, say): party i multiplies by ``w_i``
 before rounding, and ``w_i`` is bound into its round key, so a function key works
@@ -47,9 +51,11 @@ leaves a party out, which is how dropouts are handled.
 
 Costs (secp256k1 via coincurve, CPU time on this shared 2-core machine): encrypt
 one value ~25-31 us, of which ~22-28 us is the constant-time multiplication by the
-round key (libsecp256k1's ECDH path; see :func:`.group.secret_mul`); combine ~4 us
-per point (decompressing a point dominates); reveal ~30 us per coordinate plus a
-vectorised table lookup.  pymife's curve25519 Damgard MIFE spends ~1.2 ms per
+round key (libsecp256k1's ECDH path; see :func:`.group.secret_mul`); combine
+~0.25 us per point (the C kernel of :mod:`.pointsum`: a curve-equation check and
+an affine addition sharing one inversion per block of coordinates; ~5 us through
+coincurve without it), threads over coordinate ranges; reveal ~30 us per
+coordinate plus a vectorised table lookup.  pymife's curve25519 Damgard MIFE spends ~1.2 ms per
 value (~2.3 ms with one instance per coordinate), phe ~8 ms at 2048 bits
 (``securefl bench --baselines pymife_damgard,phe``).  Work on long vectors
 is spread over ``workers`` processes.
@@ -100,9 +106,9 @@ from ..errors import (
 )
 from ..keys import AuthorityKey, FunctionKey, require_role
 from ..randomness import random_bytes
-from . import dlog, group, kernels, parallel, policy
+from . import dlog, group, kernels, parallel, pointsum, policy
 
-_P = group.POINT_BYTES
+_P = group.WIRE_BYTES  # bytes per payload point
 _MAX_EXACT = 2.0**52  # |w * clip * scale| must stay an exact float64 integer
 
 
@@ -301,7 +307,7 @@ class FEScheme(Scheme):
         return float(self._fp.clip)
 
     def max_payload_bytes(self, length: int) -> int:
-        """One compressed point per value."""
+        """One uncompressed point (64 bytes) per value."""
         return length * _P
 
     def tolerance(self, weights: Sequence[float]) -> float:
@@ -378,12 +384,9 @@ class FEScheme(Scheme):
         labels = [env.parties[0] if env.kind == "update" else "(partial aggregate)" for env in updates]
         return self._add_points([self._points(env) for env in updates], labels, length)
 
-    def _add_points(self, payloads: Sequence[bytes], labels: Sequence[str], length: int) -> bytes:
-        """Coordinate-wise sum of point strings (one libsecp256k1 combine per coordinate, over all of them)."""
-        jobs = [
-            ([p[_P * a : _P * b] for p in payloads], list(labels), a) for a, b in parallel.spans(length, self._workers)
-        ]
-        return b"".join(parallel.run(kernels.add_updates, jobs, self._workers)) if length else b""
+    def _add_points(self, payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: int) -> bytes:
+        """Coordinate-wise sum of point strings (batched affine additions, :mod:`.pointsum`)."""
+        return pointsum.add(payloads, labels, length, self._workers)
 
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
         return _FEAccumulator(self, key, round=round)
@@ -394,9 +397,10 @@ class FEScheme(Scheme):
         points = self._points(aggregate)
         n = aggregate.length
         neg = (-dk) % group.ORDER
-        jobs = [(neg, a, points[_P * a : _P * b]) for a, b in parallel.spans(n, self._workers)]
+        jobs = [(neg, a, bytes(points[_P * a : _P * b])) for a, b in parallel.spans(n, self._workers)]
         unmasked = b"".join(parallel.run(kernels.unmask, jobs, self._workers)) if n else b""
-        encoded = [unmasked[_P * j : _P * j + _P] for j in range(n)]
+        c = group.POINT_BYTES  # unmask hands the table compressed points
+        encoded = [unmasked[c * j : c * j + c] for j in range(n)]
         bound = self._sum_bound(aggregate.weights)
         sums = dlog.table(self.params.dlog_table_bits).solve(encoded, bound)
         return sums.astype(np.float64) * (self._unit / self._fp.scale)
@@ -424,11 +428,17 @@ class FEScheme(Scheme):
     def _sum_bound(self, weights: Sequence[float]) -> int:
         return int(math.fsum(w / self._unit * self._fp.max_int + 0.5 for w in weights))
 
-    def _points(self, env: Envelope) -> bytes:
-        data = bytes(env.payload)
-        if len(data) != _P * env.length:
-            cls = MalformedCiphertextError if len(data) % _P else LengthMismatchError
-            raise cls(f"payload holds {len(data)} bytes, expected {_P * env.length} for {env.length} points")
+    def _points(self, env: Envelope) -> bytes | memoryview:
+        """The payload's points, checked for length; not copied when they are read-only bytes already
+        (a 100k-value update is 6.4 MB: copying a hundred of them cost a fifth of a combine)."""
+        data = env.payload
+        if not (isinstance(data, bytes) or (isinstance(data, memoryview) and isinstance(data.obj, bytes)
+                                            and data.c_contiguous and data.itemsize == 1)):
+            data = bytes(data)  # a mutable buffer could change under an accumulator that keeps it
+        size = memoryview(data).nbytes
+        if size != _P * env.length:
+            cls = MalformedCiphertextError if size % _P else LengthMismatchError
+            raise cls(f"payload holds {size} bytes, expected {_P * env.length} for {env.length} points")
         return data
 
     def _check_function_key(self, function_key: FunctionKey | None, aggregate: Envelope) -> int:
@@ -503,12 +513,11 @@ class FEScheme(Scheme):
 
 
 class _FEAccumulator(Accumulator):
-    """Up to :attr:`BATCH` uploads buffered, then summed with the partial sum in one combine per coordinate.
+    """Up to :attr:`BATCH` uploads buffered, then summed with the partial sum in one pass over the coordinates.
 
-    Decompressing a point (a square root) costs far more than adding it, and a
-    combine of ``m`` points costs one field inversion plus ``m`` additions: folding
-    a few uploads at a time keeps both near their floor while memory stays the
-    partial sum plus ``BATCH`` uploads.  A point that does not parse shows when its
+    Each fold re-reads (and re-checks) the partial sum once, so folding a few
+    uploads at a time keeps that overhead at ``1 / BATCH`` of the work, while memory
+    stays the partial sum plus ``BATCH`` uploads.  A point that does not parse shows when its
     batch is folded; the culprit search then sums each buffered upload alone, as
     :meth:`securefl.core.aggregator.Aggregator.combine` always did, and only the
     bad ones are rejected (:attr:`rejected`).
@@ -520,7 +529,7 @@ class _FEAccumulator(Accumulator):
     def __init__(self, scheme: FEScheme, key: AggregatorKey, *, round: int) -> None:
         super().__init__(scheme, key, round=round)
         self._sum: bytes | None = None
-        self._pending: list[tuple[str, bytes]] = []
+        self._pending: list[tuple[str, bytes | memoryview]] = []
 
     def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
         self._pending.append((update.party, self.scheme._points(update)))  # the length is checked here
@@ -547,7 +556,7 @@ class _FEAccumulator(Accumulator):
                 pending = [(p, b) for p, b in pending if p not in bad]
         self._pending = []
 
-    def _solo_error(self, party: str, points: bytes, length: int) -> str | None:
+    def _solo_error(self, party: str, points: bytes | memoryview, length: int) -> str | None:
         try:
             self.scheme._add_points([points], [party], length)
         except MalformedCiphertextError as exc:

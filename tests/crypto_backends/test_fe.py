@@ -214,20 +214,22 @@ def two_updates(x: np.ndarray):
 @pytest.mark.parametrize(
     "garble",
     [
-        lambda b: bytes([5]) + b[1:],  # not a compressed point
-        lambda b: b[:1] + b"\xff" * 32,  # x >= p
-        lambda b: b[:1] + (7).to_bytes(32, "big"),  # x^3 + 7 is not a square (x = 7)
+        lambda b: b[:63] + bytes([b[63] ^ 1]),  # y changed: off the curve
+        lambda b: b"\xff" * 32 + b[32:],  # x >= p
+        lambda b: b[:32] + b"\xff" * 32,  # y >= p
+        lambda b: (7).to_bytes(32, "big") + b[32:],  # x^3 + 7 is not a square (x = 7): no y fits
+        lambda b: bytes(32) + b[32:],  # x = 0 (libsecp256k1's own "invalid" marker)
     ],
 )
 def test_garbled_points_are_malformed(garble):
     s, keys, a, b = two_updates(np.ones(8))
     payload = bytes(b.payload)
-    bad = payload[:33 * 3] + garble(payload[33 * 3 : 33 * 4]) + payload[33 * 4 :]
-    with pytest.raises(MalformedCiphertextError, match="position 3"):
+    bad = payload[:64 * 3] + garble(payload[64 * 3 : 64 * 4]) + payload[64 * 4 :]
+    with pytest.raises(MalformedCiphertextError, match="party 'p1' holds no curve point at position 3"):
         s.combine(keys.aggregator, [a, dataclasses.replace(b, payload=bad)], round=0)
     aggregate = s.combine(keys.aggregator, [a, b], round=0)
     agg_payload = bytes(aggregate.payload)
-    garbled = dataclasses.replace(aggregate, payload=garble(agg_payload[:33]) + agg_payload[33:])
+    garbled = dataclasses.replace(aggregate, payload=garble(agg_payload[:64]) + agg_payload[64:])
     fkey = s.function_key(keys.authority, round=0, weights=contributor_weights(aggregate))
     with pytest.raises(MalformedCiphertextError):
         s.reveal(keys.aggregator, garbled, function_key=fkey)
@@ -236,7 +238,7 @@ def test_garbled_points_are_malformed(garble):
 def test_a_swapped_valid_point_decrypts_to_nothing():
     s, keys, a, b = two_updates(np.ones(8))
     payload = bytes(b.payload)
-    swapped = payload[33:66] + payload[:33] + payload[66:]
+    swapped = payload[64:128] + payload[:64] + payload[128:]
     aggregate = s.combine(keys.aggregator, [a, dataclasses.replace(b, payload=swapped)], round=0)
     fkey = s.function_key(keys.authority, round=0, weights=contributor_weights(aggregate))
     with pytest.raises(DecodingOverflowError):
@@ -269,7 +271,7 @@ def test_the_dlog_table_finds_values_across_giant_steps_and_refuses_beyond():
 # --- nothing leaks between ciphertexts ------------------------------------------------------------------
 def _leaks_difference(p: bytes, q: bytes) -> bool:
     """Whether ``p - q`` is a small multiple of G (what HybridAlpha's shared randomness gives)."""
-    diff = group.add([group.decode(p), group.mul(group.decode(q), -1)])
+    diff = group.add([group.from_wire(p), group.mul(group.from_wire(q), -1)])
     try:
         dlog.table(12).solve([group.encode(diff)], 1 << 20)
     except DecodingOverflowError:
@@ -283,15 +285,15 @@ def test_two_ciphertexts_of_one_party_reveal_nothing_about_their_difference():
     x = np.array([0.5, 0.25, 0.5, -1.0])
     r1 = bytes(s.protect(keys.parties["p0"], x, weight=1.0, round=1).payload)
     r2 = bytes(s.protect(keys.parties["p0"], x, weight=1.0, round=2).payload)
-    points1 = [r1[33 * j : 33 * j + 33] for j in range(4)]
-    points2 = [r2[33 * j : 33 * j + 33] for j in range(4)]
+    points1 = [r1[64 * j : 64 * j + 64] for j in range(4)]
+    points2 = [r2[64 * j : 64 * j + 64] for j in range(4)]
     assert points1[0] != points2[0]  # same value, same coordinate, another round
     assert not _leaks_difference(points1[0], points2[0])  # ... and the ratio is no g^(x1 - x2)
     assert not _leaks_difference(points1[0], points1[2])  # equal values, two coordinates
     assert not _leaks_difference(points1[0], points1[1])  # different values, two coordinates
     # The flaw of a shared random value, for contrast: c_j = v_j G + r h leaks v_0 - v_1.
     h, r = group.base_point(0), 12345678901234567890
-    shared = [group.encode(group.add([group.base_mul(v), group.mul(h, r)])) for v in (40, 7)]
+    shared = [group.to_wire(group.add([group.base_mul(v), group.mul(h, r)])) for v in (40, 7)]
     assert _leaks_difference(*shared)
 
 
@@ -299,13 +301,13 @@ def test_ciphertexts_of_a_constant_vector_look_uniform():
     s = scheme()
     keys = s.keygen(PARTIES[:1])
     payload = bytes(s.protect(keys.parties["p0"], np.zeros(2048), weight=1.0, round=0).payload)
-    points = [payload[33 * j : 33 * j + 33] for j in range(2048)]
+    points = [payload[64 * j : 64 * j + 64] for j in range(2048)]
     assert len(set(points)) == 2048
-    top = np.array([p[1] >> 4 for p in points])  # top nibble of x: 16 equally likely values
+    top = np.array([p[0] >> 4 for p in points])  # top nibble of x: 16 equally likely values
     counts = np.bincount(top, minlength=16)
     chi2 = float(((counts - 128.0) ** 2 / 128.0).sum())
     assert chi2 < 45  # 15 degrees of freedom; p < 1e-4
-    parity = np.array([p[0] & 1 for p in points])
+    parity = np.array([p[63] & 1 for p in points])  # of y
     assert 0.4 < parity.mean() < 0.6
 
 
@@ -430,7 +432,7 @@ def test_the_encryption_kernel_computes_v_g_plus_k_h():
     out = kernels.encrypt(k, 5, np.array(values, dtype="<i8").tobytes())
     for j, v in enumerate(values):
         expected = group.add([group.base_mul(v), group.mul(group.base_point(5 + j), k)])
-        assert out[33 * j : 33 * j + 33] == group.encode(expected), v
+        assert out[64 * j : 64 * j + 64] == group.to_wire(expected), v
 
 
 class _Forbidding:

@@ -1,0 +1,89 @@
+"""Coordinate-wise sums of payload points: what the ``fe`` aggregator spends its time on.
+
+Combining ``m`` parties' updates of length ``L`` is ``m * L`` point additions.  The
+C kernel ``_pointsum`` (built with the package when a C compiler is present; see
+``crypto_backends/fe/_pointsum.c``) checks each 64-byte point against the curve
+equation and adds it in affine coordinates, sharing one field inversion among a
+block of coordinates (Montgomery's simultaneous inversion): about 0.25 us per point
+here, against about 5 us through libsecp256k1's public API when a point has to be
+decompressed first.  It releases the GIL, so coordinate ranges run on threads: no
+payload is copied to another process.
+
+Without the C kernel (an install without a compiler), :func:`add` falls back to
+:func:`.kernels.add_updates` (libsecp256k1's ``pubkey_combine`` through coincurve,
+in worker processes), which gives the same bytes; :func:`native` says which one runs.
+
+Promised either way: every point is checked before it is used, and a bad one is
+a :class:`MalformedCiphertextError` naming its sender and position, with nothing
+returned.  Not promised: constant time (inputs are public ciphertexts).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+
+from ..errors import MalformedCiphertextError
+from . import kernels, parallel
+from .group import WIRE_BYTES
+
+
+def _load() -> ModuleType | None:
+    try:
+        return importlib.import_module("._pointsum", __package__)
+    except ImportError:  # built without a C compiler: the coincurve path below
+        return None
+
+
+_native = _load()
+
+#: Below this many coordinates a second thread costs more than it saves.
+MIN_THREADED = 4096
+
+
+def native() -> bool:
+    """Whether the C kernel is built (otherwise sums go through coincurve, about 20x slower)."""
+    return _native is not None
+
+
+def add(payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: int, workers: int) -> bytes:
+    """The coordinate-wise sum of ``payloads`` (``length`` points each), as one payload.
+
+    ``labels`` name the payloads' senders in errors; ``workers`` threads (0: one per CPU).
+    """
+    if not length:
+        return b""
+    if _native is None:
+        jobs = [
+            ([bytes(p[WIRE_BYTES * a : WIRE_BYTES * b]) for p in payloads], list(labels), a)  # picklable
+            for a, b in parallel.spans(length, workers)
+        ]
+        return b"".join(parallel.run(kernels.add_updates, jobs, workers))
+    threads = parallel.worker_count(workers) if length >= MIN_THREADED else 1
+    bounds = [length * i // threads for i in range(threads + 1)]
+    spans = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    module = _native
+    inputs = list(payloads)
+
+    def run(span: tuple[int, int]) -> tuple[bytes, int, int]:
+        out: tuple[bytes, int, int] = module.add(inputs, span[0], span[1])
+        return out
+
+    if len(spans) == 1:
+        results = [run(spans[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=len(spans)) as pool:
+            results = list(pool.map(run, spans))
+    bad = [(sender, where) for _, sender, where in results if sender >= 0]
+    if bad:
+        sender, where = min(bad, key=lambda b: b[1])
+        raise MalformedCiphertextError(
+            f"the update of party {labels[sender]!r} holds no curve point at position {where}: the bytes were "
+            "altered in transit or do not come from the fe scheme"
+        )
+    return b"".join(out for out, _, _ in results)
+
+
+__all__ = ["MIN_THREADED", "add", "native"]

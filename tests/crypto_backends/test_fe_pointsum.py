@@ -1,0 +1,130 @@
+"""The fe aggregator's point sums (crypto_backends/fe/pointsum.py and its C kernel).
+
+The C kernel is checked against libsecp256k1 (through coincurve) on the cases where
+affine addition formulas break: doubling, a point and its negative, the identity as
+an input and as a sum; and on every kind of bad point, which must be reported by
+sender and position with nothing returned.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crypto_backends.errors import MalformedCiphertextError
+from crypto_backends.fe import group, kernels, pointsum
+
+ORDER = group.ORDER
+W = group.WIRE_BYTES
+native = pytest.mark.skipif(not pointsum.native(), reason="the C kernel is not built (no C compiler)")
+
+
+def wire(k: int) -> bytes:
+    return group.to_wire(group.base_mul(k))
+
+
+def reference(payloads: list[bytes], length: int) -> bytes:
+    return kernels.add_updates(payloads, [f"p{i}" for i in range(len(payloads))], 0)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler here")
+def test_the_c_kernel_is_built_wherever_a_compiler_is():
+    # An install that silently skipped it would make fe's combining about 20x slower.
+    assert pointsum.native()
+
+
+@native
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(min_value=0, max_value=ORDER - 1), min_size=3, max_size=3),
+                min_size=1, max_size=6))
+def test_sums_of_multiples_of_g_are_the_multiple_of_the_sum(columns):
+    # parties x coordinates, by columns: k * G for each party's scalar (0 is the identity)
+    parties = len(columns[0])
+    payloads = [b"".join(wire(col[i]) for col in columns) for i in range(parties)]
+    out = pointsum.add(payloads, [f"p{i}" for i in range(parties)], len(columns), 1)
+    assert out == b"".join(wire(sum(col)) for col in columns)
+
+
+@native
+@pytest.mark.parametrize("length", [1, 7, 513, 5000])
+def test_the_kernel_gives_libsecp256k1s_bytes_on_the_awkward_cases(length):
+    ks = [[secrets.randbelow(ORDER - 1) + 1 for _ in range(length)] for _ in range(5)]
+    for j in range(0, length, 3):
+        ks[1][j] = ks[0][j]  # P + P: a doubling
+    for j in range(1, length, 5):
+        ks[2][j] = (-(ks[0][j] + ks[1][j])) % ORDER  # the first three sum to the identity
+    for j in range(2, length, 7):
+        ks[3][j] = 0  # the identity as an input
+    for j in range(4, length, 11):
+        ks[4][j] = (-sum(ks[i][j] for i in range(4))) % ORDER  # the whole column sums to the identity
+    payloads = [b"".join(wire(k) for k in row) for row in ks]
+    expected = b"".join(wire(sum(col)) for col in zip(*ks, strict=True))
+    if length > 4:
+        assert expected[W * 4 : W * 5] == group.WIRE_IDENTITY
+    assert reference(payloads, length) == expected
+    for workers in (1, 2):
+        assert pointsum.add(payloads, [f"p{i}" for i in range(5)], length, workers) == expected
+
+
+@native
+def test_ranges_on_threads_join_to_the_whole():
+    length = pointsum.MIN_THREADED + 123
+    row = [wire(secrets.randbelow(1 << 40) + 1) for _ in range(64)]
+    payloads = [b"".join(row[(i + j) % 64] for j in range(length)) for i in range(3)]
+    one = pointsum.add(payloads, ["a", "b", "c"], length, 1)
+    assert pointsum.add(payloads, ["a", "b", "c"], length, 2) == one
+    assert one == reference(payloads, length)
+
+
+BAD = {
+    "off the curve": lambda p: p[:63] + bytes([p[63] ^ 1]),
+    "x >= p": lambda p: b"\xff" * 32 + p[32:],
+    "y >= p": lambda p: p[:32] + b"\xff" * 32,
+    "x = 0": lambda p: bytes(32) + p[32:],
+    "no y for x = 7": lambda p: (7).to_bytes(32, "big") + p[32:],
+    "y = 0": lambda p: p[:32] + bytes(32),
+}
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+@pytest.mark.parametrize("kind", sorted(BAD))
+def test_a_bad_point_names_its_sender_and_position_and_returns_nothing(monkeypatch, kind, use_native):
+    if use_native and not pointsum.native():
+        pytest.skip("the C kernel is not built")
+    if not use_native:
+        monkeypatch.setattr(pointsum, "_native", None)
+    length = 700
+    payloads = [b"".join(wire(secrets.randbelow(1 << 30) + 1) for _ in range(length)) for _ in range(4)]
+    for sender, where in ((0, 0), (2, 513), (3, length - 1)):
+        bad = list(payloads)
+        at = W * where
+        bad[sender] = bad[sender][:at] + BAD[kind](bad[sender][at : at + W]) + bad[sender][at + W :]
+        with pytest.raises(MalformedCiphertextError, match=f"party 'p{sender}' holds no curve point at position "
+                                                           f"{where}:"):
+            pointsum.add(bad, [f"p{i}" for i in range(4)], length, 1)
+
+
+@native
+def test_the_fallback_gives_the_same_bytes(monkeypatch):
+    length = 300
+    payloads = [b"".join(wire(secrets.randbelow(ORDER)) for _ in range(length)) for _ in range(3)]
+    fast = pointsum.add(payloads, ["a", "b", "c"], length, 1)
+    monkeypatch.setattr(pointsum, "_native", None)
+    assert pointsum.add(payloads, ["a", "b", "c"], length, 1) == fast
+
+
+@native
+def test_the_c_kernel_refuses_inputs_shorter_than_the_range():
+    from crypto_backends.fe import _pointsum  # type: ignore[attr-defined]
+
+    with pytest.raises(ValueError, match="fewer than 2 points"):
+        _pointsum.add([wire(1) * 2, wire(2)], 0, 2)
+    with pytest.raises(ValueError, match="at least one input"):
+        _pointsum.add([], 0, 0)
+    with pytest.raises(TypeError):
+        _pointsum.add([wire(1), 5], 0, 1)
+    assert _pointsum.add([wire(1), wire(2)], 1, 1) == (b"", -1, -1)
