@@ -128,3 +128,33 @@ def test_the_c_kernel_refuses_inputs_shorter_than_the_range():
     with pytest.raises(TypeError):
         _pointsum.add([wire(1), 5], 0, 1)
     assert _pointsum.add([wire(1), wire(2)], 1, 1) == (b"", -1, -1)
+
+
+def _coincurve_accepts(data: bytes) -> bool:
+    try:
+        group.from_wire(data)
+    except MalformedCiphertextError:
+        return False
+    return True
+
+
+@native
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.binary(min_size=W, max_size=W),  # random bytes: almost never a point
+    st.integers(min_value=1, max_value=ORDER - 1).map(wire),  # a point
+    st.tuples(st.integers(min_value=1, max_value=ORDER - 1), st.integers(min_value=0, max_value=8 * W - 1))
+      .map(lambda kb: (lambda p, b: p[: b // 8] + bytes([p[b // 8] ^ (1 << (b % 8))]) + p[b // 8 + 1 :])(
+          wire(kb[0]), kb[1])),  # a point with one bit flipped
+))
+def test_the_kernel_accepts_exactly_the_points_libsecp256k1_accepts(data):
+    from crypto_backends.fe import _pointsum  # type: ignore[attr-defined]
+
+    out, bad, where = _pointsum.add([data], 0, 1)
+    if _coincurve_accepts(data):
+        assert (out, bad) == (data, -1)  # one input: the sum is the point itself
+        two, bad2, _ = _pointsum.add([data, wire(1)], 0, 1)
+        assert bad2 == -1 and two == group.to_wire(group.add([group.from_wire(data), group.base_mul(1)]))
+    else:
+        assert (out, bad, where) == (b"", 0, 0)
+        assert _pointsum.add([wire(1), data], 0, 1)[1:] == (1, 0)
