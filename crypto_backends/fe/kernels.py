@@ -5,10 +5,11 @@ them in worker processes without pickling any key object.  Coordinates
 ``start .. start + count - 1`` use the base points ``H_start ..``.  They call
 libsecp256k1 directly on preallocated structs (see :mod:`.group`): a point is
 parsed, multiplied, summed and serialised without a Python object of its own.
-Payload points are 64-byte ``x || y`` (:data:`.group.WIRE_BYTES`); :func:`unmask`
-hands the discrete-logarithm table 33-byte compressed ones.
-:func:`add_updates` is the fallback of :mod:`.pointsum` when its C kernel is not
-built, and its reference in the tests.
+Payload points are 64-byte ``x || y`` (:data:`.group.WIRE_BYTES`), or 33-byte
+compressed ones when ``compressed`` is true (``[crypto.fe] points = "compressed"``);
+:func:`unmask` hands the discrete-logarithm table compressed ones either way.
+:func:`add_updates` sums compressed payloads, and 64-byte ones when the C kernel of
+:mod:`.pointsum` is not built (it is that kernel's reference in the tests).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..errors import MalformedCiphertextError
 from . import group
-from .group import BLOCK, COMPRESSED, CTX, STRUCT, UNCOMPRESSED, WIRE_IDENTITY, ffi, lib
+from .group import BLOCK, COMPRESSED, CTX, IDENTITY, STRUCT, UNCOMPRESSED, WIRE_IDENTITY, ffi, lib
 
 _P = group.POINT_BYTES  # compressed (what unmask emits)
 _W = group.WIRE_BYTES  # uncompressed x || y (payloads)
@@ -61,12 +62,12 @@ def _base(j: int) -> Any:
     return group.base_block(j // BLOCK) + j % BLOCK
 
 
-def encrypt(k: int, start: int, values: bytes) -> bytes:
-    """``v_j * G + k * H_j`` for the int64 (little-endian) values ``v``, as 64-byte payload points."""
+def encrypt(k: int, start: int, values: bytes, compressed: bool = False) -> bytes:
+    """``v_j * G + k * H_j`` for the int64 (little-endian) values ``v``, as payload points."""
     v = np.frombuffer(values, dtype="<i8").tolist()
     k_bytes = group.scalar_bytes(k)
     lo, hi = group.small_table()
-    s = _Scratch(3, len(v), wire=True)
+    s = _Scratch(3, len(v), wire=not compressed)
     points, memmove, secret_mul, coords = s.points, ffi.memmove, group.secret_mul, s.coords
     for j, vj in enumerate(v):
         secret_mul(points, _base(start + j), k_bytes, coords)
@@ -85,13 +86,22 @@ def encrypt(k: int, start: int, values: bytes) -> bytes:
     return s.result()
 
 
-def _parse(data: Any, offset: int, raw: bytes, into: Any, scratch: Any) -> bool:
-    """Parse the 64-byte point at ``offset`` into ``into``; False for the identity.
+def _parse(data: Any, offset: int, raw: bytes, into: Any, scratch: Any, compressed: bool) -> bool:
+    """Parse the point at ``offset`` (64 bytes, or 33 if ``compressed``) into ``into``; False for the identity.
 
     ``scratch`` is a 65-byte buffer whose first byte is 4 (SEC 1's uncompressed prefix).
     Raises a bare :class:`MalformedCiphertextError`: the callers know which party and
     position it is, and raise the one the user sees.
     """
+    if compressed:
+        if raw[offset] == 0:
+            if raw[offset : offset + _P] != IDENTITY:
+                raise MalformedCiphertextError("not a point")
+            return False
+        # checks the prefix, x < p and that x^3 + 7 is a square (a square root: the slow part)
+        if raw[offset] not in (2, 3) or not lib.secp256k1_ec_pubkey_parse(CTX, into, data + offset, _P):
+            raise MalformedCiphertextError("not a point")
+        return True
     if raw[offset : offset + _W] == WIRE_IDENTITY:
         return False
     ffi.memmove(scratch + 1, data + offset, _W)
@@ -100,16 +110,17 @@ def _parse(data: Any, offset: int, raw: bytes, into: Any, scratch: Any) -> bool:
     return True
 
 
-def add_updates(payloads: list[bytes], parties: list[str], start: int) -> bytes:
-    """Coordinate-wise sum of several parties' 64-byte points (libsecp256k1's combine, per coordinate)."""
-    count = len(payloads[0]) // _W
+def add_updates(payloads: list[bytes], parties: list[str], start: int, compressed: bool = False) -> bytes:
+    """Coordinate-wise sum of several parties' points (libsecp256k1's combine, per coordinate), same encoding."""
+    size = _P if compressed else _W
+    count = len(payloads[0]) // size
     views = [ffi.from_buffer("unsigned char[]", p) for p in payloads]
-    s = _Scratch(len(payloads), count, wire=True)
+    s = _Scratch(len(payloads), count, wire=not compressed)
     for j in range(count):
         used = 0
         for view, raw, party in zip(views, payloads, parties, strict=True):
             try:
-                used += _parse(view, _W * j, raw, s.points + used, s.coords)
+                used += _parse(view, size * j, raw, s.points + used, s.coords, compressed)
             except MalformedCiphertextError:
                 raise MalformedCiphertextError(
                     f"the update of party {party!r} holds no curve point at position {start + j}: "
@@ -119,9 +130,10 @@ def add_updates(payloads: list[bytes], parties: list[str], start: int) -> bytes:
     return s.result()
 
 
-def unmask(neg_key: int, start: int, aggregate: bytes) -> bytes:
-    """``A_j - dk * H_j`` for 64-byte aggregate points ``A_j`` (``neg_key = -dk mod ORDER``), compressed."""
-    count = len(aggregate) // _W
+def unmask(neg_key: int, start: int, aggregate: bytes, compressed: bool = False) -> bytes:
+    """``A_j - dk * H_j`` for aggregate points ``A_j`` (``neg_key = -dk mod ORDER``), as compressed points."""
+    size = _P if compressed else _W
+    count = len(aggregate) // size
     view = ffi.from_buffer("unsigned char[]", aggregate)
     k_bytes = group.scalar_bytes(neg_key)
     s = _Scratch(2, count, wire=False)
@@ -129,7 +141,7 @@ def unmask(neg_key: int, start: int, aggregate: bytes) -> bytes:
     for j in range(count):
         group.secret_mul(s.points, _base(start + j), k_bytes, s.coords)
         try:
-            used = 1 + _parse(view, _W * j, aggregate, s.points + 1, parse_scratch)
+            used = 1 + _parse(view, size * j, aggregate, s.points + 1, parse_scratch, compressed)
         except MalformedCiphertextError:
             raise MalformedCiphertextError(
                 f"the aggregate holds no curve point at position {start + j}: the bytes were altered"

@@ -108,7 +108,7 @@ from ..keys import AuthorityKey, FunctionKey, require_role
 from ..randomness import random_bytes
 from . import dlog, group, kernels, parallel, pointsum, policy
 
-_P = group.WIRE_BYTES  # bytes per payload point
+POINT_ENCODINGS = ("uncompressed", "compressed")
 _MAX_EXACT = 2.0**52  # |w * clip * scale| must stay an exact float64 integer
 
 
@@ -133,6 +133,10 @@ class FEParams(SchemeParams):
     weights of up to ``max_weight`` each stay within the discrete logarithm's reach;
     1 when no federation size is given.
     ``workers``: processes for long vectors (0 = one per CPU, 1 = none).
+    ``points``: how payload points travel: ``"uncompressed"`` (the default; 64 bytes
+    per value, combined by the C kernel of :mod:`.pointsum`) or ``"compressed"`` (33
+    bytes per value; the aggregator takes a square root per point to decompress it,
+    about 24x slower to combine).  Every role must use the same.
     The group is fixed (secp256k1, ~128-bit security), so no parameter lowers it.
     """
 
@@ -145,6 +149,7 @@ class FEParams(SchemeParams):
     max_weight: float = 4096.0
     workers: int = 0
     min_parties_changed: int = 2
+    points: str = "uncompressed"
 
     def security_bits(self) -> int:
         return 128  # Pollard rho on a 256-bit prime-order group
@@ -182,6 +187,11 @@ class FEParams(SchemeParams):
                 f"fe min_parties_changed must be an integer in [0, 1000], got {self.min_parties_changed!r}: "
                 "2 (the default) refuses a round whose contributors differ from another round's by one party; "
                 "0 or 1 turns the check off"
+            )
+        if self.points not in POINT_ENCODINGS:
+            raise InvalidParameterError(
+                f"fe points must be one of {', '.join(map(repr, POINT_ENCODINGS))}, got {self.points!r}: "
+                "'uncompressed' (64 bytes per value, fast to combine) or 'compressed' (33 bytes, slow to combine)"
             )
         if not (isinstance(self.workers, int) and self.workers >= 0):
             raise InvalidParameterError(f"fe workers must be an integer >= 0 (0 = one per CPU), got {self.workers!r}")
@@ -307,8 +317,17 @@ class FEScheme(Scheme):
         return float(self._fp.clip)
 
     def max_payload_bytes(self, length: int) -> int:
-        """One uncompressed point (64 bytes) per value."""
-        return length * _P
+        """One point per value: 64 bytes, or 33 with ``points = "compressed"``."""
+        return length * self._size
+
+    @property
+    def _compressed(self) -> bool:
+        return bool(self.params.points == "compressed")
+
+    @property
+    def _size(self) -> int:
+        """Bytes per payload point."""
+        return group.POINT_BYTES if self._compressed else group.WIRE_BYTES
 
     def tolerance(self, weights: Sequence[float]) -> float:
         # Each party rounds w_i * x_ij * scale to an integer (error <= 1/2), so the
@@ -375,7 +394,7 @@ class FEScheme(Scheme):
         material.claim(round, fingerprint)
         k = _round_scalar(material.secret, round, weight)
         raw = ints.astype("<i8").tobytes()
-        jobs = [(k, a, raw[8 * a : 8 * b]) for a, b in parallel.spans(x.size, self._workers)]
+        jobs = [(k, a, raw[8 * a : 8 * b], self._compressed) for a, b in parallel.spans(x.size, self._workers)]
         return b"".join(parallel.run(kernels.encrypt, jobs, self._workers))
 
     def _combine(
@@ -386,7 +405,14 @@ class FEScheme(Scheme):
 
     def _add_points(self, payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: int) -> bytes:
         """Coordinate-wise sum of point strings (batched affine additions, :mod:`.pointsum`)."""
-        return pointsum.add(payloads, labels, length, self._workers)
+        if not self._compressed:
+            return pointsum.add(payloads, labels, length, self._workers)
+        size = group.POINT_BYTES
+        jobs = [
+            ([bytes(p[size * a : size * b]) for p in payloads], list(labels), a, True)
+            for a, b in parallel.spans(length, self._workers)
+        ]
+        return b"".join(parallel.run(kernels.add_updates, jobs, self._workers)) if length else b""
 
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
         return _FEAccumulator(self, key, round=round)
@@ -397,7 +423,8 @@ class FEScheme(Scheme):
         points = self._points(aggregate)
         n = aggregate.length
         neg = (-dk) % group.ORDER
-        jobs = [(neg, a, bytes(points[_P * a : _P * b])) for a, b in parallel.spans(n, self._workers)]
+        size, packed = self._size, self._compressed
+        jobs = [(neg, a, bytes(points[size * a : size * b]), packed) for a, b in parallel.spans(n, self._workers)]
         unmasked = b"".join(parallel.run(kernels.unmask, jobs, self._workers)) if n else b""
         c = group.POINT_BYTES  # unmask hands the table compressed points
         encoded = [unmasked[c * j : c * j + c] for j in range(n)]
@@ -436,9 +463,16 @@ class FEScheme(Scheme):
                                             and data.c_contiguous and data.itemsize == 1)):
             data = bytes(data)  # a mutable buffer could change under an accumulator that keeps it
         size = memoryview(data).nbytes
-        if size != _P * env.length:
-            cls = MalformedCiphertextError if size % _P else LengthMismatchError
-            raise cls(f"payload holds {size} bytes, expected {_P * env.length} for {env.length} points")
+        point = self._size
+        if size != point * env.length:
+            cls = MalformedCiphertextError if size % point else LengthMismatchError
+            other = group.WIRE_BYTES if self._compressed else group.POINT_BYTES
+            hint = ""
+            if size == other * env.length and env.length:
+                cls = MalformedCiphertextError
+                hint = (f": it holds {other}-byte points, so its sender uses another crypto.fe.points; every role "
+                        "must use the same")
+            raise cls(f"payload holds {size} bytes, expected {point * env.length} for {env.length} points{hint}")
         return data
 
     def _check_function_key(self, function_key: FunctionKey | None, aggregate: Envelope) -> int:
@@ -579,4 +613,4 @@ def _load_authority(data: bytes) -> _AuthorityMaterial:
     return _AuthorityMaterial(master, parties, ledger)
 
 
-__all__ = ["FEParams", "FEScheme"]
+__all__ = ["POINT_ENCODINGS", "FEParams", "FEScheme"]

@@ -547,3 +547,48 @@ def test_weight_unit_is_derived_from_the_federation():
     weights = [float(i + 1) for i in range(1000)]  # sum 500500: beyond whole weights' reach (about 262k)
     assert fe._sum_bound(weights) <= reach < FEScheme(FEParams(workers=1))._sum_bound(weights)
     assert fe.tolerance(weights) < 1e-4  # the cost: rounding in larger units
+
+
+# --- points = "compressed": 33 bytes per value, the slower combine ---------------------------------------------
+def test_compressed_points_fuse_the_same_mean_in_33_bytes_per_value():
+    vecs, weights = vectors(3, 40), {"p0": 1.0, "p1": 2.0, "p2": 5.0}
+    expected = np.average(np.stack(list(vecs.values())), axis=0, weights=list(weights.values()))
+    for points, size in (("uncompressed", 64), ("compressed", 33)):
+        s = scheme(points=points)
+        keys = s.keygen(PARTIES[:3])
+        updates = protect_all(s, keys, vecs, weights)
+        assert {len(bytes(u.payload)) for u in updates} == {size * 40}
+        assert s.max_payload_bytes(40) == size * 40
+        aggregate = s.combine(keys.aggregator, updates, round=0)
+        fkey = s.function_key(keys.authority, round=0, weights=contributor_weights(aggregate))
+        fused = s.reveal(keys.aggregator, aggregate, function_key=fkey) / aggregate.total_weight
+        assert np.max(np.abs(fused - expected)) <= s.tolerance(list(weights.values()))
+
+
+@pytest.mark.parametrize(
+    "garble",
+    [
+        lambda b: bytes([5]) + b[1:],  # not a compressed point
+        lambda b: b[:1] + b"\xff" * 32,  # x >= p
+        lambda b: b[:1] + (7).to_bytes(32, "big"),  # x^3 + 7 is not a square (x = 7)
+    ],
+)
+def test_garbled_compressed_points_are_malformed(garble):
+    s = scheme(points="compressed")
+    keys = s.keygen(PARTIES[:2])
+    a, b = (s.protect(keys.parties[p], np.ones(8), weight=1.0, round=0) for p in ("p0", "p1"))
+    payload = bytes(b.payload)
+    bad = payload[: 33 * 3] + garble(payload[33 * 3 : 33 * 4]) + payload[33 * 4 :]
+    with pytest.raises(MalformedCiphertextError, match="party 'p1' holds no curve point at position 3"):
+        s.combine(keys.aggregator, [a, dataclasses.replace(b, payload=bad)], round=0)
+
+
+def test_roles_with_different_point_encodings_are_told_to_agree():
+    vecs = vectors(2, 6)
+    fast, slow = scheme(), scheme(points="compressed")
+    keys = fast.keygen(PARTIES[:2])
+    updates = [slow.protect(keys.parties[p], vecs[p], weight=1.0, round=0) for p in vecs]
+    with pytest.raises(MalformedCiphertextError, match="33-byte points, so its sender uses another crypto.fe.points"):
+        fast.combine(keys.aggregator, updates, round=0)
+    with pytest.raises(InvalidParameterError, match="fe points must be one of"):
+        scheme(points="hybrid")
