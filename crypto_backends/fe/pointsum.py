@@ -21,6 +21,7 @@ returned.  Not promised: constant time (inputs are public ciphertexts).
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
@@ -38,6 +39,8 @@ def _load() -> ModuleType | None:
 
 
 _native = _load()
+log = logging.getLogger(__name__)
+_warned = False
 
 #: Below this many coordinates a second thread costs more than it saves.
 MIN_THREADED = 4096
@@ -56,6 +59,7 @@ def add(payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: i
     if not length:
         return b""
     if _native is None:
+        _warn_once()
         jobs = [
             ([bytes(p[WIRE_BYTES * a : WIRE_BYTES * b]) for p in payloads], list(labels), a)  # picklable
             for a, b in parallel.spans(length, workers)
@@ -84,6 +88,16 @@ def add(payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: i
             "altered in transit or do not come from the fe scheme"
         )
     return b"".join(out for out, _, _ in results)
+
+
+def _warn_once() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning(
+            "fe's point-sum kernel (crypto_backends/fe/_pointsum.c) is not built, so the aggregator sums points "
+            "through coincurve, about 6x slower: reinstall securefl where a C compiler (gcc or clang) is present"
+        )
 
 
 __all__ = ["MIN_THREADED", "add", "native"]

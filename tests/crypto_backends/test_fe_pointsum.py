@@ -109,12 +109,17 @@ def test_a_bad_point_names_its_sender_and_position_and_returns_nothing(monkeypat
 
 
 @native
-def test_the_fallback_gives_the_same_bytes(monkeypatch):
+def test_the_fallback_gives_the_same_bytes_and_says_once_how_to_get_the_fast_path(monkeypatch, caplog):
     length = 300
     payloads = [b"".join(wire(secrets.randbelow(ORDER)) for _ in range(length)) for _ in range(3)]
     fast = pointsum.add(payloads, ["a", "b", "c"], length, 1)
     monkeypatch.setattr(pointsum, "_native", None)
-    assert pointsum.add(payloads, ["a", "b", "c"], length, 1) == fast
+    monkeypatch.setattr(pointsum, "_warned", False)
+    with caplog.at_level("WARNING", logger="crypto_backends.fe.pointsum"):
+        assert pointsum.add(payloads, ["a", "b", "c"], length, 1) == fast
+        assert pointsum.add(payloads, ["a", "b", "c"], length, 1) == fast
+    said = [r.getMessage() for r in caplog.records if r.name == "crypto_backends.fe.pointsum"]
+    assert len(said) == 1 and "reinstall securefl where a C compiler" in said[0]
 
 
 @native
