@@ -29,7 +29,7 @@ from .base import (
     ThreatModel,
 )
 from .envelope import Kind, check_party_id
-from .errors import CryptoError, LengthMismatchError, MalformedCiphertextError
+from .errors import CryptoError, InvalidParameterError, LengthMismatchError, MalformedCiphertextError
 from .keys import AuthorityKey, FunctionKey
 from .randomness import random_bytes
 
@@ -38,7 +38,21 @@ _F8 = np.dtype("<f8")
 
 @dataclass(frozen=True)
 class PlainParams(SchemeParams):
-    """``plain`` has no parameters; it offers no confidentiality, so no security level applies."""
+    """``plain`` offers no confidentiality, so no security level applies.
+
+    ``exact_sum`` (default true): the streaming aggregate keeps the exact rounding error
+    of its running sum beside it, so the fused model is the same to the bit whatever
+    order the uploads arrive in (two models of state).  False keeps the running sum
+    alone (one model): the aggregator needs one model less, and the fused model's last
+    bits then depend on the arrival order, so two runs of one seed (or the threads and
+    Ray engines) can drift apart in training.
+    """
+
+    exact_sum: bool = True
+
+    def validate(self) -> None:
+        if not isinstance(self.exact_sum, bool):
+            raise InvalidParameterError(f"plain exact_sum must be true or false, got {self.exact_sum!r}")
 
     def security_bits(self) -> int:
         # Nothing is encrypted; report the minimum so the insecure-parameter guard
@@ -94,7 +108,11 @@ class PlainScheme(Scheme):
             np.add(total, self._vector(env), out=total)
         return total.data
 
+    params: PlainParams
+
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        if not self.params.exact_sum:
+            return _RunningSum(self, key, round=round)
         return _PlainAccumulator(self, key, round=round)
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
@@ -137,7 +155,35 @@ class PlainScheme(Scheme):
         return None
 
 
-class _PlainAccumulator(Accumulator):
+class _RunningSum(Accumulator):
+    """``exact_sum = false``: the float64 running sum alone, added to in place (one model of state).
+
+    The result is the sum in arrival order, so its last bits depend on that order.
+    """
+
+    scheme: PlainScheme
+    _total: np.ndarray | None = None
+    _done = False
+
+    def _checked(self, update: Envelope) -> np.ndarray:
+        if self._done:
+            raise CryptoError("this accumulator's result was taken; start a new one for more updates")
+        return self.scheme._vector(update)  # raises for a bad payload before anything changes
+
+    def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
+        vec = self._checked(update)
+        if self._total is None:
+            self._total = vec.copy()
+        else:
+            np.add(self._total, vec, out=self._total)
+
+    def _payload(self) -> Payload:
+        assert self._total is not None
+        self._done = True
+        return self._total.data
+
+
+class _PlainAccumulator(_RunningSum):
     """A running float64 sum with its exact rounding error (Knuth's TwoSum), added to in place.
 
     Why the error term: the aggregator folds uploads in arrival order, and plain
@@ -149,16 +195,11 @@ class _PlainAccumulator(Accumulator):
     midpoint.  Memory: two models (sum and error), folded in blocks.
     """
 
-    scheme: PlainScheme
     _BLOCK = 1 << 13  # temporaries of a few blocks, not of a model
-    _total: np.ndarray | None = None
     _error: np.ndarray | None = None
-    _done = False
 
     def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
-        if self._done:
-            raise CryptoError("this accumulator's result was taken; start a new one for more updates")
-        vec = self.scheme._vector(update)  # raises for a bad payload before anything changes
+        vec = self._checked(update)
         if self._total is None or self._error is None:
             self._total, self._error = vec.copy(), np.zeros_like(vec)
             return
@@ -176,3 +217,4 @@ class _PlainAccumulator(Accumulator):
             self._total += self._error  # in place: no third model
             self._done = True
         return self._total.data
+

@@ -14,7 +14,9 @@ Reported (JSON on stdout): ``baseline_mib`` (peak RSS, ``resource.getrusage``,
 after imports, keys and the aggregator are made: the interpreter's own
 footprint), ``peak_mib`` (peak RSS at the end), ``model_mib`` (one fused model:
 ``params`` float64), ``growth_models`` = (peak - baseline) / model, and ``ok``:
-the peak is below the baseline plus three fused models.  What is not measured:
+the peak is below the baseline plus three fused models.  ``--param NAME=VALUE``
+sets a field of the scheme's parameters (``--param exact_sum=false`` for plain's
+one-model running sum).  What is not measured:
 the parties' memory (another process), and memory the OS had not yet reclaimed
 from earlier allocations of this process (RSS peaks are upper bounds).
 """
@@ -22,14 +24,16 @@ from earlier allocations of this process (RSS peaks are upper bounds).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import struct
 import subprocess
 import sys
 import time
+import tomllib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -43,11 +47,24 @@ _LEN = struct.Struct(">Q")
 MIB = 1 << 20
 
 
-def _scheme(name: str, preset: str, parties: int) -> Scheme:
+def _scheme(name: str, preset: str, parties: int, changes: Mapping[str, Any] | None = None) -> Scheme:
     params_type = registry.get(name).params_type
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureParametersWarning)
-        return registry.create(name, params_type.preset(preset).for_federation(parties))
+        params = dataclasses.replace(params_type.preset(preset), **dict(changes or {}))
+        return registry.create(name, params.for_federation(parties))
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` with VALUE read as TOML (``true``, ``3``, ``"x"``; a bare word is a string)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return name.strip(), parsed
 
 
 def peak_rss_mib() -> float:
@@ -76,15 +93,17 @@ def _read(inp: IO[bytes]) -> bytearray | None:
 
 
 def measure(*, parties: int, params: int, scheme: str = "plain", preset: str = "default",
-            seed: int = 0) -> dict[str, Any]:
+            seed: int = 0, changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run the aggregator side on ``parties`` streamed uploads of ``params`` values (see the module docstring)."""
-    sch = _scheme(scheme, preset, parties)
+    changes = dict(changes or {})
+    sch = _scheme(scheme, preset, parties, changes)
     ids = [f"party-{i + 1}" for i in range(parties)]
     keys: KeySet = sch.keygen(ids)
     aggregator = Aggregator(sch, keys.aggregator, num_parameters=params, quorum=1)
     child = subprocess.Popen(
         [sys.executable, "-m", "securefl.tools.memory", "--produce", "--parties", str(parties), "--params",
-         str(params), "--scheme", scheme, "--preset", preset, "--seed", str(seed)],
+         str(params), "--scheme", scheme, "--preset", preset, "--seed", str(seed),
+         *(arg for k, v in changes.items() for arg in ("--param", f"{k}={json.dumps(v)}"))],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert child.stdin is not None and child.stdout is not None
     for pid in ids:  # each party's key goes to the process that plays that party, as explicit bytes
@@ -109,7 +128,8 @@ def measure(*, parties: int, params: int, scheme: str = "plain", preset: str = "
     peak = peak_rss_mib()
     model = params * 8 / MIB
     return {
-        "scheme": scheme, "parties": parties, "params": params, "contributors": len(combined.contributors),
+        "scheme": scheme, "parties": parties, "params": params, "changes": changes,
+        "contributors": len(combined.contributors),
         "baseline_mib": round(baseline, 1), "peak_mib": round(peak, 1), "model_mib": round(model, 2),
         "growth_models": round((peak - baseline) / model, 3) if model else 0.0,
         "limit_mib": round(baseline + 3 * model, 1), "ok": peak < baseline + 3 * model,
@@ -117,9 +137,10 @@ def measure(*, parties: int, params: int, scheme: str = "plain", preset: str = "
     }
 
 
-def produce(*, parties: int, params: int, scheme: str, preset: str, seed: int) -> None:
+def produce(*, parties: int, params: int, scheme: str, preset: str, seed: int,
+            changes: Mapping[str, Any] | None = None) -> None:
     """The parties' side: read the keys from stdin, write one protected update after another to stdout."""
-    sch = _scheme(scheme, preset, parties)
+    sch = _scheme(scheme, preset, parties, changes)
     keys: list[PartyKey] = []
     while (raw := _read(sys.stdin.buffer)) is not None:
         key = sch.load_key(bytes(raw))
@@ -140,13 +161,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scheme", default="plain")
     p.add_argument("--preset", default="default")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--param", type=parse_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="a field of the scheme's parameters, e.g. exact_sum=false (repeatable)")
     p.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.produce:
-        produce(parties=args.parties, params=args.params, scheme=args.scheme, preset=args.preset, seed=args.seed)
+        produce(parties=args.parties, params=args.params, scheme=args.scheme, preset=args.preset, seed=args.seed,
+                changes=dict(args.param))
         return 0
-    result = measure(parties=args.parties, params=args.params, scheme=args.scheme, preset=args.preset,
-                     seed=args.seed)
+    try:
+        result = measure(parties=args.parties, params=args.params, scheme=args.scheme, preset=args.preset,
+                         seed=args.seed, changes=dict(args.param))
+    except TypeError as exc:  # dataclasses.replace: no such field
+        p.error(f"--param: {exc}")
     print(json.dumps(result))
     return 0 if result["ok"] else 1
 

@@ -55,3 +55,24 @@ def test_the_memory_tool_measures_the_aggregator_side():
     # plain holds its sum and the sum's exact rounding error (two models) and reads one upload at a time
     assert result["peak_mib"] < result["baseline_mib"] + 4 * result["model_mib"]
     assert result["ok"] == (result["peak_mib"] < result["baseline_mib"] + 3 * result["model_mib"])
+
+
+def test_plains_one_model_running_sum_needs_a_model_less():
+    def run(*extra: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "securefl.tools.memory", "--parties", "4", "--params", "2000000",
+                              *extra], capture_output=True, text=True, timeout=300, check=False)
+        assert out.stdout, out.stderr
+        return json.loads(out.stdout)
+
+    exact, running = run(), run("--param", "exact_sum=false")
+    assert running["changes"] == {"exact_sum": False} and exact["changes"] == {}
+    # the error term is one model: without it the aggregator holds the sum and the upload being read
+    growth = (exact["peak_mib"] - exact["baseline_mib"]) - (running["peak_mib"] - running["baseline_mib"])
+    assert 0.7 * exact["model_mib"] < growth < 1.3 * exact["model_mib"], (exact, running)
+    assert running["ok"]
+
+
+def test_the_memory_tool_names_an_unknown_parameter():
+    out = subprocess.run([sys.executable, "-m", "securefl.tools.memory", "--parties", "2", "--params", "10",
+                          "--param", "bogus=1"], capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 2 and "--param" in out.stderr and "bogus" in out.stderr
