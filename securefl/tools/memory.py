@@ -10,9 +10,10 @@ keys reach it the same way, as :meth:`~crypto_backends.base.Scheme.dump_key`
 bytes.  So what this process holds is what an aggregator holds: the running
 aggregate and the upload being read, never the parties' vectors.
 
-Reported (JSON on stdout): ``baseline_mib`` (peak RSS, ``resource.getrusage``,
-after imports, keys and the aggregator are made: the interpreter's own
-footprint), ``peak_mib`` (peak RSS at the end), ``model_mib`` (one fused model:
+Reported (JSON on stdout): ``baseline_mib`` (the resident set once imports, keys
+and the aggregator are made: the interpreter's own footprint; the peak is reset
+there, see :func:`reset_peak_mib`), ``peak_mib`` (peak RSS, Linux's ``VmHWM``, at
+the end), ``model_mib`` (one fused model:
 ``params`` float64), ``growth_models`` = (peak - baseline) / model, and ``ok``:
 the peak is below the baseline plus three fused models.  ``--param NAME=VALUE``
 sets a field of the scheme's parameters (``--param exact_sum=false`` for plain's
@@ -67,9 +68,40 @@ def parse_param(text: str) -> tuple[str, Any]:
     return name.strip(), parsed
 
 
+def _status_mib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mib() -> float:
-    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set size so far, in MiB.
+
+    Linux's ``VmHWM`` when there is one: ``getrusage``'s ``ru_maxrss`` survives
+    ``exec``, so a tool started from a large process (a test runner) would report
+    that process's peak instead of its own.
+    """
+    hwm = _status_mib("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_mib() -> float:
+    """Start the peak over from now (Linux: ``clear_refs`` 5) and return the current RSS, in MiB.
+
+    Where the peak cannot be reset, the peak so far is returned (an upper bound of the
+    baseline, so growth is then under-reported by whatever transient came before)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return peak_rss_mib()
+    rss = _status_mib("VmRSS")
+    return rss if rss is not None else peak_rss_mib()
 
 
 def _write(out: IO[bytes], data: bytes) -> None:
@@ -110,7 +142,7 @@ def measure(*, parties: int, params: int, scheme: str = "plain", preset: str = "
         _write(child.stdin, sch.dump_key(keys.parties[pid], secret_access=SECRET_ACCESS))
     child.stdin.close()
     del keys
-    baseline = peak_rss_mib()
+    baseline = reset_peak_mib()
     t0 = time.perf_counter()
     stream = aggregator.stream(0)
     received = 0
