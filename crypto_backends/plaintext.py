@@ -108,10 +108,9 @@ class PlainScheme(Scheme):
             np.add(total, self._vector(env), out=total)
         return total.data
 
-    params: PlainParams
-
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
-        if not self.params.exact_sum:
+        # a subclass may bring parameters of its own (without the field): exact, as plain's default
+        if not getattr(self.params, "exact_sum", True):
             return _RunningSum(self, key, round=round)
         return _PlainAccumulator(self, key, round=round)
 
