@@ -216,4 +216,3 @@ class _PlainAccumulator(_RunningSum):
             self._total += self._error  # in place: no third model
             self._done = True
         return self._total.data
-

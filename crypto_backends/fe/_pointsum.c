@@ -194,23 +194,29 @@ static int point_load(point *r, const unsigned char *b) {
     return 1;
 }
 
+/* r = the third point on the line of slope lam through a and q (x3 = lam^2 - xa - xq), negated: a + q */
+static void chord(point *r, const fe *lam, const point *a, const fe *qx) {
+    fe x3, y3, t;
+    fe_mul(&x3, lam, lam);
+    fe_sub(&x3, &x3, &a->x);
+    fe_sub(&x3, &x3, qx);
+    fe_sub(&t, &a->x, &x3);
+    fe_mul(&y3, lam, &t);
+    fe_sub(&y3, &y3, &a->y);
+    r->x = x3; r->y = y3; r->inf = 0;
+}
+
 /* r = 2a, or the identity (a rare case here: only when two inputs of a coordinate coincide) */
 static void point_double(point *r, const point *a) {
     if (a->inf || fe_is_zero(&a->y)) { r->inf = 1; return; }
-    fe num, den, lam, t, x3, y3;
+    fe num, den, lam, t;
     fe_mul(&num, &a->x, &a->x);
     fe_add(&t, &num, &num);
     fe_add(&num, &t, &num);        /* 3x^2 */
     fe_add(&den, &a->y, &a->y);    /* 2y */
     fe_inv(&den, &den);
     fe_mul(&lam, &num, &den);
-    fe_mul(&x3, &lam, &lam);
-    fe_sub(&x3, &x3, &a->x);
-    fe_sub(&x3, &x3, &a->x);
-    fe_sub(&t, &a->x, &x3);
-    fe_mul(&y3, &lam, &t);
-    fe_sub(&y3, &y3, &a->y);
-    r->x = x3; r->y = y3; r->inf = 0;
+    chord(r, &lam, a, &a->x);
 }
 
 /*
@@ -251,20 +257,14 @@ static Py_ssize_t sum_span(const unsigned char **inputs, Py_ssize_t n, Py_ssize_
             fe inv;
             fe_inv(&inv, &prefix[k - 1]); /* every d is non-zero, so is their product */
             for (int m = k - 1; m >= 0; m--) {
-                fe dinv, lam, t, x3, y3;
+                fe dinv, lam, t;
                 if (m) { fe_mul(&dinv, &inv, &prefix[m - 1]); fe_mul(&inv, &inv, &d[m]); }
                 else dinv = inv;
                 const point *q = &qs[m];
                 point *a = &acc[idx[m]];
                 fe_sub(&t, &q->y, &a->y);
                 fe_mul(&lam, &t, &dinv);
-                fe_mul(&x3, &lam, &lam);
-                fe_sub(&x3, &x3, &a->x);
-                fe_sub(&x3, &x3, &q->x);
-                fe_sub(&t, &a->x, &x3);
-                fe_mul(&y3, &lam, &t);
-                fe_sub(&y3, &y3, &a->y);
-                a->x = x3; a->y = y3;
+                chord(a, &lam, a, &q->x);
             }
         }
         for (Py_ssize_t j = 0; j < width; j++) {

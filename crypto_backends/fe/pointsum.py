@@ -28,7 +28,7 @@ from types import ModuleType
 
 from ..errors import MalformedCiphertextError
 from . import kernels, parallel
-from .group import WIRE_BYTES
+from .group import POINT_BYTES, WIRE_BYTES
 
 
 def _load() -> ModuleType | None:
@@ -51,17 +51,21 @@ def native() -> bool:
     return _native is not None
 
 
-def add(payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: int, workers: int) -> bytes:
+def add(payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: int, workers: int,
+        *, compressed: bool = False) -> bytes:
     """The coordinate-wise sum of ``payloads`` (``length`` points each), as one payload.
 
     ``labels`` name the payloads' senders in errors; ``workers`` threads (0: one per CPU).
+    ``compressed``: 33-byte points, summed through coincurve (the C kernel reads 64-byte ones).
     """
     if not length:
         return b""
-    if _native is None:
-        _warn_once()
+    if compressed or _native is None:
+        if not compressed:
+            _warn_once()
+        size = POINT_BYTES if compressed else WIRE_BYTES
         jobs = [
-            ([bytes(p[WIRE_BYTES * a : WIRE_BYTES * b]) for p in payloads], list(labels), a)  # picklable
+            ([bytes(p[size * a : size * b]) for p in payloads], list(labels), a, compressed)  # picklable
             for a, b in parallel.spans(length, workers)
         ]
         return b"".join(parallel.run(kernels.add_updates, jobs, workers))

@@ -405,14 +405,7 @@ class FEScheme(Scheme):
 
     def _add_points(self, payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: int) -> bytes:
         """Coordinate-wise sum of point strings (batched affine additions, :mod:`.pointsum`)."""
-        if not self._compressed:
-            return pointsum.add(payloads, labels, length, self._workers)
-        size = group.POINT_BYTES
-        jobs = [
-            ([bytes(p[size * a : size * b]) for p in payloads], list(labels), a, True)
-            for a, b in parallel.spans(length, self._workers)
-        ]
-        return b"".join(parallel.run(kernels.add_updates, jobs, self._workers)) if length else b""
+        return pointsum.add(payloads, labels, length, self._workers, compressed=self._compressed)
 
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
         return _FEAccumulator(self, key, round=round)
