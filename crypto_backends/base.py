@@ -85,25 +85,23 @@ import math
 import struct
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from .envelope import Envelope, Kind, check_party_id, merged_contributors
+from .capabilities import Capability, ShareRequest
+from .envelope import Envelope, Kind, check_party_id
 from .errors import (
     CryptoError,
     InsecureParameterError,
     InvalidInputError,
     InvalidParameterError,
-    KeyMismatchError,
     KeyRoleError,
-    LengthMismatchError,
     MalformedCiphertextError,
-    RoundMismatchError,
-    SchemeMismatchError,
+    MismatchError,
     SecretExportError,
 )
 from .jsonheader import load_header
@@ -123,26 +121,14 @@ from .keys import (
 
 MIN_SECURITY_BITS = 112
 
+C = TypeVar("C", bound=Capability)
+
 Payload = bytes | bytearray | memoryview
 """A scheme-defined envelope payload, as the hooks return it."""
 
 
 class InsecureParametersWarning(UserWarning):
     """Emitted whenever a scheme is built with parameters below 112-bit security."""
-
-
-@dataclass(frozen=True)
-class ShareRequest:
-    """What the aggregator asks for after combining, when a scheme reveals from parties' shares.
-
-    ``parties`` are asked (each receives the aggregate and ``message``); at least
-    ``needed`` valid shares must come back.  ``message`` is public context every
-    asked party gets, for example the list of survivors whose masks to remove.
-    """
-
-    parties: tuple[str, ...]
-    needed: int
-    message: bytes = b""
 
 
 class RevealSite(str, Enum):  # noqa: UP042 - not StrEnum: str() and messages keep "RevealSite.PARTIES"
@@ -152,9 +138,84 @@ class RevealSite(str, Enum):  # noqa: UP042 - not StrEnum: str() and messages ke
     PARTIES = "parties"
 
 
+_SITE_ROLES: dict[RevealSite, tuple[type[Key], ...]] = {
+    RevealSite.AGGREGATOR: (AggregatorKey,),
+    RevealSite.PARTIES: (PartyKey,),
+}
+
+
+@dataclass(frozen=True)
+class RevealPlan:
+    """Who turns a round's aggregate into the weighted sum: the one declaration of how a scheme reveals.
+
+    Four plans, one constructor each:
+
+    * :meth:`at_aggregator` - the aggregator reveals with its own key (``plain``);
+    * :meth:`at_parties` - the aggregate goes back sealed and the parties open it
+      (``paillier``, ``ckks``);
+    * :meth:`with_function_key` - the aggregator reveals with a per-round function key
+      that the authority derives for the contributors' weights (``fe``; the scheme
+      offers :class:`~crypto_backends.capabilities.FunctionKeys`);
+    * :meth:`from_shares` - the aggregator opens it from at least ``needed`` parties'
+      decryption or unmasking shares (``threshold_paillier``, ``secagg``; the scheme
+      offers :class:`~crypto_backends.capabilities.ShareReveal`, whose
+      ``share_request`` says who is asked and how many valid shares are needed).
+
+    ``roles``: the key types that :meth:`Scheme.reveal` accepts; empty means the
+    role that ``site`` names.
+    """
+
+    site: RevealSite
+    function_key: bool = False
+    shares: bool = False
+    roles: tuple[type[Key], ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.function_key or self.shares) and self.site is not RevealSite.AGGREGATOR:
+            raise InvalidParameterError("a reveal with a function key or from shares happens at the aggregator")
+        if self.function_key and self.shares:
+            raise InvalidParameterError("a reveal plan uses a function key or shares, not both")
+
+    @classmethod
+    def at_aggregator(cls, *roles: type[Key]) -> RevealPlan:
+        """The aggregator reveals with its own key (``roles``: every key type that may, if more than its own)."""
+        return cls(RevealSite.AGGREGATOR, roles=roles)
+
+    @classmethod
+    def at_parties(cls, *roles: type[Key]) -> RevealPlan:
+        """The parties open the sealed aggregate (``roles``: every key type that may, if more than theirs)."""
+        return cls(RevealSite.PARTIES, roles=roles)
+
+    @classmethod
+    def with_function_key(cls) -> RevealPlan:
+        """The aggregator reveals with the authority's per-round function key."""
+        return cls(RevealSite.AGGREGATOR, function_key=True, roles=(AggregatorKey,))
+
+    @classmethod
+    def from_shares(cls) -> RevealPlan:
+        """The aggregator reveals from parties' decryption or unmasking shares."""
+        return cls(RevealSite.AGGREGATOR, shares=True, roles=(AggregatorKey,))
+
+    @property
+    def kind(self) -> str:
+        """``"function_key"``, ``"shares"``, ``"aggregator"`` or ``"parties"`` (for reports and docs)."""
+        if self.function_key:
+            return "function_key"
+        if self.shares:
+            return "shares"
+        return self.site.value
+
+    def allowed_roles(self) -> tuple[type[Key], ...]:
+        """The key types that may reveal (and release) an aggregate."""
+        return self.roles or _SITE_ROLES[self.site]
+
+
 @dataclass(frozen=True)
 class ThreatModel:
-    """Plain-language statement of a scheme's trust assumptions (feeds SECURITY.md and reports)."""
+    """Plain-language statement of a scheme's trust assumptions (feeds SECURITY.md and reports).
+
+    ``hides_updates``: whether the aggregator is unable to read an individual update.
+    """
 
     key_holders: Mapping[str, str]
     aggregator_learns: str
@@ -162,6 +223,45 @@ class ThreatModel:
     collusion: str
     dropouts: str
     not_protected: str
+    hides_updates: bool = True
+
+
+def _size_unknown(length: int) -> int | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """Everything a scheme declares, in one frozen value (:attr:`Scheme.declarations`).
+
+    * ``reveal`` - who reveals the aggregate (:class:`RevealPlan`);
+    * ``threat_model`` - who holds which key and who learns what;
+    * ``security_bits`` - the parameters' estimated classical security level;
+    * ``value_bound`` - inputs are clipped to ``[-value_bound, value_bound]`` (``None``:
+      not clipped);
+    * ``release_norm_bound`` - an L2 bound on the unweighted vector an honest party
+      releases, or ``None`` when none holds; where ``hides_updates`` is false the
+      aggregator checks each update against it;
+    * ``payload_bytes`` - the most bytes an honest update's payload of ``length``
+      values takes (``None`` when not known): a receiver refuses a larger upload
+      before reading it (this does not validate the payload).
+    """
+
+    reveal: RevealPlan
+    threat_model: ThreatModel
+    security_bits: int
+    value_bound: float | None = None
+    release_norm_bound: float | None = None
+    payload_bytes: Callable[[int], int | None] = field(default=_size_unknown, compare=False, repr=False)
+
+    @property
+    def hides_updates(self) -> bool:
+        """Whether the aggregator is unable to read an individual update (the threat model's word)."""
+        return self.threat_model.hides_updates
+
+    def max_payload_bytes(self, length: int) -> int | None:
+        """``payload_bytes(length)``: the most bytes an honest update's payload of ``length`` values takes."""
+        return self.payload_bytes(length)
 
 
 @dataclass(frozen=True)
@@ -253,16 +353,19 @@ def weighted_mean(weighted_sum: np.ndarray, aggregate: Envelope) -> np.ndarray:
 
 
 class Scheme(ABC):
-    """Base class of every secure-aggregation scheme.  See the module docstring."""
+    """Base class of every secure-aggregation scheme: the core a new scheme implements.
+
+    Twelve public names, no more (see the module docstring): ``version``,
+    ``declarations``, ``tolerance``, ``keygen``, ``protect``, ``accumulator``,
+    ``combine``, ``reveal``, ``release``, ``capability``, ``dump_key``, ``load_key``.
+    A subclass also sets the class variables ``name``, ``params_type``,
+    ``reveal_plan`` and ``threat_model``.
+    """
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
     params_type: ClassVar[type[SchemeParams]]
-    reveal_site: ClassVar[RevealSite]
-    reveal_roles: ClassVar[tuple[type[Key], ...]] = ()
-    """Key types allowed to :meth:`reveal`; empty means the role :attr:`reveal_site` names."""
-    needs_function_key: ClassVar[bool] = False
-    hides_updates: ClassVar[bool] = True
+    reveal_plan: ClassVar[RevealPlan]
     threat_model: ClassVar[ThreatModel]
 
     def __init__(self, params: SchemeParams | None = None) -> None:
@@ -295,49 +398,24 @@ class Scheme(ABC):
 
     # --- declarations ---------------------------------------------------------
     @property
-    def security_bits(self) -> int:
-        return self.params.security_bits()
+    def declarations(self) -> Declarations:
+        """What this scheme, with these parameters, promises and needs (see :class:`Declarations`).
 
-    @property
-    def value_bound(self) -> float | None:
-        """Inputs are clipped to ``[-value_bound, value_bound]``; ``None`` when not clipped."""
-        return None
-
-    def max_payload_bytes(self, length: int) -> int | None:
-        """The most bytes an honest update's payload of ``length`` values takes; ``None`` when not known.
-
-        A receiver uses it to refuse an oversized upload before reading it; it
-        does not validate the payload (:meth:`check_envelope` and combining do).
+        The default reads the class's ``reveal_plan`` and ``threat_model`` and the
+        parameters' ``security_bits()``; a scheme that clips, or knows its payload
+        size, returns ``dataclasses.replace(super().declarations, ...)``.
         """
-        return None
-
-    @property
-    def release_norm_bound(self) -> float | None:
-        """An L2 bound on the unweighted vector an honest party releases, or ``None`` when none holds.
-
-        Where :attr:`hides_updates` is false the aggregator can check an update
-        against it and refuse one beyond it (a party's influence on the sum is then
-        bounded by this times its weight).  ``None`` (the default): the scheme
-        bounds nothing, e.g. ``plain`` sends whatever the party's trainer returned.
-        """
-        return None
+        return Declarations(reveal=self.reveal_plan, threat_model=self.threat_model,
+                            security_bits=self.params.security_bits())
 
     @abstractmethod
     def tolerance(self, weights: Sequence[float]) -> float:
-        """Largest absolute error of the fused weighted mean for inputs within :attr:`value_bound`."""
+        """Largest absolute error of the fused weighted mean for inputs within ``declarations.value_bound``."""
 
     # --- the round -------------------------------------------------------------
     @abstractmethod
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
         """Make every key of a federation.  Runs at the dealer / key authority."""
-
-    def prepare(self, key: PartyKey, *, length: int, weight: float, round: int) -> None:  # noqa: B027 - optional
-        """Optional offline work for a coming :meth:`protect` of ``length`` values (at the party).
-
-        Anything that does not depend on the update itself (noise, randomisers) may be
-        computed here, for example while the party trains.  The default does nothing;
-        :meth:`protect` must work whether or not ``prepare`` ran.
-        """
 
     def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
         """Protect one party's update (at the party) into an ``update`` envelope naming ``key.owner``."""
@@ -352,19 +430,8 @@ class Scheme(ABC):
         x = as_update_vector(values)
         w = self._applied_weight(check_weight(weight))
         payload = self._protect(key, x, weight=w, round=round)
-        return self.make_envelope(
+        return self._make_envelope(
             key, payload, round=round, kind="update", parties=(owner,), weights=(w,), length=x.size
-        )
-
-    def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
-        """Check and combine protected updates (at the aggregator) into an ``aggregate`` envelope."""
-        require_role(key, AggregatorKey, action="combine updates")
-        self._check_key(key)
-        length = self.check_updates(key, updates, round=round)
-        parties, weights = merged_contributors(updates)
-        payload = self._combine(key, updates, length=length, weights=weights)
-        return self.make_envelope(
-            key, payload, round=round, kind="aggregate", parties=parties, weights=weights, length=length
         )
 
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
@@ -375,50 +442,49 @@ class Scheme(ABC):
         """
         return Accumulator(self, key, round=round)
 
-    def function_key(
-        self, key: AuthorityKey, *, round: int, weights: Mapping[str, float]
-    ) -> FunctionKey:
-        """Derive the aggregator's function key for one round and weight vector (at the authority)."""
-        raise CryptoError(f"the {self.name} scheme has no function keys (needs_function_key is False)")
+    def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
+        """Check and combine protected updates (at the aggregator): every one folded through :meth:`accumulator`.
 
-    def policy_record(self, key: AuthorityKey) -> bytes:
-        """The authority's record of the function keys it granted, apart from the key set (default: empty).
-
-        The authority role keeps it durably per federation, so that a new key set for the
-        same federation (a restarted authority without its key store) answers as the old
-        one would (:meth:`adopt_policy_record`).
+        Raises the first update's typed error if any is refused (also one that a
+        deferred fold found bad), so a batch either combines whole or not at all.
         """
-        return b""
-
-    def adopt_policy_record(self, key: AuthorityKey, record: bytes) -> None:
-        """Make ``key``'s policy honour ``record`` (from :meth:`policy_record`, maybe of another key set)."""
-        if record:
-            raise CryptoError(f"the {self.name} scheme keeps no policy record, but one was given")
+        acc = self.accumulator(key, round=round)
+        for update in updates:
+            acc.add(update)
+        aggregate = acc.result()
+        for party, why in acc.rejected.items():
+            raise MalformedCiphertextError(f"the update of {party!r} cannot be combined: {why}")
+        return aggregate
 
     def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
-        """Return the weighted sum held in ``aggregate``, at the role :attr:`reveal_site` names."""
-        require_role(key, *(self.reveal_roles or _SITE_ROLES[self.reveal_site]), action="reveal the aggregate")
+        """Return the weighted sum held in ``aggregate``, at a role that ``declarations.reveal`` allows.
+
+        ``function_key``: the authority's key for this aggregate's contributors, where
+        the plan reveals with one.  The result stays with the key holder: what leaves
+        it goes through :meth:`release`.
+        """
+        require_role(key, *self.reveal_plan.allowed_roles(), action="reveal the aggregate")
         self._check_key(key)
-        self.check_envelope(aggregate, key, kind="aggregate")
+        self._check_envelope(aggregate, key, kind="aggregate")
         return self._reveal(key, aggregate, function_key)
 
-    def publish(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
-        """Like :meth:`reveal`, for a result that leaves the key holders (published or sent on).
-
-        Schemes whose decryptions leak key material when shared (CKKS) implement
-        ``_publish`` to add noise flooding or rounding.
-        """
-        return self.release(key, aggregate, self.reveal(key, aggregate, function_key=function_key))
-
     def release(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
-        """The publication step alone, for a weighted sum this role already revealed from ``aggregate``.
+        """The publication step, for a weighted sum this role revealed from ``aggregate`` (what leaves it).
 
-        ``publish(key, aggregate)`` is ``release(key, aggregate, reveal(key, aggregate))``; a
-        holder that keeps what it revealed (to train from it) releases it without decrypting
-        again.  Call it at most once per aggregate: each call draws fresh flooding noise.
+        Schemes whose decryptions leak key material when shared (CKKS) add noise
+        flooding here.  Call it at most once per aggregate: each call draws fresh
+        flooding noise.
         """
-        require_role(key, *(self.reveal_roles or _SITE_ROLES[self.reveal_site]), action="release the aggregate")
+        require_role(key, *self.reveal_plan.allowed_roles(), action="release the aggregate")
         return self._publish(key, aggregate, np.asarray(total, dtype=np.float64))
+
+    def capability(self, kind: type[C]) -> C | None:
+        """This scheme's ``kind`` capability (:mod:`crypto_backends.capabilities`), or ``None`` if not offered.
+
+        The default: the scheme itself when it inherits ``kind``.  Wrappers return the
+        wrapped scheme's (changed where they must).
+        """
+        return self if isinstance(self, kind) else None
 
     # --- hooks of the template methods (see "Writing a scheme" in the module docstring) ---
     def _check_key(self, key: Key) -> None:
@@ -444,54 +510,8 @@ class Scheme(ABC):
     def _publish(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
         return total
 
-    # --- protocol steps beyond the round (see the module docstring) ----------------
-    def bind_identity(self, key: PartyKey, identity: PartyIdentity) -> None:  # noqa: B027 - optional
-        """Give ``key`` its party's authenticated identity (a transport calls this; default: unused).
-
-        A scheme that advertises keys through the aggregator (SecAgg+) signs them with
-        it and verifies its peers' signatures, so a substituting aggregator is detected.
-        """
-
-    def setup_steps(self, round: int) -> int:
-        """How many setup exchanges the engine runs before ``round`` (default none)."""
-        return 0
-
-    def setup_messages(
-        self, key: AggregatorKey, *, round: int, step: int, parties: Sequence[str], replies: Mapping[str, bytes]
-    ) -> Mapping[str, bytes]:
-        """Aggregator: the message each party receives in setup ``step``.
-
-        ``parties`` are those still in the round; ``replies`` their answers to step
-        ``step - 1`` (empty for step 0).  Only parties named in the result are asked.
-        """
-        raise CryptoError(f"the {self.name} scheme declares no setup exchange")
-
-    def setup_reply(self, key: PartyKey, *, round: int, step: int, message: bytes) -> bytes:
-        """Party: its answer to the aggregator's setup ``message``."""
-        raise CryptoError(f"the {self.name} scheme declares no setup exchange")
-
-    def setup_done(self, key: AggregatorKey, *, round: int, replies: Mapping[str, bytes]) -> tuple[str, ...]:
-        """Aggregator: check the replies to the last setup step; returns the parties set up for ``round``."""
-        return tuple(sorted(replies))
-
-    def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest | None:
-        """Aggregator: the share exchange ``aggregate`` needs, or ``None`` to :meth:`reveal` directly (default)."""
-        return None
-
-    def decryption_share(self, key: PartyKey, aggregate: Envelope, message: bytes) -> bytes:
-        """Party: its decryption or unmasking share of ``aggregate`` (see :class:`ShareRequest`)."""
-        raise CryptoError(f"the {self.name} scheme reveals without shares (share_request is None)")
-
-    def check_share(self, key: AggregatorKey, aggregate: Envelope, party: str, share: bytes) -> None:
-        """Aggregator: raise :class:`ShareError` unless ``share`` is a valid share of ``party`` for ``aggregate``."""
-        raise CryptoError(f"the {self.name} scheme reveals without shares (share_request is None)")
-
-    def reveal_shares(self, key: AggregatorKey, aggregate: Envelope, shares: Mapping[str, bytes]) -> np.ndarray:
-        """Aggregator: the weighted sum in ``aggregate`` from checked shares (at least ``needed`` of them)."""
-        raise CryptoError(f"the {self.name} scheme reveals without shares (share_request is None)")
-
     # --- checks shared by every scheme ------------------------------------------
-    def make_envelope(
+    def _make_envelope(
         self,
         key: Key,
         payload: Payload,
@@ -514,7 +534,7 @@ class Scheme(ABC):
             payload=payload,
         )
 
-    def check_envelope(
+    def _check_envelope(
         self,
         env: Envelope,
         key: Key,
@@ -529,40 +549,29 @@ class Scheme(ABC):
                 f"expected an Envelope, got {type(env).__name__}; parse bytes with Envelope.from_bytes"
             )
         if env.scheme != self.name or env.version != self.version:
-            raise SchemeMismatchError(
+            raise MismatchError(
+                "scheme",
                 f"envelope is {env.scheme!r} v{env.version}, this scheme is {self.name!r} v{self.version}: "
-                "every party and the aggregator must use the same [crypto] scheme"
+                "every party and the aggregator must use the same [crypto] scheme",
             )
         if env.key_id != key.key_id:
-            raise KeyMismatchError(
+            raise MismatchError(
+                "key",
                 f"envelope was made under key {env.key_id.hex()[:16]}, expected {key.fingerprint}: "
-                "the sender uses keys from another federation or an old key set"
+                "the sender uses keys from another federation or an old key set",
             )
         if env.kind != kind:
             raise MalformedCiphertextError(f"expected an {kind!r} envelope, got {env.kind!r}")
         if round is not None and env.round != round:
-            raise RoundMismatchError(f"envelope belongs to round {env.round}, expected round {round}")
+            raise MismatchError("round", f"envelope belongs to round {env.round}, expected round {round}")
         if length is not None and env.length != length:
-            raise LengthMismatchError(f"envelope holds {env.length} values, expected {length}")
-
-    def check_updates(self, key: Key, updates: Sequence[Envelope], *, round: int) -> int:
-        """Check a batch of updates for :meth:`combine`; returns their common length."""
-        if not updates:
-            raise CryptoError("nothing to combine: at least one update is needed")
-        length = updates[0].length if isinstance(updates[0], Envelope) else None
-        seen: set[str] = set()
-        for env in updates:
-            self.check_envelope(env, key, kind="update", round=round, length=length)
-            if env.party in seen:
-                raise MalformedCiphertextError(f"party {env.party!r} sent two updates for round {round}")
-            seen.add(env.party)
-        return int(length or 0)
+            raise MismatchError("length", f"envelope holds {env.length} values, expected {length}")
 
     # --- key export (explicit, never pickle) -------------------------------------
     def dump_key(self, key: Key, *, secret_access: SecretAccess | None = None) -> bytes:
         """Serialize a key.  Keys holding secrets need ``secret_access=SECRET_ACCESS``."""
         if key.scheme != self.name:
-            raise SchemeMismatchError(f"a {key.scheme!r} key cannot be dumped by {self.name!r}")
+            raise MismatchError("scheme", f"a {key.scheme!r} key cannot be dumped by {self.name!r}")
         if key.holds_secret and secret_access is not SECRET_ACCESS:
             raise SecretExportError(
                 f"{type(key).__name__} holds secret material; pass secret_access=SECRET_ACCESS to "
@@ -600,7 +609,7 @@ class Scheme(ABC):
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedCiphertextError(f"garbled key header: {exc!r}") from None
         if scheme != self.name:
-            raise SchemeMismatchError(f"this is a {scheme!r} key; load it with that scheme")
+            raise MismatchError("scheme", f"this is a {scheme!r} key; load it with that scheme")
         material = self._material_from_bytes(cls.role, cls, data[8 + hlen :])
         if cls is FunctionKey:
             return FunctionKey(scheme, key_id, material, round=rnd, weights=weights)
@@ -653,9 +662,20 @@ class Accumulator:
     def __len__(self) -> int:
         return len(self._weights)
 
+    def check(self, update: Envelope, *, length: int | None = None) -> None:
+        """Raise the typed error unless ``update`` could be added: this scheme's, this key set's, this round's.
+
+        ``length``: the number of values expected (default: that of the updates already
+        added).  Payload checks a scheme can make on arrival (``plain``: every value
+        finite) run here too; :meth:`add` runs this check again itself, and also refuses
+        a second update of one party.
+        """
+        self.scheme._check_envelope(update, self.key, kind="update", round=self.round,
+                                    length=self.length if length is None else length)
+
     def add(self, update: Envelope) -> None:
         """Check ``update`` and fold it in (raises the typed error, and changes nothing, for a bad one)."""
-        self.scheme.check_envelope(update, self.key, kind="update", round=self.round, length=self.length)
+        self.scheme._check_envelope(update, self.key, kind="update", round=self.round, length=self.length)
         if update.party in self._weights:
             raise MalformedCiphertextError(f"party {update.party!r} sent two updates for round {self.round}")
         pairs = sorted([*self._weights.items(), (update.party, update.weights[0])])
@@ -669,7 +689,7 @@ class Accumulator:
         if not self._weights:
             raise CryptoError("nothing to combine: at least one update is needed")
         parties = self.parties
-        return self.scheme.make_envelope(
+        return self.scheme._make_envelope(
             self.key, self._payload(), round=self.round, kind="aggregate", parties=parties,
             weights=[self._weights[p] for p in parties], length=int(self.length or 0),
         )
@@ -680,7 +700,7 @@ class Accumulator:
         inputs = [update] if self._partial is None else [self._partial, update]
         payload = self.scheme._combine(self.key, inputs, length=update.length, weights=weights)
         parties = tuple(sorted([*self._weights, update.party]))
-        self._partial = self.scheme.make_envelope(
+        self._partial = self.scheme._make_envelope(
             self.key, payload, round=self.round, kind="aggregate", parties=parties, weights=weights,
             length=update.length,
         )
@@ -698,11 +718,6 @@ class Accumulator:
         self.rejected[party] = reason
 
 
-_SITE_ROLES: dict[RevealSite, tuple[type[Key], ...]] = {
-    RevealSite.AGGREGATOR: (AggregatorKey,),
-    RevealSite.PARTIES: (PartyKey,),
-}
-
 _KEY_CLASSES: dict[str, type[Key]] = {
     cls.__name__: cls for cls in (PartyKey, AggregatorKey, AuthorityKey, FunctionKey)
 }
@@ -712,6 +727,7 @@ __all__ = [
     "Accumulator",
     "AggregatorKey",
     "AuthorityKey",
+    "Declarations",
     "Envelope",
     "FunctionKey",
     "InsecureParametersWarning",
@@ -720,6 +736,7 @@ __all__ = [
     "PartyIdentity",
     "PartyKey",
     "Payload",
+    "RevealPlan",
     "RevealSite",
     "Role",
     "Scheme",

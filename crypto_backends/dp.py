@@ -42,7 +42,7 @@ import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -50,6 +50,8 @@ from . import noise
 from .base import (
     AggregatorKey,
     AuthorityKey,
+    C,
+    Declarations,
     Envelope,
     FunctionKey,
     Key,
@@ -59,7 +61,8 @@ from .base import (
     as_update_vector,
     check_weight,
 )
-from .errors import InvalidInputError, InvalidParameterError, LengthMismatchError, PolicyError
+from .capabilities import FunctionKeys, Precompute, ShareRequest, ShareReveal
+from .errors import InvalidInputError, InvalidParameterError, MismatchError, PolicyError
 from .wrapper import SchemeWrapper, declaration
 
 Mechanism = Literal["gaussian", "laplace"]
@@ -111,7 +114,7 @@ class NoisePlan:
         return self.min_contributors if self.mode == "distributed" else 1
 
 
-class DPScheme(SchemeWrapper):
+class DPScheme(SchemeWrapper, Precompute):
     """``inner`` plus clipping, calibrated noise and snapping (see the module docstring).
 
     Everything not overridden here is the inner scheme's (:class:`SchemeWrapper`):
@@ -121,7 +124,7 @@ class DPScheme(SchemeWrapper):
     def __init__(self, inner: Scheme, plan: NoisePlan) -> None:
         if isinstance(inner, DPScheme):
             raise InvalidParameterError("the scheme is already wrapped with differential privacy")
-        if plan.mode == "distributed" and not inner.hides_updates:
+        if plan.mode == "distributed" and not inner.declarations.hides_updates:
             raise InvalidParameterError(
                 f"distributed DP needs a scheme that hides individual updates; {inner.name!r} shows each "
                 "update (and so each small noise share) to the aggregator. Use an encrypting scheme, or local mode"
@@ -148,6 +151,12 @@ class DPScheme(SchemeWrapper):
             dropouts=tm.dropouts + f"; the noise guarantee holds while at least {plan.shares} parties contribute",
         )
 
+    @property
+    def declarations(self) -> Declarations:
+        """The inner scheme's, with this wrapper's threat model and release norm bound."""
+        return dataclasses.replace(self.inner.declarations, threat_model=self.threat_model,
+                                   release_norm_bound=self.release_norm_bound)
+
     def tolerance(self, weights: Sequence[float]) -> float:
         """Infinite: the fused vector differs from the exact mean on purpose (noise and clipping)."""
         return math.inf
@@ -170,7 +179,7 @@ class DPScheme(SchemeWrapper):
         """
         plan = self.plan
         if plan.mode != "local" or plan.clip_norm is None:
-            return self.inner.release_norm_bound
+            return self.inner.declarations.release_norm_bound
         t = self.RELEASE_TAIL_BITS * math.log(2.0)
         stds = [(seg.length, noise.share_std(plan.mechanism, seg.scale, 1)) for seg in plan.segments]
         if plan.mechanism == "gaussian":
@@ -195,7 +204,7 @@ class DPScheme(SchemeWrapper):
     def sample_noise(self, length: int, weight: float) -> np.ndarray:
         """One party's noise (or noise share) for an update of ``length`` values at ``weight``."""
         if length != self.plan.length:
-            raise LengthMismatchError(f"the noise plan covers {self.plan.length} values, the update has {length}")
+            raise MismatchError("length", f"the noise plan covers {self.plan.length} values, the update has {length}")
         shares = self.plan.shares
         draw = noise.gaussian_share if self.plan.mechanism == "gaussian" else noise.laplace_share
         out = np.concatenate([draw(s.length, self._noise_scale(s, weight), shares) for s in self.plan.segments])
@@ -240,7 +249,9 @@ class DPScheme(SchemeWrapper):
         vec = self.sample_noise(length, w)
         with self._lock:
             self._prepared[(key.owner, int(round))] = (w, vec)
-        self.inner.prepare(key, length=length, weight=weight, round=round)
+        inner = self.inner.capability(Precompute)
+        if inner is not None:
+            inner.prepare(key, length=length, weight=weight, round=round)
 
     def _take_noise(self, key: PartyKey, length: int, weight: float, round: int) -> np.ndarray:
         with self._lock:
@@ -265,7 +276,7 @@ class DPScheme(SchemeWrapper):
         x = as_update_vector(values)
         w = self._check_weight(weight)
         if x.size != self.plan.length:
-            raise LengthMismatchError(f"the noise plan covers {self.plan.length} values, the update has {x.size}")
+            raise MismatchError("length", f"the noise plan covers {self.plan.length} values, the update has {x.size}")
         noisy = self._take_noise(key, x.size, w, round)
         factor = self.clip_factor(x)
         snap = self.plan.mode == "local"
@@ -330,30 +341,69 @@ class DPScheme(SchemeWrapper):
         self.check_contributors(aggregate)
         return self._release(self.inner.reveal(key, aggregate, function_key=function_key))
 
-    def publish(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
-        self.check_contributors(aggregate)
-        return self._release(self.inner.publish(key, aggregate, function_key=function_key))
-
-    def reveal_shares(self, key: AggregatorKey, aggregate: Envelope, shares: Mapping[str, bytes]) -> np.ndarray:
-        self.check_contributors(aggregate)
-        return self._release(self.inner.reveal_shares(key, aggregate, shares))
-
     def release(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
         self.check_contributors(aggregate)
         return self._release(self.inner.release(key, aggregate, total))
 
-    def decryption_share(self, key: PartyKey, aggregate: Envelope, message: bytes) -> bytes:
-        self.check_contributors(aggregate)
-        return self.inner.decryption_share(key, aggregate, message)
+    def capability(self, kind: type[C]) -> C | None:
+        """The inner scheme's capabilities, with the contributor check wherever a share or function key is made.
 
-    def function_key(self, key: AuthorityKey, *, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        Shares and function keys open an aggregate as much as :meth:`reveal` does, so they
+        are refused for an aggregate (or weight vector) of fewer than ``min_contributors``.
+        """
+        offered = super().capability(kind)
+        if kind is ShareReveal and isinstance(offered, ShareReveal):
+            return cast(C, _CheckedShares(self, offered))
+        if kind is FunctionKeys and isinstance(offered, FunctionKeys):
+            return cast(C, _CheckedFunctionKeys(self, offered))
+        return offered
+
+    def check_weights(self, round: int, weights: Mapping[str, float]) -> None:
+        """Distributed mode: :class:`PolicyError` for a function key over fewer than ``min_contributors``."""
         count = sum(1 for w in weights.values() if w != 0)
         if self.plan.mode == "distributed" and count < self.plan.min_contributors:
             raise PolicyError(
                 f"function key for round {round} refused: it covers {count} contributor(s), and the noise plan "
                 f"needs at least {self.plan.min_contributors} (each carries one share of the noise)"
             )
+
+
+class _CheckedShares(ShareReveal):
+    """The inner scheme's share exchange, refusing an aggregate of too few contributors (and snapping the sum)."""
+
+    def __init__(self, dp: DPScheme, inner: ShareReveal) -> None:
+        self.dp, self.inner = dp, inner
+
+    def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest:
+        return self.inner.share_request(key, aggregate)
+
+    def decryption_share(self, key: PartyKey, aggregate: Envelope, message: bytes) -> bytes:
+        self.dp.check_contributors(aggregate)
+        return self.inner.decryption_share(key, aggregate, message)
+
+    def check_share(self, key: AggregatorKey, aggregate: Envelope, party: str, share: bytes) -> None:
+        self.inner.check_share(key, aggregate, party, share)
+
+    def reveal_shares(self, key: AggregatorKey, aggregate: Envelope, shares: Mapping[str, bytes]) -> np.ndarray:
+        self.dp.check_contributors(aggregate)
+        return self.dp._release(self.inner.reveal_shares(key, aggregate, shares))
+
+
+class _CheckedFunctionKeys(FunctionKeys):
+    """The inner scheme's function keys, refused for a weight vector of too few contributors."""
+
+    def __init__(self, dp: DPScheme, inner: FunctionKeys) -> None:
+        self.dp, self.inner = dp, inner
+
+    def function_key(self, key: AuthorityKey, *, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        self.dp.check_weights(round, weights)
         return self.inner.function_key(key, round=round, weights=weights)
+
+    def policy_record(self, key: AuthorityKey) -> bytes:
+        return self.inner.policy_record(key)
+
+    def adopt_policy_record(self, key: AuthorityKey, record: bytes) -> None:
+        self.inner.adopt_policy_record(key, record)
 
 
 __all__ = ["DPScheme", "Mechanism", "Mode", "NoisePlan", "NoiseSegment"]

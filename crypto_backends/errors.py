@@ -11,6 +11,8 @@ more than that: they must not become an oracle about the secret.
 
 from __future__ import annotations
 
+from typing import Literal
+
 
 class SecureFLError(Exception):
     """Base class of every error securefl raises on purpose."""
@@ -44,24 +46,33 @@ class KeyRoleError(CryptoError, TypeError):
     """
 
 
-class KeyMismatchError(CryptoError):
-    """A ciphertext was made under another key (its fingerprint differs)."""
-
-
-class SchemeMismatchError(CryptoError):
-    """A ciphertext belongs to another scheme or format version."""
-
-
-class RoundMismatchError(CryptoError):
-    """A ciphertext or function key belongs to another round."""
-
-
 class MalformedCiphertextError(CryptoError, ValueError):
     """Serialized bytes are truncated, garbled, or structurally invalid."""
 
 
-class LengthMismatchError(MalformedCiphertextError):
-    """A ciphertext holds another number of values (or chunks, or slots) than expected."""
+MismatchField = Literal["scheme", "key", "round", "length"]
+
+
+class MismatchError(MalformedCiphertextError):
+    """An envelope, key or share does not belong here: :attr:`field` names what differs.
+
+    ``"scheme"``: another scheme or format version; ``"key"``: made under another key
+    set (its fingerprint differs); ``"round"``: another round; ``"length"``: another
+    number of values (or chunks, or slots) than expected.  The message says which
+    values differ and how to make them agree.  It is a :class:`MalformedCiphertextError`
+    because the bytes cannot be used here, whatever their own structure.
+    """
+
+    FIELDS: tuple[MismatchField, ...] = ("scheme", "key", "round", "length")
+
+    def __init__(self, field: MismatchField, message: str) -> None:
+        if field not in self.FIELDS:
+            raise ValueError(f"unknown mismatch field {field!r}; one of {self.FIELDS}")
+        super().__init__(message)
+        self.field: MismatchField = field
+
+    def __reduce__(self) -> tuple[type[MismatchError], tuple[MismatchField, str]]:
+        return type(self), (self.field, str(self))
 
 
 class DecodingOverflowError(CryptoError, ArithmeticError):

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, SupportsIndex
 
-from .errors import ImplicitSerializationError, KeyRoleError, SchemeMismatchError
+from .errors import ImplicitSerializationError, KeyRoleError, MismatchError
 
 
 class Role(str, enum.Enum):  # noqa: UP042 - not StrEnum: str() and messages keep "Role.PARTY"
@@ -84,8 +84,7 @@ class Key:
     def unwrap(self, scheme: str) -> Any:
         """Return the scheme-specific material, after checking the scheme name."""
         if scheme != self.scheme:
-            raise SchemeMismatchError(
-                f"a {self.scheme!r} key was given to the {scheme!r} scheme; "
+            raise MismatchError("scheme", f"a {self.scheme!r} key was given to the {scheme!r} scheme; "
                 f"generate keys with the {scheme!r} scheme's keygen()"
             )
         return self._material

@@ -8,6 +8,7 @@ be mixed by mistake.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,19 +18,20 @@ import numpy as np
 from .base import (
     Accumulator,
     AggregatorKey,
+    Declarations,
     Envelope,
     Key,
     KeySet,
     PartyKey,
     Payload,
-    RevealSite,
+    RevealPlan,
     Role,
     Scheme,
     SchemeParams,
     ThreatModel,
 )
 from .envelope import Kind, check_party_id
-from .errors import CryptoError, InvalidParameterError, LengthMismatchError, MalformedCiphertextError
+from .errors import CryptoError, InvalidParameterError, MalformedCiphertextError, MismatchError
 from .keys import AuthorityKey, FunctionKey
 from .randomness import random_bytes
 
@@ -65,9 +67,7 @@ class PlainScheme(Scheme):
 
     name = "plain"
     params_type = PlainParams
-    reveal_site = RevealSite.AGGREGATOR
-    reveal_roles = (PartyKey, AggregatorKey, AuthorityKey)  # nothing is secret: any role may read the sum
-    hides_updates = False
+    reveal_plan = RevealPlan.at_aggregator(PartyKey, AggregatorKey, AuthorityKey)  # nothing secret: any role reads
     threat_model = ThreatModel(
         key_holders={"party": "nothing secret", "aggregator": "nothing secret", "authority": "not used"},
         aggregator_learns="every party's weighted update, in the clear",
@@ -75,12 +75,18 @@ class PlainScheme(Scheme):
         collusion="nothing beyond what the aggregator already sees alone",
         dropouts="any number of parties may drop; the mean is over those that answered",
         not_protected="everything: updates are visible to the aggregator and to anyone on the wire without TLS",
+        hides_updates=False,
     )
 
     def tolerance(self, weights: Sequence[float]) -> float:
         return 1e-9
 
-    def max_payload_bytes(self, length: int) -> int:
+    @property
+    def declarations(self) -> Declarations:
+        return dataclasses.replace(super().declarations,
+                                   payload_bytes=self._payload_bytes)
+
+    def _payload_bytes(self, length: int) -> int:
         return length * _F8.itemsize
 
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
@@ -117,7 +123,7 @@ class PlainScheme(Scheme):
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         return self._vector(aggregate).copy()
 
-    def check_envelope(
+    def _check_envelope(
         self,
         env: Envelope,
         key: Key,
@@ -131,14 +137,16 @@ class PlainScheme(Scheme):
         The payload is the update itself, so it can be checked when it arrives (before the upload is
         acknowledged), not only when combining: a NaN or infinite value is refused at once.
         """
-        super().check_envelope(env, key, kind=kind, round=round, length=length)
+        super()._check_envelope(env, key, kind=kind, round=round, length=length)
         self._vector(env)
 
     def _vector(self, env: Envelope) -> np.ndarray:
         nbytes = memoryview(env.payload).nbytes
         if nbytes != env.length * _F8.itemsize:
-            cls = MalformedCiphertextError if nbytes % _F8.itemsize else LengthMismatchError
-            raise cls(f"payload holds {nbytes} bytes, expected {env.length * 8} for {env.length} float64 values")
+            message = f"payload holds {nbytes} bytes, expected {env.length * 8} for {env.length} float64 values"
+            if nbytes % _F8.itemsize:
+                raise MalformedCiphertextError(message)
+            raise MismatchError("length", message)
         vec = np.frombuffer(env.payload, dtype=_F8)
         block = 1 << 16  # checked in blocks: no model-sized temporary while an aggregator folds
         if not all(np.isfinite(vec[a : a + block]).all() for a in range(0, vec.size, block)):

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import RevealSite, Scheme, ShareRequest, weighted_mean
+from .base import RevealSite, Scheme, weighted_mean
+from .capabilities import FunctionKeys, InteractiveSetup, Precompute, ShareRequest, ShareReveal
 from .envelope import Envelope
 from .errors import KeyRoleError, ShareError
 from .keys import FunctionKey, Key, KeySet
@@ -52,29 +53,33 @@ def contributor_weights(aggregate: Envelope) -> dict[str, float]:
 
 def revealing_key(scheme: Scheme, keys: KeySet, party: str | None = None) -> Key:
     """The key of the role that reveals aggregates under ``scheme`` (``party``'s, or the first party's)."""
-    if scheme.reveal_site is RevealSite.AGGREGATOR:
+    if scheme.declarations.reveal.site is RevealSite.AGGREGATOR:
         return keys.aggregator
     return keys.parties[party if party is not None else sorted(keys.parties)[0]]
 
 
 def function_key_for(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> FunctionKey | None:
     """The authority's function key for ``aggregate``'s contributors, or ``None`` if the scheme needs none."""
-    if not scheme.needs_function_key:
+    fkeys = scheme.capability(FunctionKeys)
+    if not scheme.declarations.reveal.function_key:
         return None
+    if fkeys is None:
+        raise KeyRoleError(f"the {scheme.name} scheme's reveal plan needs function keys, but it offers none")
     if keys.authority is None:
         raise KeyRoleError(
             f"the {scheme.name} scheme reveals with function keys, which only the authority's key derives, "
             "and this key set has none: pass the KeySet that the scheme's keygen() returned"
         )
-    return scheme.function_key(keys.authority, round=aggregate.round, weights=contributor_weights(aggregate))
+    return fkeys.function_key(keys.authority, round=aggregate.round, weights=contributor_weights(aggregate))
 
 
 def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: ShareRequest) -> dict[str, bytes]:
     """Every requested party's decryption share of ``aggregate``, each checked by the aggregator."""
+    cap = _shares(scheme)
     shares: dict[str, bytes] = {}
     for party in request.parties:
-        share = scheme.decryption_share(keys.parties[party], aggregate, request.message)
-        scheme.check_share(keys.aggregator, aggregate, party, share)
+        share = cap.decryption_share(keys.parties[party], aggregate, request.message)
+        cap.check_share(keys.aggregator, aggregate, party, share)
         shares[party] = share
     if len(shares) < request.needed:
         raise ShareError(
@@ -91,14 +96,25 @@ def run_setup(scheme: Scheme, keys: KeySet, parties: Sequence[str], *, round: in
     refusal raises instead of costing only its sender.
     """
     current = tuple(sorted(parties))
-    steps = scheme.setup_steps(round)
+    setup = scheme.capability(InteractiveSetup)
+    steps = setup.setup_steps(round) if setup is not None else 0
     replies: dict[str, bytes] = {}
     for step in range(steps):
-        messages = scheme.setup_messages(keys.aggregator, round=round, step=step, parties=current, replies=replies)
-        replies = {p: scheme.setup_reply(keys.parties[p], round=round, step=step, message=bytes(m))
+        assert setup is not None
+        messages = setup.setup_messages(keys.aggregator, round=round, step=step, parties=current, replies=replies)
+        replies = {p: setup.setup_reply(keys.parties[p], round=round, step=step, message=bytes(m))
                    for p, m in messages.items() if p in current}
         current = tuple(sorted(replies))
-    return tuple(scheme.setup_done(keys.aggregator, round=round, replies=replies)) if steps else current
+    if setup is None or not steps:
+        return current
+    return tuple(setup.setup_done(keys.aggregator, round=round, replies=replies))
+
+
+def _shares(scheme: Scheme) -> ShareReveal:
+    cap = scheme.capability(ShareReveal)
+    if cap is None:
+        raise KeyRoleError(f"the {scheme.name} scheme's reveal plan needs shares, but it offers no share exchange")
+    return cap
 
 
 def dropouts(parties: Sequence[str], fraction: float) -> tuple[str, ...]:
@@ -110,9 +126,10 @@ def dropouts(parties: Sequence[str], fraction: float) -> tuple[str, ...]:
 
 def reveal_sum(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> np.ndarray:
     """The weighted sum in ``aggregate``: by a share exchange if the scheme asks for one, else by ``reveal``."""
-    request = scheme.share_request(keys.aggregator, aggregate)
-    if request is not None:
-        return scheme.reveal_shares(keys.aggregator, aggregate, collect_shares(scheme, keys, aggregate, request))
+    if scheme.declarations.reveal.shares:
+        cap = _shares(scheme)
+        request = cap.share_request(keys.aggregator, aggregate)
+        return cap.reveal_shares(keys.aggregator, aggregate, collect_shares(scheme, keys, aggregate, request))
     fkey = function_key_for(scheme, keys, aggregate)
     return scheme.reveal(revealing_key(scheme, keys), aggregate, function_key=fkey)
 
@@ -167,6 +184,7 @@ def run_round(
     ready = set(run_setup(scheme, keys, list(vectors), round=round))
     setup_s = clock() - t0
     gone = dropouts([p for p in vectors if p in ready], drop)
+    precompute = scheme.capability(Precompute)
     wire: list[bytes] = []
     prepare_s: list[float] = []
     protect_s: list[float] = []
@@ -175,7 +193,8 @@ def run_round(
             continue
         key, weight = keys.parties[party], weights[party]
         t0 = clock()
-        scheme.prepare(key, length=int(np.size(vector)), weight=weight, round=round)
+        if precompute is not None:
+            precompute.prepare(key, length=int(np.size(vector)), weight=weight, round=round)
         t1 = clock()
         wire.append(scheme.protect(key, vector, weight=weight, round=round).to_bytes())
         t2 = clock()
@@ -188,24 +207,25 @@ def run_round(
     del wire  # large uploads need not outlive the combination
     t2 = clock()
     env = Envelope.from_bytes(aggregate)
-    request = scheme.share_request(keys.aggregator, env)
     share_s: list[float] = []
     unmask_s = 0.0
-    if request is None:
+    if not scheme.declarations.reveal.shares:
         fused = reveal_mean(scheme, keys, env)
     else:
+        cap = _shares(scheme)
+        request = cap.share_request(keys.aggregator, env)
         shares: dict[str, bytes] = {}
         for party in request.parties:
             s0 = clock()
-            shares[party] = scheme.decryption_share(keys.parties[party], env, request.message)
+            shares[party] = cap.decryption_share(keys.parties[party], env, request.message)
             share_s.append(clock() - s0)
         s0 = clock()
         for party, share in shares.items():
-            scheme.check_share(keys.aggregator, env, party, share)
+            cap.check_share(keys.aggregator, env, party, share)
         if len(shares) < request.needed:
             raise ShareError(f"the {scheme.name} scheme asked {len(shares)} parties for shares but needs "
                              f"{request.needed}: its share_request must name at least as many parties as it needs")
-        fused = weighted_mean(scheme.reveal_shares(keys.aggregator, env, shares), env)
+        fused = weighted_mean(cap.reveal_shares(keys.aggregator, env, shares), env)
         unmask_s = clock() - s0
     t3 = clock()
     return RoundTrip(fused, upload_bytes, tuple(prepare_s), tuple(protect_s), t1 - t0, t3 - t2, setup_s=setup_s,

@@ -18,8 +18,8 @@ from securefl.transport.inproc import Simulation
 def main(path: str) -> None:
     cfg = config.load(path)
     sim = Simulation(cfg)
-    print(f"{cfg.crypto.scheme}: aggregator can read updates: {not sim.scheme.hides_updates}; "
-          f"decryption at: {sim.scheme.reveal_site.value}")
+    print(f"{cfg.crypto.scheme}: aggregator can read updates: {not sim.scheme.declarations.hides_updates}; "
+          f"decryption at: {sim.scheme.reveal_plan.site.value}")
     result = sim.run(lambda m: print(f"round {m.round + 1}: {result_metric(sim)} {m.accuracy:.3f} "
                                      f"({m.bytes_up / 1024:.1f} KiB uploaded per party)"))
     print(f"final {result.metric}: {result.final_accuracy:.4f}")

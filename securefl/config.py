@@ -676,7 +676,7 @@ def check_consistency(cfg: Config) -> None:
         raise ConfigError(str(exc)) from None
     # distributed noise shares are each too small to protect anyone: only a scheme that hides every update
     # from the aggregator (so that it sees their sum alone) keeps the guarantee
-    if priv.mode == "distributed" and not registry.get(cfg.crypto.scheme).hides_updates:
+    if priv.mode == "distributed" and not registry.get(cfg.crypto.scheme).threat_model.hides_updates:
         hiding = ", ".join(hiding_schemes()) or "none installed"
         raise ConfigError(
             f"privacy.mode: 'distributed' needs a scheme that hides each update from the aggregator, and "
@@ -702,7 +702,7 @@ def hiding_schemes() -> list[str]:
     names = []
     for name in registry.available():
         try:
-            if registry.get(name).hides_updates:
+            if registry.get(name).threat_model.hides_updates:
                 names.append(name)
         except (SecureFLError, ImportError):
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from crypto_backends import registry
@@ -15,7 +17,7 @@ def scheme(request) -> Scheme:
 
 
 @pytest.fixture
-def sealed_scheme(monkeypatch) -> str:
+def sealed_scheme(monkeypatch) -> Iterator[str]:
     """Registers :class:`tests.schemes.SealedPlain` for one test; returns its name."""
     monkeypatch.setitem(registry._BUILTIN, "sealed-test", "tests.schemes:SealedPlain")
     registry.get.cache_clear()

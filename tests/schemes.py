@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import warnings
@@ -10,10 +11,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from crypto_backends import InsecureParametersWarning, registry
-from crypto_backends.base import Scheme, SchemeParams, ShareRequest
+from crypto_backends.base import RevealPlan, Scheme, SchemeParams
+from crypto_backends.capabilities import ShareRequest, ShareReveal
 from crypto_backends.envelope import Envelope
 from crypto_backends.errors import CryptoError, ShareError
-from crypto_backends.keys import AggregatorKey, FunctionKey, Key, PartyKey
+from crypto_backends.keys import AggregatorKey, AuthorityKey, FunctionKey, Key, PartyKey
 from crypto_backends.plaintext import PlainScheme
 from crypto_backends.wrapper import SchemeWrapper
 
@@ -54,10 +56,11 @@ class SealedPlain(PlainScheme):
     """
 
     name = "sealed-test"
-    hides_updates = True
+    reveal_plan = RevealPlan.at_aggregator(PartyKey, AggregatorKey, AuthorityKey)
+    threat_model = dataclasses.replace(PlainScheme.threat_model, hides_updates=True)
 
 
-class SharedPlain(PlainScheme):
+class SharedPlain(PlainScheme, ShareReveal):
     """A test double of a scheme that reveals through a share exchange (as threshold Paillier, SecAgg+).
 
     Every contributor must send a share: an HMAC of the aggregate's payload under
@@ -67,9 +70,10 @@ class SharedPlain(PlainScheme):
     """
 
     name = "shared-test"
-    hides_updates = True
+    reveal_plan = RevealPlan.from_shares()
+    threat_model = dataclasses.replace(PlainScheme.threat_model, hides_updates=True)
 
-    def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest | None:
+    def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest:
         return ShareRequest(parties=aggregate.parties, needed=len(aggregate.parties), message=b"unmask")
 
     def decryption_share(self, key: PartyKey, aggregate: Envelope, message: bytes) -> bytes:

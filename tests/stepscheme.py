@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -42,11 +43,11 @@ from crypto_backends.base import (
     KeySet,
     PartyKey,
     Payload,
-    RevealSite,
+    RevealPlan,
     Role,
     SchemeParams,
-    ShareRequest,
 )
+from crypto_backends.capabilities import InteractiveSetup, ShareRequest, ShareReveal
 from crypto_backends.errors import CryptoError, MalformedCiphertextError, ShareError
 from crypto_backends.keys import FunctionKey
 from crypto_backends.plaintext import PlainScheme
@@ -71,11 +72,11 @@ def pad(secret: bytes, round: int, party: str, length: int) -> np.ndarray:
     return np.frombuffer(stream, dtype="<u4").astype(np.float64) * 2.0**-31 - 1.0
 
 
-class RelayScheme(PlainScheme):
+class RelayScheme(PlainScheme, InteractiveSetup, ShareReveal):
     name = NAME
-    params_type = RelayParams
-    reveal_site = RevealSite.AGGREGATOR
-    hides_updates = True
+    params_type = RelayParams  # type: ignore[assignment]  # plain's arithmetic, parameters of its own
+    reveal_plan = RevealPlan.from_shares()
+    threat_model = dataclasses.replace(PlainScheme.threat_model, hides_updates=True)
 
     def __init__(self, params: SchemeParams | None = None) -> None:
         super().__init__(params)
@@ -144,7 +145,7 @@ class RelayScheme(PlainScheme):
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         raise CryptoError("relay-test reveals only from the contributors' shares")
 
-    def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest | None:
+    def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest:
         needed = min(self.params.threshold, len(aggregate.parties))  # type: ignore[attr-defined]
         return ShareRequest(parties=aggregate.parties, needed=needed, message=b"unmask")
 
@@ -161,7 +162,7 @@ class RelayScheme(PlainScheme):
         for party, share in shares.items():
             self.check_share(key, aggregate, party, share)
         secret = next(iter(shares.values()))
-        self.check_envelope(aggregate, key, kind="aggregate")
+        self._check_envelope(aggregate, key, kind="aggregate")
         total = self._vector(aggregate).copy()
         for party in aggregate.parties:
             total -= pad(secret, aggregate.round, party, aggregate.length)

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import tenseal as ts
 
-from ..errors import CryptoError, LengthMismatchError, MalformedCiphertextError
+from ..errors import CryptoError, MalformedCiphertextError, MismatchError
 
 _U32 = struct.Struct(">I")
 _CHUNK_HEAD = struct.Struct(">II")
@@ -82,8 +82,8 @@ def split(payload: bytes | bytearray | memoryview, expected_chunks: int) -> list
         raise MalformedCiphertextError("ckks payload truncated before its chunk count")
     (count,) = _U32.unpack_from(view, 0)
     if count != expected_chunks:
-        raise LengthMismatchError(
-            f"ckks payload holds {count} ciphertext chunk(s), expected {expected_chunks} for the "
+        raise MismatchError(
+            "length", f"ckks payload holds {count} ciphertext chunk(s), expected {expected_chunks} for the "
             "announced vector length: the sender used other parameters (poly_modulus_degree) or a "
             "corrupted message"
         )
@@ -116,7 +116,7 @@ def load(ctx: ts.Context, chunk: memoryview, *, index: int, size: int) -> ts.CKK
             "garbled, or made under another context (another N, primes or key set)"
         ) from None
     if got != size:
-        raise LengthMismatchError(f"ckks chunk {index} holds {got} values, expected {size}")
+        raise MismatchError("length", f"ckks chunk {index} holds {got} values, expected {size}")
     return vec
 
 

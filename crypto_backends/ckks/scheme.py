@@ -19,11 +19,12 @@ aggregator only adds: no multiplicative depth, hence one data prime and about
 Publishing.  A decryption seen together with its ciphertext reveals the secret
 key (Li and Micciancio 2021).  The aggregator holds every aggregate ciphertext,
 so any decrypted aggregate that leaves the parties must go through
-:meth:`CKKSScheme.publish`, which adds noise flooding (:mod:`.flooding`).
+:meth:`CKKSScheme.release`, which adds noise flooding (:mod:`.flooding`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import threading
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
-from ..base import Accumulator, Payload, RevealSite, Scheme, SchemeParams, ThreatModel
+from ..base import Accumulator, Declarations, Payload, RevealPlan, Scheme, SchemeParams, ThreatModel
 from ..encoding import ClippedValuesWarning
 from ..envelope import Envelope, check_party_id
 from ..errors import (
@@ -42,9 +43,9 @@ from ..errors import (
     DecryptionError,
     InvalidInputError,
     InvalidParameterError,
-    KeyMismatchError,
     KeyRoleError,
     MalformedCiphertextError,
+    MismatchError,
     PolicyError,
 )
 from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyKey, Role
@@ -91,8 +92,7 @@ class CKKSScheme(Scheme):
 
     name = "ckks"
     params_type = CKKSParams
-    reveal_site = RevealSite.PARTIES
-    reveal_roles = (PartyKey, AuthorityKey)
+    reveal_plan = RevealPlan.at_parties(PartyKey, AuthorityKey)
     threat_model = ThreatModel(
         key_holders={
             "party": "the shared CKKS secret key (TenSEAL secret context)",
@@ -126,13 +126,18 @@ class CKKSScheme(Scheme):
 
     # --- declarations -----------------------------------------------------------------
     @property
-    def value_bound(self) -> float:
+    def declarations(self) -> Declarations:
+        return dataclasses.replace(super().declarations,
+                                   value_bound=self._value_bound, payload_bytes=self._payload_bytes)
+
+    @property
+    def _value_bound(self) -> float:
         return float(self.params.clip)
 
     CHUNK_OVERHEAD = 4096
     """Bytes of TenSEAL's framing around one ciphertext's coefficients (measured: about 160)."""
 
-    def max_payload_bytes(self, length: int) -> int:
+    def _payload_bytes(self, length: int) -> int:
         """The chunk count, then per chunk its framing and a fresh ciphertext: 2 polynomials of N
         coefficients, 8 bytes per data prime (uncompressed; TenSEAL compresses a little)."""
         p = self.params
@@ -208,8 +213,8 @@ class CKKSScheme(Scheme):
             want[i] - len(p.coeff_mod_bit_sizes) <= got[i] <= want[i] for i in (1, 2)
         )
         if not close:
-            raise KeyMismatchError(
-                f"this ckks key was made for other parameters (N={got[0]}, {got[1]}-bit modulus, scale "
+            raise MismatchError(
+                "key", f"this ckks key was made for other parameters (N={got[0]}, {got[1]}-bit modulus, scale "
                 f"{got[3]:g}) than configured (N={want[0]}, {want[1]}-bit modulus, scale {want[3]:g}): "
                 "configure the same [crypto.ckks] parameters as the key set's dealer"
             )

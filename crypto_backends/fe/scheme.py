@@ -80,29 +80,29 @@ import numpy as np
 from ..base import (
     Accumulator,
     AggregatorKey,
+    Declarations,
     Envelope,
     Key,
     KeySet,
     PartyKey,
     Payload,
-    RevealSite,
+    RevealPlan,
     Role,
     Scheme,
     SchemeParams,
     ThreatModel,
 )
+from ..capabilities import FunctionKeys
 from ..encoding import ClippedValuesWarning, FixedPoint
 from ..envelope import MAX_ROUND, check_party_id
 from ..errors import (
     CryptoError,
     InvalidInputError,
     InvalidParameterError,
-    KeyMismatchError,
     KeyReuseError,
     KeyRoleError,
-    LengthMismatchError,
     MalformedCiphertextError,
-    RoundMismatchError,
+    MismatchError,
 )
 from ..keys import AuthorityKey, FunctionKey, require_role
 from ..randomness import random_bytes
@@ -273,14 +273,12 @@ def _round_scalar(secret: bytes, round: int, weight: float) -> int:
     return k
 
 
-class FEScheme(Scheme):
+class FEScheme(Scheme, FunctionKeys):
     """Multi-input inner-product FE with a key authority (see the module docstring)."""
 
     name = "fe"
     params_type = FEParams
-    reveal_site = RevealSite.AGGREGATOR
-    reveal_roles = (AggregatorKey,)
-    needs_function_key = True
+    reveal_plan = RevealPlan.with_function_key()
     threat_model = ThreatModel(
         key_holders={
             "party": "its own PRF key (derived by the authority from the master secret)",
@@ -313,10 +311,15 @@ class FEScheme(Scheme):
 
     # --- declarations -------------------------------------------------------------
     @property
-    def value_bound(self) -> float:
+    def declarations(self) -> Declarations:
+        return dataclasses.replace(super().declarations,
+                                   value_bound=self._value_bound, payload_bytes=self._payload_bytes)
+
+    @property
+    def _value_bound(self) -> float:
         return float(self._fp.clip)
 
-    def max_payload_bytes(self, length: int) -> int:
+    def _payload_bytes(self, length: int) -> int:
         """One point per value: 64 bytes, or 33 with ``points = "compressed"``."""
         return length * self._size
 
@@ -458,14 +461,16 @@ class FEScheme(Scheme):
         size = memoryview(data).nbytes
         point = self._size
         if size != point * env.length:
-            cls = MalformedCiphertextError if size % point else LengthMismatchError
+            cls = MalformedCiphertextError if size % point else MismatchError
             other = group.WIRE_BYTES if self._compressed else group.POINT_BYTES
             hint = ""
             if size == other * env.length and env.length:
                 cls = MalformedCiphertextError
                 hint = (f": it holds {other}-byte points, so its sender uses another crypto.fe.points; every role "
                         "must use the same")
-            raise cls(f"payload holds {size} bytes, expected {point * env.length} for {env.length} points{hint}")
+            message = f"payload holds {size} bytes, expected {point * env.length} for {env.length} points{hint}"
+            raise MalformedCiphertextError(message) if cls is MalformedCiphertextError else MismatchError(
+                "length", message)
         return data
 
     def _check_function_key(self, function_key: FunctionKey | None, aggregate: Envelope) -> int:
@@ -475,15 +480,16 @@ class FEScheme(Scheme):
             raise KeyRoleError(f"expected a FunctionKey, got {type(function_key).__name__}")
         dk = function_key.unwrap(self.name)
         if function_key.key_id != aggregate.key_id:
-            raise KeyMismatchError("the function key belongs to another key set than the aggregate")
+            raise MismatchError("key", "the function key belongs to another key set than the aggregate")
         if function_key.round != aggregate.round:
-            raise RoundMismatchError(
-                f"the function key is for round {function_key.round}, the aggregate is of round {aggregate.round}"
+            raise MismatchError(
+                "round",
+                f"the function key is for round {function_key.round}, the aggregate is of round {aggregate.round}",
             )
         expected = dict(zip(aggregate.parties, aggregate.weights, strict=True))
         if policy.canonical(function_key.weights) != policy.canonical(expected):
-            raise KeyMismatchError(
-                "the function key was issued for other parties or weights than the aggregate holds: ask the "
+            raise MismatchError(
+                "key", "the function key was issued for other parties or weights than the aggregate holds: ask the "
                 "authority for a key for exactly the aggregate's contributors"
             )
         return int(dk)

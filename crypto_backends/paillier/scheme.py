@@ -4,7 +4,7 @@ Who does what.  The dealer (key authority, or one party acting as it) runs
 :meth:`PaillierScheme.keygen` and hands the key pair to the parties only; the
 aggregator receives the public key (``n`` and the DJN base ``h_s``) and nothing
 else, so it can add ciphertexts but not open them.  The aggregate goes back to
-the parties, who decrypt it (``reveal_site = PARTIES``).
+the parties, who decrypt it (``RevealPlan.at_parties()``).
 
 Encoding.  Each value is clipped to ``[-clip, clip]``, quantised to ``bits`` bits
 (:class:`~crypto_backends.encoding.FixedPoint`) and shifted by ``max_int`` to be
@@ -29,24 +29,23 @@ ciphertexts of ``2 * key_bytes`` bytes each, big-endian, fixed width.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import warnings
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from ..base import Accumulator, Payload, RevealSite, Scheme, ThreatModel
+from ..base import Accumulator, Declarations, Payload, RevealPlan, Scheme, ThreatModel
 from ..encoding import ClippedValuesWarning
 from ..envelope import Envelope, check_party_id
 from ..errors import (
     DecodingOverflowError,
     InvalidInputError,
-    KeyMismatchError,
     KeyRoleError,
-    LengthMismatchError,
     MalformedCiphertextError,
-    SchemeMismatchError,
+    MismatchError,
 )
 from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyKey, Role
 from . import djn, helpers
@@ -61,9 +60,7 @@ class PaillierScheme(Scheme):
 
     name = "paillier"
     params_type = PaillierParams
-    reveal_site = RevealSite.PARTIES
-    # the dealer's copy of the key pair is for dealing, not decrypting
-    reveal_roles: ClassVar[tuple[type[Key], ...]] = (PartyKey,)
+    reveal_plan = RevealPlan.at_parties()
     threat_model = ThreatModel(
         key_holders={
             "party": "the shared Paillier key pair (decrypts the aggregate)",
@@ -94,10 +91,15 @@ class PaillierScheme(Scheme):
         self._layout = SlotLayout(self.params.slot_bits, self.params.slots_per_ciphertext)
 
     @property
-    def value_bound(self) -> float:
+    def declarations(self) -> Declarations:
+        return dataclasses.replace(super().declarations,
+                                   value_bound=self._value_bound, payload_bytes=self._payload_bytes)
+
+    @property
+    def _value_bound(self) -> float:
         return float(self.params.clip)
 
-    def max_payload_bytes(self, length: int) -> int:
+    def _payload_bytes(self, length: int) -> int:
         """The header, then ``ceil(length / slots)`` ciphertexts of ``2 * ceil(key_bits / 8)`` bytes."""
         return _HEADER.size + self._layout.count(length) * 2 * ((self.params.key_bits + 7) // 8)
 
@@ -131,15 +133,15 @@ class PaillierScheme(Scheme):
         material = key.unwrap(self.name)
         public = material.public if isinstance(material, djn.PrivateMaterial) else material
         if not isinstance(public, djn.PublicMaterial):
-            raise KeyMismatchError(f"{key!r} carries no paillier key material")
+            raise MismatchError("key", f"{key!r} carries no paillier key material")
         if public.key_id != key.key_id:
-            raise KeyMismatchError(
-                f"{key!r} names fingerprint {key.fingerprint} but holds the key {public.key_id.hex()[:16]}: "
+            raise MismatchError(
+                "key", f"{key!r} names fingerprint {key.fingerprint} but holds the key {public.key_id.hex()[:16]}: "
                 "the key file was altered or assembled from two key sets; export it again"
             )
         if public.n.bit_length() != self.params.key_bits:
-            raise KeyMismatchError(
-                f"{key!r} has a {public.n.bit_length()}-bit modulus but key_bits={self.params.key_bits}: "
+            raise MismatchError(
+                "key", f"{key!r} has a {public.n.bit_length()}-bit modulus but key_bits={self.params.key_bits}: "
                 f"every role must use the same [crypto.{self.name}] parameters as the key set"
             )
         return public
@@ -250,14 +252,14 @@ class PaillierScheme(Scheme):
             raise MalformedCiphertextError("paillier payload is truncated inside its header")
         slot_bits, slots, tag = _HEADER.unpack(view[: _HEADER.size])
         if (slot_bits, slots) != (self._layout.slot_bits, self._layout.slots):
-            raise LengthMismatchError(
-                f"payload packs {slots} slots of {slot_bits} bits per ciphertext, this scheme expects "
+            raise MismatchError(
+                "length", f"payload packs {slots} slots of {slot_bits} bits per ciphertext, this scheme expects "
                 f"{self._layout.slots} of {self._layout.slot_bits}: the sender uses other [crypto.{self.name}] "
                 "parameters"
             )
         if tag != self.params.layout_tag():
-            raise SchemeMismatchError(
-                "payload was encoded with other clip, bits, weight_scale or max_total_weight values: "
+            raise MismatchError(
+                "scheme", "payload was encoded with other clip, bits, weight_scale or max_total_weight values: "
                 f"every role must use the same [crypto.{self.name}] parameters"
             )
         body = view[_HEADER.size:]
@@ -268,8 +270,8 @@ class PaillierScheme(Scheme):
             )
         expected = self._layout.count(env.length)
         if len(body) // width != expected:
-            raise LengthMismatchError(
-                f"payload holds {len(body) // width} ciphertexts, expected {expected} for {env.length} values"
+            raise MismatchError(
+                "length", f"payload holds {len(body) // width} ciphertexts, expected {expected} for {env.length} values"
             )
         return public.parse_ciphertexts(body, expected)
 

@@ -54,6 +54,7 @@ in memory; a restarted party rejoins at the next round's setup.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -70,16 +71,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ..base import Payload, RevealSite, Scheme, ShareRequest, ThreatModel
+from ..base import Declarations, Payload, RevealPlan, Scheme, ThreatModel
+from ..capabilities import InteractiveSetup, ShareRequest, ShareReveal
 from ..encoding import ClippedValuesWarning, IntegerWeights
 from ..envelope import Envelope, check_party_id
 from ..errors import (
     CryptoError,
-    KeyMismatchError,
     KeyReuseError,
-    LengthMismatchError,
     MalformedCiphertextError,
-    SchemeMismatchError,
+    MismatchError,
     ShareError,
 )
 from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyIdentity, PartyKey, Role
@@ -272,12 +272,12 @@ def _forget_old(rounds: dict[int, Any], current: int) -> None:
         del rounds[old]
 
 
-class SecAggScheme(Scheme):
+class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
     """SecAgg+ masking with dropout recovery (see the module docstring)."""
 
     name = "secagg"
     params_type = SecAggParams
-    reveal_site = RevealSite.AGGREGATOR
+    reveal_plan = RevealPlan.from_shares()
     threat_model = ThreatModel(
         key_holders={
             "party": ("fresh X25519 key pairs and a self-mask seed each round; Shamir shares of its neighbours' "
@@ -309,7 +309,12 @@ class SecAggScheme(Scheme):
                                        room="ring bits", wraps="the masked sum")
 
     @property
-    def value_bound(self) -> float:
+    def declarations(self) -> Declarations:
+        return dataclasses.replace(super().declarations,
+                                   value_bound=self._value_bound)
+
+    @property
+    def _value_bound(self) -> float:
         return float(self.params.clip)
 
     def tolerance(self, weights: Sequence[float]) -> float:
@@ -337,7 +342,7 @@ class SecAggScheme(Scheme):
         material = key.unwrap(self.name)
         expected = {Role.PARTY: _PartyMaterial, Role.AGGREGATOR: _AggMaterial}.get(key.role, type(None))
         if not isinstance(material, expected):
-            raise KeyMismatchError(f"{key!r} carries no secagg material for its role")
+            raise MismatchError("key", f"{key!r} carries no secagg material for its role")
 
     def _party(self, key: PartyKey) -> _PartyMaterial:
         self._check_key(key)
@@ -623,7 +628,7 @@ class SecAggScheme(Scheme):
                           "decryption_share and reveal_shares (the round engine and run_round do)")
 
     # --- unmasking -------------------------------------------------------------------------
-    def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest | None:
+    def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest:
         st = self._agg_round(self._agg(key), aggregate.round)
         survivors = set(aggregate.parties)
         strangers = survivors - set(st.live)
@@ -690,7 +695,7 @@ class SecAggScheme(Scheme):
     def reveal_shares(self, key: AggregatorKey, aggregate: Envelope, shares: Mapping[str, bytes]) -> np.ndarray:
         """Rebuild survivors' self masks and dropped parties' mask keys, remove the masks, decode the sum."""
         st = self._agg_round(self._agg(key), aggregate.round)
-        self.check_envelope(aggregate, key, kind="aggregate")
+        self._check_envelope(aggregate, key, kind="aggregate")
         pooled: dict[tuple[str, str], dict[int, int]] = {}
         for party, data in shares.items():
             x = st.roster.index(party) + 1
@@ -755,7 +760,7 @@ class SecAggScheme(Scheme):
             raise MalformedCiphertextError("secagg payload is truncated inside its header")
         ring, tag, masked_under = _HEADER.unpack(view[:_HEADER.size])
         if ring != self.params.ring_bits or tag != self.params.layout_tag():
-            raise SchemeMismatchError("payload was masked with other clip, bits, weight_scale or max_total_weight "
+            raise MismatchError("scheme", "payload was masked with other clip, bits, weight_scale or max_total_weight "
                                       "values: every role must use the same [crypto.secagg] parameters")
         if not hmac.compare_digest(masked_under, session):
             raise ShareError(f"an update of {', '.join(env.parties)} was masked under another key exchange of round "
@@ -765,7 +770,7 @@ class SecAggScheme(Scheme):
             raise MalformedCiphertextError(f"secagg payload body is {len(body)} bytes, not whole "
                                            f"{self._dtype.itemsize}-byte words: truncated")
         if len(body) // self._dtype.itemsize != env.length:
-            raise LengthMismatchError(f"payload holds {len(body) // self._dtype.itemsize} words, expected "
+            raise MismatchError("length", f"payload holds {len(body) // self._dtype.itemsize} words, expected "
                                       f"{env.length}")
         words = np.frombuffer(body, dtype=self._dtype)
         if int(words.max(initial=0)) > int(self._mask):

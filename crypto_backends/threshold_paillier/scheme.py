@@ -19,7 +19,7 @@ the aggregate's bytes (round, contributors, weights, ciphertexts): a share of
 another aggregate or round, or a wrong one, fails :meth:`check_share` with a
 :class:`~crypto_backends.errors.ShareError` naming its sender.  Any ``t`` checked
 shares are combined by Lagrange interpolation in the exponent
-(:meth:`reveal_shares`, at the aggregator: ``reveal_site = AGGREGATOR``).
+(:meth:`reveal_shares`, at the aggregator: ``RevealPlan.from_shares()``).
 
 Share bytes: ``>HI`` (party index, number of ciphertexts), the partial
 decryptions at ``2 * key_bytes`` bytes each, the 32-byte challenge ``e``, then
@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 from gmpy2 import mpz
 
-from ..base import RevealSite, ShareRequest, ThreatModel
+from ..base import RevealPlan, ThreatModel
+from ..capabilities import ShareRequest, ShareReveal
 from ..envelope import Envelope, check_party_id
-from ..errors import KeyMismatchError, KeyRoleError, MalformedCiphertextError, ShareError
+from ..errors import KeyRoleError, MalformedCiphertextError, MismatchError, ShareError
 from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyKey, Role, require_role
 from ..paillier import djn
 from ..paillier.scheme import PaillierScheme
@@ -87,13 +88,12 @@ class ShareMaterial:
     share: mpz = field(repr=False)
 
 
-class ThresholdPaillierScheme(PaillierScheme):
+class ThresholdPaillierScheme(PaillierScheme, ShareReveal):
     """Packed Paillier with t-of-n threshold decryption (see the module docstring)."""
 
     name = "threshold_paillier"
     params_type = ThresholdPaillierParams
-    reveal_site = RevealSite.AGGREGATOR
-    reveal_roles = (AggregatorKey,)
+    reveal_plan = RevealPlan.from_shares()
     threat_model = ThreatModel(
         key_holders={
             "party": "one Shamir share s_i of the decryption exponent (t of them decrypt) and the public key",
@@ -161,10 +161,10 @@ class ThresholdPaillierScheme(PaillierScheme):
         material = key.unwrap(self.name)
         public = material.public if isinstance(material, ShareMaterial) else material
         if not isinstance(public, PublicKeyMaterial):
-            raise KeyMismatchError(f"{key!r} carries no threshold paillier key material")
+            raise MismatchError("key", f"{key!r} carries no threshold paillier key material")
         if public.key_id != key.key_id:
-            raise KeyMismatchError(
-                f"{key!r} names fingerprint {key.fingerprint} but holds the key {public.key_id.hex()[:16]}: "
+            raise MismatchError(
+                "key", f"{key!r} names fingerprint {key.fingerprint} but holds the key {public.key_id.hex()[:16]}: "
                 "the key file was altered or assembled from two key sets; export it again"
             )
         return public
@@ -172,8 +172,8 @@ class ThresholdPaillierScheme(PaillierScheme):
     def _public(self, key: Key) -> djn.PublicMaterial:
         public = self._material(key).dealt.public
         if public.n.bit_length() != self.params.key_bits:
-            raise KeyMismatchError(
-                f"{key!r} has a {public.n.bit_length()}-bit modulus but key_bits={self.params.key_bits}: "
+            raise MismatchError(
+                "key", f"{key!r} has a {public.n.bit_length()}-bit modulus but key_bits={self.params.key_bits}: "
                 "every role must use the same [crypto.threshold_paillier] parameters as the key set"
             )
         return public
@@ -225,7 +225,7 @@ class ThresholdPaillierScheme(PaillierScheme):
             "shares (share_request, decryption_share, check_share, reveal_shares; the round engine does this)"
         )
 
-    def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest | None:
+    def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest:
         """Every contributor is asked (so that ``t`` valid shares arrive even if some are wrong or late), or
         ``share_requests`` of them, taken in turn from round to round so that no party does every round's work."""
         t = self.threshold(key)
@@ -239,12 +239,12 @@ class ThresholdPaillierScheme(PaillierScheme):
     def decryption_share(self, key: PartyKey, aggregate: Envelope, message: bytes) -> bytes:
         """This party's partial decryptions of ``aggregate`` and their proof (see the module docstring)."""
         require_role(key, PartyKey, action="make a decryption share")
-        self.check_envelope(aggregate, key, kind="aggregate")
+        self._check_envelope(aggregate, key, kind="aggregate")
         material = key.unwrap(self.name)
         if not isinstance(material, ShareMaterial):
             raise KeyRoleError(f"{key!r} holds no share of the decryption key")
         if key.owner is not None and material.public.parties[material.index - 1] != key.owner:
-            raise KeyMismatchError(f"{key!r} holds the share of {material.public.parties[material.index - 1]!r}")
+            raise MismatchError("key", f"{key!r} holds the share of {material.public.parties[material.index - 1]!r}")
         dealt = material.public.dealt
         cts = self._ciphertexts(self._public(key), aggregate)
         partials = shoup.partial(dealt, material.share, cts)
@@ -259,13 +259,13 @@ class ThresholdPaillierScheme(PaillierScheme):
 
     def check_share(self, key: AggregatorKey, aggregate: Envelope, party: str, share: bytes) -> None:
         require_role(key, AggregatorKey, action="check a decryption share")
-        self.check_envelope(aggregate, key, kind="aggregate")
+        self._check_envelope(aggregate, key, kind="aggregate")
         self._verified(key, aggregate, party, share)
 
     def reveal_shares(self, key: AggregatorKey, aggregate: Envelope, shares: Mapping[str, bytes]) -> np.ndarray:
         """The weighted sum from at least ``t`` parties' shares (each checked; a wrong one is a ShareError)."""
         require_role(key, AggregatorKey, action="reveal the aggregate from decryption shares")
-        self.check_envelope(aggregate, key, kind="aggregate")
+        self._check_envelope(aggregate, key, kind="aggregate")
         t = self.threshold(key)
         if len(shares) < t:
             raise ShareError(

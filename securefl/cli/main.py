@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           "start the roles with securefl authority / aggregator / party, "
                           "or use examples/deploy_local.sh")
     sim = Simulation(cfg)
-    security = (f"{sim.scheme.security_bits}-bit security" if sim.scheme.hides_updates
+    security = (f"{sim.scheme.declarations.security_bits}-bit security" if sim.scheme.declarations.hides_updates
                 else "no security: the aggregator sees every update")
     console.print(f"[bold]securefl run[/]: {cfg.crypto.scheme} on {cfg.data.dataset}, "
                   f"{cfg.federation.parties} parties on {cfg.federation.engine}, {cfg.federation.rounds} rounds "

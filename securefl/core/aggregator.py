@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crypto_backends.base import Accumulator, RevealSite, Scheme, ShareRequest
+from crypto_backends.base import Accumulator, RevealSite, Scheme
+from crypto_backends.capabilities import ShareRequest, ShareReveal
 from crypto_backends.envelope import Envelope
 from crypto_backends.errors import CryptoError, SecureFLError, ShareError
 from crypto_backends.keys import AggregatorKey, FunctionKey
@@ -66,16 +67,22 @@ class Aggregator:
         """Revealed weighted sum and total weight -> next global vector (the federation's rule)."""
         self.max_weight = max_weight
         """Largest weight an update may declare (``federation.max_weight``)."""
-        bounds = [b for b in (scheme.release_norm_bound, max_update_norm) if b is not None]
-        self.norm_bound = min(bounds) if bounds and not scheme.hides_updates else None
+        declared = scheme.declarations
+        bounds = [b for b in (declared.release_norm_bound, max_update_norm) if b is not None]
+        self.norm_bound = min(bounds) if bounds and not declared.hides_updates else None
         """L2 bound of an unweighted update, checked where the scheme shows updates to the aggregator."""
         # ``num_parameters`` is ``None`` until the engine has the model's starting point (from a party)
 
     # --- uploads ------------------------------------------------------------------------
-    def check_upload(self, sender: str, data: bytes, round: int) -> Envelope:
-        """Parse and check one upload, once; ``sender`` is the transport-authenticated party id."""
+    def check_upload(self, sender: str, data: bytes, round: int, accumulator: Accumulator | None = None) -> Envelope:
+        """Parse and check one upload, once; ``sender`` is the transport-authenticated party id.
+
+        ``accumulator``: the round's running aggregate (a :class:`Stream`'s), which also
+        refuses a second upload of ``sender``; without it a fresh one checks the envelope.
+        """
         env = Envelope.from_bytes(data)
-        self.scheme.check_envelope(env, self.key, kind="update", round=round, length=self.num_parameters)
+        acc = accumulator if accumulator is not None else self.scheme.accumulator(self.key, round=round)
+        acc.check(env, length=self.num_parameters)
         if env.party != sender:
             raise PartyError(f"upload from {sender!r} claims to be from {env.party!r}: a party may only send its own "
                              "update (check that each party process uses its own certificate and key)")
@@ -144,24 +151,43 @@ class Aggregator:
             )
 
     # --- revealing ----------------------------------------------------------------------
+    @property
+    def shares(self) -> ShareReveal | None:
+        """The scheme's share exchange, where its reveal plan opens aggregates from parties' shares."""
+        if not self.scheme.declarations.reveal.shares:
+            return None
+        offered = self.scheme.capability(ShareReveal)
+        if offered is None:
+            raise CryptoError(f"the {self.scheme.name} scheme's reveal plan needs shares, but it offers no share "
+                              "exchange (ShareReveal): the scheme is broken")
+        return offered
+
     def share_request(self, combined: Combined) -> ShareRequest | None:
         """The share exchange the scheme needs for this aggregate, if any."""
-        return self.scheme.share_request(self.key, combined.aggregate)
+        shares = self.shares
+        return shares.share_request(self.key, combined.aggregate) if shares is not None else None
 
     def check_share(self, combined: Combined, sender: str, share: bytes) -> bytes:
         """Check one party's share on arrival; returns it (raises :class:`ShareError` to refuse it)."""
         if sender not in combined.contributors:
             raise ShareError(f"{sender} sent a share but is not a contributor of round {combined.aggregate.round}")
-        self.scheme.check_share(self.key, combined.aggregate, sender, share)
+        shares = self.shares
+        if shares is None:
+            raise ShareError(f"{sender} sent a share, but the {self.scheme.name} scheme reveals without shares")
+        shares.check_share(self.key, combined.aggregate, sender, share)
         return share
 
     def next_model(self, combined: Combined, *, function_key: FunctionKey | None = None,
                    shares: Mapping[str, bytes] | None = None) -> GlobalModel:
         """The next global model: revealed here (with a function key or shares), or sealed for the parties."""
         aggregate = combined.aggregate
+        plan = self.scheme.declarations.reveal
         if shares is not None:
-            total = self.scheme.reveal_shares(self.key, aggregate, shares)
-        elif self.scheme.reveal_site is RevealSite.PARTIES:
+            exchange = self.shares
+            if exchange is None:
+                raise ShareError(f"the {self.scheme.name} scheme reveals without shares, but shares were given")
+            total = exchange.reveal_shares(self.key, aggregate, shares)
+        elif plan.site is RevealSite.PARTIES:
             return GlobalModel.of_aggregate(aggregate)
         else:
             total = self.scheme.reveal(self.key, aggregate, function_key=function_key)
@@ -187,7 +213,7 @@ class Stream:
 
     def accept(self, sender: str, data: bytes) -> float:
         """Check and fold one upload of ``sender``; returns its (applied) weight."""
-        env = self.aggregator.check_upload(sender, data, self.round)
+        env = self.aggregator.check_upload(sender, data, self.round, self._acc)
         self.fold(env)
         return env.weights[0]
 

@@ -2,7 +2,7 @@
 
 For schemes with function keys (``fe``) it also answers the aggregator's
 per-round function-key requests; the scheme enforces its inference-prevention
-policy inside :meth:`~crypto_backends.base.Scheme.function_key`, and this role
+policy inside :meth:`~crypto_backends.capabilities.FunctionKeys.function_key`, and this role
 logs every grant and refusal.  The master secret never leaves this object.
 
 Two rules are this role's own, because they outlive a key set or concern the run:
@@ -22,6 +22,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from crypto_backends.base import Scheme
+from crypto_backends.capabilities import FunctionKeys
 from crypto_backends.errors import PolicyError
 from crypto_backends.keys import AggregatorKey, FunctionKey, KeySet, PartyKey
 from securefl.core.statefile import PolicyState
@@ -44,8 +45,12 @@ class Authority:
         self.policy, self.min_contributors = policy, min_contributors
         log.info("keys %s for %d parties under %s (fingerprint %s)", "loaded" if keys else "made", len(party_ids),
                  scheme.name, self._keys.aggregator.fingerprint)
+        self._fkeys = scheme.capability(FunctionKeys)
         if policy is not None and self._keys.authority is not None and policy.record:
-            scheme.adopt_policy_record(self._keys.authority, policy.record)
+            if self._fkeys is None:
+                raise PolicyError(f"a policy record was given, but the {scheme.name} scheme keeps none (it derives "
+                                  "no function keys): remove the record or use the scheme that wrote it")
+            self._fkeys.adopt_policy_record(self._keys.authority, policy.record)
             log.info("policy record of this federation adopted from %s", policy.path)
 
     @property
@@ -62,8 +67,9 @@ class Authority:
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
         """A function key for ``weights`` in ``round``, if the scheme's policy allows it."""
-        if self._keys.authority is None:
-            raise PolicyError(f"the {self.scheme.name} scheme has no authority key to derive function keys")
+        if self._keys.authority is None or self._fkeys is None:
+            raise PolicyError(f"the {self.scheme.name} scheme derives no function keys (no authority key, or its "
+                              "reveal plan needs none)")
         try:
             contributors = sum(1 for w in weights.values() if w != 0)
             if contributors < self.min_contributors:
@@ -72,11 +78,11 @@ class Authority:
                     f"differential-privacy noise plan needs at least {self.min_contributors} (each adds one share "
                     "of the noise); fewer would release a sum with less noise than the budget counts"
                 )
-            key = self.scheme.function_key(self._keys.authority, round=round, weights=weights)
+            key = self._fkeys.function_key(self._keys.authority, round=round, weights=weights)
         except PolicyError as exc:
             log.warning("round %d: function key refused: %s", round, exc)
             raise
         if self.policy is not None:  # on disk before the key leaves this role
-            self.policy.store(self.scheme.policy_record(self._keys.authority))
+            self.policy.store(self._fkeys.policy_record(self._keys.authority))
         log.info("round %d: function key granted for %d parties", round, len(weights))
         return key

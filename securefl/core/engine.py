@@ -8,15 +8,16 @@ A round, as the scheme declares it (the engine never asks for a scheme's name):
 
 1. account: the privacy accountant refuses the round before anyone releases anything;
 2. setup: the scheme's setup exchanges, if it declares any for this round
-   (:meth:`~crypto_backends.base.Scheme.setup_steps`);
+   (:class:`~crypto_backends.capabilities.InteractiveSetup`);
 3. train: every party gets the global model and returns its protected update;
    each upload is parsed, checked and folded into the running aggregate once, on
    arrival, and its bytes dropped (:class:`~securefl.core.aggregator.Stream`);
 4. combine: close the running aggregate (bad uploads cost only their sender; the
    quorum holds or the run stops);
-5. reveal: a function key from the authority (``needs_function_key``), or a
-   share exchange with at least ``needed`` parties (``share_request``), or
-   nothing (the aggregate goes back sealed for the parties to open);
+5. reveal, as the scheme's :class:`~crypto_backends.base.RevealPlan` says: a
+   function key from the authority, or a share exchange with at least ``needed``
+   parties (:class:`~crypto_backends.capabilities.ShareReveal`), or nothing (the
+   aggregate goes back sealed for the parties to open);
 6. evaluate: every contributor measures the model as it would be released on
    its own held-out rows; each metric is averaged, weighted by the rows the
    party measured on (or by its fusion weight);
@@ -37,6 +38,7 @@ from typing import Protocol
 
 import numpy as np
 
+from crypto_backends.capabilities import InteractiveSetup
 from securefl.core.aggregator import Aggregator, Combined
 from securefl.core.federation import Federation, RoundMetrics, RunResult
 from securefl.core.messages import GlobalModel, parse_metrics, parse_vector, share_request_bytes
@@ -136,13 +138,15 @@ class RoundEngine:
             self.accountant.charge(rnd)  # refuses the round before any party releases anything
         parties = tuple(self.federation.party_ids)
         dropped: dict[str, str] = {}
-        steps = self.scheme.setup_steps(rnd)
+        setup = self.scheme.capability(InteractiveSetup)
+        steps = setup.setup_steps(rnd) if setup is not None else 0
         replies: dict[str, bytes] = {}
         for stage in range(steps):
-            replies = self._setup(rnd, stage, parties, replies, dropped)
+            assert setup is not None
+            replies = self._setup(setup, rnd, stage, parties, replies, dropped)
             parties = tuple(sorted(replies))
-        if steps:
-            parties = tuple(self.scheme.setup_done(self.aggregator.key, round=rnd, replies=replies))
+        if setup is not None and steps:
+            parties = tuple(setup.setup_done(self.aggregator.key, round=rnd, replies=replies))
             dropped.update(dict.fromkeys(set(replies) - set(parties), "its setup was refused by the scheme"))
         data = model.to_bytes()
         stream = self.aggregator.stream(rnd)  # each upload is checked and folded on arrival, then dropped
@@ -154,10 +158,10 @@ class RoundEngine:
         dropped.update(combined.rejected)
         return Outcome(self._reveal(rnd, combined, dropped), combined, uploads.sizes, dropped)
 
-    def _setup(self, rnd: int, stage: int, parties: tuple[str, ...], previous: dict[str, bytes],
-               dropped: dict[str, str]) -> dict[str, bytes]:
+    def _setup(self, setup: InteractiveSetup, rnd: int, stage: int, parties: tuple[str, ...],
+               previous: dict[str, bytes], dropped: dict[str, str]) -> dict[str, bytes]:
         """One setup exchange: the scheme's messages out (to parties still in the round), the replies back."""
-        messages = self.scheme.setup_messages(self.aggregator.key, round=rnd, step=stage, parties=parties,
+        messages = setup.setup_messages(self.aggregator.key, round=rnd, step=stage, parties=parties,
                                               replies=previous)
         asked = {p: bytes(m) for p, m in messages.items() if p in parties}
         for party in parties:  # a party the scheme stops asking (a garbled or refused reply) is named, not lost
@@ -179,7 +183,8 @@ class RoundEngine:
             dropped.update({p: f"share refused or missing: {why}" for p, why in shares.dropped.items()})
             self.aggregator.require_quorum(rnd, len(shares.accepted), shares.dropped, "share", request.needed)
             return self.aggregator.next_model(combined, shares=shares.accepted)
-        fkey = (self.transport.function_key(rnd, combined.weights) if self.scheme.needs_function_key else None)
+        plan = self.scheme.declarations.reveal
+        fkey = self.transport.function_key(rnd, combined.weights) if plan.function_key else None
         return self.aggregator.next_model(combined, function_key=fkey)
 
     def initial_parameters(self) -> np.ndarray:

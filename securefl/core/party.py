@@ -14,7 +14,8 @@ import logging
 
 import numpy as np
 
-from crypto_backends.base import Scheme
+from crypto_backends.base import C, Scheme
+from crypto_backends.capabilities import InteractiveSetup, Precompute, ShareReveal
 from crypto_backends.keys import PartyKey
 from securefl.core.fusion import Fuse, mean_from_sum
 from securefl.core.messages import GlobalModel, metrics_bytes, parse_share_request, vector_bytes
@@ -83,11 +84,14 @@ class Party:
         if step == "init":
             return vector_bytes(self.initial_parameters())
         if step == "setup":
-            return self.scheme.setup_reply(self.key, round=round, step=stage, message=payload)
+            return self._capability(InteractiveSetup, step).setup_reply(self.key, round=round, step=stage,
+                                                                        message=payload)
         if step == "share":
             message, aggregate = parse_share_request(payload)
-            self.scheme.check_envelope(aggregate, self.key, kind="aggregate", round=round)
-            return self.scheme.decryption_share(self.key, aggregate, message)
+            if aggregate.round != round:
+                raise PartyError(f"{self.party_id} was asked for a share of round {round}, but the aggregate is of "
+                                 f"round {aggregate.round}: refused (an old or misrouted aggregate)")
+            return self._capability(ShareReveal, step).decryption_share(self.key, aggregate, message)
         if step == "evaluate":
             model = GlobalModel.from_bytes(payload)
             try:
@@ -97,6 +101,13 @@ class Party:
                 log.warning("%s: cannot measure the model of round %d: %s", self.party_id, round, exc)
                 return metrics_bytes({})
         raise PartyError(f"{self.party_id} was asked for an unknown step {step!r}; upgrade this party's securefl")
+
+    def _capability(self, kind: type[C], step: str) -> C:
+        offered = self.scheme.capability(kind)
+        if offered is None:
+            raise PartyError(f"{self.party_id} was asked for a {step!r} step, which the {self.scheme.name} scheme does "
+                             "not have: the aggregator runs another scheme; every role must use the same [crypto]")
+        return offered
 
     def initial_parameters(self) -> np.ndarray:
         """The trainer's starting point, checked (a flat vector of finite floats)."""
@@ -124,10 +135,11 @@ class Party:
             self.accountant.charge(round)
         global_model = GlobalModel.from_bytes(model)
         length = global_model.length
-        if self.weight is not None:
+        precompute = self.scheme.capability(Precompute)
+        if self.weight is not None and precompute is not None:
             # data-independent work (e.g. DP noise) first, so that after training only the cheap part remains;
             # a weight that changes makes the scheme redo it
-            self.scheme.prepare(self.key, length=length, weight=self.weight, round=round)
+            precompute.prepare(self.key, length=length, weight=self.weight, round=round)
         params = self.open_model(global_model)
         update, self.weight = checked_fit(self.party_id, self.trainer.fit(params.copy(), round), length)
         reply = self.scheme.protect(self.key, update, weight=self.weight, round=round).to_bytes()

@@ -123,12 +123,12 @@ def required_rescale(scheme: Scheme, cfg: PrivacyConfig, adapter: ModelAdapter, 
                      weights: Mapping[str, float]) -> float:
     """Factor (>= 1) by which a :attr:`~securefl.ml.models.ModelAdapter.rescalable` model's public scale must grow
     so that its noisy values fit ``scheme``'s clip range; 1 when they fit or the model cannot be rescaled."""
-    if not (cfg.enabled and adapter.rescalable and scheme.value_bound is not None):
+    if not (cfg.enabled and adapter.rescalable and scheme.declarations.value_bound is not None):
         return 1.0
     plan = _federation_plan(cfg, adapter, min_contributors, weights)
     # the values stay within value_range while sensitivities, and so the noise, shrink with the scale
     _, tail = reach(plan, adapter.value_range, min(weights.values()))
-    room = scheme.value_bound - adapter.value_range
+    room = scheme.declarations.value_bound - adapter.value_range
     return max(1.0, 1.001 * tail / room) if room > 0 else 1.0
 
 
@@ -141,15 +141,16 @@ def release_noise(plan: NoisePlan, parties: int) -> tuple[float, ...]:
 
 def check_value_bound(scheme: Scheme, plan: NoisePlan, data_bound: float, min_weight: float) -> None:
     """Refuse a plan whose noisy values would routinely exceed the scheme's clip range (biasing the model)."""
-    if scheme.value_bound is None:
+    bound = scheme.declarations.value_bound
+    if bound is None:
         return
     if not math.isfinite(data_bound):
         data_bound = 0.0  # the model's own values: the scheme's clip range concerns them with or without DP
     top, tail = reach(plan, data_bound, min_weight)
-    if top > scheme.value_bound * (1 + 1e-9):
+    if top > bound * (1 + 1e-9):
         raise ConfigError(
             f"privacy: noisy values reach about {top:.3g} (data up to {data_bound:.3g} plus a noise tail of "
-            f"{tail:.3g}), beyond the {scheme.name} scheme's clip range +-{scheme.value_bound:.3g}; values "
+            f"{tail:.3g}), beyond the {scheme.name} scheme's clip range +-{bound:.3g}; values "
             f"beyond it would be clipped and bias the model. Widen the scheme's clip range in [crypto.{scheme.name}], "
             "raise privacy.epsilon, or lower privacy.clip_norm"
         )

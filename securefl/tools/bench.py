@@ -52,6 +52,7 @@ import numpy as np
 
 from crypto_backends import registry
 from crypto_backends.base import Scheme, SchemeParams
+from crypto_backends.capabilities import InteractiveSetup
 from crypto_backends.dp import DPScheme
 from crypto_backends.errors import InvalidParameterError
 from crypto_backends.roundtrip import run_round, run_setup
@@ -142,9 +143,10 @@ def bench_scheme(
     if trips[0].share_s:
         more, note = _share_columns(scheme, keys, ids, vectors, weights, trips, round=repeat)
         extra.update(more)
+    declared = scheme.declarations
     return _result(label or name, n, dim, statistics.median(enc), statistics.median(agg), statistics.median(dec),
-                   statistics.mean(sizes), max(errors), keygen_s=keygen_s, hides_updates=scheme.hides_updates,
-                   security_bits=scheme.security_bits if scheme.hides_updates else None,
+                   statistics.mean(sizes), max(errors), keygen_s=keygen_s, hides_updates=declared.hides_updates,
+                   security_bits=declared.security_bits if declared.hides_updates else None,
                    extra=extra, note=note)
 
 
@@ -163,7 +165,8 @@ def _share_columns(scheme: Scheme, keys: Any, ids: Sequence[str], vectors: Seque
              "setup_s": statistics.median(trip.setup_s for trip in trips)}
     note = (f"decrypt = {len(trips[0].share_s)} parties' shares ({extra['share_s'] * 1e3:.1f} ms each) + the "
             f"aggregator's checks and combination ({extra['unmask_s'] * 1e3:.1f} ms)")
-    if not scheme.setup_steps(round):
+    setup = scheme.capability(InteractiveSetup)
+    if setup is None or not setup.setup_steps(round):
         return extra, note
     by_id, w = dict(zip(ids, vectors, strict=True)), dict(zip(ids, weights, strict=True))
     drop = run_round(scheme, keys, by_id, w, round=round, drop=0.1)

@@ -44,7 +44,7 @@ METHODS = ("local", "distributed", "central_securefl", "central", "non_private")
 
 def hiding_scheme(cfg: Config) -> str | None:
     """The scheme the distributed curve runs under: the configured one if it hides updates, else the first that does."""
-    if registry.get(cfg.crypto.scheme).hides_updates:
+    if registry.get(cfg.crypto.scheme).threat_model.hides_updates:
         return cfg.crypto.scheme
     return next(iter(hiding_schemes()), None)
 

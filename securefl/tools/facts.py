@@ -75,9 +75,9 @@ def scheme_facts(name: str, params: SchemeParams | None = None) -> SchemeFacts:
         name=name,
         security_bits=int(params.security_bits()),
         threat=cls.threat_model,
-        reveal_site=cls.reveal_site.value,
-        needs_function_key=cls.needs_function_key,
-        hides_updates=cls.hides_updates,
+        reveal_site=cls.reveal_plan.site.value,
+        needs_function_key=cls.reveal_plan.function_key,
+        hides_updates=cls.threat_model.hides_updates,
         presets={pname: int(p.security_bits()) for pname, p in ptype.presets().items()},
     )
 

@@ -22,7 +22,7 @@ if _folder and _watch:
         if event != "open" or not args or not isinstance(args[0], (str, bytes, os.PathLike)):
             return
         path = os.fsdecode(args[0])  # type: ignore[arg-type]
-        if _watch in path:
+        if _watch and _watch in path:
             with open(_log, "a", encoding="utf-8") as fh:
                 fh.write(path + "\n")
 

@@ -23,10 +23,9 @@ from crypto_backends.errors import (
     InsecureParameterError,
     InvalidInputError,
     InvalidParameterError,
-    KeyMismatchError,
     KeyRoleError,
-    LengthMismatchError,
     MalformedCiphertextError,
+    MismatchError,
     PolicyError,
 )
 from crypto_backends.roundtrip import secure_weighted_mean
@@ -145,7 +144,7 @@ def test_aggregator_context_has_no_key_and_cannot_decrypt_or_encrypt(scheme, key
     with pytest.raises(KeyRoleError):
         scheme.reveal(reloaded, aggregate)
     with pytest.raises(KeyRoleError):
-        scheme.publish(reloaded, aggregate)
+        scheme.release(reloaded, aggregate, scheme.reveal(reloaded, aggregate))
 
 
 def test_parties_and_dealer_hold_the_secret(scheme, keys):
@@ -175,7 +174,7 @@ def test_key_material_must_fit_its_role(scheme, keys):
 def test_key_for_other_parameters_is_refused(keys):
     default = CKKSScheme()
     dumped = CKKSScheme(CKKSParams.preset("test")).dump_key(keys.aggregator)
-    with pytest.raises(KeyMismatchError, match="other parameters"):
+    with pytest.raises(MismatchError, match="other parameters"):
         default.load_key(dumped)
 
 
@@ -235,14 +234,14 @@ def test_wrong_chunk_count_is_a_length_mismatch(scheme, keys):
     env = _update(scheme, keys, np.ones(2000))  # two chunks
     blobs = _blobs(env)
     for wrong in (blobs[:1], blobs + blobs[:1]):
-        with pytest.raises(LengthMismatchError, match="chunk"):
+        with pytest.raises(MismatchError, match="chunk"):
             scheme.combine(keys.aggregator, [_reframe(env, wrong)], round=0)
 
 
 def test_chunk_holding_the_wrong_number_of_values_is_a_length_mismatch(scheme, keys):
     env = _update(scheme, keys, np.ones(100))
     other = _update(scheme, keys, np.ones(99))
-    with pytest.raises(LengthMismatchError, match="holds 99 values"):
+    with pytest.raises(MismatchError, match="holds 99 values"):
         scheme.combine(keys.aggregator, [_reframe(env, _blobs(other))], round=0)
 
 
@@ -252,7 +251,7 @@ def test_ciphertext_from_another_context_under_a_forged_fingerprint_fails_safely
     foreign_keys = default.keygen(["alice"])
     foreign = default.protect(foreign_keys.parties["alice"], np.ones(100), weight=1.0, round=0)
     forged = dataclasses.replace(foreign, key_id=keys.key_id)
-    with pytest.raises(KeyMismatchError):  # the honest case: the fingerprint differs
+    with pytest.raises(MismatchError):  # the honest case: the fingerprint differs
         scheme.combine(keys.aggregator, [foreign], round=0)
     with pytest.raises(MalformedCiphertextError):
         scheme.combine(keys.aggregator, [forged], round=0)
@@ -305,23 +304,25 @@ def test_publish_adds_noise_of_the_configured_scale():
     aggregate = scheme.combine(keys.aggregator, updates, round=0)
     sigma = scheme.publish_sigma(aggregate)
     assert sigma == flooding_sigma(scheme.params, 2, 16)
-    noise = scheme.publish(keys.parties["alice"], aggregate) - scheme.reveal(keys.parties["alice"], aggregate)
+    alice = keys.parties["alice"]
+    exact = scheme.reveal(alice, aggregate)
+    noise = scheme.release(alice, aggregate, exact) - exact
     z = noise / sigma
     assert abs(float(np.std(z)) - 1) < 0.03
     assert abs(float(np.mean(z))) < 4 / math.sqrt(n)
     assert abs(float(np.mean(np.abs(z) < 1)) - 0.6827) < 0.02
     kurtosis = float(np.mean(z**4) / np.mean(z**2) ** 2)
     assert abs(kurtosis - 3) < 0.25
-    again = scheme.publish(keys.parties["alice"], aggregate)
+    again = scheme.release(keys.parties["alice"], aggregate, scheme.reveal(keys.parties["alice"], aggregate))
     assert not np.array_equal(again, noise + scheme.reveal(keys.parties["alice"], aggregate))
 
 
 def test_publications_beyond_the_flooding_budget_are_refused(scheme):
     keys = scheme.keygen(["alice"])  # the test preset's noise covers flooding_queries=1 publication
     aggregate = scheme.combine(keys.aggregator, [_update(scheme, keys, np.ones(10))], round=0)
-    scheme.publish(keys.parties["alice"], aggregate)
+    scheme.release(keys.parties["alice"], aggregate, scheme.reveal(keys.parties["alice"], aggregate))
     with pytest.raises(PolicyError, match="flooding_queries=1"):
-        scheme.publish(keys.parties["alice"], aggregate)
+        scheme.release(keys.parties["alice"], aggregate, scheme.reveal(keys.parties["alice"], aggregate))
     scheme.reveal(keys.parties["alice"], aggregate)  # revealing inside the key holders costs nothing
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from crypto_backends import Envelope, noise
 from crypto_backends.dp import DPScheme, NoisePlan, NoiseSegment
-from crypto_backends.errors import InvalidInputError, InvalidParameterError, LengthMismatchError, PolicyError
+from crypto_backends.errors import InvalidInputError, InvalidParameterError, MismatchError, PolicyError
 from crypto_backends.roundtrip import revealing_key
 from tests.schemes import SealedPlain, make_scheme
 
@@ -97,7 +97,7 @@ def test_weight_above_the_bound_is_refused(sealed_scheme):
 def test_wrong_length_and_double_wrapping_are_refused():
     dp = DPScheme(make_scheme("plain"), _plan(length=4))
     keys = dp.keygen(PARTIES[:1])
-    with pytest.raises(LengthMismatchError):
+    with pytest.raises(MismatchError):
         dp.protect(keys.parties["alice"], np.zeros(5), weight=1.0, round=0)
     with pytest.raises(InvalidParameterError, match="already wrapped"):
         DPScheme(dp, _plan(length=4))
@@ -120,13 +120,13 @@ def test_prepared_noise_is_used_once_for_its_round():
 def test_the_wrapper_is_the_inner_scheme_on_the_wire():
     inner = make_scheme("plain")
     dp = DPScheme(inner, _plan(length=4))
-    assert (dp.name, dp.reveal_site, dp.hides_updates, dp.security_bits) == (
-        inner.name, inner.reveal_site, inner.hides_updates, inner.security_bits)
+    assert (dp.name, dp.reveal_plan.site, dp.declarations.hides_updates, dp.declarations.security_bits) == (
+        inner.name, inner.reveal_plan.site, inner.declarations.hides_updates, inner.declarations.security_bits)
     assert "local differential privacy" in dp.threat_model.aggregator_learns
     assert math.isinf(dp.tolerance([1.0]))
     keys = dp.keygen(PARTIES[:2])
     env = dp.protect(keys.parties["alice"], np.ones(4), weight=1.0, round=0)
-    dp.check_envelope(Envelope.from_bytes(env.to_bytes()), keys.aggregator, kind="update", round=0, length=4)
+    dp._check_envelope(Envelope.from_bytes(env.to_bytes()), keys.aggregator, kind="update", round=0, length=4)
     assert dp.load_key(dp.dump_key(keys.aggregator)).key_id == keys.key_id
 
 
@@ -145,13 +145,12 @@ def test_fewer_contributors_than_the_noise_plan_needs_are_refused_wherever_decry
     updates = [dp.protect(keys.parties[p], np.zeros(8), weight=1.0, round=0) for p in PARTIES[:2]]
     two = dp.combine(keys.aggregator, updates, round=0)
     holder = revealing_key(dp, keys)
-    for call in (lambda: dp.reveal(holder, two), lambda: dp.publish(holder, two),
-                 lambda: dp.release(holder, two, np.zeros(8)),
-                 lambda: dp.decryption_share(keys.parties["alice"], two, b"")):
+    for call in (lambda: dp.reveal(holder, two), lambda: dp.release(holder, two, np.zeros(8)),
+                 lambda: dp.check_contributors(two)):
         with pytest.raises(PolicyError, match="sums 2 update"):
             call()
     with pytest.raises(PolicyError, match="covers 2 contributor"):
-        dp.function_key(keys.authority, round=0, weights={"alice": 1.0, "bob": 1.0, "carol": 0.0})
+        dp.check_weights(0, {"alice": 1.0, "bob": 1.0, "carol": 0.0})
     three = dp.combine(keys.aggregator, [*updates, dp.protect(keys.parties["carol"], np.zeros(8), weight=1.0,
                                                                 round=0)], round=0)
     assert dp.reveal(holder, three).shape == (8,)
@@ -166,7 +165,7 @@ def test_fewer_contributors_than_the_noise_plan_needs_are_refused_wherever_decry
 def test_an_honest_local_release_stays_within_the_release_norm_bound_which_is_not_loose(mechanism, scale):
     dp = DPScheme(make_scheme("plain"), _plan(mechanism=mechanism, scale=scale, clip=1.0, length=2000))
     keys = dp.keygen(PARTIES[:1])
-    bound = dp.release_norm_bound
+    bound = dp.declarations.release_norm_bound
     assert bound is not None
     norms = []
     for r in range(30):  # inputs far beyond the clip: the release is the clipped vector plus noise, snapped
@@ -179,5 +178,5 @@ def test_an_honest_local_release_stays_within_the_release_norm_bound_which_is_no
 
 
 def test_the_release_norm_bound_is_the_inner_schemes_outside_local_mode_with_a_clip():
-    assert DPScheme(make_scheme("plain"), _plan(clip=None)).release_norm_bound is None
-    assert DPScheme(SealedPlain(), _plan(mode="distributed", m=2)).release_norm_bound is None
+    assert DPScheme(make_scheme("plain"), _plan(clip=None)).declarations.release_norm_bound is None
+    assert DPScheme(SealedPlain(), _plan(mode="distributed", m=2)).declarations.release_norm_bound is None

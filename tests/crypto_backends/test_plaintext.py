@@ -9,7 +9,7 @@ import pytest
 
 from crypto_backends import registry
 from crypto_backends.envelope import Envelope
-from crypto_backends.errors import LengthMismatchError, MalformedCiphertextError
+from crypto_backends.errors import MalformedCiphertextError, MismatchError
 from securefl.core.aggregator import Aggregator
 
 
@@ -26,7 +26,7 @@ def _upload(bad: float) -> tuple[object, object, bytes]:
 def test_a_non_finite_update_is_refused_by_check_envelope(bad):
     scheme, keys, data = _upload(bad)
     with pytest.raises(MalformedCiphertextError, match="non-finite"):
-        scheme.check_envelope(Envelope.from_bytes(data), keys.aggregator, kind="update", round=0, length=4)
+        scheme._check_envelope(Envelope.from_bytes(data), keys.aggregator, kind="update", round=0, length=4)
 
 
 def test_the_aggregator_refuses_a_nan_upload_on_arrival_not_at_combine():
@@ -41,13 +41,13 @@ def test_a_payload_of_the_wrong_size_is_refused_on_arrival():
     scheme, keys, data = _upload(1.0)
     env = Envelope.from_bytes(data)
     short = dataclasses.replace(env, payload=bytes(env.payload)[:-8])
-    with pytest.raises(LengthMismatchError):
-        scheme.check_envelope(short, keys.aggregator, kind="update", round=0, length=4)
+    with pytest.raises(MismatchError):
+        scheme._check_envelope(short, keys.aggregator, kind="update", round=0, length=4)
 
 
 def test_a_finite_update_still_passes():
     scheme, keys, data = _upload(3.5)
-    scheme.check_envelope(Envelope.from_bytes(data), keys.aggregator, kind="update", round=0, length=4)
+    scheme._check_envelope(Envelope.from_bytes(data), keys.aggregator, kind="update", round=0, length=4)
 
 
 def _stream(scheme, keys, vectors, order):

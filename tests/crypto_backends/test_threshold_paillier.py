@@ -34,7 +34,7 @@ WEIGHTS = {p: float(i + 1) for i, p in enumerate(PARTIES)}
 
 
 def _scheme(**changes: object) -> ThresholdPaillierScheme:
-    params = dataclasses.replace(ThresholdPaillierParams.preset("test"), **changes)
+    params = dataclasses.replace(ThresholdPaillierParams.preset("test"), **changes)  # type: ignore[arg-type]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureParametersWarning)
         return ThresholdPaillierScheme(params)  # type: ignore[arg-type]

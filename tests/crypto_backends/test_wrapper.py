@@ -11,15 +11,17 @@ import inspect
 import numpy as np
 import pytest
 
-from crypto_backends.base import Scheme, ShareRequest
+from crypto_backends.base import Scheme
+from crypto_backends.capabilities import FunctionKeys, InteractiveSetup, ShareRequest, ShareReveal
 from crypto_backends.dp import DPScheme, NoisePlan, NoiseSegment
 from crypto_backends.plaintext import PlainScheme
 from crypto_backends.roundtrip import secure_weighted_mean
 from crypto_backends.wrapper import SchemeWrapper, declaration
 from tests.schemes import PassThrough, SharedPlain, make_scheme
 
-#: Scheme members a wrapper may inherit: they only read the (forwarded) declarations.
-INHERITED = {"make_envelope"}
+#: Scheme members a wrapper may inherit: they only read the (forwarded) declarations, or are hooks a
+#: wrapper never reaches (it forwards the public operation that would call them).
+INHERITED = {"_make_envelope", "_check_envelope", "_check_key", "_applied_weight", "_publish"}
 
 
 def _members(cls: type) -> dict[str, object]:
@@ -37,14 +39,13 @@ def test_every_scheme_operation_hook_and_declaration_is_forwarded():
 def test_declarations_are_the_inner_schemes_and_read_only():
     inner = make_scheme("fe")
     wrapped = PassThrough(inner)
-    for name in ("name", "version", "params_type", "params", "reveal_site", "reveal_roles", "needs_function_key",
-                 "hides_updates", "threat_model"):
+    for name in ("name", "version", "params_type", "params", "reveal_plan", "threat_model"):
         assert getattr(wrapped, name) == getattr(inner, name), name
         with pytest.raises(AttributeError, match="declared by the wrapped scheme"):
             setattr(wrapped, name, None)
     assert set(vars(wrapped)) == {"inner"}  # nothing of the inner scheme is copied onto the wrapper
-    assert (wrapped.security_bits, wrapped.value_bound, wrapped.tolerance([1.0, 2.0])) == (
-        inner.security_bits, inner.value_bound, inner.tolerance([1.0, 2.0]))
+    assert (wrapped.declarations.security_bits, wrapped.declarations.value_bound, wrapped.tolerance([1.0, 2.0])) == (
+        inner.declarations.security_bits, inner.declarations.value_bound, inner.tolerance([1.0, 2.0]))
     assert isinstance(PassThrough.name, declaration)  # read from the class: the descriptor
     assert repr(wrapped) == f"PassThrough({inner!r})"
 
@@ -54,11 +55,11 @@ def test_dp_overrides_its_threat_model_and_stores_no_declaration():
     dp = DPScheme(inner, NoisePlan("gaussian", (NoiseSegment(4, 1.0),), mode="distributed", min_contributors=2))
     assert dp.threat_model.aggregator_learns.startswith(inner.threat_model.aggregator_learns)
     assert "distributed differential privacy" in dp.threat_model.aggregator_learns
-    assert (dp.name, dp.reveal_site, dp.params) == (inner.name, inner.reveal_site, inner.params)
-    assert not {"name", "version", "params", "threat_model", "hides_updates"} & set(vars(dp))
+    assert (dp.name, dp.reveal_plan.site, dp.params) == (inner.name, inner.reveal_plan.site, inner.params)
+    assert not {"name", "version", "params", "threat_model", "declarations"} & set(vars(dp))
 
 
-class _Steps(PlainScheme):
+class _Steps(PlainScheme, InteractiveSetup, ShareReveal):
     """Records which protocol step was asked for and answers with its name."""
 
     name = "steps-test"
@@ -93,15 +94,18 @@ def test_protocol_steps_are_forwarded():
     keys = wrapped.keygen(["alice"])
     agg, party = keys.aggregator, keys.parties["alice"]
     env = wrapped.combine(agg, [wrapped.protect(party, np.ones(1), weight=1.0, round=0)], round=0)
-    assert wrapped.setup_steps(0) == 7
-    assert wrapped.setup_messages(agg, round=0, step=0, parties=["alice"], replies={}) == {"alice": b"setup_messages"}
-    assert wrapped.setup_reply(party, round=0, step=0, message=b"") == b"setup_reply"
-    assert wrapped.setup_done(agg, round=0, replies={}) == ("setup_done",)
-    assert wrapped.share_request(agg, env) == ShareRequest(parties=("share_request",), needed=1)
-    assert wrapped.decryption_share(party, env, b"") == b"decryption_share"
+    assert wrapped.capability(FunctionKeys) is None
+    setup, shares = wrapped.capability(InteractiveSetup), wrapped.capability(ShareReveal)
+    assert setup is not None and shares is not None
+    assert setup.setup_steps(0) == 7
+    assert setup.setup_messages(agg, round=0, step=0, parties=["alice"], replies={}) == {"alice": b"setup_messages"}
+    assert setup.setup_reply(party, round=0, step=0, message=b"") == b"setup_reply"
+    assert setup.setup_done(agg, round=0, replies={}) == ("setup_done",)
+    assert shares.share_request(agg, env) == ShareRequest(parties=("share_request",), needed=1)
+    assert shares.decryption_share(party, env, b"") == b"decryption_share"
     with pytest.raises(LookupError, match="check_share"):
-        wrapped.check_share(agg, env, "alice", b"")
-    assert wrapped.reveal_shares(agg, env, {}).tolist() == [42.0]
+        shares.check_share(agg, env, "alice", b"")
+    assert shares.reveal_shares(agg, env, {}).tolist() == [42.0]
 
 
 @pytest.mark.parametrize("wrap", [False, True])

@@ -213,11 +213,12 @@ def test_test_presets_pass_the_gate_without_warning_at_load():
 
 # --- scheme names and declarations come from the registry ------------------------------
 HIDING_PLUGIN = """
+    import dataclasses
     from crypto_backends.plaintext import PlainScheme
 
     class Plugin(PlainScheme):
         name = "hider"
-        hides_updates = True
+        threat_model = dataclasses.replace(PlainScheme.threat_model, hides_updates=True)
 """
 
 

@@ -309,7 +309,7 @@ class GrpcTransport(Transport):
         agg = self.aggregator
         if step != "train" or agg is None or agg.num_parameters is None:
             return cap
-        bound = agg.scheme.max_payload_bytes(agg.num_parameters)
+        bound = agg.scheme.declarations.max_payload_bytes(agg.num_parameters)
         return cap if bound is None else min(cap, math.ceil(self.UPLOAD_MARGIN * bound) + self.ENVELOPE_SLACK)
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from crypto_backends.capabilities import InteractiveSetup
 from securefl.config import OWN_DATA, Config, load
 from securefl.core.federation import Federation, PartyDataFederation, federation
 from securefl.core.messages import GlobalModel, parse_metrics
@@ -57,8 +58,9 @@ class NetworkedParty:
         finally:
             authority.close()
         log.info("%s: key received (fingerprint %s)", party_id, key.fingerprint)
-        if self.endpoint.tls is not None:  # keys a scheme advertises through the aggregator are signed with ours
-            self.federation.scheme.bind_identity(key, CertificateIdentity(self.endpoint.tls, party_id))
+        setup = self.federation.scheme.capability(InteractiveSetup)
+        if self.endpoint.tls is not None and setup is not None:  # keys it advertises via the aggregator: signed
+            setup.bind_identity(key, CertificateIdentity(self.endpoint.tls, party_id))
         # the rounds answered and the budget spent survive this process (transport.state_dir)
         self.party: Party = self.federation.party(party_id, key, trainer, state_dir=cfg.transport.state_dir)
         self.aggregator = AggregatorClient(self.endpoint)

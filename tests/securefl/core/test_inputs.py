@@ -31,7 +31,7 @@ def _hostile(sim: Simulation, pid: str, *, weight: float | None = None, scale: f
                 return super().handle_round(round, model)
             params = self.open_model(GlobalModel.from_bytes(model))
             update, w = self.trainer.fit(params.copy(), round)
-            scheme = self.scheme.inner if skip_clip else self.scheme  # local DP: protect without clipping
+            scheme = self.scheme.inner if skip_clip else self.scheme  # type: ignore[attr-defined]  # local DP: protect without clipping
             return scheme.protect(self.key, np.asarray(update) * scale, weight=weight or w, round=round).to_bytes()
 
     sim.parties[pid] = Hostile(honest.party_id, honest.trainer, honest.scheme, honest.key, honest.accountant,

@@ -12,6 +12,7 @@ import pytest
 
 from crypto_backends import SECRET_ACCESS
 from crypto_backends.errors import PolicyError
+from crypto_backends.keys import PartyKey
 from securefl import config
 from securefl.core.authority import Authority
 from securefl.core.federation import party_state, policy_state
@@ -40,7 +41,7 @@ def _without_party_2(sim: Simulation) -> Simulation:
 
 
 def _weighted_sum(sim: Simulation, mean: np.ndarray, parties) -> np.ndarray:
-    return mean * sum(sim.parties[p].weight for p in parties)
+    return mean * sum(float(sim.parties[p].weight or 0.0) for p in parties)
 
 
 def test_without_state_two_runs_give_one_partys_round_0_update_by_subtraction():
@@ -90,6 +91,7 @@ def _restarted(sim: Simulation, pid: str, tmp_path, *, reload_key: bool = True) 
     """Party ``pid`` as a new process would build it: its key reloaded from bytes, its state from the directory."""
     old = sim.parties[pid]
     key = sim.scheme.load_key(sim.scheme.dump_key(old.key, secret_access=SECRET_ACCESS)) if reload_key else old.key
+    assert isinstance(key, PartyKey)
     return sim.federation.party(pid, key, state_dir=tmp_path)
 
 

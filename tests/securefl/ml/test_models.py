@@ -10,7 +10,7 @@ from sklearn.naive_bayes import GaussianNB
 
 from securefl import config
 from securefl.errors import DataError, FusionError, PartyError, UsageError
-from securefl.ml.models import LinearAdapter, NaiveBayesAdapter, checked_update, make_adapter
+from securefl.ml.models import LinearAdapter, checked_update, make_adapter
 from securefl.transport.inproc import Simulation
 
 NB = Path(__file__).resolve().parents[3] / "examples" / "configs" / "naive_bayes_dp.toml"
@@ -18,7 +18,7 @@ PAILLIER_TEST = ["crypto.scheme=paillier", "crypto.paillier.preset=test"]
 """A scheme that really hides updates, with its small (insecure, fast) test keys."""
 
 
-def _adapter(stat_scale=1, d=3, classes=(0, 1, 2)) -> NaiveBayesAdapter:
+def _adapter(stat_scale=1, d=3, classes=(0, 1, 2)):
     return make_adapter(config.ModelConfig(kind="naive_bayes"), d, np.array(classes), 0,
                         bounds=(np.full(d, -4.0), np.full(d, 4.0)), stat_scale=stat_scale)
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def _mlp(seed: int, batch_norm: bool = False) -> torch.nn.Module:
+def _mlp(seed: int, batch_norm: bool = False) -> Any:
     torch.manual_seed(seed)
     layers = [nn.Linear(64, 24)] + ([nn.BatchNorm1d(24)] if batch_norm else []) + [nn.ReLU(), nn.Linear(24, 10)]
     return nn.Sequential(*layers)
@@ -41,7 +42,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return (X / 16.0).astype(np.float32), y
 
 
-def _trainer(module: torch.nn.Module, rows: slice = slice(0, 300), held_out: slice = slice(1500, 1797),
+def _trainer(module: Any, rows: slice = slice(0, 300), held_out: slice = slice(1500, 1797),
              **kw: object) -> TorchTrainer:
     X, y = _digits()
     opts: dict = {"local_epochs": 1, "batch_size": 32, "seed": 3, **kw}
@@ -49,7 +50,7 @@ def _trainer(module: torch.nn.Module, rows: slice = slice(0, 300), held_out: sli
                         X_train=X[rows], y_train=y[rows], X_test=X[held_out], y_test=y[held_out], **opts)
 
 
-def _state(module: torch.nn.Module) -> dict[str, np.ndarray]:
+def _state(module: Any) -> dict[str, np.ndarray]:
     return {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
 
 

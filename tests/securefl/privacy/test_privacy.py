@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -96,7 +97,8 @@ def test_distributed_federation_runs_under_a_scheme_that_hides_updates():
     cfg = config.load(PLAIN, [*PAILLIER_TEST, "crypto.paillier.clip=64", "privacy.mode=distributed",
                               "federation.rounds=2", "privacy.epsilon=5", "privacy.clip_norm=3"])
     sim = Simulation(cfg)
-    assert isinstance(sim.scheme, DPScheme) and sim.scheme.inner.name == "paillier" and sim.scheme.hides_updates
+    assert isinstance(sim.scheme, DPScheme) and sim.scheme.inner.name == "paillier"
+    assert sim.scheme.declarations.hides_updates
     assert sim.scheme.plan.min_contributors == 3  # plain.toml's quorum
     weights = [p.trainer.adapter.local_weight(p.trainer.train.n) for p in sim.parties.values()]
     assert sim.scheme.plan.weight_bound == max(weights)
@@ -115,7 +117,9 @@ def test_distributed_noise_shares_are_refused_by_the_config_not_later():
 
 def test_noisy_values_beyond_the_schemes_clip_range_are_a_config_error(monkeypatch):
     scheme = registry.create("plain")
-    monkeypatch.setattr(type(scheme), "value_bound", property(lambda self: 2.0))
+    declared = type(scheme).declarations
+    monkeypatch.setattr(type(scheme), "declarations",
+                        property(lambda self: dataclasses.replace(declared.fget(self), value_bound=2.0)))
     with pytest.raises(ConfigError, match="clip range"):
         Simulation(config.load(PLAIN, ["privacy.mode=local", "privacy.epsilon=0.5"]))
 
@@ -166,11 +170,11 @@ def test_zcdp_composition_is_tighter_than_basic_and_still_refuses():
 
 def test_naive_bayes_statistics_are_rescaled_to_fit_the_schemes_clip_range():
     sim = Simulation(config.load(NB, ["privacy.epsilon=0.1", "privacy.epsilon_budget=1"]))
-    assert sim.scheme.value_bound is not None and sim.evaluator.rescalable
+    assert sim.scheme.declarations.value_bound is not None and sim.evaluator.rescalable
     rows = max(p.trainer.train.n for p in sim.parties.values())
     assert sim.evaluator.stat_scale > rows  # small epsilon: more noise, so a larger public divisor
     top, _ = privacy.reach(sim.scheme.plan, 1.0, 1.0)
-    assert top <= sim.scheme.value_bound * 1.001
+    assert top <= sim.scheme.declarations.value_bound * 1.001
     assert 0 <= sim.run().final_accuracy <= 1
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from crypto_backends import registry
+from crypto_backends.capabilities import InteractiveSetup
 from crypto_backends.keys import KeySet
 from crypto_backends.roundtrip import reveal_sum, run_setup
 from securefl.core.authority import Authority
@@ -31,15 +32,15 @@ def test_a_reloaded_key_set_is_the_same_key_set(tmp_path, name):
     run_setup(scheme, mixed, IDS, round=0)  # a scheme's setup exchange, if it has one, between these keys
     envs = [scheme.protect(mixed.parties[p], x * (i + 1), weight=1.0, round=0) for i, p in enumerate(IDS)]
     aggregate = scheme.combine(mixed.aggregator, envs, round=0)
-    if scheme.share_request(mixed.aggregator, aggregate) is not None:
+    if scheme.declarations.reveal.shares:
         # reloaded party keys give the shares, unless the shares live in the round's setup state
-        revealers = mixed if scheme.setup_steps(0) else KeySet(aggregator=mixed.aggregator,
+        revealers = mixed if scheme.capability(InteractiveSetup) else KeySet(aggregator=mixed.aggregator,
                                                                  parties={p: again.party_key(p) for p in IDS})
         total = reveal_sum(scheme, revealers, aggregate)
     else:
         fkey = (again.function_key(0, dict(zip(aggregate.parties, aggregate.weights, strict=True)))
-                if scheme.needs_function_key else None)
-        holder = again.aggregator_key() if scheme.reveal_site.value == "aggregator" else again.party_key("p1")
+                if scheme.reveal_plan.function_key else None)
+        holder = again.aggregator_key() if scheme.reveal_plan.site.value == "aggregator" else again.party_key("p1")
         total = scheme.reveal(holder, aggregate, function_key=fkey)
     np.testing.assert_allclose(total, x * 6, atol=1e-2)
 
