@@ -69,6 +69,82 @@ class Outcome:
     dropped: dict[str, str]
 
 
+@dataclass
+class Collected:
+    """Steps 2-4 of a round: the combined aggregate, the upload sizes, and who dropped (with why)."""
+
+    combined: Combined
+    sizes: dict[str, int]
+    dropped: dict[str, str]
+
+
+class SecureRound:
+    """The secure-aggregation steps of one round, in their one order: setup, train, combine, reveal.
+
+    :class:`RoundEngine` runs them for every round of a federation; a tool that drives
+    the aggregator alone (``securefl.tools.memory``) runs the same steps over its own
+    transport, so no second copy of the order exists.
+    """
+
+    def __init__(self, aggregator: Aggregator, transport: Transport, *, timeout: float) -> None:
+        self.aggregator, self.transport, self.timeout = aggregator, transport, timeout
+        self.scheme = aggregator.scheme
+
+    def collect(self, rnd: int, parties: Sequence[str], model: GlobalModel) -> Collected:
+        """Setup exchanges (if the scheme offers them), then every party's protected update, folded on arrival."""
+        parties = tuple(parties)
+        dropped: dict[str, str] = {}
+        setup = self.scheme.capability(InteractiveSetup)
+        steps = setup.setup_steps(rnd) if setup is not None else 0
+        replies: dict[str, bytes] = {}
+        for stage in range(steps):
+            assert setup is not None
+            replies = self._setup(setup, rnd, stage, parties, replies, dropped)
+            parties = tuple(sorted(replies))
+        if setup is not None and steps:
+            parties = tuple(setup.setup_done(self.aggregator.key, round=rnd, replies=replies))
+            dropped.update(dict.fromkeys(set(replies) - set(parties), "its setup was refused by the scheme"))
+        data = model.to_bytes()
+        stream = self.aggregator.stream(rnd)  # each upload is checked and folded on arrival, then dropped
+        uploads: Replies[float] = self.transport.exchange(
+            Request("train", rnd, dict.fromkeys(parties, data)), stream.accept, timeout=self.timeout)
+        combined = self.aggregator.finish(stream)
+        # an upload folded just as the deadline passed is in the aggregate: it is not a dropout
+        dropped.update({p: why for p, why in uploads.dropped.items() if p not in combined.weights})
+        dropped.update(combined.rejected)
+        return Collected(combined, uploads.sizes, dropped)
+
+    def _setup(self, setup: InteractiveSetup, rnd: int, stage: int, parties: tuple[str, ...],
+               previous: dict[str, bytes], dropped: dict[str, str]) -> dict[str, bytes]:
+        """One setup exchange: the scheme's messages out (to parties still in the round), the replies back."""
+        messages = setup.setup_messages(self.aggregator.key, round=rnd, step=stage, parties=parties,
+                                              replies=previous)
+        asked = {p: bytes(m) for p, m in messages.items() if p in parties}
+        for party in parties:  # a party the scheme stops asking (a garbled or refused reply) is named, not lost
+            if party not in asked:
+                dropped.setdefault(party, f"left out by the scheme at setup stage {stage}")
+        replies = self.transport.exchange(Request("setup", rnd, asked, stage=stage), lambda s, r: r,
+                                          timeout=self.timeout)
+        dropped.update(replies.dropped)
+        self.aggregator.require_quorum(rnd, len(replies.accepted), dropped, f"setup reply (stage {stage})")
+        return replies.accepted
+
+    def reveal(self, rnd: int, combined: Combined, dropped: dict[str, str]) -> GlobalModel:
+        """The next global model from ``combined``, as the scheme's reveal plan says (share dropouts named)."""
+        request = self.aggregator.share_request(combined)
+        if request is not None:
+            body = share_request_bytes(request.message, combined.aggregate)
+            shares = self.transport.exchange(
+                Request("share", rnd, dict.fromkeys(request.parties, body)),
+                lambda sender, share: self.aggregator.check_share(combined, sender, share), timeout=self.timeout)
+            dropped.update({p: f"share refused or missing: {why}" for p, why in shares.dropped.items()})
+            self.aggregator.require_quorum(rnd, len(shares.accepted), shares.dropped, "share", request.needed)
+            return self.aggregator.next_model(combined, shares=shares.accepted)
+        plan = self.scheme.declarations.reveal
+        fkey = self.transport.function_key(rnd, combined.weights) if plan.function_key else None
+        return self.aggregator.next_model(combined, function_key=fkey)
+
+
 class RoundEngine:
     """Runs a federation's rounds over ``transport`` (see the module docstring)."""
 
@@ -136,56 +212,10 @@ class RoundEngine:
         """One round up to the next global model (steps 1-5 of the module docstring)."""
         if self.accountant is not None:
             self.accountant.charge(rnd)  # refuses the round before any party releases anything
-        parties = tuple(self.federation.party_ids)
-        dropped: dict[str, str] = {}
-        setup = self.scheme.capability(InteractiveSetup)
-        steps = setup.setup_steps(rnd) if setup is not None else 0
-        replies: dict[str, bytes] = {}
-        for stage in range(steps):
-            assert setup is not None
-            replies = self._setup(setup, rnd, stage, parties, replies, dropped)
-            parties = tuple(sorted(replies))
-        if setup is not None and steps:
-            parties = tuple(setup.setup_done(self.aggregator.key, round=rnd, replies=replies))
-            dropped.update(dict.fromkeys(set(replies) - set(parties), "its setup was refused by the scheme"))
-        data = model.to_bytes()
-        stream = self.aggregator.stream(rnd)  # each upload is checked and folded on arrival, then dropped
-        uploads: Replies[float] = self.transport.exchange(
-            Request("train", rnd, dict.fromkeys(parties, data)), stream.accept, timeout=self.timeout)
-        combined = self.aggregator.finish(stream)
-        # an upload folded just as the deadline passed is in the aggregate: it is not a dropout
-        dropped.update({p: why for p, why in uploads.dropped.items() if p not in combined.weights})
-        dropped.update(combined.rejected)
-        return Outcome(self._reveal(rnd, combined, dropped), combined, uploads.sizes, dropped)
-
-    def _setup(self, setup: InteractiveSetup, rnd: int, stage: int, parties: tuple[str, ...],
-               previous: dict[str, bytes], dropped: dict[str, str]) -> dict[str, bytes]:
-        """One setup exchange: the scheme's messages out (to parties still in the round), the replies back."""
-        messages = setup.setup_messages(self.aggregator.key, round=rnd, step=stage, parties=parties,
-                                              replies=previous)
-        asked = {p: bytes(m) for p, m in messages.items() if p in parties}
-        for party in parties:  # a party the scheme stops asking (a garbled or refused reply) is named, not lost
-            if party not in asked:
-                dropped.setdefault(party, f"left out by the scheme at setup stage {stage}")
-        replies = self.transport.exchange(Request("setup", rnd, asked, stage=stage), lambda s, r: r,
-                                          timeout=self.timeout)
-        dropped.update(replies.dropped)
-        self.aggregator.require_quorum(rnd, len(replies.accepted), dropped, f"setup reply (stage {stage})")
-        return replies.accepted
-
-    def _reveal(self, rnd: int, combined: Combined, dropped: dict[str, str]) -> GlobalModel:
-        request = self.aggregator.share_request(combined)
-        if request is not None:
-            body = share_request_bytes(request.message, combined.aggregate)
-            shares = self.transport.exchange(
-                Request("share", rnd, dict.fromkeys(request.parties, body)),
-                lambda sender, share: self.aggregator.check_share(combined, sender, share), timeout=self.timeout)
-            dropped.update({p: f"share refused or missing: {why}" for p, why in shares.dropped.items()})
-            self.aggregator.require_quorum(rnd, len(shares.accepted), shares.dropped, "share", request.needed)
-            return self.aggregator.next_model(combined, shares=shares.accepted)
-        plan = self.scheme.declarations.reveal
-        fkey = self.transport.function_key(rnd, combined.weights) if plan.function_key else None
-        return self.aggregator.next_model(combined, function_key=fkey)
+        steps = SecureRound(self.aggregator, self.transport, timeout=self.timeout)
+        collected = steps.collect(rnd, tuple(self.federation.party_ids), model)
+        return Outcome(steps.reveal(rnd, collected.combined, collected.dropped), collected.combined,
+                       collected.sizes, collected.dropped)
 
     def initial_parameters(self) -> np.ndarray:
         """The model's starting point, from the first party (by id) that gives one."""

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
+import logging
+import math
 import resource
 import struct
 import subprocess
@@ -41,10 +44,16 @@ import numpy as np
 
 from crypto_backends import registry
 from crypto_backends.base import SECRET_ACCESS, InsecureParametersWarning, Scheme
-from crypto_backends.keys import KeySet, PartyKey
+from crypto_backends.capabilities import InteractiveSetup
+from crypto_backends.keys import FunctionKey, KeySet, PartyKey
 from securefl.core.aggregator import Aggregator
+from securefl.core.engine import SecureRound
+from securefl.core.messages import GlobalModel
+from securefl.errors import QuorumError, SecureFLError
+from securefl.transport.base import Accept, PartyFailed, Replies, Request, T, Transport, take_reply
 
 _LEN = struct.Struct(">Q")
+_log = logging.getLogger(__name__)
 MIB = 1 << 20
 
 
@@ -124,67 +133,141 @@ def _read(inp: IO[bytes]) -> bytearray | None:
     return buf
 
 
+class ProducerError(SecureFLError):
+    """The child process playing the parties failed or stopped; the message carries what it printed."""
+
+
+class _ChildParties(Transport):
+    """The round engine's requests to the parties, carried to the child process over its pipes (never pickle).
+
+    One request a party at a time: a JSON header (step, round, stage, party), then the
+    payload; the child answers with a status frame and the reply (or its error's text).
+    A ``train`` request's model is not sent: the child protects fixed-size test vectors.
+    """
+
+    def __init__(self, child: subprocess.Popen[bytes]) -> None:
+        assert child.stdin is not None and child.stdout is not None
+        self.child, self.inp, self.out = child, child.stdin, child.stdout
+
+    def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
+        replies: Replies[T] = Replies()
+        for party in request.parties:
+            take_reply(replies, request, party, functools.partial(self._ask, request, party), accept, _log)
+        return replies
+
+    def _ask(self, request: Request, party: str) -> bytes:
+        head = {"step": request.step, "round": request.round, "stage": request.stage, "party": party}
+        try:
+            _write(self.inp, json.dumps(head).encode())
+            _write(self.inp, b"" if request.step == "train" else bytes(request.payloads[party]))
+            self.inp.flush()
+        except BrokenPipeError:
+            raise ProducerError(f"the producer stopped (exit status {self.child.wait()}); "
+                                "see its stderr above") from None
+        return self._receive()
+
+    def _receive(self) -> bytes:
+        status, data = _read(self.out), _read(self.out)
+        if status is None or data is None:
+            raise ProducerError(f"the producer stopped (exit status {self.child.poll()}); see its stderr above")
+        if status != b"ok":
+            raise PartyFailed(data.decode(errors="replace"))
+        return data  # type: ignore[return-value]  # a bytearray parses like bytes, and is not copied
+
+    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        raise ProducerError("the memory tool measures combining only: no function key is asked for")
+
+
 def measure(*, parties: int, params: int, scheme: str = "plain", preset: str = "default",
             seed: int = 0, changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Run the aggregator side on ``parties`` streamed uploads of ``params`` values (see the module docstring)."""
+    """Run the aggregator side on ``parties`` streamed uploads of ``params`` values (see the module docstring).
+
+    The setup exchanges (SecAgg+) and the uploads go through the round engine's own
+    steps (:class:`~securefl.core.engine.SecureRound`), with the parties in a child
+    process; :class:`ProducerError` if that process fails.
+    """
     changes = dict(changes or {})
     sch = _scheme(scheme, preset, parties, changes)
     ids = [f"party-{i + 1}" for i in range(parties)]
     keys: KeySet = sch.keygen(ids)
-    aggregator = Aggregator(sch, keys.aggregator, num_parameters=params, quorum=1)
+    aggregator = Aggregator(sch, keys.aggregator, num_parameters=params, quorum=parties)
     child = subprocess.Popen(
         [sys.executable, "-m", "securefl.tools.memory", "--produce", "--parties", str(parties), "--params",
          str(params), "--scheme", scheme, "--preset", preset, "--seed", str(seed),
          *(arg for k, v in changes.items() for arg in ("--param", f"{k}={json.dumps(v)}"))],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert child.stdin is not None and child.stdout is not None
-    for pid in ids:  # each party's key goes to the process that plays that party, as explicit bytes
-        _write(child.stdin, sch.dump_key(keys.parties[pid], secret_access=SECRET_ACCESS))
-    child.stdin.close()
+    try:
+        _write(child.stdin, str(len(ids)).encode())
+        for pid in ids:  # each party's key goes to the process that plays that party, as explicit bytes
+            _write(child.stdin, sch.dump_key(keys.parties[pid], secret_access=SECRET_ACCESS))
+        child.stdin.flush()
+    except BrokenPipeError:
+        raise ProducerError(f"the producer stopped before it had the parties' keys (exit status {child.wait()}); "
+                            "see its stderr above") from None
     del keys
+    transport = _ChildParties(child)
+    # the parties ignore the model (they protect test vectors of ``params`` values): a one-value model keeps the
+    # aggregator's memory what folding costs, not a copy of the model per request
+    model = GlobalModel.open(np.zeros(1))
     baseline = reset_peak_mib()
     t0 = time.perf_counter()
-    stream = aggregator.stream(0)
-    received = 0
-    for pid in ids:
-        data = _read(child.stdout)
-        if data is None:
-            raise EOFError(f"the producer stopped after {received} uploads")
-        stream.accept(pid, data)  # type: ignore[arg-type]  # a bytearray parses like bytes; folded here
-        received += 1
-        del data
-    combined = aggregator.finish(stream)
+    try:
+        collected = SecureRound(aggregator, transport, timeout=math.inf).collect(0, ids, model)
+    except QuorumError as exc:
+        child.kill()
+        raise ProducerError(f"the producer's parties did not all answer: {exc}") from None
     seconds = time.perf_counter() - t0
+    child.stdin.close()
     if child.wait() != 0:
-        raise RuntimeError(f"the producer exited with status {child.returncode}")
+        raise ProducerError(f"the producer exited with status {child.returncode}")
     peak = peak_rss_mib()
-    model = params * 8 / MIB
+    model_mib = params * 8 / MIB
     return {
         "scheme": scheme, "parties": parties, "params": params, "changes": changes,
-        "contributors": len(combined.contributors),
-        "baseline_mib": round(baseline, 1), "peak_mib": round(peak, 1), "model_mib": round(model, 2),
-        "growth_models": round((peak - baseline) / model, 3) if model else 0.0,
+        "contributors": len(collected.combined.contributors),
+        "baseline_mib": round(baseline, 1), "peak_mib": round(peak, 1), "model_mib": round(model_mib, 2),
+        "growth_models": round((peak - baseline) / model_mib, 3) if model_mib else 0.0,
         # the verdict compares the figures as reported (rounded), so that a reader re-checking them agrees
-        "limit_mib": round(baseline + 3 * model, 1), "ok": round(peak, 1) < round(baseline + 3 * model, 1),
+        "limit_mib": round(baseline + 3 * model_mib, 1), "ok": round(peak, 1) < round(baseline + 3 * model_mib, 1),
         "seconds": round(seconds, 2),
     }
 
 
 def produce(*, parties: int, params: int, scheme: str, preset: str, seed: int,
             changes: Mapping[str, Any] | None = None) -> None:
-    """The parties' side: read the keys from stdin, write one protected update after another to stdout."""
+    """The parties' side: read the keys, then answer the engine's requests (setup replies, protected updates)."""
     sch = _scheme(scheme, preset, parties, changes)
-    keys: list[PartyKey] = []
-    while (raw := _read(sys.stdin.buffer)) is not None:
-        key = sch.load_key(bytes(raw))
-        if not isinstance(key, PartyKey):
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    count = _read(inp)
+    keys: dict[str, PartyKey] = {}
+    for _ in range(int(bytes(count or b"0"))):
+        raw = _read(inp)
+        key = sch.load_key(bytes(raw or b""))
+        if not isinstance(key, PartyKey) or key.owner is None:
             raise TypeError(f"expected party keys on stdin, got {type(key).__name__}")
-        keys.append(key)
+        keys[key.owner] = key
+    setup = sch.capability(InteractiveSetup)
     rng = np.random.default_rng(seed)  # test data, not secrets
-    out = sys.stdout.buffer
-    for i, key in enumerate(keys):
-        _write(out, sch.protect(key, rng.standard_normal(params), weight=float(i + 1), round=0).to_bytes())
-    out.flush()
+    while (raw := _read(inp)) is not None:
+        head = json.loads(bytes(raw))
+        payload = bytes(_read(inp) or b"")
+        key, rnd, party = keys[head["party"]], int(head["round"]), head["party"]
+        try:
+            if head["step"] == "setup" and setup is not None:
+                reply = bytes(setup.setup_reply(key, round=rnd, step=int(head["stage"]), message=payload))
+            elif head["step"] == "train":
+                weight = float(int(party.rsplit("-", 1)[1]))
+                reply = sch.protect(key, rng.standard_normal(params), weight=weight, round=rnd).to_bytes()
+            else:
+                raise PartyFailed(f"the memory tool's parties answer setup and train only, not {head['step']!r}")
+        except SecureFLError as exc:
+            _write(out, b"error")
+            _write(out, f"{type(exc).__name__}: {exc}".encode())
+        else:
+            _write(out, b"ok")
+            _write(out, reply)
+        out.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -207,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          seed=args.seed, changes=dict(args.param))
     except TypeError as exc:  # dataclasses.replace: no such field
         p.error(f"--param: {exc}")
+    except SecureFLError as exc:  # a bad scheme name or preset, or the producer failed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(result))
     return 0 if result["ok"] else 1
 

@@ -79,3 +79,25 @@ def test_the_memory_tool_names_an_unknown_parameter():
     out = subprocess.run([sys.executable, "-m", "securefl.tools.memory", "--parties", "2", "--params", "10",
                           "--param", "bogus=1"], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 2 and "--param" in out.stderr and "bogus" in out.stderr
+
+
+def _preset(name: str) -> str:
+    return "test" if "test" in registry.get(name).params_type.presets() else "default"
+
+
+@pytest.mark.parametrize("name", registry.builtin())
+def test_the_memory_tool_runs_every_scheme_through_the_engines_steps(name):
+    """secagg's setup exchange included: the parties in the child answer the engine's own setup requests."""
+    out = subprocess.run([sys.executable, "-m", "securefl.tools.memory", "--scheme", name, "--preset", _preset(name),
+                          "--parties", "4", "--params", "3000"], capture_output=True, text=True, timeout=300)
+    assert out.stdout, out.stderr
+    result = json.loads(out.stdout)
+    assert (result["scheme"], result["contributors"]) == (name, 4), out.stderr
+
+
+def test_a_producer_that_fails_is_a_typed_error(monkeypatch):
+    from securefl.tools import memory
+
+    monkeypatch.setattr(memory.sys, "executable", "/bin/false")  # the child exits at once, answering nothing
+    with pytest.raises(memory.ProducerError, match="did not all answer"):
+        memory.measure(parties=3, params=10)
