@@ -10,12 +10,21 @@ says what to do instead.
 
 from __future__ import annotations
 
+from crypto_backends import errors as _crypto_errors
 from crypto_backends.errors import (
-    CryptoError,
-    InsecureParameterError,
-    InvalidInputError,
-    InvalidParameterError,
-    SecureFLError,
+    CryptoError as CryptoError,
+)
+from crypto_backends.errors import (
+    InsecureParameterError as InsecureParameterError,
+)
+from crypto_backends.errors import (
+    InvalidInputError as InvalidInputError,
+)
+from crypto_backends.errors import (
+    InvalidParameterError as InvalidParameterError,
+)
+from crypto_backends.errors import (
+    SecureFLError as SecureFLError,
 )
 
 
@@ -78,6 +87,21 @@ class RefusedError(TransportError):
         self.status = status
 
 
-__all__ = ["BudgetExceededError", "ConfigError", "CryptoError", "DataError", "FusionError", "InsecureParameterError",
-           "InvalidInputError", "InvalidParameterError", "PartyError", "QuorumError", "RefusedError", "ReplayError",
-           "SecureFLError", "StateError", "TransportError", "UsageError"]
+def _reexport_crypto_errors() -> list[str]:
+    """Bind every public exception class of :mod:`crypto_backends.errors` here; return their names.
+
+    A loop rather than a list of names, so that a class added, renamed or merged there
+    (e.g. the ``*MismatchError`` classes) is re-exported without an edit here.  The
+    classes imported by name above are the ones securefl itself uses.
+    """
+    names = []
+    for name, value in vars(_crypto_errors).items():
+        if not name.startswith("_") and isinstance(value, type) and issubclass(value, BaseException):
+            globals()[name] = value
+            names.append(name)
+    return names
+
+
+__all__ = sorted({*_reexport_crypto_errors(),
+                  "BudgetExceededError", "ConfigError", "DataError", "FusionError", "PartyError", "QuorumError",
+                  "RefusedError", "ReplayError", "StateError", "TransportError", "UsageError"})

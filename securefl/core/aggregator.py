@@ -37,7 +37,7 @@ from securefl.core.fusion import Fuse, mean_from_sum
 from securefl.core.messages import GlobalModel
 from securefl.errors import PartyError, QuorumError
 
-log = logging.getLogger("securefl.aggregator")
+log = logging.getLogger(__name__)
 
 @dataclass
 class Combined:

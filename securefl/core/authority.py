@@ -27,7 +27,7 @@ from crypto_backends.errors import PolicyError
 from crypto_backends.keys import AggregatorKey, FunctionKey, KeySet, PartyKey
 from securefl.core.statefile import PolicyState
 
-log = logging.getLogger("securefl.authority")
+log = logging.getLogger(__name__)
 
 
 class Authority:

@@ -47,7 +47,7 @@ from securefl.ml.trainer import NUM_EXAMPLES
 from securefl.privacy import PrivacyAccountant
 from securefl.transport.base import Replies, Request, Transport
 
-log = logging.getLogger("securefl.engine")
+log = logging.getLogger(__name__)
 
 OnRound = Callable[[RoundMetrics], None]
 OnStop = Callable[[RunResult], None]

@@ -24,7 +24,7 @@ from securefl.errors import PartyError, SecureFLError
 from securefl.ml.trainer import Trainer, checked_fit, checked_metrics
 from securefl.privacy import PrivacyAccountant
 
-log = logging.getLogger("securefl.party")
+log = logging.getLogger(__name__)
 
 class Party:
     """One organisation's side of a round (transport-agnostic: bytes in, bytes out)."""

@@ -46,7 +46,7 @@ from securefl.ml.models import ModelAdapter
 from securefl.ml.trainer import Trainer
 from securefl.transport.base import Accept, Replies, Request, T, Transport, take_reply
 
-log = logging.getLogger("securefl.transport.inproc")
+log = logging.getLogger(__name__)
 
 __all__ = ["InProcessTransport", "RoundMetrics", "RunResult", "Simulation", "run", "simulate"]
 

@@ -59,7 +59,7 @@ from securefl.core.party import Party
 from securefl.errors import ConfigError, TransportError
 from securefl.transport.base import Accept, PartyFailed, Replies, Request, T, Transport, take_reply
 
-log = logging.getLogger("securefl.transport.ray")
+log = logging.getLogger(__name__)
 
 _OK, _FAILED = b"\x00", b"\x01"
 POLL_SECONDS = 0.05

@@ -53,7 +53,7 @@ from securefl.transport.grpc.channels import Endpoint, answer_errors, require_pe
 from securefl.transport.grpc.checkpoint import Checkpoint, CheckpointWriter
 from securefl.transport.grpc.clients import AGGREGATOR_SERVICE, AuthorityClient
 
-log = logging.getLogger("securefl.aggregator")
+log = logging.getLogger(__name__)
 
 UPLOADS_IN_FLIGHT = 2
 """Uploads the aggregator reads and folds at the same time (each costs its bytes in memory)."""

@@ -31,7 +31,7 @@ from securefl.transport.grpc.certs import AGGREGATOR, AUTHORITY, PARTY, Identity
 from securefl.transport.grpc.channels import Endpoint, answer_errors, require_peer
 from securefl.transport.grpc.keystore import KeyStore
 
-log = logging.getLogger("securefl.authority")
+log = logging.getLogger(__name__)
 SERVICE = "securefl.Authority"
 
 

@@ -30,7 +30,7 @@ from securefl.transport.grpc import certs
 from securefl.transport.grpc.certs import Identity
 from securefl.transport.grpc.wire import grpc_options
 
-log = logging.getLogger("securefl.transport")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INSECURE_WARNING = (

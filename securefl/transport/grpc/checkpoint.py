@@ -29,7 +29,7 @@ from securefl.core.files import write_private
 from securefl.core.messages import GlobalModel
 from securefl.errors import TransportError
 
-log = logging.getLogger("securefl.aggregator")
+log = logging.getLogger(__name__)
 
 MAGIC = b"SFLCKPT1"
 _FIELDS = {"scheme", "key_id", "next_round", "rounds"}

@@ -32,7 +32,7 @@ from securefl.transport.grpc.channels import Endpoint
 from securefl.transport.grpc.clients import AggregatorClient, AuthorityClient, Task
 from securefl.transport.grpc.identity import CertificateIdentity
 
-log = logging.getLogger("securefl.party")
+log = logging.getLogger(__name__)
 
 
 class NetworkedParty:

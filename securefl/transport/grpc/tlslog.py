@@ -28,7 +28,7 @@ import select
 import sys
 import threading
 
-log = logging.getLogger("securefl.transport")
+log = logging.getLogger(__name__)
 
 _TRACE_LINE = re.compile(
     rb"^[IWEF]\d{4} [\d:.]+\s+(\d+) (?:handshaker\.cc|channel_trace\.h|ssl_transport_security\.cc|trace\.cc)")

@@ -80,7 +80,7 @@ def test_crafted_model_messages_are_refused_and_the_party_keeps_serving(tmp_path
     try:
         d.start("authority")
         d.wait_for("authority", "authority listening")
-        with caplog.at_level(logging.WARNING, logger="securefl.party"):
+        with caplog.at_level(logging.WARNING, logger="securefl.transport.grpc.party_client"):
             assert NetworkedParty(d.cfg, "party-1").run() is None  # "done" reached: it never crashed
     finally:
         server.stop(grace=None)
