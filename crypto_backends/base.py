@@ -1,38 +1,29 @@
-"""The one interface every scheme implements.
+"""The one interface every scheme implements, kept small: twelve public names.
 
-A scheme is more than encrypt/decrypt.  Besides the four operations of a round
-(:meth:`Scheme.protect` at a party, :meth:`Scheme.combine` at the aggregator,
-:meth:`Scheme.function_key` at the authority where needed, :meth:`Scheme.reveal`
-wherever decryption happens), a scheme *declares*:
+:class:`Scheme` is the core a new scheme implements: :meth:`Scheme.keygen`, the
+round's operations (:meth:`Scheme.protect` at a party, :meth:`Scheme.accumulator`
+at the aggregator, with :meth:`Scheme.combine` folding a batch through it,
+:meth:`Scheme.reveal` wherever decryption happens, :meth:`Scheme.release` for what
+leaves the key holders), its declarations (:attr:`Scheme.declarations`, one frozen
+:class:`Declarations`; :meth:`Scheme.tolerance`), key export
+(:meth:`Scheme.dump_key`, :meth:`Scheme.load_key`), ``version`` and
+:meth:`Scheme.capability`.  A subclass sets the class variables ``name``,
+``params_type``, ``reveal_plan`` and ``threat_model``.
 
-* :attr:`Scheme.reveal_site` - whether the aggregator turns the combined result
-  into the fused vector itself (``plain``, ``fe``) or sends it back to the
-  parties, who hold the decryption key (``paillier``, ``ckks``);
-* :attr:`Scheme.needs_function_key` - whether the aggregator must obtain a
-  per-round function key from the key authority before revealing (``fe``);
-* :attr:`Scheme.hides_updates` - whether the aggregator is unable to read an
-  individual update;
-* :attr:`Scheme.threat_model` - who holds which key and who learns what;
-* :meth:`Scheme.tolerance` - the largest error of the fused weighted mean that
-  the scheme promises for inputs inside :attr:`Scheme.value_bound`.
+Where the sum is revealed is one declaration, the :class:`RevealPlan`: by the
+aggregator with its own key (``plain``), by the parties from a sealed aggregate
+(``paillier``, ``ckks``), by the aggregator with the authority's per-round
+function key (``fe``), or by the aggregator from at least ``needed`` parties'
+shares (``threshold_paillier``, ``secagg``).
 
-Protocol steps beyond protect -> combine -> reveal are declared too, and the
-round engine runs them because the scheme asks, never because of its name:
-
-* **setup exchanges** before a round (:meth:`Scheme.setup_steps`): the aggregator
-  relays messages between parties (SecAgg+ key advertisements and encrypted
-  seed shares).  Step ``s``: :meth:`Scheme.setup_messages` (aggregator) says
-  what each party is sent, given the replies to step ``s - 1``;
-  :meth:`Scheme.setup_reply` (party) answers; :meth:`Scheme.setup_done`
-  (aggregator) checks the last replies.
-* **a share exchange** after combining (:meth:`Scheme.share_request`): the
-  aggregator sends the aggregate to some parties, each returns a decryption or
-  unmasking share (:meth:`Scheme.decryption_share`), every share is checked on
-  arrival (:meth:`Scheme.check_share`), and the aggregator turns at least
-  ``needed`` valid ones into the weighted sum (:meth:`Scheme.reveal_shares`).
-  Threshold Paillier and SecAgg+ unmasking are this step.
-
-The federated core follows these declarations and never branches on a name.
+Steps only some schemes need are capabilities
+(:mod:`crypto_backends.capabilities`): setup exchanges relayed before a round
+(:class:`~crypto_backends.capabilities.InteractiveSetup`), a share exchange
+(:class:`~crypto_backends.capabilities.ShareReveal`), function keys and the
+authority's policy record (:class:`~crypto_backends.capabilities.FunctionKeys`),
+data-independent work before protecting
+(:class:`~crypto_backends.capabilities.Precompute`).  The round engine asks
+:meth:`Scheme.capability` for them and never branches on a scheme's name.
 
 Weights.  ``protect`` receives the party's (public, positive) weight.  ``reveal``
 returns the weighted **sum** ``sum_i w_i x_i`` of the contributors named in the
@@ -40,8 +31,8 @@ aggregate; the weighted mean is that divided by ``aggregate.total_weight``
 (:func:`weighted_mean`).  Whether the party pre-scales by its weight or the
 aggregator / function key applies it is the scheme's documented choice.
 
-Writing a scheme.  :meth:`Scheme.protect`, :meth:`Scheme.combine`,
-:meth:`Scheme.reveal` and :meth:`Scheme.publish` are template methods: they do
+Writing a scheme.  :meth:`Scheme.protect`, :meth:`Scheme.accumulator`,
+:meth:`Scheme.reveal` and :meth:`Scheme.release` are template methods: they do
 every check once, here, and build the envelopes; a scheme implements only what
 differs, in these hooks (each runs after the checks listed):
 
@@ -55,14 +46,16 @@ differs, in these hooks (each runs after the checks listed):
   :class:`PartyKey` that names its party, ``x`` a finite 1-D float64 vector,
   ``weight`` the applied weight.  Returns the update's payload bytes.
 * ``_combine(key, updates, *, length, weights) -> payload`` - ``updates`` passed
-  :meth:`Scheme.check_updates` (this scheme, this key set, this round, one length,
+  the accumulator's checks (this scheme, this key set, this round, one length,
   distinct parties); ``weights`` are the contributors' weights sorted by party id,
   as the aggregate will name them.  Returns the aggregate's payload.
-* ``_reveal(key, aggregate, function_key) -> weighted sum`` - ``key`` holds one of
-  the :attr:`Scheme.reveal_roles`, ``aggregate`` is this scheme's and this key
+* ``_reveal(key, aggregate, function_key) -> weighted sum`` - ``key`` holds a role
+  the :class:`RevealPlan` allows, ``aggregate`` is this scheme's and this key
   set's.
-* ``_publish(key, aggregate, total) -> vector`` (optional) - what leaves the key
-  holders, given the revealed ``total`` (default: ``total`` unchanged).
+* ``_publish(key, aggregate, total) -> vector`` (optional) - what :meth:`Scheme.release`
+  lets leave the key holders, given the revealed ``total`` (default: unchanged).
+* ``_check_envelope(env, key, *, kind, round, length)`` (optional, call ``super()``)
+  - checks a scheme can make of a payload on arrival (``plain``: every value finite).
 
 Streaming.  The aggregator need not hold every upload of a round: it asks
 :meth:`Scheme.accumulator` for an :class:`Accumulator` and folds each update in

@@ -89,7 +89,7 @@ class CKKSParams(SchemeParams):
       own parallel operations).  Chunks are encrypted one after the other:
       TenSEAL holds the GIL, and a Python thread pool measured slower here.
     * ``flooding_bits``: statistical security ``s`` of the noise flooding applied
-      by ``publish()`` (against Li-Micciancio key recovery), see ``flooding``.
+      by ``release()`` (against Li-Micciancio key recovery), see ``flooding``.
     * ``flooding_queries``: how many aggregates may be published under one key set
       (each of their ciphertext chunks counts as one decryption).
     """
@@ -199,7 +199,7 @@ class CKKSParams(SchemeParams):
             raise InvalidParameterError(f"n_threads must be an integer in [1, 256], got {self.n_threads!r}")
         if not (isinstance(self.flooding_bits, int) and 16 <= self.flooding_bits <= 128):
             raise InvalidParameterError(
-                f"flooding_bits (statistical security of publish()) must be an integer in [16, 128], got "
+                f"flooding_bits (statistical security of release()) must be an integer in [16, 128], got "
                 f"{self.flooding_bits!r}; 30 is the default (OpenFHE's default for noise flooding)"
             )
         if not (isinstance(self.flooding_queries, int) and 1 <= self.flooding_queries <= 2**30):

@@ -101,7 +101,7 @@ class CKKSScheme(Scheme):
         },
         aggregator_learns=(
             "nothing about the updates beyond their length, senders and weights (IND-CPA under RLWE); "
-            "a published fused model if the parties publish one (flooded, see publish())"
+            "a published fused model if the parties publish one (flooded, see release())"
         ),
         party_learns="the weighted sum of the contributors' updates, hence the fused model",
         collusion=(
@@ -112,7 +112,7 @@ class CKKSScheme(Scheme):
         not_protected=(
             "updates against a party that colludes with the aggregator; a protocol-deviating aggregator "
             "that has the parties decrypt and publish a crafted aggregate; integrity (a party can send any "
-            "update); a decrypted aggregate released without publish() (Li-Micciancio key recovery)"
+            "update); a decrypted aggregate released without release() (Li-Micciancio key recovery)"
         ),
     )
 

@@ -21,6 +21,7 @@ import pytest
 
 from crypto_backends import SECRET_ACCESS, Envelope, InsecureParametersWarning, noise, registry
 from crypto_backends.base import RevealSite, Scheme, ThreatModel
+from crypto_backends.capabilities import FunctionKeys, ShareReveal
 from crypto_backends.dp import DPScheme, NoisePlan, NoiseSegment
 from crypto_backends.errors import (
     CryptoError,
@@ -374,3 +375,17 @@ def test_an_honest_payload_fits_the_declared_maximum(scheme, length):
     x = np.random.default_rng(length).uniform(-1, 1, length)
     env = scheme.protect(keys.parties["alice"], x, weight=3.0, round=length)
     assert memoryview(env.payload).nbytes <= bound <= 2 * memoryview(env.payload).nbytes + 65536
+
+
+def test_the_core_interface_has_at_most_twelve_public_names():
+    public = [n for n in vars(Scheme) if not n.startswith("_")]
+    assert len(public) <= 12, public
+
+
+def test_the_reveal_plan_matches_the_capabilities_offered(scheme):
+    """A plan revealing from shares needs ShareReveal, one with a function key FunctionKeys; other plans neither."""
+    plan = scheme.declarations.reveal
+    assert plan == scheme.reveal_plan
+    assert (scheme.capability(ShareReveal) is not None) == plan.shares
+    assert (scheme.capability(FunctionKeys) is not None) == plan.function_key
+    assert scheme.declarations.security_bits == scheme.params.security_bits()
