@@ -99,5 +99,5 @@ def test_a_producer_that_fails_is_a_typed_error(monkeypatch):
     from securefl.tools import memory
 
     monkeypatch.setattr(memory.sys, "executable", "/bin/false")  # the child exits at once, answering nothing
-    with pytest.raises(memory.ProducerError, match="did not all answer"):
+    with pytest.raises(memory.ProducerError, match="producer"):  # before or after its keys, by timing
         memory.measure(parties=3, params=10)
