@@ -176,8 +176,7 @@ class RoundEngine:
             if self.aggregator.num_parameters is None:
                 self.aggregator.num_parameters = model.length
             if self.accountant is not None:
-                for past in range(len(history)):  # what a resumed run's earlier rounds spent is spent
-                    self.accountant.charge(past)
+                self.accountant.replay(len(history))  # what a resumed run's earlier rounds spent is spent
             for rnd in range(len(history), self.federation.rounds):
                 t0 = time.perf_counter()
                 outcome = self.round(rnd, model)

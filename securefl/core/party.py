@@ -38,8 +38,7 @@ class Party:
         self.state = state if state is not None else PartyState(None, "", f"party:{party_id}")
         """The rounds this party answered and the rounds its accountant charged (durable with a path)."""
         if accountant is not None:
-            for past in range(self.state.charged):  # what earlier runs of this party spent is spent
-                accountant.charge(past)
+            accountant.replay(self.state.charged)  # what earlier runs of this party spent is spent
         self.fuse = fuse
         """Revealed weighted sum and total weight -> model (the federation's fusion rule, for sealed aggregates)."""
         self.weight: float | None = None

@@ -68,6 +68,16 @@ class PrivacyAccountant:
             self._budget.spend(eps, delta)
         self.rounds_charged += 1
 
+    def replay(self, rounds: int) -> None:
+        """Count rounds ``rounds_charged .. rounds - 1`` as spent: what an earlier run, or this role before a restart,
+        released (a restarted role cannot know which of them it released, so it counts them all).
+
+        Raises :class:`BudgetExceededError` if they do not fit the budget; a count at or below
+        :attr:`rounds_charged` changes nothing.
+        """
+        for past in range(self.rounds_charged, rounds):
+            self.charge(past)
+
     @property
     def spent(self) -> tuple[float, float]:
         """(epsilon, delta) spent so far under the configured composition rule."""

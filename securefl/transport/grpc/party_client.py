@@ -72,8 +72,7 @@ class NetworkedParty:
         accountant = self.party.accountant
         if accountant is not None and not self._caught_up:
             # a (re)started party cannot know which earlier rounds it released: it counts them all as spent
-            for past in range(accountant.rounds_charged, task.round):
-                accountant.charge(past)
+            accountant.replay(task.round)
             self.party.state.charge(accountant.rounds_charged)
         self._caught_up = True
         digest = hashlib.sha256(task.payload).digest()

@@ -19,6 +19,7 @@ from securefl.cli.main import main
 from securefl.core.messages import GlobalModel
 from securefl.errors import BudgetExceededError, ConfigError
 from securefl.ml.models import Sensitivity
+from securefl.privacy import PrivacyAccountant
 from securefl.transport.inproc import Simulation
 
 CONFIGS = Path(__file__).resolve().parents[3] / "examples" / "configs"
@@ -45,6 +46,18 @@ def test_the_round_that_would_exceed_the_budget_is_refused():
     assert [m.round for m in seen] == [0, 1]  # two rounds ran; the third released nothing
     assert [m.epsilon_spent for m in seen] == [2.0, 4.0]
     assert sim.accountant.spent[0] == 4.0
+
+
+def test_a_replay_counts_the_rounds_not_yet_charged_once_and_refuses_past_the_budget():
+    cfg = config.load(PLAIN, ["privacy.mode=local", "privacy.epsilon=2", "privacy.epsilon_budget=5",
+                              "privacy.clip_norm=5"])
+    accountant = PrivacyAccountant(cfg.privacy)
+    accountant.replay(2)
+    accountant.replay(1)  # already counted: nothing more is spent
+    assert (accountant.rounds_charged, accountant.spent[0]) == (2, 4.0)
+    with pytest.raises(BudgetExceededError, match="round 2 refused"):
+        accountant.replay(3)
+    assert (accountant.rounds_charged, accountant.spent[0]) == (2, 4.0)
 
 
 def test_delta_budget_is_enforced_too():
