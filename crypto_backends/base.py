@@ -340,6 +340,20 @@ def check_weight(weight: float) -> float:
     return weight
 
 
+def offered(scheme: Scheme, kind: type[C]) -> C:
+    """``scheme.capability(kind)`` where the scheme's reveal plan needs it: :class:`CryptoError` if it is not offered.
+
+    A plan revealing from shares needs :class:`~crypto_backends.capabilities.ShareReveal`,
+    one with a function key :class:`~crypto_backends.capabilities.FunctionKeys`; a scheme
+    declaring one without offering the other is broken, and this says so by name.
+    """
+    found = scheme.capability(kind)
+    if found is None:
+        raise CryptoError(f"the {scheme.name} scheme's reveal plan needs {kind.__name__}, but the scheme does not "
+                          "offer it: its reveal_plan and its capabilities disagree")
+    return found
+
+
 def weighted_mean(weighted_sum: np.ndarray, aggregate: Envelope) -> np.ndarray:
     """The fused weighted mean from :meth:`Scheme.reveal`'s weighted sum."""
     return weighted_sum / aggregate.total_weight
@@ -445,7 +459,8 @@ class Scheme(ABC):
         for update in updates:
             acc.add(update)
         aggregate = acc.result()
-        for party, why in acc.rejected.items():
+        if acc.rejected:
+            party, why = next(iter(acc.rejected.items()))
             raise MalformedCiphertextError(f"the update of {party!r} cannot be combined: {why}")
         return aggregate
 
@@ -738,5 +753,6 @@ __all__ = [
     "ThreatModel",
     "as_update_vector",
     "check_weight",
+    "offered",
     "weighted_mean",
 ]

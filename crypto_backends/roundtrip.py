@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import RevealSite, Scheme, weighted_mean
+from .base import RevealSite, Scheme, offered, weighted_mean
 from .capabilities import FunctionKeys, InteractiveSetup, Precompute, ShareRequest, ShareReveal
 from .envelope import Envelope
 from .errors import KeyRoleError, ShareError
@@ -60,22 +60,20 @@ def revealing_key(scheme: Scheme, keys: KeySet, party: str | None = None) -> Key
 
 def function_key_for(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> FunctionKey | None:
     """The authority's function key for ``aggregate``'s contributors, or ``None`` if the scheme needs none."""
-    fkeys = scheme.capability(FunctionKeys)
     if not scheme.declarations.reveal.function_key:
         return None
-    if fkeys is None:
-        raise KeyRoleError(f"the {scheme.name} scheme's reveal plan needs function keys, but it offers none")
     if keys.authority is None:
         raise KeyRoleError(
             f"the {scheme.name} scheme reveals with function keys, which only the authority's key derives, "
             "and this key set has none: pass the KeySet that the scheme's keygen() returned"
         )
+    fkeys = offered(scheme, FunctionKeys)
     return fkeys.function_key(keys.authority, round=aggregate.round, weights=contributor_weights(aggregate))
 
 
 def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: ShareRequest) -> dict[str, bytes]:
     """Every requested party's decryption share of ``aggregate``, each checked by the aggregator."""
-    cap = _shares(scheme)
+    cap = offered(scheme, ShareReveal)
     shares: dict[str, bytes] = {}
     for party in request.parties:
         share = cap.decryption_share(keys.parties[party], aggregate, request.message)
@@ -98,23 +96,15 @@ def run_setup(scheme: Scheme, keys: KeySet, parties: Sequence[str], *, round: in
     current = tuple(sorted(parties))
     setup = scheme.capability(InteractiveSetup)
     steps = setup.setup_steps(round) if setup is not None else 0
+    if setup is None or not steps:
+        return current
     replies: dict[str, bytes] = {}
     for step in range(steps):
-        assert setup is not None
         messages = setup.setup_messages(keys.aggregator, round=round, step=step, parties=current, replies=replies)
         replies = {p: setup.setup_reply(keys.parties[p], round=round, step=step, message=bytes(m))
                    for p, m in messages.items() if p in current}
         current = tuple(sorted(replies))
-    if setup is None or not steps:
-        return current
     return tuple(setup.setup_done(keys.aggregator, round=round, replies=replies))
-
-
-def _shares(scheme: Scheme) -> ShareReveal:
-    cap = scheme.capability(ShareReveal)
-    if cap is None:
-        raise KeyRoleError(f"the {scheme.name} scheme's reveal plan needs shares, but it offers no share exchange")
-    return cap
 
 
 def dropouts(parties: Sequence[str], fraction: float) -> tuple[str, ...]:
@@ -127,7 +117,7 @@ def dropouts(parties: Sequence[str], fraction: float) -> tuple[str, ...]:
 def reveal_sum(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> np.ndarray:
     """The weighted sum in ``aggregate``: by a share exchange if the scheme asks for one, else by ``reveal``."""
     if scheme.declarations.reveal.shares:
-        cap = _shares(scheme)
+        cap = offered(scheme, ShareReveal)
         request = cap.share_request(keys.aggregator, aggregate)
         return cap.reveal_shares(keys.aggregator, aggregate, collect_shares(scheme, keys, aggregate, request))
     fkey = function_key_for(scheme, keys, aggregate)
@@ -212,7 +202,7 @@ def run_round(
     if not scheme.declarations.reveal.shares:
         fused = reveal_mean(scheme, keys, env)
     else:
-        cap = _shares(scheme)
+        cap = offered(scheme, ShareReveal)
         request = cap.share_request(keys.aggregator, env)
         shares: dict[str, bytes] = {}
         for party in request.parties:

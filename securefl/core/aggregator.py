@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crypto_backends.base import Accumulator, RevealSite, Scheme
+from crypto_backends.base import Accumulator, RevealSite, Scheme, offered
 from crypto_backends.capabilities import ShareRequest, ShareReveal
 from crypto_backends.envelope import Envelope
 from crypto_backends.errors import CryptoError, SecureFLError, ShareError
@@ -71,6 +71,8 @@ class Aggregator:
         bounds = [b for b in (declared.release_norm_bound, max_update_norm) if b is not None]
         self.norm_bound = min(bounds) if bounds and not declared.hides_updates else None
         """L2 bound of an unweighted update, checked where the scheme shows updates to the aggregator."""
+        self.shares = offered(scheme, ShareReveal) if declared.reveal.shares else None
+        """The scheme's share exchange, where its reveal plan opens aggregates from parties' shares."""
         # ``num_parameters`` is ``None`` until the engine has the model's starting point (from a party)
 
     # --- uploads ------------------------------------------------------------------------
@@ -151,43 +153,28 @@ class Aggregator:
             )
 
     # --- revealing ----------------------------------------------------------------------
-    @property
-    def shares(self) -> ShareReveal | None:
-        """The scheme's share exchange, where its reveal plan opens aggregates from parties' shares."""
-        if not self.scheme.declarations.reveal.shares:
-            return None
-        offered = self.scheme.capability(ShareReveal)
-        if offered is None:
-            raise CryptoError(f"the {self.scheme.name} scheme's reveal plan needs shares, but it offers no share "
-                              "exchange (ShareReveal): the scheme is broken")
-        return offered
-
     def share_request(self, combined: Combined) -> ShareRequest | None:
         """The share exchange the scheme needs for this aggregate, if any."""
-        shares = self.shares
-        return shares.share_request(self.key, combined.aggregate) if shares is not None else None
+        return self.shares.share_request(self.key, combined.aggregate) if self.shares is not None else None
 
     def check_share(self, combined: Combined, sender: str, share: bytes) -> bytes:
         """Check one party's share on arrival; returns it (raises :class:`ShareError` to refuse it)."""
         if sender not in combined.contributors:
             raise ShareError(f"{sender} sent a share but is not a contributor of round {combined.aggregate.round}")
-        shares = self.shares
-        if shares is None:
+        if self.shares is None:
             raise ShareError(f"{sender} sent a share, but the {self.scheme.name} scheme reveals without shares")
-        shares.check_share(self.key, combined.aggregate, sender, share)
+        self.shares.check_share(self.key, combined.aggregate, sender, share)
         return share
 
     def next_model(self, combined: Combined, *, function_key: FunctionKey | None = None,
                    shares: Mapping[str, bytes] | None = None) -> GlobalModel:
         """The next global model: revealed here (with a function key or shares), or sealed for the parties."""
         aggregate = combined.aggregate
-        plan = self.scheme.declarations.reveal
         if shares is not None:
-            exchange = self.shares
-            if exchange is None:
+            if self.shares is None:
                 raise ShareError(f"the {self.scheme.name} scheme reveals without shares, but shares were given")
-            total = exchange.reveal_shares(self.key, aggregate, shares)
-        elif plan.site is RevealSite.PARTIES:
+            total = self.shares.reveal_shares(self.key, aggregate, shares)
+        elif self.scheme.declarations.reveal.site is RevealSite.PARTIES:
             return GlobalModel.of_aggregate(aggregate)
         else:
             total = self.scheme.reveal(self.key, aggregate, function_key=function_key)

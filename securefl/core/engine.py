@@ -96,12 +96,11 @@ class SecureRound:
         dropped: dict[str, str] = {}
         setup = self.scheme.capability(InteractiveSetup)
         steps = setup.setup_steps(rnd) if setup is not None else 0
-        replies: dict[str, bytes] = {}
-        for stage in range(steps):
-            assert setup is not None
-            replies = self._setup(setup, rnd, stage, parties, replies, dropped)
-            parties = tuple(sorted(replies))
         if setup is not None and steps:
+            replies: dict[str, bytes] = {}
+            for stage in range(steps):
+                replies = self._setup(setup, rnd, stage, parties, replies, dropped)
+                parties = tuple(sorted(replies))
             parties = tuple(setup.setup_done(self.aggregator.key, round=rnd, replies=replies))
             dropped.update(dict.fromkeys(set(replies) - set(parties), "its setup was refused by the scheme"))
         data = model.to_bytes()
@@ -154,6 +153,8 @@ class RoundEngine:
         self.scheme = aggregator.scheme
         self.accountant, self.checkpoint = accountant, checkpoint
         self.timeout = federation.cfg.federation.round_timeout
+        self.steps = SecureRound(aggregator, transport, timeout=self.timeout)
+        """The secure-aggregation steps of each round, in their one order."""
         self.metric = federation.metric
         """The main metric's name (set from the first report when the trainers define their own)."""
 
@@ -211,9 +212,8 @@ class RoundEngine:
         """One round up to the next global model (steps 1-5 of the module docstring)."""
         if self.accountant is not None:
             self.accountant.charge(rnd)  # refuses the round before any party releases anything
-        steps = SecureRound(self.aggregator, self.transport, timeout=self.timeout)
-        collected = steps.collect(rnd, tuple(self.federation.party_ids), model)
-        return Outcome(steps.reveal(rnd, collected.combined, collected.dropped), collected.combined,
+        collected = self.steps.collect(rnd, tuple(self.federation.party_ids), model)
+        return Outcome(self.steps.reveal(rnd, collected.combined, collected.dropped), collected.combined,
                        collected.sizes, collected.dropped)
 
     def initial_parameters(self) -> np.ndarray:
