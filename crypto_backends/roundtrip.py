@@ -1,29 +1,19 @@
 """One secure weighted mean end to end, every role played in this process.
 
 The one minimal helper of the hazmat layer: the contract tests, the benchmark and
-anyone who wants a scheme without a federation around it use it.  It follows the
-scheme's declarations exactly as the round engine does, and never its name:
+anyone who wants a scheme without a federation around it use it.  The round's
+steps and their order are :class:`~crypto_backends.protocol.SecureSum`'s, the same
+the round engine runs; here every message is a direct call (:class:`_InProcess`):
 
-0. the scheme's setup exchanges, if it declares any
-   (:meth:`~crypto_backends.base.Scheme.setup_steps`, :func:`run_setup`): the
-   aggregator's messages to every party, their replies, step by step; with
-   ``drop`` a fraction of the parties set up then leaves before protecting
-   (dropouts after the key exchange);
-1. every party :meth:`~crypto_backends.base.Scheme.prepare`\\ s, then
-   :meth:`~crypto_backends.base.Scheme.protect`\\ s its vector (to bytes);
-2. the aggregator parses the uploads and combines them (to bytes);
-3. the aggregate's bytes become the weighted sum (:func:`reveal_sum`):
-
-   * if :meth:`~crypto_backends.base.Scheme.share_request` asks for shares, the
-     requested parties each compute a decryption share, the aggregator checks
-     every one on arrival and combines them (:func:`collect_shares`);
-   * otherwise, when :attr:`~crypto_backends.base.Scheme.needs_function_key`, the
-     authority derives the function key for the aggregate's contributors
-     (:func:`function_key_for`), and the role that
-     :attr:`~crypto_backends.base.Scheme.reveal_site` names reveals
-     (:func:`revealing_key`);
-
-4. the weighted sum divided by the contributors' total weight is the fused mean.
+* setup exchanges, if the scheme declares any (:func:`run_setup`); with ``drop`` a
+  fraction of the parties set up then leaves before protecting (:func:`dropouts`);
+* every remaining party prepares (if the scheme offers
+  :class:`~crypto_backends.capabilities.Precompute`) and protects its vector, to
+  bytes; the aggregator parses and combines them, to bytes;
+* the aggregate becomes the weighted sum as the scheme's reveal plan says
+  (:func:`reveal_sum`): from checked shares, with the authority's function key
+  (:func:`function_key_for`), at the aggregator, or opened by the first party;
+* divided by the contributors' total weight, it is the fused mean.
 
 :func:`run_round` does all of it and times each step (:class:`RoundTrip`);
 :func:`secure_weighted_mean` returns only the fused mean.  Every party plays
@@ -44,6 +34,7 @@ from .capabilities import FunctionKeys, InteractiveSetup, Precompute, ShareReque
 from .envelope import Envelope
 from .errors import KeyRoleError, ShareError
 from .keys import FunctionKey, Key, KeySet
+from .protocol import CheckShare, Roles, SecureSum
 
 
 def contributor_weights(aggregate: Envelope) -> dict[str, float]:
@@ -71,14 +62,85 @@ def function_key_for(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> Funct
     return fkeys.function_key(keys.authority, round=aggregate.round, weights=contributor_weights(aggregate))
 
 
+class _InProcess(Roles):
+    """Every role played here by direct calls, timing each step; every party answers honestly.
+
+    ``gone`` (:func:`dropouts` of the set-up parties, for ``drop``) leave after setup.
+    """
+
+    def __init__(self, scheme: Scheme, keys: KeySet, vectors: Mapping[str, np.ndarray] | None = None,
+                 weights: Mapping[str, float] | None = None, *, round: int = 0, drop: float = 0.0) -> None:
+        self.scheme, self.keys, self.round, self.drop = scheme, keys, round, drop
+        self.vectors, self.weights = dict(vectors or {}), dict(weights or {})
+        self.clock = time.perf_counter
+        self.started = self.clock()
+        self.setup_s = self.combine_s = self.in_shares_s = self.checking_s = 0.0
+        self.prepare_s: list[float] = []
+        self.protect_s: list[float] = []
+        self.share_s: list[float] = []
+        self.upload_bytes: tuple[int, ...] = ()
+        self.gone: tuple[str, ...] = ()
+
+    def setup(self, step: int, messages: Mapping[str, bytes]) -> dict[str, bytes]:
+        cap = offered(self.scheme, InteractiveSetup)
+        return {p: cap.setup_reply(self.keys.parties[p], round=self.round, step=step, message=m)
+                for p, m in messages.items()}
+
+    def collect(self, parties: tuple[str, ...]) -> Envelope:
+        clock = self.clock
+        self.setup_s = clock() - self.started
+        self.gone = dropouts(parties, self.drop)
+        ready = set(parties) - set(self.gone)
+        precompute = self.scheme.capability(Precompute)
+        wire: list[bytes] = []
+        for party, vector in self.vectors.items():
+            if party not in ready:
+                continue
+            key, weight = self.keys.parties[party], self.weights[party]
+            t0 = clock()
+            if precompute is not None:
+                precompute.prepare(key, length=int(np.size(vector)), weight=weight, round=self.round)
+            t1 = clock()
+            wire.append(self.scheme.protect(key, vector, weight=weight, round=self.round).to_bytes())
+            t2 = clock()
+            self.prepare_s.append(t1 - t0)
+            self.protect_s.append(t2 - t1)
+        self.upload_bytes = tuple(len(b) for b in wire)
+        t0 = clock()
+        aggregate = self.scheme.combine(self.keys.aggregator, [Envelope.from_bytes(b) for b in wire],
+                                        round=self.round).to_bytes()
+        self.combine_s = clock() - t0
+        del wire  # large uploads need not outlive the combination
+        return Envelope.from_bytes(aggregate)
+
+    def shares(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
+        cap = offered(self.scheme, ShareReveal)
+        clock, t_in = self.clock, self.clock()
+        shares: dict[str, bytes] = {}
+        for party in request.parties:
+            t0 = clock()
+            share = cap.decryption_share(self.keys.parties[party], aggregate, request.message)
+            t1 = clock()
+            shares[party] = check(party, share)  # an honest party's share that fails its check raises here
+            self.share_s.append(t1 - t0)
+            self.checking_s += clock() - t1
+        self.in_shares_s = clock() - t_in
+        return shares
+
+    def function_key(self, aggregate: Envelope) -> FunctionKey:
+        fkey = function_key_for(self.scheme, self.keys, aggregate)
+        assert fkey is not None  # the protocol asks only where the plan reveals with a function key
+        return fkey
+
+    def open(self, aggregate: Envelope) -> np.ndarray:
+        return self.scheme.reveal(revealing_key(self.scheme, self.keys), aggregate)
+
+
 def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: ShareRequest) -> dict[str, bytes]:
-    """Every requested party's decryption share of ``aggregate``, each checked by the aggregator."""
-    cap = offered(scheme, ShareReveal)
-    shares: dict[str, bytes] = {}
-    for party in request.parties:
-        share = cap.decryption_share(keys.parties[party], aggregate, request.message)
-        cap.check_share(keys.aggregator, aggregate, party, share)
-        shares[party] = share
+    """Every requested party's decryption share of ``aggregate``, each checked by the aggregator on arrival."""
+    steps = SecureSum(scheme, keys.aggregator)
+    shares = _InProcess(scheme, keys, round=aggregate.round).shares(
+        request, aggregate, steps.share_check(aggregate, request))
     if len(shares) < request.needed:
         raise ShareError(
             f"the {scheme.name} scheme asked {len(request.parties)} parties for shares but needs {request.needed}: "
@@ -88,23 +150,12 @@ def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: S
 
 
 def run_setup(scheme: Scheme, keys: KeySet, parties: Sequence[str], *, round: int = 0) -> tuple[str, ...]:
-    """Run ``scheme``'s setup exchanges for ``round`` among ``parties`` as the engine does; returns who is set up.
+    """Run ``scheme``'s setup exchanges for ``round`` among ``parties`` (:class:`SecureSum`); returns who is set up.
 
     Without setup steps, every party is set up.  Every party answers honestly here, so a
     refusal raises instead of costing only its sender.
     """
-    current = tuple(sorted(parties))
-    setup = scheme.capability(InteractiveSetup)
-    steps = setup.setup_steps(round) if setup is not None else 0
-    if setup is None or not steps:
-        return current
-    replies: dict[str, bytes] = {}
-    for step in range(steps):
-        messages = setup.setup_messages(keys.aggregator, round=round, step=step, parties=current, replies=replies)
-        replies = {p: setup.setup_reply(keys.parties[p], round=round, step=step, message=bytes(m))
-                   for p, m in messages.items() if p in current}
-        current = tuple(sorted(replies))
-    return tuple(setup.setup_done(keys.aggregator, round=round, replies=replies))
+    return SecureSum(scheme, keys.aggregator).setup(_InProcess(scheme, keys, round=round), round, parties)
 
 
 def dropouts(parties: Sequence[str], fraction: float) -> tuple[str, ...]:
@@ -115,13 +166,10 @@ def dropouts(parties: Sequence[str], fraction: float) -> tuple[str, ...]:
 
 
 def reveal_sum(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> np.ndarray:
-    """The weighted sum in ``aggregate``: by a share exchange if the scheme asks for one, else by ``reveal``."""
-    if scheme.declarations.reveal.shares:
-        cap = offered(scheme, ShareReveal)
-        request = cap.share_request(keys.aggregator, aggregate)
-        return cap.reveal_shares(keys.aggregator, aggregate, collect_shares(scheme, keys, aggregate, request))
-    fkey = function_key_for(scheme, keys, aggregate)
-    return scheme.reveal(revealing_key(scheme, keys), aggregate, function_key=fkey)
+    """The weighted sum in ``aggregate``, revealed as the scheme's plan says (:meth:`SecureSum.reveal`)."""
+    total = SecureSum(scheme, keys.aggregator).reveal(_InProcess(scheme, keys, round=aggregate.round), aggregate)
+    assert total is not None  # in one process a party opens a sealed aggregate at once
+    return total
 
 
 def reveal_mean(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> np.ndarray:
@@ -165,61 +213,22 @@ def run_round(
     round: int = 0,
     drop: float = 0.0,
 ) -> RoundTrip:
-    """Set up, protect each party's vector, serialise, combine, reveal, timing each step (see the module docstring).
+    """One round through :class:`SecureSum` with every role here, timing each step (see the module docstring).
 
     ``drop``: the fraction of the parties that leave after the setup exchange (:func:`dropouts`).
     """
-    clock = time.perf_counter
-    t0 = clock()
-    ready = set(run_setup(scheme, keys, list(vectors), round=round))
-    setup_s = clock() - t0
-    gone = dropouts([p for p in vectors if p in ready], drop)
-    precompute = scheme.capability(Precompute)
-    wire: list[bytes] = []
-    prepare_s: list[float] = []
-    protect_s: list[float] = []
-    for party, vector in vectors.items():
-        if party not in ready or party in gone:
-            continue
-        key, weight = keys.parties[party], weights[party]
-        t0 = clock()
-        if precompute is not None:
-            precompute.prepare(key, length=int(np.size(vector)), weight=weight, round=round)
-        t1 = clock()
-        wire.append(scheme.protect(key, vector, weight=weight, round=round).to_bytes())
-        t2 = clock()
-        prepare_s.append(t1 - t0)
-        protect_s.append(t2 - t1)
-    upload_bytes = tuple(len(b) for b in wire)
-    t0 = clock()
-    aggregate = scheme.combine(keys.aggregator, [Envelope.from_bytes(b) for b in wire], round=round).to_bytes()
-    t1 = clock()
-    del wire  # large uploads need not outlive the combination
-    t2 = clock()
-    env = Envelope.from_bytes(aggregate)
-    share_s: list[float] = []
-    unmask_s = 0.0
-    if not scheme.declarations.reveal.shares:
-        fused = reveal_mean(scheme, keys, env)
-    else:
-        cap = offered(scheme, ShareReveal)
-        request = cap.share_request(keys.aggregator, env)
-        shares: dict[str, bytes] = {}
-        for party in request.parties:
-            s0 = clock()
-            shares[party] = cap.decryption_share(keys.parties[party], env, request.message)
-            share_s.append(clock() - s0)
-        s0 = clock()
-        for party, share in shares.items():
-            cap.check_share(keys.aggregator, env, party, share)
-        if len(shares) < request.needed:
-            raise ShareError(f"the {scheme.name} scheme asked {len(shares)} parties for shares but needs "
-                             f"{request.needed}: its share_request must name at least as many parties as it needs")
-        fused = weighted_mean(cap.reveal_shares(keys.aggregator, env, shares), env)
-        unmask_s = clock() - s0
-    t3 = clock()
-    return RoundTrip(fused, upload_bytes, tuple(prepare_s), tuple(protect_s), t1 - t0, t3 - t2, setup_s=setup_s,
-                     share_s=tuple(share_s), unmask_s=unmask_s, dropped=gone)
+    roles = _InProcess(scheme, keys, vectors, weights, round=round, drop=drop)
+    steps = SecureSum(scheme, keys.aggregator)
+    aggregate = steps.collect(roles, round, list(vectors))
+    t0 = roles.clock()
+    total = steps.reveal(roles, aggregate)
+    assert total is not None  # in one process a party opens a sealed aggregate at once
+    fused = weighted_mean(total, aggregate)
+    reveal_s = roles.clock() - t0
+    unmask_s = reveal_s - roles.in_shares_s + roles.checking_s if steps.shares is not None else 0.0
+    return RoundTrip(fused, roles.upload_bytes, tuple(roles.prepare_s), tuple(roles.protect_s), roles.combine_s,
+                     reveal_s, setup_s=roles.setup_s, share_s=tuple(roles.share_s), unmask_s=unmask_s,
+                     dropped=roles.gone)
 
 
 def secure_weighted_mean(

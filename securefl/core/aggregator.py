@@ -1,12 +1,11 @@
 """The aggregator: checks uploads, combines them, and reveals only where the scheme allows.
 
-It follows the scheme's declarations: it reveals the fused model itself when
-``reveal_site`` is the aggregator (with the round's function key when
-``needs_function_key``, or from parties' shares when the scheme asks for a
-share exchange), and otherwise passes the combined ciphertext on to the
-parties.  It never branches on a scheme's name.  Obtaining the function key or
-the shares is the round engine's job (:mod:`securefl.core.engine`); this role
-only does the arithmetic and the checks.
+It checks and folds uploads, and turns the revealed weighted sum into the next
+global model (or passes the sealed aggregate on, where the parties reveal).  How
+the sum is revealed (function key, share exchange, its own key) is the scheme's
+reveal plan, followed in its one place, :class:`~crypto_backends.protocol.SecureSum`,
+which the round engine (:mod:`securefl.core.engine`) drives.  It never branches
+on a scheme's name.
 
 A bad upload (garbled, another round, another key set, another length, claiming
 another party's id) costs only its sender's place in the round; the others are
@@ -28,11 +27,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crypto_backends.base import Accumulator, RevealSite, Scheme, offered
-from crypto_backends.capabilities import ShareRequest, ShareReveal
+from crypto_backends.base import Accumulator, Scheme
 from crypto_backends.envelope import Envelope
-from crypto_backends.errors import CryptoError, SecureFLError, ShareError
-from crypto_backends.keys import AggregatorKey, FunctionKey
+from crypto_backends.errors import CryptoError, SecureFLError
+from crypto_backends.keys import AggregatorKey
 from securefl.core.fusion import Fuse, mean_from_sum
 from securefl.core.messages import GlobalModel
 from securefl.errors import PartyError, QuorumError
@@ -71,8 +69,6 @@ class Aggregator:
         bounds = [b for b in (declared.release_norm_bound, max_update_norm) if b is not None]
         self.norm_bound = min(bounds) if bounds and not declared.hides_updates else None
         """L2 bound of an unweighted update, checked where the scheme shows updates to the aggregator."""
-        self.shares = offered(scheme, ShareReveal) if declared.reveal.shares else None
-        """The scheme's share exchange, where its reveal plan opens aggregates from parties' shares."""
         # ``num_parameters`` is ``None`` until the engine has the model's starting point (from a party)
 
     # --- uploads ------------------------------------------------------------------------
@@ -153,32 +149,11 @@ class Aggregator:
             )
 
     # --- revealing ----------------------------------------------------------------------
-    def share_request(self, combined: Combined) -> ShareRequest | None:
-        """The share exchange the scheme needs for this aggregate, if any."""
-        return self.shares.share_request(self.key, combined.aggregate) if self.shares is not None else None
-
-    def check_share(self, combined: Combined, sender: str, share: bytes) -> bytes:
-        """Check one party's share on arrival; returns it (raises :class:`ShareError` to refuse it)."""
-        if sender not in combined.contributors:
-            raise ShareError(f"{sender} sent a share but is not a contributor of round {combined.aggregate.round}")
-        if self.shares is None:
-            raise ShareError(f"{sender} sent a share, but the {self.scheme.name} scheme reveals without shares")
-        self.shares.check_share(self.key, combined.aggregate, sender, share)
-        return share
-
-    def next_model(self, combined: Combined, *, function_key: FunctionKey | None = None,
-                   shares: Mapping[str, bytes] | None = None) -> GlobalModel:
-        """The next global model: revealed here (with a function key or shares), or sealed for the parties."""
-        aggregate = combined.aggregate
-        if shares is not None:
-            if self.shares is None:
-                raise ShareError(f"the {self.scheme.name} scheme reveals without shares, but shares were given")
-            total = self.shares.reveal_shares(self.key, aggregate, shares)
-        elif self.scheme.declarations.reveal.site is RevealSite.PARTIES:
-            return GlobalModel.of_aggregate(aggregate)
-        else:
-            total = self.scheme.reveal(self.key, aggregate, function_key=function_key)
-        return GlobalModel.open(self.fuse_sum(total, aggregate.total_weight))
+    def next_model(self, combined: Combined, total: np.ndarray | None) -> GlobalModel:
+        """The next global model from the revealed weighted sum ``total``, or sealed for the parties (``None``)."""
+        if total is None:
+            return GlobalModel.of_aggregate(combined.aggregate)
+        return GlobalModel.open(self.fuse_sum(total, combined.aggregate.total_weight))
 
 
 class Stream:

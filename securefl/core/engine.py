@@ -32,13 +32,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from crypto_backends.capabilities import InteractiveSetup
+from crypto_backends.capabilities import ShareRequest
+from crypto_backends.envelope import Envelope
+from crypto_backends.keys import FunctionKey
+from crypto_backends.protocol import CheckShare, Roles, SecureSum
 from securefl.core.aggregator import Aggregator, Combined
 from securefl.core.federation import Federation, RoundMetrics, RunResult
 from securefl.core.messages import GlobalModel, parse_metrics, parse_vector, share_request_bytes
@@ -78,8 +81,52 @@ class Collected:
     dropped: dict[str, str]
 
 
+class _OverTransport(Roles):
+    """One round's messages over the federation's transport: deadlines, quorums and dropouts named."""
+
+    def __init__(self, steps: SecureRound, rnd: int, model: GlobalModel) -> None:
+        self.aggregator, self.transport, self.timeout = steps.aggregator, steps.transport, steps.timeout
+        self.rnd, self.model = rnd, model
+        self.dropped: dict[str, str] = {}
+        self.sizes: dict[str, int] = {}
+        self.combined: Combined | None = None
+
+    def setup(self, step: int, messages: Mapping[str, bytes]) -> dict[str, bytes]:
+        replies = self.transport.exchange(Request("setup", self.rnd, dict(messages), stage=step), lambda s, r: r,
+                                          timeout=self.timeout)
+        self.dropped.update(replies.dropped)
+        self.aggregator.require_quorum(self.rnd, len(replies.accepted), self.dropped, f"setup reply (stage {step})")
+        return replies.accepted
+
+    def collect(self, parties: tuple[str, ...]) -> Envelope:
+        stream = self.aggregator.stream(self.rnd)  # each upload is checked and folded on arrival, then dropped
+        uploads: Replies[float] = self.transport.exchange(
+            Request("train", self.rnd, dict.fromkeys(parties, self.model.to_bytes())), stream.accept,
+            timeout=self.timeout)
+        combined = self.aggregator.finish(stream)
+        # an upload folded just as the deadline passed is in the aggregate: it is not a dropout
+        self.dropped.update({p: why for p, why in uploads.dropped.items() if p not in combined.weights})
+        self.dropped.update(combined.rejected)
+        self.sizes, self.combined = uploads.sizes, combined
+        return combined.aggregate
+
+    def shares(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
+        body = share_request_bytes(request.message, aggregate)
+        shares = self.transport.exchange(Request("share", self.rnd, dict.fromkeys(request.parties, body)), check,
+                                         timeout=self.timeout)
+        self.dropped.update({p: f"share refused or missing: {why}" for p, why in shares.dropped.items()})
+        self.aggregator.require_quorum(self.rnd, len(shares.accepted), shares.dropped, "share", request.needed)
+        return shares.accepted
+
+    def function_key(self, aggregate: Envelope) -> FunctionKey:
+        return self.transport.function_key(self.rnd, dict(zip(aggregate.parties, aggregate.weights, strict=True)))
+
+    def left_out(self, party: str, why: str) -> None:
+        self.dropped.setdefault(party, why)
+
+
 class SecureRound:
-    """The secure-aggregation steps of one round, in their one order: setup, train, combine, reveal.
+    """One round's secure-aggregation steps over a transport, in :class:`~crypto_backends.protocol.SecureSum` order.
 
     :class:`RoundEngine` runs them for every round of a federation; a tool that drives
     the aggregator alone (``securefl.tools.memory``) runs the same steps over its own
@@ -89,59 +136,24 @@ class SecureRound:
     def __init__(self, aggregator: Aggregator, transport: Transport, *, timeout: float) -> None:
         self.aggregator, self.transport, self.timeout = aggregator, transport, timeout
         self.scheme = aggregator.scheme
+        self.protocol = SecureSum(aggregator.scheme, aggregator.key)
+
+    def run(self, rnd: int, parties: Sequence[str], model: GlobalModel) -> tuple[Collected, GlobalModel]:
+        """Setup, every party's protected update folded on arrival, the reveal: the round's next global model."""
+        roles = _OverTransport(self, rnd, model)
+        _, total = self.protocol.run(roles, rnd, parties)
+        return self._collected(roles), self.aggregator.next_model(self._collected(roles).combined, total)
 
     def collect(self, rnd: int, parties: Sequence[str], model: GlobalModel) -> Collected:
         """Setup exchanges (if the scheme offers them), then every party's protected update, folded on arrival."""
-        parties = tuple(parties)
-        dropped: dict[str, str] = {}
-        setup = self.scheme.capability(InteractiveSetup)
-        steps = setup.setup_steps(rnd) if setup is not None else 0
-        if setup is not None and steps:
-            replies: dict[str, bytes] = {}
-            for stage in range(steps):
-                replies = self._setup(setup, rnd, stage, parties, replies, dropped)
-                parties = tuple(sorted(replies))
-            parties = tuple(setup.setup_done(self.aggregator.key, round=rnd, replies=replies))
-            dropped.update(dict.fromkeys(set(replies) - set(parties), "its setup was refused by the scheme"))
-        data = model.to_bytes()
-        stream = self.aggregator.stream(rnd)  # each upload is checked and folded on arrival, then dropped
-        uploads: Replies[float] = self.transport.exchange(
-            Request("train", rnd, dict.fromkeys(parties, data)), stream.accept, timeout=self.timeout)
-        combined = self.aggregator.finish(stream)
-        # an upload folded just as the deadline passed is in the aggregate: it is not a dropout
-        dropped.update({p: why for p, why in uploads.dropped.items() if p not in combined.weights})
-        dropped.update(combined.rejected)
-        return Collected(combined, uploads.sizes, dropped)
+        roles = _OverTransport(self, rnd, model)
+        self.protocol.collect(roles, rnd, parties)
+        return self._collected(roles)
 
-    def _setup(self, setup: InteractiveSetup, rnd: int, stage: int, parties: tuple[str, ...],
-               previous: dict[str, bytes], dropped: dict[str, str]) -> dict[str, bytes]:
-        """One setup exchange: the scheme's messages out (to parties still in the round), the replies back."""
-        messages = setup.setup_messages(self.aggregator.key, round=rnd, step=stage, parties=parties,
-                                              replies=previous)
-        asked = {p: bytes(m) for p, m in messages.items() if p in parties}
-        for party in parties:  # a party the scheme stops asking (a garbled or refused reply) is named, not lost
-            if party not in asked:
-                dropped.setdefault(party, f"left out by the scheme at setup stage {stage}")
-        replies = self.transport.exchange(Request("setup", rnd, asked, stage=stage), lambda s, r: r,
-                                          timeout=self.timeout)
-        dropped.update(replies.dropped)
-        self.aggregator.require_quorum(rnd, len(replies.accepted), dropped, f"setup reply (stage {stage})")
-        return replies.accepted
-
-    def reveal(self, rnd: int, combined: Combined, dropped: dict[str, str]) -> GlobalModel:
-        """The next global model from ``combined``, as the scheme's reveal plan says (share dropouts named)."""
-        request = self.aggregator.share_request(combined)
-        if request is not None:
-            body = share_request_bytes(request.message, combined.aggregate)
-            shares = self.transport.exchange(
-                Request("share", rnd, dict.fromkeys(request.parties, body)),
-                lambda sender, share: self.aggregator.check_share(combined, sender, share), timeout=self.timeout)
-            dropped.update({p: f"share refused or missing: {why}" for p, why in shares.dropped.items()})
-            self.aggregator.require_quorum(rnd, len(shares.accepted), shares.dropped, "share", request.needed)
-            return self.aggregator.next_model(combined, shares=shares.accepted)
-        plan = self.scheme.declarations.reveal
-        fkey = self.transport.function_key(rnd, combined.weights) if plan.function_key else None
-        return self.aggregator.next_model(combined, function_key=fkey)
+    @staticmethod
+    def _collected(roles: _OverTransport) -> Collected:
+        assert roles.combined is not None  # the protocol's collect step ran
+        return Collected(roles.combined, roles.sizes, roles.dropped)
 
 
 class RoundEngine:
@@ -212,9 +224,8 @@ class RoundEngine:
         """One round up to the next global model (steps 1-5 of the module docstring)."""
         if self.accountant is not None:
             self.accountant.charge(rnd)  # refuses the round before any party releases anything
-        collected = self.steps.collect(rnd, tuple(self.federation.party_ids), model)
-        return Outcome(self.steps.reveal(rnd, collected.combined, collected.dropped), collected.combined,
-                       collected.sizes, collected.dropped)
+        collected, model = self.steps.run(rnd, tuple(self.federation.party_ids), model)
+        return Outcome(model, collected.combined, collected.sizes, collected.dropped)
 
     def initial_parameters(self) -> np.ndarray:
         """The model's starting point, from the first party (by id) that gives one."""

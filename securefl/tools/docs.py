@@ -6,6 +6,9 @@ Two kinds of facts live in both the code and the documents:
   SECURITY.md's summary table are *generated* from the schemes' declarations
   (:mod:`securefl.tools.facts`) between marker comments
   ``<!-- generated:NAME -->`` ... ``<!-- /generated:NAME -->``;
+* the round's sequence diagram in README.md's "Architecture", drawn from the
+  messages each built-in scheme's round really sends
+  (:mod:`securefl.tools.roundtrace`);
 * the configuration keys: README.md's configuration reference is written by
   hand (its "meaning" column is prose), and :func:`config_reference` gives the
   type and default each row must state, so a test can compare them.
@@ -42,6 +45,7 @@ from securefl.tools.facts import (
     facts_table,
     scheme_facts,
 )
+from securefl.tools.roundtrace import builtin_diagram
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: securefl/tools/docs.py -> ../../..
 
@@ -60,7 +64,7 @@ def security_summary_block() -> str:
 
 
 GENERATED: dict[str, dict[str, Callable[[], str]]] = {
-    "README.md": {"schemes": schemes_block},
+    "README.md": {"schemes": schemes_block, "round": builtin_diagram},
     "SECURITY.md": {"summary": security_summary_block},
 }
 
