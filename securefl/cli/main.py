@@ -105,21 +105,22 @@ def _progress() -> Progress:
 
 # --- run -------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from securefl.transport.inproc import RoundMetrics, Simulation
+    from securefl.simulation import RoundMetrics, Simulation
 
     cfg = config_mod.load(args.config, args.set or [])
     if args.json:
         _check_parent(args.json, "--json")
     _check_plot(args.plot)
-    if cfg.transport.kind != "inproc":
-        raise ConfigError(f"transport.kind is {cfg.transport.kind!r}: securefl run keeps every role in one process; "
+    if cfg.transport.kind not in config_mod.IN_PROCESS:
+        raise ConfigError(f"transport.kind is {cfg.transport.kind!r}: securefl run keeps every role in one process "
+                          "(transport.kind = \"threads\" or \"ray\"); "
                           "start the roles with securefl authority / aggregator / party, "
                           "or use examples/deploy_local.sh")
     sim = Simulation(cfg)
     security = (f"{sim.scheme.declarations.security_bits}-bit security" if sim.scheme.declarations.hides_updates
                 else "no security: the aggregator sees every update")
     console.print(f"[bold]securefl run[/]: {cfg.crypto.scheme} on {cfg.data.dataset}, "
-                  f"{cfg.federation.parties} parties on {cfg.federation.engine}, {cfg.federation.rounds} rounds "
+                  f"{cfg.federation.parties} parties on {cfg.transport.kind}, {cfg.federation.rounds} rounds "
                   f"(numbered 0-{cfg.federation.rounds - 1}, as in --json and the logs), "
                   f"{sim.evaluator.num_parameters} parameters ({security})")
     with _progress() as progress:

@@ -20,7 +20,7 @@ from securefl.core.messages import GlobalModel
 from securefl.core.party import Party
 from securefl.core.statefile import PartyState, federation_id, read_private, write_private
 from securefl.errors import BudgetExceededError, QuorumError, ReplayError, StateError
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 from tests.paths import CONFIGS
 
 ONE_ROUND = ["federation.rounds=1", "crypto.fe.dlog_table_bits=14"]
