@@ -28,6 +28,7 @@ from securefl import __version__
 from securefl import config as config_mod
 from securefl.core import jsonout
 from securefl.errors import ConfigError
+from securefl.state.atomic import write_private
 from securefl.tools import baselines as baseline_registry
 from securefl.tools.units import format_bytes, format_seconds
 
@@ -92,10 +93,8 @@ def _parties(text: str) -> list[int]:
 def _write_json(path: str | None, payload: Mapping[str, Any]) -> None:
     if not path:
         return
-    target = _check_parent(path, "--json")
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(jsonout.dumps(payload) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    # the one atomic writer, so a reader never sees half a result; the result holds nothing secret
+    write_private(_check_parent(path, "--json"), (jsonout.dumps(payload) + "\n").encode("utf-8"), mode=0o644)
 
 
 def _progress() -> Progress:

@@ -14,7 +14,7 @@ from crypto_backends import InsecureParametersWarning, registry
 from securefl import config
 from securefl.core.messages import GlobalModel
 from securefl.simulation import Simulation
-from securefl.transport.grpc.checkpoint import Checkpoint
+from securefl.state.checkpoint import Checkpoint
 from tests.paths import CONFIGS
 from tests.schemes import make_scheme
 from tests.stepscheme import NAME, registered
