@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from securefl import config
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 
 
 def main(path: str) -> None:

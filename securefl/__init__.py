@@ -17,7 +17,7 @@ from securefl.config import Config
 from securefl.config import load as load_config
 from securefl.core.federation import RoundMetrics, RunResult
 from securefl.ml.trainer import Trainer
-from securefl.transport.inproc import simulate
+from securefl.simulation import simulate
 
 if TYPE_CHECKING:
     from securefl.transport.grpc.party_client import serve_party

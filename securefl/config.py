@@ -76,9 +76,11 @@ def model_kinds() -> tuple[str, ...]:
 PRIVACY_MODES = ("off", "local", "distributed")
 MECHANISMS = ("gaussian", "laplace")
 COMPOSITIONS = ("basic", "zcdp")
-TRANSPORTS = ("inproc", "grpc")
-ENGINES = ("threads", "ray")
-"""``federation.engine``: where ``securefl run`` runs the parties (threads of this process, or Ray actors)."""
+TRANSPORTS = ("threads", "ray", "grpc")
+"""``transport.kind``: the one seam key: the parties on threads of this process, in Ray actors (both run by
+``securefl run``), or each role its own process over gRPC."""
+IN_PROCESS = ("threads", "ray")
+"""The kinds ``securefl run`` runs in one command (the round engine in this process)."""
 MAX_TREE_DEPTH = 10
 """Deepest ``decision_tree`` ``model.max_depth`` accepted (the vector holds 2**(max_depth - 1) nodes' counts)."""
 MiB = 1 << 20
@@ -131,12 +133,6 @@ class FederationConfig(_Section):
     """Seconds the aggregator waits for updates before dropping the missing parties."""
     party_ids: tuple[str, ...] = ()
     """Explicit party names; empty means ``party-1`` ... ``party-N``."""
-    engine: str = "threads"
-    """Where an in-process run puts its parties: ``threads`` of this process, or ``ray`` actors (the ``[ray]``
-    extra; many parties per actor, one actor per CPU)."""
-    ray_address: str = ""
-    """``engine = "ray"``: the Ray cluster to join (e.g. ``ray://head:10001`` or ``auto``); empty starts a
-    local Ray runtime for the run and stops it afterwards."""
     max_weight: float = 1e6
     """Largest weight (e.g. sample count) a party may declare; an update declaring more is refused."""
     max_update_norm: float = 0.0
@@ -160,11 +156,6 @@ class FederationConfig(_Section):
             for pid in self.party_ids:
                 _require(bool(PARTY_ID_RE.fullmatch(pid)), "federation.party_ids",
                          f"{pid!r} is not a valid id (1-64 letters, digits, '.', '_', '-')")
-        _one_of(self.engine, ENGINES, "federation.engine")
-        _require(not self.ray_address or self.engine == "ray", "federation.ray_address",
-                 "is for federation.engine = 'ray'; set the engine to 'ray' or leave ray_address empty")
-        _require(self.ray_address == self.ray_address.strip(), "federation.ray_address",
-                 "has leading or trailing spaces; write the address alone, e.g. 'auto' or 'ray://head:10001'")
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -416,7 +407,7 @@ class PrivacyConfig(_Section):
 
 @dataclass(frozen=True)
 class TransportConfig(_Section):
-    """``[transport]``: how the roles talk: ``inproc`` (one process) or ``grpc`` (mutual TLS).
+    """``[transport]``: how the roles talk: ``threads`` or ``ray`` (one ``securefl run``) or ``grpc`` (mutual TLS).
 
     With ``grpc`` each role is its own process (``securefl authority | aggregator
     | party``).  Parties and the aggregator dial out to the servers, so only the
@@ -425,7 +416,12 @@ class TransportConfig(_Section):
 
     SECTION: ClassVar[str] = "transport"
 
-    kind: str = "inproc"
+    kind: str = "threads"
+    """Where the parties run: ``threads`` of this process, ``ray`` actors (the ``[ray]`` extra; many parties per
+    actor, one actor per CPU), or ``grpc``: each role its own process (``securefl authority | aggregator | party``)."""
+    ray_address: str = ""
+    """``kind = "ray"``: the Ray cluster to join (e.g. ``ray://head:10001`` or ``auto``); empty starts a
+    local Ray runtime for the run and stops it afterwards."""
     aggregator_host: str = "127.0.0.1"
     """Where parties reach the aggregator."""
     aggregator_port: int = 50051
@@ -437,7 +433,8 @@ class TransportConfig(_Section):
     cert_dir: str = "certs"
     """Directory made by ``securefl certs`` (ca.pem, NAME.pem, NAME.key)."""
     checkpoint: str = "securefl-aggregator.ckpt"
-    """The aggregator's checkpoint file (written atomically after every round); empty: none."""
+    """The aggregator's checkpoint file (written atomically after every round; a rerun resumes from it, with
+    ``threads`` as with ``grpc``); empty: none."""
     authority_keys: str = ""
     """The authority's key store (every secret key; mode 0600), so a restarted authority serves the same
     keys; empty: keys live in the authority's memory only and a restart makes a new key set."""
@@ -456,6 +453,10 @@ class TransportConfig(_Section):
 
     def _validate(self) -> None:
         _one_of(self.kind, TRANSPORTS, "transport.kind")
+        _require(not self.ray_address or self.kind == "ray", "transport.ray_address",
+                 f"is for transport.kind = 'ray', not {self.kind!r}; set kind = 'ray' or leave ray_address empty")
+        _require(self.ray_address == self.ray_address.strip(), "transport.ray_address",
+                 "has leading or trailing spaces; write the address alone, e.g. 'auto' or 'ray://head:10001'")
         for role in ("aggregator", "authority"):
             host, port = getattr(self, f"{role}_host"), getattr(self, f"{role}_port")
             _require(0 < len(host) <= 253 and not any(c.isspace() for c in host), f"transport.{role}_host",
@@ -633,6 +634,7 @@ def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>", whole_run
     if unknown:
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}] in {source}; "
                           f"allowed sections: {', '.join(f'[{s}]' for s in SECTIONS)}")
+    _refuse_replaced_keys(raw)
     sections: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
         table = raw.get(name, {})
@@ -640,6 +642,26 @@ def from_mapping(raw: Mapping[str, Any], *, source: str = "<mapping>", whole_run
             raise ConfigError(f"{name}: must be a table ([{name}]), got a {type(table).__name__}")
         sections[name] = _crypto(table) if cls is CryptoConfig else build(cls, table, name)
     return Config(**sections, source=source, whole_run=whole_run)
+
+
+def _refuse_replaced_keys(raw: Mapping[str, Any]) -> None:
+    """Refuse the keys of the old two-key seam, naming the one key that replaced them.
+
+    ``federation.engine`` (threads or Ray) and ``transport.kind = "inproc"`` / ``"grpc"`` were two keys for one
+    choice; a config that still uses them would otherwise fail with a bare "unknown key".
+    """
+    fed, transport = raw.get("federation", {}), raw.get("transport", {})
+    if isinstance(fed, Mapping) and "engine" in fed:
+        engine = fed["engine"]
+        kind = engine if engine in IN_PROCESS else "threads"
+        raise ConfigError(f"federation.engine was replaced by [transport] kind = \"{kind}\" "
+                          f"(one of {', '.join(map(repr, TRANSPORTS))}); remove federation.engine")
+    if isinstance(fed, Mapping) and "ray_address" in fed:
+        raise ConfigError("federation.ray_address was replaced by [transport] ray_address (with "
+                          "[transport] kind = \"ray\"); move it there")
+    if isinstance(transport, Mapping) and transport.get("kind") == "inproc":
+        raise ConfigError("transport.kind = \"inproc\" was replaced by [transport] kind = \"threads\" "
+                          "(or \"ray\" for Ray actors)")
 
 
 def check_consistency(cfg: Config) -> None:
@@ -657,10 +679,6 @@ def check_consistency(cfg: Config) -> None:
         _require(model.kind not in KINDS_NEEDING_DATA, "model.kind",
                  f"{model.kind!r} needs the data's public shape at the aggregator, which reads no data with "
                  f"data.dataset = 'own'; use {', '.join(k for k in MODEL_KINDS if k not in KINDS_NEEDING_DATA)}")
-    if cfg.federation.engine == "ray":
-        _require(cfg.transport.kind == "inproc", "federation.engine",
-                 f"'ray' runs the parties of one `securefl run` on Ray actors; transport.kind = "
-                 f"{cfg.transport.kind!r} runs each role as its own process. Use one or the other")
     if priv.enabled and priv.row_norm > 0:
         _require(model.kind == "logistic", "privacy.row_norm",
                  f"bounds local SGD's sensitivity for model.kind = 'logistic' only (convex, smooth loss), not "

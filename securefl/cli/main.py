@@ -28,6 +28,7 @@ from securefl import __version__
 from securefl import config as config_mod
 from securefl.core import jsonout
 from securefl.errors import ConfigError
+from securefl.state.atomic import write_private
 from securefl.tools import baselines as baseline_registry
 from securefl.tools.units import format_bytes, format_seconds
 
@@ -92,10 +93,8 @@ def _parties(text: str) -> list[int]:
 def _write_json(path: str | None, payload: Mapping[str, Any]) -> None:
     if not path:
         return
-    target = _check_parent(path, "--json")
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(jsonout.dumps(payload) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    # the one atomic writer, so a reader never sees half a result; the result holds nothing secret
+    write_private(_check_parent(path, "--json"), (jsonout.dumps(payload) + "\n").encode("utf-8"), mode=0o644)
 
 
 def _progress() -> Progress:
@@ -105,21 +104,22 @@ def _progress() -> Progress:
 
 # --- run -------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from securefl.transport.inproc import RoundMetrics, Simulation
+    from securefl.simulation import RoundMetrics, Simulation
 
     cfg = config_mod.load(args.config, args.set or [])
     if args.json:
         _check_parent(args.json, "--json")
     _check_plot(args.plot)
-    if cfg.transport.kind != "inproc":
-        raise ConfigError(f"transport.kind is {cfg.transport.kind!r}: securefl run keeps every role in one process; "
+    if cfg.transport.kind not in config_mod.IN_PROCESS:
+        raise ConfigError(f"transport.kind is {cfg.transport.kind!r}: securefl run keeps every role in one process "
+                          "(transport.kind = \"threads\" or \"ray\"); "
                           "start the roles with securefl authority / aggregator / party, "
                           "or use examples/deploy_local.sh")
     sim = Simulation(cfg)
     security = (f"{sim.scheme.declarations.security_bits}-bit security" if sim.scheme.declarations.hides_updates
                 else "no security: the aggregator sees every update")
     console.print(f"[bold]securefl run[/]: {cfg.crypto.scheme} on {cfg.data.dataset}, "
-                  f"{cfg.federation.parties} parties on {cfg.federation.engine}, {cfg.federation.rounds} rounds "
+                  f"{cfg.federation.parties} parties on {cfg.transport.kind}, {cfg.federation.rounds} rounds "
                   f"(numbered 0-{cfg.federation.rounds - 1}, as in --json and the logs), "
                   f"{sim.evaluator.num_parameters} parameters ({security})")
     with _progress() as progress:

@@ -7,7 +7,7 @@ logs every grant and refusal.  The master secret never leaves this object.
 
 Two rules are this role's own, because they outlive a key set or concern the run:
 
-* with a :class:`~securefl.core.statefile.PolicyState`, the scheme's record of
+* with a :class:`~securefl.state.partystate.PolicyState`, the scheme's record of
   granted keys is kept per federation and written durably before each function key
   leaves; a new key set for the same federation (a restart without the key store)
   adopts it, so a restart cannot buy a second sum of a round;
@@ -25,7 +25,7 @@ from crypto_backends.base import Scheme
 from crypto_backends.capabilities import FunctionKeys
 from crypto_backends.errors import PolicyError
 from crypto_backends.keys import AggregatorKey, FunctionKey, KeySet, PartyKey
-from securefl.core.statefile import PolicyState
+from securefl.state.partystate import PolicyState
 
 log = logging.getLogger(__name__)
 

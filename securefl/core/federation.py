@@ -28,11 +28,11 @@ from securefl.core.aggregator import Aggregator, Combined
 from securefl.core.fusion import mean_from_sum, sum_of
 from securefl.core.jsonout import finite
 from securefl.core.party import Party
-from securefl.core.statefile import PartyState, PolicyState, federation_id
 from securefl.errors import BudgetExceededError, ConfigError, QuorumError
 from securefl.ml.data import FederatedData, PartyData, held_out_parts, load_federated, load_party
 from securefl.ml.models import ModelAdapter, make_adapter
 from securefl.ml.trainer import KindTrainer, Trainer
+from securefl.state.partystate import PartyState, PolicyState, federation_id
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from crypto_backends.capabilities import InteractiveSetup, Precompute, ShareReve
 from crypto_backends.keys import PartyKey
 from securefl.core.fusion import Fuse, mean_from_sum
 from securefl.core.messages import GlobalModel, metrics_bytes, parse_share_request, vector_bytes
-from securefl.core.statefile import PartyState
 from securefl.errors import PartyError, SecureFLError
 from securefl.ml.trainer import Trainer, checked_fit, checked_metrics
 from securefl.privacy import PrivacyAccountant
+from securefl.state.partystate import PartyState
 
 log = logging.getLogger(__name__)
 

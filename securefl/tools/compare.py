@@ -14,7 +14,7 @@ For each scheme the comparison gathers, in one process and one run:
   or filling process-wide tables, that a long-running federation pays once),
   the second gives the steady-state figures;
 * a short training run of the configuration's data set and model
-  (:class:`securefl.transport.inproc.Simulation`, the same configuration with only
+  (:class:`securefl.simulation.Simulation`, the same configuration with only
   ``crypto.scheme`` changed by :meth:`securefl.config.Config.replace`, which
   validates it again, rules spanning sections included), giving accuracy per round.
 
@@ -73,10 +73,10 @@ import numpy as np
 from crypto_backends import registry
 from securefl.config import Config
 from securefl.errors import ConfigError
+from securefl.simulation import RoundMetrics, Simulation
 from securefl.tools import bench, machine
 from securefl.tools.bench import BenchResult
 from securefl.tools.facts import SchemeFacts, scheme_facts
-from securefl.transport.inproc import RoundMetrics, Simulation
 
 DEFAULT_SIZES: tuple[int, ...] = (10_000, 100_000, 1_000_000)
 DEFAULT_POINT_BUDGET = 60.0

@@ -36,7 +36,7 @@ from securefl import privacy
 from securefl.config import Config, hiding_schemes
 from securefl.errors import ConfigError
 from securefl.ml.data import FederatedData, load_federated
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 
 EPSILONS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
 METHODS = ("local", "distributed", "central_securefl", "central", "non_private")

@@ -19,9 +19,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
+from securefl.core.federation import RunResult  # noqa: E402
 from securefl.tools.bench import BenchResult  # noqa: E402
 from securefl.tools.compare import Comparison, SchemeResult  # noqa: E402
-from securefl.transport.inproc import RunResult  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -1,6 +1,6 @@
 """Parties as Ray actors: one federation beyond one process, beneath the one round engine.
 
-``[federation] engine = "ray"`` makes ``securefl run`` (and :class:`~securefl.transport.inproc.Simulation`)
+``[transport] kind = "ray"`` makes ``securefl run`` (and :class:`~securefl.simulation.Simulation`)
 carry the round engine's requests with :class:`RayTransport` instead of threads.  The engine, the
 aggregator and the key authority stay in the driver (this process); the parties run in a pool of
 :class:`PartyHost` actors, one per CPU of the Ray cluster (as Flower's actor pool), many parties per
@@ -76,9 +76,9 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise ConfigError(f"federation.engine = 'ray' needs Ray, which cannot be imported here ({exc}). Install "
+        raise ConfigError(f"transport.kind = 'ray' needs Ray, which cannot be imported here ({exc}). Install "
                           "the extra with pip install -e \".[ray]\" (or pip install \"securefl[ray]\"), or set "
-                          "federation.engine = 'threads'") from None
+                          "transport.kind = 'threads'") from None
     return ray
 
 
@@ -161,7 +161,7 @@ class PartyHost:
 class RayTransport(Transport):
     """The round engine's requests carried to parties in Ray actors (see the module docstring).
 
-    Joins ``federation.ray_address`` or, when it is empty, starts a local Ray runtime (stopped by
+    Joins ``transport.ray_address`` or, when it is empty, starts a local Ray runtime (stopped by
     :meth:`close`); a Ray runtime already started in this process (``ray.init``) is used as it is.
     """
 
@@ -172,7 +172,7 @@ class RayTransport(Transport):
         self._started = False
         t0 = time.perf_counter()
         if not ray.is_initialized():
-            address = cfg.federation.ray_address or None
+            address = cfg.transport.ray_address or None
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
             self._started = True
         ids = sorted(cfg.federation.ids)

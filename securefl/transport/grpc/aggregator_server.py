@@ -46,11 +46,11 @@ from securefl.core.engine import OnStop, RoundEngine
 from securefl.core.federation import RoundMetrics, RunResult, federation
 from securefl.core.messages import MAX_METRICS_BYTES, GlobalModel
 from securefl.errors import SecureFLError, TransportError
+from securefl.state.checkpoint import Checkpoint, CheckpointWriter
 from securefl.transport.base import STEPS, Accept, Replies, Request, T, Transport
 from securefl.transport.grpc import wire
 from securefl.transport.grpc.certs import AGGREGATOR, PARTY, Identity
 from securefl.transport.grpc.channels import Endpoint, answer_errors, require_peer
-from securefl.transport.grpc.checkpoint import Checkpoint, CheckpointWriter
 from securefl.transport.grpc.clients import AGGREGATOR_SERVICE, AuthorityClient
 
 log = logging.getLogger(__name__)

@@ -25,11 +25,11 @@ from crypto_backends.keys import SECRET_ACCESS, FunctionKey, Key
 from securefl.config import Config
 from securefl.core.authority import Authority
 from securefl.core.federation import make_scheme, min_contributors, policy_state
-from securefl.core.statefile import PolicyState
+from securefl.state.keystore import KeyStore
+from securefl.state.partystate import PolicyState
 from securefl.transport.grpc import wire
 from securefl.transport.grpc.certs import AGGREGATOR, AUTHORITY, PARTY, Identity
 from securefl.transport.grpc.channels import Endpoint, answer_errors, require_peer
-from securefl.transport.grpc.keystore import KeyStore
 
 log = logging.getLogger(__name__)
 SERVICE = "securefl.Authority"

@@ -20,13 +20,13 @@ PLAIN = str(CONFIGS / "plain.toml")
 @pytest.fixture
 def no_work(monkeypatch):
     """Fail the test if a command starts its work (the checks must come first)."""
+    from securefl import simulation
     from securefl.tools import bench, compare, dpcurve
-    from securefl.transport import inproc
 
     def boom(*args, **kwargs):
         raise AssertionError("the work started before the output paths were checked")
 
-    for module, name in ((bench, "run"), (compare, "run"), (dpcurve, "run_curve"), (inproc, "Simulation")):
+    for module, name in ((bench, "run"), (compare, "run"), (dpcurve, "run_curve"), (simulation, "Simulation")):
         monkeypatch.setattr(module, name, boom)
 
 

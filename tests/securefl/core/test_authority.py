@@ -8,7 +8,7 @@ from crypto_backends.errors import PolicyError
 from securefl import config
 from securefl.core.authority import Authority
 from securefl.core.federation import make_scheme, min_contributors
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 from tests.paths import CONFIGS
 
 DISTRIBUTED = ["federation.rounds=1", "crypto.fe.dlog_table_bits=14", "privacy.mode=distributed",

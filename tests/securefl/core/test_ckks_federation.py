@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from securefl import config
+from securefl.simulation import Simulation
 from securefl.tools.baselines import measure
-from securefl.transport.inproc import Simulation
 from tests.paths import CONFIGS
 
 

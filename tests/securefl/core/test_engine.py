@@ -15,8 +15,9 @@ from securefl.core.engine import RoundEngine
 from securefl.core.messages import GlobalModel
 from securefl.core.party import Party
 from securefl.errors import BudgetExceededError, QuorumError
+from securefl.simulation import Simulation
 from securefl.transport.base import Accept, Replies, Request, T
-from securefl.transport.inproc import InProcessTransport, Simulation
+from securefl.transport.inproc import InProcessTransport
 from tests.paths import CONFIGS
 from tests.stepscheme import NAME, registered
 

@@ -8,7 +8,7 @@ import pytest
 from crypto_backends.errors import PolicyError
 from securefl import config
 from securefl.core.party import Party
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 from tests.paths import CONFIGS
 
 FAST = ["federation.rounds=3", "crypto.fe.dlog_table_bits=14"]

@@ -13,7 +13,7 @@ from securefl import config
 from securefl.core.messages import GlobalModel
 from securefl.core.party import Party
 from securefl.errors import ConfigError, QuorumError
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 from tests.paths import CONFIGS
 
 

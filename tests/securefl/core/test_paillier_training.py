@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from securefl import config
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 from tests.paths import CONFIGS
 
 

@@ -8,7 +8,7 @@ import pytest
 from crypto_backends.errors import PolicyError
 from securefl import config
 from securefl.core.messages import GlobalModel
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 from tests.paths import CONFIGS
 
 DISTRIBUTED = ["federation.rounds=1", "crypto.paillier.preset=test", "privacy.mode=distributed",

@@ -9,7 +9,7 @@ import numpy as np
 
 from securefl import config
 from securefl.core.party import Party
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 from tests.paths import CONFIGS
 
 FAST = ["federation.rounds=3"]

@@ -8,7 +8,7 @@ import pytest
 from securefl import config
 from securefl.core.party import Party
 from securefl.errors import QuorumError
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 from tests.paths import CONFIGS
 
 PLAIN = str(CONFIGS / "plain.toml")

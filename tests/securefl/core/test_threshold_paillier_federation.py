@@ -11,7 +11,7 @@ from crypto_backends import InsecureParametersWarning
 from securefl import config
 from securefl.core.party import Party
 from securefl.errors import QuorumError
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 from tests.paths import CONFIGS
 
 FAST = ["federation.rounds=3", "crypto.scheme=threshold_paillier", "crypto.threshold_paillier.preset=test"]

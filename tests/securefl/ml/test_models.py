@@ -11,7 +11,7 @@ from sklearn.naive_bayes import GaussianNB
 from securefl import config
 from securefl.errors import DataError, FusionError, PartyError, UsageError
 from securefl.ml.models import LinearAdapter, checked_update, make_adapter
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 
 NB = Path(__file__).resolve().parents[3] / "examples" / "configs" / "naive_bayes_dp.toml"
 PAILLIER_TEST = ["crypto.scheme=paillier", "crypto.paillier.preset=test"]

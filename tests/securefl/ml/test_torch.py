@@ -13,7 +13,7 @@ import pytest
 
 from securefl import config
 from securefl.errors import DataError
-from securefl.transport.inproc import simulate
+from securefl.simulation import simulate
 from tests.paths import CONFIGS, EXAMPLES, REPO
 
 torch = pytest.importorskip("torch")
@@ -143,7 +143,7 @@ def test_rows_without_one_target_each_are_refused():
 
 
 def test_importing_securefl_does_not_import_torch():
-    code = ("import sys, securefl, securefl.ml.trainer, securefl.transport.inproc, securefl.cli.main\n"
+    code = ("import sys, securefl, securefl.ml.trainer, securefl.simulation, securefl.cli.main\n"
             "assert securefl.Trainer and securefl.simulate\n"
             "sys.exit('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)

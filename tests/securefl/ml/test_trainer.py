@@ -12,7 +12,7 @@ from crypto_backends import InsecureParametersWarning, registry
 from securefl import config
 from securefl.errors import ConfigError, PartyError, UsageError
 from securefl.ml.trainer import checked_fit
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 from tests.paths import CONFIGS
 from tests.schemes import fast_params
 from tests.userprog import LENGTH, Drift

@@ -16,7 +16,7 @@ from securefl.errors import ConfigError, DataError, FusionError
 from securefl.ml.models import make_adapter
 from securefl.ml.tree import LEAF, OPEN, SPLIT, DecisionTreeAdapter, Tree, best_split, entropy
 from securefl.privacy import calibrate
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 
 TREE = Path(__file__).resolve().parents[3] / "examples" / "configs" / "tree.toml"
 PAILLIER_TEST = ["crypto.scheme=paillier", "crypto.paillier.preset=test"]

@@ -20,7 +20,7 @@ from securefl.core.messages import GlobalModel
 from securefl.errors import BudgetExceededError, ConfigError
 from securefl.ml.models import Sensitivity
 from securefl.privacy import PrivacyAccountant
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 
 CONFIGS = Path(__file__).resolve().parents[3] / "examples" / "configs"
 PLAIN, NB, LR_DP = CONFIGS / "plain.toml", CONFIGS / "naive_bayes_dp.toml", CONFIGS / "logistic_dp.toml"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,8 +23,8 @@ from securefl import config
 from securefl.core.federation import RunResult
 from securefl.core.messages import GlobalModel
 from securefl.errors import ConfigError, TransportError, UsageError
+from securefl.simulation import Simulation
 from securefl.transport.base import Request
-from securefl.transport.inproc import Simulation
 from tests.paths import CONFIGS, REPO
 
 ray = pytest.importorskip("ray")  # CI installs the [ray] extra (.ci/run); skipped only where it is absent
@@ -83,7 +84,7 @@ def _rounds(result: RunResult) -> list[dict]:
 def test_ray_gives_the_rounds_and_model_of_the_threads_engine(local_ray, name):
     cfg = _config(*SCHEMES[name])
     threads = _run(cfg)
-    on_ray = _run(cfg.replace(["federation.engine=ray"]))
+    on_ray = _run(cfg.replace(["transport.kind=ray"]))
     assert [r.parties for r in on_ray.rounds] == [r.parties for r in threads.rounds]
     assert all(len(r.parties) == 4 and not r.dropped for r in on_ray.rounds)
     assert on_ray.final_parameters is not None and threads.final_parameters is not None
@@ -112,7 +113,7 @@ def test_ray_gives_the_rounds_and_model_of_the_threads_engine(local_ray, name):
 def pool(local_ray) -> Iterator[tuple[Simulation, RayTransport]]:
     """Five Paillier parties (test keys) on the runtime's actor pool, shared by the tests of the transport itself."""
     cfg = _config("crypto.scheme=paillier", "crypto.paillier.preset=test", "federation.parties=5",
-                  "federation.engine=ray")
+                  "transport.kind=ray")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureParametersWarning)
         sim = Simulation(cfg)
@@ -182,7 +183,7 @@ def test_a_party_that_does_not_answer_in_time_is_dropped_and_rejoins_when_done(p
 def test_a_pool_that_cannot_be_scheduled_is_a_clear_error_not_a_hang(local_ray):
     from securefl.core.authority import Authority
 
-    cfg = _config("federation.engine=ray", "federation.round_timeout=3")
+    cfg = _config("transport.kind=ray", "federation.round_timeout=3")
     sim = Simulation(cfg)
     free = ray.available_resources().get("CPU", 0)  # fewer than 3, whatever other tests' actors hold
     with pytest.raises(TransportError, match=r"[123] of 3 Ray actors were not ready within"):
@@ -202,7 +203,7 @@ def test_the_config_travels_to_the_actors_as_json_and_reads_back_the_same():
 def test_importing_securefl_and_running_on_threads_never_imports_ray():
     code = ("import sys, securefl\n"
             "from securefl import config\n"
-            "from securefl.transport.inproc import Simulation\n"
+            "from securefl.simulation import Simulation\n"
             f"Simulation(config.loads({BASE!r}, ['federation.rounds=1'])).run()\n"
             "print('ray' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
@@ -214,24 +215,35 @@ def test_importing_securefl_and_running_on_threads_never_imports_ray():
 def test_without_ray_installed_the_ray_engine_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     with pytest.raises(ConfigError, match=r'pip install -e "\.\[ray\]"'):
-        Simulation(_config("federation.engine=ray")).run()
+        Simulation(_config("transport.kind=ray")).run()
 
 
-def test_the_engine_keys_are_checked():
-    with pytest.raises(ConfigError, match="federation.engine"):
-        _config("federation.engine=spark")
-    with pytest.raises(ConfigError, match="federation.ray_address"):
-        _config("federation.ray_address=auto")
+def test_the_seam_key_is_checked():
     with pytest.raises(ConfigError, match="transport.kind"):
-        _config("federation.engine=ray", "transport.kind=grpc")
-    assert _config("federation.engine=ray", "federation.ray_address=auto").federation.ray_address == "auto"
+        _config("transport.kind=spark")
+    with pytest.raises(ConfigError, match="transport.ray_address: is for transport.kind = 'ray', not 'threads'"):
+        _config("transport.ray_address=auto")
+    with pytest.raises(ConfigError, match="transport.ray_address: is for transport.kind = 'ray', not 'grpc'"):
+        _config("transport.kind=grpc", "transport.ray_address=auto")
+    assert _config("transport.kind=ray", "transport.ray_address=auto").transport.ray_address == "auto"
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("federation.engine=ray", 'federation.engine was replaced by [transport] kind = "ray"'),
+    ("federation.engine=threads", 'federation.engine was replaced by [transport] kind = "threads"'),
+    ("federation.ray_address=auto", "federation.ray_address was replaced by [transport] ray_address"),
+    ("transport.kind=inproc", 'transport.kind = "inproc" was replaced by [transport] kind = "threads"'),
+])
+def test_the_old_seam_keys_are_refused_naming_the_new_one(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _config(override)
 
 
 def test_your_own_trainers_are_refused_on_ray_rather_than_pickled():
     from tests.userprog import Drift
 
-    cfg = config.loads("[federation]\nparties = 2\nengine = \"ray\"\n[data]\ndataset = \"own\"\n")
-    with pytest.raises(UsageError, match="federation.engine = 'threads'"):
+    cfg = config.loads("[federation]\nparties = 2\n[data]\ndataset = \"own\"\n[transport]\nkind = \"ray\"\n")
+    with pytest.raises(UsageError, match="transport.kind = 'threads'"):
         Simulation(cfg, {p: Drift(p) for p in cfg.federation.ids})
 
 
@@ -239,12 +251,12 @@ RELAY = """
 import json, sys, warnings
 import ray
 from securefl import config
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
 ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
 cfg = config.loads(sys.argv[1], ["crypto.scheme=relay-test"])
 out = {}
 for engine in ("threads", "ray"):
-    result = Simulation(cfg.replace([f"federation.engine={engine}"])).run()
+    result = Simulation(cfg.replace([f"transport.kind={engine}"])).run()
     out[engine] = {"rounds": [{k: v for k, v in r.as_json().items() if k != "seconds"} for r in result.rounds],
                    "model": result.final_parameters.tolist()}
 print(json.dumps(out))
@@ -276,7 +288,7 @@ def test_securefl_run_of_the_scale_example_agrees_on_ray_and_threads(tmp_path):
         out = tmp_path / f"{engine}.json"
         proc = subprocess.run([sys.executable, "-m", "securefl", "run", str(CONFIGS / "synthetic_1000.toml"),
                                "--set", "federation.parties=100", "--set", "federation.rounds=2",
-                               "--set", f"federation.engine={engine}", "--json", str(out)],
+                               "--set", f"transport.kind={engine}", "--json", str(out)],
                               capture_output=True, text=True, timeout=600, cwd=REPO,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -290,7 +302,7 @@ def test_securefl_run_of_the_scale_example_agrees_on_ray_and_threads(tmp_path):
 
 def test_the_scale_example_is_a_thousand_parties_of_about_a_hundred_rows_on_ray():
     cfg = config.load(CONFIGS / "synthetic_1000.toml")
-    assert cfg.federation.parties == 1000 and cfg.federation.engine == "ray" and cfg.data.dataset == "synthetic"
+    assert cfg.federation.parties == 1000 and cfg.transport.kind == "ray" and cfg.data.dataset == "synthetic"
     train_rows = cfg.data.samples * (1 - cfg.data.test_fraction)
     assert 95 <= train_rows / cfg.federation.parties <= 105
     # the CKKS variant's total weight (every party's rows) fits its declared bound

@@ -13,8 +13,8 @@ import pytest
 from crypto_backends import InsecureParametersWarning, registry
 from securefl import config
 from securefl.core.messages import GlobalModel
-from securefl.transport.grpc.checkpoint import Checkpoint
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
+from securefl.state.checkpoint import Checkpoint
 from tests.paths import CONFIGS
 from tests.schemes import make_scheme
 from tests.stepscheme import NAME, registered
@@ -43,7 +43,7 @@ def deploy(tmp_path):
 def _in_process(d: Deployment):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureParametersWarning)  # the test presets say so loudly
-        return Simulation(config.load(d.path, ["transport.kind=inproc"])).run()
+        return Simulation(config.load(d.path, ["transport.kind=threads"])).run()
 
 
 @pytest.mark.parametrize("scheme", registry.available())
@@ -201,7 +201,7 @@ def test_a_users_own_trainer_runs_as_networked_parties(deploy, scheme):
     result = d.finish()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureParametersWarning)
-        reference = securefl.simulate(config.load(d.path, ["transport.kind=inproc"]),
+        reference = securefl.simulate(config.load(d.path, ["transport.kind=threads"]),
                                       {pid: Drift(pid) for pid in d.cfg.federation.ids})
     assert result["metric"] == "mse" and result["dataset"] == "own"
     tolerance = make_scheme(scheme).tolerance([1.0] * 3)

@@ -18,9 +18,9 @@ from securefl.core.authority import Authority
 from securefl.core.federation import party_state, policy_state
 from securefl.core.messages import GlobalModel
 from securefl.core.party import Party
-from securefl.core.statefile import PartyState, federation_id, read_private, write_private
 from securefl.errors import BudgetExceededError, QuorumError, ReplayError, StateError
-from securefl.transport.inproc import Simulation
+from securefl.simulation import Simulation
+from securefl.state.partystate import PartyState, federation_id, read_private, write_private
 from tests.paths import CONFIGS
 
 ONE_ROUND = ["federation.rounds=1", "crypto.fe.dlog_table_bits=14"]

@@ -37,8 +37,8 @@ from crypto_backends.keys import (
     KeySet,
     PartyKey,
 )
-from securefl.core.files import write_private
 from securefl.errors import TransportError
+from securefl.state.atomic import write_private
 
 MAGIC = b"SFLKEYS1"
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from crypto_backends.jsonheader import load_header
 from securefl.core.federation import RoundMetrics
-from securefl.core.files import write_private
 from securefl.core.messages import GlobalModel
 from securefl.errors import TransportError
+from securefl.state.atomic import write_private
 
 log = logging.getLogger(__name__)
 

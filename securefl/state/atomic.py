@@ -1,10 +1,13 @@
-"""Private, atomic files: how every piece of securefl state reaches the disk (key store, checkpoints, state files).
+"""The one atomic writer: how every piece of securefl state reaches the disk (key store, checkpoints, state files,
+the run's JSON result).
 
 :func:`write_private` is the one way to write such a file.  What it promises:
 
 * atomic: a crash at any moment leaves the old or the new content, never a torn file;
 * durable: when it returns, the data and the rename are on disk (file and directory fsync'ed);
-* private: the file has mode 0600 from its first byte (``tempfile.mkstemp``), whatever the umask;
+* private: the file has mode 0600 from its first byte (``tempfile.mkstemp``), whatever the umask, unless the
+  caller asks for a wider ``mode`` for a file that holds nothing secret (a run's JSON result);
+* its directory is made (mode 0700) if missing, so a state directory need not exist beforehand;
 * no predictable temporary name and no following of symlinks: the temporary file is made by
   ``mkstemp`` (``O_CREAT | O_EXCL | O_NOFOLLOW``, random name) in the target's own directory, and
   ``os.replace`` replaces a symlink planted at ``path`` instead of writing through it.
@@ -23,12 +26,15 @@ from pathlib import Path
 from securefl.errors import StateError
 
 
-def write_private(path: str | Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically, durably, with mode 0600 (see the module docstring)."""
+def write_private(path: str | Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically, durably, with ``mode`` (0600; see the module docstring)."""
     target = Path(path)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            if mode != 0o600:
+                os.fchmod(fh.fileno(), mode)  # before any byte is written, so the file is never wider than asked
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

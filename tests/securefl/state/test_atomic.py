@@ -8,10 +8,10 @@ import stat
 import numpy as np
 import pytest
 
-from securefl.core.files import write_private
 from securefl.core.messages import GlobalModel
-from securefl.transport.grpc.checkpoint import Checkpoint
-from securefl.transport.grpc.keystore import KeyStore
+from securefl.state.atomic import write_private
+from securefl.state.checkpoint import Checkpoint
+from securefl.state.keystore import KeyStore
 from tests.schemes import make_scheme
 
 

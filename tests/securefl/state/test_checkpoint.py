@@ -9,7 +9,7 @@ import pytest
 from securefl.core.federation import RoundMetrics
 from securefl.core.messages import GlobalModel
 from securefl.errors import TransportError
-from securefl.transport.grpc.checkpoint import Checkpoint
+from securefl.state.checkpoint import Checkpoint
 
 
 def _ckpt(next_round: int = 2) -> Checkpoint:

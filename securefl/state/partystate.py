@@ -17,7 +17,7 @@ A federation is named by :func:`federation_id`: a digest of its party ids and
 training's randomness).  Starting a new federation over the same parties is an
 explicit act: a new seed (and so a new id and new state files).
 
-Files go through :mod:`securefl.core.files`, as the key store and checkpoints do:
+Files go through :mod:`securefl.state.atomic`, as the key store and checkpoints do:
 written atomically (a temporary file from :func:`tempfile.mkstemp` in the target
 directory, mode 0600, fsync'ed, then ``os.replace``d, and the directory fsync'ed)
 and read without following symbolic links; a file other users can read or write is
@@ -33,9 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from securefl.core import files
-from securefl.core.files import read_private
 from securefl.errors import ReplayError, StateError
+from securefl.state.atomic import read_private, write_private
 
 __all__ = ["PartyState", "PolicyState", "federation_id", "read_private", "write_private"]
 
@@ -45,13 +44,6 @@ def federation_id(party_ids: Sequence[str], seed: int) -> str:
     h = hashlib.sha256(b"securefl/federation/v1\x00")
     h.update(json.dumps([sorted(party_ids), int(seed)], separators=(",", ":")).encode())
     return h.hexdigest()[:32]
-
-
-def write_private(path: str | Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically, mode 0600, creating its directory (mode 0700) if needed."""
-    target = Path(path)
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    files.write_private(target, data)
 
 
 class _JsonState:
