@@ -77,6 +77,7 @@ class Envelope:
 
     @property
     def total_weight(self) -> float:
+        """The sum of the contributors' weights (exactly rounded, ``math.fsum``)."""
         return math.fsum(self.weights)
 
     def _header(self) -> bytes:
