@@ -117,10 +117,12 @@ class CKKSParams(SchemeParams):
 
     @property
     def total_bits(self) -> int:
+        """Bits of the whole coefficient modulus (data primes and the special prime)."""
         return sum(self.coeff_mod_bit_sizes)
 
     @property
     def scale(self) -> float:
+        """The CKKS scale ``2**scale_bits`` values are multiplied by before encoding."""
         return 2.0**self.scale_bits
 
     @property
