@@ -62,6 +62,7 @@ class FixedPoint:
 
     @property
     def scale(self) -> float:
+        """Factor from a clipped value to its integer: ``max_int / clip``."""
         return self.max_int / float(self.clip)
 
     @property

@@ -77,6 +77,7 @@ class Envelope:
 
     @property
     def total_weight(self) -> float:
+        """The sum of the contributors' weights (exactly rounded, ``math.fsum``)."""
         return math.fsum(self.weights)
 
     def _header(self) -> bytes:
@@ -131,6 +132,7 @@ class Envelope:
 
 
 def _validate_header(header: object) -> dict[str, Any]:
+    """The fields of a decoded envelope header, each checked; ``MalformedCiphertextError`` names the first bad one."""
     if not isinstance(header, dict) or set(header) != _HEADER_FIELDS:
         got = sorted(header) if isinstance(header, dict) else type(header).__name__
         raise MalformedCiphertextError(f"envelope header fields {got} differ from {sorted(_HEADER_FIELDS)}")
@@ -138,6 +140,22 @@ def _validate_header(header: object) -> dict[str, Any]:
     rnd, kind, parties, weights, length = (
         header["round"], header["kind"], header["parties"], header["weights"], header["length"],
     )
+    key_id = _check_origin(scheme, version, key_hex)
+    if not _is_int(rnd) or not 0 <= rnd <= MAX_ROUND:
+        raise MalformedCiphertextError(f"invalid round {rnd!r}: must be an integer in [0, {MAX_ROUND}]")
+    if kind not in ("update", "aggregate"):
+        raise MalformedCiphertextError(f"invalid envelope kind {kind!r}")
+    _check_contributors(kind, parties, weights)
+    if not _is_int(length) or not 0 <= length <= MAX_LENGTH:
+        raise MalformedCiphertextError(f"invalid vector length {length!r}")
+    return {
+        "scheme": scheme, "version": version, "key_id": key_id, "round": rnd, "kind": kind,
+        "parties": tuple(parties), "weights": tuple(float(w) for w in weights), "length": length,
+    }
+
+
+def _check_origin(scheme: Any, version: Any, key_hex: Any) -> bytes:
+    """The scheme name, the format version and the key fingerprint of a header; returns the fingerprint's bytes."""
     if not isinstance(scheme, str) or not PARTY_ID_RE.fullmatch(scheme):
         raise MalformedCiphertextError(f"invalid scheme name in envelope: {scheme!r}")
     if not _is_int(version) or not 0 < version < 2**16:
@@ -145,13 +163,13 @@ def _validate_header(header: object) -> dict[str, Any]:
     if not isinstance(key_hex, str) or len(key_hex) > 128:
         raise MalformedCiphertextError("invalid key fingerprint in envelope")
     try:
-        key_id = bytes.fromhex(key_hex)
+        return bytes.fromhex(key_hex)
     except ValueError:
         raise MalformedCiphertextError("key fingerprint in envelope is not hex") from None
-    if not _is_int(rnd) or not 0 <= rnd <= MAX_ROUND:
-        raise MalformedCiphertextError(f"invalid round {rnd!r}: must be an integer in [0, {MAX_ROUND}]")
-    if kind not in ("update", "aggregate"):
-        raise MalformedCiphertextError(f"invalid envelope kind {kind!r}")
+
+
+def _check_contributors(kind: object, parties: object, weights: object) -> None:
+    """Between 1 and MAX_PARTIES distinct valid party ids (one for an update), each with a finite positive weight."""
     if not isinstance(parties, list) or not 1 <= len(parties) <= MAX_PARTIES:
         raise MalformedCiphertextError("envelope must name between 1 and 10000 parties")
     for p in parties:
@@ -165,12 +183,6 @@ def _validate_header(header: object) -> dict[str, Any]:
     for w in weights:
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
             raise MalformedCiphertextError(f"invalid weight {w!r}: weights are finite and positive")
-    if not _is_int(length) or not 0 <= length <= MAX_LENGTH:
-        raise MalformedCiphertextError(f"invalid vector length {length!r}")
-    return {
-        "scheme": scheme, "version": version, "key_id": key_id, "round": rnd, "kind": kind,
-        "parties": tuple(parties), "weights": tuple(float(w) for w in weights), "length": length,
-    }
 
 
 def _is_int(x: object) -> bool:

@@ -62,6 +62,7 @@ def get(name: str) -> type[Scheme]:
 
 
 def params_type(name: str) -> type[SchemeParams]:
+    """The parameter dataclass of scheme ``name``; ``UnknownSchemeError`` if no scheme has that name."""
     return get(name).params_type
 
 

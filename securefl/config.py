@@ -792,6 +792,11 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list of {_type_name(args[0])}, got {value!r}")
         return tuple(_check_type(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
+    return _check_scalar(key, value, hint)
+
+
+def _check_scalar(key: str, value: Any, hint: Any) -> Any:
+    """``value`` as the scalar type ``hint`` (an int is a valid float, a bool is no number), else ConfigError."""
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

@@ -40,6 +40,7 @@ TENSEAL_ERRORS = (ValueError, RuntimeError, TypeError, IndexError, OverflowError
 
 
 def chunk_count(length: int, slots: int) -> int:
+    """How many ciphertexts a ``length``-value vector needs at ``slots`` values each (rounded up)."""
     return -(-length // slots)
 
 

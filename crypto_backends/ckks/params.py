@@ -117,10 +117,12 @@ class CKKSParams(SchemeParams):
 
     @property
     def total_bits(self) -> int:
+        """Bits of the whole coefficient modulus (data primes and the special prime)."""
         return sum(self.coeff_mod_bit_sizes)
 
     @property
     def scale(self) -> float:
+        """The CKKS scale ``2**scale_bits`` values are multiplied by before encoding."""
         return 2.0**self.scale_bits
 
     @property
@@ -152,6 +154,19 @@ class CKKSParams(SchemeParams):
         return min(127, int(128 * table[128] / self.total_bits))
 
     def validate(self) -> None:
+        """Raise ``InvalidParameterError`` (``InsecureParameterError`` below 128-bit security) unless every
+        parameter is in range and sums of up to ``max_total_weight`` clipped updates fit the headroom."""
+        self._validate_ring()
+        if not (isinstance(self.scale_bits, int) and 8 <= self.scale_bits <= SEAL_MAX_PRIME_BITS):
+            raise InvalidParameterError(f"scale_bits must be an integer in [8, 60], got {self.scale_bits!r}")
+        if not self.max_total_weight:
+            self.for_federation(AUTO_PARTIES).validate()
+            return
+        self._validate_headroom()
+        self._validate_noise()
+
+    def _validate_ring(self) -> None:
+        """The ring degree and the prime sizes: a standard degree, at most the 128-bit bound in total."""
         n, bits = self.poly_modulus_degree, self.coeff_mod_bit_sizes
         if n not in HE_STANDARD_MAX_BITS:
             raise InvalidParameterError(
@@ -177,11 +192,9 @@ class CKKSParams(SchemeParams):
                     f"prime size {b} in coeff_mod_bit_sizes is outside [{low}, {SEAL_MAX_PRIME_BITS}] for N={n}: "
                     "SEAL primes are at most 60 bits and must be = 1 mod 2N"
                 )
-        if not (isinstance(self.scale_bits, int) and 8 <= self.scale_bits <= SEAL_MAX_PRIME_BITS):
-            raise InvalidParameterError(f"scale_bits must be an integer in [8, 60], got {self.scale_bits!r}")
-        if not self.max_total_weight:
-            self.for_federation(AUTO_PARTIES).validate()
-            return
+
+    def _validate_headroom(self) -> None:
+        """The weights are positive numbers and their clipped sum fits below the data modulus."""
         for name in ("clip", "max_total_weight", "max_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e15:
@@ -195,6 +208,9 @@ class CKKSParams(SchemeParams):
                 f"{self.headroom_bits} remain, so sums could wrap around. Lower scale_bits to {fit} or less "
                 "(less precision), lower clip or max_total_weight, or add a data prime"
             )
+
+    def _validate_noise(self) -> None:
+        """The thread count and the flooding-noise parameters of ``release()`` are in range."""
         if not (isinstance(self.n_threads, int) and 1 <= self.n_threads <= 256):
             raise InvalidParameterError(f"n_threads must be an integer in [1, 256], got {self.n_threads!r}")
         if not (isinstance(self.flooding_bits, int) and 16 <= self.flooding_bits <= 128):

@@ -127,6 +127,7 @@ class CKKSScheme(Scheme):
     # --- declarations -----------------------------------------------------------------
     @property
     def declarations(self) -> Declarations:
+        """The base declarations with this key size's value bound and payload size."""
         return dataclasses.replace(super().declarations,
                                    value_bound=self._value_bound, payload_bytes=self._payload_bytes)
 
@@ -259,6 +260,7 @@ class CKKSScheme(Scheme):
         return codec.frame(blobs)
 
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        """A running encrypted weighted sum of round ``round``'s updates under ``key``."""
         return _CKKSAccumulator(self, key, round=round)
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:

@@ -77,6 +77,7 @@ class DlogTable:
         return f"DlogTable(table_bits={self.table_bits})"
 
     def max_steps(self, bound: int) -> int:
+        """Giant steps needed to cover ``[-bound, bound]`` beyond the table (0 if the table covers it)."""
         return max(0, -(-(bound - self.size) // self.step))
 
     def solve(self, encoded: Sequence[bytes], bound: int) -> np.ndarray:

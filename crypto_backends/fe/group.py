@@ -100,6 +100,7 @@ def mul(point: PublicKey | None, k: int) -> PublicKey | None:
 
 
 def encode(point: PublicKey | None) -> bytes:
+    """The 33-byte compressed encoding of ``point``; the identity (``None``) as :data:`IDENTITY`."""
     return IDENTITY if point is None else point.format(compressed=True)
 
 
@@ -182,6 +183,7 @@ def secret_mul(dest: Any, base: Any, k_bytes: bytes, scratch: Any) -> None:
 
 
 def new_scratch() -> Any:
+    """A 65-byte uncompressed-point buffer (prefix 4) for the libsecp256k1 calls that take one."""
     scratch = ffi.new("unsigned char[65]")
     scratch[0] = 4
     return scratch

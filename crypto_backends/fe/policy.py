@@ -58,6 +58,7 @@ def canonical(weights: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
 
 
 def digest(vector: tuple[tuple[str, float], ...]) -> bytes:
+    """The domain-separated SHA-256 of a weight vector (its parties and weights in order)."""
     h = hashlib.sha256(b"securefl/fe/v1/weights\x00")
     for party, weight in vector:
         h.update(party.encode() + b"\x00" + struct.pack(">d", weight))
@@ -81,6 +82,7 @@ class Ledger:
         self._lock = threading.Lock()
 
     def entries(self) -> dict[int, Grant]:
+        """A copy of the grants recorded so far, by round."""
         with self._lock:
             return dict(self._entries)
 
@@ -198,5 +200,6 @@ def check(weights: Mapping[str, float], *, round: int, min_parties: int, max_sha
 
 
 def refuse(round: int, reason: str) -> None:
+    """Log the refusal of round ``round``'s function key and raise ``PolicyError`` with ``reason``."""
     log.warning("fe authority refused a function key for round %d: %s", round, reason)
     raise PolicyError(f"function key for round {round} refused: {reason}")

@@ -139,6 +139,7 @@ def _give_up(reason: str) -> None:
 
 
 def default_processes() -> int:
+    """The number of helper processes used when none is configured: one per CPU."""
     return max(1, os.cpu_count() or 1)
 
 

@@ -29,6 +29,7 @@ class SlotLayout:
 
     @property
     def plaintext_bytes(self) -> int:
+        """Bytes of one packed plaintext: every slot's bits, rounded up to whole bytes."""
         return (self.slot_bits * self.slots + 7) // 8
 
     @property

@@ -71,9 +71,11 @@ class PaillierParams(SchemeParams):
     encrypt_processes: int = 0
 
     def security_bits(self) -> int:
+        """The classical security level of a ``key_bits`` modulus (see ``modulus_security_bits``)."""
         return modulus_security_bits(self.key_bits)
 
     def validate(self) -> None:
+        """Raise unless every field is in range; keys under 2048 bits need ``allow_insecure``."""
         if not isinstance(self.key_bits, int) or not 256 <= self.key_bits <= 16384 or self.key_bits % 64:
             raise InvalidParameterError(
                 f"key_bits={self.key_bits!r}: use a multiple of 64 between 256 and 16384 "
@@ -124,6 +126,7 @@ class PaillierParams(SchemeParams):
         return self.max_total_weight or AUTO_PARTIES * self.max_weight
 
     def fixed_point(self) -> FixedPoint:
+        """The fixed-point encoding of values into plaintext slots these parameters give."""
         return FixedPoint(clip=float(self.clip), bits=self.bits, stochastic=self.stochastic_rounding)
 
     @property
@@ -155,6 +158,7 @@ class PaillierParams(SchemeParams):
 
     @classmethod
     def presets(cls) -> Mapping[str, PaillierParams]:
+        """The named presets: "default", "fast" (2048-bit keys) and the insecure unit-test one."""
         return {
             "default": cls(),
             "fast": cls(key_bits=2048),

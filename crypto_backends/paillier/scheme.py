@@ -92,6 +92,7 @@ class PaillierScheme(Scheme):
 
     @property
     def declarations(self) -> Declarations:
+        """The base declarations with this key size's value bound and payload size."""
         return dataclasses.replace(super().declarations,
                                    value_bound=self._value_bound, payload_bytes=self._payload_bytes)
 
@@ -116,6 +117,7 @@ class PaillierScheme(Scheme):
 
     # --- keys --------------------------------------------------------------------
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
+        """A fresh key pair: the aggregator gets the public key only; every party and the authority the pair."""
         pair = djn.generate(self.params.key_bits)
         key_id = pair.public.key_id
         parties = {
@@ -197,6 +199,7 @@ class PaillierScheme(Scheme):
         return self._header() + public.ciphertexts_to_bytes(public.add(columns))
 
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        """A running encrypted weighted sum of round ``round``'s updates under ``key``."""
         return _PaillierAccumulator(self, key, round=round)
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:

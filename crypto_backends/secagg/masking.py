@@ -36,6 +36,7 @@ def derive(secret: bytes, purpose: bytes, key_id: bytes, round: int, a: str, b: 
 
 
 def agree(private: X25519PrivateKey, public: bytes) -> bytes:
+    """The X25519 shared secret of ``private`` and the peer's raw 32-byte ``public``."""
     return private.exchange(X25519PublicKey.from_public_bytes(public))
 
 
@@ -53,6 +54,7 @@ class Expander:
         self._buf = bytearray(length * dtype.itemsize + 64)  # update_into wants a block (64 bytes) of slack
 
     def __call__(self, seed: bytes) -> np.ndarray:
+        """The mask of ``seed``: ``length`` values of ``dtype`` from a ChaCha20 key stream."""
         stream = Cipher(algorithms.ChaCha20(seed, _NONCE), mode=None).encryptor()
         written = stream.update_into(self._zeros, self._buf)
         assert written == len(self._zeros)

@@ -64,10 +64,12 @@ def combine(shares: Mapping[int, int], threshold: int) -> bytes:
 
 
 def share_to_bytes(value: int) -> bytes:
+    """A share value as its fixed-width (SHARE_BYTES) big-endian encoding."""
     return value.to_bytes(SHARE_BYTES, "big")
 
 
 def share_from_bytes(data: bytes) -> int:
+    """The share value of ``data``; ``ShareError`` unless it is SHARE_BYTES long and below the field prime."""
     if len(data) != SHARE_BYTES:
         raise ShareError(f"a share is {SHARE_BYTES} bytes, got {len(data)}")
     value = int.from_bytes(data, "big")

@@ -32,6 +32,7 @@ class ThresholdPaillierParams(PaillierParams):
     exponentiation per ciphertext; asking exactly t is cheapest, and one wrong share then stops the round)."""
 
     def validate(self) -> None:
+        """The Paillier checks, then ``share_requests`` and ``threshold`` (0 or at least 1; requests at least t)."""
         super().validate()
         asked = self.share_requests
         if isinstance(asked, bool) or not isinstance(asked, int) or asked < 0 or (
@@ -47,6 +48,7 @@ class ThresholdPaillierParams(PaillierParams):
             )
 
     def check_federation(self, parties: int) -> None:
+        """Raise unless a key set for ``parties`` parties can have the configured threshold."""
         self.threshold_for(parties)
 
     def threshold_for(self, parties: int) -> int:
@@ -61,6 +63,7 @@ class ThresholdPaillierParams(PaillierParams):
 
     @classmethod
     def presets(cls) -> Mapping[str, PaillierParams]:
+        """The named presets: "default", "fast" (2048-bit keys) and "test" (512-bit, insecure, for unit tests)."""
         return {
             "default": cls(),
             "fast": cls(key_bits=2048),

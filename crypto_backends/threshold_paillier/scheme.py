@@ -258,6 +258,7 @@ class ThresholdPaillierScheme(PaillierScheme, ShareReveal):
         ])
 
     def check_share(self, key: AggregatorKey, aggregate: Envelope, party: str, share: bytes) -> None:
+        """Raise unless ``share`` is ``party``'s valid decryption share of ``aggregate`` (its proof checked)."""
         require_role(key, AggregatorKey, action="check a decryption share")
         self._check_envelope(aggregate, key, kind="aggregate")
         self._verified(key, aggregate, party, share)

@@ -84,10 +84,12 @@ class Dealt:
 
     @property
     def parties(self) -> int:
+        """The number of key holders (one verification key each)."""
         return len(self.verification)
 
     @property
     def delta(self) -> int:
+        """``parties!``, Shoup's Delta: share exponents are multiplied by it so Lagrange weights stay integers."""
         return math.factorial(self.parties)
 
     def key_id(self) -> bytes:

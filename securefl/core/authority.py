@@ -55,6 +55,7 @@ class Authority:
 
     @property
     def party_ids(self) -> list[str]:
+        """The ids of every party the authority holds a key for, sorted."""
         return sorted(self._keys.parties)
 
     def party_key(self, party_id: str) -> PartyKey:

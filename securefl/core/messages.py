@@ -45,14 +45,17 @@ class GlobalModel:
 
     @classmethod
     def open(cls, vector: np.ndarray) -> GlobalModel:
+        """A model sent in the clear: ``vector`` as float64."""
         return cls(vector=np.asarray(vector, dtype=_F8))
 
     @classmethod
     def of_aggregate(cls, aggregate: Envelope) -> GlobalModel:
+        """A model sent sealed: the encrypted aggregate the parties reveal themselves."""
         return cls(aggregate=aggregate)
 
     @property
     def is_sealed(self) -> bool:
+        """Whether the model is an encrypted aggregate rather than a clear vector."""
         return self.aggregate is not None
 
     @property

@@ -47,6 +47,7 @@ class Shard:
 
     @property
     def n(self) -> int:
+        """The number of rows."""
         return int(self.y.shape[0])
 
 
@@ -63,6 +64,7 @@ class FederatedData:
 
     @property
     def n_features(self) -> int:
+        """The number of feature columns."""
         return int(self.X_test.shape[1])
 
 
@@ -204,6 +206,7 @@ class PartyData:
 
     @property
     def n_features(self) -> int:
+        """The number of feature columns."""
         return int(self.train.X.shape[1])
 
 

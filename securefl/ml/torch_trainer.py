@@ -104,10 +104,12 @@ class TorchTrainer:
 
     # --- the Trainer protocol -----------------------------------------------------------
     def initial_parameters(self) -> np.ndarray:
+        """The model's starting parameters as one flat vector."""
         with self._lock:
             return self._vector()
 
     def fit(self, parameters: np.ndarray, round: int) -> tuple[np.ndarray, float]:
+        """Train locally from ``parameters`` for round ``round``; the new flat vector and this party's weight."""
         with self._lock:
             self._load(parameters)
             optimizer = self._optimizer_for_round()
@@ -125,6 +127,7 @@ class TorchTrainer:
             return self._vector(), float(n)
 
     def evaluate(self, parameters: np.ndarray) -> Mapping[str, float]:
+        """The metrics of ``parameters`` on this party's held-out rows."""
         with self._lock:
             self._load(parameters)
             n = self.X_test.shape[0]

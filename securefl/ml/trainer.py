@@ -107,9 +107,11 @@ class KindTrainer:
         self.adapter, self.train, self.held_out = adapter, train, held_out
 
     def initial_parameters(self) -> np.ndarray:
+        """The model's starting parameters as one flat vector."""
         return self.adapter.initial_parameters()
 
     def fit(self, parameters: np.ndarray, round: int) -> tuple[np.ndarray, float]:
+        """Train locally from ``parameters`` on this party's rows; the update and this party's weight."""
         update = self.adapter.fit_local(parameters, self.train.X, self.train.y)
         return update, self.adapter.local_weight(self.train.n)
 
@@ -118,6 +120,7 @@ class KindTrainer:
         return self.adapter.local_weight(self.train.n)
 
     def evaluate(self, parameters: np.ndarray) -> Mapping[str, float]:
+        """The model's metric on this party's held-out rows, and how many rows that was."""
         score = self.adapter.evaluate(parameters, self.held_out.X, self.held_out.y)
         return {self.adapter.metric: score, NUM_EXAMPLES: float(self.held_out.n)}
 

@@ -87,6 +87,7 @@ class PrivacyAccountant:
         return float(total[0]), float(total[1])
 
     def as_json(self) -> dict[str, Any]:
+        """The privacy report of the run: mode, mechanism, per-round and spent budgets, composition."""
         eps, delta = self.spent
         return {
             "mode": self.cfg.mode, "mechanism": self.cfg.mechanism,

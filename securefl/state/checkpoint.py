@@ -37,6 +37,8 @@ _FIELDS = {"scheme", "key_id", "next_round", "rounds"}
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """What a restarted aggregator resumes from: the key set it belongs to, the rounds done, the model after them."""
+
     scheme: str
     key_id: str
     next_round: int
@@ -45,12 +47,14 @@ class Checkpoint:
     """:class:`~securefl.core.messages.GlobalModel` bytes."""
 
     def to_bytes(self) -> bytes:
+        """The checkpoint's file format: magic, a JSON header (scheme, key id, rounds), the model's bytes."""
         head = json.dumps({"scheme": self.scheme, "key_id": self.key_id, "next_round": self.next_round,
                            "rounds": [r.as_json() for r in self.rounds]}, separators=(",", ":")).encode()
         return MAGIC + struct.pack(">I", len(head)) + head + self.model
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "checkpoint") -> Checkpoint:
+        """Inverse of :meth:`to_bytes`; a :class:`TransportError` naming ``source`` for anything malformed."""
         if data[:8] != MAGIC or len(data) < 12:
             raise TransportError(f"{source} is not a securefl aggregator checkpoint (bad magic)")
         (hlen,) = struct.unpack(">I", data[8:12])
@@ -89,5 +93,6 @@ class CheckpointWriter:
         self.path, self.scheme, self.key_id = path, scheme, key_id
 
     def save(self, model: GlobalModel, history: Sequence[RoundMetrics]) -> None:
+        """Write the checkpoint after the rounds of ``history`` atomically (a crash leaves the previous one)."""
         Checkpoint(self.scheme, self.key_id, len(history), tuple(history), model.to_bytes()).save(self.path)
         log.info("checkpoint written after round %d", len(history) - 1)

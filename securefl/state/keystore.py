@@ -44,6 +44,7 @@ MAGIC = b"SFLKEYS1"
 
 
 def dump_keyset(scheme: Scheme, keys: KeySet) -> bytes:
+    """Every key of ``keys`` (secrets included) as one file's bytes: only for a role that already holds them all."""
     entries: list[tuple[str, Key]] = [("aggregator", keys.aggregator)]
     if keys.authority is not None:
         entries.append(("authority", keys.authority))
@@ -97,6 +98,7 @@ class KeyStore:
         self.path, self.scheme = Path(path), scheme
 
     def load(self, party_ids: Sequence[str]) -> KeySet | None:
+        """The stored key set for ``party_ids``, or ``None`` if there is none; refused if others can read the file."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -107,4 +109,5 @@ class KeyStore:
         return load_keyset(self.scheme, data, party_ids, str(self.path))
 
     def save(self, keys: KeySet) -> None:
+        """Store ``keys`` atomically, readable by this user only."""
         write_private(self.path, dump_keyset(self.scheme, keys))

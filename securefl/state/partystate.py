@@ -89,6 +89,7 @@ class PartyState(_JsonState):
 
     @classmethod
     def in_dir(cls, state_dir: str | Path, federation: str, party: str) -> PartyState:
+        """The state of ``party`` in ``federation``, kept in ``state_dir``."""
         return cls(Path(state_dir) / f"party-{party}-{federation}.json", federation, f"party:{party}")
 
     def __init__(self, path: str | Path | None, federation: str, role: str) -> None:
@@ -141,10 +142,12 @@ class PolicyState(_JsonState):
 
     @classmethod
     def in_dir(cls, state_dir: str | Path, federation: str) -> PolicyState:
+        """The authority's policy record of ``federation``, kept in ``state_dir``."""
         return cls(Path(state_dir) / f"authority-{federation}.json", federation, "authority")
 
     @property
     def record(self) -> bytes:
+        """The scheme's policy record as last saved (empty before the first function key)."""
         try:
             return bytes.fromhex(str(self.data.get("record", "")))
         except ValueError:

@@ -68,6 +68,8 @@ PROBE_VALUES = 4096
 
 @dataclass(frozen=True)
 class BenchResult:
+    """One row of ``securefl bench``: a scheme at one party count, its timings, sizes and error, or its error."""
+
     scheme: str
     parties: int
     params: int
@@ -87,6 +89,7 @@ class BenchResult:
     extra: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
+        """Every field, as the row of ``--json``'s ``results`` list."""
         return asdict(self)
 
 

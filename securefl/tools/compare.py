@@ -146,13 +146,16 @@ class SchemeResult:
     warnings: list[str] = field(default_factory=list)
 
     def point(self, size: int) -> BenchResult | None:
+        """The sweep's measurement of this scheme at ``size`` parameters, or None if that size was not measured."""
         return next((p for p in self.points if p.params == size), None)
 
     @property
     def final_accuracy(self) -> float | None:
+        """The metric after the last training round, or None if no round completed."""
         return self.training[-1].accuracy if self.training else None
 
     def as_json(self) -> dict[str, Any]:
+        """This scheme's row of report.json: its facts, sweep points, training rounds and errors."""
         return {
             "name": self.name,
             "scheme": self.scheme,
@@ -185,9 +188,11 @@ class Comparison:
 
     @property
     def failed(self) -> list[str]:
+        """The names of the schemes whose measurement or training failed."""
         return [s.name for s in self.schemes if s.error or s.training_error]
 
     def as_json(self) -> dict[str, Any]:
+        """The whole run as report.json: the command, timing, options, workload, machine and every scheme."""
         return {"command": self.command, "started": self.started, "seconds": self.seconds,
                 "options": dataclasses.asdict(self.options), "workload": self.workload, "machine": self.machine,
                 "schemes": [s.as_json() for s in self.schemes]}
@@ -223,6 +228,7 @@ def steps(n_rows: int, options: CompareOptions) -> int:
 
 
 def workload(cfg: Config, options: CompareOptions) -> dict[str, Any]:
+    """What the run measured, for the report: the config (and its SHA-256), data set, model and federation."""
     fed, data, model = cfg.federation, cfg.data, cfg.model
     source = Path(cfg.source)
     digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else None

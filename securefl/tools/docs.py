@@ -56,10 +56,12 @@ def _builtin_facts() -> list[SchemeFacts]:
 
 
 def schemes_block() -> str:
+    """The generated Markdown table of every built-in scheme's threat model and reveal site."""
     return facts_table(_builtin_facts(), (*THREAT_COLUMNS, REVEAL))
 
 
 def security_summary_block() -> str:
+    """The generated Markdown table of every built-in scheme's security level, presets and key holders."""
     return facts_table(_builtin_facts(), (SCHEME, SECURITY, PRESETS, KEY_HOLDERS, AGGREGATOR, COLLUSION, NOT_PROTECTED))
 
 
@@ -146,6 +148,7 @@ def toml_value(value: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Rewrite the generated blocks in the docs, or with ``--check`` list stale ones (exit 1 if any)."""
     parser = argparse.ArgumentParser(prog="python -m securefl.tools.docs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report stale blocks (exit 1 if any)")
     args = parser.parse_args(argv)

@@ -38,6 +38,7 @@ class SchemeFacts:
 
     @property
     def insecure(self) -> bool:
+        """Whether the scheme's security level is below MIN_SECURITY_BITS."""
         return self.security_bits < MIN_SECURITY_BITS
 
     def security_text(self) -> str:
@@ -53,14 +54,17 @@ class SchemeFacts:
         return f"{self.security_bits}-bit security" + (" (INSECURE: test parameters)" if self.insecure else "")
 
     def key_holders_text(self) -> str:
+        """Who holds which key, as one "role: what; ..." line for the tables."""
         return "; ".join(f"{role}: {what}" for role, what in self.threat.key_holders.items())
 
     def presets_text(self) -> str:
+        """The presets as a table cell, each with its security level if the scheme hides updates."""
         if not self.hides_updates:
             return ", ".join(f"`{name}`" for name in self.presets)
         return ", ".join(f"`{name}` ({bits})" for name, bits in self.presets.items())
 
     def as_json(self) -> dict[str, Any]:
+        """Every fact as plain JSON types (mappings as dicts)."""
         data = asdict(self)
         data["threat"]["key_holders"], data["presets"] = dict(self.threat.key_holders), dict(self.presets)
         return data
@@ -106,6 +110,7 @@ def cell(text: str) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of ``headers`` and ``rows``, each cell escaped for a table."""
     lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)

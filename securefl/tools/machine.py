@@ -32,10 +32,12 @@ def _first_line_with(path: str, prefix: str) -> str | None:
 
 
 def cpu_model() -> str | None:
+    """The CPU's model name, or None if the system does not say."""
     return _first_line_with("/proc/cpuinfo", "model name") or platform.processor() or None
 
 
 def memory_bytes() -> int | None:
+    """Total physical memory in bytes, or None if unknown."""
     total = _first_line_with("/proc/meminfo", "MemTotal")
     if total and total.endswith("kB"):
         return int(total.split()[0]) * 1024
@@ -72,6 +74,7 @@ def check_memory(needed: float, what: str, fix: str, *, available: int | None = 
 
 
 def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
+    """Installed versions of ``names``; a library not installed is left out."""
     found = {}
     for name in names:
         try:

@@ -271,6 +271,7 @@ def produce(*, parties: int, params: int, scheme: str, preset: str, seed: int,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: the aggregator's peak memory over streamed uploads; returns the exit status."""
     p = argparse.ArgumentParser(prog="python -m securefl.tools.memory", description=__doc__.split("\n\n")[0])
     p.add_argument("--parties", type=int, default=500)
     p.add_argument("--params", type=int, default=1_000_000)

@@ -67,6 +67,7 @@ Block = Heading | Para | Bullets | Table | Image | Code
 
 
 def to_markdown(blocks: Sequence[Block]) -> str:
+    """``blocks`` rendered as a Markdown document."""
     parts = []
     for b in blocks:
         if isinstance(b, Heading):
@@ -111,6 +112,7 @@ img { max-width: 100%; border: 1px solid #eee; }
 
 
 def to_html(blocks: Sequence[Block], title: str) -> str:
+    """``blocks`` rendered as one self-contained HTML page titled ``title`` (inline CSS, embedded images)."""
     body = []
     for b in blocks:
         if isinstance(b, Heading):
@@ -289,6 +291,7 @@ def _machine_items(m: Mapping[str, Any]) -> tuple[str, ...]:
 
 def blocks(comparison: Comparison, cost_png: Path, accuracy_png: Path,
            parties_png: Path | None = None) -> list[Block]:
+    """The report's content as blocks, shared by the Markdown and the HTML: tables, plots, threat model, machine."""
     c, o, w = comparison, comparison.options, comparison.workload
     floor = [s.name for s in c.schemes if is_floor(s)]
     out: list[Block] = [

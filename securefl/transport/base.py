@@ -61,6 +61,7 @@ class Request:
 
     @property
     def parties(self) -> tuple[str, ...]:
+        """The ids of the parties the request goes to, sorted."""
         return tuple(sorted(self.payloads))
 
 

@@ -32,6 +32,7 @@ BASELINES: dict[str, str] = {
 
 
 def available() -> list[str]:
+    """The names of every reference implementation ``securefl bench --baselines`` accepts."""
     return list(BASELINES)
 
 

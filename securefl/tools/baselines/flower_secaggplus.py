@@ -235,6 +235,7 @@ def measure(
     threshold: int | None = None,
     dropout: float = 0.0,
 ) -> dict[str, Any]:
+    """Time Flower's SecAgg+ workflow on the bench's vectors; returns the bench's row fields for it."""
     n = len(vectors)
     if n < 3:
         raise ValueError("Flower's SecAgg+ needs at least 3 parties (num_shares must exceed 2)")

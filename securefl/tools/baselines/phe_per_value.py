@@ -29,6 +29,7 @@ SAMPLE = 8
 def measure(
     vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int, key_bits: int = 2048
 ) -> dict[str, Any]:
+    """Time python-paillier encrypting one value per ciphertext on a sample of the vector; extrapolated per value."""
     dim = int(vectors[0].size)
     take = min(SAMPLE, dim)
     pk, sk = paillier.generate_paillier_keypair(n_length=key_bits)

@@ -31,6 +31,7 @@ SCALE = MAX_INT / 8.0
 
 
 def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict[str, Any]:
+    """Time pymife's multi-client Damgard inner-product FE on one block of the vectors, extrapolated."""
     dim, n = int(vectors[0].size), len(vectors)
     block = min(BLOCK, dim)
     ints = [[round(float(np.clip(v, -8, 8)) * SCALE) for v in vec[:block]] for vec in vectors]

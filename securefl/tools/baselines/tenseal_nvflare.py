@@ -30,6 +30,7 @@ def _encrypt(ctx: ts.Context, vec: np.ndarray) -> list[bytes]:
 
 
 def measure(vectors: Sequence[np.ndarray], weights: Sequence[float], repeat: int) -> dict[str, Any]:
+    """Time TenSEAL CKKS as NVFlare's HE filter uses it (encrypt, weighted sum on the server, decrypt)."""
     secret = ts.context(ts.SCHEME_TYPE.CKKS, POLY_MODULUS_DEGREE, coeff_mod_bit_sizes=COEFF_MOD_BIT_SIZES)
     secret.global_scale = SCALE
     server = ts.context_from(secret.serialize(save_secret_key=False))

@@ -50,6 +50,7 @@ class Endpoint:
 
     @classmethod
     def load(cls, transport: TransportConfig, role: str, name: str, *, insecure: bool) -> Endpoint:
+        """The endpoint of ``role`` ``name``: TLS from ``transport.cert_dir``, or none, warned, if ``insecure``."""
         if insecure:
             log.warning(INSECURE_WARNING)
             return cls(Identity(role, name), None, transport)

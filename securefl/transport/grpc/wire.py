@@ -152,4 +152,5 @@ def grpc_options(chunk_bytes: int) -> list[tuple[str, int]]:
 
 
 def weights_field(weights: Mapping[str, float]) -> dict[str, float]:
+    """``weights`` as the JSON field of a message: string keys, float values."""
     return {str(k): float(v) for k, v in weights.items()}

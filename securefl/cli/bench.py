@@ -1,0 +1,79 @@
+"""``securefl bench``: every scheme protects, combines and reveals the same vectors."""
+
+from __future__ import annotations
+
+import argparse
+
+from crypto_backends import registry
+from securefl import config as config_mod
+from securefl.cli.common import check_parent, out, write_json
+from securefl.cli.common import progress as progress_bar
+from securefl.errors import ConfigError
+from securefl.tools import baselines as baseline_registry
+from securefl.tools.tables import bench_notes, bench_table
+
+
+def _names(text: str | None) -> list[str]:
+    """The entries of a comma-separated flag, blanks dropped."""
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def _check_known(flag: str, what: str, names: list[str], available: list[str]) -> None:
+    """Refuse the first of ``names`` that is not in ``available``, naming the ones that are."""
+    for name in names:
+        if name not in available:
+            raise ConfigError(f"{flag}: unknown {what} {name!r}; available: {', '.join(available)}")
+
+
+def _check_neighbours(neighbours: int | None, counts: list[int], baselines: list[str]) -> None:
+    """``--neighbours K``: 2 to N-1 for every party count N, and only with a baseline that takes it."""
+    if neighbours is None:
+        return
+    if neighbours < 2 or any(neighbours > n - 1 for n in counts):
+        raise ConfigError(f"--neighbours {neighbours}: needs 2 to N-1 for every --parties count N")
+    if not any(baseline_registry.takes(name, "neighbours") for name in baselines):
+        raise ConfigError("--neighbours applies to the SecAgg+ baselines (--baselines flower_secaggplus)")
+
+
+def _check_args(args: argparse.Namespace, schemes: list[str], baselines: list[str]) -> None:
+    """Every check on the flags, in the order the command has always made them, before any work starts."""
+    _check_known("--schemes", "scheme", schemes, registry.available())
+    _check_known("--baselines", "baseline", baselines, baseline_registry.available())
+    if args.params < 1 or args.repeat < 1:
+        raise ConfigError("--params and --repeat must be positive integers")
+    for name in baselines:
+        baseline_registry.load(name)  # a missing library (the [bench] extra) is an error before any work
+    _check_neighbours(args.neighbours, args.parties, baselines)
+    if args.json:
+        check_parent(args.json, "--json")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure every ``--schemes`` entry (and ``--baselines``) at each party count; exit 1 if one failed."""
+    from securefl.tools import bench
+
+    # bench takes its schemes from --schemes: each "+dp" row checks its own scheme, not [crypto] scheme
+    overrides = args.set or []
+    cfg = (config_mod.load(args.config, overrides, whole_run=False) if args.config
+           else config_mod.loads("", overrides, whole_run=False))
+    schemes = _names(args.schemes)
+    wanted = _names(args.baselines)
+    _check_args(args, schemes, wanted)
+    counts: list[int] = args.parties
+    bench.check_inputs(counts, args.params)
+    with progress_bar() as progress:
+        task = progress.add_task("bench", total=len(counts) * (len(schemes) + len(wanted)) + 1)
+
+        def step(label: str) -> None:
+            progress.update(task, description=label)
+            progress.advance(task)
+
+        results = bench.run(schemes, parties=counts, params=args.params, repeat=args.repeat,
+                            scheme_params=cfg.crypto.scheme_params, baselines=wanted, seed=args.seed, on_step=step,
+                            privacy=cfg.privacy, baseline_options={"neighbours": args.neighbours})
+        progress.advance(task)
+    out.print(bench_table(results, counts, args.params))
+    for line in bench_notes(results):
+        out.print(line)
+    write_json(args.json, {"results": [r.as_json() for r in results]})
+    return 1 if any(r.error for r in results) else 0

@@ -1,0 +1,89 @@
+"""What every command shares: the two consoles, output-path checks, the JSON writer and the progress bar.
+
+Commands print progress and errors on ``console`` (stderr) and results on ``out`` (stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from securefl.core import jsonout
+from securefl.errors import ConfigError
+from securefl.state.atomic import write_private
+
+EXIT_ERROR = 2
+console = Console(stderr=True, highlight=False)
+# wide enough for the bench table when writing to a file or a pipe
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def check_parent(path: str, flag: str) -> Path:
+    """``path`` as a file to write: its directory exists and is writable, and it is not a directory itself."""
+    target = Path(path)
+    parent = target.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist; create it first"
+        raise ConfigError(f"{flag} {path!r}: {str(parent)!r} {what}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path!r}: directory {str(parent)!r} is not writable; choose another path")
+    if target.is_dir():
+        raise ConfigError(f"{flag} {path!r} is a directory; give a file name")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ConfigError(f"{flag} {path!r}: the existing file is not writable; choose another path")
+    return target
+
+
+def check_plot(path: str | None) -> None:
+    """``--plot PATH``, when given: a writable file name ending in ``.png``."""
+    if path is None:
+        return
+    if Path(path).suffix.lower() != ".png":
+        raise ConfigError(f"--plot {path!r}: plots are PNG files; give a name ending in .png")
+    check_parent(path, "--plot")
+
+
+def check_out_dir(path: str, flag: str = "--out") -> Path:
+    """``path`` as an output directory: an existing writable directory, or a new one in a writable directory."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{flag} {path!r} is an existing file, not a directory; give a directory "
+                          "(it is created if missing)")
+    if target.is_dir():
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise ConfigError(f"{flag} {path!r}: the directory is not writable; choose another one")
+        return target
+    check_parent(path, flag)
+    return target
+
+
+def parties(text: str) -> list[int]:
+    """``--parties 10,100,1000``: one or several positive counts."""
+    try:
+        counts = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not counts or any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: every party count must be a positive integer")
+    return counts
+
+
+def write_json(path: str | None, payload: Mapping[str, Any]) -> None:
+    """Write ``payload`` as JSON to ``path`` atomically (the one atomic writer); nothing if no path."""
+    if not path:
+        return
+    # a reader never sees half a result; the result holds nothing secret, so it may be world-readable
+    write_private(check_parent(path, "--json"), (jsonout.dumps(payload) + "\n").encode("utf-8"), mode=0o644)
+
+
+def progress() -> Progress:
+    """A progress bar on stderr, shown only when stderr is a terminal."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False, disable=not console.is_terminal)
