@@ -185,6 +185,7 @@ class AggregatorService:
                               f"{pid.name} already has an upload in progress: one at a time per party")
             b.uploading.add(pid.name)
             b.contact(pid.name, +1)
+        log.info("upload of %s in progress", pid.name)
         try:
             return self._upload(pid, request_iterator, context)
         finally:
