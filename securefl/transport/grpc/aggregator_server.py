@@ -173,6 +173,7 @@ class AggregatorService:
             if working:
                 b.seen[pid] = time.monotonic()
         what = f"{head['step']} step of round {head['round']} (stage {head['stage']})"
+        log.debug("heartbeat of %s for the %s%s", pid, what, "" if working else " (not counted)")
         return wire.header("ack", message=f"{what} {'open' if working else 'not open for ' + pid}")
 
     def upload(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
