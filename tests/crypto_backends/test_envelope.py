@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import json
-import struct
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto_backends.envelope import MAGIC, Envelope
+from crypto_backends.envelope import Envelope
 from crypto_backends.errors import MalformedCiphertextError
+from tests.frames import frame as _frame
 
 
 def _env(**kw) -> Envelope:
@@ -16,11 +16,6 @@ def _env(**kw) -> Envelope:
                 weights=(2.0,), length=2, payload=b"\x00" * 16)
     base.update(kw)
     return Envelope(**base)  # type: ignore[arg-type]  # fields varied on purpose, bad types included
-
-
-def _frame(header: dict, payload: bytes = b"") -> bytes:
-    head = json.dumps(header).encode()
-    return MAGIC + struct.pack(">I", len(head)) + head + struct.pack(">Q", len(payload)) + payload
 
 
 def test_round_trip_keeps_every_field():
