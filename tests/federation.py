@@ -8,6 +8,7 @@ what its class overrides.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from securefl import config
 from securefl.core.party import Party
@@ -56,3 +57,11 @@ class GarbageShare(Party):
         if step == "share":
             return os.urandom(self.share_bytes)
         return super().respond(step, round, stage, payload)
+
+
+def assert_share_refused_every_round(result: Any, pid: str, why: str) -> None:
+    """``pid``'s share was refused (for ``why``) in every round, its update still summed, and the model learned."""
+    for r in result.rounds:
+        assert "share refused" in r.dropped[pid] and why in r.dropped[pid], r.dropped
+        assert pid in r.parties  # its update is in the sum; only its share was refused
+    assert result.final_accuracy > 0.9
