@@ -95,3 +95,11 @@ class SharedPlain(PlainScheme, ShareReveal):
 
 def _share(party: str, aggregate: Envelope) -> bytes:
     return hmac.digest(party.encode(), hashlib.sha256(bytes(aggregate.payload)).digest(), "sha256")
+
+
+def fold_weighted_by_rank(scheme: Scheme, keys, xs: Mapping[str, np.ndarray]) -> Envelope:  # type: ignore[no-untyped-def]
+    """Every party's ``xs`` protected with weight 1, 2, ... in order and folded through the accumulator."""
+    acc = scheme.accumulator(keys.aggregator, round=0)
+    for i, (pid, x) in enumerate(xs.items()):
+        acc.add(scheme.protect(keys.parties[pid], x, weight=float(i + 1), round=0))
+    return acc.result()

@@ -29,6 +29,7 @@ from crypto_backends.errors import (
     PolicyError,
 )
 from crypto_backends.roundtrip import secure_weighted_mean
+from tests.schemes import fold_weighted_by_rank
 
 PARTIES = ["alice", "bob", "carol"]
 
@@ -111,10 +112,7 @@ def test_a_thousand_parties_weighted_by_rows_fuse_at_the_defaults():
     keys = scheme.keygen(ids)
     rng = np.random.default_rng(5)
     xs = {pid: rng.uniform(-1, 1, 8) for pid in ids}
-    acc = scheme.accumulator(keys.aggregator, round=0)
-    for i, pid in enumerate(ids):
-        acc.add(scheme.protect(keys.parties[pid], xs[pid], weight=float(i + 1), round=0))
-    aggregate = acc.result()
+    aggregate = fold_weighted_by_rank(scheme, keys, xs)
     fused = scheme.reveal(keys.parties["p0"], aggregate) / aggregate.total_weight
     want = np.average(np.stack([xs[p] for p in ids]), axis=0, weights=np.arange(1, 1001))
     assert np.allclose(fused, want, rtol=0, atol=scheme.tolerance(aggregate.weights))

@@ -13,21 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto_backends.envelope import MAGIC, Envelope
+from crypto_backends.envelope import Envelope
 from crypto_backends.errors import MalformedCiphertextError
 from crypto_backends.jsonheader import MAX_DEPTH, load_header, nesting_depth
 from securefl.core.messages import parse_metrics
+from tests.frames import frame as _frame
 from tests.hostile import hostile
 from tests.schemes import make_scheme
 
 HEADER = {"scheme": "plain", "version": 1, "key_id": "01" * 16, "round": 3, "kind": "update",
           "parties": ["alice"], "weights": [2.0], "length": 0}
 
-
-
-def _frame(text: str) -> bytes:
-    head = text.encode()
-    return MAGIC + struct.pack(">I", len(head)) + head + struct.pack(">Q", 0)
 
 
 @given(st.sampled_from(sorted(HEADER)), hostile)

@@ -25,6 +25,7 @@ from crypto_backends.paillier import ClippedValuesWarning, PaillierParams, Paill
 from crypto_backends.paillier.packing import SlotLayout
 from crypto_backends.paillier.params import bytes_per_value
 from crypto_backends.roundtrip import reveal_mean, secure_weighted_mean
+from tests.schemes import fold_weighted_by_rank
 
 TEST = PaillierParams.preset("test")
 
@@ -304,10 +305,7 @@ def test_a_thousand_parties_weighted_by_rows_combine_at_the_defaults():
     keys = scheme.keygen(ids)
     rng = np.random.default_rng(3)
     xs = {pid: rng.uniform(-1, 1, 5) for pid in ids}
-    acc = scheme.accumulator(keys.aggregator, round=0)
-    for i, pid in enumerate(ids):
-        acc.add(scheme.protect(keys.parties[pid], xs[pid], weight=float(i + 1), round=0))
-    aggregate = acc.result()
+    aggregate = fold_weighted_by_rank(scheme, keys, xs)
     assert aggregate.total_weight == 500500.0  # far past the former fixed max_total_weight = 4096
     fused = scheme.reveal(keys.parties["p0"], aggregate) / aggregate.total_weight
     want = np.average(np.stack([xs[p] for p in ids]), axis=0, weights=np.arange(1, 1001))

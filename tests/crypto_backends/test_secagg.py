@@ -15,6 +15,7 @@ from crypto_backends.errors import InvalidParameterError, KeyReuseError, ShareEr
 from crypto_backends.roundtrip import dropouts, run_round, run_setup
 from crypto_backends.secagg import SecAggParams, SecAggScheme, shamir
 from crypto_backends.secagg.masking import neighbours
+from tests.exchange import setup_exchange
 
 #: clip chosen so that the fixed-point scale is exactly 4096: inputs k / 4096 encode to k, deterministically
 GRID_CLIP = 32767 / 4096
@@ -22,17 +23,6 @@ GRID_CLIP = 32767 / 4096
 
 def _ids(n: int) -> list[str]:
     return [f"p{i:03d}" for i in range(n)]
-
-
-def _setup(scheme, keys, rnd, tamper=lambda step, party, reply: reply):
-    """The setup exchange as the engine runs it, with a hook to alter a reply on its way to the aggregator."""
-    parties, replies = tuple(sorted(keys.parties)), {}
-    for step in range(scheme.setup_steps(rnd)):
-        msgs = scheme.setup_messages(keys.aggregator, round=rnd, step=step, parties=parties, replies=replies)
-        replies = {p: tamper(step, p, scheme.setup_reply(keys.parties[p], round=rnd, step=step, message=m))
-                   for p, m in msgs.items()}
-        parties = tuple(sorted(replies))
-    return scheme.setup_done(keys.aggregator, round=rnd, replies=replies)
 
 
 def _upload(scheme, keys, vectors, weights, rnd, ready, drop=()):
@@ -58,7 +48,7 @@ def test_ten_percent_dropped_after_the_key_exchange_gives_the_exact_sum_of_the_s
     keys = scheme.keygen(ids)
     ints, vectors = _grid_inputs(ids, 301, seed=n)
     weights = {p: float(i + 1) for i, p in enumerate(ids)}
-    ready = _setup(scheme, keys, 0)
+    ready = setup_exchange(scheme, keys, 0)
     assert ready == tuple(ids)
     gone = dropouts(ready, 0.1) or (ids[1],)
     aggregate = _upload(scheme, keys, vectors, weights, 0, ready, gone)
@@ -102,7 +92,7 @@ def test_a_masked_update_looks_uniform_and_does_not_depend_on_the_input():
     scheme = SecAggScheme()
     ids = _ids(6)
     keys = scheme.keygen(ids)
-    ready = _setup(scheme, keys, 0)
+    ready = setup_exchange(scheme, keys, 0)
     zero = scheme.protect(keys.parties[ready[0]], np.zeros(20_000), weight=1.0, round=0)
     words = np.frombuffer(bytes(zero.payload)[13:], dtype="<u8").astype(np.float64) / 2**scheme.params.ring_bits
     assert abs(words.mean() - 0.5) < 0.01 and abs(words.std() - 12**-0.5) < 0.01
@@ -113,7 +103,7 @@ def test_the_aggregator_with_t_minus_1_colluding_neighbours_cannot_unmask_a_part
     scheme = SecAggScheme()
     ids = _ids(10)
     keys = scheme.keygen(ids)
-    ready = _setup(scheme, keys, 0)
+    ready = setup_exchange(scheme, keys, 0)
     agg_state = keys.aggregator.unwrap("secagg").rounds[0]
     victim, t = ready[0], agg_state.threshold
     nbrs = agg_state.live_nbrs(victim)
@@ -158,7 +148,7 @@ def test_a_party_asked_for_both_kinds_of_share_of_one_peer_refuses():
     scheme = SecAggScheme()
     ids = _ids(5)
     keys = scheme.keygen(ids)
-    ready = _setup(scheme, keys, 0)
+    ready = setup_exchange(scheme, keys, 0)
     aggregate = _upload(scheme, keys, {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0), 0, ready)
     both = json.dumps({"dropped": [ids[1]]}).encode()  # ids[1] also contributed: survivor and dropped at once
     with pytest.raises(ShareError, match="both kinds"):
@@ -180,7 +170,7 @@ def test_a_forged_share_box_is_detected_and_its_sender_excluded():
             return json.dumps(obj).encode()
         return reply
 
-    ready = _setup(scheme, keys, 0, forge)
+    ready = setup_exchange(scheme, keys, 0, tamper_reply=forge)
     assert ids[2] not in ready and len(ready) == 5
     aggregate = _upload(scheme, keys, {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0), 0, ready)
     _, shares = _shares(scheme, keys, aggregate)
@@ -191,7 +181,7 @@ def test_a_forged_unmasking_share_is_refused_and_names_its_sender():
     scheme = SecAggScheme()
     ids = _ids(6)
     keys = scheme.keygen(ids)
-    ready = _setup(scheme, keys, 0)
+    ready = setup_exchange(scheme, keys, 0)
     aggregate = _upload(scheme, keys, {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0), 0, ready, (ids[5],))
     _, shares = _shares(scheme, keys, aggregate)
     obj = json.loads(shares[ids[0]])
@@ -219,9 +209,9 @@ def test_replayed_setup_messages_and_shares_are_refused():
     # a whole round's shares replayed into the next round do not match its commitments
     keys = scheme.keygen(ids)
     vectors, weights = {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0)
-    old = _upload(scheme, keys, vectors, weights, 0, _setup(scheme, keys, 0))
+    old = _upload(scheme, keys, vectors, weights, 0, setup_exchange(scheme, keys, 0))
     _, old_shares = _shares(scheme, keys, old)
-    new = _upload(scheme, keys, vectors, weights, 1, _setup(scheme, keys, 1))
+    new = _upload(scheme, keys, vectors, weights, 1, setup_exchange(scheme, keys, 1))
     with pytest.raises(ShareError):
         scheme.check_share(keys.aggregator, new, ids[0], old_shares[ids[0]])
 
@@ -232,7 +222,7 @@ def test_a_party_masks_one_update_per_round_and_only_after_setup():
     keys = scheme.keygen(ids)
     with pytest.raises(ShareError, match="not set up"):
         scheme.protect(keys.parties[ids[0]], np.ones(4), weight=1.0, round=0)
-    _setup(scheme, keys, 0)
+    setup_exchange(scheme, keys, 0)
     scheme.protect(keys.parties[ids[0]], np.ones(4), weight=1.0, round=0)
     with pytest.raises(KeyReuseError):
         scheme.protect(keys.parties[ids[0]], np.zeros(4), weight=1.0, round=0)
@@ -262,8 +252,8 @@ def test_every_round_has_fresh_keys_seed_and_graph():
     ids = _ids(40)
     keys = scheme.keygen(ids)
     rounds = keys.aggregator.unwrap("secagg").rounds
-    _setup(scheme, keys, 0)
-    _setup(scheme, keys, 1)
+    setup_exchange(scheme, keys, 0)
+    setup_exchange(scheme, keys, 1)
     r0, r1 = rounds[0], rounds[1]
     assert r0.seed != r1.seed and r0.nbrs(ids[0]) != r1.nbrs(ids[0])
     for p in ids:
@@ -274,8 +264,8 @@ def test_an_update_masked_under_another_key_exchange_is_refused():
     scheme = SecAggScheme()
     ids = _ids(4)
     keys, other = scheme.keygen(ids), scheme.keygen(ids)
-    _setup(scheme, keys, 0)
-    _setup(scheme, other, 0)
+    setup_exchange(scheme, keys, 0)
+    setup_exchange(scheme, other, 0)
     mine = scheme.protect(keys.parties[ids[0]], np.ones(4), weight=1.0, round=0)
     # the same key set, but the aggregator's view of round 0 is another key exchange (e.g. it restarted)
     foreign = scheme.protect(other.parties[ids[1]], np.ones(4), weight=1.0, round=0)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -11,9 +10,10 @@ from crypto_backends.base import InsecureParametersWarning
 from crypto_backends.paillier import PaillierParams
 from securefl import config
 from securefl.errors import ConfigError
+from tests.paths import CONFIGS
 from tests.plugins import plugin_scheme
 
-PLAIN = Path(__file__).resolve().parents[2] / "examples" / "configs" / "plain.toml"
+PLAIN = CONFIGS / "plain.toml"
 
 
 def test_example_config_loads_into_frozen_dataclasses():

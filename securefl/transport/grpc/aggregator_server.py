@@ -173,6 +173,7 @@ class AggregatorService:
             if working:
                 b.seen[pid] = time.monotonic()
         what = f"{head['step']} step of round {head['round']} (stage {head['stage']})"
+        log.debug("heartbeat of %s for the %s%s", pid, what, "" if working else " (not counted)")
         return wire.header("ack", message=f"{what} {'open' if working else 'not open for ' + pid}")
 
     def upload(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
@@ -185,6 +186,7 @@ class AggregatorService:
                               f"{pid.name} already has an upload in progress: one at a time per party")
             b.uploading.add(pid.name)
             b.contact(pid.name, +1)
+        log.info("upload of %s in progress", pid.name)
         try:
             return self._upload(pid, request_iterator, context)
         finally:

@@ -18,10 +18,11 @@ from securefl.errors import BudgetExceededError, QuorumError
 from securefl.simulation import Simulation
 from securefl.transport.base import Accept, Replies, Request, T
 from securefl.transport.inproc import InProcessTransport
+from tests.federation import FAST, GarbageShare, assert_share_refused_every_round
+from tests.federation import replace as _replace
+from tests.federation import sim as _sim
 from tests.paths import CONFIGS
 from tests.stepscheme import NAME, registered
-
-FAST = ["federation.rounds=3"]
 
 
 @pytest.fixture
@@ -30,30 +31,12 @@ def relay(tmp_path, monkeypatch):
         yield
 
 
-def _sim(*overrides: str) -> Simulation:
-    return Simulation(config.load(CONFIGS / "plain.toml", [*FAST, *overrides]))
-
-
-class ForgedShare(Party):
-    """Trains honestly but answers the share request with garbage."""
-
-    def respond(self, step: str, round: int, stage: int, payload: bytes) -> bytes:
-        if step == "share":
-            return os.urandom(32)
-        return super().respond(step, round, stage, payload)
-
-
 class WrongRelay(Party):
     """Claims to have seen another list of nonces than everyone else."""
 
     def respond(self, step: str, round: int, stage: int, payload: bytes) -> bytes:
         reply = super().respond(step, round, stage, payload)
         return os.urandom(len(reply)) if step == "setup" and stage == 1 else reply
-
-
-def _replace(sim: Simulation, pid: str, cls: type[Party]) -> None:
-    p = sim.parties[pid]
-    sim.parties[pid] = cls(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
 
 
 def test_a_scheme_with_setup_and_share_steps_gives_the_plain_model(relay):
@@ -70,18 +53,14 @@ def test_a_scheme_with_setup_and_share_steps_gives_the_plain_model(relay):
 
 def test_a_forged_share_is_named_and_the_round_completes_from_the_honest_ones(relay):
     sim = _sim(f"crypto.scheme={NAME}")
-    _replace(sim, "party-2", ForgedShare)
-    result = sim.run()
-    for r in result.rounds:
-        assert "share refused" in r.dropped["party-2"] and "commitment" in r.dropped["party-2"]
-        assert "party-2" in r.parties  # its update is in the sum; only its share was refused
-    assert result.final_accuracy > 0.9
+    _replace(sim, "party-2", GarbageShare)
+    assert_share_refused_every_round(sim.run(), "party-2", "commitment")
 
 
 def test_too_few_valid_shares_stop_the_round_with_the_reason(relay):
     sim = Simulation(config.loads((CONFIGS / "plain.toml").read_text() + f'\n[crypto."{NAME}"]\nthreshold = 5\n',
                                   [*FAST, f"crypto.scheme={NAME}"]))
-    _replace(sim, "party-4", ForgedShare)
+    _replace(sim, "party-4", GarbageShare)
     with pytest.raises(QuorumError, match=r"round 0: only 4 usable share\(s\), the quorum is 5.*party-4"):
         sim.run()
 

@@ -7,18 +7,11 @@ import pytest
 
 from crypto_backends.errors import PolicyError
 from securefl import config
-from securefl.core.party import Party
 from securefl.simulation import Simulation
+from tests.federation import Crashing, replace
 from tests.paths import CONFIGS
 
 FAST = ["federation.rounds=3", "crypto.fe.dlog_table_bits=14"]
-
-
-class Crashing(Party):
-    def handle_round(self, round: int, model: bytes) -> bytes:
-        if round == 1:
-            raise RuntimeError("disk full")
-        return super().handle_round(round, model)
 
 
 def test_fe_trains_the_same_model_as_plain():
@@ -31,8 +24,7 @@ def test_fe_trains_the_same_model_as_plain():
 def test_a_dropped_party_is_left_out_of_the_function_key():
     # min_parties_changed = 1: the consecutive-round check off (with it on, see the next test)
     sim = Simulation(config.load(str(CONFIGS / "fe.toml"), [*FAST, "crypto.fe.min_parties_changed=1"]))
-    p = sim.parties["party-2"]
-    sim.parties["party-2"] = Crashing(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
+    replace(sim, "party-2", Crashing)
     result = sim.run()
     assert "party-2" in result.rounds[1].dropped and "party-2" not in result.rounds[1].parties
     assert result.final_accuracy > 0.9
@@ -42,14 +34,12 @@ def test_a_party_dropping_out_for_one_round_stops_the_run_unless_differential_pr
     """Issue 15 item 2: round r over S and round r+1 over S - {p} would give p's update by subtraction."""
     cfg = config.load(str(CONFIGS / "fe.toml"), FAST)
     sim = Simulation(cfg)
-    p = sim.parties["party-2"]
-    sim.parties["party-2"] = Crashing(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
+    replace(sim, "party-2", Crashing)
     with pytest.raises(PolicyError, match=r"round 1 refused: its contributors differ from round 0's only by party-2"):
         sim.run()
     dp = Simulation(cfg.replace(["privacy.mode=distributed", "privacy.epsilon=5", "privacy.epsilon_budget=20",
                                   "privacy.row_norm=4.0", "privacy.delta=1e-6", "privacy.delta_budget=1e-5"]))
     assert dp.scheme.inner.params.min_parties_changed == 0  # type: ignore[attr-defined]
-    p = dp.parties["party-2"]
-    dp.parties["party-2"] = Crashing(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
+    replace(dp, "party-2", Crashing)
     result = dp.run()
     assert "party-2" in result.rounds[1].dropped and len(result.rounds) == 3

@@ -9,16 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from securefl import config
 from securefl.core.messages import GlobalModel
 from securefl.core.party import Party
 from securefl.errors import ConfigError, QuorumError
 from securefl.simulation import Simulation
-from tests.paths import CONFIGS
+from tests.federation import sim
 
 
 def _sim(name: str, *overrides: str) -> Simulation:
-    return Simulation(config.load(CONFIGS / name, ["federation.rounds=2", *overrides]))
+    return sim(*overrides, path=name, fast=["federation.rounds=2"])
 
 
 def _hostile(sim: Simulation, pid: str, *, weight: float | None = None, scale: float = 1.0,

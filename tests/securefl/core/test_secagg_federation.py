@@ -10,18 +10,10 @@ import numpy as np
 from securefl import config
 from securefl.core.party import Party
 from securefl.simulation import Simulation
+from tests.federation import FAST, GarbageShare
+from tests.federation import replace as _replace
+from tests.federation import sim as _sim
 from tests.paths import CONFIGS
-
-FAST = ["federation.rounds=3"]
-
-
-def _sim(*overrides: str) -> Simulation:
-    return Simulation(config.load(CONFIGS / "plain.toml", [*FAST, *overrides]))
-
-
-def _replace(sim: Simulation, pid: str, cls: type[Party]) -> None:
-    p = sim.parties[pid]
-    sim.parties[pid] = cls(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
 
 
 class GoneAfterKeyExchange(Party):
@@ -46,11 +38,8 @@ class ForgedBox(Party):
         return reply
 
 
-class ForgedUnmaskingShare(Party):
-    def respond(self, step: str, round: int, stage: int, payload: bytes) -> bytes:
-        if step == "share":
-            return os.urandom(64)
-        return super().respond(step, round, stage, payload)
+class ForgedUnmaskingShare(GarbageShare):
+    share_bytes = 64
 
 
 def test_secagg_trains_plains_model():

@@ -9,13 +9,12 @@ from securefl import config
 from securefl.core.party import Party
 from securefl.errors import QuorumError
 from securefl.simulation import Simulation
+from tests.federation import Crashing
+from tests.federation import replace as _replace
+from tests.federation import sim as _sim
 from tests.paths import CONFIGS
 
 PLAIN = str(CONFIGS / "plain.toml")
-
-
-def _sim(*overrides: str) -> Simulation:
-    return Simulation(config.load(PLAIN, ["federation.rounds=3", *overrides]))
 
 
 def test_plain_federation_learns_breast_cancer():
@@ -28,13 +27,6 @@ def test_plain_federation_learns_breast_cancer():
 def test_same_seed_same_model():
     a, b = _sim().run(), _sim().run()
     assert np.array_equal(a.final_parameters, b.final_parameters)
-
-
-class Crashing(Party):
-    def handle_round(self, round: int, model: bytes) -> bytes:
-        if round == 1:
-            raise RuntimeError("disk full")
-        return super().handle_round(round, model)
 
 
 class Hanging(Party):
@@ -76,11 +68,6 @@ class Garbler(Party):
     def handle_round(self, round: int, model: bytes) -> bytes:
         data = bytearray(super().handle_round(round, model))
         return bytes(data[:-5])
-
-
-def _replace(sim: Simulation, pid: str, cls: type[Party]) -> None:
-    p = sim.parties[pid]
-    sim.parties[pid] = cls(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
 
 
 def test_party_that_raises_mid_round_is_dropped_and_the_round_goes_on():

@@ -12,6 +12,9 @@ from securefl import config
 from securefl.core.party import Party
 from securefl.errors import QuorumError
 from securefl.simulation import Simulation
+from tests.federation import AlwaysCrashing, assert_share_refused_every_round
+from tests.federation import replace as _replace
+from tests.federation import sim as federation_sim
 from tests.paths import CONFIGS
 
 FAST = ["federation.rounds=3", "crypto.scheme=threshold_paillier", "crypto.threshold_paillier.preset=test"]
@@ -25,7 +28,7 @@ def _quiet():
 
 
 def _sim(*overrides: str, path: str = "plain.toml") -> Simulation:
-    return Simulation(config.load(str(CONFIGS / path), [*FAST, *overrides]))
+    return federation_sim(*overrides, path=path, fast=FAST)
 
 
 class ForgedShare(Party):
@@ -54,16 +57,6 @@ class ReplayedShare(Party):
         return reply
 
 
-class Crashing(Party):
-    def handle_round(self, round: int, model: bytes) -> bytes:
-        raise RuntimeError("disk full")
-
-
-def _replace(sim: Simulation, pid: str, cls: type[Party]) -> None:
-    p = sim.parties[pid]
-    sim.parties[pid] = cls(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse)
-
-
 def test_threshold_paillier_trains_the_same_model_as_plain():
     plain = Simulation(config.load(str(CONFIGS / "plain.toml"), FAST[:1])).run()
     result = _sim().run()
@@ -75,11 +68,7 @@ def test_threshold_paillier_trains_the_same_model_as_plain():
 def test_a_forged_share_is_named_in_dropped_and_the_round_completes():
     sim = _sim()
     _replace(sim, "party-2", ForgedShare)
-    result = sim.run()
-    for r in result.rounds:
-        assert "share refused" in r.dropped["party-2"] and "proof of correct decryption" in r.dropped["party-2"]
-        assert "party-2" in r.parties  # its update is in the sum; only its share was refused
-    assert result.final_accuracy > 0.9
+    assert_share_refused_every_round(sim.run(), "party-2", "proof of correct decryption")
 
 
 def test_a_share_replayed_from_an_earlier_round_is_refused():
@@ -94,7 +83,7 @@ def test_a_share_replayed_from_an_earlier_round_is_refused():
 def test_a_round_with_n_minus_t_parties_dropped_completes():
     sim = _sim()
     for pid in ("party-1", "party-5"):  # n - t = 5 - 3
-        _replace(sim, pid, Crashing)
+        _replace(sim, pid, AlwaysCrashing)
     result = sim.run()
     for r in result.rounds:
         assert r.parties == ("party-2", "party-3", "party-4")

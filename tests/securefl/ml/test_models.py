@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.naive_bayes import GaussianNB
@@ -12,8 +10,9 @@ from securefl import config
 from securefl.errors import DataError, FusionError, PartyError, UsageError
 from securefl.ml.models import LinearAdapter, checked_update, make_adapter
 from securefl.simulation import Simulation
+from tests.paths import CONFIGS
 
-NB = Path(__file__).resolve().parents[3] / "examples" / "configs" / "naive_bayes_dp.toml"
+NB = CONFIGS / "naive_bayes_dp.toml"
 PAILLIER_TEST = ["crypto.scheme=paillier", "crypto.paillier.preset=test"]
 """A scheme that really hides updates, with its small (insecure, fast) test keys."""
 

@@ -4,7 +4,6 @@ differential privacy, and accuracy against scikit-learn's tree on the pooled row
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +16,9 @@ from securefl.ml.models import make_adapter
 from securefl.ml.tree import LEAF, OPEN, SPLIT, DecisionTreeAdapter, Tree, best_split, entropy
 from securefl.privacy import calibrate
 from securefl.simulation import Simulation
+from tests.paths import CONFIGS
 
-TREE = Path(__file__).resolve().parents[3] / "examples" / "configs" / "tree.toml"
+TREE = CONFIGS / "tree.toml"
 PAILLIER_TEST = ["crypto.scheme=paillier", "crypto.paillier.preset=test"]
 
 

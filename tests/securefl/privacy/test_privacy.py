@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +20,8 @@ from securefl.errors import BudgetExceededError, ConfigError
 from securefl.ml.models import Sensitivity
 from securefl.privacy import PrivacyAccountant
 from securefl.simulation import Simulation
+from tests.paths import CONFIGS
 
-CONFIGS = Path(__file__).resolve().parents[3] / "examples" / "configs"
 PLAIN, NB, LR_DP = CONFIGS / "plain.toml", CONFIGS / "naive_bayes_dp.toml", CONFIGS / "logistic_dp.toml"
 PAILLIER_TEST = ["crypto.scheme=paillier", "crypto.paillier.preset=test"]
 """A scheme that really hides every update, with its small (insecure, fast) test keys."""

@@ -21,22 +21,20 @@ from securefl.core.party import Party
 from securefl.errors import BudgetExceededError, QuorumError, ReplayError, StateError
 from securefl.simulation import Simulation
 from securefl.state.partystate import PartyState, federation_id, read_private, write_private
+from tests.federation import AlwaysCrashing, replace
 from tests.paths import CONFIGS
 
 ONE_ROUND = ["federation.rounds=1", "crypto.fe.dlog_table_bits=14"]
 
 
-class Crashing(Party):
+class LeftOut(AlwaysCrashing):
     """party-2 of the attacker's second run: it is left out of round 0."""
 
-    def handle_round(self, round: int, model: bytes) -> bytes:
-        raise RuntimeError("left out on purpose")
+    reason = "left out on purpose"
 
 
 def _without_party_2(sim: Simulation) -> Simulation:
-    p = sim.parties["party-2"]
-    sim.parties["party-2"] = Crashing(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse,
-                                      state=p.state)
+    replace(sim, "party-2", LeftOut)
     return sim
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from crypto_backends import registry
@@ -76,6 +77,19 @@ def test_a_scheme_whose_uploads_do_not_fit_is_an_error_row(monkeypatch):
 
 def test_upload_bytes_per_value_is_measured_from_the_scheme():
     assert bench.upload_bytes_per_value("plain") == pytest.approx(8.0, rel=0.05)
+
+
+def test_bytes_per_party_is_the_length_of_a_real_serialised_upload():
+    """Checked against envelopes made here and measured with len(), and against plain's closed form."""
+    small, large = (bench.run(["plain"], parties=3, params=n)[0] for n in (200, 1000))
+    scheme = registry.create("plain")
+    keys = scheme.keygen(["party-1", "party-2", "party-3"])  # the bench's ids: the header names the sender
+    for row in (small, large):
+        real = len(scheme.protect(keys.parties["party-1"], np.ones(row.params), weight=1.0, round=0).to_bytes())
+        assert row.bytes_per_party == real, (row.bytes_per_party, real)
+    # plain's payload is one little-endian float64 a value: 800 more values are 6400 more bytes, and the
+    # header's "length" field one digit longer
+    assert large.bytes_per_party - small.bytes_per_party == 8 * 800 + len("1000") - len("200")
 
 
 def test_bench_cli_refuses_a_size_past_memory_without_a_traceback(monkeypatch, capsys):

@@ -15,10 +15,11 @@ from securefl.errors import ConfigError
 from securefl.tools import compare
 from securefl.tools.compare import DEFAULT_SIZES, CompareOptions, _Sweep
 from securefl.tools.report import TABLE_HEADERS
+from tests.paths import CONFIGS
 from tests.plugins import plugin_scheme
 
 ROUNDS = 1  # test presets may allow one publication per key set (ckks: flooding_queries = 1)
-LR_DP = Path(__file__).resolve().parents[3] / "examples" / "configs" / "logistic_dp.toml"
+LR_DP = CONFIGS / "logistic_dp.toml"
 
 
 def fast_config(directory: Path) -> Path:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -9,8 +8,8 @@ from securefl import config
 from securefl.cli.main import main
 from securefl.errors import ConfigError
 from securefl.tools import dpcurve
+from tests.paths import CONFIGS
 
-CONFIGS = Path(__file__).resolve().parents[3] / "examples" / "configs"
 NB = CONFIGS / "naive_bayes_dp.toml"
 PAILLIER_TEST = ["crypto.scheme=paillier", "crypto.paillier.preset=test"]
 """A scheme that really hides every update, with its small (insecure, fast) test keys."""

@@ -188,11 +188,11 @@ def test_a_pool_that_cannot_be_scheduled_is_a_clear_error_not_a_hang(local_ray):
     free = ray.available_resources().get("CPU", 0)  # fewer than 3, whatever other tests' actors hold
     with pytest.raises(TransportError, match=r"[123] of 3 Ray actors were not ready within"):
         RayTransport(cfg, Authority(sim.scheme, cfg.federation.ids), actors=3)  # 3 actors, 2 CPUs: one never starts
-    for _ in range(100):  # the actors that did start are stopped: their CPUs come back
-        if ray.available_resources().get("CPU", 0) == free:
-            break
+    deadline = time.monotonic() + 30  # the actors that did start are stopped: their CPUs come back
+    while (cpus := ray.available_resources().get("CPU", 0)) != free:
+        assert time.monotonic() < deadline, (f"{free - cpus} CPU(s) still held 30 s after the error: the actors "
+                                             "that started were not stopped")
         time.sleep(0.1)
-    assert ray.available_resources().get("CPU", 0) == free
 
 
 def test_the_config_travels_to_the_actors_as_json_and_reads_back_the_same():

@@ -234,13 +234,21 @@ def test_a_party_killed_while_it_measures_the_model_is_dropped_by_its_missing_he
             "[crypto]\nscheme = \"plain\"\n")
     d = deploy(text, poll_seconds=1)
     d.start("authority")
-    d.start("aggregator", "--json", str(d.json))
+    d.start_module("aggregator", "securefl", "--debug", "aggregator", str(d.path), "--json", str(d.json))
     for pid in ("party-1", "party-2"):
         d.start_module(f"party:{pid}", "tests.userprog", str(d.path), pid)
     d.start_module("party:party-3", "tests.slowprog", str(d.path), "party-3", "300")
     d.wait_for("party:party-3", "evaluating slowly", timeout=90)
-    # it is alive while it computes: its heartbeats keep it in the step for longer than the grace (2*1+2 s)
-    time.sleep(6)
+    # it is alive while it computes: its heartbeats keep it in the step for longer than the grace (2*1+2 s).
+    # Six counted heartbeats one poll (1 s) apart span at least 5 s, past the grace
+    start = len(d.log("aggregator"))
+    beat = re.compile(r"heartbeat of party-3 for the \w+ step of round 0 \(stage \d+\)\n")
+    deadline = time.monotonic() + 60
+    while len(beat.findall(d.log("aggregator")[start:])) < 6:
+        assert time.monotonic() < deadline, ("party-3 sent no six counted heartbeats in 60 s:\n"
+                                             + d.log("aggregator")[-3000:])
+        assert d.procs["aggregator"].poll() is None, d.log("aggregator")[-3000:]
+        time.sleep(0.1)
     assert "gone" not in d.log("aggregator"), d.log("aggregator")[-3000:]
     d.kill("party:party-3")
     t0 = time.monotonic()

@@ -11,6 +11,7 @@ from crypto_backends.errors import ShareError
 from crypto_backends.secagg import SecAggScheme
 from securefl.transport.grpc.certs import PARTY, load_tls, make_certificates
 from securefl.transport.grpc.identity import CertificateIdentity
+from tests.exchange import setup_exchange
 
 IDS = ["party-1", "party-2", "party-3", "party-4"]
 
@@ -31,21 +32,10 @@ def _bound(certs_dir, scheme, ids=IDS):
     return keys
 
 
-def _setup(scheme, keys, rnd=0, tamper=lambda step, party, message: message):
-    """The setup exchange with a hook on the aggregator's messages (where a substituting aggregator acts)."""
-    parties, replies = tuple(sorted(keys.parties)), {}
-    for step in range(scheme.setup_steps(rnd)):
-        msgs = scheme.setup_messages(keys.aggregator, round=rnd, step=step, parties=parties, replies=replies)
-        replies = {p: scheme.setup_reply(keys.parties[p], round=rnd, step=step, message=tamper(step, p, m))
-                   for p, m in msgs.items()}
-        parties = tuple(sorted(replies))
-    return scheme.setup_done(keys.aggregator, round=rnd, replies=replies)
-
-
 def test_signed_advertisements_verify_and_the_round_sums(certs):
     scheme = SecAggScheme()
     keys = _bound(certs[0], scheme)
-    ready = _setup(scheme, keys)
+    ready = setup_exchange(scheme, keys)
     assert ready == tuple(IDS)
     ups = [scheme.protect(keys.parties[p], np.full(8, 0.25), weight=1.0, round=0) for p in ready]
     aggregate = scheme.combine(keys.aggregator, ups, round=0)
@@ -72,7 +62,7 @@ def test_a_substituted_advertised_key_is_refused(certs, field):
     scheme = SecAggScheme()
     keys = _bound(certs[0], scheme)
     with pytest.raises(ShareError, match="party-2.*does not verify"):
-        _setup(scheme, keys, tamper=_substitute(field))
+        setup_exchange(scheme, keys, tamper_message=_substitute(field))
 
 
 @pytest.mark.parametrize(("case", "why"), [
@@ -103,7 +93,7 @@ def test_an_advertisement_signed_by_another_party_or_another_ca_or_unsigned_is_r
     scheme = SecAggScheme()
     keys = _bound(good, scheme)
     with pytest.raises(ShareError, match=why):
-        _setup(scheme, keys, tamper=tamper)
+        setup_exchange(scheme, keys, tamper_message=tamper)
 
 
 def test_an_advertisement_replayed_from_an_earlier_round_is_refused(certs):
@@ -117,6 +107,6 @@ def test_an_advertisement_replayed_from_an_earlier_round_is_refused(certs):
             return seen["old"]  # round 1 gets round 0's advertisements
         return message
 
-    _setup(scheme, keys, 0, record)
+    setup_exchange(scheme, keys, 0, tamper_message=record)
     with pytest.raises(ShareError, match="does not verify"):
-        _setup(scheme, keys, 1, record)
+        setup_exchange(scheme, keys, 1, tamper_message=record)

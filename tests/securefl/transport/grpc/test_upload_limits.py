@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,12 +29,13 @@ def _rss(pid: int, field: str = "VmRSS") -> int:
     raise AssertionError(f"no {field} for process {pid}")
 
 
-def _frames(announced: int, sent: int, chunk: int, pause: float = 0.0) -> Iterator[bytes]:
+def _frames(announced: int, sent: int, chunk: int, hold: threading.Event | None = None) -> Iterator[bytes]:
+    """The upload's frames; with ``hold``, the rest waits after the first block until ``hold`` is set."""
     yield wire.header("upload", step="train", round=0, stage=0, bytes=announced)
     block = wire.DATA + b"\x00" * chunk  # one buffer reused: the client's own memory stays small
-    for _ in range(sent // chunk):
-        if pause:
-            time.sleep(pause)
+    for i in range(sent // chunk):
+        if hold is not None and i == 1:
+            assert hold.wait(60), "the held upload was never released"
         yield block
 
 
@@ -91,11 +91,16 @@ def test_a_party_has_at_most_one_upload_in_flight(aggregator):
     d = aggregator
     chunk = 1000
     slow: list[grpc.StatusCode] = []
-    # an upload within the limit (the model's 31 values, with the margin) trickling in: it holds its slot
-    first = threading.Thread(target=lambda: slow.append(_upload(d, _frames(60 * chunk, 60 * chunk, chunk, 0.1))))
+    # an upload within the limit (the model's 31 values, with the margin) held after its first block: once the
+    # aggregator says it is in progress, it holds its slot until released
+    hold = threading.Event()
+    first = threading.Thread(target=lambda: slow.append(_upload(d, _frames(60 * chunk, 60 * chunk, chunk, hold))))
     first.start()
-    time.sleep(1.5)
-    assert _upload(d, _frames(chunk, chunk, chunk)) is grpc.StatusCode.RESOURCE_EXHAUSTED
+    try:
+        d.wait_for("aggregator", "upload of party-1 in progress")
+        assert _upload(d, _frames(chunk, chunk, chunk)) is grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        hold.set()
     first.join(60)
     assert slow and slow[0] is not grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "already has an upload in progress" in d.log("aggregator") or "second concurrent upload" in d.log(
