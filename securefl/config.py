@@ -77,6 +77,8 @@ PRIVACY_MODES = ("off", "local", "distributed")
 MECHANISMS = ("gaussian", "laplace")
 COMPOSITIONS = ("basic", "zcdp")
 TRANSPORTS = ("threads", "ray", "grpc")
+AUTO_CHECKPOINT = "auto"
+"""``transport.checkpoint``'s default: a checkpoint for a ``grpc`` deployment, none in one process."""
 """``transport.kind``: the one seam key: the parties on threads of this process, in Ray actors (both run by
 ``securefl run``), or each role its own process over gRPC."""
 IN_PROCESS = ("threads", "ray")
@@ -432,9 +434,11 @@ class TransportConfig(_Section):
     """Address the servers listen on (``0.0.0.0`` for every interface)."""
     cert_dir: str = "certs"
     """Directory made by ``securefl certs`` (ca.pem, NAME.pem, NAME.key)."""
-    checkpoint: str = "securefl-aggregator.ckpt"
-    """The aggregator's checkpoint file (written atomically after every round; a rerun resumes from it, with
-    ``threads`` as with ``grpc``); empty: none."""
+    checkpoint: str = "auto"
+    """The aggregator's checkpoint file, written atomically after every round; a rerun resumes from it, with
+    ``threads`` or ``ray`` (``securefl run``) as with ``grpc``.  ``"auto"``: ``securefl-aggregator.ckpt`` for a
+    ``grpc`` deployment, none for an in-process run (so that reruns start over unless asked); empty: none.
+    See :attr:`checkpoint_file`."""
     authority_keys: str = ""
     """The authority's key store (every secret key; mode 0600), so a restarted authority serves the same
     keys; empty: keys live in the authority's memory only and a restart makes a new key set."""
@@ -450,6 +454,13 @@ class TransportConfig(_Section):
     """Size of each streamed piece of a model, update or key."""
     max_message_bytes: int = 2048 * MiB
     """Largest model, update or key accepted over the network."""
+
+    @property
+    def checkpoint_file(self) -> str:
+        """The checkpoint file a run writes and resumes from (``checkpoint``, ``"auto"`` resolved); empty: none."""
+        if self.checkpoint == AUTO_CHECKPOINT:
+            return "securefl-aggregator.ckpt" if self.kind == "grpc" else ""
+        return self.checkpoint
 
     def _validate(self) -> None:
         _one_of(self.kind, TRANSPORTS, "transport.kind")

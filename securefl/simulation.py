@@ -16,7 +16,7 @@ from pathlib import Path
 from crypto_backends.base import Scheme
 from securefl.config import Config, load
 from securefl.core.aggregator import Aggregator
-from securefl.core.authority import Authority
+from securefl.core.authority import Authority, PersistentAuthority
 from securefl.core.engine import OnRound, OnStop, RoundEngine
 from securefl.core.federation import (
     Federation,
@@ -28,10 +28,12 @@ from securefl.core.federation import (
     policy_state,
 )
 from securefl.core.party import Party
-from securefl.errors import ConfigError, UsageError
+from securefl.errors import ConfigError, SecureFLError, UsageError
 from securefl.ml.data import FederatedData
 from securefl.ml.models import ModelAdapter
 from securefl.ml.trainer import Trainer
+from securefl.state.checkpoint import CheckpointWriter, resume
+from securefl.state.keystore import KeyStore
 from securefl.transport.base import Transport
 from securefl.transport.inproc import InProcessTransport
 
@@ -61,8 +63,13 @@ class Simulation:
         self.scheme: Scheme = self.federation.scheme
         # the engine refuses a round past the budget up front; each party also enforces its own
         self.accountant = self.federation.accountant()
-        self.authority = Authority(self.scheme, cfg.federation.ids, policy=policy_state(cfg, state_dir),
-                                   min_contributors=min_contributors(cfg))
+        policy, least = policy_state(cfg, state_dir), min_contributors(cfg)
+        # with transport.authority_keys the key set outlives the run, so that a rerun may resume a sealed model
+        self.authority = (PersistentAuthority(self.scheme, cfg.federation.ids,
+                                              KeyStore(cfg.transport.authority_keys, self.scheme), policy=policy,
+                                              min_contributors=least)
+                          if cfg.transport.authority_keys else
+                          Authority(self.scheme, cfg.federation.ids, policy=policy, min_contributors=least))
         ray = cfg.transport.kind == "ray"
         if ray and trainers is not None:
             raise UsageError("transport.kind = 'ray' builds each party's trainer in its Ray actor from the config "
@@ -112,11 +119,25 @@ class Simulation:
         return InProcessTransport(self.parties, self.authority)
 
     def run(self, on_round: OnRound = lambda m: None, *, on_stop: OnStop = lambda r: None) -> RunResult:
-        """Every round; a run that stops early raises, after ``on_stop`` got its rounds so far (``stopped`` set)."""
+        """Every round; a run that stops early raises, after ``on_stop`` got its rounds so far (``stopped`` set).
+
+        With a ``transport.checkpoint`` file the run resumes from it (the rounds it holds are not run again,
+        the privacy budget they spent stays spent) and writes it after every round.  Its model must be open,
+        or sealed under this run's key set (``transport.authority_keys`` keeps the key set across runs).
+        """
+        path, key = self.cfg.transport.checkpoint_file, self.authority.aggregator_key()
+        try:
+            model, history = resume(path, self.scheme.name, key.key_id, self.rounds, open_model_takes_new_keys=True,
+                                    new_keys_hint="set transport.authority_keys so that reruns keep one key set")
+        except SecureFLError as exc:  # a run that stops before its first round still reports, with no rounds
+            on_stop(self.federation.result([], None, self.accountant, stopped=exc))
+            raise
+        writer = CheckpointWriter(path, self.scheme.name, key.key_id.hex()) if path else None
         transport = self.transport()
         try:
-            engine = RoundEngine(self.federation, self.aggregator, transport, accountant=self.accountant)
-            return engine.run(on_round, on_stop=on_stop)
+            engine = RoundEngine(self.federation, self.aggregator, transport, accountant=self.accountant,
+                                 checkpoint=writer)
+            return engine.run(on_round, model=model, history=history, on_stop=on_stop)
         finally:
             transport.close()
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,6 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from securefl.core import jsonout
 from securefl.errors import ConfigError
 from securefl.state.atomic import write_private
+
+if TYPE_CHECKING:  # the result type only: importing the core would slow every command's start
+    from securefl.core.federation import RunResult
 
 EXIT_ERROR = 2
 console = Console(stderr=True, highlight=False)
@@ -81,6 +84,15 @@ def write_json(path: str | None, payload: Mapping[str, Any]) -> None:
         return
     # a reader never sees half a result; the result holds nothing secret, so it may be world-readable
     write_private(check_parent(path, "--json"), (jsonout.dumps(payload) + "\n").encode("utf-8"), mode=0o644)
+
+
+def result_json(path: str | None) -> Callable[[RunResult], None]:
+    """The one writer of a run's ``--json``: its final result, or a stopped run's rounds so far and why it stopped.
+
+    A command passes it as the run's ``on_stop`` and calls it with the final result, so both go to ``path``
+    the same way (nothing without a path).
+    """
+    return lambda result: write_json(path, result.as_json())
 
 
 def progress() -> Progress:

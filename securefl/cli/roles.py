@@ -7,7 +7,7 @@ import logging
 import signal
 
 from securefl import config as config_mod
-from securefl.cli.common import check_parent, console, out, write_json
+from securefl.cli.common import check_parent, console, out, result_json
 from securefl.errors import ConfigError
 
 
@@ -72,10 +72,10 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
     tlslog.install()  # before grpc is imported: refused TLS handshakes are logged with the peer's address
     from securefl.transport.grpc.aggregator_server import NetworkedAggregator
 
-    result = NetworkedAggregator(cfg, insecure=args.insecure).run(
-        on_stop=lambda partial: write_json(args.json, partial.as_json()))
+    save = result_json(args.json)
+    result = NetworkedAggregator(cfg, insecure=args.insecure).run(on_stop=save)
     out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
-    write_json(args.json, result.as_json())
+    save(result)
     return 0
 
 

@@ -9,9 +9,8 @@ from rich.text import Text
 from securefl import config as config_mod
 from securefl.cli.common import check_parent as _check_parent
 from securefl.cli.common import check_plot as _check_plot
-from securefl.cli.common import console, out
+from securefl.cli.common import console, out, result_json
 from securefl.cli.common import progress as _progress
-from securefl.cli.common import write_json as _write_json
 from securefl.errors import ConfigError
 
 # the body below is kept as it was in cli/main.py (hence the underscore aliases above)
@@ -48,14 +47,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                           f"{m.seconds:7.3f} s  {m.bytes_up / 1024:9.1f} KiB up/party{spent}{note}"))
 
         # a run that stops early still writes its JSON: the completed rounds and why it stopped
-        result = sim.run(on_round, on_stop=lambda partial: _write_json(args.json, partial.as_json()))
+        save = result_json(args.json)
+        result = sim.run(on_round, on_stop=save)
     out.print(f"final {result.metric}: {result.final_accuracy:.4f}")
     if result.privacy is not None:
         p = result.privacy
         out.print(f"privacy ({p['mode']}, {p['mechanism']}): "
                   f"epsilon {p['epsilon_spent']:g} of {p['epsilon_budget']:g}, "
                   f"delta {p['delta_spent']:.3g} of {p['delta_budget']:.3g} spent ({p['composition']} composition)")
-    _write_json(args.json, result.as_json())
+    save(result)
     if args.plot:
         from securefl.tools.plots import plot_rounds
 

@@ -25,6 +25,7 @@ from crypto_backends.base import Scheme
 from crypto_backends.capabilities import FunctionKeys
 from crypto_backends.errors import PolicyError
 from crypto_backends.keys import AggregatorKey, FunctionKey, KeySet, PartyKey
+from securefl.state.keystore import KeyStore
 from securefl.state.partystate import PolicyState
 
 log = logging.getLogger(__name__)
@@ -86,4 +87,24 @@ class Authority:
         if self.policy is not None:  # on disk before the key leaves this role
             self.policy.store(self._fkeys.policy_record(self._keys.authority))
         log.info("round %d: function key granted for %d parties", round, len(weights))
+        return key
+
+
+class PersistentAuthority(Authority):
+    """An :class:`~securefl.core.authority.Authority` whose key set lives in a :class:`KeyStore` as well."""
+
+    def __init__(self, scheme: Scheme, party_ids: Sequence[str], store: KeyStore, *,
+                 policy: PolicyState | None = None, min_contributors: int = 1) -> None:
+        keys = store.load(party_ids)
+        super().__init__(scheme, party_ids, keys=keys, policy=policy, min_contributors=min_contributors)
+        self.store = store
+        if keys is None:
+            store.save(self._keys)
+        log.info("key store: %s", store.path)
+
+    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        """As :meth:`Authority.function_key`; the key store holds the grant's record before the key leaves."""
+        key = super().function_key(round, weights)
+        # the policy's record of this grant is on disk before the key leaves the authority
+        self.store.save(self._keys)
         return key

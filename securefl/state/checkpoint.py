@@ -96,3 +96,34 @@ class CheckpointWriter:
         """Write the checkpoint after the rounds of ``history`` atomically (a crash leaves the previous one)."""
         Checkpoint(self.scheme, self.key_id, len(history), tuple(history), model.to_bytes()).save(self.path)
         log.info("checkpoint written after round %d", len(history) - 1)
+
+
+def resume(path: str, scheme: str, key_id: bytes, rounds: int, *, new_keys_hint: str,
+           open_model_takes_new_keys: bool = False) -> tuple[GlobalModel | None, list[RoundMetrics]]:
+    """Where a run under ``scheme`` and key set ``key_id`` starts: the checkpoint at ``path``, or the beginning.
+
+    Returns the model and the rounds done (``None, []`` without a checkpoint).  A
+    checkpoint of another scheme is refused, and so is one of another key set,
+    unless ``open_model_takes_new_keys`` and its model is open (a vector in the
+    clear does not depend on the keys; a sealed one only the old keys open): an
+    in-process run makes new keys every time, a deployment's authority keeps them,
+    so there new keys mean the operator lost the old ones.  ``new_keys_hint`` says
+    how to keep the old key set, for the refusal's message.
+    """
+    ckpt = Checkpoint.load(path) if path else None
+    if ckpt is None:
+        return None, []
+    model = GlobalModel.from_bytes(ckpt.model)
+    if ckpt.scheme != scheme or (ckpt.key_id != key_id.hex() and (model.is_sealed or not open_model_takes_new_keys)):
+        raise TransportError(
+            f"checkpoint {path} was made under {ckpt.scheme} key set {ckpt.key_id[:16]}, but this run has {scheme} "
+            f"key set {key_id.hex()[:16]}: its {'sealed ' if model.is_sealed else ''}global model cannot be used "
+            f"here. Delete the checkpoint to start over, or {new_keys_hint}")
+    if ckpt.key_id != key_id.hex():
+        log.info("checkpoint %s was made under key set %s; its model is open, so the new key set %s takes it on",
+                 path, ckpt.key_id[:16], key_id.hex()[:16])
+    if ckpt.next_round >= rounds:
+        log.warning("checkpoint %s already holds all %d rounds; the final model is served as it is", path,
+                    ckpt.next_round)
+    log.info("resumed from checkpoint %s at round %d", path, ckpt.next_round)
+    return model, list(ckpt.rounds)

@@ -45,8 +45,8 @@ from securefl.core.aggregator import Aggregator
 from securefl.core.engine import OnStop, RoundEngine
 from securefl.core.federation import RoundMetrics, RunResult, federation
 from securefl.core.messages import MAX_METRICS_BYTES, GlobalModel
-from securefl.errors import SecureFLError, TransportError
-from securefl.state.checkpoint import Checkpoint, CheckpointWriter
+from securefl.errors import SecureFLError
+from securefl.state.checkpoint import CheckpointWriter, resume
 from securefl.transport.base import STEPS, Accept, Replies, Request, T, Transport
 from securefl.transport.grpc import wire
 from securefl.transport.grpc.certs import AGGREGATOR, PARTY, Identity
@@ -352,19 +352,9 @@ class NetworkedAggregator:
         return key, self.federation.aggregator(key)
 
     def _resume(self, key: AggregatorKey) -> tuple[GlobalModel | None, list[RoundMetrics]]:
-        path = self.cfg.transport.checkpoint
-        ckpt = Checkpoint.load(path) if path else None
-        if ckpt is None:
-            return None, []
-        if ckpt.scheme != self.federation.scheme.name or ckpt.key_id != key.key_id.hex():
-            raise TransportError(
-                f"checkpoint {path} was made under {ckpt.scheme} key set {ckpt.key_id[:16]}, but the authority now "
-                f"serves {self.federation.scheme.name} key set {key.fingerprint}: the old global model cannot "
-                "be used with new keys. Delete the checkpoint to start over, or restart the original authority")
-        if ckpt.next_round >= self.federation.rounds:
-            log.warning("checkpoint %s already holds all %d rounds; serving the final model", path, ckpt.next_round)
-        log.info("resumed from checkpoint %s at round %d", path, ckpt.next_round)
-        return GlobalModel.from_bytes(ckpt.model), list(ckpt.rounds)
+        return resume(self.cfg.transport.checkpoint_file, self.federation.scheme.name, key.key_id,
+                      self.federation.rounds, new_keys_hint="restart the original authority (transport.authority_keys "
+                      "keeps its key set across restarts)")
 
     def run(self, on_stop: OnStop = lambda r: None) -> RunResult:
         """Serve until every round is fused; returns the run's result (the ``securefl run --json`` form).
@@ -382,8 +372,8 @@ class NetworkedAggregator:
             on_stop(self.federation.result([], None, self.federation.accountant(), stopped=exc))
             self.authority.close()
             raise
-        writer = (CheckpointWriter(tcfg.checkpoint, self.federation.scheme.name, key.key_id.hex())
-                  if tcfg.checkpoint else None)
+        writer = (CheckpointWriter(tcfg.checkpoint_file, self.federation.scheme.name, key.key_id.hex())
+                  if tcfg.checkpoint_file else None)
         self.server = self.endpoint.server([self.service.handler()], tcfg.aggregator_port,
                                            workers=min(256, 2 * len(fed.ids) + 8))
         log.info("aggregator listening on %s:%d", tcfg.bind_host, tcfg.aggregator_port)

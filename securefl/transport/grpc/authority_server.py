@@ -16,42 +16,21 @@ Keys travel as the scheme's ``dump_key`` bytes, never pickled, over mutual TLS.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 
 import grpc
 
-from crypto_backends.base import Scheme
-from crypto_backends.keys import SECRET_ACCESS, FunctionKey, Key
+from crypto_backends.keys import SECRET_ACCESS, Key
 from securefl.config import Config
-from securefl.core.authority import Authority
+from securefl.core.authority import Authority, PersistentAuthority
 from securefl.core.federation import make_scheme, min_contributors, policy_state
 from securefl.state.keystore import KeyStore
-from securefl.state.partystate import PolicyState
 from securefl.transport.grpc import wire
 from securefl.transport.grpc.certs import AGGREGATOR, AUTHORITY, PARTY, Identity
 from securefl.transport.grpc.channels import Endpoint, answer_errors, require_peer
 
 log = logging.getLogger(__name__)
 SERVICE = "securefl.Authority"
-
-
-class PersistentAuthority(Authority):
-    """An :class:`~securefl.core.authority.Authority` whose key set lives in a :class:`KeyStore` as well."""
-
-    def __init__(self, scheme: Scheme, party_ids: Sequence[str], store: KeyStore, *,
-                 policy: PolicyState | None = None, min_contributors: int = 1) -> None:
-        keys = store.load(party_ids)
-        super().__init__(scheme, party_ids, keys=keys, policy=policy, min_contributors=min_contributors)
-        self.store = store
-        if keys is None:
-            store.save(self._keys)
-        log.info("key store: %s", store.path)
-
-    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
-        key = super().function_key(round, weights)
-        # the policy's record of this grant is on disk before the key leaves the authority
-        self.store.save(self._keys)
-        return key
 
 
 class AuthorityService:
