@@ -65,6 +65,7 @@ class Checkpointer(Protocol):
         The engine calls it before reporting the round; an exception stops the run.
         Whether the write is atomic is the implementation's promise, not this protocol's.
         """
+        ...
 
 
 @dataclass
