@@ -305,12 +305,14 @@ class SchemeParams:
 
     @classmethod
     def preset(cls, name: str) -> SchemeParams:
+        """The parameter set named ``name`` in :meth:`presets`; :class:`InvalidParameterError` for an unknown name."""
         presets = cls.presets()
         if name not in presets:
             raise InvalidParameterError(f"unknown preset {name!r}; choose one of {sorted(presets)}")
         return presets[name]
 
     def as_dict(self) -> dict[str, Any]:
+        """Every field of these parameters by name, values as they are (a shallow copy; not made JSON-safe)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -332,6 +334,10 @@ def as_update_vector(values: object) -> np.ndarray:
 
 
 def check_weight(weight: float) -> float:
+    """``weight`` as a ``float``, or :class:`InvalidInputError` unless it is a finite, positive number.
+
+    ``bool`` is refused although it is an ``int``; numpy integers and floats are accepted.
+    """
     if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)):
         raise InvalidInputError(f"weight must be a number, got {type(weight).__name__}")
     weight = float(weight)

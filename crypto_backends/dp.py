@@ -106,6 +106,7 @@ class NoisePlan:
 
     @property
     def length(self) -> int:
+        """The number of values the plan covers: the sum of its segments' lengths."""
         return sum(s.length for s in self.segments)
 
     @property
@@ -338,10 +339,19 @@ class DPScheme(SchemeWrapper, Precompute):
             )
 
     def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+        """The inner scheme's reveal, after :meth:`check_contributors`; in distributed mode the sum is snapped.
+
+        Raises :class:`PolicyError` (distributed mode) for an aggregate of fewer than
+        ``min_contributors`` updates, before the inner scheme decrypts anything.
+        """
         self.check_contributors(aggregate)
         return self._release(self.inner.reveal(key, aggregate, function_key=function_key))
 
     def release(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
+        """The inner scheme's publication step, after :meth:`check_contributors`; distributed mode snaps the sum.
+
+        Raises :class:`PolicyError` as :meth:`reveal` does.
+        """
         self.check_contributors(aggregate)
         return self._release(self.inner.release(key, aggregate, total))
 

@@ -42,6 +42,7 @@ class SecretAccess:
     _instance: ClassVar[SecretAccess | None] = None
 
     def __new__(cls) -> SecretAccess:
+        """The one instance, :data:`SECRET_ACCESS` (every call returns the same object)."""
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance

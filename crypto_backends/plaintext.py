@@ -53,10 +53,12 @@ class PlainParams(SchemeParams):
     exact_sum: bool = True
 
     def validate(self) -> None:
+        """Raise :class:`InvalidParameterError` unless ``exact_sum`` is a ``bool``."""
         if not isinstance(self.exact_sum, bool):
             raise InvalidParameterError(f"plain exact_sum must be true or false, got {self.exact_sum!r}")
 
     def security_bits(self) -> int:
+        """128, by convention only: nothing is encrypted (so the insecure-parameter guard stays quiet)."""
         # Nothing is encrypted; report the minimum so the insecure-parameter guard
         # does not fire for a scheme whose lack of protection is its stated purpose.
         return 128
@@ -79,10 +81,12 @@ class PlainScheme(Scheme):
     )
 
     def tolerance(self, weights: Sequence[float]) -> float:
+        """A fixed ``1e-9``: float64 sums of bounded values, whatever the weights."""
         return 1e-9
 
     @property
     def declarations(self) -> Declarations:
+        """The default declarations, with the payload size known: 8 bytes (one float64) per value."""
         return dataclasses.replace(super().declarations,
                                    payload_bytes=self._payload_bytes)
 
@@ -90,6 +94,10 @@ class PlainScheme(Scheme):
         return length * _F8.itemsize
 
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
+        """Keys with no material (one per party, the aggregator's, the authority's) under a random 16-byte key id.
+
+        Raises as :func:`~crypto_backends.envelope.check_party_id` does for an invalid party id.
+        """
         key_id = random_bytes(16)
         parties = {
             pid: PartyKey(self.name, key_id, None, holds_secret=False, owner=check_party_id(pid))
@@ -115,6 +123,10 @@ class PlainScheme(Scheme):
         return total.data
 
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        """The in-place float64 sum: with its exact rounding error (``exact_sum``, the default), or alone.
+
+        Only the former gives a fused model independent of the uploads' arrival order.
+        """
         # a subclass may bring parameters of its own (without the field): exact, as plain's default
         if not getattr(self.params, "exact_sum", True):
             return _RunningSum(self, key, round=round)

@@ -89,27 +89,35 @@ class SchemeWrapper(Scheme):
 
     @property
     def declarations(self) -> Declarations:
+        """``inner``'s declarations, read on every access (a subclass that changes a promise overrides this)."""
         return self.inner.declarations
 
     def tolerance(self, weights: Sequence[float]) -> float:
+        """``inner``'s error bound for ``weights`` (a subclass that adds error, such as noise, overrides this)."""
         return self.inner.tolerance(weights)
 
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
+        """``inner``'s key set: the wrapper's keys are the inner scheme's, with its name."""
         return self.inner.keygen(party_ids)
 
     def protect(self, key: PartyKey, values: np.ndarray, *, weight: float, round: int) -> Envelope:
+        """``inner``'s protect, forwarded whole (its checks and errors are the inner scheme's)."""
         return self.inner.protect(key, values, weight=weight, round=round)
 
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        """``inner``'s running aggregate, forwarded whole."""
         return self.inner.accumulator(key, round=round)
 
     def combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, round: int) -> Envelope:
+        """``inner``'s combine, forwarded whole."""
         return self.inner.combine(key, updates, round=round)
 
     def reveal(self, key: Key, aggregate: Envelope, *, function_key: FunctionKey | None = None) -> np.ndarray:
+        """``inner``'s reveal, forwarded whole (its role check and errors are the inner scheme's)."""
         return self.inner.reveal(key, aggregate, function_key=function_key)
 
     def release(self, key: Key, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
+        """``inner``'s publication step, forwarded whole (fresh flooding noise, where the inner scheme draws it)."""
         return self.inner.release(key, aggregate, total)
 
     def capability(self, kind: type[C]) -> C | None:
@@ -117,9 +125,11 @@ class SchemeWrapper(Scheme):
         return self if isinstance(self, kind) else self.inner.capability(kind)
 
     def dump_key(self, key: Key, *, secret_access: SecretAccess | None = None) -> bytes:
+        """``inner``'s key bytes (secret keys need ``SECRET_ACCESS``): they load in the bare inner scheme too."""
         return self.inner.dump_key(key, secret_access=secret_access)
 
     def load_key(self, data: bytes) -> Key:
+        """``inner``'s key from ``data``, with the inner scheme's checks and errors (the wrapper adds none)."""
         return self.inner.load_key(data)
 
     # --- the template hooks: unreachable, every public operation above is forwarded whole ------

@@ -161,10 +161,12 @@ class FederationConfig(_Section):
 
     @property
     def ids(self) -> tuple[str, ...]:
+        """The party ids: ``party_ids`` when given, else ``party-1`` ... ``party-N`` for ``parties = N``."""
         return self.party_ids or tuple(f"party-{i + 1}" for i in range(self.parties))
 
     @property
     def min_parties(self) -> int:
+        """The quorum as a count: ``quorum``, or every party when it is 0."""
         return self.quorum or self.parties
 
 
@@ -399,6 +401,7 @@ class PrivacyConfig(_Section):
 
     @property
     def enabled(self) -> bool:
+        """Whether differential privacy is on: ``mode`` is ``local`` or ``distributed``, not ``off``."""
         return self.mode != "off"
 
     @property
@@ -589,6 +592,11 @@ def _key_path(key: str) -> list[str] | None:
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``--set SECTION.KEY=VALUE`` to the raw (unvalidated) mapping ``raw``, in place.
+
+    Missing sections are created; :class:`ConfigError` for a malformed ``item``, or a path
+    through a value instead of a section.  Nothing is validated here: that happens when ``raw`` is read.
+    """
     path, value = parse_override(item)
     _assign(raw, path, value, f"--set {item!r}")
 

@@ -152,9 +152,15 @@ class FEParams(SchemeParams):
     points: str = "uncompressed"
 
     def security_bits(self) -> int:
+        """128: Pollard rho on secp256k1's 256-bit prime-order group (fixed: no parameter changes it)."""
         return 128  # Pollard rho on a 256-bit prime-order group
 
     def validate(self) -> None:
+        """Raise :class:`InvalidParameterError` for any field outside its range or of the wrong type.
+
+        Checked: ``clip``, ``bits`` (2-24), ``dlog_table_bits`` (4-26), ``min_parties`` (at least 2),
+        ``max_share``, ``weight_unit``, ``max_weight``, ``min_parties_changed``, ``points``, ``workers``.
+        """
         if not (isinstance(self.clip, (int, float)) and 0 < float(self.clip) < 1e9):
             raise InvalidParameterError(f"fe clip must be a positive number, got {self.clip!r}")
         if not (isinstance(self.bits, int) and 2 <= self.bits <= 24):
@@ -197,6 +203,7 @@ class FEParams(SchemeParams):
             raise InvalidParameterError(f"fe workers must be an integer >= 0 (0 = one per CPU), got {self.workers!r}")
 
     def min_contributors(self) -> int | None:
+        """``min_parties``: the authority grants no function key for fewer non-zero weights."""
         return self.min_parties
 
     def under_differential_privacy(self) -> FEParams:
@@ -215,6 +222,7 @@ class FEParams(SchemeParams):
 
     @classmethod
     def presets(cls) -> Mapping[str, SchemeParams]:
+        """``default``, and ``test``: a small table, a relaxed policy and one worker (fast tests, not deployments)."""
         return {
             "default": cls(),
             # Small table, a relaxed policy (the contract suite fuses two parties with
@@ -312,6 +320,7 @@ class FEScheme(Scheme, FunctionKeys):
     # --- declarations -------------------------------------------------------------
     @property
     def declarations(self) -> Declarations:
+        """The default declarations, with ``value_bound`` (``clip``) and the payload size (one point per value)."""
         return dataclasses.replace(super().declarations,
                                    value_bound=self._value_bound, payload_bytes=self._payload_bytes)
 
@@ -333,6 +342,7 @@ class FEScheme(Scheme, FunctionKeys):
         return group.POINT_BYTES if self._compressed else group.WIRE_BYTES
 
     def tolerance(self, weights: Sequence[float]) -> float:
+        """``n * weight_unit / (2 * scale * total weight)`` for ``n`` weights: each party's rounding (at most 1/2)."""
         # Each party rounds w_i * x_ij * scale to an integer (error <= 1/2), so the
         # weighted mean is off by at most n / (2 * scale * total weight).
         total = math.fsum(weights)
@@ -340,6 +350,10 @@ class FEScheme(Scheme, FunctionKeys):
 
     # --- keys -----------------------------------------------------------------------
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
+        """A fresh master secret (the authority's key), each party's PRF key derived from it; no aggregator material.
+
+        :class:`InvalidInputError` for repeated ids, :class:`MalformedCiphertextError` for an invalid one.
+        """
         if len(set(party_ids)) != len(party_ids):
             raise InvalidInputError("party ids must be distinct")
         key_id = random_bytes(16)
@@ -411,6 +425,10 @@ class FEScheme(Scheme, FunctionKeys):
         return pointsum.add(payloads, labels, length, self._workers, compressed=self._compressed)
 
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
+        """A running aggregate that buffers a few uploads and sums them into the partial sum in one pass.
+
+        A bad point rejects only its sender (:attr:`~crypto_backends.base.Accumulator.rejected`).
+        """
         return _FEAccumulator(self, key, round=round)
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:

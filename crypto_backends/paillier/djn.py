@@ -78,6 +78,7 @@ class PublicMaterial:
 
     @property
     def ciphertext_bytes(self) -> int:
+        """Bytes of one serialised ciphertext, an element of ``Z_{n^2}``: twice the modulus's bytes."""
         return 2 * self.key_bytes
 
     @property
@@ -86,6 +87,10 @@ class PublicMaterial:
         return (int(self.n.bit_length()) + 15) // 16
 
     def to_bytes(self) -> bytes:
+        """The public key's bytes: the modulus's byte length (2 bytes), then ``n`` and ``h_s``, fixed-width big-endian.
+
+        Read back by :func:`material_from_bytes`.
+        """
         return (struct.pack(">H", self.key_bytes) + int(self.n).to_bytes(self.key_bytes, "big")
                 + int(self.hs).to_bytes(self.ciphertext_bytes, "big"))
 
@@ -160,6 +165,10 @@ class PublicMaterial:
         return out
 
     def ciphertexts_to_bytes(self, cts: Sequence[mpz]) -> bytes:
+        """``cts`` concatenated, each :attr:`ciphertext_bytes` wide, big-endian (read by :meth:`parse_ciphertexts`).
+
+        The caller guarantees each lies in ``[0, n^2)``; a value outside it raises ``OverflowError``.
+        """
         width = self.ciphertext_bytes
         return b"".join(int(c).to_bytes(width, "big") for c in cts)
 
@@ -191,6 +200,10 @@ class PrivateMaterial:
         self._q_inv_p = gmpy2.invert(q, p)
 
     def to_bytes(self) -> bytes:
+        """The key pair's bytes: the public key's (:meth:`PublicMaterial.to_bytes`), then ``p`` and ``q`` (secret).
+
+        Fixed-width big-endian; read back by :func:`material_from_bytes` with ``private=True``.
+        """
         kb = self.public.key_bytes
         return self.public.to_bytes() + int(self.p).to_bytes(kb, "big") + int(self.q).to_bytes(kb, "big")
 

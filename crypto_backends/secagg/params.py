@@ -44,10 +44,17 @@ class SecAggParams(SchemeParams):
     threshold: int = 0
 
     def security_bits(self) -> int:
+        """128: X25519 key agreement bounds it; the symmetric primitives and seeds use 256-bit keys."""
         # X25519 (about 128-bit), HKDF-SHA256, ChaCha20 and ChaCha20-Poly1305 with 256-bit keys, seeds of 256 bits
         return 128
 
     def validate(self) -> None:
+        """Raise :class:`InvalidParameterError` for a bad weight bound, weight scale, graph setting, clip or
+        bits, or for a ring of more than :data:`MAX_RING_BITS` bits.
+
+        ``neighbours`` and ``threshold`` are only range-checked here: whether they fit a
+        federation is known at each round's setup (:meth:`share_threshold`).
+        """
         if isinstance(self.max_total_weight, bool) or not isinstance(self.max_total_weight, int) \
                 or self.max_total_weight < 1:
             raise InvalidParameterError(
@@ -68,6 +75,7 @@ class SecAggParams(SchemeParams):
                 f"within {MAX_RING_BITS}")
 
     def fixed_point(self) -> FixedPoint:
+        """The encoding of each value: clipped to ``clip``, ``bits`` bits with sign, CSPRNG stochastic rounding."""
         return FixedPoint(clip=float(self.clip), bits=self.bits, stochastic=True)
 
     @property
@@ -76,6 +84,7 @@ class SecAggParams(SchemeParams):
         return (self.fixed_point().max_int * self.max_total_weight).bit_length() + 1
 
     def integer_weight(self, weight: float) -> int:
+        """The ring weight of ``weight``: ``round(weight * weight_scale)`` (0 for a small weight: not checked here)."""
         return int(round(weight * self.weight_scale))
 
     def weight_error(self, weights: list[float]) -> float:
@@ -110,4 +119,5 @@ class SecAggParams(SchemeParams):
 
     @classmethod
     def presets(cls) -> Mapping[str, SecAggParams]:
+        """Only ``default`` (the field defaults); ``secagg`` has no other reviewed parameter sets."""
         return {"default": cls()}

@@ -158,11 +158,15 @@ class Advert:
     certificate: bytes
 
     def to_json(self) -> dict[str, str]:
+        """The advertisement as JSON fields: the party id, and the keys, signature and certificate as hex."""
         return {"party": self.party, "c_pk": self.c_pk.hex(), "s_pk": self.s_pk.hex(),
                 "sig": self.signature.hex(), "cert": self.certificate.hex()}
 
     @classmethod
     def from_json(cls, obj: object) -> Advert:
+        """The advertisement :meth:`to_json` wrote; :class:`ShareError` unless ``obj`` holds exactly its five fields,
+        a valid party id, 32-byte public keys and hex signature and certificate.  The signature is not verified here.
+        """
         if not isinstance(obj, dict) or set(obj) != {"party", "c_pk", "s_pk", "sig", "cert"}:
             raise ShareError("a secagg advertisement must hold party, c_pk, s_pk, sig and cert")
         party = obj["party"]
@@ -310,6 +314,7 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
 
     @property
     def declarations(self) -> Declarations:
+        """The default declarations, with ``value_bound``: ``clip`` (values beyond it are clipped, with a warning)."""
         return dataclasses.replace(super().declarations,
                                    value_bound=self._value_bound)
 
@@ -364,10 +369,17 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
 
     # --- setup (aggregator side) -------------------------------------------------------
     def setup_steps(self, round: int) -> int:
+        """4, every round (steps 0-3 of the module docstring): every round's keys are made fresh."""
         return _STEPS
 
     def setup_messages(self, key: AggregatorKey, *, round: int, step: int, parties: Sequence[str],
                        replies: Mapping[str, bytes]) -> Mapping[str, bytes]:
+        """Aggregator, steps 0-3: the roster and a fresh graph seed; each party's neighbours' advertisements;
+        the share boxes addressed to it; the round's set ``L``.
+
+        A reply that fails its checks leaves only its sender out of the round (recorded, logged);
+        :class:`ShareError` for a step outside 0-3, or a later step of a round whose step 0 did not run here.
+        """
         state = self._agg(key)
         if step == 0:
             roster = tuple(sorted(parties))
@@ -439,6 +451,7 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
             live = keep
 
     def setup_done(self, key: AggregatorKey, *, round: int, replies: Mapping[str, bytes]) -> tuple[str, ...]:
+        """The parties of ``L`` that confirmed it, sorted; a garbled confirmation leaves only its sender out."""
         st = self._agg_round(self._agg(key), round)
         ok: set[str] = set()
 
@@ -456,6 +469,9 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
 
     # --- setup (party side) --------------------------------------------------------------
     def setup_reply(self, key: PartyKey, *, round: int, step: int, message: bytes) -> bytes:
+        """Party, steps 0-3: its advertisement; its share boxes and commitments; its verdict on the boxes it got;
+        whether it is in ``L``.  :class:`ShareError` for a step out of order or a message that fails its checks.
+        """
         state, me = self._party(key), key.owner
         if me is None:
             raise ShareError(f"{key!r} names no party and cannot take part in a setup")
@@ -629,6 +645,10 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
 
     # --- unmasking -------------------------------------------------------------------------
     def share_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest:
+        """Every contributor is asked, ``t`` shares are needed, and the message names the parties of ``L`` that dropped.
+
+        :class:`ShareError` if a contributor was not in ``L``, or the round was not set up here.
+        """
         st = self._agg_round(self._agg(key), aggregate.round)
         survivors = set(aggregate.parties)
         strangers = survivors - set(st.live)
@@ -689,6 +709,9 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
         return out
 
     def check_share(self, key: AggregatorKey, aggregate: Envelope, party: str, share: bytes) -> None:
+        """Each share must be of a peer of ``L`` that ``party`` holds shares of, of the kind its survival calls for,
+        at most one per peer, and match the commitment made in setup; else :class:`ShareError`.
+        """
         st = self._agg_round(self._agg(key), aggregate.round)
         self._parse_shares(st, aggregate, party, share)
 

@@ -47,10 +47,12 @@ class Combined:
 
     @property
     def contributors(self) -> tuple[str, ...]:
+        """The parties whose updates the aggregate sums, as the aggregate lists them."""
         return self.aggregate.parties
 
     @property
     def weights(self) -> dict[str, float]:
+        """Each contributor's weight in the aggregate, by party id (a fresh dict)."""
         return dict(zip(self.aggregate.parties, self.aggregate.weights, strict=True))
 
 
@@ -139,6 +141,11 @@ class Aggregator:
 
     def require_quorum(self, round: int, usable: int, rejected: Mapping[str, str], what: str,
                        needed: int | None = None) -> None:
+        """Raise :class:`QuorumError` unless ``usable`` reaches ``needed`` (default: the federation's quorum).
+
+        ``what`` names the items counted, in the message (``"update"``, ``"share"``); ``rejected``
+        lists, by sender, why the others were not usable.
+        """
         needed = self.quorum if needed is None else needed
         if usable < needed:
             detail = "; ".join(f"{p}: {why}" for p, why in rejected.items())
@@ -189,6 +196,7 @@ class Stream:
 
     @property
     def parties(self) -> tuple[str, ...]:
+        """The parties folded in so far (a snapshot; later uploads may still be added until :meth:`close`)."""
         with self._lock:
             return self._acc.parties
 

@@ -103,7 +103,10 @@ class PersistentAuthority(Authority):
         log.info("key store: %s", store.path)
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
-        """As :meth:`Authority.function_key`; the key store holds the grant's record before the key leaves."""
+        """As :meth:`Authority.function_key`, but the key set is saved first, with the policy's record of this grant.
+
+        A refused key (PolicyError) saves nothing; a failed save raises and the key is not handed out.
+        """
         key = super().function_key(round, weights)
         # the policy's record of this grant is on disk before the key leaves the authority
         self.store.save(self._keys)

@@ -59,7 +59,13 @@ OnStop = Callable[[RunResult], None]
 class Checkpointer(Protocol):
     """Where a run records each finished round, so that a restarted aggregator resumes from it."""
 
-    def save(self, model: GlobalModel, history: Sequence[RoundMetrics]) -> None: ...
+    def save(self, model: GlobalModel, history: Sequence[RoundMetrics]) -> None:
+        """Record ``model`` as it stands after the rounds of ``history`` (called once per finished round).
+
+        The engine calls it before reporting the round; an exception stops the run.
+        Whether the write is atomic is the implementation's promise, not this protocol's.
+        """
+        ...
 
 
 @dataclass

@@ -37,6 +37,14 @@ from securefl.state.partystate import PartyState, PolicyState, federation_id
 
 @dataclass(frozen=True)
 class RoundMetrics:
+    """One finished round as reported: its number, main metric, time, upload size, contributors and dropouts.
+
+    ``accuracy`` is the value of the run's main metric (:attr:`RunResult.metric`; NaN
+    when no contributor measured it), ``seconds`` the time from the round's start to
+    its fused model, ``parties`` the contributors in the aggregate, ``dropped`` the asked
+    parties left out, with why.  ``delta_spent`` is set together with ``epsilon_spent``.
+    """
+
     round: int
     accuracy: float
     seconds: float
@@ -51,6 +59,7 @@ class RoundMetrics:
     """Every metric the parties reported, averaged over the contributors (``accuracy`` is the run's main one)."""
 
     def as_json(self) -> dict[str, Any]:
+        """The round in the ``--json`` form: a NaN ``accuracy`` as ``null``; privacy spend and metrics only if set."""
         # a metric nobody measured is NaN here and null in JSON (strict JSON has no NaN)
         data = {"round": self.round, "accuracy": finite(self.accuracy), "seconds": self.seconds,
                 "bytes_up": self.bytes_up,
@@ -63,6 +72,11 @@ class RoundMetrics:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> RoundMetrics:
+        """The round :meth:`as_json` wrote (from a checkpoint or a ``--json`` file), types coerced.
+
+        A missing field raises ``KeyError``, a mistyped one ``TypeError`` or ``ValueError``; the
+        caller turns these into its own error (the checkpoint reader does).
+        """
         spent = obj.get("epsilon_spent"), obj.get("delta_spent")
         accuracy = math.nan if obj["accuracy"] is None else float(obj["accuracy"])
         return cls(int(obj["round"]), accuracy, float(obj["seconds"]), float(obj["bytes_up"]),
@@ -91,6 +105,11 @@ def stop_reason(exc: BaseException) -> str:
 
 @dataclass
 class RunResult:
+    """A whole run as reported (the ``--json`` form): the scheme, data set, number of parties, main metric and rounds.
+
+    ``rounds`` holds every round that finished, also when the run stopped early.
+    """
+
     scheme: str
     dataset: str
     parties: int
@@ -107,9 +126,15 @@ class RunResult:
 
     @property
     def final_accuracy(self) -> float:
+        """The main metric after the last finished round; NaN when no round finished."""
         return self.rounds[-1].accuracy if self.rounds else float("nan")
 
     def as_json(self) -> dict[str, Any]:
+        """The run in the ``--json`` form; a NaN ``final_accuracy`` (and non-finite privacy numbers) as ``null``.
+
+        ``final_parameters`` is not included; ``stop_message`` only when the run stopped early,
+        ``privacy`` only when privacy is on.
+        """
         data = {"scheme": self.scheme, "dataset": self.dataset, "parties": self.parties, "metric": self.metric,
                 "rounds": [r.as_json() for r in self.rounds], "final_accuracy": finite(self.final_accuracy),
                 "stopped": self.stopped}
@@ -183,14 +208,17 @@ class Federation:
 
     @property
     def party_ids(self) -> tuple[str, ...]:
+        """Every party of the federation: ``federation.ids``."""
         return self.cfg.federation.ids
 
     @property
     def dataset(self) -> str:
+        """The data set's name for the results: ``own`` here, as the parties bring their own data."""
         return OWN_DATA
 
     @property
     def rounds(self) -> int:
+        """Rounds a run performs: ``federation.rounds``."""
         return self.cfg.federation.rounds
 
     def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
@@ -211,10 +239,16 @@ class Federation:
                      self.accountant(), fuse=self.fuse, state=party_state(self.cfg, party_id, state_dir))
 
     def trainer(self, party_id: str) -> Trainer:
+        """Always raises :class:`ConfigError`: parties of this federation bring their own trainers or data."""
         raise ConfigError(f"{party_id} brings its own data or trainer (data.dataset = 'own'): start it with "
                           "securefl party CONFIG --id NAME --data PATH.csv, or securefl.serve_party(...)")
 
     def aggregator(self, key: AggregatorKey) -> Aggregator:
+        """The aggregator under ``key`` with the federation's quorum, fusion rule and weight and norm bounds.
+
+        The model's length is known only when the config defines the starting point;
+        otherwise the engine sets it from the initial parameters it asks of a party.
+        """
         length = None if self.initial is None else int(self.initial.size)
         fed = self.cfg.federation
         return Aggregator(self.scheme, key, num_parameters=length, quorum=fed.min_parties, fuse=self.fuse,
@@ -242,6 +276,7 @@ class KindFederation(Federation):
 
     @property
     def metric(self) -> str | None:  # type: ignore[override]
+        """The adapter's metric (built-in kinds: ``r2`` for ``linear_regression``, else ``accuracy``)."""
         return self.evaluator.metric
 
     @property
@@ -251,6 +286,7 @@ class KindFederation(Federation):
         return min(self.cfg.federation.rounds, needed) if needed else self.cfg.federation.rounds
 
     def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
+        """The adapter's fusion rule, not ``[model] fusion``: FedAvg's mean, or the kind's own (naive Bayes, trees)."""
         return self.evaluator.fuse(weighted_sum, total_weight)
 
 
@@ -272,10 +308,12 @@ class SharedDataFederation(KindFederation):
 
     @property
     def initial(self) -> np.ndarray:  # type: ignore[override]
+        """The adapter's initial parameters: the config defines the starting point, so no party is asked."""
         return self.evaluator.initial_parameters()
 
     @property
     def dataset(self) -> str:
+        """The name of the data set split across the parties."""
         return self.data.name
 
     def _protection(self, inner: Scheme) -> Scheme:
@@ -304,6 +342,7 @@ class SharedDataFederation(KindFederation):
         return adapter
 
     def accountant(self) -> privacy.PrivacyAccountant | None:
+        """A fresh accountant for the adapter's sensitivity at ``privacy.clip_norm``; ``None`` when privacy is off."""
         pcfg = self.cfg.privacy
         return privacy.PrivacyAccountant(pcfg, self.evaluator.sensitivity(pcfg.clip_norm)) if pcfg.enabled else None
 
@@ -325,4 +364,8 @@ class PartyDataFederation(KindFederation):
         super().__init__(cfg)
 
     def trainer(self, party_id: str) -> Trainer:
+        """This party's trainer: the configured kind on its own file's training rows, measured on its held-out rows.
+
+        ``party_id`` is not used: this federation holds one party's data only.
+        """
         return KindTrainer(self.evaluator, self.own.train, self.own.held_out)

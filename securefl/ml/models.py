@@ -103,10 +103,12 @@ class ModelAdapter(ABC):
 
     @property
     @abstractmethod
-    def num_parameters(self) -> int: ...
+    def num_parameters(self) -> int:
+        """The vector's length: the same for every role and every round of one configuration."""
 
     @abstractmethod
-    def initial_parameters(self) -> np.ndarray: ...
+    def initial_parameters(self) -> np.ndarray:
+        """The starting global vector, of :attr:`num_parameters` values: identical at every role for one seed."""
 
     @abstractmethod
     def _fit(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -117,7 +119,8 @@ class ModelAdapter(ABC):
         return checked_update(self._fit(params, X, y), self.num_parameters)
 
     @abstractmethod
-    def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray: ...
+    def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """The model ``params`` holds applied to each row of ``X``: class labels, or values for regression."""
 
     def _labels(self, index: np.ndarray) -> np.ndarray:
         """A classifier's class labels at ``index`` (positions in ``classes``)."""
@@ -154,6 +157,10 @@ class ModelAdapter(ABC):
         :meth:`sensitivity` block, so that post-processing can account for it.  Default: ignored."""
 
     def evaluate(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
+        """The model ``params`` holds measured on ``(X, y)``: R^2 when :attr:`metric` is ``r2``, else accuracy.
+
+        A forward pass (:meth:`predict`): nothing is trained, and ``params`` is not checked here.
+        """
         pred = self.predict(params, X)
         if self.metric == "r2":
             return float(r2_score(y, pred))
@@ -202,9 +209,11 @@ class LinearAdapter(ModelAdapter):
 
     @property
     def num_parameters(self) -> int:
+        """``k * (d + 1)``: ``d`` weights and an intercept per output (``k = 1`` for two classes or regression)."""
         return self.k * (self.n_features + 1)
 
     def initial_parameters(self) -> np.ndarray:
+        """All zeros (no seed needed)."""
         return np.zeros(self.num_parameters)
 
     def _split(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -231,6 +240,7 @@ class LinearAdapter(ModelAdapter):
         return np.concatenate([np.ravel(est.coef_), np.ravel(est.intercept_)]).astype(np.float64)
 
     def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """The linear scores' class (sign for one output, argmax for one-vs-rest), or the score for regression."""
         coef, intercept = self._split(np.asarray(params, dtype=np.float64))
         scores: np.ndarray = X @ coef.T + intercept
         if self.regression:
@@ -251,9 +261,11 @@ class MLPAdapter(ModelAdapter):
 
     @property
     def num_parameters(self) -> int:
+        """Every layer's weights and biases, in layer order."""
         return sum(a * b + b for a, b in zip(self.layers[:-1], self.layers[1:], strict=True))
 
     def initial_parameters(self) -> np.ndarray:
+        """Glorot-uniform weights and biases (as scikit-learn initialises) drawn from ``seed``: the same everywhere."""
         # Glorot-uniform, as scikit-learn initialises, from a seed every role shares.
         rng = np.random.default_rng(self.seed)
         parts = []
@@ -294,6 +306,7 @@ class MLPAdapter(ModelAdapter):
         return np.concatenate([p.ravel() for pair in zip(est.coefs_, est.intercepts_, strict=True) for p in pair])
 
     def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """The class of the network's output: ReLU hidden layers, then the sign (two classes) or the argmax."""
         coefs, intercepts = self._unpack(np.asarray(params, dtype=np.float64))
         h = X
         for c, b in zip(coefs[:-1], intercepts[:-1], strict=True):
@@ -328,6 +341,7 @@ class NaiveBayesAdapter(ModelAdapter):
     _sumsq_noise = 0.0
 
     def set_release_noise(self, stds: tuple[float, ...]) -> None:
+        """Keeps the noise deviation of the sums of squares (the third block): :meth:`estimator`'s variance floor."""
         self._sumsq_noise = float(stds[2])
 
     def __init__(self, cfg: ModelConfig, n_features: int, classes: np.ndarray | None, seed: int, *,
@@ -342,19 +356,23 @@ class NaiveBayesAdapter(ModelAdapter):
 
     @property
     def num_parameters(self) -> int:
+        """``k * (1 + 2d)``: per class, a count, ``d`` sums and ``d`` sums of squares."""
         return self.k * (1 + 2 * self.n_features)
 
     @property
     def value_range(self) -> float:
+        """1: every statistic is divided by ``stat_scale``, so each lies in ``[-1, 1]``."""
         return 1.0
 
     def initial_parameters(self) -> np.ndarray:
+        """All zeros: naive Bayes does not train from a global model (one round sums the statistics)."""
         return np.zeros(self.num_parameters)
 
     def _weight(self, rows: int) -> float:
         return 1.0
 
     def fuse(self, weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
+        """The summed statistics as they are (every weight is 1): a sum, not a mean; ``total_weight`` is unused."""
         return np.asarray(weighted_sum, dtype=np.float64)
 
     def sensitivity(self, clip_norm: float) -> tuple[Sensitivity, ...]:
@@ -395,6 +413,7 @@ class NaiveBayesAdapter(ModelAdapter):
         return est
 
     def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """The class :meth:`estimator`'s GaussianNB predicts per row of ``X`` (counts and variances clamped first)."""
         predicted: np.ndarray = self.estimator(params).predict(X)
         return predicted
 

@@ -128,6 +128,7 @@ class Tree:
 
     @classmethod
     def empty(cls, n_nodes: int) -> Tree:
+        """A tree of ``n_nodes`` heap slots, every one ABSENT (kind 0), with zero labels, features and thresholds."""
         zeros = np.zeros(n_nodes, dtype=np.int64)
         return cls(zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy())
 
@@ -213,16 +214,19 @@ class DecisionTreeAdapter(ModelAdapter):
     # --- the vector ---------------------------------------------------------------------
     @property
     def num_parameters(self) -> int:
+        """The vector's length: the tree block (``tree_length``) then the counts block (``count_length``)."""
         return self.tree_length + self.count_length
 
     @property
     def value_range(self) -> float:
+        """1: every value of the vector is in ``[-1, 1]`` (tree bits as -1 / +1, counts divided by ``stat_scale``)."""
         return 1.0
 
     def _weight(self, rows: int) -> float:
         return 1.0
 
     def initial_parameters(self) -> np.ndarray:
+        """The vector of a tree that is only its root, OPEN (predicting the first class), with all counts zero."""
         tree = Tree.empty(self.n_nodes)
         tree.kind[0] = OPEN
         return self.encode(tree)
@@ -371,6 +375,10 @@ class DecisionTreeAdapter(ModelAdapter):
 
     # --- using the tree --------------------------------------------------------------------
     def predict(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """The class label of each row of ``X``: the label of the node it reaches in the tree ``params`` holds.
+
+        An OPEN node predicts its majority class; :class:`FusionError` if ``params`` cannot be decoded.
+        """
         tree = self.decode(params)
         node = self.route(tree, self.bin_of(X))
         return self._labels(tree.label[node])

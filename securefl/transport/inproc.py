@@ -40,6 +40,11 @@ class InProcessTransport(Transport):
         self._busy: dict[str, cf.Future[list[bytes]]] = {}
 
     def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
+        """Each asked party answers on a pool thread; a party still busy with an earlier step is dropped from this one.
+
+        A party that misses the deadline is dropped, but its thread runs on (it cannot be
+        killed); the party is marked busy until it finishes.
+        """
         replies: Replies[T] = Replies()
         futures: dict[cf.Future[list[bytes]], str] = {}
         for pid, payload in request.payloads.items():
@@ -65,6 +70,7 @@ class InProcessTransport(Transport):
         return [party.respond(request.step, request.round, request.stage, payload)]
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        """The in-process authority's answer, by a direct call (its PolicyError propagates)."""
         return self.authority.function_key(round, weights)
 
     def release(self, model: GlobalModel) -> np.ndarray | None:
@@ -77,5 +83,6 @@ class InProcessTransport(Transport):
         return self.parties[min(self.parties)].open_model(model, publish=True)
 
     def close(self) -> None:
+        """Shut the party pool down without waiting: queued steps are cancelled, a running one is left to finish."""
         # do not wait for a party that never answered: the run is over without it
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -206,6 +206,11 @@ class RayTransport(Transport):
         self._busy: dict[str, Any] = {}
 
     def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
+        """Each asked party answers in its actor, in batches of up to :data:`CALLS_PER_ACTOR` calls per actor.
+
+        A party still busy with an earlier step is dropped from this one; a batch that misses
+        the deadline drops all its parties, and a lost actor drops the parties of its batch.
+        """
         ray = self.ray
         replies: Replies[T] = Replies()
         earlier = list({id(r): r for p in request.payloads if (r := self._busy.get(p)) is not None}.values())
@@ -247,6 +252,7 @@ class RayTransport(Transport):
             take_reply(replies, request, pid, functools.partial(_unframed, reply), accept, log)
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        """The driver's authority's answer, by a direct call (its PolicyError propagates); no actor is involved."""
         return self.authority.function_key(round, weights)
 
     def release(self, model: GlobalModel) -> np.ndarray | None:
@@ -257,6 +263,11 @@ class RayTransport(Transport):
         return parse_vector(_unframed(self.ray.get(self._host_of[pid].release.remote(pid, model.to_bytes()))))
 
     def close(self) -> None:
+        """Kill the actors, and shut Ray down in this process if this transport's ``ray.init`` started it.
+
+        A runtime the caller had started is left running; a joined cluster keeps running
+        either way.  Safe to call more than once.
+        """
         for host in getattr(self, "_hosts", []):
             self.ray.kill(host)
         self._hosts = []

@@ -93,6 +93,9 @@ class Board:
     """Parties with an upload in progress: at most one each, so one certificate cannot pile up buffers."""
 
     def has_work(self, party_id: str) -> bool:
+        """Whether a poll of ``party_id`` gets an answer now: the run is over, or the open step asks it and
+        it has neither replied nor been refused.  Call under ``cond``.
+        """
         return self.state in ("done", "failed") or (
             self.state in STEPS and party_id in self.payloads and party_id not in self.replies
             and party_id not in self.refused)
@@ -113,6 +116,9 @@ class Board:
                 and now - self.seen[p] > grace}
 
     def answered(self, grace: float = math.inf) -> bool:
+        """Whether the open request waits for no one: every asked party replied, was refused, or is
+        :meth:`gone` after ``grace`` seconds (default: never gone).  Call under ``cond``.
+        """
         return set(self.replies) | set(self.refused) | self.gone(grace) >= set(self.payloads)
 
 
@@ -130,6 +136,12 @@ class AggregatorService:
                             insecure=self.insecure)
 
     def task(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """``Task``: the calling party's work, held for up to ``poll_seconds`` until there is some, else ``wait``.
+
+        The answer is a header (state, round, stage, message) and the payload in chunks: the
+        step's payload, the final model for ``done``, nothing otherwise.  A caller that is
+        not a party of this federation ends with ``PERMISSION_DENIED``.
+        """
         wire.parse_header(request, "poll")
         pid = self._party(context, "take part in this federation").name
         b = self.board
@@ -177,6 +189,14 @@ class AggregatorService:
         return wire.header("ack", message=f"{what} {'open' if working else 'not open for ' + pid}")
 
     def upload(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        """``Upload``: the calling party's reply to the open request, checked and accepted once; returns the ack.
+
+        A second upload while one of the same party is in progress is ``RESOURCE_EXHAUSTED``;
+        a reply to a request that is not open, or after a refusal, is ``FAILED_PRECONDITION``;
+        a second reply ``ALREADY_EXISTS``; one larger than the board's limit is ``INVALID_ARGUMENT``
+        before its bytes are read.  A reply ``accept`` refuses is ``INVALID_ARGUMENT``
+        (``PERMISSION_DENIED`` for a policy's refusal), and the party sits the request out.
+        """
         pid = self._party(context, "upload a reply")
         b = self.board
         with b.cond:
@@ -244,6 +264,7 @@ class AggregatorService:
             return b.accept
 
     def handler(self) -> grpc.GenericRpcHandler:
+        """The ``securefl.Aggregator`` service's three methods, securefl errors answered as gRPC statuses."""
         return grpc.method_handlers_generic_handler(AGGREGATOR_SERVICE, {
             "Task": grpc.unary_stream_rpc_method_handler(answer_errors(self.task)),
             "Upload": grpc.stream_unary_rpc_method_handler(answer_errors(self.upload)),
@@ -270,6 +291,11 @@ class GrpcTransport(Transport):
         ``poll_seconds``, so twice that plus a margin is no false alarm."""
 
     def exchange(self, request: Request, accept: Accept[T], *, timeout: float) -> Replies[T]:
+        """Post ``request`` on the board and wait for its replies until every asked party answered or is gone,
+        or ``timeout`` seconds passed; then close it (later replies are ``FAILED_PRECONDITION``).
+
+        A party that went quiet for :attr:`gone_after` seconds is dropped as gone, without waiting for the timeout.
+        """
         self.ran = True
         b = self.board
         with b.cond:
@@ -315,6 +341,11 @@ class GrpcTransport(Transport):
         return cap if bound is None else min(cap, math.ceil(self.UPLOAD_MARGIN * bound) + self.ENVELOPE_SLACK)
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+        """The authority's answer over gRPC (:meth:`AuthorityClient.function_key`).
+
+        A refusal raises :class:`~securefl.errors.RefusedError` (with the gRPC status), an
+        unreachable authority :class:`~securefl.errors.TransportError`: not PolicyError.
+        """
         return self.authority.function_key(round, weights)
 
     def finish(self, model: GlobalModel | None, message: str, *, contributors: tuple[str, ...] = ()) -> None:

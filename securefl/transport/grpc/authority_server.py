@@ -52,18 +52,30 @@ class AuthorityService:
         return who == Identity(AGGREGATOR, AGGREGATOR)
 
     def party_key(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """``PartyKey``: the key of the party named by the caller's certificate (a party of this federation only).
+
+        Any other caller ends with ``PERMISSION_DENIED``; the request names no one, so a
+        party can fetch only its own key.
+        """
         wire.parse_header(request, "key_request")
         who = require_peer(context, self._is_party, "fetch a party key", insecure=self.insecure)
         log.info("party key sent to %s", who)
         return self._blob(self.authority.party_key(who.name))
 
     def aggregator_key(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """``AggregatorKey``: the aggregator key, to the aggregator only (anyone else: ``PERMISSION_DENIED``)."""
         wire.parse_header(request, "key_request")
         require_peer(context, self._is_aggregator, "fetch the aggregator key", insecure=self.insecure)
         log.info("aggregator key sent")
         return self._blob(self.authority.aggregator_key())
 
     def function_key(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """``FunctionKey``: a function key for the requested round and weights, to the aggregator only.
+
+        A round outside the run or a weight for a party not in the federation ends with
+        ``INVALID_ARGUMENT``; a refusal by the policy with ``PERMISSION_DENIED`` (through
+        :func:`~securefl.transport.grpc.channels.answer_errors`).
+        """
         head = wire.parse_header(request, "function_key")
         require_peer(context, self._is_aggregator, "request a function key", insecure=self.insecure)
         rnd, weights = head["round"], head["weights"]
@@ -75,6 +87,7 @@ class AuthorityService:
         return self._blob(self.authority.function_key(rnd, weights))
 
     def handler(self) -> grpc.GenericRpcHandler:
+        """The ``securefl.Authority`` service's three methods, securefl errors answered as gRPC statuses."""
         methods = {"PartyKey": self.party_key, "AggregatorKey": self.aggregator_key, "FunctionKey": self.function_key}
         return grpc.method_handlers_generic_handler(
             SERVICE, {name: grpc.unary_stream_rpc_method_handler(answer_errors(fn)) for name, fn in methods.items()})

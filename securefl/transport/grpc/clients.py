@@ -63,12 +63,22 @@ class AuthorityClient(_Client):
         return key
 
     def party_key(self, party_id: str) -> PartyKey:
+        """``party_id``'s party key from the authority (the authority knows the caller by its TLS certificate).
+
+        Raises :class:`~securefl.errors.TransportError` when the authority cannot be reached,
+        or sends a key of another role or of another party.
+        """
         key = self._key("PartyKey", wire.header("key_request"), PartyKey)
         if key.owner != party_id:
             raise TransportError(f"{self.where} sent the key of {key.owner!r} to {party_id!r}")
         return key  # type: ignore[return-value]
 
     def aggregator_key(self) -> AggregatorKey:
+        """The aggregator key from the authority (the authority knows the caller by its TLS certificate).
+
+        Raises :class:`~securefl.errors.TransportError` when the authority cannot be reached,
+        or sends a key of another role.
+        """
         return self._key("AggregatorKey", wire.header("key_request"), AggregatorKey)  # type: ignore[return-value]
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
@@ -95,6 +105,11 @@ class AggregatorClient(_Client):
     role, service = AGGREGATOR, AGGREGATOR_SERVICE
 
     def poll(self) -> Task:
+        """The aggregator's next task for this party; the server may hold the poll for up to ``poll_seconds``.
+
+        Raises :class:`~securefl.errors.TransportError` when the aggregator cannot be reached
+        (after the back-off) or answers with a state not in the wire protocol.
+        """
         # the server holds a poll for at most poll_seconds, then the payload download gets its own time
         head, payload = self._stream("Task", wire.header("poll"), "task",
                                      timeout=self.transport.poll_seconds + self.transport.connect_timeout)

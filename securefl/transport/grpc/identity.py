@@ -38,10 +38,16 @@ class CertificateIdentity:
         return f"CertificateIdentity({self.party!r})"
 
     def sign(self, data: bytes) -> tuple[bytes, bytes]:
+        """``(signature, certificate)``: ``data`` signed with the TLS key (ECDSA, SHA-256), and the DER certificate."""
         signature = self._key.sign(data, ec.ECDSA(hashes.SHA256()))
         return signature, self._cert.public_bytes(serialization.Encoding.DER)
 
     def verify(self, party: str, data: bytes, signature: bytes, certificate: bytes) -> None:
+        """Raise :class:`~crypto_backends.errors.ShareError` unless the DER ``certificate`` passes every check of
+        the module docstring for ``party`` and its key verifies ``signature`` over ``data``.
+
+        The certificate must be issued directly by the CA (no intermediates); revocation is not checked.
+        """
         if not signature or not certificate:
             raise ShareError(f"the keys advertised for {party} carry no signature: refused (every party of a "
                              "TLS federation signs its advertisement; the aggregator may have replaced it)")

@@ -13,7 +13,7 @@ from crypto_backends.roundtrip import reveal_sum, run_setup
 from securefl.core.authority import Authority
 from securefl.errors import TransportError
 from securefl.state.keystore import KeyStore, dump_keyset, load_keyset
-from securefl.transport.grpc.authority_server import PersistentAuthority
+from securefl.core.authority import PersistentAuthority
 from tests.schemes import make_scheme
 
 IDS = ["p1", "p2", "p3"]
