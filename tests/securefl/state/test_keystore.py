@@ -10,10 +10,9 @@ from crypto_backends import registry
 from crypto_backends.capabilities import InteractiveSetup
 from crypto_backends.keys import KeySet
 from crypto_backends.roundtrip import reveal_sum, run_setup
-from securefl.core.authority import Authority
+from securefl.core.authority import Authority, PersistentAuthority
 from securefl.errors import TransportError
 from securefl.state.keystore import KeyStore, dump_keyset, load_keyset
-from securefl.core.authority import PersistentAuthority
 from tests.schemes import make_scheme
 
 IDS = ["p1", "p2", "p3"]
