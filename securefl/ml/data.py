@@ -29,6 +29,7 @@ from sklearn.model_selection import train_test_split
 
 from securefl.config import SYNTHETIC, DataConfig
 from securefl.errors import DataError
+from securefl.tools.machine import InsufficientMemoryError, check_memory
 
 _LOADERS = {
     "breast_cancer": datasets.load_breast_cancer,
@@ -82,12 +83,31 @@ def synthetic(cfg: DataConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
     Half of the columns (at least one) are informative, the rest noise; one Gaussian cluster per class and 1 %
     of the labels flipped (``make_classification``'s default), so that a linear model learns it well but not
     perfectly.  Drawn with numpy's generator: experiment design, not a secret.
+
+    Refused before anything is drawn (:class:`~securefl.tools.machine.InsufficientMemoryError`, the check
+    ``securefl bench`` makes) when :func:`synthetic_bytes` exceeds the memory available.
     """
+    what = f"data.dataset = 'synthetic' at {cfg.samples:,} samples x {cfg.features:,} features"
+    fix = "lower data.samples or data.features"
+    check_memory(synthetic_bytes(cfg.samples, cfg.features), what, fix)
     informative = max(1, cfg.features // 2)
-    X, y = datasets.make_classification(n_samples=cfg.samples, n_features=cfg.features, n_informative=informative,
-                                        n_redundant=0, n_repeated=0, n_classes=cfg.classes,
-                                        n_clusters_per_class=1, random_state=seed)
-    return X.astype(np.float64), y.astype(np.int64)
+    try:
+        X, y = datasets.make_classification(n_samples=cfg.samples, n_features=cfg.features,
+                                            n_informative=informative, n_redundant=0, n_repeated=0,
+                                            n_classes=cfg.classes, n_clusters_per_class=1, random_state=seed)
+    except MemoryError:
+        raise InsufficientMemoryError(f"{what} does not fit in the memory available now; {fix}") from None
+    return np.asarray(X, dtype=np.float64), y.astype(np.int64)
+
+
+TABLE_COPIES = 3
+"""float64 copies of the whole table a synthetic load holds at its peak: the drawn rows (and scikit-learn's
+shuffled copy of them), then the training and held-out splits beside them, then the standardised splits."""
+
+
+def synthetic_bytes(samples: int, features: int) -> int:
+    """Bytes :func:`load_federated` holds at its peak for a synthetic table: ``TABLE_COPIES`` x rows x features x 8."""
+    return TABLE_COPIES * samples * features * 8
 
 
 def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -96,6 +116,10 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, bo
             rows = list(csv.reader(fh))
     except OSError as exc:
         raise DataError(f"cannot read CSV file {str(path)!r}: {exc.strerror}; check data.dataset") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text ({_first_undecodable(path)} cannot be decoded); save the file "
+                        "as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8 IN.csv > OUT.csv, or Excel's \"CSV UTF-8\") and "
+                        "read it again") from None
     if len(rows) < 3:
         raise DataError(f"{path}: needs a header row and at least two data rows; check that data.dataset names "
                         "the right file")
@@ -107,9 +131,10 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, bo
         X = np.array([[float(v) for j, v in enumerate(r) if j != li] for r in body], dtype=np.float64)
     except ValueError as exc:
         raise DataError(f"{path}: feature columns must be numeric ({exc})") from None
-    if X.ndim != 2 or X.shape[1] == 0 or not np.isfinite(X).all():
-        raise DataError(f"{path}: features must form a finite numeric table with at least one column besides "
-                        "data.label_column; fill or drop empty, NaN or infinite cells")
+    if X.ndim != 2 or X.shape[1] == 0:
+        raise DataError(f"{path}: features must form a numeric table with at least one column besides "
+                        "data.label_column, the same number of cells on every row")
+    _check_finite(path, X, [name for j, name in enumerate(header) if j != li])
     labels = [r[li] for r in body]
     try:
         y = np.array([float(v) for v in labels])
@@ -120,6 +145,35 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, bo
         classification = True
         _, y = np.unique(np.array(labels), return_inverse=True)
     return X, y, classification
+
+
+def _first_undecodable(path: Path) -> str:
+    """Where ``path`` stops being UTF-8: "byte 0xe9 on line 3" (the text decoder's own error counts chunks)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return f"byte {raw[exc.start]:#04x} on line {line}"
+    return "a byte"  # the file changed since it was read
+
+
+def _check_finite(path: Path, X: np.ndarray, columns: Sequence[str]) -> None:
+    """Refuse NaN or infinite cells, and columns whose mean or deviation overflows (standardising would make
+    NaN features of them), naming the file, the line, the column and the fix."""
+    bad = np.argwhere(~np.isfinite(X))
+    if len(bad):
+        i, j = (int(v) for v in bad[0])
+        raise DataError(f"{path}: line {i + 2}, column {columns[j]!r} holds {X[i, j]} ({len(bad)} such cells); "
+                        "features must be finite numbers: fill or drop empty, NaN or infinite cells")
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = np.isfinite(X.mean(axis=0)) & np.isfinite(X.std(axis=0))
+    if not scale.all():
+        j = int(np.flatnonzero(~scale)[0])
+        i = int(np.argmax(np.abs(X[:, j])))
+        raise DataError(f"{path}: column {columns[j]!r} (e.g. {X[i, j]:g} on line {i + 2}) is too large to "
+                        "standardise: its mean or deviation overflows float64; rescale the column (e.g. to other "
+                        "units or its logarithm) so that its values stay below about 1e150 in magnitude")
 
 
 def partition(

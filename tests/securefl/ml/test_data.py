@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from securefl import config
-from securefl.errors import ConfigError
-from securefl.ml.data import held_out_parts, load_federated
+from securefl.cli.main import main
+from securefl.config import DataConfig
+from securefl.errors import ConfigError, DataError
+from securefl.ml.data import held_out_parts, load_federated, load_party, synthetic_bytes
+from securefl.tools.machine import InsufficientMemoryError
+from tests.paths import CONFIGS
 
 SCALE = "[federation]\nparties = 1000\nseed = 7\n[data]\ndataset = \"synthetic\"\nsamples = 134000\n"
 
@@ -49,3 +55,60 @@ def test_the_synthetic_keys_are_checked():
         config.loads("[data]\nfeatures = 1\n")
     with pytest.raises(ConfigError, match="data.dataset"):
         config.loads("[data]\ndataset = \"synthetc\"\n")
+
+
+def _csv(tmp_path, text: str | bytes, name: str = "site.csv"):
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_a_csv_that_is_not_utf8_is_a_data_error_naming_the_file_the_byte_and_the_fix(tmp_path, capsys):
+    """Was a UnicodeDecodeError traceback, exit 1."""
+    path = _csv(tmp_path, "a,b,label\n1,2,x\n3,4,caf\xe9\n5,6,x\n".encode("latin-1"))
+    with pytest.raises(DataError, match=rf"{path}: not UTF-8 text \(byte 0xe9 on line 3 cannot be decoded\); "
+                                        r"save the file as UTF-8 \(e.g. iconv"):
+        load_party(DataConfig(dataset="own"), path, 0)
+    assert main(["run", str(CONFIGS / "plain.toml"), "--set", f"data.dataset=csv:{path}"]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("cells", "error"), [
+    ("1e308", r"column 'b' \(e.g. 1e\+308 on line 2\) is too large to standardise: its mean or deviation "
+              r"overflows float64; rescale the column"),
+    ("1e200", r"column 'b' \(e.g. 1e\+200 on line 2\) is too large to standardise"),
+    ("nan", r"line 2, column 'b' holds nan \(1 such cells\); features must be finite numbers"),
+    ("-inf", r"line 2, column 'b' holds -inf"),
+])
+def test_a_csv_whose_values_are_not_finite_or_overflow_standardising_is_refused_when_read(tmp_path, cells, error):
+    """1e308 used to load and standardise to NaN features with only numpy's RuntimeWarnings."""
+    rows = "".join(f"{i},{cells if i == 0 else '1e308' if cells == '1e308' else 3},{i % 2}\n" for i in range(20))
+    path = _csv(tmp_path, "a,b,label\n" + rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning on the way to the error
+        with pytest.raises(DataError, match=rf"{path}: {error}"):
+            load_party(DataConfig(dataset="own"), path, 0)
+        with pytest.raises(DataError, match=error):
+            load_federated(DataConfig(dataset=f"csv:{path}"), ["p1", "p2"], 0)
+
+
+def test_large_but_standardisable_values_still_load(tmp_path):
+    rows = "".join(f"{i},{(i % 7) * 1e140},{i % 2}\n" for i in range(20))
+    data = load_party(DataConfig(dataset="own"), _csv(tmp_path, "a,b,label\n" + rows), 0)
+    assert np.isfinite(data.train.X).all() and abs(data.train.X[:, 1].mean()) < 1
+
+
+def test_a_synthetic_table_larger_than_the_memory_is_refused_before_it_is_drawn(capsys):
+    """samples = 10000000, features = 10000 (each in range) was numpy's _ArrayMemoryError: 745 GiB."""
+    cfg = config.loads("[data]\ndataset = \"synthetic\"\nsamples = 10000000\nfeatures = 10000\n")
+    with pytest.raises(InsufficientMemoryError,
+                       match=r"data.dataset = 'synthetic' at 10,000,000 samples x 10,000 features needs about "
+                             r".* of memory and this machine has .* available; lower data.samples or data.features"):
+        load_federated(cfg.data, cfg.federation.ids, 0)
+    assert synthetic_bytes(10_000_000, 10_000) == 3 * 8 * 10**11
+    assert main(["run", str(CONFIGS / "plain.toml"), "--set", "data.dataset=synthetic",
+                 "--set", "data.samples=10000000", "--set", "data.features=10000"]) == 2
+    assert "lower data.samples or data.features" in capsys.readouterr().err
