@@ -112,3 +112,72 @@ def test_a_synthetic_table_larger_than_the_memory_is_refused_before_it_is_drawn(
     assert main(["run", str(CONFIGS / "plain.toml"), "--set", "data.dataset=synthetic",
                  "--set", "data.samples=10000000", "--set", "data.features=10000"]) == 2
     assert "lower data.samples or data.features" in capsys.readouterr().err
+
+
+def _site(tmp_path, name: str, labels: list[str]):
+    rows = "".join(f"{i},{(i * 7) % 5},{labels[i % len(labels)]}\n" for i in range(40))
+    return _csv(tmp_path, "a,b,kind\n" + rows, name)
+
+
+def test_sites_with_other_string_label_sets_number_them_by_the_declared_list(tmp_path):
+    """Two sites' files, ['cat', 'dog'] and ['dog', 'fox']: 'dog' is one class at both."""
+    cfg = DataConfig(dataset="own", label_column="kind", classes=("cat", "dog", "fox"))
+    a = load_party(cfg, _site(tmp_path, "a.csv", ["cat", "dog"]), 0)
+    b = load_party(cfg, _site(tmp_path, "b.csv", ["dog", "fox"]), 0)
+    assert list(a.classes) == list(b.classes) == [0, 1, 2]  # the same model shape at both, a class missing or not
+    assert set(a.train.y) | set(a.held_out.y) == {0, 1} and set(b.train.y) | set(b.held_out.y) == {1, 2}
+    cfg_raw = DataConfig(dataset="own", label_column="kind", classes=("cat", "dog", "fox"), standardize=False)
+    for name, dog_rows in (("a.csv", 1), ("b.csv", 0)):  # 'dog' is on the odd rows of a.csv, the even ones of b.csv
+        site = load_party(cfg_raw, tmp_path / name, 0)
+        row = np.concatenate([site.train.X[:, 0], site.held_out.X[:, 0]]).astype(int)  # column a: the row number
+        y = np.concatenate([site.train.y, site.held_out.y])
+        assert (y[row % 2 == dog_rows] == 1).all()  # 'dog' is class 1 at both sites
+
+
+def test_string_labels_in_a_sites_own_file_without_declared_classes_are_refused_naming_the_fix(tmp_path):
+    """They were numbered per file by np.unique: 'dog' was class 1 at one site and class 0 at the other."""
+    cfg = DataConfig(dataset="own", label_column="kind")
+    path = _site(tmp_path, "b.csv", ["dog", "fox"])
+    with pytest.raises(DataError, match=rf"{path}: labels \['dog', 'fox'\] are strings, and this file alone would "
+                                        r"number them by its own sorted set \('dog' = 0, 'fox' = 1\); another "
+                                        r".* Declare the classes every site uses, the same in every site's config: "
+                                        r'\[data\] classes = \["dog", "fox"\]'):
+        load_party(cfg, path, 0)
+    # numeric labels are the same numbers at every site, and the one-file demo numbers its one file: both load
+    assert list(load_party(cfg, _site(tmp_path, "n.csv", ["0", "2"]), 0).classes) == [0, 2]
+    shared = load_federated(DataConfig(dataset=f"csv:{path}", label_column="kind"), ["p1", "p2"], 0)
+    assert list(shared.classes) == [0, 1]
+
+
+def test_a_label_outside_the_declared_classes_is_refused_naming_the_file_the_label_and_the_list(tmp_path):
+    path = _site(tmp_path, "a.csv", ["cat", "dog", "emu"])
+    cfg = DataConfig(dataset="own", label_column="kind", classes=("cat", "dog"))
+    with pytest.raises(DataError, match=rf"{path}: line 4 has label 'emu', which is not one of the declared "
+                                        r"data.classes = \['cat', 'dog'\]; add it to data.classes"):
+        load_party(cfg, path, 0)
+    with pytest.raises(DataError, match="label 'emu', which is not one of the declared"):
+        load_federated(DataConfig(dataset=f"csv:{path}", label_column="kind", classes=("cat", "dog")), ["p"], 0)
+    numbered = DataConfig(dataset="own", label_column="kind", classes=(2, 0, 1))
+    site = load_party(numbered, _site(tmp_path, "n.csv", ["0", "1.0", "2"]), 0)
+    assert sorted(set(site.train.y) | set(site.held_out.y)) == [0, 1, 2] and list(site.classes) == [0, 1, 2]
+    y = np.concatenate([site.train.y, site.held_out.y])
+    X = np.vstack([site.train.X, site.held_out.X])
+    assert set(y[X[:, 0] == X[:, 0].min()]) == {1}  # the first row, label 0, is the declared list's index 1
+    with pytest.raises(DataError, match=r"line 2 has label '3', which is not one of the declared data.classes = "
+                                        r"\[2, 0, 1\]"):
+        load_party(numbered, _site(tmp_path, "m.csv", ["3", "0"]), 0)
+
+
+def test_declared_classes_are_checked_as_a_list_of_distinct_strings_or_integers():
+    own = "[data]\ndataset = \"own\"\n"
+    assert config.loads(own + "classes = [\"b\", \"a\"]\n").data.classes == ("b", "a")
+    assert config.loads(own + "classes = [0, 1, 2]\n").data.class_labels == (0, 1, 2)
+    assert config.loads(own).data.class_labels is None
+    for bad, error in [("[]", "declare at least two class labels"), ("[\"a\"]", "declare at least two"),
+                       ("[\"a\", \"b\", \"a\"]", r"repeats \['a'\]; list each class label once"),
+                       ("[\"a\", 1]", "wrong type; expected an integer or a list of a string or a list of an integer"),
+                       ("[true, false]", "wrong type"), ("\"a\"", "wrong type")]:
+        with pytest.raises(ConfigError, match=rf"data.classes: .*{error}"):
+            config.loads(own + f"classes = {bad}\n")
+    with pytest.raises(ConfigError, match="data.classes: a list declares the labels of CSV files"):
+        config.loads("[data]\ndataset = \"iris\"\nclasses = [\"a\", \"b\"]\n")
