@@ -181,3 +181,19 @@ def test_declared_classes_are_checked_as_a_list_of_distinct_strings_or_integers(
             config.loads(own + f"classes = {bad}\n")
     with pytest.raises(ConfigError, match="data.classes: a list declares the labels of CSV files"):
         config.loads("[data]\ndataset = \"iris\"\nclasses = [\"a\", \"b\"]\n")
+
+
+def test_with_declared_classes_a_site_lacking_a_class_trains_the_same_model_as_the_others(tmp_path):
+    """Without the declaration a site lacking one of three classes trained 6 parameters where the others had 9."""
+    from securefl.core.federation import PartyDataFederation
+
+    cfg = config.loads("[federation]\nparties = 2\n[data]\ndataset = \"own\"\nlabel_column = \"kind\"\n"
+                       "classes = [\"cat\", \"dog\", \"fox\"]\n[model]\nkind = \"logistic\"\n")
+    sizes = set()
+    for name, labels in (("a.csv", ["cat", "dog", "fox"]), ("b.csv", ["dog", "fox"])):
+        fed = PartyDataFederation(cfg, _site(tmp_path, name, labels))
+        start = fed.evaluator.initial_parameters()
+        update, weight = fed.trainer("party-1").fit(start, 0)
+        sizes.update({start.size, update.size})
+        assert np.isfinite(update).all() and weight > 0
+    assert sizes == {9}  # (2 features + 1) x 3 classes at both sites
