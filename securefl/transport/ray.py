@@ -75,7 +75,7 @@ ADDRESS_KEY = "federation.ray_address"
 PROBE_SECONDS = 5.0
 """Longest :func:`connect` waits for a TCP connection to the cluster's address before calling it unreachable
 (Ray's own client retries a closed port for about 30 s before it says so)."""
-_HOST_PORT = re.compile(r"^(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):"
+_HOST_PORT = re.compile(r"^(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?):"
                         r"(?P<port>[0-9]{1,5})$")
 _ADDRESS_FIX = (f"set {ADDRESS_KEY} to ray://HOST:PORT (the head node's Ray Client port, 10001 by default), "
                 "HOST:PORT (its GCS port, 6379 by default, from a machine of the cluster), 'auto' (the cluster "

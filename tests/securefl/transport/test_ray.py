@@ -311,6 +311,7 @@ def test_a_ray_address_of_the_wrong_form_is_refused_before_ray_is_asked():
             check_ray_address(bad)
     assert check_ray_address("ray://head-1.example.org:10001") == ("head-1.example.org", 10001)
     assert check_ray_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
+    assert check_ray_address("ray://ray_head:10001") == ("ray_head", 10001)  # a Compose service name
     assert check_ray_address("ray://[::1]:10001") == ("::1", 10001)
     assert check_ray_address("auto") is None and check_ray_address("local") is None
 
