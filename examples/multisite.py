@@ -75,8 +75,21 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def config_text(sites: int, label: str, scheme: str, rounds: int, work: Path) -> str:
+def labels_of(files: list[Path], label: str) -> list[str]:
+    """Every label the sites' files hold, sorted: the ``[data] classes`` every site declares alike."""
+    found: set[str] = set()
+    for path in files:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            col = next(reader).index(label)
+            found.update(r[col] for r in reader if r)
+    return sorted(found)
+
+
+def config_text(sites: int, label: str, scheme: str, rounds: int, work: Path, classes: list[str] | None = None
+                ) -> str:
     agg, auth = free_ports(2)
+    declared = f"classes = {json.dumps(classes)}  # the labels every site numbers alike\n" if classes else ""
     return f"""[federation]
 parties = {sites}
 rounds = {rounds}
@@ -85,7 +98,7 @@ seed = 7
 [data]
 dataset = "own"          # each party trains on its own file (--data); the aggregator reads none
 label_column = "{label}"
-
+{declared}
 [model]
 kind = "logistic"
 local_epochs = 2
@@ -108,7 +121,7 @@ state_dir = "{work / 'state'}"
 
 def run(files: list[Path], label: str, scheme: str, rounds: int, work: Path) -> dict:
     cfg = work / "federation.toml"
-    cfg.write_text(config_text(len(files), label, scheme, rounds, work))
+    cfg.write_text(config_text(len(files), label, scheme, rounds, work, labels_of(files, label)))
     py = [sys.executable, "-m", "securefl"]
     subprocess.run([*py, "certs", str(work / "certs"), "--config", str(cfg)], check=True, stdout=subprocess.DEVNULL)
     procs: dict[str, subprocess.Popen[bytes]] = {}

@@ -191,8 +191,16 @@ class DataConfig(_Section):
     """``synthetic``: rows drawn in all (training and held-out together)."""
     features: int = 20
     """``synthetic``: feature columns (half of them informative, the rest noise)."""
-    classes: int = 2
-    """``synthetic``: class labels (at most ``2 ** (features // 2)``)."""
+    classes: int | tuple[str, ...] | tuple[int, ...] = 2
+    """``synthetic``: the number of classes (at most ``2 ** (features // 2)``).  ``csv:`` and ``own``: the list of
+    class labels every site uses (``["benign", "malignant"]`` or ``[0, 1, 2]``), in the order that numbers them;
+    a file's label outside it is refused.  Needed for string labels in the parties' own files, whose sites would
+    otherwise number their own label sets apart."""
+
+    @property
+    def class_labels(self) -> tuple[str, ...] | tuple[int, ...] | None:
+        """The declared class labels (``classes`` as a list), or ``None`` when ``classes`` is a number."""
+        return None if isinstance(self.classes, int) else self.classes
 
     def _validate(self) -> None:
         if self.dataset.startswith("csv:"):
@@ -201,10 +209,22 @@ class DataConfig(_Section):
             _one_of(self.dataset, (*DATASETS, SYNTHETIC, OWN_DATA), "data.dataset")
         _require(10 <= self.samples <= 10_000_000, "data.samples", "must be between 10 and 10000000 rows")
         _require(2 <= self.features <= 10_000, "data.features", "must be between 2 and 10000 columns")
-        _require(2 <= self.classes <= 1000, "data.classes", "must be between 2 and 1000")
-        _require(self.classes <= 2 ** min(self.features // 2, 30), "data.classes",
-                 f"{self.classes} classes need at least {2 * max(1, math.ceil(math.log2(self.classes)))} features "
-                 f"(half of them informative, one cluster per class); raise data.features or lower data.classes")
+        if not isinstance(self.classes, int):
+            labels = self.classes
+            _require(self.dataset.startswith("csv:") or self.dataset == OWN_DATA, "data.classes",
+                     f"a list declares the labels of CSV files (data.dataset = 'csv:PATH' or 'own'); "
+                     f"{self.dataset!r} has its own labels: give the number of classes for 'synthetic', or "
+                     "leave data.classes out")
+            _require(len(labels) >= 2, "data.classes", f"{list(labels)!r}: declare at least two class labels")
+            _require(len(set(labels)) == len(labels), "data.classes",
+                     f"{list(labels)!r} repeats {sorted({v for v in labels if labels.count(v) > 1})!r}; "
+                     "list each class label once")
+        else:
+            _require(2 <= self.classes <= 1000, "data.classes", "must be between 2 and 1000")
+            _require(self.classes <= 2 ** min(self.features // 2, 30), "data.classes",
+                     f"{self.classes} classes need at least {2 * max(1, math.ceil(math.log2(self.classes)))} "
+                     "features (half of them informative, one cluster per class); raise data.features or lower "
+                     "data.classes")
         _one_of(self.partition, PARTITIONS, "data.partition")
         _require(self.alpha > 0, "data.alpha", "must be positive")
         _require(0 < self.test_fraction < 1, "data.test_fraction", "must be strictly between 0 and 1")
@@ -833,6 +853,8 @@ def _check_scalar(key: str, value: Any, hint: Any) -> Any:
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
     if typing.get_origin(hint) is tuple:
         return f"a list of {_type_name(typing.get_args(hint)[0])}"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(

@@ -117,7 +117,10 @@ _PLURALS = {"integer": "integers", "number": "numbers", "boolean": "booleans", "
 
 
 def doc_type(type_name: str) -> str:
-    """The README's spelling of a type (``"a list of a string"`` -> ``"list of strings"``)."""
+    """The README's spelling of a type (``"a list of a string"`` -> ``"list of strings"``; alternatives joined by
+    "or")."""
+    if " or " in type_name and type_name not in _TYPE_WORDS:
+        return " or ".join(map(doc_type, type_name.split(" or ")))
     if type_name.startswith("a list of "):
         inner = doc_type(type_name[len("a list of "):])
         return f"list of {_PLURALS.get(inner, inner)}"

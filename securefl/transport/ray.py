@@ -44,6 +44,8 @@ import functools
 import json
 import logging
 import os
+import re
+import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -68,7 +70,59 @@ CALLS_PER_ACTOR = 32
 """Calls one exchange makes of an actor at most: its parties go in this many batches (one party per call for
 small federations), so that a thousand parties cost a few dozen Ray calls, not a thousand (about 1 ms each)."""
 
-__all__ = ["PartyHost", "RayTransport", "config_text", "import_ray", "read_config_text"]
+ADDRESS_KEY = "transport.ray_address"
+"""The config key that names the Ray cluster to join (named in the errors below)."""
+PROBE_SECONDS = 5.0
+"""Longest :func:`connect` waits for a TCP connection to the cluster's address before calling it unreachable
+(Ray's own client retries a closed port for about 30 s before it says so)."""
+_HOST_PORT = re.compile(r"^(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?):"
+                        r"(?P<port>[0-9]{1,5})$")
+_ADDRESS_FIX = (f"set {ADDRESS_KEY} to ray://HOST:PORT (the head node's Ray Client port, 10001 by default), "
+                "HOST:PORT (its GCS port, 6379 by default, from a machine of the cluster), 'auto' (the cluster "
+                "this machine belongs to), or leave it empty to start a local Ray runtime")
+
+__all__ = ["ADDRESS_KEY", "PartyHost", "RayTransport", "check_ray_address", "config_text", "connect", "import_ray",
+           "read_config_text"]
+
+
+def check_ray_address(address: str) -> tuple[str, int] | None:
+    """The host and port ``address`` names, ``None`` for ``auto``/``local``; :class:`ConfigError` for another form.
+
+    Accepted: ``ray://HOST:PORT`` (Ray Client), ``HOST:PORT`` (a cluster's GCS), ``auto`` and ``local``
+    (``ray.init``'s own words); the empty address (start a local runtime) is not an address and is not
+    passed here.
+    """
+    if address in ("auto", "local"):
+        return None
+    match = _HOST_PORT.match(address)
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ConfigError(f"{ADDRESS_KEY} = {address!r} is not a Ray address; {_ADDRESS_FIX}")
+    return match["host"].strip("[]"), int(match["port"])
+
+
+def connect(ray: Any, address: str, *, probe_seconds: float = PROBE_SECONDS) -> None:
+    """``ray.init`` joining ``address`` (empty: a local runtime), or a typed error naming the address and the fix.
+
+    The address's form is checked first (:func:`check_ray_address`, a :class:`ConfigError`); a host:port that
+    refuses or does not answer a TCP connection within ``probe_seconds`` is a :class:`TransportError` at once
+    (rather than after Ray's own retries), and so is any connection failure of ``ray.init`` itself.
+    """
+    target = check_ray_address(address) if address else None
+    if target is not None:
+        try:
+            socket.create_connection(target, timeout=probe_seconds).close()
+        except OSError as exc:
+            reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            raise TransportError(f"cannot reach the Ray cluster at {ADDRESS_KEY} = {address!r} ({reason} on "
+                                 f"{target[0]}:{target[1]}): start it there (ray start --head), check the host, "
+                                 f"port and firewall, or {_ADDRESS_FIX}") from None
+    try:
+        ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING)
+    except (ConnectionError, TimeoutError, ValueError) as exc:
+        where = f"join the Ray cluster at {ADDRESS_KEY} = {address!r}" if address else "start a local Ray runtime"
+        raise TransportError(f"cannot {where} ({type(exc).__name__}: {exc}); check that the cluster is up "
+                             f"(`ray status` on its head node) and runs this Ray version ({ray.__version__}), "
+                             f"or {_ADDRESS_FIX}") from None
 
 
 def import_ray() -> Any:
@@ -172,8 +226,7 @@ class RayTransport(Transport):
         self._started = False
         t0 = time.perf_counter()
         if not ray.is_initialized():
-            address = cfg.transport.ray_address or None
-            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+            connect(ray, cfg.transport.ray_address)
             self._started = True
         ids = sorted(cfg.federation.ids)
         cpus = int(ray.cluster_resources().get("CPU", 1))

@@ -28,7 +28,13 @@ from securefl.transport.base import Request
 from tests.paths import CONFIGS, REPO
 
 ray = pytest.importorskip("ray")  # CI installs the [ray] extra (.ci/run); skipped only where it is absent
-from securefl.transport.ray import RayTransport, config_text, read_config_text  # noqa: E402 - after the skip
+from securefl.transport.ray import (  # noqa: E402 - after the skip
+    RayTransport,
+    check_ray_address,
+    config_text,
+    connect,
+    read_config_text,
+)
 
 BASE = """
 [federation]
@@ -308,3 +314,48 @@ def test_the_scale_example_is_a_thousand_parties_of_about_a_hundred_rows_on_ray(
     # the CKKS variant's total weight (every party's rows) fits its declared bound
     ckks = config.load(CONFIGS / "synthetic_1000.toml", ["crypto.scheme=ckks"]).crypto.scheme_params()
     assert ckks.max_total_weight >= train_rows  # type: ignore[attr-defined]
+
+
+def test_a_ray_address_of_the_wrong_form_is_refused_before_ray_is_asked():
+    for bad in ("bogus", "ray://", "ray://host", "http://head:10001", "head:0", "head:70000", "ray://head:port"):
+        with pytest.raises(ConfigError, match=r"transport.ray_address = .* is not a Ray address; set"):
+            check_ray_address(bad)
+    assert check_ray_address("ray://head-1.example.org:10001") == ("head-1.example.org", 10001)
+    assert check_ray_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
+    assert check_ray_address("ray://ray_head:10001") == ("ray_head", 10001)  # a Compose service name
+    assert check_ray_address("ray://[::1]:10001") == ("::1", 10001)
+    assert check_ray_address("auto") is None and check_ray_address("local") is None
+
+
+@pytest.mark.parametrize(("address", "error"), [
+    ("bogus", "transport.ray_address = 'bogus' is not a Ray address"),
+    ("ray://127.0.0.1:1", r"cannot reach the Ray cluster at transport.ray_address = 'ray://127.0.0.1:1' "
+                          r"\(Connection refused on 127.0.0.1:1\): start it there"),
+])
+def test_securefl_run_with_a_bad_or_unreachable_ray_address_exits_2_with_the_fix_at_once(tmp_path, address, error):
+    """Was a ValueError traceback ("bogus") and a ConnectionError traceback after ~33 s of Ray's retries."""
+    path = tmp_path / "ray.toml"
+    path.write_text(BASE)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "securefl", "run", str(path), "--set", "transport.kind=\"ray\"",
+                           "--set", f"transport.ray_address={address}"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert re.search(error, proc.stderr), proc.stderr
+    assert "leave it empty to start a local Ray runtime" in proc.stderr
+    assert time.monotonic() - t0 < 25
+
+
+def test_a_failure_of_ray_init_itself_is_a_transport_error_naming_the_address():
+    class FakeRay:
+        __version__ = ray.__version__
+
+        @staticmethod
+        def init(**kwargs: object) -> None:
+            raise ConnectionError("ray client connection timeout")
+
+    with pytest.raises(TransportError, match=r"cannot join the Ray cluster at transport.ray_address = 'auto' "
+                                             r"\(ConnectionError: ray client connection timeout\); check that"):
+        connect(FakeRay, "auto")
