@@ -29,7 +29,10 @@ from crypto_backends.roundtrip import contributor_weights
 PARTIES = ("p0", "p1", "p2")
 
 
-def rounds(params: FEParams, length: int, weight: float, spread: float = 0.01) -> tuple[Callable[[], Any], Callable[[], Any], int]:
+Reveal = Callable[[], Any]
+
+
+def rounds(params: FEParams, length: int, weight: float, spread: float = 0.01) -> tuple[Reveal, Reveal, int]:
     """(honest reveal, attacked reveal, bound) for three parties of ``weight``; p2 attacks the second round."""
     s = FEScheme(params)
     keys = s.keygen(list(PARTIES))
@@ -39,8 +42,9 @@ def rounds(params: FEParams, length: int, weight: float, spread: float = 0.01) -
     weights = dict.fromkeys(PARTIES, weight)
 
     def reveal(round: int, attacker: bool) -> Callable[[], Any]:
-        updates = [s.protect(keys.parties[p], rng.uniform(-spread, spread, length) if not attacker else np.zeros(length),
-                             weight=weight, round=round) for p in PARTIES[:2]]
+        honest = [rng.uniform(-spread, spread, length) if not attacker else np.zeros(length) for _ in PARTIES[:2]]
+        pairs = zip(PARTIES[:2], honest, strict=True)
+        updates = [s.protect(keys.parties[p], x, weight=weight, round=round) for p, x in pairs]
         last = s.protect(keys.parties["p2"], rng.uniform(-spread, spread, length), weight=weight, round=round)
         bound = s._sum_bound([weight] * 3)
         if attacker:  # p2's own pad, values of bound + 1 (the other two encrypt zeros)
