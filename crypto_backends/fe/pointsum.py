@@ -15,7 +15,11 @@ in worker processes), which gives the same bytes; :func:`native` says which one 
 
 Promised either way: every point is checked before it is used, and a bad one is
 a :class:`MalformedCiphertextError` naming its sender and position, with nothing
-returned.  Not promised: constant time (inputs are public ciphertexts).
+returned; every size is checked before it is used (here and again in the C entry,
+which compares sizes by quotient and never multiplies one it was not given bounded),
+so a length beyond :data:`MAX_POINTS` or a short payload is a typed error, not a
+crash.  The kernel's working set (about 106 KB per call) is on the heap, so any
+thread stack will do.  Not promised: constant time (inputs are public ciphertexts).
 """
 
 from __future__ import annotations
