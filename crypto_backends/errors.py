@@ -83,6 +83,15 @@ class DecodingOverflowError(CryptoError, ArithmeticError):
     """
 
 
+class RevealBudgetError(DecodingOverflowError):
+    """A reveal needed more work than its budget allows (fe: more giant steps of the discrete logarithm).
+
+    The budget is a small multiple of an honest reveal's work, so values placed far from zero
+    (a party encrypting beyond clip, or sums far outside the table) cannot make the aggregator
+    spend more; the fix for honest sums is a larger ``weight_unit`` or ``dlog_table_bits``.
+    """
+
+
 class ShareError(CryptoError):
     """A decryption or unmasking share, or a setup message, failed its check (forged, replayed, misrouted).
 

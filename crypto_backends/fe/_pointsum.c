@@ -33,6 +33,9 @@ typedef unsigned __int128 u128;
 
 #define POINT 64   /* bytes per point: x || y, big-endian */
 #define BLOCK 512  /* coordinates per simultaneous inversion (the working set stays in L2) */
+/* The most coordinates a call may name: stop * POINT must fit a Py_ssize_t.  Every size is compared with it
+ * (or divided, never multiplied) before any product is formed. */
+#define MAX_POINTS (PY_SSIZE_T_MAX / POINT)
 
 /* p = 2^256 - C */
 static const u64 C = 0x1000003D1ULL;
@@ -219,16 +222,24 @@ static void point_double(point *r, const point *a) {
     chord(r, &lam, a, &a->x);
 }
 
-/*
- * Sum inputs[0..n-1] over coordinates [start, stop) into out (64 bytes per coordinate).
- * Returns -1 on success, or the input index of the first bad point (its coordinate in *where).
- */
-static Py_ssize_t sum_span(const unsigned char **inputs, Py_ssize_t n, Py_ssize_t start, Py_ssize_t stop,
-                           unsigned char *out, Py_ssize_t *where) {
+/* A call's working set (about 106 KB): on the heap, so that a thread with a small stack can call add. */
+typedef struct {
     point acc[BLOCK];
     point qs[BLOCK];  /* the points being added this pass, already checked */
     fe d[BLOCK], prefix[BLOCK];
     int idx[BLOCK];
+} scratch;
+
+/*
+ * Sum inputs[0..n-1] over coordinates [start, stop) into out (64 bytes per coordinate).
+ * Returns -1 on success, or the input index of the first bad point (its coordinate in *where).
+ * The caller has checked 0 <= start <= stop <= MAX_POINTS and that every input holds stop points.
+ */
+static Py_ssize_t sum_span(const unsigned char **inputs, Py_ssize_t n, Py_ssize_t start, Py_ssize_t stop,
+                           unsigned char *out, Py_ssize_t *where, scratch *s) {
+    point *acc = s->acc, *qs = s->qs;
+    fe *d = s->d, *prefix = s->prefix;
+    int *idx = s->idx;
     for (Py_ssize_t b0 = start; b0 < stop; b0 += BLOCK) {
         Py_ssize_t width = stop - b0 < BLOCK ? stop - b0 : BLOCK;
         for (Py_ssize_t j = 0; j < width; j++) {
@@ -281,47 +292,62 @@ PyDoc_STRVAR(add_doc,
 "Coordinate-wise sum of uncompressed secp256k1 points (64 bytes each, x || y big-endian,\n"
 "zeros for the identity) over coordinates start .. stop - 1 of every input.  On success\n"
 "bad_input is -1; otherwise the output is empty and (bad_input, bad_position) name the\n"
-"first input and coordinate that is not a point of the curve.  Releases the GIL.");
+"first input and coordinate that is not a point of the curve.  Releases the GIL.\n\n"
+"Sizes are checked before any is multiplied: 0 <= start <= stop <= MAX_POINTS (InvalidInputError), every input\n"
+"holds at least stop points (MalformedCiphertextError); both are ValueErrors.  The working set (about 106 KB)\n"
+"is allocated on the heap, so any thread stack will do.");
+
+/* The typed errors of crypto_backends.errors (InvalidInputError, MalformedCiphertextError), ValueError without them */
+static PyObject *bad_range_error, *short_input_error;
 
 static PyObject *py_add(PyObject *self, PyObject *args) {
     PyObject *seq;
     Py_ssize_t start, stop;
     if (!PyArg_ParseTuple(args, "Onn", &seq, &start, &stop)) return NULL;
+    if (start < 0 || stop < start || stop > MAX_POINTS) {
+        PyErr_Format(bad_range_error, "need 0 <= start <= stop <= %zd, got start %zd and stop %zd", (Py_ssize_t)MAX_POINTS,
+                     start, stop);
+        return NULL;
+    }
     PyObject *fast = PySequence_Fast(seq, "inputs must be a sequence of bytes-like objects");
     if (!fast) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-    if (n < 1 || start < 0 || stop < start) {
+    if (n < 1) {
         Py_DECREF(fast);
-        PyErr_SetString(PyExc_ValueError, "need at least one input and 0 <= start <= stop");
+        PyErr_SetString(bad_range_error, "need at least one input and 0 <= start <= stop");
         return NULL;
     }
     Py_buffer *views = PyMem_Calloc((size_t)n, sizeof(Py_buffer));
     const unsigned char **ptrs = PyMem_Calloc((size_t)n, sizeof(unsigned char *));
+    scratch *work = NULL;
     PyObject *result = NULL, *out = NULL;
     Py_ssize_t got = 0;
     if (!views || !ptrs) { PyErr_NoMemory(); goto done; }
     for (; got < n; got++) {
         if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, got), &views[got], PyBUF_SIMPLE) < 0) goto done;
-        if (views[got].len < stop * POINT) {
-            PyErr_Format(PyExc_ValueError, "input %zd holds %zd bytes, fewer than %zd points", got, views[got].len,
+        if (views[got].len / POINT < stop) { /* a quotient: no product of caller-given sizes can wrap */
+            PyErr_Format(short_input_error, "input %zd holds %zd bytes, fewer than %zd points", got, views[got].len,
                          stop);
             got++;
             goto done;
         }
         ptrs[got] = views[got].buf;
     }
-    out = PyBytes_FromStringAndSize(NULL, (stop - start) * POINT);
+    work = PyMem_Malloc(sizeof(scratch));
+    if (!work) { PyErr_NoMemory(); goto done; }
+    out = PyBytes_FromStringAndSize(NULL, (stop - start) * POINT); /* stop <= MAX_POINTS: no overflow */
     if (!out) goto done;
     Py_ssize_t bad, where = -1;
     unsigned char *dest = (unsigned char *)PyBytes_AS_STRING(out);
     Py_BEGIN_ALLOW_THREADS
-    bad = sum_span(ptrs, n, start, stop, dest, &where);
+    bad = sum_span(ptrs, n, start, stop, dest, &where, work);
     Py_END_ALLOW_THREADS
     if (bad >= 0) result = Py_BuildValue("(y#nn)", "", (Py_ssize_t)0, bad, where);
     else result = Py_BuildValue("(Onn)", out, (Py_ssize_t)-1, (Py_ssize_t)-1);
 done:
     Py_XDECREF(out);
     for (Py_ssize_t i = 0; i < got; i++) PyBuffer_Release(&views[i]);
+    PyMem_Free(work);
     PyMem_Free(views);
     PyMem_Free(ptrs);
     Py_DECREF(fast);
@@ -338,4 +364,20 @@ static struct PyModuleDef module = {
     "Batched affine sums of public secp256k1 points (see crypto_backends/fe/_pointsum.c).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__pointsum(void) { return PyModule_Create(&module); }
+static PyObject *typed_error(PyObject *errors, const char *name) {
+    PyObject *cls = errors ? PyObject_GetAttrString(errors, name) : NULL;
+    if (cls && PyType_Check(cls) && PyObject_IsSubclass(cls, PyExc_ValueError) == 1) return cls;
+    Py_XDECREF(cls);
+    PyErr_Clear();
+    Py_INCREF(PyExc_ValueError);
+    return PyExc_ValueError;
+}
+
+PyMODINIT_FUNC PyInit__pointsum(void) {
+    PyObject *errors = PyImport_ImportModule("crypto_backends.errors");
+    PyErr_Clear(); /* built and imported on its own: ValueError stands in */
+    Py_XSETREF(bad_range_error, typed_error(errors, "InvalidInputError"));
+    Py_XSETREF(short_input_error, typed_error(errors, "MalformedCiphertextError"));
+    Py_XDECREF(errors);
+    return PyModule_Create(&module);
+}

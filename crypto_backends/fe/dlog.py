@@ -15,15 +15,21 @@ trick), about 1.5 us per entry.  Lookups are vectorised with numpy.
 Promises: :meth:`DlogTable.solve` returns the unique ``s`` with ``|s| <= bound`` and
 ``s * G`` equal to the input, or raises
 :class:`~crypto_backends.errors.DecodingOverflowError` (never a hang).  Values walk
-their giant steps together in batches (16 first, then 256), and the whole reveal
-stops at the first batch holding a value that is not found within
-``M = ceil((bound - T) / (2T + 1))`` steps: a party that encrypts out-of-range values
-costs the reveal at most ``M`` steps for one batch beyond what the values before it
-need, instead of ``M`` steps for every later value.  Not promised: a cheap walk for
-values inside the bound but far outside the table (honest or not, each costs up to
-``M`` steps; keep sums in the table with ``dlog_table_bits`` or ``weight_unit``).  A point outside
-the bound is refused whatever it is; matching 128 bits of x plus the y parity makes
-a false match about ``2**-100`` likely per lookup.
+their giant steps together in batches (16 first, then 256); a value found beyond the
+bound (``bound + 1`` is within reach of the last giant step) or not found within
+``M = ceil((bound - T) / (2T + 1))`` steps ends the whole reveal at once, naming its
+position.  With a :class:`StepBudget` (the scheme passes one per reveal,
+:func:`reveal_budget`) the walk also stops, with
+:class:`~crypto_backends.errors.RevealBudgetError`, once the reveal's giant steps
+(one value stepping once, both directions: two point additions) would exceed
+``STEPS_PER_VALUE * n + max(M, MIN_BUDGET)``: any number of values placed far from zero costs the
+reveal at most that, about as much again as the unmasking every reveal does (about
+61 us per coordinate, against about 18 us per giant step).  The price: an honest
+reveal whose sums need more than ``STEPS_PER_VALUE`` giant steps per value on average
+(sums far outside the table) is refused too; keep sums in the table with
+``dlog_table_bits`` or ``weight_unit``.  A point outside the bound is refused whatever
+it is; matching 128 bits of x plus the y parity makes a false match about ``2**-100``
+likely per lookup.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import gmpy2
 import numpy as np
 from coincurve import PublicKey
 
-from ..errors import DecodingOverflowError, InvalidParameterError
+from ..errors import DecodingOverflowError, InvalidParameterError, RevealBudgetError
 from . import group
 
 _FIELD = gmpy2.mpz(2**256 - 2**32 - 977)
@@ -45,6 +51,10 @@ _MASK64 = (1 << 64) - 1
 _LANES = 1024
 #: Largest number of giant steps one value may need; beyond it the bound is refused up front.
 MAX_GIANT_STEPS = 1 << 12
+#: Giant steps per value a reveal may spend on average (see :func:`reveal_budget`).
+STEPS_PER_VALUE = 2
+#: Giant steps every reveal may spend besides (about 20 ms), so that a short vector's few far sums decode.
+MIN_BUDGET = 1024
 _PROBE = 16
 _BATCH = 256
 _build_lock = threading.Lock()
@@ -56,6 +66,35 @@ def _renew_lock() -> None:
 
 
 os.register_at_fork(after_in_child=_renew_lock)
+
+
+class StepBudget:
+    """Giant steps one reveal may still spend (``limit``) and has spent (``spent``)."""
+
+    __slots__ = ("limit", "spent")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.spent = 0
+
+    def charge(self, steps: int, bound: int) -> None:
+        if self.spent + steps > self.limit:
+            raise RevealBudgetError(
+                f"the reveal's discrete logarithms need more than its budget of {self.limit} giant steps "
+                f"({STEPS_PER_VALUE} per value, plus {MIN_BUDGET} or one value's full walk): decrypted values lie "
+                "far from zero. "
+                f"Either a party encrypted values beyond clip (up to +-{bound}), or honest sums lie far outside the "
+                "table: count the weights in larger units (fe weight_unit) or raise dlog_table_bits"
+            )
+        self.spent += steps
+
+    def __repr__(self) -> str:
+        return f"StepBudget(limit={self.limit}, spent={self.spent})"
+
+
+def reveal_budget(table: DlogTable, values: int, bound: int) -> StepBudget:
+    """The giant steps a reveal of ``values`` sums within ``+-bound`` may spend: about one unmasking's worth."""
+    return StepBudget(STEPS_PER_VALUE * values + max(table.max_steps(bound), MIN_BUDGET))
 
 
 class DlogTable:
@@ -80,8 +119,11 @@ class DlogTable:
         """Giant steps needed to cover ``[-bound, bound]`` beyond the table (0 if the table covers it)."""
         return max(0, -(-(bound - self.size) // self.step))
 
-    def solve(self, encoded: Sequence[bytes], bound: int) -> np.ndarray:
-        """Discrete logs (int64) of points given as 33-byte encodings, within ``[-bound, bound]``."""
+    def solve(self, encoded: Sequence[bytes], bound: int, budget: StepBudget | None = None) -> np.ndarray:
+        """Discrete logs (int64) of points given as 33-byte encodings, within ``[-bound, bound]``.
+
+        ``budget``: the giant steps this call may spend (:func:`reveal_budget`); none: up to ``M`` per value.
+        """
         if self.max_steps(bound) > MAX_GIANT_STEPS:
             raise DecodingOverflowError(
                 f"weighted sums may reach +-{bound}, which needs up to {self.max_steps(bound)} giant "
@@ -91,19 +133,21 @@ class DlogTable:
         out = np.zeros(len(encoded), dtype=np.int64)
         # A probe first: ciphertexts and a function key that do not belong together give
         # random points, and failing on a few of them costs far less than on all of them.
-        # Then batches, so that the first value beyond the bound ends the reveal before
-        # later values walk (a party encrypting beyond clip buys one batch of walks, not all).
+        # Then batches, each checked as it finishes, so that the first value beyond the bound
+        # ends the reveal before later values walk (a party encrypting beyond clip buys one
+        # batch of walks, not all), and every step is charged to the budget.
         starts = [0, *range(min(_PROBE, len(encoded)), len(encoded), _BATCH)]
         for a, b in zip(starts, [*starts[1:], len(encoded)], strict=True):
-            out[a:b] = self._solve(encoded[a:b], bound)
-        if out.size and int(np.abs(out).max()) > bound:  # found by the table, but beyond the bound
-            raise _outside(bound)
+            out[a:b] = self._solve(encoded[a:b], bound, a, budget)
         return out
 
-    def _solve(self, encoded: Sequence[bytes], bound: int) -> np.ndarray:
+    def _solve(self, encoded: Sequence[bytes], bound: int, offset: int, budget: StepBudget | None) -> np.ndarray:
         n = len(encoded)
         values = np.zeros(n, dtype=np.int64)
         found, vals = self._lookup(encoded)
+        beyond = np.flatnonzero(found & (np.abs(vals) > bound))
+        if beyond.size:  # found by the table, but beyond the bound
+            raise _outside(bound, offset + int(beyond[0]))
         values[found] = vals[found]
         todo = np.flatnonzero(~found).tolist()
         if not todo:
@@ -113,20 +157,25 @@ class DlogTable:
         pos = {i: group.decode(encoded[i]) for i in todo}
         neg = dict(pos)
         for m in range(1, self.max_steps(bound) + 1):
+            if budget is not None:
+                budget.charge(len(pos), bound)
             for direction, walkers, delta in ((1, pos, down), (-1, neg, up)):
                 idx = list(walkers)
                 stepped = [group.add([walkers[i], delta]) for i in idx]
                 hit, vals = self._lookup([group.encode(p) for p in stepped])
                 for i, p, h, v in zip(idx, stepped, hit.tolist(), vals.tolist(), strict=True):
                     if h or p is None:
-                        values[i] = direction * m * self.step + (v if h else 0)
+                        value = direction * m * self.step + (v if h else 0)
+                        if abs(value) > bound:  # within the last giant step's reach, beyond the bound
+                            raise _outside(bound, offset + i)
+                        values[i] = value
                         pos.pop(i, None)
                         neg.pop(i, None)
                     elif i in walkers:
                         walkers[i] = p
             if not pos:
                 return values
-        raise _outside(bound)
+        raise _outside(bound, offset + min(pos))
 
     def _lookup(self, encoded: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """(found mask, signed values) for points given as 33-byte encodings."""
@@ -153,10 +202,10 @@ class DlogTable:
         return found, signed
 
 
-def _outside(bound: int) -> DecodingOverflowError:
+def _outside(bound: int, position: int) -> DecodingOverflowError:
     return DecodingOverflowError(
-        f"a decrypted value lies outside +-{bound}: the ciphertexts and the function key do not "
-        "belong together (another round, other weights, another key set, altered bytes), or a "
+        f"the decrypted value at position {position} lies outside +-{bound}: the ciphertexts and the function key "
+        "do not belong together (another round, other weights, another key set, altered bytes), or a "
         "party encrypted a value beyond clip"
     )
 

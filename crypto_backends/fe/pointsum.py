@@ -15,18 +15,24 @@ in worker processes), which gives the same bytes; :func:`native` says which one 
 
 Promised either way: every point is checked before it is used, and a bad one is
 a :class:`MalformedCiphertextError` naming its sender and position, with nothing
-returned.  Not promised: constant time (inputs are public ciphertexts).
+returned; every size is checked before it is used (here and again in the C entry,
+which compares sizes by quotient and never multiplies one it was not given bounded),
+so a length beyond :data:`MAX_POINTS` or a short payload is a typed error, not a
+crash.  The kernel's working set (about 106 KB per call) is on the heap, so any
+thread stack will do.  Not promised: constant time (inputs are public ciphertexts).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import numbers
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
-from ..errors import MalformedCiphertextError
+from ..errors import InvalidInputError, MalformedCiphertextError
 from . import kernels, parallel
 from .group import POINT_BYTES, WIRE_BYTES
 
@@ -44,6 +50,8 @@ _warned = False
 
 #: Below this many coordinates a second thread costs more than it saves.
 MIN_THREADED = 4096
+#: The most points a payload may hold: ``length * WIRE_BYTES`` must fit a ``Py_ssize_t`` (the C kernel's limit too).
+MAX_POINTS = sys.maxsize // WIRE_BYTES
 
 
 def native() -> bool:
@@ -57,13 +65,17 @@ def add(payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: i
 
     ``labels`` name the payloads' senders in errors; ``workers`` threads (0: one per CPU).
     ``compressed``: 33-byte points, summed through coincurve (the C kernel reads 64-byte ones).
+    Every size is checked before it is used: ``0 <= length <= MAX_POINTS``, one label per payload, at least one
+    payload, and each holding ``length`` points (:class:`InvalidInputError`, or :class:`MalformedCiphertextError`
+    naming the short payload's sender).
     """
+    size = POINT_BYTES if compressed else WIRE_BYTES
+    _check_sizes(payloads, labels, length, workers, size)
     if not length:
         return b""
     if compressed or _native is None:
         if not compressed:
             _warn_once()
-        size = POINT_BYTES if compressed else WIRE_BYTES
         jobs = [
             ([bytes(p[size * a : size * b]) for p in payloads], list(labels), a, compressed)  # picklable
             for a, b in parallel.spans(length, workers)
@@ -94,6 +106,24 @@ def add(payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: i
     return b"".join(out for out, _, _ in results)
 
 
+def _check_sizes(payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: object, workers: object,
+                 size: int) -> None:
+    for name, value, top in (("length", length, MAX_POINTS), ("workers", workers, 1 << 16)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= int(value) <= top:
+            raise InvalidInputError(f"point sums need an integer {name} in [0, {top}], got {value!r}")
+    if not payloads:
+        raise InvalidInputError("a point sum needs at least one payload")
+    if len(labels) != len(payloads):
+        raise InvalidInputError(f"{len(payloads)} payloads but {len(labels)} labels: one label names each sender")
+    points = int(length)  # type: ignore[call-overload]
+    for label, payload in zip(labels, payloads, strict=True):
+        held = memoryview(payload).nbytes
+        if held // size < points:  # divided, never multiplied: no product of the caller's sizes
+            raise MalformedCiphertextError(
+                f"the update of party {label!r} holds {held} bytes, fewer than {points} points of {size} bytes"
+            )
+
+
 def _warn_once() -> None:
     global _warned
     if not _warned:
@@ -104,4 +134,4 @@ def _warn_once() -> None:
         )
 
 
-__all__ = ["MIN_THREADED", "add", "native"]
+__all__ = ["MAX_POINTS", "MIN_THREADED", "add", "native"]

@@ -443,7 +443,8 @@ class FEScheme(Scheme, FunctionKeys):
         c = group.POINT_BYTES  # unmask hands the table compressed points
         encoded = [unmasked[c * j : c * j + c] for j in range(n)]
         bound = self._sum_bound(aggregate.weights)
-        sums = dlog.table(self.params.dlog_table_bits).solve(encoded, bound)
+        table = dlog.table(self.params.dlog_table_bits)
+        sums = table.solve(encoded, bound, dlog.reveal_budget(table, n, bound))
         return sums.astype(np.float64) * (self._unit / self._fp.scale)
 
     # --- helpers --------------------------------------------------------------------------

@@ -398,7 +398,7 @@ def test_rounds_must_be_valid_integers():
 )
 @settings(max_examples=25, deadline=None)
 def test_any_inputs_within_clip_fuse_within_the_declared_tolerance(data, weights):
-    s = scheme()
+    s = scheme(dlog_table_bits=16)  # sums near clip x 1000 fit the reveal's budget of giant steps (dlog.reveal_budget)
     ids = PARTIES[: len(data)]
     keys = s.keygen(ids)
     vecs = {p: np.array(v) for p, v in zip(ids, data, strict=True)}
@@ -591,3 +591,48 @@ def test_roles_with_different_point_encodings_are_told_to_agree():
         fast.combine(keys.aggregator, updates, round=0)
     with pytest.raises(InvalidParameterError, match="fe points must be one of"):
         scheme(points="hybrid")
+
+
+def test_bound_plus_one_values_from_one_party_cost_the_reveal_at_most_its_budget(monkeypatch):
+    """Issue 21 item 1: ``bound + 1`` lies within the last giant step's reach, so each bad value used to walk all
+    ``M`` steps before the bound was checked (after every batch); now the reveal stops at its budget of giant steps
+    (``STEPS_PER_VALUE`` per value plus one value's walk), a count of work, not of seconds."""
+    from tests.audit.fe_dlog_budget import rounds
+
+    params = dataclasses.replace(TEST, dlog_table_bits=8, min_parties=3, max_share=0.5)
+    length, weight = 100, 100.0
+    honest, attacked, bound = rounds(params, length, weight)
+    table = dlog.table(8)
+    steps = table.max_steps(bound)
+    assert steps > 1000  # each bad value used to cost 2 * steps point additions: 200k for the reveal
+    calls = []
+    real_add = dlog.group.add
+    monkeypatch.setattr(dlog.group, "add", lambda points: calls.append(1) or real_add(points))
+    honest()
+    honest_steps = len(calls) // 2
+    calls.clear()
+    with pytest.raises(DecodingOverflowError, match="budget|outside"):
+        attacked()
+    per_value, floor = getattr(dlog, "STEPS_PER_VALUE", 2), getattr(dlog, "MIN_BUDGET", 1024)  # (absent before)
+    budget = per_value * length + max(steps, floor)
+    assert len(calls) // 2 <= budget  # both directions: two additions per giant step
+    assert len(calls) // 2 < length * steps / 20  # walking every bad value to the end: length * steps
+    assert honest_steps <= per_value * length  # the honest round of the same size fits well within
+
+
+def test_a_value_just_beyond_the_bound_ends_the_reveal_in_its_own_batch(monkeypatch):
+    """``bound + 1`` is found by the last giant step: refused (naming its position) before the next batch walks."""
+    t = dlog.table(8)
+    bound = 513 * 50
+    steps = t.max_steps(bound)
+    batch = [group.encode(group.base_mul(v)) for v in range(20)]
+    later = [group.encode(group.base_mul(bound + 1 + i)) for i in range(600)]
+    calls = []
+    real_add = dlog.group.add
+    monkeypatch.setattr(dlog.group, "add", lambda points: calls.append(1) or real_add(points))
+    with pytest.raises(DecodingOverflowError, match="position 2[0-9] lies outside"):
+        t.solve([*batch, group.encode(group.base_mul(-bound - 1)), *later], bound)
+    assert len(calls) <= 2 * steps * 256  # one batch walked, not all 601 bad values
+    with pytest.raises(DecodingOverflowError, match="position 0 lies outside"):
+        t.solve([group.encode(group.base_mul(bound + 1))], bound)
+    assert t.solve([group.encode(group.base_mul(bound))], bound).tolist() == [bound]

@@ -8,15 +8,21 @@ sender and position with nothing returned.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import secrets
 import shutil
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto_backends.errors import MalformedCiphertextError
+from crypto_backends.errors import InvalidInputError, MalformedCiphertextError
 from crypto_backends.fe import group, kernels, pointsum
+from tests.audit import pointsum_fuzz as fuzz
+from tests.paths import REPO
 
 ORDER = group.ORDER
 W = group.WIRE_BYTES
@@ -163,3 +169,101 @@ def test_the_kernel_accepts_exactly_the_points_libsecp256k1_accepts(data):
     else:
         assert (out, bad, where) == (b"", 0, 0)
         assert _pointsum.add([wire(1), data], 0, 1)[1:] == (1, 0)
+
+
+# --- issue 21 item 3: the kernel checks its caller's sizes -------------------------------------------------------
+def _child(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m tests.audit.pointsum_fuzz args`` in a fresh process: a segfault there fails the test, not pytest."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "tests.audit.pointsum_fuzz", *args], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=600, input=stdin, check=False)
+
+
+def _expected(case: fuzz.Case, data: bytes) -> str:
+    """What the raw entry must answer: a typed refusal for a bad range or a short input, else the exact sum."""
+    if not 0 <= case.start <= case.stop <= fuzz.MAX_POINTS or not case.inputs:
+        return "refused InvalidInputError"
+    if any(length // W < case.stop for _, length in case.inputs):
+        return "refused MalformedCiphertextError"
+    if case.start == case.stop:
+        out = b""
+    else:
+        views = [data[W * (off + case.start) : W * (off + case.stop)] for off, _ in case.inputs]
+        out = reference(views, case.stop - case.start)
+    return f"sum {hashlib.sha256(out).hexdigest()[:16]} -1 -1"
+
+
+def _fuzz(count: int, seed: int) -> None:
+    done = _child("--cases", str(count), "--seed", str(seed))
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, (
+        f"the kernel's process ended with {done.returncode} after case {len(lines)} of seed {seed} "
+        f"({list(fuzz.cases(count, seed))[len(lines)] if len(lines) < count else '?'}): {done.stderr[-2000:]}"
+    )
+    data = fuzz.blob()
+    assert len(lines) == count
+    for line, case in zip(lines, fuzz.cases(count, seed), strict=True):
+        index, outcome = line.split(" ", 1)
+        assert outcome == _expected(case, data), f"case {index}: {case}"
+
+
+@native
+def test_a_stop_beyond_2_to_the_57_is_refused_not_a_segfault():
+    """``pointsum.add([32 KiB of zeros], ['a'], 2**58 + 1, 1)`` ended the process with SIGSEGV (stop * 64 wrapped)."""
+    done = _child("--crash")
+    assert done.returncode == 0, f"ended with {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.startswith("refused InvalidInputError: point sums need an integer length in [0, ")
+    from crypto_backends.fe import _pointsum  # type: ignore[attr-defined]
+
+    # the raw entry, in this process: refused before any product of the sizes is formed
+    for length in (2**58 + 1, fuzz.MAX_POINTS + 1, 2**63):
+        with pytest.raises(InvalidInputError, match="integer length"):
+            pointsum.add([bytes(32 * 1024)], ["a"], length, 1)
+    for start, stop in ((0, 2**58 + 1), (2**58, 2**58 + 1), (0, 2**63 - 1), (-1, 0), (3, 2)):
+        with pytest.raises(InvalidInputError, match="need 0 <= start <= stop"):
+            _pointsum.add([bytes(32 * 1024)], start, stop)
+    with pytest.raises(MalformedCiphertextError, match="fewer than 513 points"):
+        _pointsum.add([bytes(W * 513), bytes(W * 512)], 0, 513)
+
+
+@pytest.mark.parametrize("length", [-1, True, 3.0, "3"])
+def test_the_public_add_checks_the_length_itself(length):
+    # (lengths beyond MAX_POINTS crashed the process: test_a_stop_beyond_2_to_the_57_is_refused_not_a_segfault
+    # tries them in a subprocess first)
+    with pytest.raises(InvalidInputError, match="integer length"):
+        pointsum.add([bytes(32 * 1024)], ["a"], length, 1)
+
+
+def test_the_public_add_checks_payloads_and_labels():
+    with pytest.raises(InvalidInputError, match="at least one payload"):
+        pointsum.add([], [], 1, 1)
+    with pytest.raises(InvalidInputError, match="2 payloads but 1 labels"):
+        pointsum.add([wire(1), wire(2)], ["a"], 1, 1)
+    with pytest.raises(MalformedCiphertextError, match="party 'b' holds 64 bytes, fewer than 2 points"):
+        pointsum.add([wire(1) * 2, wire(2)], ["a", "b"], 2, 1)
+    with pytest.raises(MalformedCiphertextError, match="party 'a' holds 66 bytes, fewer than 3 points of 33"):
+        pointsum.add([bytes(66)], ["a"], 3, 1, compressed=True)
+    with pytest.raises(InvalidInputError, match="integer workers"):
+        pointsum.add([wire(1)], ["a"], 1, -1)
+    assert pointsum.add([wire(1) * 3], ["a"], 2, 1) == wire(1) * 2  # longer payloads: the first length points
+
+
+@native
+def test_the_raw_entry_survives_hostile_sizes():
+    """Sizes near the limits, negative, reversed, empty, overlapping views of one buffer: typed refusal or exact sum."""
+    _fuzz(300, seed=21)
+
+
+@native
+@pytest.mark.slow
+def test_the_raw_entry_survives_hostile_sizes_at_length():
+    for seed in range(4):
+        _fuzz(2000, seed=1000 + seed)
+
+
+@native
+def test_a_thread_with_a_64_kib_stack_can_sum():
+    """``sum_span`` kept about 106 KB of arrays on the stack; its working set is on the heap now."""
+    done = _child("--small-stack")
+    assert done.returncode == 0, f"ended with {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip() == f"summed {W * fuzz.POOL}"
