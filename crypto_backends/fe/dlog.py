@@ -78,6 +78,7 @@ class StepBudget:
         self.spent = 0
 
     def charge(self, steps: int, bound: int) -> None:
+        """Spend ``steps`` more; :class:`RevealBudgetError` (nothing spent) if that would pass ``limit``."""
         if self.spent + steps > self.limit:
             raise RevealBudgetError(
                 f"the reveal's discrete logarithms need more than its budget of {self.limit} giant steps "
