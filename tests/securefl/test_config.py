@@ -279,3 +279,19 @@ def test_distributed_dp_needs_the_schemes_policy_to_keep_every_noise_share():
         config.loads(text.format(quorum=0, least=3))  # quorum 0: every party, five noise shares
     assert config.loads(text.format(quorum=3, least=3)).federation.min_parties == 3
     assert config.loads(text.format(quorum=4, least=3).replace("distributed", "local")).privacy.mode == "local"
+
+
+@pytest.mark.parametrize("parties", [1, 2])
+def test_a_scheme_that_hides_updates_refuses_a_federation_of_fewer_than_three(parties):
+    """Issue 21 item 10: with two parties the revealed sum minus one's own update is the other's update."""
+    hiding = config.hiding_schemes()
+    assert {"secagg", "paillier", "ckks", "fe", "threshold_paillier"} <= set(hiding)
+    for scheme in hiding:  # one rule for every scheme that declares hides_updates, not one per scheme
+        with pytest.raises(ConfigError, match=rf"federation.parties = {parties}: the '{scheme}' scheme promises "
+                                              r"that individual updates stay hidden.*at least 3 parties"):
+            config.loads(f"[federation]\nparties = {parties}\n[crypto]\nscheme = '{scheme}'\n")
+        assert config.loads(f"[federation]\nparties = 3\n[crypto]\nscheme = '{scheme}'\n").federation.parties == 3
+    # a scheme that promises nothing of the kind still runs two parties (and one)
+    assert config.loads(f"[federation]\nparties = {parties}\n[crypto]\nscheme = 'plain'\n").federation.parties == parties
+    with pytest.raises(ConfigError, match="federation.parties = 2"):  # also when changed after loading
+        config.load(PLAIN).replace(["crypto.scheme=secagg", "federation.parties=2", "federation.quorum=0"])

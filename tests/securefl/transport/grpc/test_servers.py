@@ -154,7 +154,7 @@ def test_an_old_rounds_update_is_refused_in_a_later_round_and_an_oversized_one_a
 
 def test_a_restarted_party_process_sits_out_the_round_it_already_answered(servers, caplog):
     """Issue 15 item 4 over the network: the state dir, not the process, remembers the rounds answered."""
-    d = servers(config_text("fe", parties=2, quorum=1, rounds=2))
+    d = servers(config_text("fe", parties=3, quorum=1, rounds=2))  # 3: fe hides updates
     p1 = NetworkedParty(d.cfg, "party-1")
     task = p1.aggregator.poll()
     assert (task.state, task.round) == ("train", 0)
