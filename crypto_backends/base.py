@@ -277,8 +277,14 @@ class SchemeParams:
     def check_federation(self, parties: int) -> None:  # noqa: B027 - optional
         """Raise :class:`InvalidParameterError` if these parameters cannot serve ``parties`` parties (override)."""
 
-    def min_contributors(self) -> int | None:
-        """Fewest contributors whose aggregate the scheme's own policy lets be revealed (``None``: no such policy)."""
+    contributors_key: ClassVar[str] = "min_contributors"
+    """The field of ``[crypto.<scheme>]`` that sets :meth:`fewest_contributors` (named in config errors)."""
+
+    def fewest_contributors(self, parties: int) -> int | None:
+        """Fewest contributors whose aggregate the scheme's own policy lets be revealed (``None``: no such policy).
+
+        ``parties``: the federation's size, for a policy derived from it (``secagg``'s default).
+        """
         return None
 
     def under_differential_privacy(self) -> SchemeParams:
@@ -368,7 +374,7 @@ def check_federation(scheme: type[Scheme] | Scheme, params: SchemeParams, partie
     own), and one of one gives the aggregator its only update: the promise cannot
     hold, so it is refused rather than run with a false guarantee.  Keys of fewer
     parties can still be made at this (hazmat) level; a round's own floor on its
-    contributors is the scheme's policy (:meth:`SchemeParams.min_contributors`).
+    contributors is the scheme's policy (:meth:`SchemeParams.fewest_contributors`).
     """
     if scheme.threat_model.hides_updates and parties < MIN_HIDING_PARTIES:
         raise InvalidParameterError(

@@ -688,12 +688,13 @@ def check_consistency(cfg: Config) -> None:
     if priv.mode == "distributed":
         # the noise plan splits the noise into federation.min_parties shares (see securefl.privacy.calibration);
         # a scheme whose own policy reveals sums of fewer parties would release sums with less noise
-        least = cfg.crypto.scheme_params().min_contributors()
+        params = cfg.crypto.scheme_params()
+        least, key = params.fewest_contributors(cfg.federation.parties), params.contributors_key
         quorum = cfg.federation.min_parties
         _require(least is None or least >= quorum, f"crypto.{cfg.crypto.scheme}",
-                 f"its policy reveals sums of as few as {least} parties (min_parties), but with privacy.mode = "
+                 f"its policy reveals sums of as few as {least} parties ({key}), but with privacy.mode = "
                  f"'distributed' every revealed sum must hold at least the {quorum} noise shares of the quorum "
-                 f"(federation.quorum, 0 = every party): set crypto.{cfg.crypto.scheme}.min_parties to at least "
+                 f"(federation.quorum, 0 = every party): set crypto.{cfg.crypto.scheme}.{key} to at least "
                  f"{quorum}, or lower federation.quorum to at most {least}")
 
 

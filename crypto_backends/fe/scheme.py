@@ -73,7 +73,7 @@ import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -150,6 +150,7 @@ class FEParams(SchemeParams):
     workers: int = 0
     min_parties_changed: int = 2
     points: str = "uncompressed"
+    contributors_key: ClassVar[str] = "min_parties"
 
     def security_bits(self) -> int:
         return 128  # Pollard rho on a 256-bit prime-order group
@@ -196,7 +197,7 @@ class FEParams(SchemeParams):
         if not (isinstance(self.workers, int) and self.workers >= 0):
             raise InvalidParameterError(f"fe workers must be an integer >= 0 (0 = one per CPU), got {self.workers!r}")
 
-    def min_contributors(self) -> int | None:
+    def fewest_contributors(self, parties: int) -> int | None:
         return self.min_parties
 
     def under_differential_privacy(self) -> FEParams:

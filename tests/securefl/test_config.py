@@ -292,6 +292,27 @@ def test_a_scheme_that_hides_updates_refuses_a_federation_of_fewer_than_three(pa
             config.loads(f"[federation]\nparties = {parties}\n[crypto]\nscheme = '{scheme}'\n")
         assert config.loads(f"[federation]\nparties = 3\n[crypto]\nscheme = '{scheme}'\n").federation.parties == 3
     # a scheme that promises nothing of the kind still runs two parties (and one)
-    assert config.loads(f"[federation]\nparties = {parties}\n[crypto]\nscheme = 'plain'\n").federation.parties == parties
+    plain = config.loads(f"[federation]\nparties = {parties}\n[crypto]\nscheme = 'plain'\n")
+    assert plain.federation.parties == parties
     with pytest.raises(ConfigError, match="federation.parties = 2"):  # also when changed after loading
         config.load(PLAIN).replace(["crypto.scheme=secagg", "federation.parties=2", "federation.quorum=0"])
+
+
+def test_secagg_min_contributors_is_read_checked_against_the_federation_and_resolved_for_it():
+    """Issue 21 item 4: ``[crypto.secagg] min_contributors``, default 0 = the share threshold plus one."""
+    from securefl.core.federation import make_scheme
+
+    cfg = config.load(PLAIN, ["crypto.scheme=secagg"])  # five parties: 4 neighbours, t = 3
+    assert cfg.crypto.scheme_params().min_contributors == 0
+    assert make_scheme(cfg).params.min_contributors == 4  # fixed from federation.parties, not each round's roster
+    assert config.load(PLAIN, ["crypto.scheme=secagg", "crypto.secagg.min_contributors=5"]).crypto.scheme_params() \
+        .fewest_contributors(5) == 5
+    with pytest.raises(ConfigError, match=r"no sum of the 5 parties could be unmasked.*at most 5"):
+        config.load(PLAIN, ["crypto.scheme=secagg", "crypto.secagg.min_contributors=6"])
+    with pytest.raises(ConfigError, match="crypto.secagg: min_contributors=1: the sum of one update is that update"):
+        config.load(PLAIN, ["crypto.scheme=secagg", "crypto.secagg.min_contributors=1"])
+    # the distributed-DP rule reads the same policy (fewest_contributors), naming secagg's key
+    text = "[federation]\nparties = 5\nquorum = {q}\n[crypto]\nscheme = 'secagg'\n[privacy]\nmode = 'distributed'\n"
+    with pytest.raises(ConfigError, match="set crypto.secagg.min_contributors to at least 5"):
+        config.loads(text.format(q=0))
+    assert config.loads(text.format(q=4)).federation.min_parties == 4
