@@ -277,8 +277,14 @@ class SchemeParams:
     def check_federation(self, parties: int) -> None:  # noqa: B027 - optional
         """Raise :class:`InvalidParameterError` if these parameters cannot serve ``parties`` parties (override)."""
 
-    def min_contributors(self) -> int | None:
-        """Fewest contributors whose aggregate the scheme's own policy lets be revealed (``None``: no such policy)."""
+    contributors_key: ClassVar[str] = "min_contributors"
+    """The field of ``[crypto.<scheme>]`` that sets :meth:`fewest_contributors` (named in config errors)."""
+
+    def fewest_contributors(self, parties: int) -> int | None:
+        """Fewest contributors whose aggregate the scheme's own policy lets be revealed (``None``: no such policy).
+
+        ``parties``: the federation's size, for a policy derived from it (``secagg``'s default).
+        """
         return None
 
     def under_differential_privacy(self) -> SchemeParams:
@@ -358,6 +364,33 @@ def offered(scheme: Scheme, kind: type[C]) -> C:
         raise CryptoError(f"the {scheme.name} scheme's reveal plan needs {kind.__name__}, but the scheme does not "
                           "offer it: its reveal_plan and its capabilities disagree")
     return found
+
+
+MIN_HIDING_PARTIES = 3
+"""Fewest parties a federation needs under a scheme that hides updates (:attr:`Declarations.hides_updates`)."""
+
+
+def check_federation(scheme: type[Scheme] | Scheme, params: SchemeParams, parties: int) -> None:
+    """Raise :class:`InvalidParameterError` if ``scheme`` with ``params`` cannot serve a federation of ``parties``.
+
+    The one check of a federation's size against a scheme (the config runs it): first
+    the rule shared by every scheme whose threat model hides individual updates, then
+    the parameters' own :meth:`SchemeParams.check_federation`.  Under such a scheme a
+    federation of two gives each party the other's update (the released sum minus its
+    own), and one of one gives the aggregator its only update: the promise cannot
+    hold, so it is refused rather than run with a false guarantee.  Keys of fewer
+    parties can still be made at this (hazmat) level; a round's own floor on its
+    contributors is the scheme's policy (:meth:`SchemeParams.fewest_contributors`).
+    """
+    if scheme.threat_model.hides_updates and parties < MIN_HIDING_PARTIES:
+        raise InvalidParameterError(
+            f"federation.parties = {parties}: the {scheme.name!r} scheme promises that individual updates stay "
+            f"hidden, but with {parties} part{'y' if parties == 1 else 'ies'} the revealed sum "
+            + ("is the one party's update" if parties == 1 else "minus a party's own update is the other's")
+            + f". Use at least {MIN_HIDING_PARTIES} parties, or crypto.scheme = 'plain' (which promises nothing "
+            "of the kind) for a smaller run"
+        )
+    params.check_federation(parties)
 
 
 def weighted_mean(weighted_sum: np.ndarray, aggregate: Envelope) -> np.ndarray:
@@ -758,6 +791,7 @@ __all__ = [
     "ShareRequest",
     "ThreatModel",
     "as_update_vector",
+    "check_federation",
     "check_weight",
     "offered",
     "weighted_mean",

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from crypto_backends import registry
-from crypto_backends.base import InsecureParametersWarning, SchemeParams
+from crypto_backends.base import InsecureParametersWarning, SchemeParams, check_federation
 from crypto_backends.envelope import PARTY_ID_RE
 from crypto_backends.errors import InsecureParameterError, SecureFLError
 from securefl.errors import ConfigError
@@ -727,8 +727,8 @@ def check_consistency(cfg: Config) -> None:
         _require(model.learning_rate <= limit, "model.learning_rate",
                  f"must be at most {limit:.4g} with privacy.row_norm = {priv.row_norm:g} (the sensitivity bound of "
                  "local SGD needs lr * (alpha + (row_norm^2 + 1) / 4) <= 2); lower it or lower privacy.row_norm")
-    try:  # e.g. a threshold above the number of parties
-        cfg.crypto.scheme_params().check_federation(cfg.federation.parties)
+    try:  # e.g. a threshold above the number of parties, or two parties under a scheme that hides updates
+        check_federation(registry.get(cfg.crypto.scheme), cfg.crypto.scheme_params(), cfg.federation.parties)
     except SecureFLError as exc:
         raise ConfigError(str(exc)) from None
     # distributed noise shares are each too small to protect anyone: only a scheme that hides every update
@@ -745,12 +745,13 @@ def check_consistency(cfg: Config) -> None:
     if priv.mode == "distributed":
         # the noise plan splits the noise into federation.min_parties shares (see securefl.privacy.calibration);
         # a scheme whose own policy reveals sums of fewer parties would release sums with less noise
-        least = cfg.crypto.scheme_params().min_contributors()
+        params = cfg.crypto.scheme_params()
+        least, key = params.fewest_contributors(cfg.federation.parties), params.contributors_key
         quorum = cfg.federation.min_parties
         _require(least is None or least >= quorum, f"crypto.{cfg.crypto.scheme}",
-                 f"its policy reveals sums of as few as {least} parties (min_parties), but with privacy.mode = "
+                 f"its policy reveals sums of as few as {least} parties ({key}), but with privacy.mode = "
                  f"'distributed' every revealed sum must hold at least the {quorum} noise shares of the quorum "
-                 f"(federation.quorum, 0 = every party): set crypto.{cfg.crypto.scheme}.min_parties to at least "
+                 f"(federation.quorum, 0 = every party): set crypto.{cfg.crypto.scheme}.{key} to at least "
                  f"{quorum}, or lower federation.quorum to at most {least}")
 
 

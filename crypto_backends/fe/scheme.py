@@ -73,7 +73,7 @@ import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -150,6 +150,7 @@ class FEParams(SchemeParams):
     workers: int = 0
     min_parties_changed: int = 2
     points: str = "uncompressed"
+    contributors_key: ClassVar[str] = "min_parties"
 
     def security_bits(self) -> int:
         """128: Pollard rho on secp256k1's 256-bit prime-order group (fixed: no parameter changes it)."""
@@ -202,7 +203,7 @@ class FEParams(SchemeParams):
         if not (isinstance(self.workers, int) and self.workers >= 0):
             raise InvalidParameterError(f"fe workers must be an integer >= 0 (0 = one per CPU), got {self.workers!r}")
 
-    def min_contributors(self) -> int | None:
+    def fewest_contributors(self, parties: int) -> int | None:
         """``min_parties``: the authority grants no function key for fewer non-zero weights."""
         return self.min_parties
 

@@ -15,6 +15,24 @@ graph is complete (classic SecAgg).  ``threshold = 0`` picks a majority of the
 neighbourhood, ``degree // 2 + 1``; an explicit value must stay above half the
 degree (so two disjoint sets of shareholders can never both open one party) and
 at most the degree: checked at each round's setup, when ``n`` is known.
+
+The released sum.  The shares keep a party's masks closed to the aggregator with
+fewer than ``t`` of its neighbours, but the *sum* is released: when the survivors
+are the victim and ``t - 1`` colluders (real dropouts, or an aggregator that
+declares the others dropped), the sum minus the colluders' inputs is the victim's
+update.  So an aggregate is unmasked only when it sums at least
+``min_contributors`` updates: checked by the aggregator (share request and
+reveal) and, since the aggregator cannot be trusted to check, by every party
+before it lets out an unmasking share.  ``min_contributors = 0`` (the default)
+picks ``t + 1``: isolating one party's update from a released sum then needs at
+least ``t`` colluders, as many as opening its masks from the shares does, so the
+sum leaks nothing the shares did not already (and ``t + 1`` still lets
+``k - t - 1`` of a party's neighbours drop: 1 of 4 with five parties).  A
+federation of ``n`` resolves it once, from ``n`` (:meth:`SecAggParams.for_federation`),
+so a party's floor does not follow the roster the aggregator sends.  An explicit
+value must be at least 2 and at most ``n``; below ``t + 1`` it tolerates more
+dropouts and weakens the promise to "fewer than ``min_contributors - 1``
+colluders".
 """
 
 from __future__ import annotations
@@ -23,7 +41,7 @@ import math
 import struct
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..base import SchemeParams
 from ..encoding import FixedPoint
@@ -42,6 +60,8 @@ class SecAggParams(SchemeParams):
     weight_scale: float = 1.0
     neighbours: int = 0
     threshold: int = 0
+    min_contributors: int = 0
+    """Fewest updates an unmasked sum may hold; 0: the share threshold plus one (see the module docstring)."""
 
     def security_bits(self) -> int:
         """128: X25519 key agreement bounds it; the symmetric primitives and seeds use 256-bit keys."""
@@ -63,10 +83,13 @@ class SecAggParams(SchemeParams):
         scale = self.weight_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < 2**40:
             raise InvalidParameterError(f"weight_scale={scale!r}: use a positive number such as 1.0 or 1000.0")
-        for name in ("neighbours", "threshold"):
+        for name in ("neighbours", "threshold", "min_contributors"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
                 raise InvalidParameterError(f"{name}={value!r}: use 0 (automatic) or a positive integer")
+        if self.min_contributors == 1:
+            raise InvalidParameterError("min_contributors=1: the sum of one update is that update; use at least 2, "
+                                        "or 0 for the share threshold plus one")
         self.fixed_point()  # checks clip and bits
         if self.ring_bits > MAX_RING_BITS:
             raise InvalidParameterError(
@@ -111,6 +134,27 @@ class SecAggParams(SchemeParams):
                 f"crypto.secagg.threshold={self.threshold} does not fit {k} neighbours (federation of {n}): use a "
                 f"value in [{k // 2 + 1}, {k}] (above half the neighbours), or 0 for the majority")
         return t
+
+    def contributors_needed(self, n: int) -> int:
+        """Fewest updates an unmasked sum may hold in a federation of ``n`` (``min_contributors``, or ``t + 1``)."""
+        return self.min_contributors or self.share_threshold(n) + 1
+
+    def fewest_contributors(self, parties: int) -> int | None:
+        """The unmasking floor of a federation of ``parties``: :meth:`contributors_needed`."""
+        return self.contributors_needed(parties)
+
+    def check_federation(self, parties: int) -> None:
+        """Refuse a federation whose floor (or share threshold) exceeds its parties, naming the setting to lower."""
+        need = self.contributors_needed(parties)  # also checks the threshold against the neighbourhood
+        if need > parties:
+            raise InvalidParameterError(
+                f"crypto.secagg.min_contributors: no sum of the {parties} parties could be unmasked, since each must "
+                f"hold at least {need} updates; add parties, or lower crypto.secagg.min_contributors to at most "
+                f"{parties} (0: the share threshold plus one)")
+
+    def for_federation(self, parties: int) -> SecAggParams:
+        """``min_contributors = 0`` resolved for ``parties`` parties (fixed then, whatever roster a round names)."""
+        return self if self.min_contributors else replace(self, min_contributors=self.contributors_needed(parties))
 
     def layout_tag(self) -> int:
         """32-bit checksum of everything a party and the aggregator must agree on."""

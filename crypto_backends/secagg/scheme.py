@@ -44,7 +44,13 @@ pairwise masks, and reads the signed sum: exact in ``Z_(2**k)``.
 
 What is promised (semi-honest aggregator and parties, identities bound): the
 aggregator and fewer than ``t`` of a party's neighbours learn nothing about its
-update beyond the sum of the survivors; forged or replayed setup messages and
+update beyond the sum of the survivors, and that sum is unmasked only when it
+holds at least ``min_contributors`` updates (default ``t + 1``, see
+:mod:`.params`): the aggregator checks it in :meth:`SecAggScheme.share_request`
+and :meth:`SecAggScheme.reveal_shares`, and each party in
+:meth:`SecAggScheme.decryption_share` before it lets out a share, since a sum of
+the victim and ``t - 1`` colluders minus their inputs is the victim's update
+(:class:`~crypto_backends.errors.PolicyError`); forged or replayed setup messages and
 shares are refused with :class:`~crypto_backends.errors.ShareError`.  What is not:
 the consistency-check round of Bonawitz et al. section 4 (a malicious aggregator
 that tells parties different dropout sets), integrity of the sum, and the graph
@@ -80,6 +86,7 @@ from ..errors import (
     KeyReuseError,
     MalformedCiphertextError,
     MismatchError,
+    PolicyError,
     ShareError,
 )
 from ..keys import AggregatorKey, AuthorityKey, FunctionKey, Key, KeySet, PartyIdentity, PartyKey, Role
@@ -293,9 +300,13 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
                            "length and who dropped; a masked update looks uniformly random"),
         party_learns="the fused model; shares of its neighbours' secrets, fewer than t of which reveal nothing",
         collusion=("the aggregator with fewer than t of a party's neighbours cannot unmask it; t of its "
-                   "neighbours with the aggregator can (the threshold is a majority of the neighbourhood)"),
+                   "neighbours with the aggregator can (the threshold is a majority of the neighbourhood). A "
+                   "released sum of the victim and t-1 colluders minus their inputs is the victim's update, so a "
+                   "sum is unmasked only from at least min_contributors updates (default t+1; checked by the "
+                   "aggregator and by every party before it gives a share)"),
         dropouts=("parties may drop after the key exchange as long as each dropped party and each survivor "
-                  "keep at least t surviving neighbours; the sum is then exact over the survivors"),
+                  "keep at least t surviving neighbours, and at least min_contributors parties survive; the sum is "
+                  "then exact over the survivors"),
         not_protected=("integrity (a malicious aggregator can drop or alter updates, and can tell parties "
                        "different dropout sets: the malicious-model consistency round is not implemented), "
                        "the weights and vector length (public), values beyond clip (clipped)"),
@@ -654,8 +665,24 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
         strangers = survivors - set(st.live)
         if strangers:
             raise ShareError(f"{sorted(strangers)} contributed to round {aggregate.round} but were not set up for it")
+        self._check_contributors("the aggregator", aggregate, len(st.roster))
         dropped = [p for p in st.live if p not in survivors]
         return ShareRequest(parties=aggregate.parties, needed=st.threshold, message=_dumps({"dropped": dropped}))
+
+    def _check_contributors(self, who: str | None, aggregate: Envelope, n: int) -> None:
+        """:class:`PolicyError` unless ``aggregate`` sums at least ``min_contributors`` updates (federation of ``n``).
+
+        A smaller sum minus the inputs of the other contributors (who may collude with
+        the aggregator) is the remaining party's update: it is never unmasked.
+        """
+        count, least = len(aggregate.parties), self.params.contributors_needed(n)
+        if count < least:
+            raise PolicyError(
+                f"{who}: the aggregate of round {aggregate.round} sums {count} update(s), fewer than the "
+                f"{least} that crypto.secagg.min_contributors requires: it is not unmasked, since the sum minus the "
+                f"other contributors' inputs would be one party's update. Let rounds wait for at least {least} "
+                f"updates (federation.quorum = {least} or more), or, knowing that it weakens the guarantee, lower "
+                "crypto.secagg.min_contributors")
 
     def decryption_share(self, key: PartyKey, aggregate: Envelope, message: bytes) -> bytes:
         """This party's shares: ``b`` of surviving neighbours, ``s`` keys of dropped ones, never both of one peer."""
@@ -671,6 +698,7 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
         named = dropped | survivors
         if not named <= set(st.roster) or not set(st.live) <= named:
             raise ShareError(f"{me}: the share request does not account for every neighbour of its round: refused")
+        self._check_contributors(me, aggregate, len(st.roster))  # the aggregator cannot be trusted to check
         if st.neighbours and len(survivors) < st.threshold:
             raise ShareError(f"{me}: only {len(survivors)} survivors, fewer than the threshold {st.threshold}: "
                              "refused (their sum would be one party's update)")
@@ -719,6 +747,7 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
         """Rebuild survivors' self masks and dropped parties' mask keys, remove the masks, decode the sum."""
         st = self._agg_round(self._agg(key), aggregate.round)
         self._check_envelope(aggregate, key, kind="aggregate")
+        self._check_contributors("the aggregator", aggregate, len(st.roster))
         pooled: dict[tuple[str, str], dict[int, int]] = {}
         for party, data in shares.items():
             x = st.roster.index(party) + 1

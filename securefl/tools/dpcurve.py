@@ -33,7 +33,7 @@ import numpy as np
 
 from crypto_backends import registry
 from securefl import privacy
-from securefl.config import Config, hiding_schemes
+from securefl.config import DEFAULT_SCHEME, Config, hiding_schemes
 from securefl.errors import ConfigError
 from securefl.ml.data import FederatedData, load_federated
 from securefl.simulation import Simulation
@@ -59,8 +59,9 @@ def variant(cfg: Config, *, mode: str, epsilon: float, seed: int, scheme: str | 
     }
     if scheme:
         changes["crypto.scheme"] = scheme
-    if single_party:
-        changes.update({"federation.parties": 1, "federation.quorum": 0, "federation.party_ids": ()})
+    if single_party:  # one curator: nothing to hide from itself, and a hiding scheme refuses one party
+        changes.update({"federation.parties": 1, "federation.quorum": 0, "federation.party_ids": (),
+                        "crypto.scheme": DEFAULT_SCHEME})
     return cfg.replace(**changes)
 
 

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from crypto_backends.errors import InvalidParameterError, KeyReuseError, ShareError
+from crypto_backends.errors import InvalidParameterError, KeyReuseError, PolicyError, ShareError
 from crypto_backends.roundtrip import dropouts, run_round, run_setup
 from crypto_backends.secagg import SecAggParams, SecAggScheme, shamir
 from crypto_backends.secagg.masking import neighbours
@@ -229,7 +229,8 @@ def test_a_party_masks_one_update_per_round_and_only_after_setup():
 
 
 def test_too_many_dropouts_fail_with_the_typed_error():
-    scheme = SecAggScheme()
+    # min_contributors = 2 (below its default, t + 1): the share threshold is still a floor of its own
+    scheme = SecAggScheme(SecAggParams(min_contributors=2))
     ids = _ids(5)  # complete graph, 4 neighbours, threshold 3
     keys = scheme.keygen(ids)
     ready = run_setup(scheme, keys, ids, round=0)
@@ -237,6 +238,73 @@ def test_too_many_dropouts_fail_with_the_typed_error():
     req = scheme.share_request(keys.aggregator, aggregate)
     with pytest.raises(ShareError, match="fewer than the threshold"):
         scheme.decryption_share(keys.parties[ids[3]], aggregate, req.message)
+    with pytest.raises(PolicyError, match=r"sums 2 update\(s\), fewer than the 4"):  # the default floor, t + 1
+        SecAggScheme().share_request(keys.aggregator, aggregate)
+
+
+def _victim_and_colluders(scheme, n=5):
+    """A round of ``n`` where the aggregate holds only a victim's and ``t - 1`` colluders' updates."""
+    ids = _ids(n)
+    keys = scheme.keygen(ids)
+    ready = setup_exchange(scheme, keys, 0)
+    t = keys.aggregator.unwrap("secagg").rounds[0].threshold
+    victim, colluders, honest = ids[0], ids[1:t], ids[t:]
+    ints, vectors = _grid_inputs(ids, 64, seed=21)
+    # the others dropped, or uploaded and the aggregator declares them dropped: the aggregate leaves them out
+    aggregate = _upload(scheme, keys, vectors, dict.fromkeys(ids, 1.0), 0, ready, drop=honest)
+    return keys, ints, t, victim, colluders, honest, aggregate
+
+
+def test_a_sum_of_a_victim_and_t_minus_1_colluders_is_not_unmasked_by_the_honest_parties():
+    """Issue 21 item 4: such a sum minus the colluders' inputs is the victim's update; the parties refuse to open it."""
+    scheme = SecAggScheme(SecAggParams(clip=GRID_CLIP))
+    keys, _, t, victim, colluders, honest, aggregate = _victim_and_colluders(scheme)
+    assert t == 3 and len(aggregate.parties) == t
+    with pytest.raises(PolicyError, match=r"sums 3 update\(s\), fewer than the 4 that crypto.secagg.min_contributors "
+                                          r"requires.*federation.quorum = 4"):
+        scheme.share_request(keys.aggregator, aggregate)
+    # the aggregator cannot be trusted to check: asked directly, no honest party lets out a share
+    claim = json.dumps({"dropped": list(honest)}).encode()
+    for p in (victim, *honest):
+        with pytest.raises(PolicyError, match=rf"{p}: the aggregate of round 0 sums 3 update"):
+            scheme.decryption_share(keys.parties[p], aggregate, claim)
+    assert all(not keys.parties[p].unwrap("secagg").rounds[0].revealed for p in (victim, *honest))
+    with pytest.raises(PolicyError, match="sums 3 update"):  # nor does the reveal open it, whatever shares it has
+        scheme.reveal_shares(keys.aggregator, aggregate, {})
+    assert scheme.params.contributors_needed(5) == t + 1  # the default
+
+
+def test_below_t_plus_1_contributors_the_released_sum_minus_the_colluders_is_the_victims_update():
+    """Why the default is t + 1: with min_contributors = t the attack of issue 21 item 4 succeeds, exactly."""
+    scheme = SecAggScheme(SecAggParams(clip=GRID_CLIP, min_contributors=3))
+    keys, ints, _, victim, colluders, honest, aggregate = _victim_and_colluders(scheme)
+    req = scheme.share_request(keys.aggregator, aggregate)
+    # the victim's self-mask needs t shares and the colluders hold t - 1: the aggregator also asks the parties it
+    # declared dropped (alive, or late), each of which holds one
+    shares = {p: scheme.decryption_share(keys.parties[p], aggregate, req.message) for p in (*req.parties, *honest)}
+    total = scheme.reveal_shares(keys.aggregator, aggregate, shares)
+    assert np.array_equal(total * 4096 - sum(ints[c] for c in colluders), ints[victim].astype(np.float64))
+
+
+def test_a_partys_floor_is_its_federations_not_the_roster_the_aggregator_sends():
+    """Resolved from the federation's size (for_federation), the floor does not shrink with a shrunken roster."""
+    params = SecAggParams().for_federation(10)  # 8 neighbours, t = 5: at least 6 updates
+    assert params.min_contributors == 6 and SecAggParams(min_contributors=3).for_federation(10).min_contributors == 3
+    scheme = SecAggScheme(params)
+    ids = _ids(10)[:4]  # the aggregator sets the round up with 4 of the 10 (3 of them colluders)
+    keys = scheme.keygen(ids)
+    ready = setup_exchange(scheme, keys, 0)
+    aggregate = _upload(scheme, keys, {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0), 0, ready)
+    with pytest.raises(PolicyError, match=r"p000: the aggregate of round 0 sums 4 update\(s\), fewer than the 6"):
+        scheme.decryption_share(keys.parties[ids[0]], aggregate, json.dumps({"dropped": []}).encode())
+
+
+def test_min_contributors_is_checked_against_the_federation():
+    with pytest.raises(InvalidParameterError, match="min_contributors=1: the sum of one update is that update"):
+        SecAggParams(min_contributors=1).validate()
+    with pytest.raises(InvalidParameterError, match="no sum of the 5 parties could be unmasked.*at least 6 updates"):
+        SecAggParams(min_contributors=6).check_federation(5)
+    assert [SecAggParams().fewest_contributors(n) for n in (2, 3, 5, 10, 100)] == [2, 3, 4, 6, 9]
 
 
 def test_parameters_that_cannot_fit_the_ring_or_the_graph_are_refused():

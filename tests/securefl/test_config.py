@@ -279,3 +279,40 @@ def test_distributed_dp_needs_the_schemes_policy_to_keep_every_noise_share():
         config.loads(text.format(quorum=0, least=3))  # quorum 0: every party, five noise shares
     assert config.loads(text.format(quorum=3, least=3)).federation.min_parties == 3
     assert config.loads(text.format(quorum=4, least=3).replace("distributed", "local")).privacy.mode == "local"
+
+
+@pytest.mark.parametrize("parties", [1, 2])
+def test_a_scheme_that_hides_updates_refuses_a_federation_of_fewer_than_three(parties):
+    """Issue 21 item 10: with two parties the revealed sum minus one's own update is the other's update."""
+    hiding = config.hiding_schemes()
+    assert {"secagg", "paillier", "ckks", "fe", "threshold_paillier"} <= set(hiding)
+    for scheme in hiding:  # one rule for every scheme that declares hides_updates, not one per scheme
+        with pytest.raises(ConfigError, match=rf"federation.parties = {parties}: the '{scheme}' scheme promises "
+                                              r"that individual updates stay hidden.*at least 3 parties"):
+            config.loads(f"[federation]\nparties = {parties}\n[crypto]\nscheme = '{scheme}'\n")
+        assert config.loads(f"[federation]\nparties = 3\n[crypto]\nscheme = '{scheme}'\n").federation.parties == 3
+    # a scheme that promises nothing of the kind still runs two parties (and one)
+    plain = config.loads(f"[federation]\nparties = {parties}\n[crypto]\nscheme = 'plain'\n")
+    assert plain.federation.parties == parties
+    with pytest.raises(ConfigError, match="federation.parties = 2"):  # also when changed after loading
+        config.load(PLAIN).replace(["crypto.scheme=secagg", "federation.parties=2", "federation.quorum=0"])
+
+
+def test_secagg_min_contributors_is_read_checked_against_the_federation_and_resolved_for_it():
+    """Issue 21 item 4: ``[crypto.secagg] min_contributors``, default 0 = the share threshold plus one."""
+    from securefl.core.federation import make_scheme
+
+    cfg = config.load(PLAIN, ["crypto.scheme=secagg"])  # five parties: 4 neighbours, t = 3
+    assert cfg.crypto.scheme_params().min_contributors == 0
+    assert make_scheme(cfg).params.min_contributors == 4  # fixed from federation.parties, not each round's roster
+    assert config.load(PLAIN, ["crypto.scheme=secagg", "crypto.secagg.min_contributors=5"]).crypto.scheme_params() \
+        .fewest_contributors(5) == 5
+    with pytest.raises(ConfigError, match=r"no sum of the 5 parties could be unmasked.*at most 5"):
+        config.load(PLAIN, ["crypto.scheme=secagg", "crypto.secagg.min_contributors=6"])
+    with pytest.raises(ConfigError, match="crypto.secagg: min_contributors=1: the sum of one update is that update"):
+        config.load(PLAIN, ["crypto.scheme=secagg", "crypto.secagg.min_contributors=1"])
+    # the distributed-DP rule reads the same policy (fewest_contributors), naming secagg's key
+    text = "[federation]\nparties = 5\nquorum = {q}\n[crypto]\nscheme = 'secagg'\n[privacy]\nmode = 'distributed'\n"
+    with pytest.raises(ConfigError, match="set crypto.secagg.min_contributors to at least 5"):
+        config.loads(text.format(q=0))
+    assert config.loads(text.format(q=4)).federation.min_parties == 4

@@ -211,7 +211,7 @@ def test_each_training_run_gets_its_config_from_replace(monkeypatch):
         return real(self, overrides, **changes)
 
     monkeypatch.setattr(config.Config, "replace", spy)
-    base = config.loads("[federation]\nparties = 2\nrounds = 1\n[crypto]\nscheme = 'paillier'\n"
+    base = config.loads("[federation]\nparties = 3\nrounds = 1\n[crypto]\nscheme = 'paillier'\n"
                         "[crypto.paillier]\npreset = 'test'\nclip = 128.0\n"  # room for the noise shares' tail
                         "[privacy]\nmode = 'distributed'\nclip_norm = 2.0")
     result = compare.run(base, CompareOptions(2, (50,), 50), names=["plain", "paillier"])

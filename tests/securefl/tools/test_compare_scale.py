@@ -18,7 +18,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def by_parties(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("parties")
     out = tmp / "report"
-    code = main(["compare", "--config", str(fast_config(tmp)), "--schemes", "plain,ckks", "--parties", "2", "4",
+    code = main(["compare", "--config", str(fast_config(tmp)), "--schemes", "plain,ckks", "--parties", "3", "6",
                  "--params", "200", "--out", str(out)])
     return {"code": code, "out": out, "md": (out / "report.md").read_text(),
             "json": json.loads((out / "report.json").read_text())}
@@ -27,11 +27,11 @@ def by_parties(tmp_path_factory) -> dict:
 def test_several_party_counts_give_a_party_sweep_per_scheme(by_parties):
     assert by_parties["code"] == 0, by_parties["md"]
     data = by_parties["json"]
-    assert data["options"]["party_counts"] == [2, 4]
+    assert data["options"]["party_counts"] == [3, 6]
     for row in data["schemes"]:
-        assert [p["parties"] for p in row["party_points"]] == [2, 4], row["name"]
+        assert [p["parties"] for p in row["party_points"]] == [3, 6], row["name"]
         assert all(p["params"] == 200 and p["work_s"] > 0 for p in row["party_points"])
-    assert data["workload"]["parties"] == 2  # training and the size sweep use the first count
+    assert data["workload"]["parties"] == 3  # training and the size sweep use the first count
 
 
 def test_the_party_plot_is_embedded_in_the_report(by_parties):

@@ -57,6 +57,10 @@ def test_every_federated_variant_is_made_by_replace_and_validated(monkeypatch):
     local, one, dist = trained
     assert (local.privacy.mode, local.privacy.epsilon, local.crypto.scheme) == ("local", 2.0, "plain")
     assert one.federation.parties == 1 and one.federation.ids == ("party-1",)
+    # the one curator runs unprotected (a scheme that hides updates refuses a federation of one)
+    assert config.load(NB, PAILLIER_TEST).replace(**{"federation.parties": 5}).crypto.scheme == "paillier"
+    assert dpcurve.variant(config.load(NB, PAILLIER_TEST), mode="local", epsilon=1.0, seed=0,
+                           single_party=True).crypto.scheme == "plain"
     # plain shows every update, so the distributed point runs under the first scheme that hides them
     assert (dist.privacy.mode, dist.crypto.scheme) == ("distributed", "paillier")
     assert dist.crypto.scheme_params().allow_insecure  # its [crypto.paillier] table came along
