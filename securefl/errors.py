@@ -75,6 +75,10 @@ class StateError(SecureFLError, RuntimeError):
     """A role's durable security state (``transport.state_dir``) is unreadable, foreign or exposed."""
 
 
+class StateLockedError(StateError):
+    """Another live process holds this role's security state: two processes of one party must not both answer."""
+
+
 class TransportError(SecureFLError, RuntimeError):
     """A peer could not be reached in time, or refused a request; the message says which and why."""
 

@@ -26,17 +26,19 @@ refused.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from securefl.errors import ReplayError, StateError
+from securefl.errors import ReplayError, StateError, StateLockedError
 from securefl.state.atomic import read_private, write_private
 
-__all__ = ["PartyState", "PolicyState", "federation_id", "read_private", "write_private"]
+__all__ = ["PartyState", "PolicyState", "federation_id", "hold", "read_private", "release", "write_private"]
 
 
 def federation_id(party_ids: Sequence[str], seed: int) -> str:
@@ -46,8 +48,56 @@ def federation_id(party_ids: Sequence[str], seed: int) -> str:
     return h.hexdigest()[:32]
 
 
+_HELD: dict[str, int] = {}
+"""Lock files this process holds (real path -> descriptor), each for the rest of its life."""
+_HELD_GUARD = threading.Lock()
+
+
+def hold(path: Path, role: str) -> None:
+    """Hold ``path``'s lock file (``<path>.lock``, with this process's pid) for the life of this process.
+
+    One process of a role may use its state: a second live process on the same state
+    (a hung party and its restart, two replicas) would pass the replay check from its
+    own copy and answer a round twice.  The lock is ``fcntl.flock``'s, so the kernel
+    releases it when its holder dies (a ``kill -9`` included).  Objects of this
+    process share the one lock.  :class:`StateLockedError` names the other holder's pid.
+    """
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = os.path.realpath(lock)
+    with _HELD_GUARD:
+        if key in _HELD:
+            return
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StateLockedError(
+                f"{role}: another process (pid {other}) holds its security state {path}; two processes of one "
+                "role would both answer a round. Stop that process (or wait for it to exit), then start this one"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD[key] = fd
+
+
+def release(path: Path) -> None:
+    """Give up this process's lock on ``path`` (a role handing its state to another process before it exits)."""
+    key = os.path.realpath(path.with_name(path.name + ".lock"))
+    with _HELD_GUARD:
+        fd = _HELD.pop(key, None)
+    if fd is not None:
+        os.close(fd)  # closing the last descriptor of the lock releases it
+
+
 class _JsonState:
-    """A JSON record for one role of one federation at ``path`` (``None``: in memory only)."""
+    """A JSON record for one role of one federation at ``path`` (``None``: in memory only).
+
+    The file is locked for this process (:func:`hold`) and re-read before every change, so two
+    objects of one process over one file see each other's records.
+    """
 
     FORMAT: str
 
@@ -55,8 +105,13 @@ class _JsonState:
         self.path = None if path is None else Path(path)
         self.federation, self.role = federation, role
         self._lock = threading.Lock()
+        if self.path is not None:
+            hold(self.path, role)
+        self.data: dict[str, Any] = self._read()
+
+    def _read(self) -> dict[str, Any]:
         raw = None if self.path is None else read_private(self.path)
-        self.data: dict[str, Any] = self._parse(raw) if raw is not None else {}
+        return self._parse(raw) if raw is not None else {}
 
     def _parse(self, raw: bytes) -> dict[str, Any]:
         try:
@@ -94,20 +149,31 @@ class PartyState(_JsonState):
 
     def __init__(self, path: str | Path | None, federation: str, role: str) -> None:
         super().__init__(path, federation, role)
-        rounds, charged = self.data.get("rounds", {}), self.data.get("charged", 0)
+        self.answered: dict[int, str] = {}
+        self.charged: int = 0
+        """Rounds this party's privacy accountant has charged, over every run of the federation."""
+        self._merge(self.data)
+
+    def _merge(self, data: dict[str, Any]) -> None:
+        # what the file says joins what this object knows: an answered round stays answered, a count only grows
+        rounds, charged = data.get("rounds", {}), data.get("charged", 0)
         if (not isinstance(rounds, dict) or not all(isinstance(v, str) for v in rounds.values())
                 or not isinstance(charged, int) or charged < 0):
             raise StateError(f"{self.path} is damaged (rounds or charged); restore it from a backup")
         try:
-            self.answered: dict[int, str] = {int(r): k for r, k in rounds.items()}
+            self.answered.update({int(r): k for r, k in rounds.items()})
         except ValueError:
             raise StateError(f"{self.path} is damaged (a round that is not a number)") from None
-        self.charged: int = charged
-        """Rounds this party's privacy accountant has charged, over every run of the federation."""
+        self.charged = max(self.charged, charged)
+
+    def _refresh(self) -> None:
+        if self.path is not None:  # another object of this process may have recorded since
+            self._merge(self._read())
 
     def check(self, round: int, key_id: bytes) -> None:
-        """Raise :class:`ReplayError` if ``round`` was answered before (under any key set)."""
+        """Raise :class:`ReplayError` if ``round`` was answered before (under any key set), as the file says now."""
         with self._lock:
+            self._refresh()
             previous = self.answered.get(int(round))
         if previous is None:
             return
@@ -120,6 +186,7 @@ class PartyState(_JsonState):
     def record(self, round: int, key_id: bytes, *, charged: int) -> None:
         """Note ``round`` as answered under ``key_id`` and the accountant's count, durably (before the reply leaves)."""
         with self._lock:
+            self._refresh()
             self.answered[int(round)] = key_id.hex()
             self.charged = max(self.charged, int(charged))
             self.data = {"rounds": {str(r): k for r, k in sorted(self.answered.items())}, "charged": self.charged}
@@ -128,6 +195,7 @@ class PartyState(_JsonState):
     def charge(self, charged: int) -> None:
         """Note the accountant's count alone (rounds charged without an answer sent), durably."""
         with self._lock:
+            self._refresh()
             if charged <= self.charged:
                 return
             self.charged = int(charged)

@@ -18,11 +18,11 @@ from securefl.core.authority import Authority
 from securefl.core.federation import party_state, policy_state
 from securefl.core.messages import GlobalModel
 from securefl.core.party import Party
-from securefl.errors import BudgetExceededError, QuorumError, ReplayError, StateError
+from securefl.errors import BudgetExceededError, QuorumError, ReplayError, StateError, StateLockedError
 from securefl.simulation import Simulation
-from securefl.state.partystate import PartyState, federation_id, read_private, write_private
+from securefl.state.partystate import PartyState, federation_id, read_private, release, write_private
 from tests.federation import AlwaysCrashing, replace
-from tests.paths import CONFIGS
+from tests.paths import CONFIGS, REPO
 
 ONE_ROUND = ["federation.rounds=1", "crypto.fe.dlog_table_bits=14"]
 
@@ -179,8 +179,44 @@ def test_a_second_process_reading_the_state_dir_answers_no_round_twice_and_spend
     sim.run()
     key = tmp_path / "party-1.key"
     write_private(key, sim.scheme.dump_key(sim.parties["party-1"].key, secret_access=SECRET_ACCESS))
+    release(sim.parties["party-1"].state.path)  # as the first process would by exiting: the new one takes over
     proc = subprocess.run([sys.executable, "-c", RESTARTED_PARTY, str(CONFIGS / "logistic_dp.toml"), str(key),
                            str(tmp_path / "state"), *DP], capture_output=True, text=True, timeout=300,
                           cwd=str(CONFIGS.parent.parent))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[:3] == ["spent 10.0", "1 ReplayError", "5 BudgetExceededError"]
+
+
+HOLDER = """
+import sys
+from securefl.state.partystate import PartyState
+PartyState.in_dir(sys.argv[1], "f" * 32, "party-1")
+print("held", flush=True)
+sys.stdin.read()  # hold the state until the test closes our stdin (or kills us)
+"""
+
+
+def test_a_second_live_process_on_one_partys_state_is_refused_naming_the_holders_pid(tmp_path):
+    """Issue 21 item 2: a hung party and its restart (or two replicas) must not both answer round 6."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(StateLockedError, match=rf"party:party-1: another process \(pid {holder.pid}\) holds"):
+            PartyState.in_dir(tmp_path, "f" * 32, "party-1")
+        PartyState.in_dir(tmp_path, "f" * 32, "party-2")  # another party's state is another lock
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel released the dead holder's lock: the restart takes the state over
+    assert PartyState.in_dir(tmp_path, "f" * 32, "party-1").answered == {}
+
+
+def test_two_objects_of_one_process_see_each_others_records_before_answering(tmp_path):
+    first = PartyState.in_dir(tmp_path, "f" * 32, "party-1")
+    second = PartyState.in_dir(tmp_path, "f" * 32, "party-1")  # made before the record below: read then
+    first.record(6, b"\x02" * 16, charged=3)
+    with pytest.raises(ReplayError, match="already answered round 6"):
+        second.check(6, b"\x02" * 16)
+    second.charge(2)  # a smaller count never lowers what the file says
+    assert json.loads(read_private(first.path))["state"]["charged"] == 3
