@@ -184,7 +184,14 @@ class AggregatorService:
             working = self._is_open(head["step"], head["round"], head["stage"]) and pid in b.handed
             if working:
                 b.seen[pid] = time.monotonic()
+            if working and head["refused"]:  # it cannot answer: the step stops waiting for it at once
+                b.refused[pid] = f"refused by the party: {head['refused']}"
+                b.handed.discard(pid)
+                b.cond.notify_all()
         what = f"{head['step']} step of round {head['round']} (stage {head['stage']})"
+        if working and head["refused"]:
+            log.warning("%s cannot answer the %s: %s", pid, what, head["refused"])
+            return wire.header("ack", message=f"{what}: refusal noted")
         log.debug("heartbeat of %s for the %s%s", pid, what, "" if working else " (not counted)")
         return wire.header("ack", message=f"{what} {'open' if working else 'not open for ' + pid}")
 

@@ -117,12 +117,13 @@ class AggregatorClient(_Client):
             raise TransportError(f"{self.where} answered with unknown state {head['state']!r}")
         return Task(head["state"], head["round"], head["stage"], payload, head["message"])
 
-    def heartbeat(self, step: str, round: int, stage: int) -> str:
+    def heartbeat(self, step: str, round: int, stage: int, *, refused: str = "") -> str:
         """Tell the aggregator this party is alive and working on ``step`` of ``round``; one attempt, no retry
-        (the next beat follows in ``poll_seconds``).  Returns its acknowledgement; raises
+        (the next beat follows in ``poll_seconds``).  With ``refused``, tell it instead that this party cannot
+        answer the step, and why: the step stops waiting for it.  Returns its acknowledgement; raises
         :class:`~securefl.errors.TransportError` when it cannot be reached."""
         call = self.channel.unary_unary(f"/{self.service}/Heartbeat")
-        request = wire.header("heartbeat", step=step, round=round, stage=stage)
+        request = wire.header("heartbeat", step=step, round=round, stage=stage, refused=refused[:4000])
 
         def once() -> bytes:
             ack: bytes = call(request, timeout=self.transport.poll_seconds, metadata=self.endpoint.metadata())

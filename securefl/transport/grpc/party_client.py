@@ -146,14 +146,25 @@ class NetworkedParty:
             return self.party.respond(task.state, task.round, task.stage, task.payload)
         except ReplayError as exc:  # a round it answered before this process started: it sits the round out
             log.warning("%s: %s", self.party_id, exc)
+            self._refuse(task, exc)
             return None
-        except BudgetExceededError:
+        except BudgetExceededError as exc:
+            self._refuse(task, exc)
             raise  # this party's budget is spent: it stops rather than sit out every later round
         except SecureFLError as exc:
             # a request this party cannot answer (a malformed model or share request, perhaps crafted by a
-            # hostile aggregator): it sits the step out and keeps serving
+            # hostile aggregator, or local training that fails): it sits the step out and keeps serving
             log.warning("%s: round %d: cannot answer the %s request: %s", self.party_id, task.round, task.state, exc)
+            self._refuse(task, exc)
             return None
+
+    def _refuse(self, task: Task, why: Exception) -> None:
+        """Tell the aggregator at once that this party cannot answer ``task``, so the step does not wait for it."""
+        try:
+            self.aggregator.heartbeat(task.state, task.round, task.stage, refused=str(why) or type(why).__name__)
+        except TransportError as exc:  # unreachable: the step ends by its deadline or our silence, as before
+            log.warning("%s: could not tell the aggregator it refuses round %d's %s: %s", self.party_id, task.round,
+                        task.state, exc)
 
     def _send(self, task: Task, data: bytes) -> None:
         t0 = time.perf_counter()

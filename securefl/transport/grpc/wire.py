@@ -40,8 +40,9 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "poll": {},
     # aggregator -> party: what to do now (a step of the round engine, or wait/done/failed), then its payload
     "task": {"state": _STR, "round": _INT, "stage": _INT, "bytes": _INT, "message": _STR},
-    # party -> aggregator, every poll_seconds while it computes a task: "alive, working on this step"
-    "heartbeat": {"step": _STR, "round": _INT, "stage": _INT},
+    # party -> aggregator, every poll_seconds while it computes a task: "alive, working on this step"; with
+    # `refused` non-empty, once: "I cannot answer this step, and this is why" (the step does not wait for it)
+    "heartbeat": {"step": _STR, "round": _INT, "stage": _INT, "refused": _STR},
     # party -> aggregator: the reply to the open step of `round` (an update for `train`) follows
     "upload": {"step": _STR, "round": _INT, "stage": _INT, "bytes": _INT},
     # aggregator -> authority: a function key for these weights in `round`

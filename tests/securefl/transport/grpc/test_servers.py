@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import replace
 
@@ -12,7 +13,7 @@ import pytest
 
 from securefl.core.federation import make_scheme
 from securefl.core.messages import GlobalModel, metrics_bytes
-from securefl.errors import RefusedError, TransportError
+from securefl.errors import PartyError, RefusedError, TransportError
 from securefl.transport.grpc import certs, wire
 from securefl.transport.grpc.certs import Identity
 from securefl.transport.grpc.channels import Endpoint
@@ -215,3 +216,27 @@ def test_a_party_that_is_gone_is_not_waited_for_by_the_evaluate_step_nor_the_nex
     assert result["rounds"][1]["parties"] == ["party-1"] and "gone" in result["rounds"][1]["dropped"]["party-2"]
     assert "party-2 did not measure the model: gone" in d.log("aggregator")
     assert elapsed < 30, f"{elapsed:.1f} s: the aggregator waited for a party that was gone (round_timeout 60 s)"
+
+
+def test_a_live_party_that_cannot_answer_says_so_and_the_round_does_not_wait_for_it(servers):
+    """Issue 21 item 5: a failing local training was only logged at the party; the round waited round_timeout."""
+    d = servers(config_text(parties=2, quorum=1, rounds=1, round_timeout=120))
+    p1, p2 = (NetworkedParty(d.cfg, pid) for pid in ("party-1", "party-2"))
+
+    def broken(task):
+        raise PartyError("local training returned shape (14,), the model has 31 parameters")
+
+    p2._update = broken  # type: ignore[method-assign]  # a site whose data cannot train this model
+    stays = threading.Thread(target=p2.run, daemon=True)  # live: it keeps polling after it refused
+    t0 = time.monotonic()
+    stays.start()
+    assert p1.run() is not None
+    assert d.wait_exit("aggregator", 60) == 0
+    elapsed = time.monotonic() - t0
+    result = json.loads(d.json.read_text())
+    why = result["rounds"][0]["dropped"]["party-2"]
+    assert why.startswith("refused by the party:") and "returned shape (14,)" in why
+    assert "party-2 cannot answer the train step of round 0" in d.log("aggregator")
+    assert elapsed < 40, f"{elapsed:.1f} s: the round waited for a party that had said it cannot answer"
+    stays.join(30)
+    assert not stays.is_alive()  # the refusing party is told the federation is done, like the others
