@@ -69,7 +69,7 @@ def test_only_a_heartbeat_for_the_open_step_from_its_holder_counts():
 
     def beat(who: str, step: str, rnd: int) -> str:
         md = Endpoint(Identity(PARTY, who), None, cfg.transport).metadata()
-        reply = service.heartbeat(wire.header("heartbeat", step=step, round=rnd, stage=0), _Context(md))
+        reply = service.heartbeat(wire.header("heartbeat", step=step, round=rnd, stage=0, refused=""), _Context(md))
         return wire.parse_header(reply, "ack")["message"]
 
     assert beat("party-1", "train", 1).endswith("not open for party-1")  # a closed step: not alive for this one
