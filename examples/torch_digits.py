@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{parties[cfg.federation.ids[0]].num_parameters} parameters", flush=True)
 
         def on_round(m: securefl.RoundMetrics) -> None:
-            print(f"round {m.round + 1:>2}: accuracy {m.accuracy:.4f}  loss {m.metrics.get('loss', float('nan')):.4f}"
+            print(f"round {m.round:>2}: accuracy {m.accuracy:.4f}  loss {m.metrics.get('loss', float('nan')):.4f}"
                   f"  {m.seconds:6.2f} s  {m.bytes_up / 1024:8.1f} KiB up/party", flush=True)
 
         result = securefl.simulate(cfg, parties, on_round)

@@ -53,8 +53,18 @@ class Sensitivity:
     budget_share: float
 
 
-def checked_update(values: object, length: int) -> np.ndarray:
-    """``values`` as the finite float64 vector of ``length`` parameters a party may send, or :class:`PartyError`."""
+BUILTIN_DIVERGED = "lower model.learning_rate, or standardize the features (data.standardize = true)"
+"""What to change when a built-in model's local training returns NaN (its config keys apply)."""
+OWN_DIVERGED = ("lower your trainer's learning rate or scale its inputs (model.learning_rate and data.standardize "
+                "configure only the built-in models)")
+"""What to change when a user's own trainer returns NaN: the built-in model's config keys do not reach it."""
+
+
+def checked_update(values: object, length: int, *, diverged: str = BUILTIN_DIVERGED) -> np.ndarray:
+    """``values`` as the finite float64 vector of ``length`` parameters a party may send, or :class:`PartyError`.
+
+    ``diverged``: the fix a NaN or infinite value's message names (the trainer's own knobs).
+    """
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -66,7 +76,7 @@ def checked_update(values: object, length: int) -> np.ndarray:
     bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
     if bad:
         raise PartyError(f"local training returned {bad} NaN or infinite value(s) of {length}; training diverged: "
-                         "lower model.learning_rate, or standardize the features (data.standardize = true)")
+                         f"{diverged}")
     return arr
 
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from securefl.errors import PartyError
 from securefl.ml.data import Shard
-from securefl.ml.models import ModelAdapter, checked_update, checked_weight
+from securefl.ml.models import OWN_DIVERGED, ModelAdapter, checked_update, checked_weight
 
 NUM_EXAMPLES = "num_examples"
 """The key of :meth:`Trainer.evaluate`'s mapping that weights this party's metrics in the average."""
@@ -73,7 +73,8 @@ def checked_fit(party: str, result: object, length: int) -> tuple[np.ndarray, fl
         raise PartyError(f"{party}: Trainer.fit must return (parameters, weight), got {type(result).__name__}; "
                          "return the flat parameter vector and the party's fusion weight (e.g. its row count)")
     try:
-        return checked_update(result[0], length), checked_weight(result[1])
+        # a built-in kind's adapter has checked its update already, naming its config keys: this is a user's trainer
+        return checked_update(result[0], length, diverged=OWN_DIVERGED), checked_weight(result[1])
     except PartyError as exc:
         raise PartyError(f"{party}: {exc}") from None
 

@@ -154,3 +154,12 @@ def test_a_third_party_model_kind_registers_in_the_securefl_models_group(tmp_pat
     assert result.final_accuracy > 0.85
     with pytest.raises(ConfigError, match="model.kind.*nearest_mean"):
         config.load(CONFIGS / "plain.toml", ["model.kind=nearest_meen"])
+
+
+def test_a_users_trainer_that_diverges_is_told_its_own_fix_not_the_built_in_models_keys():
+    """Issue 21 item 11: the hint named model.learning_rate and data.standardize, which never reach a user's trainer."""
+    from securefl.errors import PartyError
+    from securefl.ml.trainer import checked_fit
+
+    with pytest.raises(PartyError, match=r"party-1: .*1 NaN or infinite value\(s\) of 3.*your trainer's learning rate"):
+        checked_fit("party-1", (np.array([0.0, np.nan, 1.0]), 1.0), 3)
