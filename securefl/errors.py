@@ -108,4 +108,4 @@ def _reexport_crypto_errors() -> list[str]:
 
 __all__ = sorted({*_reexport_crypto_errors(),
                   "BudgetExceededError", "ConfigError", "DataError", "FusionError", "PartyError", "QuorumError",
-                  "RefusedError", "ReplayError", "StateError", "TransportError", "UsageError"})
+                  "RefusedError", "ReplayError", "StateError", "StateLockedError", "TransportError", "UsageError"})

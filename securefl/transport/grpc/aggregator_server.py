@@ -410,6 +410,12 @@ class NetworkedAggregator:
             on_stop(self.federation.result([], None, self.federation.accountant(), stopped=exc))
             self.authority.close()
             raise
+        if history:
+            # a resumed run: every party was alive before the crash and polls again within poll_seconds if it
+            # still is; one that died meanwhile is gone after the grace, as if seen at this restart, instead of
+            # being waited for until round_timeout in every later round
+            restarted = time.monotonic()
+            self.board.seen = dict.fromkeys(fed.ids, restarted)
         writer = (CheckpointWriter(tcfg.checkpoint_file, self.federation.scheme.name, key.key_id.hex())
                   if tcfg.checkpoint_file else None)
         self.server = self.endpoint.server([self.service.handler()], tcfg.aggregator_port,

@@ -288,3 +288,22 @@ def test_an_aggregator_whose_checkpoint_is_of_other_keys_writes_its_json_with_no
     assert d.wait_exit("aggregator:2", 60) != 0
     data = json.loads(d.json.read_text())
     assert data["rounds"] == [] and data["stopped"] == "error" and "Delete the checkpoint" in data["stop_message"]
+
+
+def test_a_restarted_aggregator_does_not_wait_round_timeout_for_a_party_that_died_before_the_crash(deploy):
+    """Issue 21 item 6: after kill -9 and resume it waited the full round_timeout, every later round."""
+    d = deploy(config_text(parties=3, quorum=2, rounds=4, round_timeout=120))
+    d.start_all()
+    d.wait_for("aggregator", r"checkpoint written after round 0")
+    d.kill("party:party-3")  # dies first ...
+    d.wait_for("aggregator", r"checkpoint written after round 1")  # (its absence is known before the crash)
+    d.kill("aggregator")  # ... then the aggregator, with what it knew about party-3
+    t0 = time.monotonic()
+    d.start("aggregator:again", "--json", str(d.json))
+    d.wait_for("aggregator:again", r"resumed from checkpoint")
+    result = d.finish()
+    elapsed = time.monotonic() - t0
+    assert [r["round"] for r in result["rounds"]] == [0, 1, 2, 3]
+    later = [r for r in result["rounds"] if r["round"] >= 2]
+    assert later and all(r["parties"] == ["party-1", "party-2"] and "gone" in r["dropped"]["party-3"] for r in later)
+    assert elapsed < 90, f"{elapsed:.0f} s: the restarted aggregator waited for party-3 (round_timeout 120 s)"

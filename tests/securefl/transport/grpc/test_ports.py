@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from securefl.errors import TransportError
+from securefl.errors import StateLockedError, TransportError
 from securefl.transport.grpc import authority_server
 from securefl.transport.grpc.certs import AGGREGATOR
 from securefl.transport.grpc.channels import Endpoint
@@ -21,8 +21,13 @@ def test_a_second_authority_on_a_used_port_refuses_to_start(tmp_path):
         d.start("authority")  # the first one: its own process
         d.wait_for("authority", "authority listening")
         port = d.ports["authority"]
-        with pytest.raises(TransportError, match=f"port {port} is already in use"):
+        # on the first one's state directory it is refused before it gets to the port: two live authorities of
+        # one federation must not both grant function keys
+        with pytest.raises(StateLockedError, match=rf"another process \(pid {d.procs['authority'].pid}\) holds"):
             authority_server.serve(d.cfg)
+        own_state = d.cfg.replace([f'transport.state_dir="{tmp_path / "second-state"}"'])
+        with pytest.raises(TransportError, match=f"port {port} is already in use"):
+            authority_server.serve(own_state)
         assert d.procs["authority"].poll() is None  # the first one is unharmed
     finally:
         d.stop()
