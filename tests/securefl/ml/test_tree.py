@@ -321,10 +321,10 @@ def test_ckks_grows_the_plain_tree_above_the_level_its_publication_floods():
 def test_the_tree_configs_comment_states_what_each_scheme_costs_the_tree():
     """Issue 21 item 11: tree.toml suggested ckks without saying that its flooding changes the tree."""
     text = (CONFIGS / "tree.toml").read_text()
-    stated = re.search(r"\((\d\.\d{4}) -> (\d\.\d{4})\)", text)
-    assert stated is not None, "tree.toml must state plain's and ckks's accuracy"
+    stated = re.search(r"plain's (\d\.\d{4}),\n# our ckks runs ended anywhere from (\d\.\d{4}) to (\d\.\d{4})", text)
+    assert stated is not None, "tree.toml must state plain's accuracy and the range of ckks's"
     plain = Simulation(config.load(CONFIGS / "tree.toml")).run().final_accuracy
     ckks = Simulation(config.load(CONFIGS / "tree.toml", ['crypto.scheme="ckks"'])).run().final_accuracy
     assert plain == pytest.approx(float(stated.group(1)), abs=1e-4)
-    # the flooding noise is random: some runs grow plain's tree, some a worse one, within what the comment says
-    assert float(stated.group(2)) - 0.02 <= ckks <= plain
+    # the flooding noise is fresh every run: the tree it grows varies, around the range the comment states
+    assert float(stated.group(2)) - 0.03 <= ckks <= float(stated.group(3)) + 0.03
