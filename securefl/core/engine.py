@@ -148,7 +148,8 @@ class SecureRound:
         """Setup, every party's protected update folded on arrival, the reveal: the round's next global model."""
         roles = _OverTransport(self, rnd, model)
         _, total = self.protocol.run(roles, rnd, parties)
-        return self._collected(roles), self.aggregator.next_model(self._collected(roles).combined, total)
+        collected = self._collected(roles)
+        return collected, self.aggregator.next_model(collected.combined, total)
 
     def collect(self, rnd: int, parties: Sequence[str], model: GlobalModel) -> Collected:
         """Setup exchanges (if the scheme offers them), then every party's protected update, folded on arrival."""
