@@ -6,11 +6,18 @@ import argparse
 
 from crypto_backends import registry
 from securefl import config as config_mod
-from securefl.cli.common import check_parent, out, write_json
-from securefl.cli.common import progress as progress_bar
+from securefl.cli.common import Steps, check_parent, out, write_json
 from securefl.errors import ConfigError
 from securefl.tools import baselines as baseline_registry
 from securefl.tools.tables import bench_notes, bench_table
+
+SLOW_S = 5.0
+"""A row estimated to take at least this many seconds gets its estimate printed before it runs."""
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` for a person: "40 s", "3.2 min"."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _names(text: str | None) -> list[str]:
@@ -61,17 +68,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _check_args(args, schemes, wanted)
     counts: list[int] = args.parties
     bench.check_inputs(counts, args.params)
-    with progress_bar() as progress:
-        task = progress.add_task("bench", total=len(counts) * (len(schemes) + len(wanted)) + 1)
+    variants = 2 if cfg.privacy.enabled else 1
+    with Steps("securefl bench", len(counts) * (len(schemes) * variants + len(wanted))) as steps:
 
-        def step(label: str) -> None:
-            progress.update(task, description=label)
-            progress.advance(task)
+        def estimate(label: str, seconds: float) -> None:
+            if seconds >= SLOW_S:
+                steps.note(f"  {label} at {args.params:,} values: about {_duration(seconds)} "
+                           f"(estimated from a {bench.PROBE_VALUES:,}-value probe)")
 
         results = bench.run(schemes, parties=counts, params=args.params, repeat=args.repeat,
-                            scheme_params=cfg.crypto.scheme_params, baselines=wanted, seed=args.seed, on_step=step,
-                            privacy=cfg.privacy, baseline_options={"neighbours": args.neighbours})
-        progress.advance(task)
+                            scheme_params=cfg.crypto.scheme_params, baselines=wanted, seed=args.seed,
+                            on_step=steps.step, on_estimate=estimate, privacy=cfg.privacy,
+                            baseline_options={"neighbours": args.neighbours})
     out.print(bench_table(results, counts, args.params))
     for line in bench_notes(results):
         out.print(line)

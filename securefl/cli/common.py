@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from securefl.core import jsonout
 from securefl.errors import ConfigError
@@ -96,6 +98,47 @@ def result_json(path: str | None) -> Callable[[RunResult], None]:
 
 
 def progress() -> Progress:
-    """A progress bar on stderr, shown only when stderr is a terminal."""
+    """A progress bar on stderr, shown only when stderr is a terminal (see :class:`Steps` for the other case)."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=False, disable=not console.is_terminal)
+
+
+class Steps:
+    """A long command's progress on stderr: a bar on a terminal, otherwise one line per step.
+
+    A run whose stderr is a pipe, a log file or a CI console still shows what it is
+    doing and how long each step took: ``[k/N] label (started at +E s; the last
+    step took S s)``.  :meth:`note` prints a line either way (an estimate, a result).
+    """
+
+    def __init__(self, name: str, total: int) -> None:
+        self.name, self.total, self.done = name, total, 0
+        self.bar = progress()
+        self.task = self.bar.add_task(name, total=total)
+        self.started = self.last = time.perf_counter()
+
+    def __enter__(self) -> Steps:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not console.is_terminal and self.done:
+            console.print(f"{self.name}: {self.done} step(s) in {time.perf_counter() - self.started:.1f} s")
+        self.bar.__exit__(None, None, None)
+
+    def step(self, label: str, *, advance: bool = True) -> None:
+        """Step ``label`` starts (``advance``: it counts towards the total)."""
+        now = time.perf_counter()
+        if advance:
+            self.done += 1
+            self.bar.advance(self.task)
+        self.bar.update(self.task, description=label)
+        if not console.is_terminal:
+            took = f"; the last step took {now - self.last:.1f} s" if self.done > 1 else ""
+            at = now - self.started
+            console.print(Text(f"{self.name} [{self.done}/{self.total}] {label} (at +{at:.1f} s{took})"))
+        self.last = now
+
+    def note(self, text: str) -> None:
+        """A line of its own, above the bar on a terminal."""
+        console.print(Text(text))

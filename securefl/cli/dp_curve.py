@@ -6,8 +6,7 @@ import argparse
 from importlib import resources
 
 from securefl import config as config_mod
-from securefl.cli.common import check_out_dir, out
-from securefl.cli.common import progress as progress_bar
+from securefl.cli.common import Steps, check_out_dir, out
 from securefl.core import jsonout
 from securefl.errors import ConfigError
 from securefl.tools.tables import dp_curve_table
@@ -31,14 +30,8 @@ def cmd_dp_curve(args: argparse.Namespace) -> int:
         raise ConfigError("--seeds must be a positive integer")
     outdir = check_out_dir(args.out)
     outdir.mkdir(exist_ok=True)
-    with progress_bar() as progress:
-        task = progress.add_task("dp-curve", total=args.seeds * len(dpcurve.EPSILONS))
-
-        def on_step(label: str) -> None:
-            progress.update(task, description=label)
-            progress.advance(task)
-
-        curve = dpcurve.run_curve(cfg, seeds=args.seeds, on_step=on_step)
+    with Steps("securefl dp-curve", args.seeds * len(dpcurve.EPSILONS)) as steps:
+        curve = dpcurve.run_curve(cfg, seeds=args.seeds, on_step=steps.step)
     out.print(dp_curve_table(curve))
     if "distributed" not in curve["methods"]:
         out.print("distributed: no installed scheme hides individual updates, so the distributed curve is absent")

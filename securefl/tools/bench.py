@@ -46,6 +46,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -108,6 +109,7 @@ def bench_scheme(
     repeat: int = 1,
     wrap: Callable[[Scheme], Scheme] | None = None,
     label: str | None = None,
+    on_estimate: Callable[[float], None] | None = None,
 ) -> BenchResult:
     """Measure one scheme on ``vectors`` (see the module docstring for the columns).
 
@@ -115,6 +117,10 @@ def bench_scheme(
     data-independent work (:meth:`~crypto_backends.base.Scheme.prepare`) is timed
     apart, as ``extra["prepare_s"]``, and not counted in ``encrypt_s``.  Each round is
     :func:`crypto_backends.roundtrip.run_round`, which times the steps.
+
+    ``on_estimate``: called once, before the measured rounds, with their estimated
+    seconds (:func:`probe_estimate`), when the vectors are long enough for a probe to
+    be cheap beside them (at least :data:`PROBE_VALUES` x 4 values).
     """
     n, dim = len(vectors), int(vectors[0].size)
     ids = [f"party-{i + 1}" for i in range(n)]
@@ -125,6 +131,9 @@ def bench_scheme(
     t0 = time.perf_counter()
     keys = scheme.keygen(ids)
     keygen_s = time.perf_counter() - t0
+    if on_estimate is not None and dim >= 4 * PROBE_VALUES:
+        on_estimate(probe_estimate(scheme, keys, dict(zip(ids, vectors, strict=True)),
+                                   dict(zip(ids, weights, strict=True)), repeat=repeat))
     enc: list[float] = []
     agg: list[float] = []
     dec: list[float] = []
@@ -151,6 +160,24 @@ def bench_scheme(
                    statistics.mean(sizes), max(errors), keygen_s=keygen_s, hides_updates=declared.hides_updates,
                    security_bits=declared.security_bits if declared.hides_updates else None,
                    extra=extra, note=note)
+
+
+def probe_estimate(scheme: Scheme, keys: Any, vectors: Mapping[str, np.ndarray], weights: Mapping[str, float], *,
+                   repeat: int) -> float:
+    """Seconds the measured rounds of :func:`bench_scheme` should take, from one round of the first
+    :data:`PROBE_VALUES` values of each vector (under the same keys, in a round number the measured rounds
+    do not use), scaled linearly by length; a scheme with setup steps also runs its 10%-dropped round.
+
+    An order of magnitude, not a bound: work that does not grow with the length (a table built on first
+    use) makes it too high, caches warmed by the probe make the real rounds a little faster.
+    """
+    dim = len(next(iter(vectors.values())))
+    short = {p: v[:PROBE_VALUES] for p, v in vectors.items()}
+    trip = run_round(scheme, keys, short, weights, round=repeat + 1)
+    seconds = (sum(trip.prepare_s) + sum(trip.protect_s) + trip.combine_s + trip.reveal_s) * dim / PROBE_VALUES
+    setup = scheme.capability(InteractiveSetup)
+    rounds = repeat + (1 if trip.share_s and setup is not None and setup.setup_steps(repeat) else 0)
+    return trip.setup_s * rounds + seconds * rounds
 
 
 def _share_columns(scheme: Scheme, keys: Any, ids: Sequence[str], vectors: Sequence[np.ndarray],
@@ -259,6 +286,7 @@ def run(
     on_step: Callable[[str], None] = lambda label: None,
     privacy: PrivacyConfig | None = None,
     baseline_options: Mapping[str, Any] | None = None,
+    on_estimate: Callable[[str, float], None] = lambda label, seconds: None,
 ) -> list[BenchResult]:
     """Bench ``schemes`` and ``baselines`` on one set of vectors; a failing scheme becomes an error row.
 
@@ -270,19 +298,26 @@ def run(
     ``parties`` may be several counts: every scheme and baseline runs at each, in the order given.
     ``baseline_options`` go to the baselines that take them (:func:`securefl.tools.baselines.measure`).
     The numpy floor is always measured (once per count, however often ``baselines`` names it).
+    ``on_step`` is called with each row's label before it is measured, ``on_estimate`` with the label and
+    the estimated seconds of a row long enough to be probed first (:func:`probe_estimate`).
     """
     counts = [parties] if isinstance(parties, int) else list(parties)
     check_inputs(counts, params)
     results: list[BenchResult] = []
     for n in counts:
         step = on_step if len(counts) == 1 else _prefixed(on_step, f"{n} parties: ")
-        results += _run_parties(schemes, n, params, repeat, scheme_params, baselines, seed, step, privacy,
-                                baseline_options)
+        estimate = on_estimate if len(counts) == 1 else _prefixed_estimate(on_estimate, f"{n} parties: ")
+        results += _run_parties(schemes, n, params, repeat, scheme_params, baselines, seed, (step, estimate),
+                                privacy, baseline_options)
     return results
 
 
 def _prefixed(on_step: Callable[[str], None], prefix: str) -> Callable[[str], None]:
     return lambda label: on_step(prefix + label)
+
+
+def _prefixed_estimate(on_estimate: Callable[[str, float], None], prefix: str) -> Callable[[str, float], None]:
+    return lambda label, seconds: on_estimate(prefix + label, seconds)
 
 
 def _run_parties(
@@ -293,10 +328,11 @@ def _run_parties(
     scheme_params: Callable[[str], SchemeParams | None],
     baselines: Sequence[str],
     seed: int,
-    on_step: Callable[[str], None],
+    callbacks: tuple[Callable[[str], None], Callable[[str, float], None]],
     privacy: PrivacyConfig | None,
     baseline_options: Mapping[str, Any] | None,
 ) -> list[BenchResult]:
+    on_step, on_estimate = callbacks
     vectors, weights = vectors_or_error(parties, params, seed)
     results: list[BenchResult] = []
     numpy_row = _baseline("numpy", vectors, weights, repeat)
@@ -310,7 +346,7 @@ def _run_parties(
             try:
                 check_scheme_memory(name, parties, params, scheme_params(name))
                 results.append(bench_scheme(name, vectors, weights, params=scheme_params(name), repeat=repeat,
-                                            wrap=wrap, label=label))
+                                            wrap=wrap, label=label, on_estimate=partial(on_estimate, label)))
             except Exception as exc:  # noqa: BLE001 - a report row, not a crash (see docstring)
                 results.append(_failed(label, parties, params, exc))
     for name in dict.fromkeys(baselines):

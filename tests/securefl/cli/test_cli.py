@@ -174,3 +174,21 @@ def test_a_run_that_stops_before_its_first_round_writes_its_json_with_no_rounds(
     data = json.loads(path.read_text())
     assert data["rounds"] == [] and data["stopped"] == "quorum lost" and data["final_accuracy"] is None
     assert "no party gave the model's initial parameters" in data["stop_message"]
+
+
+def test_bench_shows_each_step_when_stderr_is_not_a_terminal():
+    # a CI log or a pipe gets a line per scheme, with the time the previous one took, not a hidden bar
+    result = _cli("bench", "--schemes", "plain,secagg", "--parties", "3", "--params", "1000")
+    assert result.returncode == 0, result.stderr
+    assert "securefl bench [1/2] plain (at +" in result.stderr
+    assert "securefl bench [2/2] secagg (at +" in result.stderr and "the last step took" in result.stderr
+    assert "securefl bench: 2 step(s) in" in result.stderr
+
+
+def test_bench_prints_an_estimate_before_a_slow_row(monkeypatch, capsys):
+    from securefl.cli import bench as bench_cli
+
+    monkeypatch.setattr(bench_cli, "SLOW_S", 0.0)  # every probed row counts as slow
+    assert main(["bench", "--schemes", "plain", "--parties", "3", "--params", "16384"]) == 0
+    err = capsys.readouterr().err
+    assert "plain at 16,384 values: about" in err and "4,096-value probe" in err

@@ -124,3 +124,33 @@ def test_the_upload_probe_keys_enough_parties_for_a_decryption_threshold():
     params = registry.params_type("threshold_paillier").preset("test")
     params = dataclasses.replace(params, threshold=3)
     assert bench.upload_bytes_per_value("threshold_paillier", params, parties=5) > 1.0  # no InvalidParameterError
+
+
+def test_a_long_row_is_estimated_from_a_probe_before_it_runs():
+    estimates: list[tuple[str, float]] = []
+    steps: list[str] = []
+    rows = bench.run(["plain"], parties=3, params=4 * bench.PROBE_VALUES, on_step=steps.append,
+                     on_estimate=lambda label, s: estimates.append((label, s)))
+    assert steps == ["plain"] and [label for label, _ in estimates] == ["plain"]
+    assert 0 < estimates[0][1] < 60 and not rows[0].error
+    short: list[tuple[str, float]] = []
+    bench.run(["plain"], parties=3, params=100, on_estimate=lambda label, s: short.append((label, s)))
+    assert short == []  # a short row is not worth probing
+
+
+def test_the_estimate_scales_the_probe_round_with_the_length(monkeypatch):
+    from crypto_backends.roundtrip import RoundTrip
+
+    seen: list[int] = []
+
+    def probe(scheme, keys, vectors, weights, *, round):
+        seen.append(len(next(iter(vectors.values()))))
+        return RoundTrip(np.zeros(1), (8,), (0.5,), (1.0, 1.0), 2.0, 0.5)  # 0.5 + 2 + 2 + 0.5 = 5 s per probe
+
+    monkeypatch.setattr(bench, "run_round", probe)
+    scheme = registry.create("plain")
+    keys = scheme.keygen(["a", "b"])
+    vectors = {p: np.ones(8 * bench.PROBE_VALUES) for p in ("a", "b")}
+    estimate = bench.probe_estimate(scheme, keys, vectors, dict.fromkeys(vectors, 1.0), repeat=3)
+    assert seen == [bench.PROBE_VALUES]  # one short round, not the long one
+    assert estimate == pytest.approx(5.0 * 8 * 3)
