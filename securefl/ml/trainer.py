@@ -106,15 +106,33 @@ class KindTrainer:
 
     def __init__(self, adapter: ModelAdapter, train: Shard, held_out: Shard) -> None:
         self.adapter, self.train, self.held_out = adapter, train, held_out
+        self.length = int(np.asarray(adapter.initial_parameters()).size)
 
     def initial_parameters(self) -> np.ndarray:
         """The model's starting parameters as one flat vector."""
         return self.adapter.initial_parameters()
 
     def fit(self, parameters: np.ndarray, round: int) -> tuple[np.ndarray, float]:
-        """Train locally from ``parameters`` on this party's rows; the update and this party's weight."""
+        """Train locally from ``parameters`` on this party's rows; the update and this party's weight.
+
+        A global model of another length than this party's model is refused with :class:`PartyError`
+        (naming the classes this party's rows hold, the usual cause across sites).
+        """
+        if parameters.size != self.length:
+            raise PartyError(self._mismatch(parameters.size))
         update = self.adapter.fit_local(parameters, self.train.X, self.train.y)
         return update, self.adapter.local_weight(self.train.n)
+
+    def _mismatch(self, size: int) -> str:
+        why = (f"the global model has {size} parameters, this party's {type(self.adapter).__name__} has "
+               f"{self.length}")
+        classes = getattr(self.adapter, "classes", None)
+        if classes is None:
+            return why + "; every party must use the same [model] and [data] settings"
+        held = [c.item() if hasattr(c, "item") else c for c in classes]
+        return (f"{why}: this party's model has the classes {held}; sites whose files hold different label sets "
+                "build models of different sizes. Declare every label any site holds, the same in every site's "
+                "config: [data] classes = [...]")
 
     def weight(self) -> float:
         """The fusion weight :meth:`fit` will return (known before training: the row count)."""

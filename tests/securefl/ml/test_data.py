@@ -197,3 +197,22 @@ def test_with_declared_classes_a_site_lacking_a_class_trains_the_same_model_as_t
         sizes.update({start.size, update.size})
         assert np.isfinite(update).all() and weight > 0
     assert sizes == {9}  # (2 features + 1) x 3 classes at both sites
+
+
+def test_sites_whose_numeric_labels_differ_without_declared_classes_are_told_to_declare_them(tmp_path):
+    """Numeric labels [0, 1, 2] at one site and [0, 2] at another build models of two sizes: the second site
+    refuses the first's model at once, naming its classes and ``data.classes``, instead of a bare shape error."""
+    from securefl.config import ModelConfig
+    from securefl.errors import PartyError
+    from securefl.ml.models import make_adapter
+    from securefl.ml.trainer import KindTrainer
+
+    cfg = DataConfig(dataset="own", label_column="kind")
+    sites = [load_party(cfg, _site(tmp_path, f"{n}.csv", labels), 0)
+             for n, labels in (("a", ["0", "1", "2"]), ("b", ["0", "2"]))]
+    trainers = [KindTrainer(make_adapter(ModelConfig(), s.n_features, s.classes, 0), s.train, s.held_out)
+                for s in sites]
+    model = trainers[0].initial_parameters()
+    trainers[0].fit(model.copy(), 0)  # the site the model came from trains as before
+    with pytest.raises(PartyError, match=r"this party's model has the classes \[0, 2\].*\[data\] classes = "):
+        trainers[1].fit(model.copy(), 0)
