@@ -29,6 +29,7 @@ from securefl.core.federation import (
 )
 from securefl.core.party import Party
 from securefl.errors import ConfigError, SecureFLError, UsageError
+from securefl.identity import InProcessCA
 from securefl.ml.data import FederatedData
 from securefl.ml.models import ModelAdapter
 from securefl.ml.trainer import Trainer
@@ -79,9 +80,11 @@ class Simulation:
             raise UsageError("transport.kind = 'ray' keeps each party's security state in its actor's "
                              "memory; a state_dir is kept by transport.kind = 'threads' and by networked parties "
                              "(transport.state_dir)")
+        # every party signs what the aggregator relays for it, as in a deployment (its key stays with its party)
+        self.ca = InProcessCA(cfg.federation.ids)
         self.parties: MutableMapping[str, Party] = {} if ray else {
             pid: self.federation.party(pid, self.authority.party_key(pid), None if trainers is None else trainers[pid],
-                                       state_dir=state_dir)
+                                       state_dir=state_dir, identity=self.ca.identity(pid))
             for pid in cfg.federation.ids
         }
         self.aggregator: Aggregator = self.federation.aggregator(self.authority.aggregator_key())
@@ -115,7 +118,7 @@ class Simulation:
         if self.cfg.transport.kind == "ray":
             from securefl.transport.ray import RayTransport  # the only import of ray, and only for this kind
 
-            return RayTransport(self.cfg, self.authority)
+            return RayTransport(self.cfg, self.authority, identities=self.ca)
         return InProcessTransport(self.parties, self.authority)
 
     def run(self, on_round: OnRound = lambda m: None, *, on_stop: OnStop = lambda r: None) -> RunResult:

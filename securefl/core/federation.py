@@ -21,7 +21,7 @@ import numpy as np
 from crypto_backends import registry
 from crypto_backends.base import Scheme
 from crypto_backends.dp import DPScheme
-from crypto_backends.keys import AggregatorKey, PartyKey
+from crypto_backends.keys import AggregatorKey, PartyIdentity, PartyKey
 from securefl import privacy
 from securefl.config import OWN_DATA, Config
 from securefl.core.aggregator import Aggregator, Combined
@@ -29,6 +29,7 @@ from securefl.core.fusion import mean_from_sum, sum_of
 from securefl.core.jsonout import finite
 from securefl.core.party import Party
 from securefl.errors import BudgetExceededError, ConfigError, QuorumError
+from securefl.identity import bind_identity
 from securefl.ml.data import FederatedData, PartyData, held_out_parts, load_federated, load_party
 from securefl.ml.models import ModelAdapter, make_adapter
 from securefl.ml.trainer import KindTrainer, Trainer
@@ -230,11 +231,15 @@ class Federation:
         return None
 
     def party(self, party_id: str, key: PartyKey, trainer: Trainer | None = None, *,
-              state_dir: str | Path | None = None) -> Party:
+              state_dir: str | Path | None = None, identity: PartyIdentity | None = None) -> Party:
         """Party ``party_id`` running ``trainer`` (the federation's own for ``party_id`` when omitted).
 
         ``state_dir``: where the party keeps its durable security state (``None``: in memory).
+        ``identity``: its identity key and certificate (:mod:`securefl.identity`), bound wherever the
+        scheme signs (``None``: the party signs nothing, and a scheme that needs signatures refuses).
         """
+        if identity is not None:
+            bind_identity(self.scheme, key, identity)
         return Party(party_id, trainer if trainer is not None else self.trainer(party_id), self.scheme, key,
                      self.accountant(), fuse=self.fuse, state=party_state(self.cfg, party_id, state_dir))
 

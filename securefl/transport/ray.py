@@ -59,6 +59,7 @@ from securefl.core.federation import federation
 from securefl.core.messages import GlobalModel, parse_vector, vector_bytes
 from securefl.core.party import Party
 from securefl.errors import ConfigError, TransportError
+from securefl.identity import InProcessCA, load_identity
 from securefl.transport.base import Accept, PartyFailed, Replies, Request, T, Transport, take_reply
 
 log = logging.getLogger(__name__)
@@ -174,18 +175,19 @@ class PartyHost:
     def __init__(self) -> None:
         self.parties: dict[str, Party] = {}
 
-    def setup(self, config: str, party_ids: list[str], keys: list[bytes]) -> bytes:
-        """Build ``party_ids`` (their trainers and shards from ``config``, their keys from ``keys``)."""
-        return _framed(self._setup, config, party_ids, keys)
+    def setup(self, config: str, party_ids: list[str], keys: list[bytes], identities: list[bytes]) -> bytes:
+        """Build ``party_ids`` (their trainers and shards from ``config``, their keys from ``keys``, their
+        identities from ``identities``: :meth:`~securefl.identity.InProcessCA.export`)."""
+        return _framed(self._setup, config, party_ids, keys, identities)
 
-    def _setup(self, config: str, party_ids: list[str], keys: list[bytes]) -> bytes:
+    def _setup(self, config: str, party_ids: list[str], keys: list[bytes], identities: list[bytes]) -> bytes:
         fed = federation(read_config_text(config))
-        for pid, data in zip(party_ids, keys, strict=True):
+        for pid, data, identity in zip(party_ids, keys, identities, strict=True):
             key = fed.scheme.load_key(data)
             if not isinstance(key, PartyKey) or key.owner != pid:
                 raise TransportError(f"the key sent for {pid} is a {type(key).__name__} of "
                                      f"{getattr(key, 'owner', None)!r}; each party takes its own party key only")
-            self.parties[pid] = fed.party(pid, key)
+            self.parties[pid] = fed.party(pid, key, identity=load_identity(identity, pid))
         return f"{os.getpid()}".encode()
 
     def held(self) -> str:
@@ -219,8 +221,11 @@ class RayTransport(Transport):
     :meth:`close`); a Ray runtime already started in this process (``ray.init``) is used as it is.
     """
 
-    def __init__(self, cfg: Config, authority: Authority, *, actors: int = 0) -> None:
-        """Start the actor pool: ``actors`` actors (0: one per CPU Ray offers, at most one per party)."""
+    def __init__(self, cfg: Config, authority: Authority, *, identities: InProcessCA, actors: int = 0) -> None:
+        """Start the actor pool: ``actors`` actors (0: one per CPU Ray offers, at most one per party).
+
+        ``identities``: the simulation's CA; each party's identity goes to its actor only.
+        """
         self.ray = ray = import_ray()
         self.authority = authority
         self._started = False
@@ -242,7 +247,7 @@ class RayTransport(Transport):
             # each party's key goes to the one actor that runs that party
             keys = [scheme.dump_key(key, secret_access=SECRET_ACCESS if key.holds_secret else None)
                     for key in map(authority.party_key, mine)]
-            setups.append(host.setup.remote(text, mine, keys))
+            setups.append(host.setup.remote(text, mine, keys, [identities.export(pid) for pid in mine]))
         wait = cfg.federation.round_timeout
         try:
             ready, _ = ray.wait(setups, num_returns=len(setups), timeout=wait)

@@ -23,8 +23,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -114,6 +114,40 @@ def make_certificates(outdir: str | Path, party_ids: Sequence[str], *, hosts: Se
     if (out / "ca.pem").exists() or (out / "ca.key").exists():
         raise ConfigError(f"{out} already holds a certificate authority (ca.pem); choose an empty directory, "
                           "or delete the old CA first if you really mean to replace every identity")
+    issued = issue_certificates(party_ids, hosts=hosts, days=days)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "ca.key", out / "ca.pem"]
+    _write_private(written[0], issued.ca_key)
+    _write_public(written[1], issued.ca)
+    for name, (key, cert) in issued.members.items():
+        _write_private(out / f"{name}.key", key)
+        _write_public(out / f"{name}.pem", cert)
+        written += [out / f"{name}.key", out / f"{name}.pem"]
+    return written
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A federation's CA and its members' keys and certificates, as PEM bytes (:func:`issue_certificates`).
+
+    ``members`` maps each member's name (``aggregator``, ``authority``, each party id) to
+    ``(private key, certificate)``.  ``ca_key`` signs certificates: it belongs to whoever
+    runs the federation's CA, never to a member.
+    """
+
+    ca: bytes
+    ca_key: bytes = field(repr=False)
+    members: Mapping[str, tuple[bytes, bytes]] = field(repr=False)
+
+    def tls(self, name: str) -> TLSFiles:
+        """Member ``name``'s TLS material: the CA certificate, its own certificate and its private key."""
+        key, cert = self.members[name]
+        return TLSFiles(ca=self.ca, chain=cert, key=key)
+
+
+def issue_certificates(party_ids: Sequence[str], *, hosts: Sequence[str] = (), days: int = 365) -> Issued:
+    """A new CA (ECDSA P-256) and a certificate for the aggregator, the authority and each of ``party_ids``, in
+    memory (:func:`make_certificates` writes them to files; a simulation keeps them in its process)."""
     if not 1 <= days <= 3650:
         raise ConfigError("--days must be between 1 and 3650")
     for pid in party_ids:
@@ -121,7 +155,6 @@ def make_certificates(outdir: str | Path, party_ids: Sequence[str], *, hosts: Se
             raise ConfigError(f"party id {pid!r} is not valid: use 1-64 letters, digits, '.', '_', '-'")
     if len(set(party_ids)) != len(party_ids) or not party_ids:
         raise ConfigError("give at least one party id, each once")
-    out.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     start, end = now - dt.timedelta(minutes=5), now + dt.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -135,11 +168,8 @@ def make_certificates(outdir: str | Path, party_ids: Sequence[str], *, hosts: Se
                                        crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
           .add_extension(ca_ski, critical=False)
           .sign(ca_key, hashes.SHA256()))
-    written = [out / "ca.key", out / "ca.pem"]
-    _write_private(written[0], _key_pem(ca_key))
-    _write_public(written[1], ca.public_bytes(serialization.Encoding.PEM))
-    members = [(AGGREGATOR, AGGREGATOR), (AUTHORITY, AUTHORITY)] + [(PARTY, pid) for pid in party_ids]
-    for role, name in members:
+    members: dict[str, tuple[bytes, bytes]] = {}
+    for role, name in [(AGGREGATOR, AGGREGATOR), (AUTHORITY, AUTHORITY)] + [(PARTY, pid) for pid in party_ids]:
         key = ec.generate_private_key(ec.SECP256R1())
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
         builder = (x509.CertificateBuilder().subject_name(_name(name, role)).issuer_name(ca_name)
@@ -157,10 +187,8 @@ def make_certificates(outdir: str | Path, party_ids: Sequence[str], *, hosts: Se
             names = _san([server_name(role), "localhost", "127.0.0.1", *hosts])
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False).sign(ca_key, hashes.SHA256())
-        _write_private(out / f"{name}.key", _key_pem(key))
-        _write_public(out / f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM))
-        written += [out / f"{name}.key", out / f"{name}.pem"]
-    return written
+        members[name] = (_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
+    return Issued(ca.public_bytes(serialization.Encoding.PEM), _key_pem(ca_key), members)
 
 
 # --- reading them ----------------------------------------------------------------

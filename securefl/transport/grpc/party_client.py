@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from crypto_backends.capabilities import InteractiveSetup
 from securefl.config import OWN_DATA, Config, load
 from securefl.core.federation import Federation, PartyDataFederation, federation
 from securefl.core.messages import GlobalModel, parse_metrics
@@ -58,11 +57,11 @@ class NetworkedParty:
         finally:
             authority.close()
         log.info("%s: key received (fingerprint %s)", party_id, key.fingerprint)
-        setup = self.federation.scheme.capability(InteractiveSetup)
-        if self.endpoint.tls is not None and setup is not None:  # keys it advertises via the aggregator: signed
-            setup.bind_identity(key, CertificateIdentity(self.endpoint.tls, party_id))
+        # what it sends via the aggregator is signed with its TLS key (none on a plaintext test channel)
+        identity = CertificateIdentity(self.endpoint.tls, party_id) if self.endpoint.tls is not None else None
         # the rounds answered and the budget spent survive this process (transport.state_dir)
-        self.party: Party = self.federation.party(party_id, key, trainer, state_dir=cfg.transport.state_dir)
+        self.party: Party = self.federation.party(party_id, key, trainer, state_dir=cfg.transport.state_dir,
+                                                  identity=identity)
         self.aggregator = AggregatorClient(self.endpoint)
         self._sent: tuple[int, bytes, bytes] | None = None  # (round, model digest, update)
         self._caught_up = False

@@ -193,7 +193,8 @@ def test_a_pool_that_cannot_be_scheduled_is_a_clear_error_not_a_hang(local_ray):
     sim = Simulation(cfg)
     free = ray.available_resources().get("CPU", 0)  # fewer than 3, whatever other tests' actors hold
     with pytest.raises(TransportError, match=r"[123] of 3 Ray actors were not ready within"):
-        RayTransport(cfg, Authority(sim.scheme, cfg.federation.ids), actors=3)  # 3 actors, 2 CPUs: one never starts
+        # 3 actors, 2 CPUs: one never starts
+        RayTransport(cfg, Authority(sim.scheme, cfg.federation.ids), identities=sim.ca, actors=3)
     deadline = time.monotonic() + 30  # the actors that did start are stopped: their CPUs come back
     while (cpus := ray.available_resources().get("CPU", 0)) != free:
         assert time.monotonic() < deadline, (f"{free - cpus} CPU(s) still held 30 s after the error: the actors "

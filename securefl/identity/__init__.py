@@ -1,0 +1,71 @@
+"""Who a party is, proved by signature: its identity key and certificate from the federation's CA.
+
+A party signs what the aggregator relays on its behalf (``secagg``'s key
+advertisements today) with its identity key; every receiver checks the
+certificate against the federation's CA
+(:class:`~securefl.transport.grpc.identity.CertificateIdentity`), so an aggregator
+that substitutes a party's message is caught: it holds no party's key.
+
+In a deployment the identity is the party's TLS key and certificate (``securefl
+certs``).  A simulation makes a CA of its own in memory (:class:`InProcessCA`), so
+that threads, Ray actors and processes run the same checks; its CA key never
+leaves the process that made it, and each party's key goes only to where that
+party runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+
+from crypto_backends.base import Scheme
+from crypto_backends.capabilities import InteractiveSetup
+from crypto_backends.keys import PartyIdentity, PartyKey
+from securefl.errors import TransportError
+from securefl.transport.grpc.certs import TLSFiles, issue_certificates
+from securefl.transport.grpc.identity import CertificateIdentity
+
+SIMULATION_DAYS = 7
+"""How long an in-process CA's certificates are valid: a simulation is not a deployment."""
+
+
+def bind_identity(scheme: Scheme, key: PartyKey, identity: PartyIdentity) -> None:
+    """Give ``key`` its party's identity wherever ``scheme`` signs with it (its setup exchanges)."""
+    setup = scheme.capability(InteractiveSetup)
+    if setup is not None:
+        setup.bind_identity(key, identity)
+
+
+class InProcessCA:
+    """A federation's CA and every party's identity, made in memory for one simulation."""
+
+    def __init__(self, party_ids: Sequence[str]) -> None:
+        self._issued = issue_certificates(list(party_ids), days=SIMULATION_DAYS)
+
+    def identity(self, party: str) -> CertificateIdentity:
+        """``party``'s identity (its own key and certificate, the CA to check its peers against)."""
+        return CertificateIdentity(self._issued.tls(party), party)
+
+    def export(self, party: str) -> bytes:
+        """``party``'s identity as bytes, for the one process or actor that runs that party (:func:`load_identity`)."""
+        tls = self._issued.tls(party)
+        pems = {"ca": tls.ca, "chain": tls.chain, "key": tls.key}
+        return json.dumps({"party": party, **{k: base64.b64encode(v).decode() for k, v in pems.items()}},
+                          sort_keys=True).encode()
+
+
+def load_identity(data: bytes, party: str) -> CertificateIdentity:
+    """The identity :meth:`InProcessCA.export` made for ``party``; :class:`TransportError` for another party's."""
+    try:
+        fields = json.loads(data)
+        tls = TLSFiles(*(base64.b64decode(fields[k], validate=True) for k in ("ca", "chain", "key")))
+        owner = fields["party"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TransportError(f"the identity sent for {party} is garbled ({exc!r}); restart the simulation") from None
+    if owner != party:
+        raise TransportError(f"the identity sent for {party} is {owner!r}'s: each party takes its own identity only")
+    return CertificateIdentity(tls, party)
+
+
+__all__ = ["InProcessCA", "bind_identity", "load_identity"]
