@@ -222,12 +222,91 @@ static void point_double(point *r, const point *a) {
     chord(r, &lam, a, &a->x);
 }
 
-/* A call's working set (about 106 KB): on the heap, so that a thread with a small stack can call add. */
+/* Lanes that share one field inversion: d[k] are the denominators, prefix[k] their running products, idx[k] the
+ * lane of each. */
+typedef struct {
+    fe d[BLOCK], prefix[BLOCK];
+    int idx[BLOCK];
+} batch;
+
+/* acc[j] += q[j] for the lanes j < width, sharing one field inversion (Montgomery's trick).  Either may be the
+ * identity; P + P and P + (-P) take their own (rare) paths. */
+static void add_batch(point *acc, const point *q, Py_ssize_t width, batch *s) {
+    fe *d = s->d, *prefix = s->prefix;
+    int *idx = s->idx;
+    int k = 0;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        if (q[j].inf) continue;
+        if (acc[j].inf) { acc[j] = q[j]; continue; }
+        if (fe_eq(&q[j].x, &acc[j].x)) {
+            if (fe_eq(&q[j].y, &acc[j].y)) point_double(&acc[j], &acc[j]);
+            else acc[j].inf = 1; /* q = -acc */
+            continue;
+        }
+        fe_sub(&d[k], &q[j].x, &acc[j].x);
+        if (k) fe_mul(&prefix[k], &prefix[k - 1], &d[k]);
+        else prefix[0] = d[0];
+        idx[k++] = (int)j;
+    }
+    if (!k) return;
+    fe inv;
+    fe_inv(&inv, &prefix[k - 1]); /* every d is non-zero, so is their product */
+    for (int m = k - 1; m >= 0; m--) {
+        fe dinv, lam, t;
+        if (m) { fe_mul(&dinv, &inv, &prefix[m - 1]); fe_mul(&inv, &inv, &d[m]); }
+        else dinv = inv;
+        const point *b = &q[idx[m]];
+        point *a = &acc[idx[m]];
+        fe_sub(&t, &b->y, &a->y);
+        fe_mul(&lam, &t, &dinv);
+        chord(a, &lam, a, &b->x);
+    }
+}
+
+/* acc[j] = 2 acc[j] for the lanes j < width, sharing one field inversion.  y = 0 would be a point of order 2,
+ * which secp256k1's prime-order group does not have; it is mapped to the identity all the same. */
+static void double_batch(point *acc, Py_ssize_t width, batch *s) {
+    fe *d = s->d, *prefix = s->prefix;
+    int *idx = s->idx;
+    int k = 0;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        if (acc[j].inf) continue;
+        if (fe_is_zero(&acc[j].y)) { acc[j].inf = 1; continue; }
+        fe_add(&d[k], &acc[j].y, &acc[j].y); /* 2y */
+        if (k) fe_mul(&prefix[k], &prefix[k - 1], &d[k]);
+        else prefix[0] = d[0];
+        idx[k++] = (int)j;
+    }
+    if (!k) return;
+    fe inv;
+    fe_inv(&inv, &prefix[k - 1]);
+    for (int m = k - 1; m >= 0; m--) {
+        fe dinv, lam, num, t;
+        if (m) { fe_mul(&dinv, &inv, &prefix[m - 1]); fe_mul(&inv, &inv, &d[m]); }
+        else dinv = inv;
+        point *a = &acc[idx[m]];
+        fe_mul(&num, &a->x, &a->x);
+        fe_add(&t, &num, &num);
+        fe_add(&num, &t, &num); /* 3x^2 */
+        fe_mul(&lam, &num, &dinv);
+        chord(a, &lam, a, &a->x);
+    }
+}
+
+/* Write width points as 64-byte x || y (zeros for the identity). */
+static void store_points(unsigned char *out, const point *acc, Py_ssize_t width) {
+    for (Py_ssize_t j = 0; j < width; j++) {
+        unsigned char *o = out + j * POINT;
+        if (acc[j].inf) memset(o, 0, POINT);
+        else { fe_store(o, &acc[j].x); fe_store(o + 32, &acc[j].y); }
+    }
+}
+
+/* A sum call's working set (about 106 KB): on the heap, so that a thread with a small stack can call add. */
 typedef struct {
     point acc[BLOCK];
     point qs[BLOCK];  /* the points being added this pass, already checked */
-    fe d[BLOCK], prefix[BLOCK];
-    int idx[BLOCK];
+    batch b;
 } scratch;
 
 /*
@@ -238,8 +317,6 @@ typedef struct {
 static Py_ssize_t sum_span(const unsigned char **inputs, Py_ssize_t n, Py_ssize_t start, Py_ssize_t stop,
                            unsigned char *out, Py_ssize_t *where, scratch *s) {
     point *acc = s->acc, *qs = s->qs;
-    fe *d = s->d, *prefix = s->prefix;
-    int *idx = s->idx;
     for (Py_ssize_t b0 = start; b0 < stop; b0 += BLOCK) {
         Py_ssize_t width = stop - b0 < BLOCK ? stop - b0 : BLOCK;
         for (Py_ssize_t j = 0; j < width; j++) {
@@ -247,42 +324,89 @@ static Py_ssize_t sum_span(const unsigned char **inputs, Py_ssize_t n, Py_ssize_
         }
         for (Py_ssize_t i = 1; i < n; i++) {
             const unsigned char *in = inputs[i] + b0 * POINT;
-            int k = 0;
             for (Py_ssize_t j = 0; j < width; j++) {
-                point q;
-                if (!point_load(&q, in + j * POINT)) { *where = b0 + j; return i; }
-                if (q.inf) continue;
-                if (acc[j].inf) { acc[j] = q; continue; }
-                if (fe_eq(&q.x, &acc[j].x)) {
-                    if (fe_eq(&q.y, &acc[j].y)) point_double(&acc[j], &acc[j]);
-                    else acc[j].inf = 1; /* q = -acc */
-                    continue;
-                }
-                fe_sub(&d[k], &q.x, &acc[j].x);
-                if (k) fe_mul(&prefix[k], &prefix[k - 1], &d[k]);
-                else prefix[0] = d[0];
-                qs[k] = q;
-                idx[k++] = (int)j;
+                if (!point_load(&qs[j], in + j * POINT)) { *where = b0 + j; return i; }
             }
-            if (!k) continue;
-            fe inv;
-            fe_inv(&inv, &prefix[k - 1]); /* every d is non-zero, so is their product */
-            for (int m = k - 1; m >= 0; m--) {
-                fe dinv, lam, t;
-                if (m) { fe_mul(&dinv, &inv, &prefix[m - 1]); fe_mul(&inv, &inv, &d[m]); }
-                else dinv = inv;
-                const point *q = &qs[m];
-                point *a = &acc[idx[m]];
-                fe_sub(&t, &q->y, &a->y);
-                fe_mul(&lam, &t, &dinv);
-                chord(a, &lam, a, &q->x);
-            }
+            add_batch(acc, qs, width, &s->b);
+        }
+        store_points(out + (b0 - start) * POINT, acc, width);
+    }
+    return -1;
+}
+
+/*
+ * Variable-time scalar multiplication, one scalar k for many points: out_j = k * H_j + A_j (the fe reveal's
+ * unmasking, with k = -dk).  NOT constant time: the digits of k decide which operations run.  The caller passes
+ * only scalars that are public or its own (the aggregator's function key, which unlocks only the sum the reveal
+ * releases); party keys stay on libsecp256k1's constant-time path.
+ *
+ * k = k1 + k2 * lambda (mod n) with |k1|, |k2| < 2^129 (GLV: Gallant, Lambert, Vanstone, CRYPTO 2001; the split is
+ * done by the caller), where lambda * (x, y) = (beta * x, y) is secp256k1's endomorphism.  Each half arrives as
+ * its width-5 NAF (signed odd digits |d| <= 15, at least four zeros after each non-zero one; Solinas 2000), so one
+ * table of the odd multiples H, 3H, .., 15H per point serves both halves (the second with x scaled by beta).  The
+ * lanes of a block walk the same digits together, so every doubling and every addition is affine, with one field
+ * inversion per block (about 5 multiplications and 2 squarings per doubling or addition).
+ */
+#define MUL_LANES 256 /* coordinates per block (the tables stay in L2) */
+#define TABLE 8       /* odd multiples 1, 3, .., 15 of each point */
+#define MAX_DIGITS 160
+
+static const fe BETA = {{0xc1396c28719501eeULL, 0x9cf0497512f58995ULL, 0x6e64479eac3434e9ULL, 0x7ae96a2b657c0710ULL}};
+
+typedef struct {
+    point acc[MUL_LANES], q[MUL_LANES];
+    point tab[TABLE][MUL_LANES];
+    fe tabx_beta[TABLE][MUL_LANES];
+    batch b;
+} mulwork;
+
+/* q[j] = digit * T_j, with T_j = tab (or its lambda image when beta is set); digit odd, |digit| <= 15 */
+static void select_multiple(point *q, const mulwork *w, int digit, int beta, Py_ssize_t width) {
+    int i = (digit < 0 ? -digit : digit) >> 1;
+    static const fe zero = {{0, 0, 0, 0}};
+    for (Py_ssize_t j = 0; j < width; j++) {
+        const point *t = &w->tab[i][j];
+        q[j].inf = t->inf;
+        q[j].x = beta ? w->tabx_beta[i][j] : t->x;
+        if (digit < 0) fe_sub(&q[j].y, &zero, &t->y);
+        else q[j].y = t->y;
+    }
+}
+
+/*
+ * out (64 bytes per coordinate, x || y, zeros for the identity) = k * bases_j + aggregate_j over
+ * coordinates [start, stop).  Returns -1 on success, 0 if an aggregate point is bad, 1 if a base point is
+ * (position in *where).  The caller has checked the sizes and the digits.
+ */
+static int mul_span(const unsigned char *aggregate, const unsigned char *bases, const signed char *naf1,
+                    const signed char *naf2, Py_ssize_t digits, Py_ssize_t start, Py_ssize_t stop,
+                    unsigned char *out, Py_ssize_t *where, mulwork *w) {
+    point *acc = w->acc, *q = w->q;
+    for (Py_ssize_t b0 = start; b0 < stop; b0 += MUL_LANES) {
+        Py_ssize_t width = stop - b0 < MUL_LANES ? stop - b0 : MUL_LANES;
+        for (Py_ssize_t j = 0; j < width; j++) {
+            if (!point_load(&w->tab[0][j], bases + (b0 + j) * POINT)) { *where = b0 + j; return 1; }
+            q[j] = w->tab[0][j];
+        }
+        double_batch(q, width, &w->b); /* 2H */
+        for (int i = 1; i < TABLE; i++) {
+            memcpy(w->tab[i], w->tab[i - 1], sizeof(point) * (size_t)width);
+            add_batch(w->tab[i], q, width, &w->b);
+        }
+        for (int i = 0; i < TABLE; i++)
+            for (Py_ssize_t j = 0; j < width; j++) fe_mul(&w->tabx_beta[i][j], &w->tab[i][j].x, &BETA);
+        for (Py_ssize_t j = 0; j < width; j++) acc[j].inf = 1;
+        int started = 0;
+        for (Py_ssize_t pos = digits - 1; pos >= 0; pos--) {
+            if (started) double_batch(acc, width, &w->b);
+            if (naf1[pos]) { select_multiple(q, w, naf1[pos], 0, width); add_batch(acc, q, width, &w->b); started = 1; }
+            if (naf2[pos]) { select_multiple(q, w, naf2[pos], 1, width); add_batch(acc, q, width, &w->b); started = 1; }
         }
         for (Py_ssize_t j = 0; j < width; j++) {
-            unsigned char *o = out + (b0 - start + j) * POINT;
-            if (acc[j].inf) memset(o, 0, POINT);
-            else { fe_store(o, &acc[j].x); fe_store(o + 32, &acc[j].y); }
+            if (!point_load(&q[j], aggregate + (b0 + j) * POINT)) { *where = b0 + j; return 0; }
         }
+        add_batch(acc, q, width, &w->b);
+        store_points(out + (b0 - start) * POINT, acc, width);
     }
     return -1;
 }
@@ -354,8 +478,78 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(mul_add_doc,
+"mul_add(aggregate, bases, naf1, naf2, start, stop) -> (bytes, bad, bad_position)\n\n"
+"k * H_j + A_j over coordinates start .. stop - 1, as 64-byte points like its inputs, where A_j and H_j are\n"
+"the 64-byte points (x || y big-endian, zeros for the identity) of aggregate and bases and\n"
+"k = k1 + k2 * lambda (mod n) with naf1, naf2 the width-5 NAFs of k1 and k2 (int8 digits, least significant\n"
+"first, equal lengths of at most 160).  VARIABLE TIME in k: only for public scalars or the caller's own.\n"
+"On success bad is -1; otherwise the output is empty and bad is 0 for a bad aggregate point, 1 for a bad base\n"
+"point, bad_position its coordinate.  Releases the GIL.  Sizes and digits are checked first (ValueErrors:\n"
+"InvalidInputError, MalformedCiphertextError for a short aggregate).");
+
+static int check_naf(const Py_buffer *v, const char *name) {
+    const signed char *d = v->buf;
+    for (Py_ssize_t i = 0; i < v->len; i++) {
+        int x = d[i];
+        if (x && (!(x & 1) || x > 15 || x < -15)) {
+            PyErr_Format(bad_range_error, "%s digit %zd is %d: NAF digits are 0 or odd within +-15", name, i, x);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *py_mul_add(PyObject *self, PyObject *args) {
+    Py_buffer agg = {0}, bases = {0}, n1 = {0}, n2 = {0};
+    Py_ssize_t start, stop;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nn", &agg, &bases, &n1, &n2, &start, &stop)) return NULL;
+    PyObject *result = NULL, *out = NULL;
+    mulwork *work = NULL;
+    if (start < 0 || stop < start || stop > MAX_POINTS) {
+        PyErr_Format(bad_range_error, "need 0 <= start <= stop <= %zd, got start %zd and stop %zd", (Py_ssize_t)MAX_POINTS,
+                     start, stop);
+        goto done;
+    }
+    if (n1.len != n2.len || n1.len > MAX_DIGITS) {
+        PyErr_Format(bad_range_error, "the two NAFs must have the same length, at most %d digits (got %zd and %zd)",
+                     MAX_DIGITS, n1.len, n2.len);
+        goto done;
+    }
+    if (!check_naf(&n1, "naf1") || !check_naf(&n2, "naf2")) goto done;
+    if (agg.len / POINT < stop) { /* quotients: no product of caller-given sizes can wrap */
+        PyErr_Format(short_input_error, "the aggregate holds %zd bytes, fewer than %zd points", agg.len, stop);
+        goto done;
+    }
+    if (bases.len / POINT < stop) {
+        PyErr_Format(bad_range_error, "the bases hold %zd bytes, fewer than %zd points", bases.len, stop);
+        goto done;
+    }
+    work = PyMem_Malloc(sizeof(mulwork));
+    if (!work) { PyErr_NoMemory(); goto done; }
+    out = PyBytes_FromStringAndSize(NULL, (stop - start) * POINT); /* stop <= MAX_POINTS: no overflow */
+    if (!out) goto done;
+    int bad;
+    Py_ssize_t where = -1;
+    unsigned char *dest = (unsigned char *)PyBytes_AS_STRING(out);
+    Py_BEGIN_ALLOW_THREADS
+    bad = mul_span(agg.buf, bases.buf, n1.buf, n2.buf, n1.len, start, stop, dest, &where, work);
+    Py_END_ALLOW_THREADS
+    if (bad >= 0) result = Py_BuildValue("(y#in)", "", (Py_ssize_t)0, bad, where);
+    else result = Py_BuildValue("(Oin)", out, -1, (Py_ssize_t)-1);
+done:
+    Py_XDECREF(out);
+    PyMem_Free(work);
+    PyBuffer_Release(&agg);
+    PyBuffer_Release(&bases);
+    PyBuffer_Release(&n1);
+    PyBuffer_Release(&n2);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"add", py_add, METH_VARARGS, add_doc},
+    {"mul_add", py_mul_add, METH_VARARGS, mul_add_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -53,6 +53,7 @@ UNCOMPRESSED = lib.SECP256K1_EC_UNCOMPRESSED
 STRUCT = ffi.sizeof("secp256k1_pubkey")
 
 _blocks: dict[int, Any] = {}  # block number -> secp256k1_pubkey[BLOCK]
+_wire_blocks: dict[int, bytes] = {}  # block number -> the same points as 64-byte x || y, concatenated
 _small: list[Any] = []  # [lo, hi]: secp256k1_pubkey arrays of d * G and (h << _DIGIT) * G
 _blocks_lock = threading.Lock()
 _small_lock = threading.Lock()
@@ -216,6 +217,26 @@ def base_block(block: int) -> Any:
         with _blocks_lock:
             points = _blocks.setdefault(block, points)
     return points
+
+
+def base_wire(start: int, stop: int) -> bytes:
+    """``H_start .. H_{stop-1}`` as 64-byte ``x || y`` points, concatenated (blocks cached, like :func:`base_block`)."""
+    parts = []
+    for block in range(start // BLOCK, -(-stop // BLOCK)):
+        data = _wire_blocks.get(block)
+        if data is None:
+            points, out, out_len = base_block(block), ffi.new("unsigned char[]", 65 * BLOCK), ffi.new("size_t *")
+            for i in range(BLOCK):
+                out_len[0] = 65
+                lib.secp256k1_ec_pubkey_serialize(CTX, out + 65 * i, out_len, points + i, UNCOMPRESSED)
+            raw = ffi.buffer(out)[:]
+            data = b"".join(raw[65 * i + 1 : 65 * i + 65] for i in range(BLOCK))  # without each 04 prefix
+            with _blocks_lock:
+                data = _wire_blocks.setdefault(block, data)
+        lo = max(start - block * BLOCK, 0)
+        hi = min(stop - block * BLOCK, BLOCK)
+        parts.append(data[WIRE_BYTES * lo : WIRE_BYTES * hi])
+    return b"".join(parts)
 
 
 def base_point(index: int) -> PublicKey:

@@ -7,7 +7,7 @@ libsecp256k1 directly on preallocated structs (see :mod:`.group`): a point is
 parsed, multiplied, summed and serialised without a Python object of its own.
 Payload points are 64-byte ``x || y`` (:data:`.group.WIRE_BYTES`), or 33-byte
 compressed ones when ``compressed`` is true (``[crypto.fe] points = "compressed"``);
-:func:`unmask` hands the discrete-logarithm table compressed ones either way.
+:func:`unmask` hands out compressed ones either way, or 64-byte ones when asked.
 :func:`add_updates` sums compressed payloads, and 64-byte ones when the C kernel of
 :mod:`.pointsum` is not built (it is that kernel's reference in the tests).
 """
@@ -130,13 +130,15 @@ def add_updates(payloads: list[bytes], parties: list[str], start: int, compresse
     return s.result()
 
 
-def unmask(neg_key: int, start: int, aggregate: bytes, compressed: bool = False) -> bytes:
-    """``A_j - dk * H_j`` for aggregate points ``A_j`` (``neg_key = -dk mod ORDER``), as compressed points."""
+def unmask(neg_key: int, start: int, aggregate: bytes, compressed: bool = False, wire: bool = False) -> bytes:
+    """``A_j - dk * H_j`` for aggregate points ``A_j`` (``neg_key = -dk mod ORDER``), as compressed points
+    (64-byte payload points if ``wire``).  Constant time in ``neg_key`` (:func:`.group.secret_mul`): the
+    reference of :func:`.vartime.unmask`, and its fallback without the C kernel."""
     size = _P if compressed else _W
     count = len(aggregate) // size
     view = ffi.from_buffer("unsigned char[]", aggregate)
     k_bytes = group.scalar_bytes(neg_key)
-    s = _Scratch(2, count, wire=False)
+    s = _Scratch(2, count, wire=wire)
     parse_scratch = group.new_scratch()
     for j in range(count):
         group.secret_mul(s.points, _base(start + j), k_bytes, s.coords)

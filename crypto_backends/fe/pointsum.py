@@ -25,12 +25,14 @@ thread stack will do.  Not promised: constant time (inputs are public ciphertext
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 import numbers
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
+from typing import TypeVar
 
 from ..errors import InvalidInputError, MalformedCiphertextError
 from . import kernels, parallel
@@ -44,6 +46,7 @@ def _load() -> ModuleType | None:
         return None
 
 
+T = TypeVar("T")
 _native = _load()
 log = logging.getLogger(__name__)
 _warned = False
@@ -57,6 +60,23 @@ MAX_POINTS = sys.maxsize // WIRE_BYTES
 def native() -> bool:
     """Whether the C kernel is built (otherwise sums go through coincurve, about 6x slower)."""
     return _native is not None
+
+
+def kernel() -> ModuleType | None:
+    """The C kernel module, or None when it is not built."""
+    return _native
+
+
+def threaded(run: Callable[[tuple[int, int]], T], length: int, workers: int) -> list[T]:
+    """``[run(span) for span in spans]`` over ``workers`` threads (0: one per CPU), the spans covering
+    ``range(length)`` in order; one span below :data:`MIN_THREADED` coordinates.  For kernels that release the GIL."""
+    threads = parallel.worker_count(workers) if length >= MIN_THREADED else 1
+    bounds = [length * i // threads for i in range(threads + 1)]
+    spans = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+    if len(spans) <= 1:
+        return [run(span) for span in spans]
+    with ThreadPoolExecutor(max_workers=len(spans)) as pool:
+        return list(pool.map(run, spans))
 
 
 def add(payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: int, workers: int,
@@ -81,9 +101,6 @@ def add(payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: i
             for a, b in parallel.spans(length, workers)
         ]
         return b"".join(parallel.run(kernels.add_updates, jobs, workers))
-    threads = parallel.worker_count(workers) if length >= MIN_THREADED else 1
-    bounds = [length * i // threads for i in range(threads + 1)]
-    spans = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
     module = _native
     inputs = list(payloads)
 
@@ -91,11 +108,7 @@ def add(payloads: Sequence[bytes | memoryview], labels: Sequence[str], length: i
         out: tuple[bytes, int, int] = module.add(inputs, span[0], span[1])
         return out
 
-    if len(spans) == 1:
-        results = [run(spans[0])]
-    else:
-        with ThreadPoolExecutor(max_workers=len(spans)) as pool:
-            results = list(pool.map(run, spans))
+    results = threaded(run, length, workers)
     bad = [(sender, where) for _, sender, where in results if sender >= 0]
     if bad:
         sender, where = min(bad, key=lambda b: b[1])
@@ -134,4 +147,4 @@ def _warn_once() -> None:
         )
 
 
-__all__ = ["MAX_POINTS", "MIN_THREADED", "add", "native"]
+__all__ = ["MAX_POINTS", "MIN_THREADED", "add", "kernel", "native", "threaded"]

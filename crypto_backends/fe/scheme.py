@@ -106,7 +106,7 @@ from ..errors import (
 )
 from ..keys import AuthorityKey, FunctionKey, require_role
 from ..randomness import random_bytes
-from . import dlog, group, kernels, parallel, pointsum, policy
+from . import dlog, group, kernels, parallel, pointsum, policy, vartime
 
 POINT_ENCODINGS = ("uncompressed", "compressed")
 _MAX_EXACT = 2.0**52  # |w * clip * scale| must stay an exact float64 integer
@@ -437,12 +437,16 @@ class FEScheme(Scheme, FunctionKeys):
         dk = self._check_function_key(function_key, aggregate)
         points = self._points(aggregate)
         n = aggregate.length
+        # -dk is the aggregator's own function key, unlocking only the sum this reveal releases: variable time
+        # is safe for it (vartime's docstring); party keys stay on the constant-time path.
         neg = (-dk) % group.ORDER
-        size, packed = self._size, self._compressed
-        jobs = [(neg, a, bytes(points[size * a : size * b]), packed) for a, b in parallel.spans(n, self._workers)]
-        unmasked = b"".join(parallel.run(kernels.unmask, jobs, self._workers)) if n else b""
-        c = group.POINT_BYTES  # unmask hands the table compressed points
-        encoded = [unmasked[c * j : c * j + c] for j in range(n)]
+        wire = vartime.unmask(neg, points, n, self._workers, compressed=self._compressed)
+        raw = np.frombuffer(wire, dtype=np.uint8).reshape(-1, group.WIRE_BYTES)
+        comp = np.zeros((n, group.POINT_BYTES), dtype=np.uint8)
+        comp[:, 0] = np.where(raw.any(axis=1), 2 | (raw[:, -1] & 1), 0)
+        comp[:, 1:] = raw[:, :32]
+        c, flat = group.POINT_BYTES, comp.tobytes()
+        encoded = [flat[c * j : c * j + c] for j in range(n)]
         bound = self._sum_bound(aggregate.weights)
         table = dlog.table(self.params.dlog_table_bits)
         sums = table.solve(encoded, bound, dlog.reveal_budget(table, n, bound))
