@@ -125,6 +125,11 @@ class ShareReveal(Capability):
     def reveal_shares(self, key: AggregatorKey, aggregate: Envelope, shares: Mapping[str, bytes]) -> np.ndarray:
         """Aggregator: the weighted sum in ``aggregate`` from checked shares (at least ``needed`` of them)."""
 
+    def share_floor_s(self, key: AggregatorKey, aggregate: Envelope) -> float | None:
+        """Benchmarks: CPU seconds, on one core and measured now, of the arithmetic that one share of ``aggregate``
+        cannot go below (default ``None``: the scheme states no floor)."""
+        return None
+
 
 class FunctionKeys(Capability):
     """The authority derives the aggregator's per-round function key and keeps its policy record."""

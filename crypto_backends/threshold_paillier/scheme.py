@@ -280,6 +280,14 @@ class ThresholdPaillierScheme(PaillierScheme, ShareReveal):
         chosen = {i: verified[i] for i in sorted(verified)[:t]}
         return self._decode(shoup.combine(self._material(key).dealt, chosen), aggregate)
 
+    def share_floor_s(self, key: AggregatorKey, aggregate: Envelope) -> float:
+        """One core's CPU seconds for gmpy2's powmod to raise every ciphertext of ``aggregate`` to an exponent of
+        a share's size mod ``n^2`` (:func:`~.shoup.floor_seconds`), measured now: a share's arithmetic floor."""
+        require_role(key, AggregatorKey, action="measure the share floor")
+        self._check_envelope(aggregate, key, kind="aggregate")
+        dealt = self._material(key).dealt
+        return shoup.floor_seconds(dealt, self._ciphertexts(dealt.public, aggregate))
+
     def _verified(self, key: AggregatorKey, aggregate: Envelope, party: str, share: bytes) -> tuple[int, list[mpz]]:
         """Party ``party``'s share parsed and checked (once per aggregate: later calls hit a cache)."""
         public = self._material(key)

@@ -58,6 +58,7 @@ import hashlib
 import math
 import os
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -158,6 +159,22 @@ def partial(dealt: Dealt, share: mpz, ciphertexts: Sequence[mpz]) -> list[mpz]:
         return [y for part in parts for y in part]
 
 
+def share_exponent_bits(dealt: Dealt) -> int:
+    """The size of a share's exponent ``2 Delta s_i``: ``s_i`` is uniform below ``nm`` (``m = p'q'``, about
+    ``n / 4``), so about ``2 |n|`` bits; without ``p`` and ``q`` a party cannot shorten it (no CRT)."""
+    return int((2 * dealt.delta).bit_length() + 2 * int(dealt.public.n).bit_length() - 2)
+
+
+def floor_seconds(dealt: Dealt, ciphertexts: Sequence[mpz]) -> float:
+    """CPU seconds (this thread) for gmpy2 to raise every ciphertext to one random exponent of a share's size
+    mod ``n^2``: the exponentiations of one share with nothing else (no proof, no parsing, no threads)."""
+    bits = share_exponent_bits(dealt)
+    exponent = mpz(secrets.randbits(bits - 1)) | (mpz(1) << (bits - 1))
+    t0 = time.thread_time()
+    gmpy2.powmod_base_list(list(ciphertexts), exponent, dealt.public.nsquare)
+    return time.thread_time() - t0
+
+
 def _batch_exponents(context: bytes, index: int, ciphertexts: Sequence[mpz], shares: Sequence[mpz],
                      width: int) -> list[mpz]:
     h = hashlib.sha256(_DOMAIN + b"/rho")
@@ -170,10 +187,48 @@ def _batch_exponents(context: bytes, index: int, ciphertexts: Sequence[mpz], sha
 
 
 def _batched(values: Sequence[mpz], exponents: Sequence[mpz], modulus: mpz) -> mpz:
-    acc = mpz(1)
-    for value, rho in zip(values, exponents, strict=True):
-        acc = acc * gmpy2.powmod(value, rho, modulus) % modulus
-    return acc
+    """``prod values_k^exponents_k mod modulus`` for exponents of at most ``8 * _RHO_BYTES`` bits.
+
+    One multi-exponentiation (Pippenger's bucket method: per window of ``w`` exponent bits,
+    every value multiplied into the bucket of its digit, the buckets summed with two running
+    products, then ``w`` squarings shared by all values) costs about
+    ``(bits / w) * (K + 2^(w+1) + w)`` multiplications against ``K * 1.2 * bits`` for ``K`` separate
+    powers: about 3.6x fewer at ``K = 115`` (10k values at 3072 bits).  The exponents are the
+    verifier's public Fiat-Shamir batching exponents, so variable time leaks nothing.
+    """
+    bits = _RHO_BYTES * 8
+    count = len(values)
+    cost, w = min(((-(-bits // w)) * (count + (2 << w) + w), w) for w in range(1, 12))
+    if cost >= count * bits * 6 // 5:  # a few values: separate powers are cheaper
+        product = mpz(1)
+        for value, rho in zip(values, exponents, strict=True):
+            product = product * gmpy2.powmod(value, rho, modulus) % modulus
+        return product
+    digits = [int(e) for e in exponents]
+    mask = (1 << w) - 1
+    acc: mpz | None = None
+    for window in reversed(range(-(-bits // w))):
+        if acc is not None:
+            for _ in range(w):
+                acc = acc * acc % modulus
+        buckets: list[mpz | None] = [None] * (mask + 1)
+        shift = window * w
+        for value, e in zip(values, digits, strict=True):
+            d = (e >> shift) & mask
+            if d:
+                held = buckets[d]
+                buckets[d] = value if held is None else held * value % modulus
+        running: mpz | None = None
+        total: mpz | None = None
+        for d in range(mask, 0, -1):  # total = prod_d bucket_d^d, as a product of running products
+            held = buckets[d]
+            if held is not None:
+                running = held if running is None else running * held % modulus
+            if running is not None:
+                total = running if total is None else total * running % modulus
+        if total is not None:
+            acc = total if acc is None else acc * total % modulus
+    return mpz(1) if acc is None else acc
 
 
 def _challenge(context: bytes, index: int, *values: mpz) -> mpz:
@@ -185,21 +240,24 @@ def _challenge(context: bytes, index: int, *values: mpz) -> mpz:
     return mpz(int.from_bytes(h.digest(), "big"))
 
 
-def _statement(dealt: Dealt, context: bytes, index: int, ciphertexts: Sequence[mpz],
-               shares: Sequence[mpz]) -> tuple[mpz, mpz]:
-    """``x = (prod c_k^rho_k)^4`` and ``y = (prod y_k^rho_k)^2`` of the batched equality."""
+def _base(dealt: Dealt, context: bytes, index: int, ciphertexts: Sequence[mpz],
+          shares: Sequence[mpz]) -> tuple[list[mpz], mpz]:
+    """The batching exponents ``rho`` and ``x = (prod c_k^rho_k)^4`` of the batched equality."""
     n2, width = dealt.public.nsquare, dealt.public.ciphertext_bytes
     rho = _batch_exponents(context, index, ciphertexts, shares, width)
-    x = gmpy2.powmod(_batched(ciphertexts, rho, n2), 4, n2)
-    y = gmpy2.powmod(_batched(shares, rho, n2), 2, n2)
-    return x, y
+    return rho, gmpy2.powmod(_batched(ciphertexts, rho, n2), 4, n2)
 
 
 def prove(dealt: Dealt, share: mpz, index: int, context: bytes, ciphertexts: Sequence[mpz],
           shares: Sequence[mpz]) -> tuple[mpz, mpz]:
-    """Party ``index``'s proof ``(e, z)`` that ``shares`` are ``ciphertexts`` to its exponent (module docstring)."""
+    """Party ``index``'s proof ``(e, z)`` that ``shares`` are ``ciphertexts`` to its exponent (module docstring).
+
+    The prover gets ``y`` as ``x^(Delta s_i)``, one power instead of the verifier's ``K`` batched ones:
+    for honest shares ``(prod y_k^rho_k)^2 = (prod c_k^rho_k)^(4 Delta s_i)`` exactly.
+    """
     n2, delta = dealt.public.nsquare, dealt.delta
-    x, y = _statement(dealt, context, index, ciphertexts, shares)
+    _, x = _base(dealt, context, index, ciphertexts, shares)
+    y = gmpy2.powmod(x, delta * share, n2)
     r = mpz(secrets.randbits(n2.bit_length() + delta.bit_length() + 256 + _STAT_BITS))
     a, b = gmpy2.powmod(x, r, n2), gmpy2.powmod(dealt.v, r, n2)
     e = _challenge(context, index, dealt.v, dealt.verification[index - 1], x, y, a, b)
@@ -214,7 +272,8 @@ def verify(dealt: Dealt, index: int, context: bytes, ciphertexts: Sequence[mpz],
     if not all(0 < y < n2 for y in shares) or z < 0 or e < 0:
         return False
     vi = dealt.verification[index - 1]
-    x, y = _statement(dealt, context, index, ciphertexts, shares)
+    rho, x = _base(dealt, context, index, ciphertexts, shares)
+    y = gmpy2.powmod(_batched(shares, rho, n2), 2, n2)
     try:
         a = gmpy2.powmod(x, z, n2) * gmpy2.powmod(y, -e, n2) % n2
         b = gmpy2.powmod(dealt.v, z, n2) * gmpy2.powmod(vi, -e, n2) % n2
@@ -244,7 +303,8 @@ def combine(dealt: Dealt, shares: Mapping[int, Sequence[mpz]]) -> list[mpz]:
     coefficients = lagrange(sorted(shares), delta)
     count = len(next(iter(shares.values())))
     # negative exponents are inverses mod n^2 (shares are units: their proofs passed)
-    powers = {i: [gmpy2.powmod(y, 2 * lam, n2) for y in shares[i]] for i, lam in coefficients.items()}
+    # one exponent per party: powmod_base_list, which releases the GIL (gmpy2.powmod holds it)
+    powers = {i: list(gmpy2.powmod_base_list(list(shares[i]), 2 * lam, n2)) for i, lam in coefficients.items()}
     scale = gmpy2.invert(4 * delta * delta, n)
     out = []
     for k in range(count):

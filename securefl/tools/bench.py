@@ -14,9 +14,16 @@ numbers are not.  Columns:
 
 A scheme that reveals from parties' shares (``secagg``, ``threshold_paillier``) also
 gets, in ``extra`` and a note: ``mask_s`` (median per-party protection, the same as
-``encrypt_s``), ``share_s`` (median per-party share), ``shares_total_s`` and
-``shares_asked`` (every asked party's share, summed, and how many were asked),
-``unmask_s`` (the aggregator's checking and combination of the shares), ``setup_s``
+``encrypt_s``); the asked parties compute their shares at once (one thread each), so
+``share_s`` is one share's CPU seconds (the phase's CPU time over ``shares_asked``, checks
+excluded) and ``share_wall_s`` its wall time here (stretched when parties outnumber cores),
+``shares_total_s`` and ``shares_wall_s`` the CPU and wall time of all of them;
+``unmask_s`` (the aggregator's checking and combination of the shares);
+``reveal_latency_s = share_s + unmask_s`` (each holder on its own core) apart from
+``reveal_work_s = shares_total_s + unmask_s``; where the scheme states a share's
+arithmetic floor (:meth:`~crypto_backends.capabilities.ShareReveal.share_floor_s`, measured in
+the same run), ``share_floor_s``, ``share_floor_ratio = share_s / share_floor_s`` and
+``unmask_ratio = unmask_s / share_s``; ``setup_s
 (any setup exchange, every role one after the other) and, for a scheme with setup
 steps, a second round with 10% of the parties dropped after them: ``drop10_unmask_s``
 and ``drop10_max_abs_error`` against the survivors' weighted mean
@@ -42,6 +49,7 @@ instead of an out-of-memory kill.  The estimate is an order of magnitude, not a 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,8 +60,8 @@ from typing import Any
 import numpy as np
 
 from crypto_backends import registry
-from crypto_backends.base import Scheme, SchemeParams
-from crypto_backends.capabilities import InteractiveSetup
+from crypto_backends.base import Scheme, SchemeParams, offered
+from crypto_backends.capabilities import InteractiveSetup, ShareReveal
 from crypto_backends.dp import DPScheme
 from crypto_backends.errors import InvalidParameterError
 from crypto_backends.roundtrip import run_round, run_setup
@@ -186,15 +194,18 @@ def _share_columns(scheme: Scheme, keys: Any, ids: Sequence[str], vectors: Seque
 
     See the module docstring for the columns.
     """
-    shares = [t for trip in trips for t in trip.share_s]
+    asked = len(trips[0].share_s)
     extra = {"mask_s": statistics.median(t for trip in trips for t in trip.protect_s),
-             "share_s": statistics.median(shares),
-             "shares_total_s": statistics.median(sum(trip.share_s) for trip in trips),
-             "shares_asked": float(len(trips[0].share_s)),
+             "share_s": statistics.median(trip.shares_cpu_s / asked for trip in trips),
+             "share_wall_s": statistics.median(t for trip in trips for t in trip.share_s),
+             "shares_total_s": statistics.median(trip.shares_cpu_s for trip in trips),
+             "shares_wall_s": statistics.median(trip.shares_wall_s for trip in trips),
+             "shares_asked": float(asked),
              "unmask_s": statistics.median(trip.unmask_s for trip in trips),
              "setup_s": statistics.median(trip.setup_s for trip in trips)}
-    note = (f"decrypt = {len(trips[0].share_s)} parties' shares ({extra['share_s'] * 1e3:.1f} ms each) + the "
-            f"aggregator's checks and combination ({extra['unmask_s'] * 1e3:.1f} ms)")
+    extra.update(reveal_latency_s=extra["share_s"] + extra["unmask_s"],
+                 reveal_work_s=extra["shares_total_s"] + extra["unmask_s"])
+    note = _share_note(scheme, keys, trips[-1].aggregate, extra)
     setup = scheme.capability(InteractiveSetup)
     if setup is None or not setup.setup_steps(round):
         return extra, note
@@ -211,6 +222,22 @@ def _share_columns(scheme: Scheme, keys: Any, ids: Sequence[str], vectors: Seque
             f"key exchange: unmasking {drop.unmask_s * 1e3:.1f} ms, max |error| vs the survivors' mean "
             f"{extra['drop10_max_abs_error']:.2e} (promised <= {extra['drop10_tolerance']:.2e})")
     return extra, note
+
+
+def _share_note(scheme: Scheme, keys: Any, aggregate: Any, extra: dict[str, float]) -> str:
+    """The share exchange's note: latency (one share, the holders working at once) apart from the work (every
+    share), and, where the scheme states one, the share's arithmetic floor measured now and the ratios to it."""
+    share, unmask = extra["share_s"], extra["unmask_s"]
+    floor = offered(scheme, ShareReveal).share_floor_s(keys.aggregator, aggregate) if aggregate else None
+    against = ""
+    if floor:
+        extra.update(share_floor_s=floor, share_floor_ratio=share / floor, unmask_ratio=unmask / share)
+        against = (f"; its floor, gmpy2 powmod of the same ciphertexts to a share-sized exponent, {floor * 1e3:.1f} "
+                   f"ms: {share / floor:.2f}x; checks and combination {unmask / share:.2f}x of a share")
+    return (f"decrypt = {extra['shares_asked']:.0f} parties' shares computed at once ({extra['shares_wall_s']:.2f} s "
+            f"wall here, {os.cpu_count() or 1} cores) + the aggregator's checks and combination "
+            f"({unmask * 1e3:.1f} ms); one share {share * 1e3:.1f} ms CPU{against}; latency with each holder on "
+            f"its own core {extra['reveal_latency_s']:.2f} s, work {extra['reveal_work_s']:.2f} s CPU")
 
 
 def upload_bytes_per_value(name: str, params: SchemeParams | None = None, parties: int = 2) -> float:
