@@ -248,22 +248,37 @@ def _vector_from_bytes(data: bytes, pos: int) -> tuple[tuple[tuple[str, float], 
 
 
 def _rounds(rounds: Sequence[int]) -> str:
-    """``"round 3"``, ``"rounds 0, 1, 2"`` or ``"no other round"``."""
+    """``"round 3"``, ``"rounds 0, 1, 2"``, ``"rounds 0-98, 120"`` (runs of 4 or more as ranges) or "no other round"."""
     if not rounds:
         return "no other round"
-    return f"round{'s' if len(rounds) > 1 else ''} {', '.join(map(str, rounds))}"
+    runs: list[list[int]] = []
+    for r in sorted(rounds):
+        if runs and r == runs[-1][-1] + 1:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    parts = [f"{run[0]}-{run[-1]}" if len(run) >= 4 else ", ".join(map(str, run)) for run in runs]
+    return f"round{'s' if len(rounds) > 1 else ''} {', '.join(parts)}"
+
+
+def _names(parties: Sequence[str], shown: int = 6) -> str:
+    """``parties`` sorted, joined; beyond ``shown``, the first few and how many more."""
+    names = sorted(parties)
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
 
 
 def _isolation_reason(rounds: Sequence[int], found: Sequence[frozenset[str]], min_changed: int, window: int) -> str:
     """The refusal's reason: which parties a combination of the window's sums would single out."""
     over = f"within the policy window of {window} rounds" if window else "over the whole run"
     if len(found[0]) == 1:
-        who = ", ".join(sorted(next(iter(s)) for s in found))
+        who = _names([next(iter(s)) for s in found])
         what = (f"the update of {who} alone" if len(found) == 1
                 else f"the update of any one of {who} alone")
         size = 1
     else:
-        what = f"a sum over only {', '.join(sorted(found[0]))}"
+        what = f"a sum over only {_names(list(found[0]))}"
         size = len(found[0])
     return (
         f"with the function keys of {_rounds(rounds)}, its weight vector lets the aggregator combine the sums "

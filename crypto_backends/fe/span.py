@@ -110,13 +110,14 @@ class Echelon:
         return True
 
 
-def sparse_support(span: Echelon, at_most: int, *, budget: int = DEFAULT_BUDGET) -> list[frozenset[str]]:
+def sparse_support(span: Echelon, at_most: int, *, budget: int | None = None) -> list[frozenset[str]]:
     """Sets of at most ``at_most`` parties over which ``span`` holds a non-zero vector; ``[]`` if none.
 
     For ``at_most == 1`` every party whose update alone is in the span is listed (one
     set each); otherwise the first such set found (it holds the support of a vector of
     the span, which may be smaller).  Exact; :class:`SearchTooLarge` if the search for
-    ``at_most >= 3`` would cost more than ``budget`` integer operations.
+    ``at_most >= 3`` would cost more than ``budget`` (default :data:`DEFAULT_BUDGET`)
+    integer operations.
     """
     if at_most < 1 or not span.rows:
         return []
@@ -127,15 +128,12 @@ def sparse_support(span: Echelon, at_most: int, *, budget: int = DEFAULT_BUDGET)
     if alone or at_most == 1:
         return sorted(alone, key=sorted)
     kernel_rows += [(f, {f: 1}) for f in free]
-    found = _dependent(sorted(kernel_rows), at_most, [budget])
+    found = _dependent(sorted(kernel_rows), at_most, [DEFAULT_BUDGET if budget is None else budget])
     return [frozenset(found)] if found else []
 
 
 def _dependent(rows: Sequence[tuple[str, Row]], at_most: int, budget: list[int]) -> list[str] | None:
     """Labels of at most ``at_most`` linearly dependent rows (zero rows already removed by the caller), or None."""
-    budget[0] -= sum(len(r) for _, r in rows)
-    if budget[0] < 0:
-        raise SearchTooLarge
     seen: dict[tuple[tuple[str, int], ...], str] = {}
     for label, row in rows:
         key = tuple(sorted(_primitive(row).items()))
@@ -145,6 +143,9 @@ def _dependent(rows: Sequence[tuple[str, Row]], at_most: int, budget: list[int])
     if at_most <= 2:
         return None
     for i, (label, row) in enumerate(rows):
+        budget[0] -= sum(len(r) for _, r in rows[i:])  # what projecting row i out of the later rows costs
+        if budget[0] < 0:
+            raise SearchTooLarge
         col = min(row)
         projected = [(other, _combine(row[col], orow, orow.get(col, 0), row)) for other, orow in rows[i + 1 :]]
         zero = next((other for other, r in projected if not r), None)
