@@ -122,8 +122,10 @@ class FEParams(SchemeParams):
     once per process; 20 takes ~2 s and 25 MB); sums within +-that size cost one
     lookup.  ``min_parties``/``max_share``/``min_parties_changed``: the authority's
     inference-prevention policy (:mod:`.policy`); ``min_parties_changed`` is the fewest
-    parties by which a round's contributor set must differ from another round's (when
-    it differs at all), and :meth:`under_differential_privacy` turns it off.
+    parties on which any linear combination of the granted weight vectors may be
+    non-zero (2: no party's update alone), and :meth:`under_differential_privacy` turns
+    it off.  ``policy_window``: the combinations counted are those of the grants
+    within this many consecutive rounds (0, the default: the whole run).
     ``weight_unit``: weights are counted in these units before quantisation;
     decrypted sums can reach ``total_weight / weight_unit * 2**(bits-1)``, so raise it
     for large weights (sample counts in the hundreds of thousands) to keep the
@@ -150,6 +152,7 @@ class FEParams(SchemeParams):
     workers: int = 0
     min_parties_changed: int = 2
     points: str = "uncompressed"
+    policy_window: int = 0
     contributors_key: ClassVar[str] = "min_parties"
 
     def security_bits(self) -> int:
@@ -160,7 +163,8 @@ class FEParams(SchemeParams):
         """Raise :class:`InvalidParameterError` for any field outside its range or of the wrong type.
 
         Checked: ``clip``, ``bits`` (2-24), ``dlog_table_bits`` (4-26), ``min_parties`` (at least 2),
-        ``max_share``, ``weight_unit``, ``max_weight``, ``min_parties_changed``, ``points``, ``workers``.
+        ``max_share``, ``weight_unit``, ``max_weight``, ``min_parties_changed``, ``policy_window``, ``points``,
+        ``workers``.
         """
         if not (isinstance(self.clip, (int, float)) and 0 < float(self.clip) < 1e9):
             raise InvalidParameterError(f"fe clip must be a positive number, got {self.clip!r}")
@@ -192,8 +196,15 @@ class FEParams(SchemeParams):
         ):
             raise InvalidParameterError(
                 f"fe min_parties_changed must be an integer in [0, 1000], got {self.min_parties_changed!r}: "
-                "2 (the default) refuses a round whose contributors differ from another round's by one party; "
-                "0 or 1 turns the check off"
+                "2 (the default) refuses a key whose weight vector, with those granted before, would isolate one "
+                "party; 0 or 1 turns the check off"
+            )
+        if isinstance(self.policy_window, bool) or not (
+            isinstance(self.policy_window, int) and 0 <= self.policy_window <= MAX_ROUND
+        ):
+            raise InvalidParameterError(
+                f"fe policy_window must be an integer in [0, {MAX_ROUND}], got {self.policy_window!r}: the number "
+                "of consecutive rounds whose function keys the policy combines (0, the default, is the whole run)"
             )
         if self.points not in POINT_ENCODINGS:
             raise InvalidParameterError(
@@ -382,8 +393,9 @@ class FEScheme(Scheme, FunctionKeys):
         Zero or absent weights leave parties out (dropouts).  Raises
         :class:`PolicyError` (logged) for fewer than ``min_parties`` non-zero weights,
         a share above ``max_share``, a second, different vector for ``round``, a key for
-        a round that had one under another key set, or contributors that differ from
-        another round's by fewer than ``min_parties_changed`` parties (:mod:`.policy`).
+        a round that had one under another key set, or a vector whose span with those
+        granted in ``policy_window`` holds a vector on fewer than ``min_parties_changed``
+        parties (:mod:`.policy`).
         """
         require_role(key, AuthorityKey, action="derive function keys")
         material: _AuthorityMaterial = key.unwrap(self.name)
@@ -396,7 +408,9 @@ class FEScheme(Scheme, FunctionKeys):
         p = self.params
         policy.check(weights, round=round, min_parties=p.min_parties, max_share=float(p.max_share))
         vector = policy.canonical(weights)
-        material.ledger.claim(round, vector, key_id=key.key_id, min_changed=p.min_parties_changed)
+        material.ledger.claim(
+            round, vector, key_id=key.key_id, min_changed=p.min_parties_changed, window=p.policy_window
+        )
         dk = 0
         for party, w in vector:
             dk += _round_scalar(_party_secret(material.master, key.key_id, party), round, w)

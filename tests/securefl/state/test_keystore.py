@@ -78,3 +78,25 @@ def test_damaged_or_foreign_stores_are_refused(tmp_path):
     path.chmod(0o644)
     with pytest.raises(TransportError, match="chmod 600"):
         KeyStore(path, scheme).load(IDS)
+
+
+@pytest.mark.skipif("fe" not in registry.available(), reason="needs a scheme with function keys")
+def test_a_restarted_authority_refuses_the_key_that_completes_an_isolating_span(tmp_path):
+    """Issue 22 item 6: the last key of the four-round attack, after a restart with its store or only its record."""
+    from crypto_backends.errors import PolicyError
+    from securefl.state.partystate import PolicyState
+
+    ids = [f"p{i}" for i in range(1, 6)]
+    attack = [ids, ["p1", "p2", "p3"], ["p1", "p2", "p4"], ["p1", "p2", "p5"]]
+    scheme = make_scheme("fe")
+    first = PersistentAuthority(scheme, ids, KeyStore(tmp_path / "keys", scheme),
+                                policy=PolicyState.in_dir(tmp_path, "fed"))
+    for r, parties in enumerate(attack[:3]):
+        first.function_key(r, dict.fromkeys(parties, 1.0))
+    del first
+    again = PersistentAuthority(scheme, ids, KeyStore(tmp_path / "keys", scheme))  # its key store only
+    fresh = Authority(scheme, ids, policy=PolicyState.in_dir(tmp_path, "fed"))  # a new key set, the record only
+    for authority in (again, fresh):
+        with pytest.raises(PolicyError, match=r"rounds 0, 1, 2, .* any one of p3, p4, p5 alone"):
+            authority.function_key(3, dict.fromkeys(attack[3], 1.0))
+    fresh.function_key(3, dict.fromkeys(attack[0], 1.0))  # a vector already in the span: granted

@@ -12,6 +12,7 @@ import pytest
 
 from crypto_backends import SECRET_ACCESS
 from crypto_backends.errors import PolicyError
+from crypto_backends.fe.policy import Ledger
 from crypto_backends.keys import PartyKey
 from securefl import config
 from securefl.core.authority import Authority
@@ -72,7 +73,8 @@ def test_with_a_state_dir_the_second_run_of_round_0_is_refused_by_the_parties_an
     four = {p: 100.0 for p in ("party-1", "party-3", "party-4", "party-5")}
     with pytest.raises(PolicyError, match="under another key set"):
         fresh.function_key(0, four)
-    fresh.function_key(1, four | {"party-2": 100.0})  # the next round is the new key set's
+    granted = dict(Ledger.from_bytes(policy_state(cfg, tmp_path).record)[0].entries()[0].vector)
+    fresh.function_key(1, granted)  # the next round is the new key set's (the same vector adds no combination)
     # a new federation (another seed) is the explicit way to start over
     new = cfg.replace(["federation.seed=8"])
     Authority(scheme, cfg.federation.ids, policy=policy_state(new, tmp_path)).function_key(0, four)
