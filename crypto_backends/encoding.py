@@ -18,6 +18,7 @@ wrapped-around sum is detected instead of being silently returned.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,19 +75,29 @@ class FixedPoint:
         """Largest rounding error of one in-range value."""
         return self.step if self.stochastic else self.step / 2
 
-    def encode(self, values: np.ndarray) -> Quantized:
-        """Clip and round a finite float vector to int64 (the caller checks finiteness)."""
+    def encode(self, values: np.ndarray, factor: float = 1.0) -> Quantized:
+        """Clip, multiply by ``factor`` and round a finite float vector to int64 (the caller checks finiteness).
+
+        With ``factor`` (a party's weight in units, for example) the product is rounded
+        once, so its error is that of one value (``value_error`` in units of
+        ``step``), and its magnitude is at most ``ceil(max_int * factor)``.
+        """
         x = np.asarray(values, dtype=np.float64)
         clip = float(self.clip)
         clipped = int(np.count_nonzero(np.abs(x) > clip))
-        scaled = np.clip(x, -clip, clip) * self.scale
+        scaled = np.clip(x, -clip, clip) * (self.scale * factor)
         if self.stochastic:
             floor = np.floor(scaled)
             q = floor + (uniform01(scaled.size).reshape(scaled.shape) < (scaled - floor))
         else:
             q = np.rint(scaled)
-        q = np.clip(q, -self.max_int, self.max_int)
+        bound = self.term_bound(factor)
+        q = np.clip(q, -bound, bound)
         return Quantized(q.astype(np.int64), clipped)
+
+    def term_bound(self, factor: float) -> int:
+        """Largest magnitude :meth:`encode` gives a value times ``factor``: ``ceil(max_int * factor)``."""
+        return math.ceil(self.max_int * factor)
 
     def decode(self, ints: np.ndarray, divisor: float = 1.0) -> np.ndarray:
         """Map integers (or integer sums) back to floats, dividing by ``divisor`` as well."""

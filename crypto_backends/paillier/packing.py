@@ -75,6 +75,6 @@ class SlotLayout:
 
 def _overflow() -> DecodingOverflowError:
     return DecodingOverflowError(
-        "the aggregate carried out of its slots: more total weight was combined than the slots were "
-        "sized for, or an upload was not made by an honest party. Raise max_total_weight or lower bits"
+        "the aggregate carried out of its slots: more updates were combined than the slots were "
+        "sized for, or an upload was not made by an honest party. Raise max_parties or lower bits"
     )

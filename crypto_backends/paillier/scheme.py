@@ -6,20 +6,22 @@ aggregator receives the public key (``n`` and the DJN base ``h_s``) and nothing
 else, so it can add ciphertexts but not open them.  The aggregate goes back to
 the parties, who decrypt it (``RevealPlan.at_parties()``).
 
-Encoding.  Each value is clipped to ``[-clip, clip]``, quantised to ``bits`` bits
-(:class:`~crypto_backends.encoding.FixedPoint`) and shifted by ``max_int`` to be
-non-negative.  **Weights are applied by the party**: it multiplies its shifted
-integers by its integer weight ``w' = round(weight * weight_scale)`` before
-encryption (the aggregator then only multiplies ciphertexts, never exponentiates),
-and its envelope reports the weight actually applied, ``w' / weight_scale``, so
-the fused mean is exactly the mean under the applied weights.  With integer
-weights (sample counts) and ``weight_scale = 1`` nothing is rounded; otherwise
-:meth:`PaillierScheme.tolerance` accounts for the rounding.
+Encoding.  **Weights are applied by the party**, before encryption (the aggregator
+then only multiplies ciphertexts, never exponentiates): each value is clipped to
+``[-clip, clip]``, multiplied by ``scale * weight / weight_unit`` and rounded once
+(:class:`~crypto_backends.encoding.FixedPoint`), then shifted by ``party_bound`` to
+be non-negative.  The weight itself is not rounded: the envelope reports it as given,
+and :meth:`PaillierScheme.tolerance` bounds the one rounding of every term
+(:meth:`.params.PaillierParams.mean_error`).  A weight above ``max_weight`` is
+refused at the party; the trade-off against weighting by ``weight / W`` is in
+:mod:`.params`.
 
 Packing.  ``floor((bits(n)-1) / slot_bits)`` slots per plaintext, each sized for
-``max_total_weight`` (see :mod:`.params`); :mod:`.packing` does the bit work.
-On reveal the offset ``W' * max_int`` is removed and every slot is checked
-against the range ``W'`` weighted values can reach: a wrapped sum raises
+``max_parties`` terms of at most ``party_bound`` (see :mod:`.params`); :mod:`.packing`
+does the bit work.  The aggregator refuses to combine more than ``max_parties``
+updates or one that declares a weight above ``max_weight``.  On reveal the offset
+``contributors * party_bound`` is removed and every slot is checked against the
+range that many terms can reach: a wrapped sum raises
 :class:`~crypto_backends.errors.DecodingOverflowError` instead of being returned.
 
 Payload bytes: an 8-byte header ``>HHI`` (slot bits, slots per ciphertext, layout
@@ -105,15 +107,12 @@ class PaillierScheme(Scheme):
         return _HEADER.size + self._layout.count(length) * 2 * ((self.params.key_bits + 7) // 8)
 
     def tolerance(self, weights: Sequence[float]) -> float:
-        """Quantisation error, plus the effect of rounding weights to integers.
+        """Every contributor's one rounding of its weighted term, over the total weight (``mean_error``).
 
-        If every weight is off by a relative ``eps`` at most, the weighted mean of
-        values within ``clip`` moves by at most ``2 * clip * eps / (1 - eps)``.
+        At most the quantisation error of one value while the contributors' average
+        weight is at least ``weight_unit``; proportionally more below.
         """
-        eps = self.params.weight_error([float(w) for w in weights])
-        clip = float(self.params.clip)
-        weight_part = 2 * clip * eps / (1 - eps) if eps < 1 else float("inf")
-        return self._fp.value_error() + weight_part + 1e-12 * clip
+        return self.params.mean_error([float(w) for w in weights]) + 1e-12 * float(self.params.clip)
 
     # --- keys --------------------------------------------------------------------
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
@@ -166,8 +165,14 @@ class PaillierScheme(Scheme):
         self._public(key)
 
     def _applied_weight(self, weight: float) -> float:
-        """The party applies its integer weight ``round(weight * weight_scale)``; the envelope reports it."""
-        return self._integer_weight(weight) / self.params.weight_scale
+        """The weight as given (it is not rounded); one above ``max_weight`` would overflow the slots: refused."""
+        if weight > self.params.max_weight:
+            raise InvalidInputError(
+                f"weight {weight} exceeds crypto.{self.name}.max_weight={self.params.max_weight:g}, which sizes the "
+                f"slots; raise max_weight (costs log2(max_weight / weight_unit) bits per slot) or give weights in "
+                "larger units"
+            )
+        return weight
 
     def _protect(self, key: PartyKey, x: np.ndarray, *, weight: float, round: int) -> Payload:
         """Quantise, weight, pack and encrypt one update (at the party).
@@ -175,8 +180,7 @@ class PaillierScheme(Scheme):
         Values beyond ``clip`` are clipped, with a :class:`ClippedValuesWarning` counting them.
         """
         public = self._public(key)
-        iw = self._integer_weight(weight)
-        q = self._fp.encode(x)
+        q = self._fp.encode(x, weight / float(self.params.weight_unit))
         if q.clipped:
             warnings.warn(
                 f"{q.clipped} of {x.size} values were outside [-{self.params.clip}, {self.params.clip}] and "
@@ -184,7 +188,8 @@ class PaillierScheme(Scheme):
                 ClippedValuesWarning,
                 stacklevel=3,  # the caller of Scheme.protect
             )
-        shifted = (q.values + self._fp.max_int).astype(np.uint64) * np.uint64(iw)
+        # |q| <= ceil(max_int * weight / weight_unit) <= party_bound: the shifted term is in [0, 2 * party_bound]
+        shifted = (q.values + self._party_bound).astype(np.uint64)
         processes = self.params.encrypt_processes or helpers.default_processes()
         cts = public.encrypt(self._layout.pack(shifted), processes)
         return self._header() + public.ciphertexts_to_bytes(cts)
@@ -194,7 +199,7 @@ class PaillierScheme(Scheme):
     ) -> Payload:
         """Multiply the ciphertexts slot-wise (at the aggregator, with the public key only)."""
         public = self._public(key)
-        self._total_integer_weight(weights)  # refuse before doing the work
+        self._contributors(weights)  # refuse before doing the work
         columns = [self._ciphertexts(public, env) for env in updates]
         return self._header() + public.ciphertexts_to_bytes(public.add(columns))
 
@@ -211,39 +216,42 @@ class PaillierScheme(Scheme):
 
     def _decode(self, plaintexts: list[Any], aggregate: Envelope) -> np.ndarray:
         """The weighted sum held in ``aggregate``'s decrypted ``plaintexts``, range-checked."""
-        total = self._total_integer_weight(aggregate.weights)
+        count = self._contributors(aggregate.weights)
         slots = self._layout.unpack(plaintexts, aggregate.length)
-        # the offset is at most max_int * max_total_weight < 2**62, so int64 is exact
-        centred = slots.astype(np.int64) - np.int64(total * self._fp.max_int)
-        self._fp.check_sum_range(centred, total)
-        return self._fp.decode(centred, divisor=self.params.weight_scale)
+        # the offset is below 2**slot_bits <= 2**63, so int64 is exact
+        centred = slots.astype(np.int64) - np.int64(count * self._party_bound)
+        # the most the declared weights' terms can reach: an aggregate beyond it wrapped or was forged
+        unit = float(self.params.weight_unit)
+        reach = sum(self._fp.term_bound(w / unit) for w in aggregate.weights)
+        worst = max(int(centred.max()), -int(centred.min())) if centred.size else 0
+        if worst > reach:
+            raise DecodingOverflowError(
+                f"aggregate magnitude {worst} exceeds {reach}, the most {count} updates of weights "
+                f"{list(aggregate.weights)} can sum to: the result wrapped around or the aggregate misstates its "
+                "weights"
+            )
+        return self._fp.decode(centred, divisor=1.0 / float(self.params.weight_unit))
 
     # --- helpers --------------------------------------------------------------------
-    def _integer_weight(self, weight: float) -> int:
-        iw = self.params.integer_weight(weight)
-        if iw < 1:
-            raise InvalidInputError(
-                f"weight {weight} rounds to {iw} at weight_scale={self.params.weight_scale}; "
-                f"raise crypto.{self.name}.weight_scale so that every weight * weight_scale is at least 1"
-            )
-        if iw > min(self.params.max_weight, self.params.total_weight_bound):
-            raise InvalidInputError(
-                f"integer weight {iw} exceeds max_weight={self.params.max_weight} (or the total "
-                f"{self.params.total_weight_bound}); raise crypto.{self.name}.max_weight (costs slot bits) "
-                "or lower weight_scale"
-            )
-        return iw
+    @property
+    def _party_bound(self) -> int:
+        return self.params.party_bound
 
-    def _total_integer_weight(self, weights: Sequence[float]) -> int:
-        total = sum(self.params.integer_weight(w) for w in weights)
-        if total > self.params.total_weight_bound:
+    def _contributors(self, weights: Sequence[float]) -> int:
+        """How many terms an aggregate of ``weights`` sums, or :class:`DecodingOverflowError` past its slots' room."""
+        if len(weights) > self.params.parties_bound:
             raise DecodingOverflowError(
-                f"the aggregate's integer weights sum to {total}, above max_total_weight="
-                f"{self.params.total_weight_bound}, so its slots would wrap around; leave "
-                f"crypto.{self.name}.max_total_weight at 0 (derived from the federation's parties * max_weight) "
-                "or raise it"
+                f"the aggregate would hold {len(weights)} updates, above max_parties={self.params.parties_bound}, so "
+                f"its slots could wrap around; leave crypto.{self.name}.max_parties at 0 (derived from the "
+                "federation's size) or raise it"
             )
-        return total
+        heaviest = max(weights, default=0.0)
+        if heaviest > self.params.max_weight:
+            raise DecodingOverflowError(
+                f"an update declares weight {heaviest}, above max_weight={self.params.max_weight:g}: it was not "
+                f"made under these [crypto.{self.name}] parameters and its terms could wrap the slots"
+            )
+        return len(weights)
 
     def _header(self) -> bytes:
         return _HEADER.pack(self._layout.slot_bits, self._layout.slots, self.params.layout_tag())
@@ -262,7 +270,7 @@ class PaillierScheme(Scheme):
             )
         if tag != self.params.layout_tag():
             raise MismatchError(
-                "scheme", "payload was encoded with other clip, bits, weight_scale or max_total_weight values: "
+                "scheme", "payload was encoded with other clip, bits, max_weight, weight_unit or max_parties values: "
                 f"every role must use the same [crypto.{self.name}] parameters"
             )
         body = view[_HEADER.size:]
@@ -287,7 +295,7 @@ class _PaillierAccumulator(Accumulator):
 
     def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
         public = self.scheme._public(self.key)
-        self.scheme._total_integer_weight(weights)  # refuse an update that would wrap the slots
+        self.scheme._contributors(weights)  # refuse an update that would wrap the slots
         cts = self.scheme._ciphertexts(public, update)  # checked before anything changes
         if self._product is None:
             self._product = cts

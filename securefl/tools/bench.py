@@ -133,7 +133,8 @@ def bench_scheme(
     n, dim = len(vectors), int(vectors[0].size)
     ids = [f"party-{i + 1}" for i in range(n)]
     expected = np.average(np.stack(vectors), axis=0, weights=weights)
-    scheme = registry.create(name, (params or registry.get(name).params_type()).for_federation(n))
+    resolved = (params or registry.get(name).params_type()).for_federation(n)
+    scheme = registry.create(name, resolved)
     if wrap is not None:
         scheme = wrap(scheme)
     t0 = time.perf_counter()
@@ -163,6 +164,7 @@ def bench_scheme(
     if trips[0].share_s:
         more, note = _share_columns(scheme, keys, ids, vectors, weights, trips, round=repeat)
         extra.update(more)
+    note = _floor_column(resolved, n, statistics.mean(sizes) / dim if dim else 0.0, extra, note)
     declared = scheme.declarations
     return _result(label or name, n, dim, statistics.median(enc), statistics.median(agg), statistics.median(dec),
                    statistics.mean(sizes), max(errors), keygen_s=keygen_s, hides_updates=declared.hides_updates,
@@ -186,6 +188,21 @@ def probe_estimate(scheme: Scheme, keys: Any, vectors: Mapping[str, np.ndarray],
     setup = scheme.capability(InteractiveSetup)
     rounds = repeat + (1 if trip.share_s and setup is not None and setup.setup_steps(repeat) else 0)
     return trip.setup_s * rounds + seconds * rounds
+
+
+def _floor_column(params: SchemeParams, n: int, per_value: float, extra: dict[str, float], note: str) -> str:
+    """``floor_bytes_per_value`` and ``x_floor`` in ``extra`` and the note, for parameters that state a packing floor.
+
+    A scheme's parameters state it with a ``floor_bytes_per_value(parties)`` method
+    (``paillier``, ``threshold_paillier``): the upload size that nothing but the sum's own bits would take.
+    """
+    floor = getattr(params, "floor_bytes_per_value", None)
+    if not callable(floor) or not per_value:
+        return note
+    least = float(floor(n))
+    extra.update(floor_bytes_per_value=least, x_floor=per_value / least)
+    said = f"{per_value:.2f} B per value, {per_value / least:.2f}x the packing floor {least:.2f} B"
+    return f"{note}; {said}" if note else said
 
 
 def _share_columns(scheme: Scheme, keys: Any, ids: Sequence[str], vectors: Sequence[np.ndarray],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import struct
 import warnings
 
@@ -24,7 +25,7 @@ from crypto_backends.errors import (
 from crypto_backends.paillier import ClippedValuesWarning, PaillierParams, PaillierScheme, djn
 from crypto_backends.paillier.packing import SlotLayout
 from crypto_backends.paillier.params import bytes_per_value
-from crypto_backends.roundtrip import reveal_mean, secure_weighted_mean
+from crypto_backends.roundtrip import secure_weighted_mean
 from tests.schemes import fold_weighted_by_rank
 
 TEST = PaillierParams.preset("test")
@@ -192,16 +193,19 @@ def test_carry_out_of_the_top_slot_is_detected():
         layout.unpack([plaintexts[0], plaintexts[1] + 1], values.size)
 
 
-def test_total_weight_beyond_the_headroom_is_refused_before_combining(keys):
-    small = make(max_total_weight=4)
-    updates = [
-        small.protect(keys.parties["alice"], np.zeros(8), weight=2.0, round=0),
-        small.protect(keys.parties["bob"], np.zeros(8), weight=3.0, round=0),
-    ]
-    with pytest.raises(DecodingOverflowError):
-        small.combine(keys.aggregator, updates, round=0)
-    with pytest.raises(InvalidInputError):
-        small.protect(keys.parties["alice"], np.zeros(8), weight=5.0, round=0)
+def test_more_updates_or_a_heavier_weight_than_the_slots_hold_are_refused(keys):
+    one = make(max_parties=1)
+    updates = [one.protect(keys.parties[p], np.zeros(8), weight=2.0, round=0) for p in ("alice", "bob")]
+    with pytest.raises(DecodingOverflowError, match="max_parties=1"):
+        one.combine(keys.aggregator, updates, round=0)
+    light = make(max_weight=4.0, weight_unit=1.0)
+    with pytest.raises(InvalidInputError, match="max_weight"):
+        light.protect(keys.parties["alice"], np.zeros(8), weight=5.0, round=0)
+    # an upload declaring a weight past the bound (made under other parameters, or forged) is not combined
+    fine = light.protect(keys.parties["alice"], np.zeros(8), weight=4.0, round=0)
+    heavy = Envelope.from_bytes(dataclasses.replace(fine, weights=(5.0,)).to_bytes())
+    with pytest.raises(DecodingOverflowError, match="above max_weight"):
+        light.combine(keys.aggregator, [heavy], round=0)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -241,26 +245,30 @@ def test_fused_vector_is_the_weighted_mean_of_standard_normal_updates(scheme):
     assert np.max(np.abs(fused - expected)) <= scheme.tolerance(list(weights.values())) <= 1e-3
 
 
-def test_fractional_weights_are_exact_with_a_weight_scale():
-    scheme = make(weight_scale=4.0)
+def test_fractional_weights_are_applied_as_given():
+    scheme = make(weight_unit=0.25)
     keys = scheme.keygen(["alice", "bob"])
     a, b = np.full(20, 2.0), np.full(20, -1.0)
+    assert scheme.protect(keys.parties["alice"], a, weight=1.5, round=0).weights == (1.5,)  # not rounded
     fused = secure_weighted_mean(scheme, keys, {"alice": a, "bob": b}, {"alice": 1.5, "bob": 2.25})
-    assert scheme.tolerance([1.5, 2.25]) == pytest.approx(scheme.params.fixed_point().value_error(), rel=1e-6)
+    value_error = scheme.params.fixed_point().value_error()
+    assert scheme.tolerance([1.5, 2.25]) == pytest.approx(value_error * 2 * 0.25 / 3.75, rel=1e-6)
     assert np.allclose(fused, (1.5 * 2 - 2.25) / 3.75, atol=scheme.tolerance([1.5, 2.25]))
 
 
-def test_weights_are_rounded_to_integers_and_the_applied_weight_is_reported(scheme, keys):
-    a, b = np.full(20, 3.0), np.full(20, -3.0)
-    updates = _pair(scheme, keys, a=a, b=b, weights=(1.4, 2.6))
-    assert [u.weights for u in updates] == [(1.0,), (3.0,)]  # what was actually applied
-    aggregate = scheme.combine(keys.aggregator, updates, round=0)
-    fused = reveal_mean(scheme, keys, aggregate)
-    assert np.allclose(fused, (3 - 9) / 4, atol=scheme.params.fixed_point().value_error())
-    requested = (1.4 * 3 - 2.6 * 3) / 4
-    assert np.all(np.abs(fused - requested) <= scheme.tolerance([1.4, 2.6]))
-    with pytest.raises(InvalidInputError, match="weight_scale"):
-        scheme.protect(keys.parties["alice"], a, weight=0.3, round=0)
+def test_weights_below_the_unit_cost_precision_as_the_tolerance_says():
+    """Weights far below weight_unit are accepted; the fused mean's error grows as tolerance() states, no more."""
+    scheme = make(max_weight=64.0, weight_unit=64.0)
+    keys = scheme.keygen(["alice", "bob"])
+    rng = np.random.default_rng(4)
+    xs = {"alice": rng.uniform(-8, 8, 400), "bob": rng.uniform(-8, 8, 400)}
+    weights = {"alice": 1.4, "bob": 2.6}
+    fused = secure_weighted_mean(scheme, keys, xs, weights)
+    want = np.average(np.stack(list(xs.values())), axis=0, weights=list(weights.values()))
+    tol = scheme.tolerance(list(weights.values()))
+    assert tol == pytest.approx(scheme.params.fixed_point().value_error() * 2 * 64 / 4.0, rel=1e-6)
+    error = np.max(np.abs(fused - want))
+    assert tol / 4 < error <= tol  # the bound is met, and it is not vacuous: the error is of its order
 
 
 def test_stochastic_rounding_stays_within_its_bound():
@@ -283,46 +291,92 @@ def test_key_sizes():
 
 
 def test_upload_size_at_2048_bits_and_16_bit_quantisation():
-    params = PaillierParams(key_bits=2048, bits=16, max_total_weight=4096)
-    assert bytes_per_value(params) <= 8.0
+    params = PaillierParams(key_bits=2048, bits=16).for_federation(3)
+    assert bytes_per_value(params) <= 7.6  # 8.53 when 16 bits of every slot were kept for integer weights
     assert params.slots_per_ciphertext * params.slot_bits <= 2047
 
 
+@pytest.mark.parametrize("parties", [3, 10, 100, 1000])
+def test_a_stated_weight_bound_packs_near_the_floor(parties):
+    """max_weight stated, weight_unit an eighth of it: 3 bits per slot above bits + log2(parties) + 1, at most."""
+    tight = PaillierParams(max_weight=1000.0, weight_unit=125.0).for_federation(parties)
+    floor = tight.floor_bytes_per_value(parties)
+    assert tight.slot_bits <= tight.bits + math.ceil(math.log2(parties)) + 3
+    assert bytes_per_value(tight) <= 1.15 * floor
+    if parties == 10:  # issue 23: <= 6 bytes per value at 10 parties, 3072 bits (goal 5 with weight_unit = max_weight)
+        assert bytes_per_value(tight) <= 6.0
+        assert bytes_per_value(dataclasses.replace(tight, weight_unit=1000.0)) <= 5.05
+
+
 def test_headroom_is_derived_from_the_federation():
-    """max_total_weight = 0 sizes the slots for parties x max_weight: the cost is a few bytes per value."""
+    """max_parties = 0 sizes the slots for the federation's size: a few bits more per tenfold parties."""
     small, large = (PaillierParams().for_federation(n) for n in (10, 1000))
-    assert (small.max_total_weight, large.max_total_weight) == (10 * 65536, 1000 * 65536)
-    assert bytes_per_value(small) < bytes_per_value(large) <= 11.0  # at 3072 bits
-    assert PaillierParams(max_total_weight=4096).for_federation(1000).max_total_weight == 4096  # as set
-    with pytest.raises(InvalidParameterError, match="max_weight"):
-        PaillierParams(bits=32, max_weight=2**30).for_federation(1000)  # past 63-bit slots: named fix
+    assert (small.max_parties, large.max_parties) == (10, 1000)
+    assert bytes_per_value(small) < bytes_per_value(large) <= 9.6  # at 3072 bits; 10.52 before weights were scaled
+    assert PaillierParams(max_parties=7).for_federation(1000).max_parties == 7  # as set
+    with pytest.raises(InvalidParameterError, match="weight_unit"):
+        PaillierParams(bits=32, max_weight=2.0**30, weight_unit=1.0).for_federation(1000)  # past 63-bit slots
+    with pytest.raises(InvalidParameterError, match="weight_unit"):
+        PaillierParams(max_weight=4.0, weight_unit=8.0).validate()
 
 
 def test_a_thousand_parties_weighted_by_rows_combine_at_the_defaults():
-    """The failure of issue 14: weights 1..N summing past 4096 no longer overflow the derived slots."""
+    """The failure of issue 14: weights 1..N summing far past any fixed total do not overflow the derived slots."""
     ids = [f"p{i}" for i in range(1000)]
-    scheme = PaillierScheme(dataclasses.replace(PaillierParams.preset("test"), max_total_weight=0).for_federation(1000))
+    scheme = PaillierScheme(PaillierParams.preset("test").for_federation(1000))
     keys = scheme.keygen(ids)
     rng = np.random.default_rng(3)
     xs = {pid: rng.uniform(-1, 1, 5) for pid in ids}
     aggregate = fold_weighted_by_rank(scheme, keys, xs)
-    assert aggregate.total_weight == 500500.0  # far past the former fixed max_total_weight = 4096
+    assert aggregate.total_weight == 500500.0
     fused = scheme.reveal(keys.parties["p0"], aggregate) / aggregate.total_weight
     want = np.average(np.stack([xs[p] for p in ids]), axis=0, weights=np.arange(1, 1001))
     assert np.allclose(fused, want, rtol=0, atol=scheme.tolerance(aggregate.weights))
 
 
+@pytest.mark.parametrize("spread", ["all_heaviest", "heaviest_and_tiny"])
+def test_a_thousand_adversarial_parties_at_the_clip_bound_never_overflow(spread):
+    """Every party at max_weight with values at +-clip fills each slot to its last bit, and it does not wrap."""
+    params = dataclasses.replace(PaillierParams.preset("test"), max_weight=1000.0, weight_unit=125.0)
+    scheme = PaillierScheme(params.for_federation(1000))
+    ids = [f"p{i:04d}" for i in range(1000)]
+    keys = scheme.keygen([*ids, "late"])
+    clip = float(params.clip)
+    signs = np.array([1.0, -1.0, 1.0, 1.0, -1.0, 1.0])
+    if spread == "all_heaviest":
+        weights = dict.fromkeys(ids, 1000.0)
+        xs = {p: clip * signs for p in ids}
+    else:  # half at the bound, half with weights a millionth of it, every value at the clip bound
+        weights = {p: 1000.0 if i % 2 else 1e-3 for i, p in enumerate(ids)}
+        xs = {p: clip * signs * (1 if i % 2 else -1) for i, p in enumerate(ids)}
+    acc = scheme.accumulator(keys.aggregator, round=0)
+    for p in ids:
+        acc.add(scheme.protect(keys.parties[p], xs[p], weight=weights[p], round=0))
+    aggregate = acc.result()
+    total = scheme.reveal(keys.parties["p0000"], aggregate)
+    want = sum(weights[p] * xs[p] for p in ids)
+    assert np.allclose(total / aggregate.total_weight, want / sum(weights.values()), rtol=0,
+                       atol=scheme.tolerance(aggregate.weights))
+    if spread == "all_heaviest":  # the top slot value is exactly the most the slot was sized for
+        assert 2 * 1000 * scheme.params.party_bound < 2**scheme.params.slot_bits
+        assert np.allclose(total, want, rtol=1e-12, atol=0)  # weights at the bound, values at clip: no rounding
+    # one more update, or one heavier, is refused with a typed error rather than wrapped
+    with pytest.raises(DecodingOverflowError, match="max_parties=1000"):
+        acc.add(scheme.protect(keys.parties["late"], xs["p0000"], weight=1.0, round=0))
+    with pytest.raises(InvalidInputError, match="max_weight"):
+        scheme.protect(keys.parties["p0000"], xs["p0000"], weight=1000.5, round=0)
+
+
 @pytest.mark.slow
 def test_real_2048_bit_key_standard_normal_updates():
-    # the former fixed headroom (max_total_weight = 0, the default, derives it from the federation instead)
-    scheme = PaillierScheme(PaillierParams(key_bits=2048, max_total_weight=4096))
+    scheme = PaillierScheme(PaillierParams(key_bits=2048).for_federation(3))
     ids = [f"p{i}" for i in range(3)]
     keys = scheme.keygen(ids)
     rng = np.random.default_rng(8)
     vectors = {p: rng.standard_normal(5000) for p in ids}
     weights = {p: float(i + 1) for i, p in enumerate(ids)}
     env = scheme.protect(keys.parties["p0"], vectors["p0"], weight=1.0, round=0)
-    assert env.nbytes() / 5000 <= 8.0
+    assert env.nbytes() / 5000 <= 7.7  # 8.56 when 16 bits of every slot were kept for integer weights
     fused = secure_weighted_mean(scheme, keys, vectors, weights)
     expected = np.average(np.stack(list(vectors.values())), axis=0, weights=list(weights.values()))
     assert np.max(np.abs(fused - expected)) <= 1e-3
