@@ -12,6 +12,10 @@ offers and the round engine discovers with
   (SecAgg+'s key advertisements and encrypted seed shares);
 * :class:`ShareReveal` - the aggregate is opened from parties' decryption or
   unmasking shares (threshold Paillier, SecAgg+);
+* :class:`ConsistencyCheck` - before any share leaves, the contributors vouch,
+  with signatures, for one view of the round (SecAgg+'s consistency round);
+* :class:`BindsRound` - a party's key is told the round's context (the digest of
+  the global model it trained from) before it protects;
 * :class:`FunctionKeys` - the authority derives a per-round function key and keeps
   the policy record of what it granted (functional encryption).
 
@@ -131,6 +135,49 @@ class ShareReveal(Capability):
         return None
 
 
+class ConsistencyCheck(Capability):
+    """Before any share is asked for, the contributors each vouch for the round's state (signed), and see the others'.
+
+    Bonawitz et al., CCS 2017, section 4 (the malicious-model consistency check): the
+    aggregator sends the contributors :meth:`consistency_request`'s message with the
+    aggregate; each answers with :meth:`consistency_reply` (a signature over what it
+    was shown, at most one view per round); the aggregator checks each reply on
+    arrival (:meth:`check_consistency`) and, with at least ``needed`` of them, keeps
+    them (:meth:`consistency_done`): the share request that follows carries them, and
+    a party lets out a share only when they vouch for the view it signed.
+    """
+
+    @abstractmethod
+    def consistency_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest:
+        """Aggregator: who is asked to vouch for ``aggregate``'s round, how many must, and the public context."""
+
+    @abstractmethod
+    def consistency_reply(self, key: PartyKey, aggregate: Envelope, message: bytes) -> bytes:
+        """Party: its signed confirmation of the round state ``aggregate`` and ``message`` show it."""
+
+    @abstractmethod
+    def check_consistency(self, key: AggregatorKey, aggregate: Envelope, party: str, reply: bytes) -> None:
+        """Aggregator: :class:`~crypto_backends.errors.ShareError` unless ``reply`` is ``party``'s, well-formed."""
+
+    @abstractmethod
+    def consistency_done(self, key: AggregatorKey, aggregate: Envelope, replies: Mapping[str, bytes]) -> None:
+        """Aggregator: keep the checked confirmations (at least ``needed``) for the share request that follows."""
+
+
+class BindsRound(Capability):
+    """A party's key is bound to the round's context before it protects an update.
+
+    The context is public bytes every honest party of a round shares, such as the
+    digest of the global model it trained from; a scheme binds it into what it makes
+    for the round (secagg: into its mask derivation and its signed confirmation), so
+    parties shown different contexts cannot produce an aggregate that opens.
+    """
+
+    @abstractmethod
+    def bind_round(self, key: PartyKey, *, round: int, context: bytes) -> None:
+        """Bind ``key``'s ``round`` to ``context`` (called before ``protect``; a second call replaces it)."""
+
+
 class FunctionKeys(Capability):
     """The authority derives the aggregator's per-round function key and keeps its policy record."""
 
@@ -152,7 +199,9 @@ class FunctionKeys(Capability):
 
 
 __all__ = [
+    "BindsRound",
     "Capability",
+    "ConsistencyCheck",
     "FunctionKeys",
     "InteractiveSetup",
     "Precompute",

@@ -100,6 +100,20 @@ class ShareError(CryptoError):
     """
 
 
+class AggregateMismatchError(CryptoError):
+    """The aggregator showed a party inconsistent or forged round state: a party refuses to reveal for that round.
+
+    Raised by the party (which logs it and lets out nothing for the round) when what
+    the aggregator presents does not hold together: an aggregate or survivor set
+    that the contributors' own signatures do not vouch for (too few valid
+    signatures, signatures of another round, key set or federation, or over
+    another set), contributors naming different global models, or a request to
+    vouch for a second, different set in one round.  An honest aggregator never
+    causes it: the fix is on the aggregator's side (or the network's), not the
+    party's.
+    """
+
+
 class DecryptionError(CryptoError):
     """Decryption failed. Deliberately says nothing more."""
 

@@ -17,7 +17,11 @@ are here, so two drivers cannot drift apart:
    allowed, is the driver's business);
 3. **reveal**, as the scheme's :class:`~crypto_backends.base.RevealPlan` says:
 
-   * ``from_shares``: the scheme's share request names the parties asked; each
+   * ``from_shares``: first, if the scheme offers
+     :class:`~crypto_backends.capabilities.ConsistencyCheck`, the consistency
+     exchange: the contributors each sign the round state they were shown, each
+     reply checked on arrival, at least its ``needed`` must pass; then the scheme's
+     share request (carrying those signatures) names the parties asked; each
      share is checked on arrival (its sender was asked, the scheme accepts it); at least
      ``needed`` must pass, then the aggregator combines them;
    * ``with_function_key``: the authority derives the function key for the
@@ -39,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from .base import RevealSite, Scheme, offered
-from .capabilities import InteractiveSetup, ShareRequest, ShareReveal
+from .capabilities import ConsistencyCheck, InteractiveSetup, ShareRequest, ShareReveal
 from .envelope import Envelope
 from .errors import KeyRoleError, ShareError
 from .keys import AggregatorKey, FunctionKey
@@ -71,6 +75,14 @@ class Roles(ABC):
         scheme reveals from shares; the default refuses.
         """
         raise KeyRoleError(f"{type(self).__name__} cannot ask parties for decryption shares")
+
+    def consistency(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
+        """The confirmations of ``aggregate``'s round state from ``request.parties``, each checked on arrival.
+
+        A reply that ``check`` refuses costs only its sender.  Needed only when the
+        scheme offers a consistency exchange before its shares; the default refuses.
+        """
+        raise KeyRoleError(f"{type(self).__name__} cannot run a consistency exchange with the parties")
 
     def function_key(self, aggregate: Envelope) -> FunctionKey:
         """The authority's function key for ``aggregate``'s round and contributors' weights.
@@ -129,6 +141,7 @@ class SecureSum:
     def reveal(self, roles: Roles, aggregate: Envelope) -> np.ndarray | None:
         """Step 3: the weighted sum in ``aggregate`` as the reveal plan says (``None``: sealed for the parties)."""
         if self.shares is not None:
+            self.confirm(roles, aggregate)
             request = self.shares.share_request(self.key, aggregate)
             shares = roles.shares(request, aggregate, self.share_check(aggregate, request))
             if len(shares) < request.needed:
@@ -142,6 +155,26 @@ class SecureSum:
         if self.plan.site is RevealSite.PARTIES:
             return roles.open(aggregate)
         return self.scheme.reveal(self.key, aggregate)
+
+    def confirm(self, roles: Roles, aggregate: Envelope) -> None:
+        """Step 3's consistency exchange, when the scheme offers one: at least ``needed`` checked confirmations."""
+        cap = self.scheme.capability(ConsistencyCheck)
+        if cap is None:
+            return
+        request = cap.consistency_request(self.key, aggregate)
+        asked = frozenset(request.parties)
+
+        def check(sender: str, reply: bytes) -> bytes:
+            if sender not in asked:
+                raise ShareError(f"{sender} confirmed round {aggregate.round} but was not asked to")
+            cap.check_consistency(self.key, aggregate, sender, reply)
+            return reply
+
+        replies = roles.consistency(request, aggregate, check)
+        if len(replies) < request.needed:
+            raise ShareError(f"round {aggregate.round}: {len(replies)} valid confirmation(s) of the round state, but "
+                             f"the {self.scheme.name} scheme needs {request.needed} before any share is asked for")
+        cap.consistency_done(self.key, aggregate, replies)
 
     def share_check(self, aggregate: Envelope, request: ShareRequest) -> CheckShare:
         """The check each share of ``aggregate`` passes on arrival: its sender was asked, and the scheme accepts it."""

@@ -6,12 +6,16 @@ steps and their order are :class:`~crypto_backends.protocol.SecureSum`'s, the sa
 the round engine runs; here every message is a direct call (:class:`_InProcess`):
 
 * setup exchanges, if the scheme declares any (:func:`run_setup`); with ``drop`` a
-  fraction of the parties set up then leaves before protecting (:func:`dropouts`);
+  fraction of the parties set up then leaves before protecting (:func:`dropouts`).
+  A scheme with setup exchanges signs round state with the parties' identities:
+  unless the caller gives its own, every party gets a fresh one from an
+  in-process authority (:func:`bind_identities`);
 * every remaining party prepares (if the scheme offers
   :class:`~crypto_backends.capabilities.Precompute`) and protects its vector, to
   bytes; the aggregator parses and combines them, to bytes;
 * the aggregate becomes the weighted sum as the scheme's reveal plan says
-  (:func:`reveal_sum`): from checked shares, with the authority's function key
+  (:func:`reveal_sum`): from checked shares (after the survivors' consistency
+  exchange, if the scheme offers one), with the authority's function key
   (:func:`function_key_for`), at the aggregator, or opened by the first party;
 * divided by the contributors' total weight, it is the fused mean.
 
@@ -31,10 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import RevealSite, Scheme, offered, weighted_mean
-from .capabilities import FunctionKeys, InteractiveSetup, Precompute, ShareRequest, ShareReveal
+from .capabilities import ConsistencyCheck, FunctionKeys, InteractiveSetup, Precompute, ShareRequest, ShareReveal
 from .envelope import Envelope
 from .errors import KeyRoleError, ShareError
-from .keys import FunctionKey, Key, KeySet
+from .identities import LocalAuthority
+from .keys import FunctionKey, Key, KeySet, PartyIdentity
 from .protocol import CheckShare, Roles, SecureSum
 
 
@@ -63,6 +68,18 @@ def function_key_for(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> Funct
     return fkeys.function_key(keys.authority, round=aggregate.round, weights=contributor_weights(aggregate))
 
 
+def bind_identities(scheme: Scheme, keys: KeySet, identities: Mapping[str, PartyIdentity] | None = None) -> None:
+    """Bind each party key of ``keys`` to its identity in ``identities``, or to a fresh one of a new
+    :class:`~crypto_backends.identities.LocalAuthority` when none are given; nothing for a scheme without
+    setup exchanges (it signs nothing)."""
+    setup = scheme.capability(InteractiveSetup)
+    if setup is None:
+        return
+    given = identities if identities is not None else LocalAuthority().issue_all(keys.parties)
+    for party, key in keys.parties.items():
+        setup.bind_identity(key, given[party])
+
+
 class _InProcess(Roles):
     """Every role played here by direct calls, timing each step; every party answers honestly.
 
@@ -80,6 +97,11 @@ class _InProcess(Roles):
         self.protect_s: list[float] = []
         self.share_s: list[float] = []
         self.shares_cpu_s = 0.0
+        self.consistency_s: list[float] = []
+        self.consistency_bytes: list[int] = []
+        """Per asked party: the seconds of its confirmation, and the bytes it received and sent in that exchange."""
+        self.share_message_bytes = 0
+        """The share request's public message, as each asked party receives it (with the aggregate)."""
         self.upload_bytes: tuple[int, ...] = ()
         self.gone: tuple[str, ...] = ()
 
@@ -126,6 +148,7 @@ class _InProcess(Roles):
         """
         cap = offered(self.scheme, ShareReveal)
         clock, parties = self.clock, list(request.parties)
+        self.share_message_bytes = len(request.message)
 
         def compute(party: str) -> tuple[bytes, float]:
             t0 = clock()
@@ -145,6 +168,17 @@ class _InProcess(Roles):
         self.in_shares_s = clock() - t_in
         self.shares_cpu_s = time.process_time() - cpu_in - self.checking_s
         return shares
+
+    def consistency(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
+        cap = offered(self.scheme, ConsistencyCheck)
+        clock, replies = self.clock, {}
+        for party in request.parties:
+            t0 = clock()
+            reply = cap.consistency_reply(self.keys.parties[party], aggregate, request.message)
+            self.consistency_s.append(clock() - t0)
+            self.consistency_bytes.append(len(request.message) + len(reply))
+            replies[party] = check(party, reply)  # an honest party's confirmation that fails its check raises here
+        return replies
 
     def function_key(self, aggregate: Envelope) -> FunctionKey:
         fkey = function_key_for(self.scheme, self.keys, aggregate)
@@ -168,12 +202,15 @@ def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: S
     return shares
 
 
-def run_setup(scheme: Scheme, keys: KeySet, parties: Sequence[str], *, round: int = 0) -> tuple[str, ...]:
+def run_setup(scheme: Scheme, keys: KeySet, parties: Sequence[str], *, round: int = 0,
+              identities: Mapping[str, PartyIdentity] | None = None) -> tuple[str, ...]:
     """Run ``scheme``'s setup exchanges for ``round`` among ``parties`` (:class:`SecureSum`); returns who is set up.
 
     Without setup steps, every party is set up.  Every party answers honestly here, so a
-    refusal raises instead of costing only its sender.
+    refusal raises instead of costing only its sender.  The parties' identities are
+    bound first (:func:`bind_identities`: ``identities``, or fresh in-process ones).
     """
+    bind_identities(scheme, keys, identities)
     return SecureSum(scheme, keys.aggregator).setup(_InProcess(scheme, keys, round=round), round, parties)
 
 
@@ -210,7 +247,10 @@ class RoundTrip:
     share (stretched when the parties outnumber the cores), ``shares_cpu_s`` the CPU seconds
     of all of them together (the work, apart from the wall time), ``shares_wall_s`` the wall
     time from the request to the last share checked, and ``unmask_s`` the aggregator's checking
-    (its CPU time) and combining of them.
+    (its CPU time) and combining of them;
+    with a consistency exchange before the shares, ``consistency_s[i]`` is the ``i``-th
+    asked party's confirmation and ``consistency_bytes[i]`` the bytes it received and sent in that
+    exchange; ``share_message_bytes`` is the share request's message each asked party receives.
     ``dropped`` are the parties that were set up and then left; ``fused`` is the mean
     over the others; ``aggregate`` the aggregate that was revealed.
     """
@@ -228,6 +268,9 @@ class RoundTrip:
     unmask_s: float = 0.0
     dropped: tuple[str, ...] = ()
     aggregate: Envelope | None = None
+    consistency_s: tuple[float, ...] = ()
+    consistency_bytes: tuple[int, ...] = ()
+    share_message_bytes: int = 0
 
 
 def run_round(
@@ -238,11 +281,14 @@ def run_round(
     *,
     round: int = 0,
     drop: float = 0.0,
+    identities: Mapping[str, PartyIdentity] | None = None,
 ) -> RoundTrip:
     """One round through :class:`SecureSum` with every role here, timing each step (see the module docstring).
 
-    ``drop``: the fraction of the parties that leave after the setup exchange (:func:`dropouts`).
+    ``drop``: the fraction of the parties that leave after the setup exchange (:func:`dropouts`);
+    ``identities``: the parties' (:func:`bind_identities`; default: fresh in-process ones).
     """
+    bind_identities(scheme, keys, identities)
     roles = _InProcess(scheme, keys, vectors, weights, round=round, drop=drop)
     steps = SecureSum(scheme, keys.aggregator)
     aggregate = steps.collect(roles, round, list(vectors))
@@ -254,8 +300,9 @@ def run_round(
     unmask_s = reveal_s - roles.in_shares_s + roles.checking_s if steps.shares is not None else 0.0
     return RoundTrip(fused, roles.upload_bytes, tuple(roles.prepare_s), tuple(roles.protect_s), roles.combine_s,
                      reveal_s, setup_s=roles.setup_s, share_s=tuple(roles.share_s), shares_cpu_s=roles.shares_cpu_s,
-                     shares_wall_s=roles.in_shares_s, unmask_s=unmask_s,
-                     dropped=roles.gone, aggregate=aggregate)
+                     shares_wall_s=roles.in_shares_s, unmask_s=unmask_s, dropped=roles.gone, aggregate=aggregate,
+                     consistency_s=tuple(roles.consistency_s), consistency_bytes=tuple(roles.consistency_bytes),
+                     share_message_bytes=roles.share_message_bytes)
 
 
 def secure_weighted_mean(
@@ -272,6 +319,7 @@ def secure_weighted_mean(
 
 __all__ = [
     "RoundTrip",
+    "bind_identities",
     "collect_shares",
     "contributor_weights",
     "dropouts",

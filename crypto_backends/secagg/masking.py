@@ -28,10 +28,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 _NONCE = bytes(16)
 
 
-def derive(secret: bytes, purpose: bytes, key_id: bytes, round: int, a: str, b: str) -> bytes:
-    """A 32-byte key for ``purpose`` between parties ``a`` and ``b`` (order-free) of ``round``."""
+def derive(secret: bytes, purpose: bytes, key_id: bytes, round: int, a: str, b: str, context: bytes = b"") -> bytes:
+    """A 32-byte key for ``purpose`` between parties ``a`` and ``b`` (order-free) of ``round``.
+
+    ``context`` (the round's bound context, e.g. the global model's digest) goes into
+    ``info`` too: two parties bound to different contexts derive unrelated keys.
+    """
     lo, hi = sorted((a, b))
-    info = b"|".join((b"securefl-secagg", purpose, key_id, struct.pack(">Q", round), lo.encode(), hi.encode()))
+    info = b"|".join((b"securefl-secagg", purpose, key_id, struct.pack(">Q", round), lo.encode(), hi.encode(),
+                      struct.pack(">H", len(context)) + context))
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
 

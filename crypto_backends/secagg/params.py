@@ -33,6 +33,25 @@ so a party's floor does not follow the roster the aggregator sends.  An explicit
 value must be at least 2 and at most ``n``; below ``t + 1`` it tolerates more
 dropouts and weakens the promise to "fewer than ``min_contributors - 1``
 colluders".
+
+The consistency round (the malicious model).  The aggregator's word on who
+survived is not trusted: before any unmasking share leaves, every survivor signs
+the survivor set, and a party lets out shares only after seeing at least
+``signatures`` valid signatures over the set it signed itself, from distinct
+survivors (Bonawitz et al., CCS 2017, section 4).  An honest party signs one set
+per round.  Two sets each vouched for by ``q`` signers out of ``n`` share at
+least ``2q - n`` signers, so when ``2q - n`` exceeds the corrupted parties ``c``
+some honest party would have signed both, which it never does: an aggregator
+cannot show two parties two survivor sets (split views, or a victim named
+survivor to some and dropped to others).  With ``q = floor(2n/3) + 1`` (the
+paper's active-adversary setting likewise takes its threshold above ``2n/3``),
+that holds for every ``c < n/3`` corrupted parties.  ``signatures = 0``
+(the default) picks ``max(floor(2n/3) + 1, t, min_contributors)``; an explicit
+value below ``floor(2n/3) + 1`` is refused
+(:meth:`SecAggParams.check_federation`), and the honest-but-curious bound
+(``t``) is not offered: the examples run with the default.  The price: a round
+completes only while more than two thirds of the parties survive through the
+share exchange.
 """
 
 from __future__ import annotations
@@ -62,6 +81,9 @@ class SecAggParams(SchemeParams):
     threshold: int = 0
     min_contributors: int = 0
     """Fewest updates an unmasked sum may hold; 0: the share threshold plus one (see the module docstring)."""
+    signatures: int = 0
+    """Survivors' signatures over one survivor set a party must see before it lets out shares; 0: at least
+    ``floor(2n/3) + 1`` (see the module docstring)."""
 
     def security_bits(self) -> int:
         """128: X25519 key agreement bounds it; the symmetric primitives and seeds use 256-bit keys."""
@@ -83,7 +105,7 @@ class SecAggParams(SchemeParams):
         scale = self.weight_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < 2**40:
             raise InvalidParameterError(f"weight_scale={scale!r}: use a positive number such as 1.0 or 1000.0")
-        for name in ("neighbours", "threshold", "min_contributors"):
+        for name in ("neighbours", "threshold", "min_contributors", "signatures"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
                 raise InvalidParameterError(f"{name}={value!r}: use 0 (automatic) or a positive integer")
@@ -139,6 +161,19 @@ class SecAggParams(SchemeParams):
         """Fewest updates an unmasked sum may hold in a federation of ``n`` (``min_contributors``, or ``t + 1``)."""
         return self.min_contributors or self.share_threshold(n) + 1
 
+    @staticmethod
+    def malicious_floor(n: int) -> int:
+        """``floor(2n/3) + 1``: fewest signatures over one survivor set that keep two sets apart (module docstring)."""
+        return 2 * n // 3 + 1
+
+    def signatures_needed(self, n: int) -> int:
+        """Valid survivors' signatures over one set a party needs to see, in a federation of ``n``.
+
+        ``signatures`` (or :meth:`malicious_floor`), and never fewer than the share
+        threshold or ``min_contributors``: the signers are survivors.
+        """
+        return max(self.signatures or self.malicious_floor(n), self.share_threshold(n), self.contributors_needed(n))
+
     def fewest_contributors(self, parties: int) -> int | None:
         """The unmasking floor of a federation of ``parties``: :meth:`contributors_needed`."""
         return self.contributors_needed(parties)
@@ -151,10 +186,23 @@ class SecAggParams(SchemeParams):
                 f"crypto.secagg.min_contributors: no sum of the {parties} parties could be unmasked, since each must "
                 f"hold at least {need} updates; add parties, or lower crypto.secagg.min_contributors to at most "
                 f"{parties} (0: the share threshold plus one)")
+        floor = self.malicious_floor(parties)
+        if self.signatures and self.signatures < floor:
+            raise InvalidParameterError(
+                f"crypto.secagg.signatures={self.signatures}: in a federation of {parties}, fewer than {floor} "
+                "(floor(2n/3) + 1) survivors' signatures over the survivor set let an aggregator show two groups of "
+                f"parties two survivor sets and unmask one party; use 0 (automatic) or a value from {floor} to "
+                f"{parties}")
+        if self.signatures_needed(parties) > parties:
+            raise InvalidParameterError(
+                f"crypto.secagg.signatures={self.signatures}: a federation of {parties} cannot give "
+                f"{self.signatures_needed(parties)} signatures; use 0 (automatic) or at most {parties}")
 
     def for_federation(self, parties: int) -> SecAggParams:
-        """``min_contributors = 0`` resolved for ``parties`` parties (fixed then, whatever roster a round names)."""
-        return self if self.min_contributors else replace(self, min_contributors=self.contributors_needed(parties))
+        """``min_contributors = 0`` and ``signatures = 0`` resolved for ``parties`` parties (fixed then, whatever
+        roster a round names)."""
+        resolved = self if self.min_contributors else replace(self, min_contributors=self.contributors_needed(parties))
+        return resolved if resolved.signatures else replace(resolved, signatures=resolved.signatures_needed(parties))
 
     def layout_tag(self) -> int:
         """32-bit checksum of everything a party and the aggregator must agree on."""

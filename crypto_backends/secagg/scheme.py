@@ -51,10 +51,21 @@ and :meth:`SecAggScheme.reveal_shares`, and each party in
 :meth:`SecAggScheme.decryption_share` before it lets out a share, since a sum of
 the victim and ``t - 1`` colluders minus their inputs is the victim's update
 (:class:`~crypto_backends.errors.PolicyError`); forged or replayed setup messages and
-shares are refused with :class:`~crypto_backends.errors.ShareError`.  What is not:
-the consistency-check round of Bonawitz et al. section 4 (a malicious aggregator
-that tells parties different dropout sets), integrity of the sum, and the graph
-seed is the aggregator's choice (see SECURITY.md).  A round's secrets live only
+shares are refused with :class:`~crypto_backends.errors.ShareError`.
+
+Against an aggregator that lies about who survived, the consistency round of
+Bonawitz et al., CCS 2017, section 4 runs between the upload and the shares
+(:class:`~crypto_backends.capabilities.ConsistencyCheck`): each survivor signs,
+with its bound identity, the key set, round, graph seed, the digest of the global
+model it trained from (:meth:`SecAggScheme.bind_round`, also bound into its
+pairwise masks) and the sorted survivor set, and signs one set per round; a party
+lets out shares only for the set it signed and after seeing at least
+:meth:`SecAggParams.signatures_needed` (``floor(2n/3) + 1``) valid signatures over
+it from distinct survivors, else
+:class:`~crypto_backends.errors.AggregateMismatchError` (false dropouts, split
+views, forged or replayed signatures, two models); with no identity bound it
+refuses (:class:`~crypto_backends.errors.KeyRoleError`).  What is not protected:
+integrity of the sum, and the graph seed is the aggregator's choice (see SECURITY.md).  A round's secrets live only
 in memory; a restarted party rejoins at the next round's setup.
 """
 
@@ -78,12 +89,14 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ..base import Declarations, Payload, RevealPlan, Scheme, ThreatModel
-from ..capabilities import InteractiveSetup, ShareRequest, ShareReveal
+from ..capabilities import BindsRound, ConsistencyCheck, InteractiveSetup, ShareRequest, ShareReveal
 from ..encoding import ClippedValuesWarning, IntegerWeights
 from ..envelope import Envelope, check_party_id
 from ..errors import (
+    AggregateMismatchError,
     CryptoError,
     KeyReuseError,
+    KeyRoleError,
     MalformedCiphertextError,
     MismatchError,
     PolicyError,
@@ -109,6 +122,13 @@ def _raw_public(private: X25519PrivateKey) -> bytes:
 def _advert_bytes(key_id: bytes, round: int, seed: bytes, party: str, c_pk: bytes, s_pk: bytes) -> bytes:
     """What a party signs: its two public keys, bound to the key set, the round, the graph seed and its id."""
     return b"|".join((b"securefl-secagg-advert", key_id, struct.pack(">Q", round), seed, party.encode(), c_pk, s_pk))
+
+
+def _confirm_bytes(key_id: bytes, round: int, seed: bytes, survivors: Sequence[str], context: bytes) -> bytes:
+    """What a survivor signs in the consistency round: the key set, round, graph seed, its bound context (the
+    global model's digest) and the sorted survivor ids (ids hold no ``,``)."""
+    return b"|".join((b"securefl-secagg-confirm", key_id, struct.pack(">Q", round), seed,
+                      struct.pack(">H", len(context)) + context, ",".join(sorted(survivors)).encode()))
 
 
 def _commit(kind: str, key_id: bytes, round: int, owner: str, holder: str, salt: bytes, share: int) -> bytes:
@@ -211,6 +231,10 @@ class _PartyRound:
     protected: bool = False
     revealed: dict[str, str] = field(default_factory=dict)
     """Neighbour -> the kind of share of it this party let out ("b" or "sk"): it never lets out the other."""
+    context: bytes = b""
+    """The round's bound context (:meth:`SecAggScheme.bind_round`): the digest of the model it trained from."""
+    confirmed: tuple[str, ...] | None = None
+    """The one survivor set this party signed in the consistency round (it never signs another)."""
 
 
 @dataclass
@@ -227,6 +251,12 @@ class _AggRound:
     live: tuple[str, ...] = ()
     refused: dict[str, str] = field(default_factory=dict)
     """Parties whose setup message was garbled or misaddressed, with the reason: left out of the round."""
+    confirmed: tuple[str, ...] = ()
+    """The survivor set the kept confirmations vouch for (set by ``consistency_done``)."""
+    confirmations: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Survivor -> its signed confirmation (``sig``, ``cert``, ``context`` as hex)."""
+    context: bytes = b""
+    """The context every confirmation named: what the survivors' pairwise masks were derived under."""
     _graph: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _live_graph: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -283,7 +313,7 @@ def _forget_old(rounds: dict[int, Any], current: int) -> None:
         del rounds[old]
 
 
-class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
+class SecAggScheme(Scheme, InteractiveSetup, ShareReveal, ConsistencyCheck, BindsRound):
     """SecAgg+ masking with dropout recovery (see the module docstring)."""
 
     name = "secagg"
@@ -307,8 +337,9 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
         dropouts=("parties may drop after the key exchange as long as each dropped party and each survivor "
                   "keep at least t surviving neighbours, and at least min_contributors parties survive; the sum is "
                   "then exact over the survivors"),
-        not_protected=("integrity (a malicious aggregator can drop or alter updates, and can tell parties "
-                       "different dropout sets: the malicious-model consistency round is not implemented), "
+        not_protected=("integrity (a malicious aggregator can drop or alter updates; it cannot tell parties "
+                       "different dropout sets or models: the consistency round needs floor(2n/3)+1 survivors' "
+                       "signatures over one set, so at most n/3 parties may drop between upload and shares), "
                        "the weights and vector length (public), values beyond clip (clipped)"),
     )
 
@@ -625,7 +656,7 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
         expand = Expander(x.size, self._dtype)
         y += expand(st.b)
         for j in st.live:
-            mask = expand(self._pair_seed(st.s_sk, st.adverts[j].s_pk, key.key_id, round, me, j))
+            mask = expand(self._pair_seed(st.s_sk, st.adverts[j].s_pk, key.key_id, round, me, j, st.context))
             if me < j:
                 y += mask
             else:
@@ -635,8 +666,8 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
         return self._header(_session(key.key_id, round, st.seed)) + y.tobytes()
 
     def _pair_seed(self, private: X25519PrivateKey, public: bytes, key_id: bytes, round: int, a: str,
-                   b: str) -> bytes:
-        return derive(agree(private, public), b"pairwise-mask", key_id, round, a, b)
+                   b: str, context: bytes) -> bytes:
+        return derive(agree(private, public), b"pairwise-mask", key_id, round, a, b, context)
 
     def _combine(self, key: AggregatorKey, updates: Sequence[Envelope], *, length: int,
                  weights: Sequence[float]) -> Payload:
@@ -666,8 +697,13 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
         if strangers:
             raise ShareError(f"{sorted(strangers)} contributed to round {aggregate.round} but were not set up for it")
         self._check_contributors("the aggregator", aggregate, len(st.roster))
+        if st.confirmed != tuple(sorted(survivors)):
+            raise ShareError(f"round {aggregate.round}: no consistency round vouched for this aggregate's "
+                             "contributors: run consistency_request, consistency_reply and consistency_done first")
         dropped = [p for p in st.live if p not in survivors]
-        return ShareRequest(parties=aggregate.parties, needed=st.threshold, message=_dumps({"dropped": dropped}))
+        confirmations = [{"party": p, **c} for p, c in sorted(st.confirmations.items())]
+        return ShareRequest(parties=tuple(sorted(st.confirmations)), needed=st.threshold,
+                            message=_dumps({"dropped": dropped, "confirmations": confirmations}))
 
     def _check_contributors(self, who: str | None, aggregate: Envelope, n: int) -> None:
         """:class:`PolicyError` unless ``aggregate`` sums at least ``min_contributors`` updates (federation of ``n``).
@@ -690,7 +726,8 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
         st = state.rounds.get(aggregate.round)
         if st is None or not st.in_round:
             raise ShareError(f"{me} holds no shares for round {aggregate.round}")
-        dropped = set(_ids(_loads(message, "share request", {"dropped"})["dropped"], "dropped list"))
+        request = _loads(message, "share request", {"dropped", "confirmations"})
+        dropped = set(_ids(request["dropped"], "dropped list"))
         survivors = set(aggregate.parties)
         both = sorted(dropped & survivors)
         if both:
@@ -702,6 +739,7 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
         if st.neighbours and len(survivors) < st.threshold:
             raise ShareError(f"{me}: only {len(survivors)} survivors, fewer than the threshold {st.threshold}: "
                              "refused (their sum would be one party's update)")
+        self._check_confirmed(key, state, st, aggregate, request["confirmations"])
         out = []
         for peer in st.live:
             kind = "b" if peer in survivors else "sk"
@@ -713,6 +751,144 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
             value, salt = (held.b, held.salt_b) if kind == "b" else (held.sk, held.salt_sk)
             out.append({"of": peer, "kind": kind, "share": shamir.share_to_bytes(value).hex(), "salt": salt.hex()})
         return _dumps({"shares": out})
+
+    # --- the consistency round (Bonawitz et al. 2017, section 4) ------------------------------
+    def bind_round(self, key: PartyKey, *, round: int, context: bytes) -> None:
+        """Derive this party's pairwise masks of ``round`` under ``context`` and sign it in the consistency round.
+
+        The engine binds the digest of the global model the party trained from, so
+        parties sent different models make masks that do not cancel, and their
+        confirmations name different models (no survivor set gathers enough).
+        :class:`ShareError` if ``round`` was not set up here or its update is already masked.
+        """
+        me = key.owner
+        st = self._party(key).rounds.get(round)
+        if st is None or st.protected:
+            raise ShareError(f"{me}: round {round} is not set up here, or its update is already masked: its context "
+                             "is bound after the setup exchange and before protect")
+        st.context = bytes(context)
+
+    def consistency_request(self, key: AggregatorKey, aggregate: Envelope) -> ShareRequest:
+        """Every contributor is asked to sign the survivor set; ``needed``: :meth:`SecAggParams.signatures_needed`.
+
+        :class:`ShareError` if a contributor was not in ``L``; :class:`PolicyError` for too few contributors.
+        """
+        st = self._agg_round(self._agg(key), aggregate.round)
+        strangers = set(aggregate.parties) - set(st.live)
+        if strangers:
+            raise ShareError(f"{sorted(strangers)} contributed to round {aggregate.round} but were not set up for it")
+        self._check_contributors("the aggregator", aggregate, len(st.roster))
+        st.confirmed, st.confirmations = (), {}
+        return ShareRequest(parties=tuple(sorted(aggregate.parties)),
+                            needed=self.params.signatures_needed(len(st.roster)))
+
+    def consistency_reply(self, key: PartyKey, aggregate: Envelope, message: bytes) -> bytes:
+        """This survivor's signature over the survivor set ``aggregate`` names, bound to its context.
+
+        It signs only a set that names itself, holds at least ``min_contributors``
+        parties of its roster, and is the one set it signs this round
+        (:class:`~crypto_backends.errors.AggregateMismatchError` for a second, different set;
+        :class:`PolicyError` for too few); :class:`KeyRoleError` when no identity is bound.
+        """
+        state, me = self._party(key), key.owner
+        st = state.rounds.get(aggregate.round)
+        if st is None or not st.in_round or not st.protected:
+            raise ShareError(f"{me} masked no update in round {aggregate.round}: it has no survivor set to confirm")
+        if bytes(message):
+            raise ShareError(f"{me}: a secagg consistency request carries no message; this one is garbled")
+        self._check_envelope(aggregate, key, kind="aggregate")
+        survivors = tuple(sorted(aggregate.parties))
+        if me not in survivors or not set(survivors) <= set(st.roster):
+            raise self._mismatch(me, aggregate.round, f"asked to confirm survivors {list(survivors)}, which leave out "
+                                 "this party (it uploaded) or name parties outside its roster")
+        self._check_contributors(me, aggregate, len(st.roster))
+        if st.confirmed is not None and st.confirmed != survivors:
+            raise self._mismatch(me, aggregate.round, f"asked to confirm survivors {list(survivors)} after it "
+                                 f"confirmed {list(st.confirmed)}: the aggregator shows parties different survivor "
+                                 "sets")
+        identity = self._identity(state, me)
+        signature, certificate = identity.sign(_confirm_bytes(key.key_id, aggregate.round, st.seed, survivors,
+                                                              st.context))
+        st.confirmed = survivors
+        return _dumps({"sig": signature.hex(), "cert": certificate.hex(), "context": st.context.hex()})
+
+    def check_consistency(self, key: AggregatorKey, aggregate: Envelope, party: str, reply: bytes) -> None:
+        """A confirmation must be well-formed hex from a contributor (its signature is checked by the parties)."""
+        self._parse_confirmation(aggregate, party, reply)
+
+    def consistency_done(self, key: AggregatorKey, aggregate: Envelope, replies: Mapping[str, bytes]) -> None:
+        """Keep the confirmations for the share request; they must all name one context (one global model).
+
+        :class:`~crypto_backends.errors.AggregateMismatchError` if they name several: the
+        parties were sent different models, and their masks do not cancel.
+        """
+        st = self._agg_round(self._agg(key), aggregate.round)
+        confirmations = {p: self._parse_confirmation(aggregate, p, r) for p, r in replies.items()}
+        contexts = {c["context"] for c in confirmations.values()}
+        if len(contexts) > 1:
+            raise AggregateMismatchError(
+                f"round {aggregate.round}: the survivors' confirmations name {len(contexts)} different global models: "
+                "the parties were sent different models, so their masks do not cancel; nothing is unmasked")
+        st.confirmed, st.confirmations = tuple(sorted(aggregate.parties)), confirmations
+        st.context = bytes.fromhex(contexts.pop()) if contexts else b""
+
+    def _parse_confirmation(self, aggregate: Envelope, party: str, reply: bytes) -> dict[str, str]:
+        obj = _loads(reply, "confirmation", {"sig", "cert", "context"})
+        if party not in aggregate.parties:
+            raise ShareError(f"{party} confirmed round {aggregate.round} but did not contribute to it")
+        for name in ("sig", "cert", "context"):
+            _hex(obj[name], f"confirmation {name}")
+        return {name: str(obj[name]) for name in ("sig", "cert", "context")}
+
+    def _identity(self, state: _PartyMaterial, me: str | None) -> PartyIdentity:
+        if state.identity is None:
+            raise KeyRoleError(f"{me}: secagg's consistency round signs the survivor set with the party's identity, "
+                               "and none is bound: bind one with bind_identity (the gRPC party binds its TLS "
+                               "certificate; in one process use crypto_backends.identities.LocalAuthority)")
+        return state.identity
+
+    @staticmethod
+    def _mismatch(me: str | None, round: int, what: str) -> AggregateMismatchError:
+        """The typed refusal, logged at the party: it reveals nothing for the round."""
+        log.error("secagg: %s refuses to reveal anything for round %d: %s", me, round, what)
+        return AggregateMismatchError(f"{me}: round {round}: {what}; nothing is revealed for this round")
+
+    def _check_confirmed(self, key: PartyKey, state: _PartyMaterial, st: _PartyRound, aggregate: Envelope,
+                         confirmations: object) -> None:
+        """At least :meth:`SecAggParams.signatures_needed` valid signatures, from distinct survivors, over the set
+        this party signed and its own context; else :class:`~crypto_backends.errors.AggregateMismatchError`."""
+        me, rnd = key.owner, aggregate.round
+        identity = self._identity(state, me)
+        survivors = tuple(sorted(aggregate.parties))
+        if st.confirmed is None:
+            raise self._mismatch(me, rnd, "asked for unmasking shares before it confirmed a survivor set (the "
+                                 "consistency round was skipped)")
+        if st.confirmed != survivors:
+            raise self._mismatch(me, rnd, f"asked for shares of survivors {list(survivors)} after it confirmed "
+                                 f"{list(st.confirmed)}: the aggregator shows parties different survivor sets")
+        data = _confirm_bytes(key.key_id, rnd, st.seed, survivors, st.context)
+        valid: set[str] = set()
+        other_model = forged = 0
+        for c in _list(confirmations):
+            if not isinstance(c, dict) or set(c) != {"party", "sig", "cert", "context"}:
+                raise ShareError(f"{me}: a confirmation in the share request of round {rnd} is garbled")
+            party = c["party"]
+            if not isinstance(party, str) or party in valid or party not in survivors:
+                forged += 1
+            elif c["context"] != st.context.hex():
+                other_model += 1
+            else:
+                try:
+                    identity.verify(party, data, _hex(c["sig"], "signature"), _hex(c["cert"], "certificate"))
+                    valid.add(party)
+                except ShareError:
+                    forged += 1
+        need = self.params.signatures_needed(len(st.roster))
+        if len(valid) < need:
+            raise self._mismatch(me, rnd, f"{len(valid)} valid survivors' signature(s) over its survivor set, "
+                                 f"{need} are needed ({other_model} name another global model, {forged} are forged, "
+                                 "duplicated, of another round or federation, or from non-survivors)")
+        log.info("%s: round %d: %d survivors' signatures over the survivor set verified", me, rnd, len(valid))
 
     def _parse_shares(self, st: _AggRound, aggregate: Envelope, party: str, share: bytes) -> list[tuple[str, str, int]]:
         items = _list(_loads(share, "unmasking share", {"shares"})["shares"])
@@ -765,7 +941,8 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal):
                 raise ShareError(f"the shares of {gone}'s mask key rebuild another key: its shares were forged")
             for j in st.live_nbrs(gone):
                 if j in survivors:  # j added sign(j, gone) * PRG(s_j,gone); take it out
-                    mask = expand(self._pair_seed(s_sk, st.adverts[j].s_pk, key.key_id, aggregate.round, gone, j))
+                    mask = expand(self._pair_seed(s_sk, st.adverts[j].s_pk, key.key_id, aggregate.round, gone, j,
+                                                  st.context))
                     if j < gone:
                         total -= mask
                     else:

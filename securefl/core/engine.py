@@ -16,7 +16,9 @@ A round, as the scheme declares it (the engine never asks for a scheme's name):
    quorum holds or the run stops);
 5. reveal, as the scheme's :class:`~crypto_backends.base.RevealPlan` says: a
    function key from the authority, or a share exchange with at least ``needed``
-   parties (:class:`~crypto_backends.capabilities.ShareReveal`), or nothing (the
+   parties (:class:`~crypto_backends.capabilities.ShareReveal`; first, where the
+   scheme offers :class:`~crypto_backends.capabilities.ConsistencyCheck`, the
+   survivors' signed confirmations, a ``consistency`` request), or nothing (the
    aggregate goes back sealed for the parties to open);
 6. evaluate: every contributor measures the model as it would be released on
    its own held-out rows; each metric is averaged, weighted by the rows the
@@ -115,6 +117,15 @@ class _OverTransport(Roles):
         self.dropped.update(combined.rejected)
         self.sizes, self.combined = uploads.sizes, combined
         return combined.aggregate
+
+    def consistency(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
+        body = share_request_bytes(request.message, aggregate)
+        replies = self.transport.exchange(Request("consistency", self.rnd, dict.fromkeys(request.parties, body)),
+                                          check, timeout=self.timeout)
+        self.dropped.update({p: f"confirmation refused or missing: {why}" for p, why in replies.dropped.items()})
+        self.aggregator.require_quorum(self.rnd, len(replies.accepted), replies.dropped, "confirmation",
+                                       request.needed)
+        return replies.accepted
 
     def shares(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
         body = share_request_bytes(request.message, aggregate)

@@ -4,7 +4,8 @@
 transport carries the bytes: ``init`` asks for the trainer's initial
 parameters; a ``train`` request holds the global model and is answered with the
 protected update; ``setup`` and ``share`` requests are the scheme's own
-exchanges (key advertisements, decryption or unmasking shares); an
+exchanges (key advertisements, decryption or unmasking shares, and before them
+the ``consistency`` request: a signed confirmation of the round's survivors); an
 ``evaluate`` request asks for the trainer's metrics of a released model.
 """
 
@@ -15,7 +16,8 @@ import logging
 import numpy as np
 
 from crypto_backends.base import C, Scheme
-from crypto_backends.capabilities import InteractiveSetup, Precompute, ShareReveal
+from crypto_backends.capabilities import BindsRound, ConsistencyCheck, InteractiveSetup, Precompute, ShareReveal
+from crypto_backends.envelope import Envelope
 from crypto_backends.keys import PartyKey
 from securefl.core.fusion import Fuse, mean_from_sum
 from securefl.core.messages import GlobalModel, metrics_bytes, parse_share_request, vector_bytes
@@ -85,11 +87,11 @@ class Party:
         if step == "setup":
             return self._capability(InteractiveSetup, step).setup_reply(self.key, round=round, step=stage,
                                                                         message=payload)
+        if step == "consistency":
+            message, aggregate = self._round_aggregate(round, payload)
+            return self._capability(ConsistencyCheck, step).consistency_reply(self.key, aggregate, message)
         if step == "share":
-            message, aggregate = parse_share_request(payload)
-            if aggregate.round != round:
-                raise PartyError(f"{self.party_id} was asked for a share of round {round}, but the aggregate is of "
-                                 f"round {aggregate.round}: refused (an old or misrouted aggregate)")
+            message, aggregate = self._round_aggregate(round, payload)
             return self._capability(ShareReveal, step).decryption_share(self.key, aggregate, message)
         if step == "evaluate":
             model = GlobalModel.from_bytes(payload)
@@ -100,6 +102,14 @@ class Party:
                 log.warning("%s: cannot measure the model of round %d: %s", self.party_id, round, exc)
                 return metrics_bytes({})
         raise PartyError(f"{self.party_id} was asked for an unknown step {step!r}; upgrade this party's securefl")
+
+    def _round_aggregate(self, round: int, payload: bytes) -> tuple[bytes, Envelope]:
+        """The message and aggregate of a ``consistency`` or ``share`` request, which must be of ``round``."""
+        message, aggregate = parse_share_request(payload)
+        if aggregate.round != round:
+            raise PartyError(f"{self.party_id} was asked about the aggregate of round {round}, but it is of round "
+                             f"{aggregate.round}: refused (an old or misrouted aggregate)")
+        return message, aggregate
 
     def _capability(self, kind: type[C], step: str) -> C:
         offered = self.scheme.capability(kind)
@@ -141,6 +151,9 @@ class Party:
             precompute.prepare(self.key, length=length, weight=self.weight, round=round)
         params = self.open_model(global_model)
         update, self.weight = checked_fit(self.party_id, self.trainer.fit(params.copy(), round), length)
+        binder = self.scheme.capability(BindsRound)
+        if binder is not None:  # the scheme binds the model this party trained from into what it makes for the round
+            binder.bind_round(self.key, round=round, context=global_model.digest)
         reply = self.scheme.protect(self.key, update, weight=self.weight, round=round).to_bytes()
         charged = self.accountant.rounds_charged if self.accountant is not None else 0
         self.state.record(round, self.key.key_id, charged=charged)

@@ -3,7 +3,7 @@
 :func:`trace` runs one round of a scheme through
 :class:`~crypto_backends.protocol.SecureSum` with every role played here and
 records each exchange the protocol asks for (``setup:<stage>``, ``train``,
-``share``, ``function_key``; ``open`` where the parties open a sealed aggregate,
+``consistency``, ``share``, ``function_key``; ``open`` where the parties open a sealed aggregate,
 ``reveal`` where the aggregator reveals with its own key).  :func:`diagram` draws
 README.md's sequence diagram from the built-in schemes' traces, so the diagram
 changes when the code does (``python -m securefl.tools.docs`` regenerates it, and
@@ -20,11 +20,11 @@ import numpy as np
 
 from crypto_backends import InsecureParametersWarning, registry
 from crypto_backends.base import Scheme
-from crypto_backends.capabilities import InteractiveSetup, ShareRequest, ShareReveal
+from crypto_backends.capabilities import ConsistencyCheck, InteractiveSetup, ShareRequest, ShareReveal
 from crypto_backends.envelope import Envelope
 from crypto_backends.keys import FunctionKey, KeySet
 from crypto_backends.protocol import CheckShare, Roles, SecureSum
-from crypto_backends.roundtrip import function_key_for, revealing_key
+from crypto_backends.roundtrip import bind_identities, function_key_for, revealing_key
 
 PARTIES = ("alice", "bob", "carol")
 
@@ -46,6 +46,13 @@ class _Recording(Roles):
         self.steps.append("train")
         ups = [self.scheme.protect(self.keys.parties[p], np.zeros(4), weight=1.0, round=0) for p in parties]
         return self.scheme.combine(self.keys.aggregator, ups, round=0)
+
+    def consistency(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
+        self.steps.append("consistency")
+        cap = self.scheme.capability(ConsistencyCheck)
+        assert cap is not None
+        return {p: check(p, cap.consistency_reply(self.keys.parties[p], aggregate, request.message))
+                for p in request.parties}
 
     def shares(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
         self.steps.append("share")
@@ -72,6 +79,7 @@ def trace(name: str) -> tuple[str, ...]:
         warnings.simplefilter("ignore", InsecureParametersWarning)
         scheme = registry.create(name, presets.get("test", presets["default"]))
     keys = scheme.keygen(list(PARTIES))
+    bind_identities(scheme, keys)  # a scheme that signs round state needs the parties' identities
     roles = _Recording(scheme, keys)
     steps = SecureSum(scheme, keys.aggregator)
     steps.run(roles, 0, PARTIES)
@@ -110,6 +118,12 @@ def diagram(traces: Mapping[str, Sequence[str]]) -> str:
     for i, (last, names) in enumerate(branches.items()):
         title, body = _REVEALS[last]
         lines.append(f"    {'alt' if i == 0 else 'else'} reveal {title} ({', '.join(names)})")
+        confirming = [n for n in names if "consistency" in traces[n]]
+        if confirming:
+            lines += [f"        opt consistency ({', '.join(confirming)})",
+                      "            A->>P: consistency request, with the aggregate",
+                      "            P-->>A: signed confirmation of the survivor set, checked on arrival",
+                      "        end"]
         lines += [f"        {line}" for line in body]
     lines += ["    end", "    A->>P: evaluate: the model as released", "    P-->>A: metrics on held-out rows",
               "    Note over A: checkpoint, then the round's RoundMetrics", "```"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from crypto_backends import roundtrip
-from crypto_backends.capabilities import InteractiveSetup, ShareRequest, ShareReveal
+from crypto_backends.capabilities import ConsistencyCheck, InteractiveSetup, ShareRequest, ShareReveal
 from crypto_backends.envelope import Envelope
 from crypto_backends.errors import KeyRoleError, ShareError
 from crypto_backends.keys import FunctionKey, KeySet
@@ -71,6 +71,12 @@ class Recorder(Roles):
         ups = [self.scheme.protect(self.keys.parties[p], VECTORS[p], weight=1.0, round=self.round) for p in parties]
         return self.scheme.combine(self.keys.aggregator, ups, round=self.round)
 
+    def consistency(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
+        self.calls.append(("consistency", request.parties))
+        cap = self.scheme.capability(ConsistencyCheck)
+        return {p: check(p, cap.consistency_reply(self.keys.parties[p], aggregate, request.message))
+                for p in request.parties}
+
     def shares(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
         self.calls.append(("shares", request.parties))
         cap = self.scheme.capability(ShareReveal)
@@ -99,6 +105,7 @@ class Recorder(Roles):
 
 def _run(scheme, roles=None, **kw):
     keys = scheme.keygen(list(PARTIES))
+    roundtrip.bind_identities(scheme, keys)
     roles = roles(scheme, keys, **kw) if roles else Recorder(scheme, keys, **kw)
     aggregate, total = SecureSum(scheme, keys.aggregator).run(roles, 0, PARTIES)
     return roles, aggregate, total
@@ -125,7 +132,7 @@ def test_setup_steps_come_first_and_only_the_set_up_parties_protect():
     scheme = make_scheme("secagg")
     roles, aggregate, total = _run(scheme)
     steps = scheme.capability(InteractiveSetup).setup_steps(0)
-    assert [c for c, _ in roles.calls] == ["setup"] * steps + ["collect", "shares"]
+    assert [c for c, _ in roles.calls] == ["setup"] * steps + ["collect", "consistency", "shares"]
     assert [arg[0] for c, arg in roles.calls if c == "setup"] == list(range(steps))
     assert roles.calls[steps] == ("collect", PARTIES)
     assert np.allclose(total, sum(VECTORS.values()), atol=1e-3)

@@ -11,11 +11,17 @@ import json
 import numpy as np
 import pytest
 
-from crypto_backends.errors import InvalidParameterError, KeyReuseError, PolicyError, ShareError
+from crypto_backends.errors import (
+    AggregateMismatchError,
+    InvalidParameterError,
+    KeyReuseError,
+    PolicyError,
+    ShareError,
+)
 from crypto_backends.roundtrip import dropouts, run_round, run_setup
 from crypto_backends.secagg import SecAggParams, SecAggScheme, shamir
 from crypto_backends.secagg.masking import neighbours
-from tests.exchange import setup_exchange
+from tests.exchange import confirm, setup_exchange
 
 #: clip chosen so that the fixed-point scale is exactly 4096: inputs k / 4096 encode to k, deterministically
 GRID_CLIP = 32767 / 4096
@@ -30,7 +36,13 @@ def _upload(scheme, keys, vectors, weights, rnd, ready, drop=()):
     return scheme.combine(keys.aggregator, ups, round=rnd)
 
 
+def _claim(dropped):
+    """A share request's message as a lying aggregator writes it: the dropped list, no confirmations."""
+    return json.dumps({"dropped": list(dropped), "confirmations": []}).encode()
+
+
 def _shares(scheme, keys, aggregate):
+    confirm(scheme, keys, aggregate)
     req = scheme.share_request(keys.aggregator, aggregate)
     return req, {p: scheme.decryption_share(keys.parties[p], aggregate, req.message) for p in req.parties}
 
@@ -117,14 +129,13 @@ def test_the_aggregator_with_t_minus_1_colluding_neighbours_cannot_unmask_a_part
         pooled = {xs[c]: getattr(h, kind) for c, h in held.items()}
         with pytest.raises(ShareError, match="cannot rebuild"):
             shamir.combine(pooled, t)
-    # an honest neighbour that let out the victim's self-mask share refuses its mask-key share afterwards
-    req = scheme.share_request(keys.aggregator, aggregate)
-    scheme.decryption_share(keys.parties[honest[0]], aggregate, req.message)
-    claim = json.dumps({"dropped": [victim]}).encode()
+    # an honest neighbour that let out the victim's self-mask share refuses its mask-key share afterwards: it
+    # confirmed the set with the victim, and shares only for that set
+    _shares(scheme, keys, aggregate)
     forged = type(aggregate)(**{**aggregate.__dict__, "parties": tuple(p for p in aggregate.parties if p != victim),
                                 "weights": (1.0,) * (len(aggregate.parties) - 1)})
-    with pytest.raises(ShareError, match="other kind of share"):
-        scheme.decryption_share(keys.parties[honest[0]], forged, claim)
+    with pytest.raises(AggregateMismatchError, match="different survivor sets"):
+        scheme.decryption_share(keys.parties[honest[0]], forged, _claim([victim]))
 
 
 def test_t_minus_1_shares_are_consistent_with_any_secret():
@@ -150,7 +161,7 @@ def test_a_party_asked_for_both_kinds_of_share_of_one_peer_refuses():
     keys = scheme.keygen(ids)
     ready = setup_exchange(scheme, keys, 0)
     aggregate = _upload(scheme, keys, {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0), 0, ready)
-    both = json.dumps({"dropped": [ids[1]]}).encode()  # ids[1] also contributed: survivor and dropped at once
+    both = _claim([ids[1]])  # ids[1] also contributed: survivor and dropped at once
     with pytest.raises(ShareError, match="both kinds"):
         scheme.decryption_share(keys.parties[ids[0]], aggregate, both)
 
@@ -235,9 +246,8 @@ def test_too_many_dropouts_fail_with_the_typed_error():
     keys = scheme.keygen(ids)
     ready = run_setup(scheme, keys, ids, round=0)
     aggregate = _upload(scheme, keys, {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0), 0, ready, ids[:3])
-    req = scheme.share_request(keys.aggregator, aggregate)
     with pytest.raises(ShareError, match="fewer than the threshold"):
-        scheme.decryption_share(keys.parties[ids[3]], aggregate, req.message)
+        scheme.decryption_share(keys.parties[ids[3]], aggregate, _claim(ids[:3]))
     with pytest.raises(PolicyError, match=r"sums 2 update\(s\), fewer than the 4"):  # the default floor, t + 1
         SecAggScheme().share_request(keys.aggregator, aggregate)
 
@@ -264,7 +274,7 @@ def test_a_sum_of_a_victim_and_t_minus_1_colluders_is_not_unmasked_by_the_honest
                                           r"requires.*federation.quorum = 4"):
         scheme.share_request(keys.aggregator, aggregate)
     # the aggregator cannot be trusted to check: asked directly, no honest party lets out a share
-    claim = json.dumps({"dropped": list(honest)}).encode()
+    claim = _claim(honest)
     for p in (victim, *honest):
         with pytest.raises(PolicyError, match=rf"{p}: the aggregate of round 0 sums 3 update"):
             scheme.decryption_share(keys.parties[p], aggregate, claim)
@@ -274,16 +284,21 @@ def test_a_sum_of_a_victim_and_t_minus_1_colluders_is_not_unmasked_by_the_honest
     assert scheme.params.contributors_needed(5) == t + 1  # the default
 
 
-def test_below_t_plus_1_contributors_the_released_sum_minus_the_colluders_is_the_victims_update():
-    """Why the default is t + 1: with min_contributors = t the attack of issue 21 item 4 succeeds, exactly."""
+def test_below_t_plus_1_contributors_the_consistency_round_still_refuses_the_victims_sum():
+    """With min_contributors = t the floor no longer stops issue 21 item 4's attack; the consistency round does:
+    the survivor set of the victim and t - 1 colluders cannot gather floor(2n/3) + 1 survivors' signatures."""
     scheme = SecAggScheme(SecAggParams(clip=GRID_CLIP, min_contributors=3))
     keys, ints, _, victim, colluders, honest, aggregate = _victim_and_colluders(scheme)
+    replies = confirm(scheme, keys, aggregate)  # the victim signs a set with itself in it; so do the colluders
+    assert sorted(replies) == sorted((victim, *colluders)) and scheme.params.signatures_needed(5) == 4
     req = scheme.share_request(keys.aggregator, aggregate)
-    # the victim's self-mask needs t shares and the colluders hold t - 1: the aggregator also asks the parties it
-    # declared dropped (alive, or late), each of which holds one
-    shares = {p: scheme.decryption_share(keys.parties[p], aggregate, req.message) for p in (*req.parties, *honest)}
-    total = scheme.reveal_shares(keys.aggregator, aggregate, shares)
-    assert np.array_equal(total * 4096 - sum(ints[c] for c in colluders), ints[victim].astype(np.float64))
+    # the aggregator also asks the parties it declared dropped (alive, or late), each of which holds a share
+    with pytest.raises(AggregateMismatchError, match="3 valid survivors' signature.*4 are needed"):
+        scheme.decryption_share(keys.parties[victim], aggregate, req.message)
+    for p in honest:  # it confirmed no survivor set: a share request is refused outright
+        with pytest.raises(AggregateMismatchError, match="before it confirmed a survivor set"):
+            scheme.decryption_share(keys.parties[p], aggregate, req.message)
+    assert all(not keys.parties[p].unwrap("secagg").rounds[0].revealed for p in (victim, *honest))
 
 
 def test_a_partys_floor_is_its_federations_not_the_roster_the_aggregator_sends():
@@ -296,7 +311,7 @@ def test_a_partys_floor_is_its_federations_not_the_roster_the_aggregator_sends()
     ready = setup_exchange(scheme, keys, 0)
     aggregate = _upload(scheme, keys, {p: np.ones(8) for p in ids}, dict.fromkeys(ids, 1.0), 0, ready)
     with pytest.raises(PolicyError, match=r"p000: the aggregate of round 0 sums 4 update\(s\), fewer than the 6"):
-        scheme.decryption_share(keys.parties[ids[0]], aggregate, json.dumps({"dropped": []}).encode())
+        scheme.decryption_share(keys.parties[ids[0]], aggregate, _claim([]))
 
 
 def test_min_contributors_is_checked_against_the_federation():
