@@ -17,7 +17,11 @@ the round engine runs; here every message is a direct call (:class:`_InProcess`)
   (:func:`reveal_sum`): from checked shares (after the survivors' consistency
   exchange, if the scheme offers one), with the authority's function key
   (:func:`function_key_for`), at the aggregator, or opened by the first party;
-* divided by the contributors' total weight, it is the fused mean.
+* divided by the contributors' total weight, it is the fused mean;
+* with ``publish=True``, the sum also goes through the publication step a real
+  federation applies before the fused vector leaves the key holders
+  (:func:`release_mean`: :meth:`~crypto_backends.base.Scheme.release` where parties
+  reveal, e.g. ckks' noise flooding): ``RoundTrip.released``, what a user receives.
 
 :func:`run_round` does all of it and times each step (:class:`RoundTrip`);
 :func:`secure_weighted_mean` returns only the fused mean.  Every party plays
@@ -233,6 +237,20 @@ def reveal_mean(scheme: Scheme, keys: KeySet, aggregate: Envelope) -> np.ndarray
     return weighted_mean(reveal_sum(scheme, keys, aggregate), aggregate)
 
 
+def release_mean(scheme: Scheme, keys: KeySet, aggregate: Envelope, total: np.ndarray) -> np.ndarray:
+    """The fused mean as it is published, from the weighted sum ``total`` revealed from ``aggregate``.
+
+    Where parties reveal (a sealed aggregate), what leaves them goes through
+    :meth:`~crypto_backends.base.Scheme.release` (the first party's key, as the
+    federation's party does for a published model); an aggregate revealed at the
+    aggregator is published as revealed.  Each call is one publication (ckks counts
+    them against ``flooding_queries``).
+    """
+    if scheme.declarations.reveal.site is RevealSite.PARTIES:
+        total = scheme.release(revealing_key(scheme, keys), aggregate, total)
+    return weighted_mean(total, aggregate)
+
+
 @dataclass(frozen=True)
 class RoundTrip:
     """What :func:`run_round` produced, and how long each step took (``time.perf_counter`` seconds).
@@ -252,7 +270,9 @@ class RoundTrip:
     asked party's confirmation and ``consistency_bytes[i]`` the bytes it received and sent in that
     exchange; ``share_message_bytes`` is the share request's message each asked party receives.
     ``dropped`` are the parties that were set up and then left; ``fused`` is the mean
-    over the others; ``aggregate`` the aggregate that was revealed.
+    over the others, as decrypted; ``aggregate`` the aggregate that was revealed.  ``released`` is the fused
+    mean as published (:func:`release_mean`; with ``publish=False`` it is ``fused``), the vector a user
+    receives; ``release_s`` the publication step's time (not in ``reveal_s``).
     """
 
     fused: np.ndarray
@@ -271,6 +291,13 @@ class RoundTrip:
     consistency_s: tuple[float, ...] = ()
     consistency_bytes: tuple[int, ...] = ()
     share_message_bytes: int = 0
+    released: np.ndarray | None = None
+    release_s: float = 0.0
+
+    @property
+    def published(self) -> np.ndarray:
+        """The vector a user receives: ``released``, or ``fused`` where nothing was published."""
+        return self.fused if self.released is None else self.released
 
 
 def run_round(
@@ -282,11 +309,13 @@ def run_round(
     round: int = 0,
     drop: float = 0.0,
     identities: Mapping[str, PartyIdentity] | None = None,
+    publish: bool = False,
 ) -> RoundTrip:
     """One round through :class:`SecureSum` with every role here, timing each step (see the module docstring).
 
     ``drop``: the fraction of the parties that leave after the setup exchange (:func:`dropouts`);
     ``identities``: the parties' (:func:`bind_identities`; default: fresh in-process ones).
+    ``publish``: also publish the fused mean (:func:`release_mean`) into ``RoundTrip.released``.
     """
     bind_identities(scheme, keys, identities)
     roles = _InProcess(scheme, keys, vectors, weights, round=round, drop=drop)
@@ -298,11 +327,13 @@ def run_round(
     fused = weighted_mean(total, aggregate)
     reveal_s = roles.clock() - t0
     unmask_s = reveal_s - roles.in_shares_s + roles.checking_s if steps.shares is not None else 0.0
+    t1 = roles.clock()
+    released = release_mean(scheme, keys, aggregate, total) if publish else None
     return RoundTrip(fused, roles.upload_bytes, tuple(roles.prepare_s), tuple(roles.protect_s), roles.combine_s,
                      reveal_s, setup_s=roles.setup_s, share_s=tuple(roles.share_s), shares_cpu_s=roles.shares_cpu_s,
                      shares_wall_s=roles.in_shares_s, unmask_s=unmask_s, dropped=roles.gone, aggregate=aggregate,
                      consistency_s=tuple(roles.consistency_s), consistency_bytes=tuple(roles.consistency_bytes),
-                     share_message_bytes=roles.share_message_bytes)
+                     share_message_bytes=roles.share_message_bytes, released=released, release_s=roles.clock() - t1)
 
 
 def secure_weighted_mean(
@@ -324,6 +355,7 @@ __all__ = [
     "contributor_weights",
     "dropouts",
     "function_key_for",
+    "release_mean",
     "reveal_mean",
     "reveal_sum",
     "revealing_key",

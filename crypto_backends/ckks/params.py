@@ -1,35 +1,50 @@
-"""CKKS parameters: lean sets for an aggregation that only adds.
+"""CKKS parameters: lean sets for an aggregation that only adds, precise after flooding.
 
 Parties multiply by their weight *before* encrypting, so the aggregator only adds
 ciphertexts: no multiplication, no rescaling, no relinearisation or Galois keys.
-One data prime therefore suffices, and the ciphertext that travels holds exactly
-that prime: about ``2 * 2 * 64 / 8 = 32`` bytes per value with a 60-bit prime,
-whatever ``N`` is (two polynomials of ``N`` 64-bit words carry ``N/2`` values).
-TenSEAL needs a second ("special") prime to build a context; it only ever
-serves key switching, which never happens here, and is not part of a ciphertext.
-Two byte savings are out of reach through TenSEAL: SEAL can serialize a fresh
-symmetric ciphertext with its uniform half replaced by a seed (about 16 bytes
-per value), but TenSEAL's ``serialize()`` writes it in full (measured: symmetric
-and public-key ciphertexts serialize to the same size); and the zstd
-compression TenSEAL applies gains nothing on 60-bit coefficients (a 40-bit
-data prime would compress to about 24 bytes per value, at a precision that
-noise flooding cannot afford).
+The data primes only hold the weighted sum (headroom) at the scale (precision);
+TenSEAL needs one more ("special") prime to build a context, which only serves
+key switching, never happens here, and is not part of a ciphertext.
+
+Bytes.  A party's fresh symmetric ciphertext is sent seeded (see :mod:`.codec`):
+one polynomial of ``N`` coefficients per data prime plus a 64-byte seed for the
+uniform half, so ``N * primes * 8 / (N/2) = 16`` bytes per value per data prime
+before SEAL's zstd compression (which removes the unused high bits of primes
+below 64 bits).  The default's two 46-bit data primes measure about 27 bytes per
+value up; the aggregate, a sum with no seed, travels in full (about 54).
 
 Security follows Table 1 of the HomomorphicEncryption.org standard
 (Albrecht et al., "Homomorphic Encryption Security Standard", 2018; ternary
 secret, error sigma 3.2, classical attacks): the *total* coefficient modulus,
 special prime included, must stay within the bound for ``N``.  SEAL (so
-TenSEAL) enforces the 128-bit column itself and refuses anything larger.
+TenSEAL) enforces the 128-bit column itself and refuses anything larger.  The
+default, N = 4096 with primes [46, 46, 17], is 109 bits: exactly the 128-bit
+bound of that table for N = 4096.
+
+Why N = 4096 and a scale of 2^52.  Noise flooding (:mod:`.flooding`) releases a
+chunk's value with noise of width proportional to the chunk error's *norm* over
+its N/2 slots times the square root of the chunks published, so per value the
+released error grows as ``sqrt(length * N/2) / scale``: the smallest ring that
+holds a useful modulus is the most precise, and a larger scale pays off until
+float64 rounding in SEAL's encoder (relative 2^-52 of the values) is as large as
+the RLWE error, which at 2^52 it is.  Two data primes leave ``92 - 3 - 52 = 37``
+bits of headroom for ``clip * total weight``: with clip 16, total weights up to
+2^33 keep the full scale.
 
 Precision.  A value ``v`` is encoded as ``round(v * 2**scale_bits)`` in the
-coefficients of a polynomial mod ``q`` (the data prime), so the weighted sum of
-all parties must satisfy ``|sum| * 2**scale_bits < q / 2``, which is what
+coefficients of a polynomial mod ``q`` (the data primes' product), so the weighted
+sum of all parties must satisfy ``|sum| * 2**scale_bits < q / 2``, which is what
 ``clip * max_total_weight`` guarantees.  Fresh symmetric encryption adds an error
 of standard deviation about 3.24 per coefficient (SEAL's centred binomial
 sampler) plus 1/12 of variance for rounding; a slot of an aggregate of ``k``
 ciphertexts is then off by a Gaussian of standard deviation
-``sqrt(N/2 * k * ERROR_VARIANCE) / 2**scale_bits``
-(measured here: 3.24-3.27 per coefficient for N = 2048..8192).
+``sqrt(N/2 * k * ERROR_VARIANCE) / 2**scale_bits`` (measured here: 3.24-3.27 per
+coefficient for N = 2048..8192), plus float64 rounding of SEAL's encoder and
+decoder: measured 1.05 * 2^-52 of the magnitude per slot (RMS) for one encoding
+and decoding at full magnitude; an aggregate of total weight ``W`` has ``k``
+encodings of at most ``clip * w_i`` and one decoding of at most ``clip * W``,
+hence at most ``2.1 * 2^-52 * clip * W``, bounded here by
+``FLOAT_ROUNDING * clip * W`` with ``FLOAT_ROUNDING = 2^-50`` (about 2x margin).
 """
 
 from __future__ import annotations
@@ -57,9 +72,13 @@ SEAL_MAX_PRIME_BITS = 60
 # centred binomial sampler (42 coin flips, variance 42/4) plus rounding the
 # encoding to integers (uniform on [-1/2, 1/2], variance 1/12).
 ERROR_VARIANCE = 42 / 4 + 1 / 12
-# Margin between the true sum and half the data prime (bits): one for the sign
-# convention of the centred representative, one for the error and rounding.
+# Margin between the true sum and half the data modulus (bits): one for the sign
+# convention of the centred representative, one for the error and rounding, and one
+# per data prime beyond the first (SEAL's b-bit primes lie between 2**(b-1) and 2**b).
 HEADROOM_MARGIN_BITS = 2
+# RMS of one slot's float64 rounding (SEAL's encoder and decoder) per unit of the
+# largest magnitude encoded, with about 2x margin (module docstring).
+FLOAT_ROUNDING = 2.0**-50
 AUTO_PARTIES = 64
 """Parties assumed by ``max_total_weight = 0`` when no federation size was given (see ``for_federation``)."""
 MIN_AUTO_SCALE_BITS = 20
@@ -95,8 +114,8 @@ class CKKSParams(SchemeParams):
     """
 
     poly_modulus_degree: int = 4096
-    coeff_mod_bit_sizes: tuple[int, ...] = (60, 49)
-    scale_bits: int = 40
+    coeff_mod_bit_sizes: tuple[int, ...] = (46, 46, 17)
+    scale_bits: int = 52
     clip: float = 16.0
     max_total_weight: float = 0.0
     max_weight: float = 1024.0
@@ -126,18 +145,28 @@ class CKKSParams(SchemeParams):
         return 2.0**self.scale_bits
 
     @property
+    def margin_bits(self) -> int:
+        """Bits kept between the largest |weighted sum| at scale and the data modulus (see the constant)."""
+        return HEADROOM_MARGIN_BITS + len(self.coeff_mod_bit_sizes) - 2
+
+    @property
     def headroom_bits(self) -> int:
         """log2 of the largest |weighted sum| the data primes can hold."""
-        return self.data_bits - HEADROOM_MARGIN_BITS - self.scale_bits
+        return self.data_bits - self.margin_bits - self.scale_bits
 
     @property
     def max_abs_sum(self) -> float:
         """The largest |weighted sum| the parameters promise to represent: clip * max_total_weight."""
         return float(self.clip) * float(self.max_total_weight)
 
-    def slot_error_sd(self, contributors: int) -> float:
-        """Standard deviation of one slot's error in an aggregate of ``contributors`` ciphertexts."""
+    def rlwe_slot_sd(self, contributors: int) -> float:
+        """Standard deviation of one slot's encryption error in an aggregate of ``contributors`` ciphertexts."""
         return math.sqrt(self.slots * contributors * ERROR_VARIANCE) / self.scale
+
+    def slot_error_sd(self, contributors: int, total_weight: float) -> float:
+        """Bound on the RMS of one slot's error in an aggregate of ``contributors`` ciphertexts of total weight
+        ``total_weight``: the encryption error plus float64 rounding (both terms in the module docstring)."""
+        return self.rlwe_slot_sd(contributors) + FLOAT_ROUNDING * float(self.clip) * float(total_weight)
 
     # --- the SchemeParams interface --------------------------------------------------
     def security_bits(self) -> int:
@@ -176,7 +205,7 @@ class CKKSParams(SchemeParams):
         if not isinstance(bits, tuple) or len(bits) < 2 or not all(isinstance(b, int) for b in bits):
             raise InvalidParameterError(
                 f"coeff_mod_bit_sizes must list at least two prime sizes (data primes, then TenSEAL's special "
-                f"prime), got {bits!r}; e.g. [60, 49] for N=4096"
+                f"prime), got {bits!r}; e.g. [46, 46, 17] for N=4096"
             )
         bound = HE_STANDARD_MAX_BITS[n][128]
         if sum(bits) > bound:
@@ -201,7 +230,7 @@ class CKKSParams(SchemeParams):
                 raise InvalidParameterError(f"{name} must be a positive number, got {value!r}")
         need = math.ceil(math.log2(self.max_abs_sum))
         if need > self.headroom_bits:
-            fit = self.data_bits - HEADROOM_MARGIN_BITS - need
+            fit = self.data_bits - self.margin_bits - need
             raise InvalidParameterError(
                 f"scale 2^{self.scale_bits} is too large for a {self.data_bits}-bit data modulus: "
                 f"clip * max_total_weight = {self.max_abs_sum:g} needs {need} bits of headroom but only "
@@ -229,7 +258,7 @@ class CKKSParams(SchemeParams):
             return self
         total = max(MIN_AUTO_TOTAL_WEIGHT, max(1, int(parties)) * float(self.max_weight))
         need = math.ceil(math.log2(float(self.clip) * total))
-        fit = self.data_bits - HEADROOM_MARGIN_BITS - need
+        fit = self.data_bits - self.margin_bits - need
         if fit < MIN_AUTO_SCALE_BITS:
             raise InvalidParameterError(
                 f"{parties} parties of weight up to {self.max_weight:g} (clip {self.clip:g}) need {need} bits of "
@@ -243,15 +272,17 @@ class CKKSParams(SchemeParams):
     def presets(cls) -> Mapping[str, CKKSParams]:
         """Reviewed parameter sets.
 
-        * ``default``: N=4096, primes [60, 49] (109 bits, the 128-bit bound), 32 B/value.
-        * ``n8192``: N=8192, primes [60, 58] (118 bits, within the 256-bit bound),
-          same precision and bytes, 4096 values per ciphertext, about as fast.
+        * ``default``: N=4096, primes [46, 46, 17] (109 bits, the 128-bit bound of
+          the HE standard's Table 1), scale 2^52, about 27 B/value up.
+        * ``n8192``: N=8192, primes [50, 50, 18] (118 bits, within the 256-bit bound),
+          scale 2^52, 4096 values per ciphertext; released values about 1.4x noisier
+          (flooding grows with the square root of N, see the module docstring).
         * ``test``: N=2048, primes [36, 18] (54 bits, 128-bit bound), 1024 values per
           ciphertext and about 1e-4 precision; for fast unit tests of chunking.
         """
         return {
             "default": cls(),
-            "n8192": cls(poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 58)),
+            "n8192": cls(poly_modulus_degree=8192, coeff_mod_bit_sizes=(50, 50, 18)),
             "test": cls(
                 poly_modulus_degree=2048, coeff_mod_bit_sizes=(36, 18), scale_bits=20, clip=8.0,
                 max_total_weight=1024.0, flooding_queries=1, allow_insecure=True,

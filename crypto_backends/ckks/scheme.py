@@ -13,8 +13,10 @@ parameters and *no key at all*: it can add ciphertexts, and neither decrypt nor
 encrypt.
 
 Weights.  A party multiplies its update by its weight before encrypting, so the
-aggregator only adds: no multiplicative depth, hence one data prime and about
-32 bytes per value (see :mod:`.params`).  ``reveal`` returns the weighted sum.
+aggregator only adds: no multiplicative depth, so the data primes hold only the
+weighted sum's headroom and precision; a fresh upload is sent seeded, about 27
+bytes per value at the default (see :mod:`.params`, :mod:`.codec`).  ``reveal``
+returns the weighted sum.
 
 Publishing.  A decryption seen together with its ciphertext reveals the secret
 key (Li and Micciancio 2021).  The aggregator holds every aggregate ciphertext,
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import tenseal as ts
+import tenseal.sealapi as seal
 
 from ..base import Accumulator, Declarations, Payload, RevealPlan, Scheme, SchemeParams, ThreatModel
 from ..encoding import ClippedValuesWarning
@@ -68,12 +71,20 @@ class _Material:
     holders of the same key set keep their own counts.
     """
 
-    __slots__ = ("context", "published", "_lock")
+    __slots__ = ("context", "published", "_lock", "_tools")
 
     def __init__(self, context: ts.Context) -> None:
         self.context = context
         self.published = 0
         self._lock = threading.Lock()
+        self._tools: codec.SealTools | None = None
+
+    def tools(self) -> codec.SealTools:
+        """SEAL's encoder, evaluator and (for secret holders) encryptor and decryptor on this context."""
+        with self._lock:
+            if self._tools is None:
+                self._tools = codec.SealTools(self.context, self.context.global_scale)
+            return self._tools
 
     def charge_publication(self, limit: int) -> None:
         with self._lock:
@@ -136,20 +147,23 @@ class CKKSScheme(Scheme):
         return float(self.params.clip)
 
     CHUNK_OVERHEAD = 4096
-    """Bytes of TenSEAL's framing around one ciphertext's coefficients (measured: about 160)."""
+    """Bytes of SEAL's header and seed around one ciphertext's coefficients (measured: about 110)."""
 
     def _payload_bytes(self, length: int) -> int:
-        """The chunk count, then per chunk its framing and a fresh ciphertext: 2 polynomials of N
-        coefficients, 8 bytes per data prime (uncompressed; TenSEAL compresses a little)."""
+        """The chunk count, then per chunk its framing and a ciphertext of at most 2 polynomials of N
+        coefficients, 8 bytes per data prime (an honest upload is seeded: one polynomial, compressed)."""
         p = self.params
         chunk = 2 * p.poly_modulus_degree * (len(p.coeff_mod_bit_sizes) - 1) * 8 + self.CHUNK_OVERHEAD + 8
         return 4 + -(-length // p.slots) * chunk
 
     def tolerance(self, weights: Sequence[float]) -> float:
-        """8 standard deviations of one slot's error, divided by the total weight, plus float64 rounding."""
+        """8 times one slot's error bound (encryption and float64 rounding), divided by the total weight.
+
+        This is the error of :meth:`reveal`; what :meth:`release` publishes is wider
+        (:meth:`publish_sigma` per value of the weighted sum).
+        """
         total = math.fsum(weights)
-        slot_error = _TAIL_SIGMAS * self.params.slot_error_sd(len(weights))
-        return (slot_error + 1e-12 * self.params.clip * total) / total
+        return _TAIL_SIGMAS * self.params.slot_error_sd(len(weights), total) / total
 
     # --- keys ---------------------------------------------------------------------------
     def keygen(self, party_ids: Sequence[str]) -> KeySet:
@@ -223,7 +237,7 @@ class CKKSScheme(Scheme):
     # --- the round (the checks are Scheme's template methods) --------------------------
     def _protect(self, key: PartyKey, x: np.ndarray, *, weight: float, round: int) -> Payload:
         """Clip to ``[-clip, clip]``, multiply by ``weight``, encrypt chunk by chunk (at the party)."""
-        ctx = key.unwrap(self.name).context
+        tools = key.unwrap(self.name).tools()
         if weight > self.params.max_total_weight:
             raise InvalidInputError(
                 f"weight {weight:g} exceeds max_total_weight {self.params.max_total_weight:g}, so the sum could "
@@ -231,7 +245,7 @@ class CKKSScheme(Scheme):
                 "or use weights in larger units"
             )
         clip, slots = float(self.params.clip), self.params.slots
-        payload, clipped = codec.encrypt_chunks(ctx, x, weight=weight, clip=clip, slots=slots)
+        payload, clipped = codec.encrypt_chunks(tools, x, weight=weight, clip=clip, slots=slots)
         if clipped:
             warnings.warn(
                 f"{clipped} of {x.size} update values were beyond clip={self.params.clip:g} and were clipped; "
@@ -245,18 +259,17 @@ class CKKSScheme(Scheme):
         self, key: AggregatorKey, updates: Sequence[Envelope], *, length: int, weights: Sequence[float]
     ) -> Payload:
         """Add the ciphertexts chunk by chunk (at the aggregator; no key needed beyond the parameters)."""
-        ctx = key.unwrap(self.name).context
+        tools = key.unwrap(self.name).tools()
         self._check_total_weight(weights)
-        slots = self.params.slots
-        n_chunks = codec.chunk_count(length, slots)
+        n_chunks = codec.chunk_count(length, self.params.slots)
         # Check every upload's framing before any ciphertext work, so a bad one fails fast.
         views = [codec.split(u.payload, n_chunks) for u in updates]
         blobs = []
-        for i, (start, stop) in enumerate(codec.chunk_bounds(length, slots)):
-            acc = codec.load(ctx, views[0][i], index=i, size=stop - start)
+        for i in range(n_chunks):
+            acc = codec.load(tools, views[0][i], index=i)
             for chunks in views[1:]:
-                codec.add_into(acc, codec.load(ctx, chunks[i], index=i, size=stop - start), index=i)
-            blobs.append(acc.serialize())
+                codec.add_into(tools, acc, codec.load(tools, chunks[i], index=i), index=i)
+            blobs.append(codec.serialize(acc))
         return codec.frame(blobs)
 
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
@@ -265,21 +278,21 @@ class CKKSScheme(Scheme):
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """Decrypt the weighted sum (at a party, or the dealer).  Not for release: see :meth:`publish`."""
-        ctx = key.unwrap(self.name).context
+        tools = key.unwrap(self.name).tools()
         self._check_total_weight(aggregate.weights)
         length, slots = aggregate.length, self.params.slots
         views = codec.split(aggregate.payload, codec.chunk_count(length, slots))
         out = np.empty(length)
         for i, (start, stop) in enumerate(codec.chunk_bounds(length, slots)):
-            vec = codec.load(ctx, views[i], index=i, size=stop - start)
+            ct = codec.load(tools, views[i], index=i)
             try:
-                out[start:stop] = vec.decrypt()
+                out[start:stop] = codec.decrypt_chunk(tools, ct, stop - start)
             except codec.TENSEAL_ERRORS:
                 raise DecryptionError("decryption failed") from None
         # An aggregate under another key (same parameters, forged fingerprint) or a corrupted one
         # decrypts to values near q / scale, far beyond anything honest parties can sum to.
         honest = float(self.params.clip) * aggregate.total_weight * (1 + 1e-9)
-        limit = honest + _TAIL_SIGMAS * self.params.slot_error_sd(len(aggregate.parties))
+        limit = honest + _TAIL_SIGMAS * self.params.slot_error_sd(len(aggregate.parties), aggregate.total_weight)
         if length and not float(np.max(np.abs(out))) <= limit:
             raise DecryptionError("decryption failed")
         return out
@@ -301,7 +314,7 @@ class CKKSScheme(Scheme):
     def publish_sigma(self, aggregate: Envelope) -> float:
         """Standard deviation of the flooding noise :meth:`publish` adds to each value of the weighted sum."""
         chunks = codec.chunk_count(aggregate.length, self.params.slots)
-        return flooding_sigma(self.params, len(aggregate.parties), chunks)
+        return flooding_sigma(self.params, len(aggregate.parties), chunks, aggregate.total_weight)
 
     def _check_total_weight(self, weights: Sequence[float]) -> None:
         total = math.fsum(weights)
@@ -317,31 +330,30 @@ class _CKKSAccumulator(Accumulator):
     """One running ciphertext per chunk, added to in place (rolled back if a later chunk refuses)."""
 
     scheme: CKKSScheme
-    _sums: list[ts.CKKSVector] | None = None
+    _sums: list[seal.Ciphertext] | None = None
 
     def _fold(self, update: Envelope, weights: Sequence[float]) -> None:
-        ctx = self.key.unwrap(self.scheme.name).context
+        tools = self.key.unwrap(self.scheme.name).tools()
         self.scheme._check_total_weight(weights)
-        slots, length = self.scheme.params.slots, update.length
-        chunks = codec.split(update.payload, codec.chunk_count(length, slots))
-        vecs = [codec.load(ctx, chunks[i], index=i, size=stop - start)
-                for i, (start, stop) in enumerate(codec.chunk_bounds(length, slots))]
+        n_chunks = codec.chunk_count(update.length, self.scheme.params.slots)
+        chunks = codec.split(update.payload, n_chunks)
+        cts = [codec.load(tools, chunks[i], index=i) for i in range(n_chunks)]
         if self._sums is None:
-            self._sums = vecs
+            self._sums = cts
             return
         done = 0
         try:
-            for i, (acc, vec) in enumerate(zip(self._sums, vecs, strict=True)):
-                codec.add_into(acc, vec, index=i)
+            for i, (acc, ct) in enumerate(zip(self._sums, cts, strict=True)):
+                codec.add_into(tools, acc, ct, index=i)
                 done += 1
         except MalformedCiphertextError:
-            for acc, vec in zip(self._sums[:done], vecs[:done], strict=True):
-                acc.sub_(vec)  # exact: ciphertext coefficients are residues, so this undoes the addition
+            for acc, ct in zip(self._sums[:done], cts[:done], strict=True):
+                codec.sub_from(tools, acc, ct)  # exact: ciphertext coefficients are residues
             raise
 
     def _payload(self) -> Payload:
         assert self._sums is not None
-        return codec.frame([acc.serialize() for acc in self._sums])
+        return codec.frame_ciphertexts(self._sums)
 
 
 def _secret_bytes(ctx: ts.Context) -> bytes:

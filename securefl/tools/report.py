@@ -188,9 +188,9 @@ def _sweep_rows(comparison: Comparison) -> list[tuple[str, ...]]:
                          format_seconds(p.extra.get("first_round_s")), format_seconds(p.encrypt_s),
                          format_seconds(p.aggregate_s), format_seconds(p.decrypt_s), format_seconds(p.round_s),
                          format_bytes(p.bytes_per_party), f"{p.bytes_per_party / p.params:.2f}",
-                         _fmt_error(p.max_abs_error)))
+                         _fmt_error(p.max_abs_error), _fmt_error(p.decrypt_error)))
         for size, why in s.skipped:
-            rows.append((s.name, f"{size:,}", why, *("",) * 8))
+            rows.append((s.name, f"{size:,}", why, *("",) * 9))
     return rows
 
 
@@ -318,9 +318,10 @@ def blocks(comparison: Comparison, cost_png: Path, accuracy_png: Path,
              f"are measured in ascending order; a size predicted to take more than {o.point_budget:g} s for one "
              "scheme is skipped for that scheme, together with the larger ones (`--point-budget`); the largest "
              "size of the 1-2-5 series that fits the budget is measured in its place, if it is at least twice the "
-             "last one."),
+             "last one. **error** is the published vector's max |error| against numpy (after the scheme's publication "
+             "step, e.g. ckks' noise flooding), **decrypt error** the decryption's, before publication."),
         Table(("scheme", "parameters", "keygen", "first round", "protect", "combine", "reveal", "round",
-               "bytes/party", "bytes/value", "error"), tuple(_sweep_rows(c))),
+               "bytes/party", "bytes/value", "error", "decrypt error"), tuple(_sweep_rows(c))),
         *_party_blocks(c, parties_png),
         Heading(2, "Accuracy per round"),
         Image(accuracy_png, "held-out accuracy per round for each scheme"),

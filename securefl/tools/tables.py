@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from securefl.tools.compare import Comparison
 
 BENCH_COLUMNS = ("scheme", "parties", "bits", "encrypt", "aggregate", "decrypt", "round", "bytes/party",
-                 "bytes/value", "max |error|", "work / numpy")
+                 "bytes/value", "max |error|", "decrypt |error|", "work / numpy")
 ERROR_WIDTH = 80
 """A failed row shows this many characters of its error; a longer one is printed in full below the table."""
 
@@ -34,17 +34,18 @@ def _bits(r: BenchResult) -> str:
 def _bench_row(r: BenchResult) -> tuple[str, ...]:
     """One row of the bench table: the measured columns, or "failed" and the start of the error."""
     if r.error:
-        return (r.scheme, str(r.parties), "", "[red]failed[/]", r.error[:ERROR_WIDTH], "", "", "", "", "", "")
+        return (r.scheme, str(r.parties), "", "[red]failed[/]", r.error[:ERROR_WIDTH], "", "", "", "", "", "", "")
     return (r.scheme, str(r.parties), _bits(r), format_seconds(r.encrypt_s), format_seconds(r.aggregate_s),
             format_seconds(r.decrypt_s), format_seconds(r.round_s), format_bytes(r.bytes_per_party),
             f"{r.bytes_per_party / r.params:.2f}", f"{r.max_abs_error:.2e}",
-            f"{r.x_numpy:.2f}x" if r.x_numpy else "-")
+            "-" if r.decrypt_error is None else f"{r.decrypt_error:.2e}", f"{r.x_numpy:.2f}x" if r.x_numpy else "-")
 
 
 def bench_table(results: Sequence[BenchResult], counts: Sequence[int], params: int) -> Table:
     """The bench table: one row per scheme and party count, in the order of ``results``."""
     shown = ", ".join(str(c) for c in counts)
-    table = Table(title=f"securefl bench: {shown} parties x {params} parameters, weights 1..N")
+    table = Table(title=f"securefl bench: {shown} parties x {params} parameters, weights 1..N; max |error| of "
+                        "the published vector, decrypt |error| before publication")
     for col in BENCH_COLUMNS:
         table.add_column(col, justify="left" if col == "scheme" else "right")
     for r in results:
