@@ -16,16 +16,18 @@ def _same(step: int, party: str, value: Any) -> Any:
 
 
 def setup_exchange(scheme: Any, keys: Any, rnd: int = 0, *, tamper_message: Hook = _same,
-                   tamper_reply: Hook = _same, identities: Any = None) -> Any:
+                   tamper_reply: Hook = _same, identities: Any = None, bind: bool = True) -> Any:
     """Every setup step of round ``rnd`` among all parties of ``keys``; what ``setup_done`` returns.
 
-    The parties' identities are bound first: ``identities``, or fresh ones of an in-process authority.
+    With ``bind`` the parties' identities are bound first: ``identities``, or fresh ones of an in-process
+    authority; ``bind=False`` keeps the identities the caller bound.
 
     ``tamper_message(step, party, message)`` may alter the aggregator's message on its way to a party
     (where a substituting aggregator acts); ``tamper_reply(step, party, reply)`` a party's reply on its
     way to the aggregator.
     """
-    bind_identities(scheme, keys, identities)
+    if bind:
+        bind_identities(scheme, keys, identities)
     parties: tuple[str, ...] = tuple(sorted(keys.parties))
     replies: dict[str, Any] = {}
     for step in range(scheme.setup_steps(rnd)):

@@ -34,6 +34,11 @@ the same run), ``share_floor_s``, ``share_floor_ratio = share_s / share_floor_s`
 steps, a second round with 10% of the parties dropped after them: ``drop10_unmask_s``
 and ``drop10_max_abs_error`` against the survivors' weighted mean
 (``drop10_tolerance`` is what the scheme promises).
+A scheme with a consistency exchange before its shares (``secagg``) also gets
+``consistency_s`` (median per-party signed confirmation), ``consistency_bytes``
+(what one party receives and sends in that exchange, the aggregate apart) and
+``share_message_bytes`` (the share request's message, which then carries every
+confirmation; the parties' verification of them is inside ``share_s``).
 
 ``round_s = encrypt_s + aggregate_s + decrypt_s`` is a round's latency with parties
 working in parallel; ``work_s = N * encrypt_s + aggregate_s + decrypt_s`` is the
@@ -230,6 +235,10 @@ def _share_columns(scheme: Scheme, keys: Any, ids: Sequence[str], vectors: Seque
              "shares_asked": float(asked),
              "unmask_s": statistics.median(trip.unmask_s for trip in trips),
              "setup_s": statistics.median(trip.setup_s for trip in trips)}
+    if trips[0].consistency_s:  # the survivors' signed confirmations before the shares (secagg's consistency round)
+        extra.update(consistency_s=statistics.median(t for trip in trips for t in trip.consistency_s),
+                     consistency_bytes=statistics.median(b for trip in trips for b in trip.consistency_bytes),
+                     share_message_bytes=statistics.median(trip.share_message_bytes for trip in trips))
     extra.update(reveal_latency_s=extra["share_s"] + extra["unmask_s"],
                  reveal_work_s=extra["shares_total_s"] + extra["unmask_s"])
     note = _share_note(scheme, keys, trips[-1].aggregate, extra)

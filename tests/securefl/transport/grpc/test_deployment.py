@@ -227,6 +227,8 @@ def test_secagg_advertisements_are_signed_with_the_tls_keys_and_verified_over_th
     assert all(not r["dropped"] for r in result["rounds"])
     for party in ("party-1", "party-2", "party-3"):
         assert "round 2: 2 neighbours' advertisements verified against their certificates" in d.log(f"party:{party}")
+        # the consistency round over the wire: every survivor's signature on the survivor set checked
+        assert "round 2: 3 survivors' signatures over the survivor set verified" in d.log(f"party:{party}")
 
 
 def test_a_party_killed_while_it_measures_the_model_is_dropped_by_its_missing_heartbeats(deploy):

@@ -11,7 +11,7 @@ from crypto_backends.errors import ShareError
 from crypto_backends.secagg import SecAggScheme
 from securefl.transport.grpc.certs import PARTY, load_tls, make_certificates
 from securefl.transport.grpc.identity import CertificateIdentity
-from tests.exchange import setup_exchange
+from tests.exchange import confirm, setup_exchange
 
 IDS = ["party-1", "party-2", "party-3", "party-4"]
 
@@ -35,10 +35,11 @@ def _bound(certs_dir, scheme, ids=IDS):
 def test_signed_advertisements_verify_and_the_round_sums(certs):
     scheme = SecAggScheme()
     keys = _bound(certs[0], scheme)
-    ready = setup_exchange(scheme, keys)
+    ready = setup_exchange(scheme, keys, bind=False)
     assert ready == tuple(IDS)
     ups = [scheme.protect(keys.parties[p], np.full(8, 0.25), weight=1.0, round=0) for p in ready]
     aggregate = scheme.combine(keys.aggregator, ups, round=0)
+    confirm(scheme, keys, aggregate)  # the survivors sign the survivor set with their certificates' keys
     req = scheme.share_request(keys.aggregator, aggregate)
     shares = {p: scheme.decryption_share(keys.parties[p], aggregate, req.message) for p in req.parties}
     assert np.allclose(scheme.reveal_shares(keys.aggregator, aggregate, shares), 1.0, atol=1e-3)
@@ -62,7 +63,7 @@ def test_a_substituted_advertised_key_is_refused(certs, field):
     scheme = SecAggScheme()
     keys = _bound(certs[0], scheme)
     with pytest.raises(ShareError, match="party-2.*does not verify"):
-        setup_exchange(scheme, keys, tamper_message=_substitute(field))
+        setup_exchange(scheme, keys, bind=False, tamper_message=_substitute(field))
 
 
 @pytest.mark.parametrize(("case", "why"), [
@@ -93,7 +94,7 @@ def test_an_advertisement_signed_by_another_party_or_another_ca_or_unsigned_is_r
     scheme = SecAggScheme()
     keys = _bound(good, scheme)
     with pytest.raises(ShareError, match=why):
-        setup_exchange(scheme, keys, tamper_message=tamper)
+        setup_exchange(scheme, keys, bind=False, tamper_message=tamper)
 
 
 def test_an_advertisement_replayed_from_an_earlier_round_is_refused(certs):
@@ -107,6 +108,6 @@ def test_an_advertisement_replayed_from_an_earlier_round_is_refused(certs):
             return seen["old"]  # round 1 gets round 0's advertisements
         return message
 
-    setup_exchange(scheme, keys, 0, tamper_message=record)
+    setup_exchange(scheme, keys, 0, bind=False, tamper_message=record)
     with pytest.raises(ShareError, match="does not verify"):
-        setup_exchange(scheme, keys, 1, tamper_message=record)
+        setup_exchange(scheme, keys, 1, bind=False, tamper_message=record)
