@@ -14,8 +14,6 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from crypto_backends.base import Scheme
-from crypto_backends.capabilities import InteractiveSetup
-from crypto_backends.identities import LocalAuthority
 from securefl.config import Config, load
 from securefl.core.aggregator import Aggregator
 from securefl.core.authority import Authority, PersistentAuthority
@@ -90,17 +88,6 @@ class Simulation:
             for pid in cfg.federation.ids
         }
         self.aggregator: Aggregator = self.federation.aggregator(self.authority.aggregator_key())
-        self._bind_identities()
-
-    def _bind_identities(self) -> None:
-        """Give each thread party an identity from one in-process authority, as the gRPC party binds its TLS
-        certificate: a scheme that signs round state (secagg's advertisements and consistency round) checks it."""
-        setup = self.scheme.capability(InteractiveSetup)
-        if setup is None or not self.parties:
-            return
-        identities = LocalAuthority().issue_all(self.parties)
-        for pid, party in self.parties.items():
-            setup.bind_identity(party.key, identities[pid])
 
     @property
     def rounds(self) -> int:
