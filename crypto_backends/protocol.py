@@ -162,14 +162,8 @@ class SecureSum:
         if cap is None:
             return
         request = cap.consistency_request(self.key, aggregate)
-        asked = frozenset(request.parties)
-
-        def check(sender: str, reply: bytes) -> bytes:
-            if sender not in asked:
-                raise ShareError(f"{sender} confirmed round {aggregate.round} but was not asked to")
-            cap.check_consistency(self.key, aggregate, sender, reply)
-            return reply
-
+        check = _from_asked(request, f"confirmed round {aggregate.round} but was not asked to",
+                            lambda sender, reply: cap.check_consistency(self.key, aggregate, sender, reply))
         replies = roles.consistency(request, aggregate, check)
         if len(replies) < request.needed:
             raise ShareError(f"round {aggregate.round}: {len(replies)} valid confirmation(s) of the round state, but "
@@ -179,14 +173,21 @@ class SecureSum:
     def share_check(self, aggregate: Envelope, request: ShareRequest) -> CheckShare:
         """The check each share of ``aggregate`` passes on arrival: its sender was asked, and the scheme accepts it."""
         shares = offered(self.scheme, ShareReveal)
-        asked = frozenset(request.parties)
+        return _from_asked(request, f"sent a share of round {aggregate.round} but was not asked for one",
+                           lambda sender, share: shares.check_share(self.key, aggregate, sender, share))
 
-        def check(sender: str, share: bytes) -> bytes:
-            if sender not in asked:
-                raise ShareError(f"{sender} sent a share of round {aggregate.round} but was not asked for one")
-            shares.check_share(self.key, aggregate, sender, share)
-            return share
-        return check
+
+def _from_asked(request: ShareRequest, unasked: str, accept: Callable[[str, bytes], None]) -> CheckShare:
+    """A reply's check on arrival: its sender is one of ``request.parties`` (else ``ShareError``: sender +
+    ``unasked``), and ``accept`` (the scheme's own check, raising to refuse) passes it."""
+    asked = frozenset(request.parties)
+
+    def check(sender: str, reply: bytes) -> bytes:
+        if sender not in asked:
+            raise ShareError(f"{sender} {unasked}")
+        accept(sender, reply)
+        return reply
+    return check
 
 
 __all__ = ["CheckShare", "Roles", "SecureSum"]
