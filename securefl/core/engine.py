@@ -50,7 +50,7 @@ from securefl.core.messages import GlobalModel, parse_metrics, parse_vector, sha
 from securefl.errors import QuorumError, SecureFLError
 from securefl.ml.trainer import NUM_EXAMPLES
 from securefl.privacy import PrivacyAccountant
-from securefl.transport.base import Replies, Request, Transport
+from securefl.transport.base import Replies, Request, Step, Transport
 
 log = logging.getLogger(__name__)
 
@@ -119,21 +119,21 @@ class _OverTransport(Roles):
         return combined.aggregate
 
     def consistency(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
-        body = share_request_bytes(request.message, aggregate)
-        replies = self.transport.exchange(Request("consistency", self.rnd, dict.fromkeys(request.parties, body)),
-                                          check, timeout=self.timeout)
-        self.dropped.update({p: f"confirmation refused or missing: {why}" for p, why in replies.dropped.items()})
-        self.aggregator.require_quorum(self.rnd, len(replies.accepted), replies.dropped, "confirmation",
-                                       request.needed)
-        return replies.accepted
+        return self._ask("consistency", "confirmation", request, aggregate, check)
 
     def shares(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
+        return self._ask("share", "share", request, aggregate, check)
+
+    def _ask(self, step: Step, what: str, request: ShareRequest, aggregate: Envelope,
+             check: CheckShare) -> dict[str, bytes]:
+        """``request.parties`` get the aggregate and ``request.message`` as a ``step`` request; the replies that
+        ``check`` passed, at least ``request.needed`` of them (else the quorum rule stops the round)."""
         body = share_request_bytes(request.message, aggregate)
-        shares = self.transport.exchange(Request("share", self.rnd, dict.fromkeys(request.parties, body)), check,
-                                         timeout=self.timeout)
-        self.dropped.update({p: f"share refused or missing: {why}" for p, why in shares.dropped.items()})
-        self.aggregator.require_quorum(self.rnd, len(shares.accepted), shares.dropped, "share", request.needed)
-        return shares.accepted
+        replies = self.transport.exchange(Request(step, self.rnd, dict.fromkeys(request.parties, body)), check,
+                                          timeout=self.timeout)
+        self.dropped.update({p: f"{what} refused or missing: {why}" for p, why in replies.dropped.items()})
+        self.aggregator.require_quorum(self.rnd, len(replies.accepted), replies.dropped, what, request.needed)
+        return replies.accepted
 
     def function_key(self, aggregate: Envelope) -> FunctionKey:
         return self.transport.function_key(self.rnd, dict(zip(aggregate.parties, aggregate.weights, strict=True)))
