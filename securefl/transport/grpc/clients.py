@@ -26,6 +26,8 @@ AGGREGATOR_SERVICE = "securefl.Aggregator"
 class _Client:
     role: str
     service: str
+    retry_cap: float = 10.0
+    """Longest pause between two attempts while the peer is unreachable (see :func:`call_with_retry`)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -40,7 +42,8 @@ class _Client:
             frames = call(request, timeout=timeout, metadata=self.endpoint.metadata())
             return wire.receive(frames, kind, self.transport.max_message_bytes, f"{method} reply")
 
-        return call_with_retry(f"{method} from {self.where}", once, deadline_s=self.transport.connect_timeout)
+        return call_with_retry(f"{method} from {self.where}", once, deadline_s=self.transport.connect_timeout,
+                               max_delay=self.retry_cap)
 
     def close(self) -> None:
         self.channel.close()
@@ -104,6 +107,12 @@ class AggregatorClient(_Client):
 
     role, service = AGGREGATOR, AGGREGATOR_SERVICE
 
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(endpoint)
+        # a restarted aggregator counts a party gone after 2 * poll_seconds + 2 s without a call: a party
+        # retrying its upload or poll must knock at least every poll_seconds, or it is dropped while alive
+        self.retry_cap = self.transport.poll_seconds
+
     def poll(self) -> Task:
         """The aggregator's next task for this party; the server may hold the poll for up to ``poll_seconds``.
 
@@ -144,6 +153,7 @@ class AggregatorClient(_Client):
             ack: bytes = call(frames, timeout=self.transport.connect_timeout, metadata=self.endpoint.metadata())
             return ack
 
-        reply = call_with_retry(f"Upload to {self.where}", once, deadline_s=self.transport.connect_timeout)
+        reply = call_with_retry(f"Upload to {self.where}", once, deadline_s=self.transport.connect_timeout,
+                                max_delay=self.retry_cap)
         message: str = wire.parse_header(reply, "ack")["message"]  # the "ack" schema makes it a string
         return message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import replace
@@ -240,3 +241,15 @@ def test_a_live_party_that_cannot_answer_says_so_and_the_round_does_not_wait_for
     assert elapsed < 40, f"{elapsed:.1f} s: the round waited for a party that had said it cannot answer"
     stays.join(30)
     assert not stays.is_alive()  # the refusing party is told the federation is done, like the others
+
+
+def test_a_party_retrying_an_unreachable_aggregator_knocks_at_least_every_poll_seconds(tmp_path, caplog):
+    """A restarted aggregator counts a party gone after 2 * poll_seconds + 2 s without a call; a party whose
+    upload back-off grew to 10 s between attempts was dropped while alive (and the round lost its quorum)."""
+    d = Deployment(tmp_path, config_text(), connect_timeout=6, poll_seconds=1)  # no aggregator started
+    client = AggregatorClient(Endpoint(Identity(certs.PARTY, "party-1"), None,
+                                       replace(d.cfg.transport, connect_timeout=6)))
+    with caplog.at_level("WARNING"), pytest.raises(TransportError, match="unreachable"):
+        client.upload(0, b"\x00" * 64)
+    pauses = [float(m) for m in re.findall(r"retrying in ([\d.]+) s", caplog.text)]
+    assert len(pauses) >= 4 and max(pauses) <= d.cfg.transport.poll_seconds, pauses
