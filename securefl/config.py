@@ -45,6 +45,7 @@ from crypto_backends import registry
 from crypto_backends.base import InsecureParametersWarning, SchemeParams, check_federation
 from crypto_backends.envelope import PARTY_ID_RE
 from crypto_backends.errors import InsecureParameterError, SecureFLError
+from crypto_backends.statements import VERIFY_MODES
 from securefl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -291,16 +292,23 @@ class CryptoConfig:
 
     scheme: str = DEFAULT_SCHEME
     params: Mapping[str, SchemeParams] = field(default_factory=dict)
+    verify_aggregate: str = "full"
+    """``full``: every party signs its upload and whoever reveals checks that the aggregate is the fold of at
+    least the quorum's signed uploads of one model (a cheating aggregator is refused); ``off``: no signatures
+    and no check, the honest-but-curious protocol (see :mod:`crypto_backends.statements`)."""
 
     def __post_init__(self) -> None:
         _require(isinstance(self.scheme, str), "crypto.scheme", "must be a string naming a scheme")
+        _require(self.verify_aggregate in VERIFY_MODES, "crypto.verify_aggregate",
+                 f"must be one of {', '.join(map(repr, VERIFY_MODES))}, got {self.verify_aggregate!r}")
         available = registry.available()
         _require(self.scheme in available, "crypto.scheme",
                  f"{self.scheme!r} is not a registered scheme; use one of {', '.join(available)}")
         _require(isinstance(self.params, Mapping), "crypto.params", "must map scheme names to their parameters")
         for name, params in self.params.items():
             _require(name in available, f"crypto.{name}",
-                     f"unknown key; [crypto] holds 'scheme' and one table per scheme ({', '.join(available)})")
+                     "unknown key; [crypto] holds 'scheme', 'verify_aggregate' and one table per scheme "
+                     f"({', '.join(available)})")
             ptype = registry.params_type(name)
             _require(isinstance(params, ptype), f"crypto.{name}",
                      f"needs {ptype.__name__}, got {type(params).__name__}")
@@ -661,7 +669,8 @@ def to_mapping(cfg: Config) -> dict[str, Any]:
     for name in SECTIONS:
         section = getattr(cfg, name)
         if isinstance(section, CryptoConfig):
-            raw[name] = {"scheme": section.scheme, **{n: p.as_dict() for n, p in section.params.items()}}
+            raw[name] = {"scheme": section.scheme, "verify_aggregate": section.verify_aggregate,
+                         **{n: p.as_dict() for n, p in section.params.items()}}
         else:
             raw[name] = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
     return raw
@@ -774,12 +783,13 @@ def _crypto(table: Mapping[str, Any]) -> CryptoConfig:
     available = registry.available()
     params: dict[str, SchemeParams] = {}
     for key, value in table.items():
-        if key == "scheme":
+        if key in ("scheme", "verify_aggregate"):
             continue
         _require(key in available and isinstance(value, dict), f"crypto.{key}",
-                 f"unknown key; [crypto] holds 'scheme' and one table per scheme ({', '.join(available)})")
+                 "unknown key; [crypto] holds 'scheme', 'verify_aggregate' and one table per scheme "
+                 f"({', '.join(available)})")
         params[key] = scheme_params_from_table(key, value)
-    return CryptoConfig(scheme=scheme, params=params)
+    return CryptoConfig(scheme=scheme, params=params, verify_aggregate=table.get("verify_aggregate", "full"))
 
 
 def scheme_params_from_table(name: str, table: Mapping[str, Any]) -> SchemeParams:

@@ -81,13 +81,17 @@ class Simulation:
                              "memory; a state_dir is kept by transport.kind = 'threads' and by networked parties "
                              "(transport.state_dir)")
         # every party signs what the aggregator relays for it, as in a deployment (its key stays with its party)
-        self.ca = InProcessCA(cfg.federation.ids)
+        # kept beside a key store that outlives the run, so a resumed sealed model's signatures still check
+        keys = cfg.transport.authority_keys
+        self.ca = InProcessCA(cfg.federation.ids, f"{keys}.identities" if keys else None)
+        aggregator_key = self.authority.aggregator_key()
         self.parties: MutableMapping[str, Party] = {} if ray else {
             pid: self.federation.party(pid, self.authority.party_key(pid), None if trainers is None else trainers[pid],
-                                       state_dir=state_dir, identity=self.ca.identity(pid))
+                                       state_dir=state_dir, identity=self.ca.identity(pid),
+                                       aggregator_key=aggregator_key)
             for pid in cfg.federation.ids
         }
-        self.aggregator: Aggregator = self.federation.aggregator(self.authority.aggregator_key())
+        self.aggregator: Aggregator = self.federation.aggregator(aggregator_key, self.ca.verifier())
 
     @property
     def rounds(self) -> int:

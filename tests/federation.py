@@ -25,9 +25,11 @@ def sim(*overrides: str, path: str = "plain.toml", fast: list[str] = FAST) -> Si
 
 
 def replace(sim: Simulation, pid: str, cls: type[Party]) -> None:
-    """Replaces party ``pid`` of ``sim`` with an instance of ``cls`` holding the same key, trainer and state."""
+    """Replaces party ``pid`` of ``sim`` with an instance of ``cls`` holding the same key, trainer, state and
+    identity (so it signs its uploads and checks aggregates as the honest one did)."""
     p = sim.parties[pid]
-    sim.parties[pid] = cls(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse, state=p.state)
+    sim.parties[pid] = cls(p.party_id, p.trainer, p.scheme, p.key, p.accountant, fuse=p.fuse, state=p.state,
+                           identity=p.identity, verifier=p.verifier)
 
 
 class Crashing(Party):

@@ -31,6 +31,7 @@ from crypto_backends.base import Accumulator, Scheme
 from crypto_backends.envelope import Envelope
 from crypto_backends.errors import CryptoError, SecureFLError
 from crypto_backends.keys import AggregatorKey
+from crypto_backends.statements import Evidence, SignatureChecks, Signed, check_upload, parse_upload
 from securefl.core.fusion import Fuse, mean_from_sum
 from securefl.core.messages import GlobalModel
 from securefl.errors import PartyError, QuorumError
@@ -44,6 +45,8 @@ class Combined:
     aggregate: Envelope
     rejected: dict[str, str] = field(default_factory=dict)
     """Uploads that passed their own checks but broke combining, with the reason."""
+    evidence: Evidence | None = None
+    """The contributors' signed statements (and uploads, to refold) for whoever reveals; ``None``: not verified."""
 
     @property
     def contributors(self) -> tuple[str, ...]:
@@ -56,13 +59,26 @@ class Combined:
         return dict(zip(self.aggregate.parties, self.aggregate.weights, strict=True))
 
 
+@dataclass(frozen=True)
+class Statements:
+    """The aggregator's side of ``crypto.verify_aggregate``: every upload's signed statement is checked on arrival
+    and kept (with the upload itself where the parties refold it) as the aggregate's evidence."""
+
+    checks: SignatureChecks
+    context: bytes
+    keep_uploads: bool
+    """Keep each upload's bytes for the evidence: the scheme reveals at or with the parties, who refold them."""
+
+
 class Aggregator:
     """Fuses one round's uploads (transport-agnostic: bytes in, bytes out)."""
 
     def __init__(self, scheme: Scheme, key: AggregatorKey, *, num_parameters: int | None, quorum: int,
                  fuse: Fuse = mean_from_sum, max_weight: float = math.inf,
-                 max_update_norm: float | None = None) -> None:
+                 max_update_norm: float | None = None, statements: Statements | None = None) -> None:
         self.scheme, self.key, self.num_parameters, self.quorum = scheme, key, num_parameters, quorum
+        self.statements = statements
+        """Signed uploads required and their evidence kept (``None``: ``verify_aggregate = "off"``)."""
         self.fuse_sum = fuse
         """Revealed weighted sum and total weight -> next global vector (the federation's rule)."""
         self.max_weight = max_weight
@@ -74,7 +90,8 @@ class Aggregator:
         # ``num_parameters`` is ``None`` until the engine has the model's starting point (from a party)
 
     # --- uploads ------------------------------------------------------------------------
-    def check_upload(self, sender: str, data: bytes, round: int, accumulator: Accumulator | None = None) -> Envelope:
+    def check_upload(self, sender: str, data: bytes | memoryview, round: int,
+                     accumulator: Accumulator | None = None) -> Envelope:
         """Parse and check one upload, once; ``sender`` is the transport-authenticated party id.
 
         ``accumulator``: the round's running aggregate (a :class:`Stream`'s), which also
@@ -103,9 +120,12 @@ class Aggregator:
                              f"{bound:.6g} (federation.max_update_norm, or privacy.clip_norm plus the noise): "
                              "refused; an honest party's trainer or clipping does not produce it")
 
-    def stream(self, round: int) -> Stream:
-        """A running aggregate of ``round`` whose :meth:`Stream.accept` checks and folds each upload on arrival."""
-        return Stream(self, round)
+    def stream(self, round: int, model: bytes = b"") -> Stream:
+        """A running aggregate of ``round`` whose :meth:`Stream.accept` checks and folds each upload on arrival.
+
+        ``model``: the digest of the global model sent for the round (each signed statement must name it).
+        """
+        return Stream(self, round, model)
 
     def combine(self, round: int, accepted: Mapping[str, Envelope]) -> Combined:
         """Combine checked uploads of ``round``, folded one by one; :class:`QuorumError` if too few are usable."""
@@ -137,7 +157,7 @@ class Aggregator:
         assert aggregate is not None  # the quorum is at least one
         for sender, why in rejected.items():
             log.warning("round %d: update of %s rejected: %s", stream.round, sender, why)
-        return Combined(aggregate, rejected)
+        return Combined(aggregate, rejected, stream.evidence(aggregate.parties))
 
     def require_quorum(self, round: int, usable: int, rejected: Mapping[str, str], what: str,
                        needed: int | None = None) -> None:
@@ -158,8 +178,8 @@ class Aggregator:
     # --- revealing ----------------------------------------------------------------------
     def next_model(self, combined: Combined, total: np.ndarray | None) -> GlobalModel:
         """The next global model from the revealed weighted sum ``total``, or sealed for the parties (``None``)."""
-        if total is None:
-            return GlobalModel.of_aggregate(combined.aggregate)
+        if total is None:  # sealed: the parties open it, after checking its evidence (crypto.verify_aggregate)
+            return GlobalModel.of_aggregate(combined.aggregate, combined.evidence)
         return GlobalModel.open(self.fuse_sum(total, combined.aggregate.total_weight))
 
 
@@ -174,17 +194,36 @@ class Stream:
     late upload is refused.
     """
 
-    def __init__(self, aggregator: Aggregator, round: int) -> None:
-        self.aggregator, self.round = aggregator, round
+    def __init__(self, aggregator: Aggregator, round: int, model: bytes = b"") -> None:
+        self.aggregator, self.round, self.model = aggregator, round, model
         self._acc: Accumulator = aggregator.scheme.accumulator(aggregator.key, round=round)
         self._lock = threading.Lock()
         self._closed = False
+        self._signed: dict[str, tuple[Signed, bytes]] = {}
 
     def accept(self, sender: str, data: bytes) -> float:
-        """Check and fold one upload of ``sender``; returns its (applied) weight."""
-        env = self.aggregator.check_upload(sender, data, self.round, self._acc)
+        """Check and fold one upload of ``sender`` (and its signed statement); returns its (applied) weight."""
+        signed, body = parse_upload(data)
+        env = self.aggregator.check_upload(sender, body, self.round, self._acc)
+        rules = self.aggregator.statements
+        if rules is not None:
+            check_upload(signed, sender, env, body, context=rules.context, model=self.model, checks=rules.checks)
         self.fold(env)
+        if rules is not None and signed is not None:
+            with self._lock:
+                self._signed[sender] = (signed, bytes(body) if rules.keep_uploads else b"")
         return env.weights[0]
+
+    def evidence(self, parties: tuple[str, ...]) -> Evidence | None:
+        """The signed statements (and uploads, where kept) of ``parties``; ``None`` when statements are off."""
+        rules = self.aggregator.statements
+        if rules is None:
+            return None
+        with self._lock:
+            if not set(parties) <= set(self._signed):  # folded without their statements (Aggregator.combine)
+                return None
+            kept = [self._signed[p] for p in parties]
+        return Evidence(tuple(s for s, _ in kept), tuple(u for _, u in kept) if rules.keep_uploads else ())
 
     def fold(self, env: Envelope) -> None:
         """Fold an upload already checked by :meth:`Aggregator.check_upload`."""

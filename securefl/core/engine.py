@@ -44,6 +44,7 @@ from crypto_backends.capabilities import ShareRequest
 from crypto_backends.envelope import Envelope
 from crypto_backends.keys import FunctionKey
 from crypto_backends.protocol import CheckShare, Roles, SecureSum
+from crypto_backends.statements import Evidence
 from securefl.core.aggregator import Aggregator, Combined
 from securefl.core.federation import Federation, RoundMetrics, RunResult
 from securefl.core.messages import GlobalModel, parse_metrics, parse_vector, share_request_bytes
@@ -107,7 +108,8 @@ class _OverTransport(Roles):
         return replies.accepted
 
     def collect(self, parties: tuple[str, ...]) -> Envelope:
-        stream = self.aggregator.stream(self.rnd)  # each upload is checked and folded on arrival, then dropped
+        # each upload is checked and folded on arrival, then dropped (unless kept as evidence for the parties)
+        stream = self.aggregator.stream(self.rnd, self.model.digest)
         uploads: Replies[float] = self.transport.exchange(
             Request("train", self.rnd, dict.fromkeys(parties, self.model.to_bytes())), stream.accept,
             timeout=self.timeout)
@@ -122,13 +124,16 @@ class _OverTransport(Roles):
         return self._ask("consistency", "confirmation", request, aggregate, check)
 
     def shares(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
-        return self._ask("share", "share", request, aggregate, check)
+        # a share leaves a party only for an aggregate its evidence proves (crypto.verify_aggregate)
+        evidence = self.combined.evidence if self.combined is not None else None
+        return self._ask("share", "share", request, aggregate, check, evidence)
 
     def _ask(self, step: Step, what: str, request: ShareRequest, aggregate: Envelope,
-             check: CheckShare) -> dict[str, bytes]:
-        """``request.parties`` get the aggregate and ``request.message`` as a ``step`` request; the replies that
-        ``check`` passed, at least ``request.needed`` of them (else the quorum rule stops the round)."""
-        body = share_request_bytes(request.message, aggregate)
+             check: CheckShare, evidence: Evidence | None = None) -> dict[str, bytes]:
+        """``request.parties`` get the aggregate and ``request.message`` (and ``evidence``) as a ``step`` request;
+        the replies that ``check`` passed, at least ``request.needed`` of them (else the quorum rule stops the
+        round)."""
+        body = share_request_bytes(request.message, aggregate, evidence)
         replies = self.transport.exchange(Request(step, self.rnd, dict.fromkeys(request.parties, body)), check,
                                           timeout=self.timeout)
         self.dropped.update({p: f"{what} refused or missing: {why}" for p, why in replies.dropped.items()})

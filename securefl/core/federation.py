@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from crypto_backends import registry
-from crypto_backends.base import Scheme
+from crypto_backends.base import RevealSite, Scheme
 from crypto_backends.dp import DPScheme
 from crypto_backends.keys import AggregatorKey, PartyIdentity, PartyKey
+from crypto_backends.statements import SignatureChecks, Verifier, context_of
 from securefl import privacy
 from securefl.config import OWN_DATA, Config
-from securefl.core.aggregator import Aggregator, Combined
+from securefl.core.aggregator import Aggregator, Combined, Statements
 from securefl.core.fusion import mean_from_sum, sum_of
 from securefl.core.jsonout import finite
 from securefl.core.party import Party
@@ -231,33 +232,84 @@ class Federation:
         return None
 
     def party(self, party_id: str, key: PartyKey, trainer: Trainer | None = None, *,
-              state_dir: str | Path | None = None, identity: PartyIdentity | None = None) -> Party:
+              state_dir: str | Path | None = None, identity: PartyIdentity | None = None,
+              aggregator_key: AggregatorKey | None = None) -> Party:
         """Party ``party_id`` running ``trainer`` (the federation's own for ``party_id`` when omitted).
 
         ``state_dir``: where the party keeps its durable security state (``None``: in memory).
         ``identity``: its identity key and certificate (:mod:`securefl.identity`), bound wherever the
         scheme signs (``None``: the party signs nothing, and a scheme that needs signatures refuses).
+        ``aggregator_key``: the aggregator's public key, with which the party refolds the signed uploads
+        of an aggregate before it reveals it; both it and ``identity`` are needed unless
+        ``crypto.verify_aggregate = "off"`` (:class:`ConfigError` otherwise).
         """
         if identity is not None:
             bind_identity(self.scheme, key, identity)
+        verifier = None
+        if self.verifies:
+            if identity is None or aggregator_key is None:
+                raise ConfigError(f"crypto.verify_aggregate = {self.cfg.crypto.verify_aggregate!r}: {party_id} needs "
+                                  "its identity (its TLS certificate over gRPC; a simulation's own CA) and the "
+                                  "aggregator's public key to sign its uploads and check aggregates. Use TLS "
+                                  "certificates (`securefl certs`), or set crypto.verify_aggregate = 'off' "
+                                  "(honest-but-curious aggregator)")
+            verifier = self.verifier(aggregator_key, identity)
         return Party(party_id, trainer if trainer is not None else self.trainer(party_id), self.scheme, key,
-                     self.accountant(), fuse=self.fuse, state=party_state(self.cfg, party_id, state_dir))
+                     self.accountant(), fuse=self.fuse, state=party_state(self.cfg, party_id, state_dir),
+                     identity=identity if verifier is not None else None, verifier=verifier)
+
+    @property
+    def verifies(self) -> bool:
+        """Whether uploads are signed and aggregates checked before any reveal (``crypto.verify_aggregate``)."""
+        return self.cfg.crypto.verify_aggregate != "off"
+
+    @property
+    def statement_context(self) -> bytes:
+        """What every signed statement of this federation is bound to: its roster and scheme."""
+        return context_of(self.party_ids, self.scheme.name.encode())
+
+    def verifier(self, aggregator_key: AggregatorKey, checks: SignatureChecks) -> Verifier:
+        """The check of an aggregate before a reveal, for a role holding ``checks`` (see
+        :func:`~crypto_backends.statements.verify_aggregate`): at least the quorum (and the DP minimum) of
+        distinct signed contributors, refolded with ``aggregator_key`` under ``full``."""
+        least = max(self.cfg.federation.min_parties, min_contributors(self.cfg))
+        return Verifier(self.scheme, aggregator_key, checks, frozenset(self.party_ids), self.statement_context,
+                        least, full=self.cfg.crypto.verify_aggregate == "full")
+
+    def statements(self, checks: SignatureChecks | None) -> Statements | None:
+        """The aggregator's check of each upload's signed statement (``None`` when verification is off).
+
+        The uploads themselves are kept for the evidence only where parties reveal (at the parties or with
+        their shares): they refold them.  :class:`ConfigError` without ``checks`` while verification is on.
+        """
+        if not self.verifies:
+            return None
+        if checks is None:
+            raise ConfigError(f"crypto.verify_aggregate = {self.cfg.crypto.verify_aggregate!r}: the aggregator "
+                              "needs the federation's CA to check the parties' signed uploads. Use TLS "
+                              "certificates (`securefl certs`), or set crypto.verify_aggregate = 'off'")
+        plan = self.scheme.declarations.reveal
+        keep = self.cfg.crypto.verify_aggregate == "full" and (plan.shares or plan.site is RevealSite.PARTIES)
+        return Statements(checks, self.statement_context, keep)
 
     def trainer(self, party_id: str) -> Trainer:
         """Always raises :class:`ConfigError`: parties of this federation bring their own trainers or data."""
         raise ConfigError(f"{party_id} brings its own data or trainer (data.dataset = 'own'): start it with "
                           "securefl party CONFIG --id NAME --data PATH.csv, or securefl.serve_party(...)")
 
-    def aggregator(self, key: AggregatorKey) -> Aggregator:
+    def aggregator(self, key: AggregatorKey, checks: SignatureChecks | None = None) -> Aggregator:
         """The aggregator under ``key`` with the federation's quorum, fusion rule and weight and norm bounds.
 
         The model's length is known only when the config defines the starting point;
         otherwise the engine sets it from the initial parameters it asks of a party.
+        ``checks``: the parties' signatures checker (the federation's CA), needed unless
+        ``crypto.verify_aggregate = "off"`` (:meth:`statements`).
         """
         length = None if self.initial is None else int(self.initial.size)
         fed = self.cfg.federation
         return Aggregator(self.scheme, key, num_parameters=length, quorum=fed.min_parties, fuse=self.fuse,
-                          max_weight=fed.max_weight, max_update_norm=fed.max_update_norm or None)
+                          max_weight=fed.max_weight, max_update_norm=fed.max_update_norm or None,
+                          statements=self.statements(checks))
 
     def result(self, rounds: list[RoundMetrics], final_parameters: np.ndarray | None,
                accountant: privacy.PrivacyAccountant | None = None, metric: str | None = None,

@@ -2,7 +2,12 @@
 
 The global model the aggregator hands to parties is either ``open`` (a float64
 vector: the scheme revealed at the aggregator) or ``sealed`` (the aggregate
-envelope: only parties can open it).  Framing: one tag byte, then the body.
+envelope: only parties can open it), a sealed one with the contributors' signed
+:class:`~crypto_backends.statements.Evidence` when ``crypto.verify_aggregate`` asks
+for it.  Framing: one tag byte, then the body (for ``E``: the evidence's length,
+the evidence, then the envelope).  A model's :attr:`GlobalModel.digest` is of the
+model alone (its ``O`` or ``S`` form), never of the evidence: it is what parties sign
+as the model they trained from.
 A model is serialised once and parsed once: :class:`GlobalModel` keeps its
 bytes and, when sealed, the parsed :class:`~crypto_backends.envelope.Envelope`.
 
@@ -28,8 +33,9 @@ import numpy as np
 from crypto_backends.envelope import Envelope
 from crypto_backends.errors import MalformedCiphertextError
 from crypto_backends.jsonheader import load_header
+from crypto_backends.statements import Evidence
 
-_OPEN, _SEALED = b"O", b"S"
+_OPEN, _SEALED, _EVIDENCED = b"O", b"S", b"E"
 _F8 = np.dtype("<f8")
 _LEN = struct.Struct(">I")
 
@@ -40,6 +46,8 @@ class GlobalModel:
 
     vector: np.ndarray | None = None
     aggregate: Envelope | None = None
+    evidence: Evidence | None = None
+    """A sealed model's proof, for its verifiers (see :mod:`crypto_backends.statements`)."""
     _cache: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
     """``wire``: the message, made or received once; ``digest``: its SHA-256."""
 
@@ -49,9 +57,9 @@ class GlobalModel:
         return cls(vector=np.asarray(vector, dtype=_F8))
 
     @classmethod
-    def of_aggregate(cls, aggregate: Envelope) -> GlobalModel:
-        """A model sent sealed: the encrypted aggregate the parties reveal themselves."""
-        return cls(aggregate=aggregate)
+    def of_aggregate(cls, aggregate: Envelope, evidence: Evidence | None = None) -> GlobalModel:
+        """A model sent sealed: the encrypted aggregate the parties reveal themselves (with its ``evidence``)."""
+        return cls(aggregate=aggregate, evidence=evidence)
 
     @property
     def is_sealed(self) -> bool:
@@ -68,27 +76,36 @@ class GlobalModel:
 
     @property
     def digest(self) -> bytes:
-        """SHA-256 of :meth:`to_bytes` (computed once): which model this is, to parties that keep a decryption."""
+        """SHA-256 of the model without its evidence (computed once): which model this is, to parties that keep a
+        decryption and to the statements they sign."""
         if "digest" not in self._cache:
-            self._cache["digest"] = hashlib.sha256(self.to_bytes()).digest()
+            self._cache["digest"] = hashlib.sha256(self._model_bytes()).digest()
         return self._cache["digest"]
+
+    def _model_bytes(self) -> bytes:
+        if self.aggregate is not None:
+            return _SEALED + self.aggregate.to_bytes()
+        assert self.vector is not None
+        return _OPEN + self.vector.astype(_F8, copy=False).tobytes()
 
     def to_bytes(self) -> bytes:
         """The model's message (made once, then reused for every party and every call)."""
         if "wire" not in self._cache:
-            if self.aggregate is not None:
-                self._cache["wire"] = _SEALED + self.aggregate.to_bytes()
+            if self.evidence is not None:
+                proof = self.evidence.to_bytes()
+                assert self.aggregate is not None  # only a sealed model carries evidence
+                self._cache["wire"] = _EVIDENCED + _LEN.pack(len(proof)) + proof + self.aggregate.to_bytes()
             else:
-                assert self.vector is not None
-                self._cache["wire"] = _OPEN + self.vector.astype(_F8, copy=False).tobytes()
+                self._cache["wire"] = self._model_bytes()
         return self._cache["wire"]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> GlobalModel:
         """Parse a model message; a sealed one's envelope is parsed here, and only here."""
         tag, body = data[:1], memoryview(data)[1:]
-        if tag == _SEALED:
-            model = cls(aggregate=Envelope.from_bytes(body))
+        if tag in (_SEALED, _EVIDENCED):
+            evidence, body = _evidence_first(body) if tag == _EVIDENCED else (None, body)
+            model = cls(aggregate=Envelope.from_bytes(body), evidence=evidence)
             model._cache["wire"] = bytes(data)
             return model
         if tag == _OPEN and len(body) % 8 == 0:
@@ -99,12 +116,24 @@ class GlobalModel:
         raise MalformedCiphertextError("not a securefl global-model message")
 
 
-def share_request_bytes(message: bytes, aggregate: Envelope) -> bytes:
-    """A ``share`` request: the scheme's public message, then the aggregate to make a share of."""
-    return _LEN.pack(len(message)) + bytes(message) + aggregate.to_bytes()
+def _evidence_first(body: memoryview) -> tuple[Evidence | None, memoryview]:
+    """The length-prefixed evidence at the start of ``body`` (length 0: none), and the rest."""
+    if len(body) < _LEN.size:
+        raise MalformedCiphertextError("a message's evidence is truncated")
+    (n,) = _LEN.unpack_from(body)
+    if _LEN.size + n > len(body):
+        raise MalformedCiphertextError("a message's evidence is longer than the message")
+    evidence = Evidence.from_bytes(body[_LEN.size : _LEN.size + n]) if n else None
+    return evidence, body[_LEN.size + n :]
 
 
-def parse_share_request(data: bytes) -> tuple[bytes, Envelope]:
+def share_request_bytes(message: bytes, aggregate: Envelope, evidence: Evidence | None = None) -> bytes:
+    """A ``share`` request: the scheme's public message, the aggregate's evidence (if any), then the aggregate."""
+    proof = evidence.to_bytes() if evidence is not None else b""
+    return _LEN.pack(len(message)) + bytes(message) + _LEN.pack(len(proof)) + proof + aggregate.to_bytes()
+
+
+def parse_share_request(data: bytes) -> tuple[bytes, Envelope, Evidence | None]:
     """Inverse of :func:`share_request_bytes`."""
     if len(data) < _LEN.size:
         raise MalformedCiphertextError("share request is truncated")
@@ -112,7 +141,8 @@ def parse_share_request(data: bytes) -> tuple[bytes, Envelope]:
     if _LEN.size + n > len(data):
         raise MalformedCiphertextError("share request's message is longer than the request")
     view = memoryview(data)
-    return bytes(view[_LEN.size : _LEN.size + n]), Envelope.from_bytes(view[_LEN.size + n :])
+    evidence, rest = _evidence_first(view[_LEN.size + n :])
+    return bytes(view[_LEN.size : _LEN.size + n]), Envelope.from_bytes(rest), evidence
 
 
 MAX_METRICS_BYTES = 16 * 1024

@@ -3,10 +3,16 @@
 :meth:`Party.respond` is the whole of a party's side of the protocol, whatever
 transport carries the bytes: ``init`` asks for the trainer's initial
 parameters; a ``train`` request holds the global model and is answered with the
-protected update; ``setup`` and ``share`` requests are the scheme's own
+protected update (with ``crypto.verify_aggregate``, signed: see
+:mod:`crypto_backends.statements`); ``setup`` and ``share`` requests are the scheme's own
 exchanges (key advertisements, decryption or unmasking shares, and before them
 the ``consistency`` request: a signed confirmation of the round's survivors); an
 ``evaluate`` request asks for the trainer's metrics of a released model.
+
+With a :class:`~crypto_backends.statements.Verifier`, the party reveals nothing
+(it opens no sealed aggregate and gives no share) for an aggregate whose evidence
+does not prove it the fold of enough signed uploads of one model: it logs and
+raises :class:`~crypto_backends.errors.AggregateMismatchError`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,17 @@ import numpy as np
 from crypto_backends.base import C, Scheme
 from crypto_backends.capabilities import BindsRound, ConsistencyCheck, InteractiveSetup, Precompute, ShareReveal
 from crypto_backends.envelope import Envelope
-from crypto_backends.keys import PartyKey
+from crypto_backends.errors import AggregateMismatchError
+from crypto_backends.keys import PartyIdentity, PartyKey
+from crypto_backends.statements import (
+    Evidence,
+    Signed,
+    Statement,
+    Verifier,
+    digest,
+    signed_upload_bytes,
+    verify_aggregate,
+)
 from securefl.core.fusion import Fuse, mean_from_sum
 from securefl.core.messages import GlobalModel, metrics_bytes, parse_share_request, vector_bytes
 from securefl.errors import PartyError, SecureFLError
@@ -33,8 +49,15 @@ class Party:
 
     def __init__(self, party_id: str, trainer: Trainer, scheme: Scheme, key: PartyKey,
                  accountant: PrivacyAccountant | None = None, *, fuse: Fuse = mean_from_sum,
-                 state: PartyState | None = None) -> None:
+                 state: PartyState | None = None, identity: PartyIdentity | None = None,
+                 verifier: Verifier | None = None) -> None:
         self.party_id, self.trainer, self.scheme, self.key = party_id, trainer, scheme, key
+        if verifier is not None and identity is None:
+            raise PartyError(f"{party_id}: checking aggregates (crypto.verify_aggregate) needs the party's identity to "
+                             "sign its own uploads; give it one, or set crypto.verify_aggregate = 'off'")
+        self.identity, self.verifier = identity, verifier
+        """This party's signing identity and its check of every aggregate before it reveals (both ``None``: off)."""
+        self._signed: Statement | None = None  # what it signed for its last upload
         self.accountant = accountant
         """This party's own privacy budget (differential privacy): it refuses to release past it, whoever asks."""
         self.state = state if state is not None else PartyState(None, "", f"party:{party_id}")
@@ -63,6 +86,7 @@ class Party:
         aggregate = model.aggregate
         assert aggregate is not None
         if self._opened is None or self._opened[0] != model.digest:
+            self.check(aggregate, model.evidence)
             self._opened = (model.digest, self.scheme.reveal(self.key, aggregate), None)
         digest, total, published = self._opened
         if not publish:
@@ -71,6 +95,18 @@ class Party:
             published = self.fuse(self.scheme.release(self.key, aggregate, total), aggregate.total_weight)
             self._opened = (digest, total, published)
         return published
+
+    def check(self, aggregate: Envelope, evidence: Evidence | None) -> None:
+        """Refuse (log, then :class:`AggregateMismatchError`) to reveal ``aggregate`` unless ``evidence`` proves it;
+        without a :attr:`verifier` every aggregate passes (``verify_aggregate = "off"``)."""
+        if self.verifier is None:
+            return
+        own = self._signed if self._signed is not None and self._signed.round == aggregate.round else None
+        try:
+            verify_aggregate(self.verifier, aggregate, evidence, own=own)
+        except AggregateMismatchError as exc:
+            log.error("%s: reveals nothing for round %d: %s", self.party_id, aggregate.round, exc)
+            raise
 
     def published(self, model: GlobalModel) -> np.ndarray | None:
         """``model`` as this party already published it, if it did."""
@@ -88,10 +124,11 @@ class Party:
             return self._capability(InteractiveSetup, step).setup_reply(self.key, round=round, step=stage,
                                                                         message=payload)
         if step == "consistency":
-            message, aggregate = self._round_aggregate(round, payload)
+            message, aggregate, _ = self._round_aggregate(round, payload)
             return self._capability(ConsistencyCheck, step).consistency_reply(self.key, aggregate, message)
         if step == "share":
-            message, aggregate = self._round_aggregate(round, payload)
+            message, aggregate, evidence = self._round_aggregate(round, payload)
+            self.check(aggregate, evidence)
             return self._capability(ShareReveal, step).decryption_share(self.key, aggregate, message)
         if step == "evaluate":
             model = GlobalModel.from_bytes(payload)
@@ -103,13 +140,23 @@ class Party:
                 return metrics_bytes({})
         raise PartyError(f"{self.party_id} was asked for an unknown step {step!r}; upgrade this party's securefl")
 
-    def _round_aggregate(self, round: int, payload: bytes) -> tuple[bytes, Envelope]:
-        """The message and aggregate of a ``consistency`` or ``share`` request, which must be of ``round``."""
-        message, aggregate = parse_share_request(payload)
+    def _signed_upload(self, round: int, model: bytes, upload: Envelope) -> bytes:
+        """``upload``'s bytes, with this party's signed statement of it when aggregates are checked."""
+        data = upload.to_bytes()
+        if self.verifier is None:
+            return data
+        assert self.identity is not None  # __init__ refuses a verifier without an identity
+        self._signed = Statement(self.verifier.context, upload.key_id, round, self.party_id, upload.weights[0],
+                                 model, digest(data))
+        return signed_upload_bytes(Signed.sign(self._signed, self.identity), data)
+
+    def _round_aggregate(self, round: int, payload: bytes) -> tuple[bytes, Envelope, Evidence | None]:
+        """The message, aggregate and evidence of a ``consistency`` or ``share`` request, which must be of ``round``."""
+        message, aggregate, evidence = parse_share_request(payload)
         if aggregate.round != round:
             raise PartyError(f"{self.party_id} was asked about the aggregate of round {round}, but it is of round "
                              f"{aggregate.round}: refused (an old or misrouted aggregate)")
-        return message, aggregate
+        return message, aggregate, evidence
 
     def _capability(self, kind: type[C], step: str) -> C:
         offered = self.scheme.capability(kind)
@@ -154,7 +201,8 @@ class Party:
         binder = self.scheme.capability(BindsRound)
         if binder is not None:  # the scheme binds the model this party trained from into what it makes for the round
             binder.bind_round(self.key, round=round, context=global_model.digest)
-        reply = self.scheme.protect(self.key, update, weight=self.weight, round=round).to_bytes()
+        reply = self._signed_upload(round, global_model.digest,
+                                    self.scheme.protect(self.key, update, weight=self.weight, round=round))
         charged = self.accountant.rounds_charged if self.accountant is not None else 0
         self.state.record(round, self.key.key_id, charged=charged)
         return reply

@@ -18,13 +18,15 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from crypto_backends.base import Scheme
 from crypto_backends.capabilities import InteractiveSetup
 from crypto_backends.keys import PartyIdentity, PartyKey
 from securefl.errors import TransportError
-from securefl.transport.grpc.certs import TLSFiles, issue_certificates
-from securefl.transport.grpc.identity import CertificateIdentity
+from securefl.state.atomic import write_private
+from securefl.transport.grpc.certs import Issued, TLSFiles, issue_certificates
+from securefl.transport.grpc.identity import CertificateIdentity, CertificateVerifier
 
 SIMULATION_DAYS = 7
 """How long an in-process CA's certificates are valid: a simulation is not a deployment."""
@@ -38,10 +40,27 @@ def bind_identity(scheme: Scheme, key: PartyKey, identity: PartyIdentity) -> Non
 
 
 class InProcessCA:
-    """A federation's CA and every party's identity, made in memory for one simulation."""
+    """A federation's CA and every party's identity, made in memory for one simulation.
 
-    def __init__(self, party_ids: Sequence[str]) -> None:
+    With ``path`` (a simulation whose key set outlives the run: ``transport.authority_keys``)
+    the identities are kept in that file (0600; the CA's own signing key is not: nothing
+    is issued later), so a rerun that resumes a sealed model checks its signed evidence
+    against the same CA.  A file of other parties is refused.
+    """
+
+    def __init__(self, party_ids: Sequence[str], path: str | Path | None = None) -> None:
+        if path is not None and Path(path).exists():
+            self._issued = _load(Path(path), party_ids)
+            return
         self._issued = issue_certificates(list(party_ids), days=SIMULATION_DAYS)
+        if path is not None:
+            pems = {name: [base64.b64encode(x).decode() for x in pair] for name, pair in self._issued.members.items()}
+            write_private(path, json.dumps({"ca": base64.b64encode(self._issued.ca).decode(), "members": pems},
+                                           sort_keys=True).encode())
+
+    def verifier(self) -> CertificateVerifier:
+        """A checker of the parties' signatures that can sign nothing (for the aggregator and the authority)."""
+        return CertificateVerifier(self._issued.ca)
 
     def identity(self, party: str) -> CertificateIdentity:
         """``party``'s identity (its own key and certificate, the CA to check its peers against)."""
@@ -53,6 +72,21 @@ class InProcessCA:
         pems = {"ca": tls.ca, "chain": tls.chain, "key": tls.key}
         return json.dumps({"party": party, **{k: base64.b64encode(v).decode() for k, v in pems.items()}},
                           sort_keys=True).encode()
+
+
+def _load(path: Path, party_ids: Sequence[str]) -> Issued:
+    try:
+        fields = json.loads(path.read_bytes())
+        members = {name: (base64.b64decode(k, validate=True), base64.b64decode(c, validate=True))
+                   for name, (k, c) in fields["members"].items()}
+        issued = Issued(base64.b64decode(fields["ca"], validate=True), b"", members)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TransportError(f"{path} is not a simulation's identities file ({exc!r}); delete it (with the key "
+                             "store beside it) to start a new federation") from None
+    if not set(party_ids) <= set(members):
+        raise TransportError(f"{path} holds the identities of other parties than {', '.join(party_ids)}: delete "
+                             "it (with the key store beside it) to start a new federation")
+    return issued
 
 
 def load_identity(data: bytes, party: str) -> CertificateIdentity:

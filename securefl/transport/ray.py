@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from crypto_backends.keys import SECRET_ACCESS, FunctionKey, PartyKey
+from crypto_backends.keys import SECRET_ACCESS, AggregatorKey, FunctionKey, PartyKey
 from securefl.config import Config, from_mapping, to_mapping
 from securefl.core.authority import Authority
 from securefl.core.federation import federation
@@ -175,19 +175,26 @@ class PartyHost:
     def __init__(self) -> None:
         self.parties: dict[str, Party] = {}
 
-    def setup(self, config: str, party_ids: list[str], keys: list[bytes], identities: list[bytes]) -> bytes:
+    def setup(self, config: str, party_ids: list[str], keys: list[bytes], identities: list[bytes],
+              aggregator_key: bytes) -> bytes:
         """Build ``party_ids`` (their trainers and shards from ``config``, their keys from ``keys``, their
-        identities from ``identities``: :meth:`~securefl.identity.InProcessCA.export`)."""
-        return _framed(self._setup, config, party_ids, keys, identities)
+        identities from ``identities``: :meth:`~securefl.identity.InProcessCA.export`; the aggregator's public
+        key, to refold aggregates, from ``aggregator_key``)."""
+        return _framed(self._setup, config, party_ids, keys, identities, aggregator_key)
 
-    def _setup(self, config: str, party_ids: list[str], keys: list[bytes], identities: list[bytes]) -> bytes:
+    def _setup(self, config: str, party_ids: list[str], keys: list[bytes], identities: list[bytes],
+               aggregator_key: bytes) -> bytes:
         fed = federation(read_config_text(config))
+        public = fed.scheme.load_key(aggregator_key)
+        if not isinstance(public, AggregatorKey) or public.holds_secret:
+            raise TransportError(f"the aggregator key sent to the actor is a {type(public).__name__}; only the "
+                                 "aggregator's public key is sent to parties")
         for pid, data, identity in zip(party_ids, keys, identities, strict=True):
             key = fed.scheme.load_key(data)
             if not isinstance(key, PartyKey) or key.owner != pid:
                 raise TransportError(f"the key sent for {pid} is a {type(key).__name__} of "
                                      f"{getattr(key, 'owner', None)!r}; each party takes its own party key only")
-            self.parties[pid] = fed.party(pid, key, identity=load_identity(identity, pid))
+            self.parties[pid] = fed.party(pid, key, identity=load_identity(identity, pid), aggregator_key=public)
         return f"{os.getpid()}".encode()
 
     def held(self) -> str:
@@ -240,6 +247,7 @@ class RayTransport(Transport):
         self._hosts = [host_class.remote() for _ in range(count)]
         self._host_of: dict[str, Any] = {}
         text, scheme = config_text(cfg), authority.scheme
+        public = scheme.dump_key(authority.aggregator_key())
         setups = []
         for i, host in enumerate(self._hosts):
             mine = ids[i::count]
@@ -247,7 +255,7 @@ class RayTransport(Transport):
             # each party's key goes to the one actor that runs that party
             keys = [scheme.dump_key(key, secret_access=SECRET_ACCESS if key.holds_secret else None)
                     for key in map(authority.party_key, mine)]
-            setups.append(host.setup.remote(text, mine, keys, [identities.export(pid) for pid in mine]))
+            setups.append(host.setup.remote(text, mine, keys, [identities.export(pid) for pid in mine], public))
         wait = cfg.federation.round_timeout
         try:
             ready, _ = ray.wait(setups, num_returns=len(setups), timeout=wait)

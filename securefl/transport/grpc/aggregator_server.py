@@ -52,6 +52,7 @@ from securefl.transport.grpc import wire
 from securefl.transport.grpc.certs import AGGREGATOR, PARTY, Identity
 from securefl.transport.grpc.channels import Endpoint, answer_errors, require_peer
 from securefl.transport.grpc.clients import AGGREGATOR_SERVICE, AuthorityClient
+from securefl.transport.grpc.identity import CertificateVerifier
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +388,9 @@ class NetworkedAggregator:
     def _connect(self) -> tuple[AggregatorKey, Aggregator]:
         key = self.key = self.authority.aggregator_key()
         log.info("aggregator key received (fingerprint %s)", key.fingerprint)
-        return key, self.federation.aggregator(key)
+        # the parties' signed uploads are checked against the federation's CA (none on a plaintext test channel)
+        tls = self.endpoint.tls
+        return key, self.federation.aggregator(key, CertificateVerifier(tls.ca) if tls is not None else None)
 
     def _resume(self, key: AggregatorKey) -> tuple[GlobalModel | None, list[RoundMetrics]]:
         return resume(self.cfg.transport.checkpoint_file, self.federation.scheme.name, key.key_id,

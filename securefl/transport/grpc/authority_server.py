@@ -63,11 +63,16 @@ class AuthorityService:
         return self._blob(self.authority.party_key(who.name))
 
     def aggregator_key(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-        """``AggregatorKey``: the aggregator key, to the aggregator only (anyone else: ``PERMISSION_DENIED``)."""
+        """``AggregatorKey``: the aggregator key, to the aggregator, and to parties when it holds no secret (they
+        refold aggregates with it before revealing: ``crypto.verify_aggregate``); anyone else:
+        ``PERMISSION_DENIED``."""
         wire.parse_header(request, "key_request")
-        require_peer(context, self._is_aggregator, "fetch the aggregator key", insecure=self.insecure)
-        log.info("aggregator key sent")
-        return self._blob(self.authority.aggregator_key())
+        key = self.authority.aggregator_key()
+        allowed = (lambda who: self._is_aggregator(who) or self._is_party(who)) if not key.holds_secret \
+            else self._is_aggregator
+        who = require_peer(context, allowed, "fetch the aggregator key", insecure=self.insecure)
+        log.info("aggregator key sent to %s", who)
+        return self._blob(key)
 
     def function_key(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         """``FunctionKey``: a function key for the requested round and weights, to the aggregator only.

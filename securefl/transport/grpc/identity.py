@@ -22,25 +22,12 @@ from securefl.errors import SecureFLError
 from securefl.transport.grpc.certs import PARTY, Identity, TLSFiles, identity_of
 
 
-class CertificateIdentity:
-    """Signs with one party's TLS key; verifies peers against the federation's CA (see the module docstring)."""
+class CertificateVerifier:
+    """Verifies parties' signatures against the federation's CA, and signs nothing: what a role that is no
+    party (the aggregator, the authority) holds to check the parties' signed statements."""
 
-    def __init__(self, tls: TLSFiles, party: str) -> None:
-        key = serialization.load_pem_private_key(tls.key, password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ShareError(f"{party}'s TLS key is not an EC key; make the certificates with `securefl certs`")
-        self._key = key
-        self._cert = x509.load_pem_x509_certificate(tls.chain)
-        self._ca = x509.load_pem_x509_certificate(tls.ca)
-        self.party = party
-
-    def __repr__(self) -> str:
-        return f"CertificateIdentity({self.party!r})"
-
-    def sign(self, data: bytes) -> tuple[bytes, bytes]:
-        """``(signature, certificate)``: ``data`` signed with the TLS key (ECDSA, SHA-256), and the DER certificate."""
-        signature = self._key.sign(data, ec.ECDSA(hashes.SHA256()))
-        return signature, self._cert.public_bytes(serialization.Encoding.DER)
+    def __init__(self, ca: bytes) -> None:
+        self._ca = x509.load_pem_x509_certificate(ca)
 
     def verify(self, party: str, data: bytes, signature: bytes, certificate: bytes) -> None:
         """Raise :class:`~crypto_backends.errors.ShareError` unless the DER ``certificate`` passes every check of
@@ -74,3 +61,24 @@ class CertificateIdentity:
         except InvalidSignature:
             raise ShareError(f"the signature on {party}'s advertised keys does not verify: the keys were altered "
                              "(a substituting aggregator?): refused") from None
+
+
+class CertificateIdentity(CertificateVerifier):
+    """Signs with one party's TLS key; verifies peers against the federation's CA (see the module docstring)."""
+
+    def __init__(self, tls: TLSFiles, party: str) -> None:
+        super().__init__(tls.ca)
+        key = serialization.load_pem_private_key(tls.key, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ShareError(f"{party}'s TLS key is not an EC key; make the certificates with `securefl certs`")
+        self._key = key
+        self._cert = x509.load_pem_x509_certificate(tls.chain)
+        self.party = party
+
+    def __repr__(self) -> str:
+        return f"CertificateIdentity({self.party!r})"
+
+    def sign(self, data: bytes) -> tuple[bytes, bytes]:
+        """``(signature, certificate)``: ``data`` signed with the TLS key (ECDSA, SHA-256), and the DER certificate."""
+        signature = self._key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return signature, self._cert.public_bytes(serialization.Encoding.DER)

@@ -54,6 +54,8 @@ class NetworkedParty:
         authority = AuthorityClient(self.endpoint, self.federation.scheme)
         try:
             key = authority.party_key(party_id)
+            # public: the party refolds aggregates with it before it reveals them (crypto.verify_aggregate)
+            public = authority.aggregator_key() if self.federation.verifies else None
         finally:
             authority.close()
         log.info("%s: key received (fingerprint %s)", party_id, key.fingerprint)
@@ -61,7 +63,7 @@ class NetworkedParty:
         identity = CertificateIdentity(self.endpoint.tls, party_id) if self.endpoint.tls is not None else None
         # the rounds answered and the budget spent survive this process (transport.state_dir)
         self.party: Party = self.federation.party(party_id, key, trainer, state_dir=cfg.transport.state_dir,
-                                                  identity=identity)
+                                                  identity=identity, aggregator_key=public)
         self.aggregator = AggregatorClient(self.endpoint)
         self._sent: tuple[int, bytes, bytes] | None = None  # (round, model digest, update)
         self._caught_up = False

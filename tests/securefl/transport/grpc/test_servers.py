@@ -83,13 +83,14 @@ def test_clients_without_a_valid_certificate_or_role_are_refused(servers, tmp_pa
     # a genuine party certificate: accepted by the aggregator ...
     party3 = _endpoint(d, certs.load_tls(d.certs, "party-3", role=certs.PARTY), "party-3")
     assert _poll_status(party3) == "OK"
-    # ... but it cannot fetch the aggregator's key or function keys, and gets only its own key
+    # ... it gets the aggregator's key only because it holds no secret (parties refold aggregates with it),
+    # it cannot fetch function keys, and it gets only its own key
     scheme = make_scheme(d.cfg)
     authority = AuthorityClient(party3, scheme)
-    for fetch in (authority.aggregator_key, lambda: authority.function_key(0, {"party-1": 1.0, "party-2": 1.0})):
-        with pytest.raises(RefusedError, match="party 'party-3' may not") as err:
-            fetch()
-        assert err.value.status == "PERMISSION_DENIED"
+    assert not authority.aggregator_key().holds_secret
+    with pytest.raises(RefusedError, match="party 'party-3' may not") as err:
+        authority.function_key(0, {"party-1": 1.0, "party-2": 1.0})
+    assert err.value.status == "PERMISSION_DENIED"
     with pytest.raises(TransportError, match="sent the key of 'party-3' to 'party-1'"):
         authority.party_key("party-1")
     authority.close()
