@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pytest
@@ -63,7 +63,7 @@ class Hostile(Aggregator):
     keys: dict[str, PartyKey]
     """The parties' keys: what a colluding party (or, under paillier, the public key alone) lets it encrypt."""
 
-    def finish(self, stream: Stream, refused: dict[str, str] | None = None) -> Combined:
+    def finish(self, stream: Stream, refused: Mapping[str, str] | None = None) -> Combined:
         honest = super().finish(stream, refused)
         return type(self).attack(self, stream, honest)
 
