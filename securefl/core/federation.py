@@ -260,8 +260,13 @@ class Federation:
 
     @property
     def verifies(self) -> bool:
-        """Whether uploads are signed and aggregates checked before any reveal (``crypto.verify_aggregate``)."""
-        return self.cfg.crypto.verify_aggregate != "off"
+        """Whether uploads are signed and aggregates checked before any reveal (``crypto.verify_aggregate``).
+
+        Only where the parties reveal (they open the aggregate, or give shares of it): where the aggregator
+        reveals on its own (plain, fe's function key) there is no one else to check what it reveals.
+        """
+        plan = self.scheme.declarations.reveal
+        return self.cfg.crypto.verify_aggregate != "off" and (plan.shares or plan.site is RevealSite.PARTIES)
 
     @property
     def statement_context(self) -> bytes:
@@ -288,9 +293,7 @@ class Federation:
             raise ConfigError(f"crypto.verify_aggregate = {self.cfg.crypto.verify_aggregate!r}: the aggregator "
                               "needs the federation's CA to check the parties' signed uploads. Use TLS "
                               "certificates (`securefl certs`), or set crypto.verify_aggregate = 'off'")
-        plan = self.scheme.declarations.reveal
-        keep = self.cfg.crypto.verify_aggregate == "full" and (plan.shares or plan.site is RevealSite.PARTIES)
-        return Statements(checks, self.statement_context, keep)
+        return Statements(checks, self.statement_context, self.cfg.crypto.verify_aggregate == "full")
 
     def trainer(self, party_id: str) -> Trainer:
         """Always raises :class:`ConfigError`: parties of this federation bring their own trainers or data."""

@@ -140,7 +140,7 @@ class Party:
                 return metrics_bytes({})
         raise PartyError(f"{self.party_id} was asked for an unknown step {step!r}; upgrade this party's securefl")
 
-    def _signed_upload(self, round: int, model: bytes, upload: Envelope) -> bytes:
+    def signed_upload(self, round: int, model: bytes, upload: Envelope) -> bytes:
         """``upload``'s bytes, with this party's signed statement of it when aggregates are checked."""
         data = upload.to_bytes()
         if self.verifier is None:
@@ -201,7 +201,7 @@ class Party:
         binder = self.scheme.capability(BindsRound)
         if binder is not None:  # the scheme binds the model this party trained from into what it makes for the round
             binder.bind_round(self.key, round=round, context=global_model.digest)
-        reply = self._signed_upload(round, global_model.digest,
+        reply = self.signed_upload(round, global_model.digest,
                                     self.scheme.protect(self.key, update, weight=self.weight, round=round))
         charged = self.accountant.rounds_charged if self.accountant is not None else 0
         self.state.record(round, self.key.key_id, charged=charged)

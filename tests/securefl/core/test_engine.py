@@ -10,6 +10,7 @@ import struct
 import numpy as np
 import pytest
 
+from crypto_backends.statements import parse_upload, signed_upload_bytes
 from securefl import config
 from securefl.core.engine import RoundEngine
 from securefl.core.messages import GlobalModel
@@ -201,14 +202,18 @@ def test_an_upload_with_a_hostile_header_drops_its_sender_with_the_typed_error(t
 
     class Hostile(Party):
         def respond(self, step: str, round: int, stage: int, payload: bytes) -> bytes:
-            reply = super().respond(step, round, stage, payload)
+            signed_reply = super().respond(step, round, stage, payload)
             if step != "train":
-                return reply
+                return signed_reply
+            signed, view = parse_upload(signed_reply)  # the envelope after the party's signed statement
+            reply = bytes(view)
             (hlen,) = struct.unpack(">I", reply[4:8])
             head = json.loads(reply[8 : 8 + hlen])
             head["weights"] = "@"
             text = json.dumps(head).replace('"@"', token).encode()
-            return reply[:4] + struct.pack(">I", len(text)) + text + reply[8 + hlen:]
+            forged = reply[:4] + struct.pack(">I", len(text)) + text + reply[8 + hlen:]
+            assert signed is not None
+            return signed_upload_bytes(signed, forged)
 
     _replace(sim, "party-5", Hostile)
     result = sim.run()

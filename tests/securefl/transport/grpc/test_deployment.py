@@ -15,6 +15,7 @@ from securefl import config
 from securefl.core.messages import GlobalModel
 from securefl.simulation import Simulation
 from securefl.state.checkpoint import Checkpoint
+from tests.adversary import ATTACKS
 from tests.paths import CONFIGS
 from tests.schemes import make_scheme
 from tests.stepscheme import NAME, registered
@@ -314,3 +315,32 @@ def test_a_restarted_aggregator_does_not_wait_round_timeout_for_a_party_that_die
     assert all(r["parties"] == ["party-1", "party-2"] and "gone" in r["dropped"].get("party-3", "")
                for r in after), seen
     assert elapsed < 90, f"{elapsed:.0f} s: the restarted aggregator waited for party-3 (round_timeout 120 s)"
+
+
+OVER_GRPC = [("paillier", a) for a in ("single upload decrypted", "fabricated contributor",
+                                       "another federation's signature", "replayed round", "statement withheld",
+                                       "altered model digest", "no evidence")] + [
+    (scheme, a) for scheme in ("ckks", "threshold_paillier", "secagg")
+    for a in ("single upload decrypted",)]
+
+
+@pytest.mark.parametrize(("scheme", "attack"), OVER_GRPC)
+def test_a_cheating_aggregator_process_is_refused_by_every_party_process(deploy, scheme, attack):
+    """Issue 22 item 7 over gRPC: real processes, TLS identities; the aggregator alone cheats."""
+    d = deploy(config_text(scheme, parties=3, rounds=2, round_timeout=60))
+    d.start("authority")
+    d.start_module("aggregator", "tests.securefl.transport.grpc.cheating_aggregator", attack, "aggregator",
+                   str(d.path), "--json", str(d.json))
+    for pid in d.cfg.federation.ids:
+        d.start(f"party:{pid}", "--id", pid)
+    assert d.wait_exit("aggregator", 120) != 0  # the round stops: no party answers a cheated aggregate
+    why = ATTACKS[attack][1]
+    for pid in d.cfg.federation.ids:
+        d.wait_exit(f"party:{pid}", 60)
+        log = d.log(f"party:{pid}")
+        assert "reveals nothing" in log and why in log, log[-3000:]
+    result = json.loads(d.json.read_text())
+    # a sealed aggregate is made but no party opens it (none measures it); a shared one gets no share
+    cheated = 1 if attack == "replayed round" else 0
+    assert result["stopped"] in ("quorum lost", "error"), result
+    assert all(r["accuracy"] is None for r in result["rounds"][cheated:]), result["rounds"]

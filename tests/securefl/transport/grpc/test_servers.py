@@ -185,7 +185,8 @@ def test_models_and_updates_far_above_grpcs_4_mb_limit_stream_in_chunks(servers,
     size = party.party.trainer.adapter.num_parameters
     assert GlobalModel.from_bytes(task.payload).vector.size == size
     values = np.linspace(-1, 1, size)
-    update = party.party.scheme.protect(party.party.key, values, weight=2.0, round=0).to_bytes()
+    envelope = party.party.scheme.protect(party.party.key, values, weight=2.0, round=0)
+    update = party.party.signed_upload(0, GlobalModel.from_bytes(task.payload).digest, envelope)
     assert len(update) > 50e6
     assert party.aggregator.upload(0, update) == "round 0: update of party-1 accepted"
     evaluate = party.aggregator.poll()
