@@ -102,18 +102,11 @@ static void fe_sub(fe *r, const fe *a, const fe *b) {
     r->v[3] = sbb(r3, 0, &c);
 }
 
-static void fe_mul(fe *r, const fe *a, const fe *b) {
-    u64 t[8] = {0};
-    for (int i = 0; i < 4; i++) {
-        u128 carry = 0;
-        for (int j = 0; j < 4; j++) {
-            carry += (u128)a->v[i] * b->v[j] + t[i + j];
-            t[i + j] = (u64)carry;
-            carry >>= 64;
-        }
-        t[i + 4] = (u64)carry;
-    }
-    /* t = lo + hi * 2^256 = lo + hi * C (mod p) */
+/* r = t mod p for a 512-bit t (little-endian words), fully reduced.  2^256 = C (mod p), so
+ * t = lo + hi * 2^256 = lo + hi * C, below 2^256 + 2^290; its top word (below 2^34) is folded once more, which
+ * leaves a value below 2^256 + 2^98 that a carry out, or a value in [p, 2^256), turns into one subtraction of p
+ * (adding C mod 2^256; after a carry out the value is below 2^98, so adding C cannot carry again). */
+static inline void fe_reduce(fe *r, const u64 t[8]) {
     u64 m[4];
     u128 acc = 0;
     for (int i = 0; i < 4; i++) {
@@ -121,12 +114,56 @@ static void fe_mul(fe *r, const fe *a, const fe *b) {
         m[i] = (u64)acc;
         acc >>= 64;
     }
-    /* acc < 2^34: fold it once more */
     acc = (u128)(u64)acc * C + m[0];
     r->v[0] = (u64)acc; acc >>= 64;
     for (int i = 1; i < 4; i++) { acc += m[i]; r->v[i] = (u64)acc; acc >>= 64; }
-    if (acc) add_c(r); /* r < 2^67 here, so r + C cannot carry */
+    if (acc) add_c(r);
     if (fe_ge_p(r)) add_c(r);
+}
+
+/* r = a * b mod p: schoolbook rows of 64 x 64 -> 128-bit products (16), then the special-form reduction */
+static void fe_mul(fe *r, const fe *a, const fe *b) {
+    u64 t[8] = {0};
+    for (int i = 0; i < 4; i++) {
+        u128 carry = 0;
+        for (int j = 0; j < 4; j++) {
+            carry += (u128)a->v[i] * b->v[j] + t[i + j]; /* < 2^128: (2^64 - 1)^2 + 2 (2^64 - 1) */
+            t[i + j] = (u64)carry;
+            carry >>= 64;
+        }
+        t[i + 4] = (u64)carry;
+    }
+    fe_reduce(r, t);
+}
+
+/* r = a^2 mod p: each cross product a_i a_j (i < j) once, the sum doubled by a one-bit shift, then the four
+ * squares a_i^2 added on the diagonal: 10 word products instead of 16. */
+static void fe_sqr(fe *r, const fe *a) {
+    const u64 *x = a->v;
+    u64 t[8] = {0};
+    for (int i = 0; i < 3; i++) {
+        u128 carry = 0;
+        for (int j = i + 1; j < 4; j++) {
+            carry += (u128)x[i] * x[j] + t[i + j];
+            t[i + j] = (u64)carry;
+            carry >>= 64;
+        }
+        t[i + 4] = (u64)carry;
+    }
+    /* the cross sum is below 2^448 (t[7] = 0): doubled word by word (each takes the bit shifted out of the word
+     * below) as the squares are added, in scalar code (an array shift invites slow vector code) */
+    u128 carry = 0;
+    u64 below = 0;
+    for (int i = 0; i < 4; i++) {
+        u128 sq = (u128)x[i] * x[i];
+        u64 lo = t[2 * i], hi = t[2 * i + 1];
+        carry += (u128)((lo << 1) | below) + (u64)sq;
+        t[2 * i] = (u64)carry; carry >>= 64;
+        carry += (u128)((hi << 1) | (lo >> 63)) + (u64)(sq >> 64);
+        t[2 * i + 1] = (u64)carry; carry >>= 64;
+        below = hi >> 63;
+    }
+    fe_reduce(r, t);
 }
 
 static int fe_is_zero(const fe *a) { return !(a->v[0] | a->v[1] | a->v[2] | a->v[3]); }
@@ -134,15 +171,15 @@ static int fe_eq(const fe *a, const fe *b) { return !memcmp(a, b, sizeof(fe)); }
 
 static void fe_sqr_n(fe *r, const fe *a, int n) {
     *r = *a;
-    while (n--) fe_mul(r, r, r);
+    while (n--) fe_sqr(r, r);
 }
 
 /* a^(p-2) = a^-1 for a != 0 (Fermat), by the addition chain libsecp256k1 used (255 squarings,
  * 15 multiplications): p - 2 is 223 ones, a zero, 22 ones, then 0000101101. */
 static void fe_inv(fe *r, const fe *a) {
     fe x2, x3, x6, x9, x11, x22, x44, x88, x176, x220, x223, t;
-    fe_mul(&x2, a, a);      fe_mul(&x2, &x2, a);
-    fe_mul(&x3, &x2, &x2);  fe_mul(&x3, &x3, a);
+    fe_sqr(&x2, a);         fe_mul(&x2, &x2, a);
+    fe_sqr(&x3, &x2);        fe_mul(&x3, &x3, a);
     fe_sqr_n(&x6, &x3, 3);     fe_mul(&x6, &x6, &x3);
     fe_sqr_n(&x9, &x6, 3);     fe_mul(&x9, &x9, &x3);
     fe_sqr_n(&x11, &x9, 2);    fe_mul(&x11, &x11, &x2);
@@ -188,8 +225,8 @@ static int point_load(point *r, const unsigned char *b) {
     if (fe_ge_p(&r->x) || fe_ge_p(&r->y)) return 0;
     fe y2, x3;
     static const fe seven = {{7, 0, 0, 0}};
-    fe_mul(&y2, &r->y, &r->y);
-    fe_mul(&x3, &r->x, &r->x);
+    fe_sqr(&y2, &r->y);
+    fe_sqr(&x3, &r->x);
     fe_mul(&x3, &x3, &r->x);
     fe_add(&x3, &x3, &seven);
     if (!fe_eq(&y2, &x3)) return 0;
@@ -200,7 +237,7 @@ static int point_load(point *r, const unsigned char *b) {
 /* r = the third point on the line of slope lam through a and q (x3 = lam^2 - xa - xq), negated: a + q */
 static void chord(point *r, const fe *lam, const point *a, const fe *qx) {
     fe x3, y3, t;
-    fe_mul(&x3, lam, lam);
+    fe_sqr(&x3, lam);
     fe_sub(&x3, &x3, &a->x);
     fe_sub(&x3, &x3, qx);
     fe_sub(&t, &a->x, &x3);
@@ -213,7 +250,7 @@ static void chord(point *r, const fe *lam, const point *a, const fe *qx) {
 static void point_double(point *r, const point *a) {
     if (a->inf || fe_is_zero(&a->y)) { r->inf = 1; return; }
     fe num, den, lam, t;
-    fe_mul(&num, &a->x, &a->x);
+    fe_sqr(&num, &a->x);
     fe_add(&t, &num, &num);
     fe_add(&num, &t, &num);        /* 3x^2 */
     fe_add(&den, &a->y, &a->y);    /* 2y */
@@ -285,7 +322,7 @@ static void double_batch(point *acc, Py_ssize_t width, batch *s) {
         if (m) { fe_mul(&dinv, &inv, &prefix[m - 1]); fe_mul(&inv, &inv, &d[m]); }
         else dinv = inv;
         point *a = &acc[idx[m]];
-        fe_mul(&num, &a->x, &a->x);
+        fe_sqr(&num, &a->x);
         fe_add(&t, &num, &num);
         fe_add(&num, &t, &num); /* 3x^2 */
         fe_mul(&lam, &num, &dinv);
