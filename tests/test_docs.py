@@ -99,6 +99,23 @@ def test_generated_tables_match_the_scheme_declarations():
         assert f"| `{name}` |" in section(SECURITY, "Summary")
 
 
+def test_the_summary_says_what_a_malicious_aggregator_learns_for_every_scheme():
+    """Both generated tables have the column, and each scheme's row states its own two declarations."""
+    from securefl.tools.facts import MALICIOUS, cell, facts_table, scheme_facts
+
+    header = MALICIOUS[0]
+    for block in (docs.security_summary_block(), docs.schemes_block()):
+        assert f"| {header} |" in block.splitlines()[0]
+    facts = [scheme_facts(name) for name in registry.available()]
+    table = facts_table(facts, (docs.SCHEME, MALICIOUS)).splitlines()
+    for f, row in zip(facts, table[2:], strict=True):
+        assert row == f"| `{f.name}` | {cell(f.malicious_aggregator_text())} |"
+        assert f.threat.malicious_aggregator and f.threat.malicious_aggregator_unverified
+    for name in registry.builtin():
+        stated = cell(scheme_facts(name).malicious_aggregator_text())
+        assert stated in section(SECURITY, "Summary") and stated in section(README, "Choosing a scheme")
+
+
 def test_render_replaces_only_the_marked_block():
     begin, end = docs._markers("t")
     text = f"before\n{begin}\nold\n{end}\nafter\n"

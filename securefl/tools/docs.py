@@ -35,6 +35,7 @@ from securefl.tools.facts import (
     AGGREGATOR,
     COLLUSION,
     KEY_HOLDERS,
+    MALICIOUS,
     NOT_PROTECTED,
     PRESETS,
     REVEAL,
@@ -62,7 +63,8 @@ def schemes_block() -> str:
 
 def security_summary_block() -> str:
     """The generated Markdown table of every built-in scheme's security level, presets and key holders."""
-    return facts_table(_builtin_facts(), (SCHEME, SECURITY, PRESETS, KEY_HOLDERS, AGGREGATOR, COLLUSION, NOT_PROTECTED))
+    return facts_table(_builtin_facts(), (SCHEME, SECURITY, PRESETS, KEY_HOLDERS, AGGREGATOR, MALICIOUS, COLLUSION,
+                                           NOT_PROTECTED))
 
 
 GENERATED: dict[str, dict[str, Callable[[], str]]] = {
