@@ -127,7 +127,8 @@ class CKKSScheme(Scheme):
             "(Li-Micciancio key recovery)"
         ),
         malicious_aggregator=(
-            "only the weighted sum of at least min_contributors signed updates trained from one global model, as "
+            "only the weighted sum of the signed updates of at least the quorum of parties (federation.quorum; the "
+            "DP minimum if larger), trained from one global model, as "
             "the parties publish it (flooded): a party decrypts an aggregate only with the contributors' signed "
             "statements and once it has checked that it is exactly the fold of their signed uploads, so a single "
             "upload passed off as the aggregate, or one zero-padded to pass for the sum of several parties, is "

@@ -81,11 +81,12 @@ class PaillierScheme(Scheme):
         dropouts="any number of parties may drop; the aggregate is over those that answered",
         not_protected=(
             "integrity (ciphertexts are malleable: a malicious aggregator can drop uploads down to "
-            "min_contributors, and with crypto.verify_aggregate = \"off\" also alter them), "
+            "the quorum, and with crypto.verify_aggregate = \"off\" also alter them), "
             "the weights and vector length (public), and values beyond clip (clipped)"
         ),
         malicious_aggregator=(
-            "only the weighted sum of at least min_contributors signed updates, all trained from one global model: "
+            "only the weighted sum of the signed updates of at least the quorum of parties (federation.quorum; the "
+            "DP minimum if larger), all trained from one global model: "
             "every party decrypts an aggregate only with the contributors' signed statements and after refolding "
             "their signed uploads itself, so a single upload or a zero-padded aggregate sent back as the aggregate "
             "is refused by every party (AggregateMismatchError)"

@@ -119,12 +119,13 @@ class ThresholdPaillierScheme(PaillierScheme, ShareReveal):
         ),
         not_protected=(
             "integrity of the sum (ciphertexts are malleable: a malicious aggregator can drop uploads down to "
-            "min_contributors, and with crypto.verify_aggregate = \"off\" also alter the aggregate or ask the "
+            "the quorum, and with crypto.verify_aggregate = \"off\" also alter the aggregate or ask the "
             "parties to decrypt another ciphertext), the weights and vector length (public), and values beyond "
             "clip (clipped)"
         ),
         malicious_aggregator=(
-            "only the weighted sum of at least min_contributors signed updates, all trained from one global model: "
+            "only the weighted sum of the signed updates of at least the quorum of parties (federation.quorum; the "
+            "DP minimum if larger), all trained from one global model: "
             "a party gives its decryption share only for an aggregate that comes with the contributors' signed "
             "statements and that it has refolded from their signed uploads itself, so a single upload or a "
             "zero-padded aggregate put up for decryption gets no share (AggregateMismatchError)"
