@@ -207,6 +207,12 @@ class RevealPlan:
 class ThreatModel:
     """Plain-language statement of a scheme's trust assumptions (feeds SECURITY.md and reports).
 
+    ``aggregator_learns`` is what an honest-but-curious aggregator learns: one that
+    follows the protocol and reads everything it is sent.  ``malicious_aggregator`` is
+    what an actively malicious one learns (it may drop, replay, substitute or fabricate
+    messages, and send different ones to different parties) under the default
+    ``crypto.verify_aggregate = "full"``; ``malicious_aggregator_unverified`` is the same
+    under ``"off"`` (say so when it does not differ).
     ``hides_updates``: whether the aggregator is unable to read an individual update.
     """
 
@@ -216,6 +222,8 @@ class ThreatModel:
     collusion: str
     dropouts: str
     not_protected: str
+    malicious_aggregator: str
+    malicious_aggregator_unverified: str
     hides_updates: bool = True
 
 

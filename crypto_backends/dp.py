@@ -147,9 +147,19 @@ class DPScheme(SchemeWrapper, Precompute):
             "each update carries the full calibrated noise" if plan.mode == "local"
             else f"the sum of any {plan.min_contributors} updates carries the calibrated noise"
         )
+        # distributed noise is a count of contributors: who counts them is what a malicious aggregator attacks
+        if plan.mode == "local":
+            verified = unverified = "; every update carries its full noise whatever the aggregator sends"
+        else:
+            floor = f"; the noise floor of {plan.min_contributors} contributors is counted from "
+            verified = floor + "the parties' signed statements"
+            unverified = floor + ("the contributors the aggregator claims, so it can zero-pad an aggregate (name "
+                                  "parties whose uploads it replaced by zeros) and open a sum with less noise")
         return dataclasses.replace(
             tm, aggregator_learns=tm.aggregator_learns + added,
             dropouts=tm.dropouts + f"; the noise guarantee holds while at least {plan.shares} parties contribute",
+            malicious_aggregator=tm.malicious_aggregator + verified,
+            malicious_aggregator_unverified=tm.malicious_aggregator_unverified + unverified,
         )
 
     @property

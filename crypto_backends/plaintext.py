@@ -77,6 +77,8 @@ class PlainScheme(Scheme):
         collusion="nothing beyond what the aggregator already sees alone",
         dropouts="any number of parties may drop; the mean is over those that answered",
         not_protected="everything: updates are visible to the aggregator and to anyone on the wire without TLS",
+        malicious_aggregator="every party's update, in the clear: nothing is hidden from any aggregator",
+        malicious_aggregator_unverified="the same: every party's update, in the clear",
         hides_updates=False,
     )
 

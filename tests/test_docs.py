@@ -99,6 +99,51 @@ def test_generated_tables_match_the_scheme_declarations():
         assert f"| `{name}` |" in section(SECURITY, "Summary")
 
 
+def test_the_summary_says_what_a_malicious_aggregator_learns_for_every_scheme():
+    """Both generated tables have the column, and each scheme's row states its own two declarations."""
+    from securefl.tools.facts import MALICIOUS, cell, facts_table, scheme_facts
+
+    header = MALICIOUS[0]
+    for block in (docs.security_summary_block(), docs.schemes_block()):
+        assert f"| {header} |" in block.splitlines()[0]
+    facts = [scheme_facts(name) for name in registry.available()]
+    table = facts_table(facts, (docs.SCHEME, MALICIOUS)).splitlines()
+    for f, row in zip(facts, table[2:], strict=True):
+        assert row == f"| `{f.name}` | {cell(f.malicious_aggregator_text())} |"
+        assert f.threat.malicious_aggregator and f.threat.malicious_aggregator_unverified
+    for name in registry.builtin():
+        stated = cell(scheme_facts(name).malicious_aggregator_text())
+        assert stated in section(SECURITY, "Summary") and stated in section(README, "Choosing a scheme")
+
+
+def _point(params: int, round_s: float) -> dict:
+    return {"params": params, "encrypt_s": round_s / 10, "round_s": round_s, "bytes_per_party": 8 * params,
+            "max_abs_error": 1e-4}
+
+
+def test_the_readme_cost_table_is_read_from_a_compare_report():
+    """Each row from the report's own points: a skipped size says so, the largest measured size is named."""
+    report = {
+        "options": {"table_size": 10_000, "sizes": [10_000, 100_000, 1_000_000], "point_budget": 60.0},
+        "workload": {"dataset": "breast_cancer"},
+        "schemes": [
+            {"name": "fast", "error": None, "points": [_point(10_000, 0.002), _point(100_000, 0.02),
+                                                       _point(1_000_000, 0.2)],
+             "skipped": [], "training": {"final_accuracy": 0.9441}},
+            {"name": "slow", "error": None, "points": [_point(10_000, 2.0), _point(50_000, 10.0)],
+             "skipped": [{"params": 100_000, "reason": "over"}], "training": {"final_accuracy": 0.93}},
+            {"name": "broken", "error": "RuntimeError: boom", "points": [], "skipped": [],
+             "training": {"final_accuracy": None}},
+        ],
+    }
+    header, _rule, fast, slow, broken = docs.cost_table(report).splitlines()
+    assert header == ("| scheme | protect one update, 10k values | round, 10k | round, 100k | largest size within "
+                      "60 s | bytes per value | fused-vector error | accuracy (breast_cancer) |")
+    assert fast == "| `fast` | 0.20 ms | 2.00 ms | 20.00 ms | 1M (200.00 ms) | 8.0 | 1.0e-04 | 0.944 |"
+    assert slow == "| `slow` | 200.00 ms | 2.00 s | over budget | 50k (10.00 s) | 8.0 | 1.0e-04 | 0.930 |"
+    assert broken.startswith("| `broken` | failed |")
+
+
 def test_render_replaces_only_the_marked_block():
     begin, end = docs._markers("t")
     text = f"before\n{begin}\nold\n{end}\nafter\n"

@@ -121,9 +121,22 @@ class CKKSScheme(Scheme):
         ),
         dropouts="any subset may answer; the sum is over the contributors the aggregate names",
         not_protected=(
-            "updates against a party that colludes with the aggregator; a protocol-deviating aggregator "
-            "that has the parties decrypt and publish a crafted aggregate; integrity (a party can send any "
-            "update); a decrypted aggregate released without release() (Li-Micciancio key recovery)"
+            "updates against a party that colludes with the aggregator; with crypto.verify_aggregate = \"off\", "
+            "a protocol-deviating aggregator that has the parties decrypt and publish a crafted aggregate; "
+            "integrity (a party can send any update); a decrypted aggregate released without release() "
+            "(Li-Micciancio key recovery)"
+        ),
+        malicious_aggregator=(
+            "only the weighted sum of the signed updates of at least the quorum of parties (federation.quorum; the "
+            "DP minimum if larger), trained from one global model, as "
+            "the parties publish it (flooded): a party decrypts an aggregate only with the contributors' signed "
+            "statements and once it has checked that it is exactly the fold of their signed uploads, so a single "
+            "upload passed off as the aggregate, or one zero-padded to pass for the sum of several parties, is "
+            "refused by every party (AggregateMismatchError)"
+        ),
+        malicious_aggregator_unverified=(
+            "any one party's update: each party holds the CKKS secret key and decrypts and publishes whatever "
+            "it is sent as the aggregate, a single upload included"
         ),
     )
 

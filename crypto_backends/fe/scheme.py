@@ -318,6 +318,16 @@ class FEScheme(Scheme, FunctionKeys):
             "the sum itself (use dp on top), differencing rounds whose contributors differ by min_parties_changed "
             "or more parties, update validity (a party can spoil a round), traffic metadata"
         ),
+        malicious_aggregator=(
+            "the weighted sums the authority's function keys open, nothing else: the authority counts the "
+            "contributors and weights from the parties' signed statements, and refuses a key whose span with the "
+            "keys it granted earlier isolates fewer than min_parties_changed parties (exact arithmetic), so "
+            "combining rounds cannot single out a smaller group"
+        ),
+        malicious_aggregator_unverified=(
+            "the same sums under the same span policy, but the authority counts the contributors and weights the "
+            "aggregator claims, not signed ones"
+        ),
     )
 
     params: FEParams

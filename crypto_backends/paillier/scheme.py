@@ -80,8 +80,20 @@ class PaillierScheme(Scheme):
         ),
         dropouts="any number of parties may drop; the aggregate is over those that answered",
         not_protected=(
-            "integrity (ciphertexts are malleable; a malicious aggregator can alter or drop updates), "
+            "integrity (ciphertexts are malleable: a malicious aggregator can drop uploads down to "
+            "the quorum, and with crypto.verify_aggregate = \"off\" also alter them), "
             "the weights and vector length (public), and values beyond clip (clipped)"
+        ),
+        malicious_aggregator=(
+            "only the weighted sum of the signed updates of at least the quorum of parties (federation.quorum; the "
+            "DP minimum if larger), all trained from one global model: "
+            "every party decrypts an aggregate only with the contributors' signed statements and after refolding "
+            "their signed uploads itself, so a single upload or a zero-padded aggregate sent back as the aggregate "
+            "is refused by every party (AggregateMismatchError)"
+        ),
+        malicious_aggregator_unverified=(
+            "any one party's update: every party holds the decryption key and decrypts whatever ciphertext it is "
+            "sent as the aggregate, so a single upload sent back as the aggregate is opened"
         ),
     )
 

@@ -337,10 +337,17 @@ class SecAggScheme(Scheme, InteractiveSetup, ShareReveal, ConsistencyCheck, Bind
         dropouts=("parties may drop after the key exchange as long as each dropped party and each survivor "
                   "keep at least t surviving neighbours, and at least min_contributors parties survive; the sum is "
                   "then exact over the survivors"),
-        not_protected=("integrity (a malicious aggregator can drop or alter updates; it cannot tell parties "
+        not_protected=("integrity (a malicious aggregator can drop updates, and with crypto.verify_aggregate = "
+                       "\"off\" also alter them; it cannot tell parties "
                        "different dropout sets or models: the consistency round needs floor(2n/3)+1 survivors' "
                        "signatures over one set, so at most n/3 parties may drop between upload and shares), "
                        "the weights and vector length (public), values beyond clip (clipped)"),
+        malicious_aggregator=("the weighted sum of at least max(t, min_contributors) survivors that all signed one "
+                              "survivor set (the consistency round, Bonawitz et al. 2017 section 4), every one of "
+                              "them trained from one global model (checked in their signed statements)"),
+        malicious_aggregator_unverified=("the same sum of at least max(t, min_contributors) survivors that signed "
+                                         "one survivor set (the consistency round is always on); only the check "
+                                         "of the signed statements that all trained from one model is absent"),
     )
 
     params: SecAggParams

@@ -118,9 +118,21 @@ class ThresholdPaillierScheme(PaillierScheme, ShareReveal):
             "valid shares (a wrong share is detected by its proof and its sender dropped)"
         ),
         not_protected=(
-            "integrity of the sum (ciphertexts are malleable; a malicious aggregator can alter the aggregate or "
-            "ask the parties to decrypt another ciphertext), the weights and vector length (public), and values "
-            "beyond clip (clipped)"
+            "integrity of the sum (ciphertexts are malleable: a malicious aggregator can drop uploads down to "
+            "the quorum, and with crypto.verify_aggregate = \"off\" also alter the aggregate or ask the "
+            "parties to decrypt another ciphertext), the weights and vector length (public), and values beyond "
+            "clip (clipped)"
+        ),
+        malicious_aggregator=(
+            "only the weighted sum of the signed updates of at least the quorum of parties (federation.quorum; the "
+            "DP minimum if larger), all trained from one global model: "
+            "a party gives its decryption share only for an aggregate that comes with the contributors' signed "
+            "statements and that it has refolded from their signed uploads itself, so a single upload or a "
+            "zero-padded aggregate put up for decryption gets no share (AggregateMismatchError)"
+        ),
+        malicious_aggregator_unverified=(
+            "any one party's update: t parties give decryption shares for whatever ciphertext they are asked to "
+            "decrypt, so a single upload put up as the aggregate is opened"
         ),
     )
 

@@ -71,6 +71,8 @@ class ToyMask(Scheme):
         collusion="the aggregator with any one party learns every party's update",
         dropouts="any number of parties may drop; the sum is over those the aggregate names",
         not_protected="a party that protects twice in one round reuses its pad",
+        malicious_aggregator="only the weighted sum of at least the quorum's signed updates from one model",
+        malicious_aggregator_unverified="any one party's update, sent back to the parties as the aggregate",
     )
 
     def tolerance(self, weights: Sequence[float]) -> float:

@@ -382,6 +382,10 @@ def _declarations(cfg: Config, res: SchemeResult, options: CompareOptions) -> No
             res.params = params.as_dict()
             res.facts = scheme_facts(res.scheme, params)
             scheme = registry.create(res.scheme, params)
+            if res.private:  # the row's threat model is the wrapper's: what the noise adds, who counts its floor
+                weights = [float(i + 1) for i in range(options.parties)]
+                wrapped = bench.dp_wrapper(cfg.privacy, options.table_size, weights)(scheme)
+                res.facts = dataclasses.replace(res.facts, threat=wrapped.threat_model)
             res.tolerance = float(scheme.tolerance([float(i + 1) for i in range(options.parties)]))
         except Exception as exc:  # noqa: BLE001 - a report row, not a crash
             res.error = _describe(exc)

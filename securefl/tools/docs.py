@@ -24,7 +24,7 @@ import dataclasses
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from securefl.tools.facts import (
     AGGREGATOR,
     COLLUSION,
     KEY_HOLDERS,
+    MALICIOUS,
     NOT_PROTECTED,
     PRESETS,
     REVEAL,
@@ -43,9 +44,11 @@ from securefl.tools.facts import (
     THREAT_COLUMNS,
     SchemeFacts,
     facts_table,
+    markdown_table,
     scheme_facts,
 )
 from securefl.tools.roundtrace import builtin_diagram
+from securefl.tools.units import format_seconds
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: securefl/tools/docs.py -> ../../..
 
@@ -62,7 +65,8 @@ def schemes_block() -> str:
 
 def security_summary_block() -> str:
     """The generated Markdown table of every built-in scheme's security level, presets and key holders."""
-    return facts_table(_builtin_facts(), (SCHEME, SECURITY, PRESETS, KEY_HOLDERS, AGGREGATOR, COLLUSION, NOT_PROTECTED))
+    return facts_table(_builtin_facts(), (SCHEME, SECURITY, PRESETS, KEY_HOLDERS, AGGREGATOR, MALICIOUS, COLLUSION,
+                                           NOT_PROTECTED))
 
 
 GENERATED: dict[str, dict[str, Callable[[], str]]] = {
@@ -150,12 +154,60 @@ def toml_value(value: Any) -> str:
     return repr(value)
 
 
+# --- the README's cost table, from a compare run --------------------------------
+def _size(values: int) -> str:
+    """``10000`` -> ``"10k"``, ``1000000`` -> ``"1M"`` (sizes of the 1-2-5 series)."""
+    for unit, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if values >= unit and values % unit == 0:
+            return f"{values // unit}{suffix}"
+    return f"{values:,}"
+
+
+def _cost_row(scheme: Mapping[str, Any], size: int, next_size: int | None) -> list[str]:
+    """One scheme's README row: its point at ``size``, its round at ``next_size``, its largest measured point."""
+    points = {p["params"]: p for p in scheme["points"]}
+    at = points.get(size)
+    if at is None:
+        return [f"`{scheme['name']}`", "failed" if scheme["error"] else "-", *("-",) * 6]
+    skipped = {s["params"] for s in scheme["skipped"]}
+    nxt = points.get(next_size) if next_size else None
+    nxt_cell = format_seconds(nxt["round_s"]) if nxt else "over budget" if next_size in skipped else "-"
+    largest = points[max(points)]
+    accuracy = scheme["training"].get("final_accuracy")
+    return [f"`{scheme['name']}`", format_seconds(at["encrypt_s"]), format_seconds(at["round_s"]), nxt_cell,
+            f"{_size(largest['params'])} ({format_seconds(largest['round_s'])})",
+            f"{at['bytes_per_party'] / size:.1f}", f"{at['max_abs_error']:.1e}",
+            "failed" if accuracy is None else f"{accuracy:.3f}"]
+
+
+def cost_table(report: Mapping[str, Any]) -> str:
+    """README.md's cost table from a ``securefl compare`` report.json (``report``): one row per scheme.
+
+    Columns: protect one update and a round at the report's table size, a round at the
+    next size of its sweep ("over budget" where the sweep predicted more than
+    ``--point-budget`` seconds), the largest size measured within the budget, bytes per
+    value, the fused vector's largest error and the final training accuracy.
+    """
+    options, size = report["options"], int(report["options"]["table_size"])
+    next_size = next((s for s in sorted(options["sizes"]) if s > size), None)
+    headers = [f"protect one update, {_size(size)} values", f"round, {_size(size)}",
+               f"round, {_size(next_size)}" if next_size else "round, next size",
+               f"largest size within {options['point_budget']:g} s", "bytes per value", "fused-vector error",
+               f"accuracy ({report['workload']['dataset']})"]
+    return markdown_table(["scheme", *headers], [_cost_row(s, size, next_size) for s in report["schemes"]])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Rewrite the generated blocks in the docs, or with ``--check`` list stale ones (exit 1 if any)."""
     parser = argparse.ArgumentParser(prog="python -m securefl.tools.docs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report stale blocks (exit 1 if any)")
+    parser.add_argument("--cost-table", metavar="REPORT_JSON",
+                        help="print README.md's cost table from a securefl compare report.json, and nothing else")
     args = parser.parse_args(argv)
     try:
+        if args.cost_table:
+            print(cost_table(json.loads(Path(args.cost_table).read_text(encoding="utf-8"))))
+            return 0
         if args.check:
             names = stale()
             for name in names:

@@ -57,6 +57,12 @@ class SchemeFacts:
         """Who holds which key, as one "role: what; ..." line for the tables."""
         return "; ".join(f"{role}: {what}" for role, what in self.threat.key_holders.items())
 
+    def malicious_aggregator_text(self) -> str:
+        """What an actively malicious aggregator learns, under each ``crypto.verify_aggregate`` setting."""
+        t = self.threat
+        return (f'with crypto.verify_aggregate = "full" (the default): {t.malicious_aggregator}; '
+                f'with "off": {t.malicious_aggregator_unverified}')
+
     def presets_text(self) -> str:
         """The presets as a table cell, each with its security level if the scheme hides updates."""
         if not self.hides_updates:
@@ -92,15 +98,16 @@ SCHEME: Column = ("scheme", lambda f: f"`{f.name}`")
 SECURITY: Column = ("security (bits)", SchemeFacts.security_text)
 PRESETS: Column = ("presets (bits)", SchemeFacts.presets_text)
 KEY_HOLDERS: Column = ("who holds which key", SchemeFacts.key_holders_text)
-AGGREGATOR: Column = ("what the aggregator learns", lambda f: f.threat.aggregator_learns)
+AGGREGATOR: Column = ("what an honest-but-curious aggregator learns", lambda f: f.threat.aggregator_learns)
 PARTY: Column = ("what a party learns", lambda f: f.threat.party_learns)
+MALICIOUS: Column = ("what a malicious aggregator learns", SchemeFacts.malicious_aggregator_text)
 COLLUSION: Column = ("what a party colluding with the aggregator learns", lambda f: f.threat.collusion)
 DROPOUTS: Column = ("dropouts", lambda f: f.threat.dropouts)
 REVEAL: Column = ("decrypted at", lambda f: f.reveal_site + (" (with a function key from the authority)"
                                                              if f.needs_function_key else ""))
 NOT_PROTECTED: Column = ("not protected", lambda f: f.threat.not_protected)
 
-THREAT_COLUMNS: tuple[Column, ...] = (SCHEME, SECURITY, KEY_HOLDERS, AGGREGATOR, COLLUSION, DROPOUTS)
+THREAT_COLUMNS: tuple[Column, ...] = (SCHEME, SECURITY, KEY_HOLDERS, AGGREGATOR, MALICIOUS, COLLUSION, DROPOUTS)
 """The threat-model columns the README and the compare report share."""
 
 

@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from securefl.tools.compare import Comparison, SchemeResult
-from securefl.tools.facts import AGGREGATOR, COLLUSION, DROPOUTS, KEY_HOLDERS, markdown_table
+from securefl.tools.facts import THREAT_COLUMNS, Column, markdown_table
 from securefl.tools.plots import ACCURACY_PNG, COST_PNG, PARTIES_PNG, is_floor, plot_accuracy, plot_cost, plot_parties
 from securefl.tools.units import format_bytes, format_seconds
 
+THREAT_CELLS: tuple[Column, ...] = THREAT_COLUMNS[1:]
+"""The summary table's threat-model columns: the README's, but the scheme cell is the row's own label
+(``<scheme>+dp(<mode>)`` for a private row)."""
 TABLE_HEADERS = (
-    "scheme", "security (bits)", KEY_HOLDERS[0], AGGREGATOR[0], COLLUSION[0], DROPOUTS[0],
+    "scheme", *(header for header, _ in THREAT_CELLS),
     "protect (s)", "combine (s)", "reveal (s)", "bytes per party", "fused-vector error", "final accuracy", "notes",
 )
 """The summary table's columns (tests check the report against these)."""
@@ -168,8 +171,7 @@ def summary_rows(comparison: Comparison) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for s in comparison.schemes:
         f = s.facts
-        threat = ((f.security_text(), KEY_HOLDERS[1](f), AGGREGATOR[1](f), COLLUSION[1](f), DROPOUTS[1](f)) if f
-                  else ("-",) * 5)
+        threat = tuple(get(f) for _, get in THREAT_CELLS) if f else ("-",) * len(THREAT_CELLS)
         p = s.point(size)
         if p:
             cost = (format_seconds(p.encrypt_s), format_seconds(p.aggregate_s), format_seconds(p.decrypt_s),
@@ -259,7 +261,9 @@ def _threat_blocks(comparison: Comparison) -> list[Block]:
         t = f.threat
         items = [f"**key held by the {role}**: {what}" for role, what in t.key_holders.items()]
         items += [
-            f"**the aggregator learns**: {t.aggregator_learns}",
+            f"**an honest-but-curious aggregator learns**: {t.aggregator_learns}",
+            f"**an actively malicious aggregator learns**, with `crypto.verify_aggregate = \"full\"` (the default): "
+            f"{t.malicious_aggregator}; with `\"off\"`: {t.malicious_aggregator_unverified}",
             f"**a party learns**: {t.party_learns}",
             f"**a party colluding with the aggregator learns**: {t.collusion}",
             f"**dropouts**: {t.dropouts}",

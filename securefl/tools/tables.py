@@ -96,8 +96,9 @@ def compare_table(comparison: Comparison, parties: int, table_size: int) -> Tabl
     table = Table(title=f"securefl compare: {parties} parties x {table_size:,} parameters")
     for col in ("scheme", "bits", "protect", "combine", "reveal", "bytes/party", "max |error|", "final accuracy"):
         table.add_column(col, justify="left" if col == "scheme" else "right")
+    costs = report.TABLE_HEADERS.index("protect (s)")  # the cost columns and accuracy follow the threat columns
     for row in report.summary_rows(comparison):
-        table.add_row(row[0].strip("`"), row[1], *row[6:12])
+        table.add_row(row[0].strip("`"), row[1], *row[costs:costs + 6])
     return table
 
 

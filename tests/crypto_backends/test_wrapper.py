@@ -55,6 +55,12 @@ def test_dp_overrides_its_threat_model_and_stores_no_declaration():
     dp = DPScheme(inner, NoisePlan("gaussian", (NoiseSegment(4, 1.0),), mode="distributed", min_contributors=2))
     assert dp.threat_model.aggregator_learns.startswith(inner.threat_model.aggregator_learns)
     assert "distributed differential privacy" in dp.threat_model.aggregator_learns
+    # the noise floor is a count of contributors: signed ones under verify_aggregate "full", claimed ones under "off"
+    tm = dp.threat_model
+    assert tm.malicious_aggregator.startswith(inner.threat_model.malicious_aggregator)
+    assert tm.malicious_aggregator.endswith("floor of 2 contributors is counted from the parties' signed statements")
+    assert tm.malicious_aggregator_unverified.startswith(inner.threat_model.malicious_aggregator_unverified)
+    assert "the contributors the aggregator claims, so it can zero-pad" in tm.malicious_aggregator_unverified
     assert (dp.name, dp.reveal_plan.site, dp.params) == (inner.name, inner.reveal_plan.site, inner.params)
     assert not {"name", "version", "params", "threat_model", "declarations"} & set(vars(dp))
 

@@ -69,7 +69,21 @@ def test_every_registered_scheme_has_a_full_row(report):
         assert re.fullmatch(r"[\d.]+ (B|KiB|MiB)", cells["bytes per party"])
         assert re.fullmatch(r"\d\.\de[+-]\d+", cells["fused-vector error"])
         assert re.fullmatch(r"[01]\.\d{4}( \([+-]\d\.\d{4}\))?", cells["final accuracy"])
-        assert "party" in cells["who holds which key"] and cells["what the aggregator learns"]
+        assert "party" in cells["who holds which key"] and cells["what an honest-but-curious aggregator learns"]
+        declared = registry.get(row[0].strip("`")).threat_model
+        malicious = cells["what a malicious aggregator learns"]
+        assert " ".join(declared.malicious_aggregator.split()) in malicious
+        assert " ".join(declared.malicious_aggregator_unverified.split()) in malicious
+        assert malicious.index('"full"') < malicious.index('"off"')
+
+
+def test_the_threat_section_states_both_aggregators_for_every_scheme(report):
+    threat = report["md"].split("## Threat model per scheme", 1)[1].split("## Machine", 1)[0]
+    for name in registry.available():
+        tm = registry.get(name).threat_model
+        assert tm.aggregator_learns in threat and tm.malicious_aggregator in threat
+        assert tm.malicious_aggregator_unverified in threat
+    assert threat.count("**an actively malicious aggregator learns**") == len(registry.available())
 
 
 def test_plots_exist_are_pngs_and_are_linked(report):
@@ -266,6 +280,11 @@ def test_privacy_adds_a_wrapped_row_per_scheme(tmp_path, mode):
     assert data[label]["scheme"] == "plain" and data[label]["private"]
     assert "epsilon_spent" not in data["plain"]["training"]["rounds"][0]  # the bare row trains without DP
     hiding = data[f"paillier+dp({mode})"]  # a scheme that hides updates takes either mode
+    threat = hiding["facts"]["threat"]  # the wrapper's threat model, not the bare scheme's
+    assert f"{mode} differential privacy" in threat["aggregator_learns"]
+    if mode == "distributed":
+        assert "signed statements" in threat["malicious_aggregator"]
+        assert "zero-pad" in threat["malicious_aggregator_unverified"]
     assert hiding["error"] is None and hiding["training"]["error"] is None
     assert hiding["training"]["rounds"][0]["epsilon_spent"] > 0
     assert [p["params"] for p in hiding["points"]] == [100, 200]

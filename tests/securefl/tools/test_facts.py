@@ -28,7 +28,8 @@ DECLARED = """
             key_holders={"party": "a pairwise | mask seed", "aggregator": "nothing"},
             aggregator_learns="the sum\\nonly", party_learns="the fused model",
             collusion="k parties and the aggregator learn the rest's sum", dropouts="needs every party",
-            not_protected="integrity")
+            not_protected="integrity", malicious_aggregator="the signed sum",
+            malicious_aggregator_unverified="any one update")
 """
 
 
