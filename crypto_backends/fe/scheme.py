@@ -319,14 +319,13 @@ class FEScheme(Scheme, FunctionKeys):
             "or more parties, update validity (a party can spoil a round), traffic metadata"
         ),
         malicious_aggregator=(
-            "the weighted sums the authority's function keys open, nothing else: the authority counts the "
-            "contributors and weights from the parties' signed statements, and refuses a key whose span with the "
-            "keys it granted earlier isolates fewer than min_parties_changed parties (exact arithmetic), so "
-            "combining rounds cannot single out a smaller group"
+            "the weighted sums the authority's function keys open, nothing else: the authority refuses a key whose "
+            "span with the keys it granted earlier isolates fewer than min_parties_changed parties (exact "
+            "arithmetic), so combining rounds cannot single out a smaller group; it counts the contributors and "
+            "weights the aggregator claims (signed statements are not yet checked by fe's authority)"
         ),
         malicious_aggregator_unverified=(
-            "the same sums under the same span policy, but the authority counts the contributors and weights the "
-            "aggregator claims, not signed ones"
+            "the same: the span policy holds, over the contributors and weights the aggregator claims"
         ),
     )
 
