@@ -14,6 +14,7 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from crypto_backends.base import Scheme
+from crypto_backends.keys import AggregatorKey
 from securefl.config import Config, load
 from securefl.core.aggregator import Aggregator
 from securefl.core.authority import Authority, PersistentAuthority
@@ -81,14 +82,19 @@ class Simulation:
                              "memory; a state_dir is kept by transport.kind = 'threads' and by networked parties "
                              "(transport.state_dir)")
         # every party signs what the aggregator relays for it, as in a deployment (its key stays with its party)
-        # kept beside a key store that outlives the run, so a resumed sealed model's signatures still check
-        keys = cfg.transport.authority_keys
-        self.ca = InProcessCA(cfg.federation.ids, f"{keys}.identities" if keys else None)
+        # a deployment's certificates where the config names them (its checkpoint's signatures check), else a CA
+        # of this run's own, kept beside a key store that outlives the run (a resumed model's signatures check)
+        keys, certs = cfg.transport.authority_keys, Path(cfg.transport.cert_dir)
+        self.ca = (InProcessCA.from_cert_dir(certs, cfg.federation.ids) if (certs / "ca.pem").is_file() else
+                   InProcessCA(cfg.federation.ids, f"{keys}.identities" if keys else None))
         aggregator_key = self.authority.aggregator_key()
+        # the parties' copy, as a deployment's parties fetch it: the aggregator's round state stays its own
+        public = self.scheme.load_key(self.scheme.dump_key(aggregator_key))
+        assert isinstance(public, AggregatorKey)
         self.parties: MutableMapping[str, Party] = {} if ray else {
             pid: self.federation.party(pid, self.authority.party_key(pid), None if trainers is None else trainers[pid],
                                        state_dir=state_dir, identity=self.ca.identity(pid),
-                                       aggregator_key=aggregator_key)
+                                       aggregator_key=public)
             for pid in cfg.federation.ids
         }
         self.aggregator: Aggregator = self.federation.aggregator(aggregator_key, self.ca.verifier())

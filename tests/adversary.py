@@ -94,7 +94,8 @@ def fabricated_ids(agg: Aggregator, stream: Stream, c: Combined) -> Combined:
     assert c.evidence is not None
     rogue = InProcessCA(["party-9"]).identity("party-9")
     st = dataclasses.replace(c.evidence.signed[0].statement, party="party-9")
-    return _with(c, c.aggregate, Evidence((*c.evidence.signed, Signed.sign(st, rogue)), c.evidence.uploads + (b"",)))
+    uploads = c.evidence.uploads + (c.evidence.uploads[:1] if c.evidence.uploads else ())
+    return _with(c, c.aggregate, Evidence((*c.evidence.signed, Signed.sign(st, rogue)), uploads))
 
 
 def other_federation(agg: Aggregator, stream: Stream, c: Combined) -> Combined:
@@ -120,7 +121,7 @@ def dropped_statement(agg: Aggregator, stream: Stream, c: Combined) -> Combined:
     assert c.evidence is not None
     keep = [i for i, s in enumerate(c.evidence.signed) if s.statement.party != VICTIM]
     return _with(c, c.aggregate, Evidence(tuple(c.evidence.signed[i] for i in keep),
-                                          tuple(c.evidence.uploads[i] for i in keep)))
+                                          tuple(c.evidence.uploads[i] for i in keep) if c.evidence.uploads else ()))
 
 
 def two_models(agg: Aggregator, stream: Stream, c: Combined) -> Combined:

@@ -20,6 +20,7 @@ import numpy as np
 
 from crypto_backends import registry
 from crypto_backends.base import RevealSite, Scheme
+from crypto_backends.capabilities import InteractiveSetup
 from crypto_backends.dp import DPScheme
 from crypto_backends.keys import AggregatorKey, PartyIdentity, PartyKey
 from crypto_backends.statements import SignatureChecks, Verifier, context_of
@@ -279,7 +280,17 @@ class Federation:
         distinct signed contributors, refolded with ``aggregator_key`` under ``full``."""
         least = max(self.cfg.federation.min_parties, min_contributors(self.cfg))
         return Verifier(self.scheme, aggregator_key, checks, frozenset(self.party_ids), self.statement_context,
-                        least, full=self.cfg.crypto.verify_aggregate == "full")
+                        least, full=self.refolds)
+
+    @property
+    def refolds(self) -> bool:
+        """Whether verifiers refold the signed uploads (``full``) with the aggregator's public key alone.
+
+        Not for a scheme with setup exchanges (secagg): folding its masked uploads needs the round's setup,
+        which only the aggregator ran; there the verifiers check the signed statements (who, what weight,
+        one model, how many) and the scheme's own consistency round checks the survivor set.
+        """
+        return self.cfg.crypto.verify_aggregate == "full" and self.scheme.capability(InteractiveSetup) is None
 
     def statements(self, checks: SignatureChecks | None) -> Statements | None:
         """The aggregator's check of each upload's signed statement (``None`` when verification is off).
@@ -293,7 +304,7 @@ class Federation:
             raise ConfigError(f"crypto.verify_aggregate = {self.cfg.crypto.verify_aggregate!r}: the aggregator "
                               "needs the federation's CA to check the parties' signed uploads. Use TLS "
                               "certificates (`securefl certs`), or set crypto.verify_aggregate = 'off'")
-        return Statements(checks, self.statement_context, self.cfg.crypto.verify_aggregate == "full")
+        return Statements(checks, self.statement_context, self.refolds)
 
     def trainer(self, party_id: str) -> Trainer:
         """Always raises :class:`ConfigError`: parties of this federation bring their own trainers or data."""

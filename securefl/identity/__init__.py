@@ -25,7 +25,7 @@ from crypto_backends.capabilities import InteractiveSetup
 from crypto_backends.keys import PartyIdentity, PartyKey
 from securefl.errors import TransportError
 from securefl.state.atomic import write_private
-from securefl.transport.grpc.certs import Issued, TLSFiles, issue_certificates
+from securefl.transport.grpc.certs import PARTY, Issued, TLSFiles, issue_certificates, load_tls
 from securefl.transport.grpc.identity import CertificateIdentity, CertificateVerifier
 
 SIMULATION_DAYS = 7
@@ -47,6 +47,15 @@ class InProcessCA:
     is issued later), so a rerun that resumes a sealed model checks its signed evidence
     against the same CA.  A file of other parties is refused.
     """
+
+    @classmethod
+    def from_cert_dir(cls, cert_dir: str | Path, party_ids: Sequence[str]) -> InProcessCA:
+        """The parties' identities from a deployment's ``securefl certs`` directory (its CA, their TLS keys), so a
+        simulation of a deployment's config checks the signatures the deployment made (e.g. in its checkpoint)."""
+        made = cls.__new__(cls)
+        tls = {pid: load_tls(cert_dir, pid, role=PARTY) for pid in party_ids}
+        made._issued = Issued(tls[party_ids[0]].ca, b"", {pid: (t.key, t.chain) for pid, t in tls.items()})
+        return made
 
     def __init__(self, party_ids: Sequence[str], path: str | Path | None = None) -> None:
         if path is not None and Path(path).exists():
