@@ -212,8 +212,7 @@ def test_an_upload_with_a_hostile_header_drops_its_sender_with_the_typed_error(t
             head["weights"] = "@"
             text = json.dumps(head).replace('"@"', token).encode()
             forged = reply[:4] + struct.pack(">I", len(text)) + text + reply[8 + hlen:]
-            assert signed is not None
-            return signed_upload_bytes(signed, forged)
+            return forged if signed is None else signed_upload_bytes(signed, forged)
 
     _replace(sim, "party-5", Hostile)
     result = sim.run()

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from crypto_backends import InsecureParametersWarning
+from crypto_backends.statements import parse_upload
 from securefl import config
 from securefl.core.federation import RunResult
 from securefl.core.messages import GlobalModel
@@ -173,7 +174,8 @@ def test_parties_answer_in_batches_each_with_its_own_upload(pool, monkeypatch):
     ids = sim.cfg.federation.ids
     # rounds of their own: the parties of this module's pool answer each round once (their replay guard)
     uploads = transport.exchange(Request("train", 20, dict.fromkeys(ids, model)),
-                                 lambda sender, reply: sim.aggregator.check_upload(sender, reply, 20), timeout=120)
+                                 lambda sender, reply: sim.aggregator.check_upload(sender, parse_upload(reply)[1], 20),
+                                 timeout=120)
     assert sorted(uploads.accepted) == sorted(ids) and not uploads.dropped  # each envelope names its sender
     assert len({transport._busy[p] for p in ids}) == 2  # two batches: one per actor
     # per-party payloads (as a setup step's messages) reach their own party each, within a batch too
