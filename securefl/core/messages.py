@@ -79,24 +79,27 @@ class GlobalModel:
         """SHA-256 of the model without its evidence (computed once): which model this is, to parties that keep a
         decryption and to the statements they sign."""
         if "digest" not in self._cache:
-            self._cache["digest"] = hashlib.sha256(self._model_bytes()).digest()
+            wire = memoryview(self.to_bytes())  # hashed in place: a model may be large, copy it no more
+            if self.evidence is None:
+                h = hashlib.sha256(wire)
+            else:  # the envelope is the message's tail, after the tag, the evidence's length and the evidence
+                (n,) = _LEN.unpack_from(wire, 1)
+                h = hashlib.sha256(_SEALED)
+                h.update(wire[1 + _LEN.size + n :])
+            self._cache["digest"] = h.digest()
         return self._cache["digest"]
-
-    def _model_bytes(self) -> bytes:
-        if self.aggregate is not None:
-            return _SEALED + self.aggregate.to_bytes()
-        assert self.vector is not None
-        return _OPEN + self.vector.astype(_F8, copy=False).tobytes()
 
     def to_bytes(self) -> bytes:
         """The model's message (made once, then reused for every party and every call)."""
         if "wire" not in self._cache:
-            if self.evidence is not None:
-                proof = self.evidence.to_bytes()
-                assert self.aggregate is not None  # only a sealed model carries evidence
-                self._cache["wire"] = _EVIDENCED + _LEN.pack(len(proof)) + proof + self.aggregate.to_bytes()
+            if self.aggregate is None:
+                assert self.vector is not None
+                self._cache["wire"] = _OPEN + self.vector.astype(_F8, copy=False).tobytes()
+            elif self.evidence is None:
+                self._cache["wire"] = _SEALED + self.aggregate.to_bytes()
             else:
-                self._cache["wire"] = self._model_bytes()
+                proof = self.evidence.to_bytes()
+                self._cache["wire"] = _EVIDENCED + _LEN.pack(len(proof)) + proof + self.aggregate.to_bytes()
         return self._cache["wire"]
 
     @classmethod
