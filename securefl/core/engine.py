@@ -269,6 +269,9 @@ class RoundEngine:
                                           lambda sender, reply: parse_metrics(reply), timeout=self.timeout)
         for party, why in replies.dropped.items():
             log.warning("round %d: %s did not measure the model: %s", rnd, party, why)
+        if model.is_sealed:  # fewer than a quorum would open it (they refused it as cheated?): not released,
+            # and the next round could not train from it: stop now, with the parties' reasons
+            self.aggregator.require_quorum(rnd, len(replies.accepted), replies.dropped, "taker of the sealed model")
         reported = {p: m for p, m in replies.accepted.items() if m}
         if not reported:
             return {}

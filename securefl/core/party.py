@@ -134,6 +134,8 @@ class Party:
             model = GlobalModel.from_bytes(payload)
             try:
                 return metrics_bytes(self.evaluate(model))
+            except AggregateMismatchError:
+                raise  # a cheated aggregate is refused, not "not measured": the engine must hear it (issue 22)
             except SecureFLError as exc:
                 # e.g. a scheme's publication budget is spent: say "not measured" rather than leave the engine waiting
                 log.warning("%s: cannot measure the model of round %d: %s", self.party_id, round, exc)
