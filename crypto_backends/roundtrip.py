@@ -18,6 +18,15 @@ the round engine runs; here every message is a direct call (:class:`_InProcess`)
   exchange, if the scheme offers one), with the authority's function key
   (:func:`function_key_for`), at the aggregator, or opened by the first party;
 * divided by the contributors' total weight, it is the fused mean;
+* with ``verify=True``, the round also runs the verified reveal of
+  :mod:`crypto_backends.statements` (``crypto.verify_aggregate = "full"``): every
+  party signs its upload's :class:`~crypto_backends.statements.Statement`, the
+  aggregator checks each on arrival (:func:`~crypto_backends.statements.check_upload`),
+  and every role that reveals (the party that opens a sealed aggregate, every party
+  asked for a share) first verifies the aggregate against the
+  :class:`~crypto_backends.statements.Evidence` (every signature, and the uploads
+  refolded under the aggregator's public key) and raises
+  :class:`~crypto_backends.errors.AggregateMismatchError` for one that is not their fold;
 * with ``publish=True``, the sum also goes through the publication step a real
   federation applies before the fused vector leaves the key holders
   (:func:`release_mean`: :meth:`~crypto_backends.base.Scheme.release` where parties
@@ -35,6 +44,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +55,21 @@ from .errors import KeyRoleError, ShareError
 from .identities import LocalAuthority
 from .keys import FunctionKey, Key, KeySet, PartyIdentity
 from .protocol import CheckShare, Roles, SecureSum
+from .statements import (
+    Evidence,
+    Signed,
+    Statement,
+    Verifier,
+    check_upload,
+    context_of,
+    digest,
+    parse_upload,
+    signed_upload_bytes,
+    verify_aggregate,
+)
+
+MODEL_DIGEST = digest(b"securefl-roundtrip-model")
+"""The global model every party of a verified in-process round names in its statement (there is no model here)."""
 
 
 def contributor_weights(aggregate: Envelope) -> dict[str, float]:
@@ -84,15 +109,82 @@ def bind_identities(scheme: Scheme, keys: KeySet, identities: Mapping[str, Party
         setup.bind_identity(key, given[party])
 
 
+class _Statements:
+    """A verified round's statements, as :mod:`crypto_backends.statements` runs them, with their costs.
+
+    Each party signs its upload with its identity; the aggregator checks each statement on arrival and
+    keeps it with the upload; a role that reveals parses the :class:`Evidence` and verifies the aggregate
+    (refolding the uploads, ``full``) before it reveals.  Times are ``time.perf_counter`` seconds.
+    """
+
+    def __init__(self, scheme: Scheme, keys: KeySet, identities: Mapping[str, PartyIdentity]) -> None:
+        self.identities = identities
+        self.context = context_of(sorted(keys.parties), scheme.name.encode())
+        checks = next(iter(identities.values()))  # any identity of the one authority checks every certificate
+        self.verifier = Verifier(scheme, keys.aggregator, checks, frozenset(keys.parties), self.context, least=1)
+        plan = scheme.declarations.reveal
+        self.keep = plan.shares or plan.site is RevealSite.PARTIES
+        """Keep the uploads for the evidence: parties reveal, and refold them first (as the federation's aggregator)."""
+        self.own: dict[str, Statement] = {}
+        self.kept: dict[str, tuple[Signed, bytes]] = {}
+        self.sign_s: list[float] = []
+        self.check_s = 0.0
+        self.verify_s: list[float] = []
+        self.verifiers: list[str] = []
+        self.statement_bytes: list[int] = []
+        self.evidence: bytes = b""
+
+    def sign(self, party: str, upload: Envelope, data: bytes) -> bytes:
+        """``data`` (``upload``'s bytes) with ``party``'s signed statement of it, as it travels."""
+        t0 = time.perf_counter()
+        statement = Statement(self.context, upload.key_id, upload.round, party, upload.weights[0], MODEL_DIGEST,
+                              digest(data))
+        wire = signed_upload_bytes(Signed.sign(statement, self.identities[party]), data)
+        self.sign_s.append(time.perf_counter() - t0)
+        self.own[party] = statement
+        self.statement_bytes.append(len(wire) - len(data))
+        return wire
+
+    def accept(self, sender: str, wire: bytes) -> Envelope:
+        """The aggregator's parse and check of one signed upload (the check timed apart from the parse)."""
+        signed, body = parse_upload(wire)
+        upload = Envelope.from_bytes(body)
+        t0 = time.perf_counter()
+        check_upload(signed, sender, upload, body, context=self.context, model=MODEL_DIGEST,
+                     checks=self.verifier.checks)
+        assert signed is not None  # check_upload refuses an upload without its statement
+        self.kept[sender] = (signed, bytes(body) if self.keep else b"")
+        self.check_s += time.perf_counter() - t0
+        return upload
+
+    def seal(self, aggregate: Envelope) -> None:
+        """The aggregator's evidence for ``aggregate``'s contributors, serialised once for every verifier."""
+        t0 = time.perf_counter()
+        kept = [self.kept[p] for p in aggregate.parties]
+        self.evidence = Evidence(tuple(s for s, _ in kept), tuple(u for _, u in kept) if self.keep else ()).to_bytes()
+        self.kept.clear()  # the uploads now live in the evidence only
+        self.check_s += time.perf_counter() - t0
+
+    def verify(self, party: str, aggregate: Envelope) -> None:
+        """``party``'s check before it reveals: parse the evidence, verify every signature, refold the uploads."""
+        t0 = time.perf_counter()
+        verify_aggregate(self.verifier, aggregate, Evidence.from_bytes(self.evidence), own=self.own.get(party))
+        self.verify_s.append(time.perf_counter() - t0)
+        self.verifiers.append(party)
+
+
 class _InProcess(Roles):
     """Every role played here by direct calls, timing each step; every party answers honestly.
 
     ``gone`` (:func:`dropouts` of the set-up parties, for ``drop``) leave after setup.
+    ``statements``: the verified reveal's signing, checks and verification (``None``: not verified).
     """
 
     def __init__(self, scheme: Scheme, keys: KeySet, vectors: Mapping[str, np.ndarray] | None = None,
-                 weights: Mapping[str, float] | None = None, *, round: int = 0, drop: float = 0.0) -> None:
+                 weights: Mapping[str, float] | None = None, *, round: int = 0, drop: float = 0.0,
+                 statements: _Statements | None = None) -> None:
         self.scheme, self.keys, self.round, self.drop = scheme, keys, round, drop
+        self.statements = statements
         self.vectors, self.weights = dict(vectors or {}), dict(weights or {})
         self.clock = time.perf_counter
         self.started = self.clock()
@@ -120,7 +212,8 @@ class _InProcess(Roles):
         self.gone = dropouts(parties, self.drop)
         ready = set(parties) - set(self.gone)
         precompute = self.scheme.capability(Precompute)
-        wire: list[bytes] = []
+        wire: dict[str, bytes] = {}
+        sizes: list[int] = []
         for party, vector in self.vectors.items():
             if party not in ready:
                 continue
@@ -129,17 +222,28 @@ class _InProcess(Roles):
             if precompute is not None:
                 precompute.prepare(key, length=int(np.size(vector)), weight=weight, round=self.round)
             t1 = clock()
-            wire.append(self.scheme.protect(key, vector, weight=weight, round=self.round).to_bytes())
+            upload = self.scheme.protect(key, vector, weight=weight, round=self.round)
+            data = upload.to_bytes()
             t2 = clock()
             self.prepare_s.append(t1 - t0)
             self.protect_s.append(t2 - t1)
-        self.upload_bytes = tuple(len(b) for b in wire)
+            sizes.append(len(data))
+            wire[party] = data if self.statements is None else self.statements.sign(party, upload, data)
+        self.upload_bytes = tuple(sizes)
         t0 = clock()
-        aggregate = self.scheme.combine(self.keys.aggregator, [Envelope.from_bytes(b) for b in wire],
-                                        round=self.round).to_bytes()
+        if self.statements is None:
+            uploads = [Envelope.from_bytes(b) for b in wire.values()]
+        else:  # the parse is the aggregator's usual work; the statements' checks are timed apart
+            before = self.statements.check_s
+            uploads = [self.statements.accept(p, b) for p, b in wire.items()]
+            t0 += self.statements.check_s - before
+        aggregate = self.scheme.combine(self.keys.aggregator, uploads, round=self.round).to_bytes()
         self.combine_s = clock() - t0
-        del wire  # large uploads need not outlive the combination
-        return Envelope.from_bytes(aggregate)
+        del wire, uploads  # large uploads need not outlive the combination (unless kept as evidence)
+        combined = Envelope.from_bytes(aggregate)
+        if self.statements is not None:
+            self.statements.seal(combined)
+        return combined
 
     def shares(self, request: ShareRequest, aggregate: Envelope, check: CheckShare) -> dict[str, bytes]:
         """Every asked party computes its share at once, each on its own thread, as over a transport; the
@@ -159,6 +263,9 @@ class _InProcess(Roles):
             share = cap.decryption_share(self.keys.parties[party], aggregate, request.message)
             return share, clock() - t0
 
+        if self.statements is not None:  # a share leaves a party only for an aggregate its evidence proves
+            for party in parties:
+                self.statements.verify(party, aggregate)
         t_in, cpu_in = clock(), time.process_time()
         shares: dict[str, bytes] = {}
         with ThreadPoolExecutor(max_workers=max(1, len(parties)), thread_name_prefix="share") as pool:
@@ -190,7 +297,10 @@ class _InProcess(Roles):
         return fkey
 
     def open(self, aggregate: Envelope) -> np.ndarray:
-        return self.scheme.reveal(revealing_key(self.scheme, self.keys), aggregate)
+        party = sorted(self.keys.parties)[0]  # the first party opens, as revealing_key says
+        if self.statements is not None:  # it checks the aggregate before it decrypts
+            self.statements.verify(party, aggregate)
+        return self.scheme.reveal(revealing_key(self.scheme, self.keys, party), aggregate)
 
 
 def collect_shares(scheme: Scheme, keys: KeySet, aggregate: Envelope, request: ShareRequest) -> dict[str, bytes]:
@@ -273,6 +383,16 @@ class RoundTrip:
     over the others, as decrypted; ``aggregate`` the aggregate that was revealed.  ``released`` is the fused
     mean as published (:func:`release_mean`; with ``publish=False`` it is ``fused``), the vector a user
     receives; ``release_s`` the publication step's time (not in ``reveal_s``).
+
+    With ``verify=True`` (the verified reveal, ``full``), ``sign_s[i]`` is the ``i``-th uploading party's
+    statement (digest of its upload, signature, framing; not in ``protect_s``) and ``statement_bytes[i]``
+    what it adds to that upload on the wire (``upload_bytes`` stays the envelope's); ``check_s`` is the
+    aggregator's check of every statement on arrival and its serialisation of the evidence (not in
+    ``combine_s``); ``verifiers`` are the parties that verified the aggregate before revealing, in order,
+    ``verify_s[i]`` the ``i``-th one's parse of the evidence, signature checks and refold (not in
+    ``reveal_s``); ``evidence_bytes`` what each verifier receives beside the aggregate (every contributor's
+    signed statement and upload).  A scheme revealed at the aggregator has no verifier: its statements are
+    signed and checked only.
     """
 
     fused: np.ndarray
@@ -293,6 +413,12 @@ class RoundTrip:
     share_message_bytes: int = 0
     released: np.ndarray | None = None
     release_s: float = 0.0
+    sign_s: tuple[float, ...] = ()
+    statement_bytes: tuple[int, ...] = ()
+    check_s: float = 0.0
+    verifiers: tuple[str, ...] = ()
+    verify_s: tuple[float, ...] = ()
+    evidence_bytes: int = 0
 
     @property
     def published(self) -> np.ndarray:
@@ -310,22 +436,30 @@ def run_round(
     drop: float = 0.0,
     identities: Mapping[str, PartyIdentity] | None = None,
     publish: bool = False,
+    verify: bool = False,
 ) -> RoundTrip:
     """One round through :class:`SecureSum` with every role here, timing each step (see the module docstring).
 
     ``drop``: the fraction of the parties that leave after the setup exchange (:func:`dropouts`);
     ``identities``: the parties' (:func:`bind_identities`; default: fresh in-process ones).
     ``publish``: also publish the fused mean (:func:`release_mean`) into ``RoundTrip.released``.
+    ``verify``: signed uploads and the verified reveal (``full``), with these identities; an aggregate
+    that is not the fold of the signed uploads raises :class:`~crypto_backends.errors.AggregateMismatchError`
+    before anything is revealed.  The honest result is the same as without.
     """
+    if verify and identities is None:
+        identities = LocalAuthority().issue_all(keys.parties)
     bind_identities(scheme, keys, identities)
-    roles = _InProcess(scheme, keys, vectors, weights, round=round, drop=drop)
+    statements = _Statements(scheme, keys, identities) if verify and identities is not None else None
+    roles = _InProcess(scheme, keys, vectors, weights, round=round, drop=drop, statements=statements)
     steps = SecureSum(scheme, keys.aggregator)
     aggregate = steps.collect(roles, round, list(vectors))
     t0 = roles.clock()
     total = steps.reveal(roles, aggregate)
     assert total is not None  # in one process a party opens a sealed aggregate at once
     fused = weighted_mean(total, aggregate)
-    reveal_s = roles.clock() - t0
+    verified = sum(statements.verify_s) if statements is not None else 0.0
+    reveal_s = roles.clock() - t0 - verified
     unmask_s = reveal_s - roles.in_shares_s + roles.checking_s if steps.shares is not None else 0.0
     t1 = roles.clock()
     released = release_mean(scheme, keys, aggregate, total) if publish else None
@@ -333,7 +467,16 @@ def run_round(
                      reveal_s, setup_s=roles.setup_s, share_s=tuple(roles.share_s), shares_cpu_s=roles.shares_cpu_s,
                      shares_wall_s=roles.in_shares_s, unmask_s=unmask_s, dropped=roles.gone, aggregate=aggregate,
                      consistency_s=tuple(roles.consistency_s), consistency_bytes=tuple(roles.consistency_bytes),
-                     share_message_bytes=roles.share_message_bytes, released=released, release_s=roles.clock() - t1)
+                     share_message_bytes=roles.share_message_bytes, released=released, release_s=roles.clock() - t1,
+                     **(_verified(statements) if statements is not None else {}))
+
+
+def _verified(statements: _Statements) -> dict[str, Any]:
+    """The :class:`RoundTrip` fields of a verified round's statements."""
+    return {"sign_s": tuple(statements.sign_s), "statement_bytes": tuple(statements.statement_bytes),
+            "check_s": statements.check_s, "verifiers": tuple(statements.verifiers),
+            "verify_s": tuple(statements.verify_s),
+            "evidence_bytes": len(statements.evidence) if statements.verifiers else 0}
 
 
 def secure_weighted_mean(
@@ -349,6 +492,7 @@ def secure_weighted_mean(
 
 
 __all__ = [
+    "MODEL_DIGEST",
     "RoundTrip",
     "bind_identities",
     "collect_shares",

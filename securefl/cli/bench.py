@@ -1,4 +1,5 @@
-"""``securefl bench``: every scheme protects, combines and reveals the same vectors."""
+"""``securefl bench``: every scheme protects, combines and reveals the same vectors; with ``--verify``, also
+with the verified reveal (signed uploads, refolded by every revealing party), its cost as ratios."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from securefl import config as config_mod
 from securefl.cli.common import Steps, check_parent, out, write_json
 from securefl.errors import ConfigError
 from securefl.tools import baselines as baseline_registry
-from securefl.tools.tables import bench_notes, bench_table
+from securefl.tools.tables import bench_notes, bench_table, verify_table
 
 SLOW_S = 5.0
 """A row estimated to take at least this many seconds gets its estimate printed before it runs."""
@@ -79,9 +80,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results = bench.run(schemes, parties=counts, params=args.params, repeat=args.repeat,
                             scheme_params=cfg.crypto.scheme_params, baselines=wanted, seed=args.seed,
                             on_step=steps.step, on_estimate=estimate, privacy=cfg.privacy,
-                            baseline_options={"neighbours": args.neighbours})
+                            baseline_options={"neighbours": args.neighbours}, verify=args.verify)
     out.print(bench_table(results, counts, args.params))
     for line in bench_notes(results):
         out.print(line)
+    if args.verify:
+        out.print(verify_table(results, counts, args.params))
     write_json(args.json, {"results": [r.as_json() for r in results]})
     return 1 if any(r.error for r in results) else 0

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "when that reaches N-1): set it to the neighbour count securefl's secagg uses")
     p.add_argument("--config", metavar="CONFIG", help="take [crypto.<scheme>] tables from this file")
     p.add_argument("--seed", type=int, default=0, help="seed of the (non-secret) test vectors")
+    p.add_argument("--verify", action="store_true",
+                   help="also measure the verified reveal (crypto.verify_aggregate = full: signed uploads, every "
+                   "revealing party refolds them) under the same keys, and print its cost as ratios to the rounds "
+                   "without it (a second table; the sampled mode is not built)")
     with_set(p)
     p.set_defaults(func=cmd_bench)
 

@@ -40,6 +40,27 @@ A scheme with a consistency exchange before its shares (``secagg``) also gets
 ``share_message_bytes`` (the share request's message, which then carries every
 confirmation; the parties' verification of them is inside ``share_s``).
 
+With ``verify=True`` (``securefl bench --verify``), every scheme row also runs ``repeat`` rounds
+with the verified reveal of :mod:`crypto_backends.statements` (``crypto.verify_aggregate =
+"full"``: each party signs its upload's statement, the aggregator checks each on arrival, every
+role that reveals refolds the signed uploads under the aggregator's public key first; see
+:func:`crypto_backends.roundtrip.run_round`), under the same keys and vectors, and gets in
+``extra``: ``sign_s`` (median per party), ``check_s`` (the aggregator's checks of all N statements
+and its serialisation of the evidence), ``verify_s`` (median per verifier: parsing the evidence,
+N signature checks, the refold), ``verifiers`` (the party opening a sealed aggregate, or every
+party asked for a share; 0 where the aggregator reveals, as ``fe``: nothing to verify),
+``statement_bytes`` (what a signed statement adds to one upload), ``evidence_bytes`` (what each
+verifier receives beside the aggregate); ``verify_added_s = N * sign_s + check_s + verifiers *
+verify_s`` (the work verification adds), ``verify_work_s`` (``work_s`` of the verified rounds,
+verification included), and ratios to the rounds without verification measured just before in
+the same run: ``verify_added_x = (work_s + verify_added_s) / work_s`` (total work, from the added
+parts: the figure to read), ``verify_x = verify_work_s / work_s`` (the same from the whole
+verified rounds: it also holds the two rounds' noise and warm-up, e.g. a table built on first
+use), ``verify_round_x = (round_s + sign_s + check_s + verify_s) / round_s`` (latency: parties
+sign at once, one verifier on the critical path) and ``verify_bytes_x`` (one verifier's traffic,
+its upload and the aggregate, with the statement and evidence over without).  The ``sampled`` mode of
+issue 22 is not built; only ``full`` is measured.
+
 ``round_s = encrypt_s + aggregate_s + decrypt_s`` is a round's latency with parties
 working in parallel; ``work_s = N * encrypt_s + aggregate_s + decrypt_s`` is the
 total work, which is what ``x_numpy`` divides by numpy's own weighted mean (of the
@@ -75,7 +96,7 @@ from crypto_backends.base import Scheme, SchemeParams, offered
 from crypto_backends.capabilities import InteractiveSetup, ShareReveal
 from crypto_backends.dp import DPScheme
 from crypto_backends.errors import InvalidParameterError
-from crypto_backends.roundtrip import run_round, run_setup
+from crypto_backends.roundtrip import RoundTrip, run_round, run_setup
 from securefl.config import PrivacyConfig
 from securefl.ml.models import clipped_update_sensitivity
 from securefl.privacy import noise_plan
@@ -130,8 +151,12 @@ def bench_scheme(
     wrap: Callable[[Scheme], Scheme] | None = None,
     label: str | None = None,
     on_estimate: Callable[[float], None] | None = None,
+    verify: bool = False,
 ) -> BenchResult:
     """Measure one scheme on ``vectors`` (see the module docstring for the columns).
+
+    ``verify``: also ``repeat`` rounds with the verified reveal (``full``), after the measured ones,
+    and the ``verify_*`` columns in ``extra``.
 
     ``wrap`` (differential privacy) turns the scheme into the one measured; its
     data-independent work (:meth:`~crypto_backends.base.Scheme.prepare`) is timed
@@ -154,7 +179,7 @@ def bench_scheme(
     keygen_s = time.perf_counter() - t0
     if on_estimate is not None and dim >= 4 * PROBE_VALUES:
         on_estimate(probe_estimate(scheme, keys, dict(zip(ids, vectors, strict=True)),
-                                   dict(zip(ids, weights, strict=True)), repeat=repeat))
+                                   dict(zip(ids, weights, strict=True)), repeat=repeat, verify=verify))
     enc: list[float] = []
     agg: list[float] = []
     dec: list[float] = []
@@ -180,29 +205,62 @@ def bench_scheme(
         extra.update(more)
     note = _floor_column(resolved, n, statistics.mean(sizes) / dim if dim else 0.0, extra, note)
     declared = scheme.declarations
-    return _result(label or name, n, dim, statistics.median(enc), statistics.median(agg), statistics.median(dec),
-                   statistics.mean(sizes), max(errors), decrypt_error=max(decrypt_errors), keygen_s=keygen_s,
-                   hides_updates=declared.hides_updates,
-                   security_bits=declared.security_bits if declared.hides_updates else None,
-                   extra=extra, note=note)
+    row = _result(label or name, n, dim, statistics.median(enc), statistics.median(agg), statistics.median(dec),
+                  statistics.mean(sizes), max(errors), decrypt_error=max(decrypt_errors), keygen_s=keygen_s,
+                  hides_updates=declared.hides_updates,
+                  security_bits=declared.security_bits if declared.hides_updates else None,
+                  extra=extra, note=note)
+    if verify:
+        verified = [run_round(scheme, keys, dict(zip(ids, vectors, strict=True)), dict(zip(ids, weights, strict=True)),
+                              round=repeat + 2 + rnd, verify=True) for rnd in range(repeat)]
+        extra.update(verify_columns(row, verified))
+    return row
+
+
+def verify_columns(row: BenchResult, trips: Sequence[RoundTrip]) -> dict[str, float]:
+    """The ``verify_*`` columns (see the module docstring) of verified rounds ``trips``, against ``row``, the same
+    scheme's rounds without verification measured in the same run."""
+    n, med = row.parties, statistics.median
+    sign = med(t for trip in trips for t in trip.sign_s)
+    check = med(trip.check_s for trip in trips)
+    verifiers = len(trips[0].verifiers)
+    verify = med(t for trip in trips for t in trip.verify_s) if verifiers else 0.0
+    statement = med(b for trip in trips for b in trip.statement_bytes)
+    evidence = med(trip.evidence_bytes for trip in trips)
+    encrypt, combine, reveal = (med(t for trip in trips for t in trip.protect_s), med(trip.combine_s for trip in trips),
+                                med(trip.reveal_s for trip in trips))
+    added = n * sign + check + verifiers * verify
+    work = n * encrypt + combine + reveal + added
+    aggregate = len(trips[0].aggregate.to_bytes()) if trips[0].aggregate is not None else 0
+    upload = row.bytes_per_party
+    return {"sign_s": sign, "check_s": check, "verify_s": verify, "verifiers": float(verifiers),
+            "statement_bytes": statement, "evidence_bytes": float(evidence), "verify_added_s": added,
+            "verify_work_s": work, "verify_x": work / row.work_s if row.work_s else math.nan,
+            "verify_added_x": (row.work_s + added) / row.work_s if row.work_s else math.nan,
+            "verify_round_x": (row.round_s + sign + check + verify) / row.round_s if row.round_s else math.nan,
+            "verify_bytes_x": ((upload + statement + aggregate + evidence) / (upload + aggregate)
+                               if verifiers else (upload + statement) / upload)}
 
 
 def probe_estimate(scheme: Scheme, keys: Any, vectors: Mapping[str, np.ndarray], weights: Mapping[str, float], *,
-                   repeat: int) -> float:
+                   repeat: int, verify: bool = False) -> float:
     """Seconds the measured rounds of :func:`bench_scheme` should take, from one round of the first
     :data:`PROBE_VALUES` values of each vector (under the same keys, in a round number the measured rounds
     do not use), scaled linearly by length; a scheme with setup steps also runs its 10%-dropped round.
+    With ``verify``, the probe round is verified and the verified rounds are counted too.
 
     An order of magnitude, not a bound: work that does not grow with the length (a table built on first
     use) makes it too high, caches warmed by the probe make the real rounds a little faster.
     """
     dim = len(next(iter(vectors.values())))
     short = {p: v[:PROBE_VALUES] for p, v in vectors.items()}
-    trip = run_round(scheme, keys, short, weights, round=repeat + 1)
+    trip = run_round(scheme, keys, short, weights, round=repeat + 1, verify=verify)
     seconds = (sum(trip.prepare_s) + sum(trip.protect_s) + trip.combine_s + trip.reveal_s) * dim / PROBE_VALUES
+    verified = (sum(trip.sign_s) + trip.check_s + sum(trip.verify_s)) * dim / PROBE_VALUES
     setup = scheme.capability(InteractiveSetup)
     rounds = repeat + (1 if trip.share_s and setup is not None and setup.setup_steps(repeat) else 0)
-    return trip.setup_s * rounds + seconds * rounds
+    checked = repeat if verify else 0
+    return trip.setup_s * (rounds + checked) + seconds * (rounds + checked) + verified * checked
 
 
 def _floor_column(params: SchemeParams, n: int, per_value: float, extra: dict[str, float], note: str) -> str:
@@ -295,11 +353,13 @@ def upload_bytes_per_value(name: str, params: SchemeParams | None = None, partie
     return len(upload.to_bytes()) / PROBE_VALUES
 
 
-def memory_needed(parties: int, params: int, upload_per_value: float) -> float:
+def memory_needed(parties: int, params: int, upload_per_value: float, *, verify: bool = False) -> float:
     """Bytes one bench round holds at its peak, estimated: the float64 vectors and the stacked copy numpy's
     reference mean makes (16 B per value and party), every upload as bytes and parsed (twice its size), and a
-    few model-sized float64 vectors (fused, expected, work space)."""
-    return parties * params * (16.0 + 2.0 * upload_per_value) + 4.0 * params * 8
+    few model-sized float64 vectors (fused, expected, work space).  With ``verify``, every upload is also held
+    about four more times: kept by the aggregator, in the evidence's bytes, and twice as a verifier parses them."""
+    copies = 2.0 + (4.0 if verify else 0.0)
+    return parties * params * (16.0 + copies * upload_per_value) + 4.0 * params * 8
 
 
 def vectors_or_error(parties: int, params: int, seed: int) -> tuple[list[np.ndarray], list[float]]:
@@ -322,12 +382,14 @@ def check_inputs(parties: Sequence[int], params: int, what: str = "securefl benc
 _PER_VALUE: dict[tuple[str, str], float] = {}  # (scheme, its parameters' repr) -> upload bytes per value
 
 
-def check_scheme_memory(name: str, parties: int, params: int, scheme_params: SchemeParams | None) -> None:
-    """Refuse scheme ``name`` at this size if its estimated peak exceeds the available memory."""
+def check_scheme_memory(name: str, parties: int, params: int, scheme_params: SchemeParams | None, *,
+                        verify: bool = False) -> None:
+    """Refuse scheme ``name`` at this size (verified rounds too, with ``verify``) if its estimated peak exceeds
+    the available memory."""
     key = (name, repr(scheme_params))
     if key not in _PER_VALUE:
         _PER_VALUE[key] = upload_bytes_per_value(name, scheme_params, parties)
-    need = memory_needed(parties, params, _PER_VALUE[key])
+    need = memory_needed(parties, params, _PER_VALUE[key], verify=verify)
     machine.check_memory(need, f"{name} at {parties:,} parties x {params:,} parameters",
                          "lower --params or --parties, or leave this scheme out of --schemes")
 
@@ -350,8 +412,12 @@ def run(
     privacy: PrivacyConfig | None = None,
     baseline_options: Mapping[str, Any] | None = None,
     on_estimate: Callable[[str, float], None] = lambda label, seconds: None,
+    verify: bool = False,
 ) -> list[BenchResult]:
     """Bench ``schemes`` and ``baselines`` on one set of vectors; a failing scheme becomes an error row.
+
+    ``verify``: every scheme row also measures the verified reveal (the ``verify_*`` columns of the
+    module docstring); the baselines and numpy are not verified.
 
     With ``privacy`` enabled, every scheme also gets a ``<scheme>+dp(<mode>)`` row:
     the same scheme wrapped with differential privacy calibrated from ``privacy``
@@ -371,7 +437,7 @@ def run(
         step = on_step if len(counts) == 1 else _prefixed(on_step, f"{n} parties: ")
         estimate = on_estimate if len(counts) == 1 else _prefixed_estimate(on_estimate, f"{n} parties: ")
         results += _run_parties(schemes, n, params, repeat, scheme_params, baselines, seed, (step, estimate),
-                                privacy, baseline_options)
+                                privacy, baseline_options, verify)
     return results
 
 
@@ -394,6 +460,7 @@ def _run_parties(
     callbacks: tuple[Callable[[str], None], Callable[[str, float], None]],
     privacy: PrivacyConfig | None,
     baseline_options: Mapping[str, Any] | None,
+    verify: bool = False,
 ) -> list[BenchResult]:
     on_step, on_estimate = callbacks
     vectors, weights = vectors_or_error(parties, params, seed)
@@ -407,9 +474,10 @@ def _run_parties(
             label = name + suffix
             on_step(label)
             try:
-                check_scheme_memory(name, parties, params, scheme_params(name))
+                check_scheme_memory(name, parties, params, scheme_params(name), verify=verify)
                 results.append(bench_scheme(name, vectors, weights, params=scheme_params(name), repeat=repeat,
-                                            wrap=wrap, label=label, on_estimate=partial(on_estimate, label)))
+                                            wrap=wrap, label=label, on_estimate=partial(on_estimate, label),
+                                            verify=verify))
             except Exception as exc:  # noqa: BLE001 - a report row, not a crash (see docstring)
                 results.append(_failed(label, parties, params, exc))
     for name in dict.fromkeys(baselines):

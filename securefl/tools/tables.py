@@ -53,6 +53,33 @@ def bench_table(results: Sequence[BenchResult], counts: Sequence[int], params: i
     return table
 
 
+VERIFY_COLUMNS = ("scheme", "parties", "sign/party", "checks (aggregator)", "verify/verifier", "verifiers",
+                  "work x", "round x", "work x (rounds)", "statement B/upload", "evidence B/verifier",
+                  "verifier bytes x")
+
+
+def verify_table(results: Sequence[BenchResult], counts: Sequence[int], params: int) -> Table:
+    """``securefl bench --verify``'s second table: each scheme row's verified-reveal cost (``verify_*`` columns
+    of :mod:`securefl.tools.bench`), as ratios to its rounds without verification in the same run: work x and
+    round x from the added parts, work x (rounds) from the whole verified rounds."""
+    shown = ", ".join(str(c) for c in counts)
+    table = Table(title=f"verified reveal (verify_aggregate = full): {shown} parties x {params} parameters; "
+                        "x = with verification / without, same run and keys")
+    for col in VERIFY_COLUMNS:
+        table.add_column(col, justify="left" if col == "scheme" else "right")
+    for r in results:
+        if r.error or "verify_x" not in r.extra:
+            continue
+        e = r.extra
+        verifiers = int(e["verifiers"])
+        table.add_row(r.scheme, str(r.parties), format_seconds(e["sign_s"]), format_seconds(e["check_s"]),
+                      format_seconds(e["verify_s"]) if verifiers else "-", str(verifiers),
+                      f"{e['verify_added_x']:.2f}x", f"{e['verify_round_x']:.2f}x", f"{e['verify_x']:.2f}x",
+                      format_bytes(e["statement_bytes"]), format_bytes(e["evidence_bytes"]) if verifiers else "-",
+                      f"{e['verify_bytes_x']:.2f}x")
+    return table
+
+
 def bench_notes(results: Sequence[BenchResult]) -> list[Text]:
     """The lines under the bench table: each row's note and long error, then the DP and share-exchange costs."""
     lines: list[Text] = []

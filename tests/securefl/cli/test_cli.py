@@ -192,3 +192,15 @@ def test_bench_prints_an_estimate_before_a_slow_row(monkeypatch, capsys):
     assert main(["bench", "--schemes", "plain", "--parties", "3", "--params", "16384"]) == 0
     err = capsys.readouterr().err
     assert "plain at 16,384 values: about" in err and "4,096-value probe" in err
+
+
+def test_bench_verify_prints_the_verified_reveal_table_and_writes_its_columns(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--schemes", "plain", "--parties", "3", "--params", "100", "--verify",
+                 "--json", str(path)]) == 0
+    assert "verified reveal (verify_aggregate = full)" in capsys.readouterr().out
+    plain = next(r for r in json.loads(path.read_text())["results"] if r["scheme"] == "plain")
+    assert {"sign_s", "check_s", "verify_s", "verify_x", "verify_added_x", "statement_bytes",
+            "evidence_bytes", "verify_bytes_x"} <= set(plain["extra"])
+    assert main(["bench", "--schemes", "plain", "--parties", "3", "--params", "100"]) == 0
+    assert "verified reveal" not in capsys.readouterr().out  # the default bench runs no verified round
