@@ -143,7 +143,7 @@ def test_the_estimate_scales_the_probe_round_with_the_length(monkeypatch):
 
     seen: list[int] = []
 
-    def probe(scheme, keys, vectors, weights, *, round):
+    def probe(scheme, keys, vectors, weights, *, round, verify=False):
         seen.append(len(next(iter(vectors.values()))))
         return RoundTrip(np.zeros(1), (8,), (0.5,), (1.0, 1.0), 2.0, 0.5)  # 0.5 + 2 + 2 + 0.5 = 5 s per probe
 
