@@ -108,9 +108,7 @@ class Authority:
                 "party's share out once and then erases it, and its key store keeps none (the authority is trusted "
                 "at setup only). The party keeps its own key in "
                 "its transport.state_dir; restart it with that directory. A party that lost its key needs a new "
-                "key set: start a new federation (delete the key store and the aggregator's checkpoint). In one "
-                "process (securefl run, Simulation) leave transport.authority_keys unset for this scheme: its "
-                "models are never sealed, so a new key set per run loses nothing"
+                "key set: start a new federation (delete the key store and the aggregator's checkpoint)"
             )
         return key
 
