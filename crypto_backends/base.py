@@ -214,6 +214,14 @@ class ThreatModel:
     ``crypto.verify_aggregate = "full"``; ``malicious_aggregator_unverified`` is the same
     under ``"off"`` (say so when it does not differ).
     ``hides_updates``: whether the aggregator is unable to read an individual update.
+    ``dealer_erases_party_keys``: whether the key authority hands each party its key once
+    and then forgets it (and never writes it to its key store), because the party keys are
+    distinct shares whose holding together defeats the scheme; such a party keeps its own
+    key across restarts, and a second request for it is refused.  ``threshold_paillier``
+    sets it.  The others keep the default, ``False``: under ``paillier`` and ``ckks`` every
+    party holds the same key (the dealer's copy adds no holder of a secret no party has, and
+    a restarted party fetches it again); ``fe``'s authority keeps the master secret every
+    party key derives from; ``secagg``'s and ``plain``'s party keys hold no secret.
     """
 
     key_holders: Mapping[str, str]
@@ -225,6 +233,7 @@ class ThreatModel:
     malicious_aggregator: str
     malicious_aggregator_unverified: str
     hides_updates: bool = True
+    dealer_erases_party_keys: bool = False
 
 
 def _size_unknown(length: int) -> int | None:

@@ -79,6 +79,15 @@ class StateLockedError(StateError):
     """Another live process holds this role's security state: two processes of one party must not both answer."""
 
 
+class KeyErasedError(SecureFLError, RuntimeError):
+    """A party asked the key authority for a key the authority handed out once and then erased.
+
+    Under a scheme that declares ``dealer_erases_party_keys`` (``threshold_paillier``) the
+    authority keeps no party key after delivering it, so the party must keep its own (a
+    networked party does, in ``transport.state_dir``); a party that lost it needs a new key set.
+    """
+
+
 class TransportError(SecureFLError, RuntimeError):
     """A peer could not be reached in time, or refused a request; the message says which and why."""
 
@@ -107,5 +116,6 @@ def _reexport_crypto_errors() -> list[str]:
 
 
 __all__ = sorted({*_reexport_crypto_errors(),
-                  "BudgetExceededError", "ConfigError", "DataError", "FusionError", "PartyError", "QuorumError",
-                  "RefusedError", "ReplayError", "StateError", "StateLockedError", "TransportError", "UsageError"})
+                  "BudgetExceededError", "ConfigError", "DataError", "FusionError", "KeyErasedError", "PartyError",
+                  "QuorumError", "RefusedError", "ReplayError", "StateError", "StateLockedError", "TransportError",
+                  "UsageError"})

@@ -66,11 +66,14 @@ class Simulation:
         # the engine refuses a round past the budget up front; each party also enforces its own
         self.accountant = self.federation.accountant()
         policy, least = policy_state(cfg, state_dir), min_contributors(cfg)
-        # with transport.authority_keys the key set outlives the run, so that a rerun may resume a sealed model
+        # with transport.authority_keys the key set outlives the run, so that a rerun may resume a sealed model;
+        # not where the authority erases each party key once delivered: its store holds no party key, these
+        # parties keep theirs in memory only, and such a scheme's model is open (any key set takes it on)
+        keep = bool(cfg.transport.authority_keys) and not self.scheme.declarations.threat_model.dealer_erases_party_keys
         self.authority = (PersistentAuthority(self.scheme, cfg.federation.ids,
                                               KeyStore(cfg.transport.authority_keys, self.scheme), policy=policy,
                                               min_contributors=least)
-                          if cfg.transport.authority_keys else
+                          if keep else
                           Authority(self.scheme, cfg.federation.ids, policy=policy, min_contributors=least))
         ray = cfg.transport.kind == "ray"
         if ray and trainers is not None:

@@ -4,8 +4,9 @@ Who does what.  The dealer (the key authority) runs :meth:`ThresholdPaillierSche
 it draws ``n = pq`` from safe primes, Shamir-shares the decryption exponent t-of-n
 among the parties and publishes verification keys, then drops the factors and the
 exponent (:func:`~.shoup.deal`; construction of Damgård–Jurik, PKC 2001, with
-``s = 1``, after Shoup, EUROCRYPT 2000).  Its own key keeps public material only.
-Each party holds its one share; the aggregator the public key and the
+``s = 1``, after Shoup, EUROCRYPT 2000).  Its own key keeps public material only,
+and it declares ``dealer_erases_party_keys``: the key authority hands each share
+out once and then forgets it.  Each party holds its one share; the aggregator the public key and the
 verification keys.
 
 A round.  Parties encrypt exactly as under ``paillier`` (same fixed-point
@@ -99,8 +100,9 @@ class ThresholdPaillierScheme(PaillierScheme, ShareReveal):
             "party": "one Shamir share s_i of the decryption exponent (t of them decrypt) and the public key",
             "aggregator": "the public key and every party's verification key v_i; no share, so it cannot decrypt",
             "authority": (
-                "the dealer: generated n = pq and every share, then erased p, q and the exponent; keeps the "
-                "public key only"
+                "the dealer: generated n = pq and every share, then erased p, q and the exponent; hands each "
+                "party its share once and then erases it (never written to its key store), keeping the public "
+                "key only"
             ),
         },
         aggregator_learns=(
@@ -134,6 +136,9 @@ class ThresholdPaillierScheme(PaillierScheme, ShareReveal):
             "any one party's update: t parties give decryption shares for whatever ciphertext they are asked to "
             "decrypt, so a single upload put up as the aggregate is opened"
         ),
+        # each party's key is a distinct share: the dealer holding all n of them after setup could decrypt
+        # alone, so it hands each out once and keeps none (the party keeps its own; see securefl.core.authority)
+        dealer_erases_party_keys=True,
     )
 
     params: ThresholdPaillierParams

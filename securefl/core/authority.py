@@ -14,17 +14,28 @@ Two rules are this role's own, because they outlive a key set or concern the run
 * ``min_contributors`` (distributed differential privacy: the noise plan's
   minimum): a function key over fewer non-zero weights is refused, since their sum
   would carry less noise than the accountant counts.
+
+A scheme whose party keys are distinct shares of a decryption key
+(``threat_model.dealer_erases_party_keys``: ``threshold_paillier``) makes the
+dealer trusted at setup only: each party key is handed out once and then dropped
+from this object (and a key store never holds it), so after every party has
+fetched its key nothing here decrypts an upload; a second request is a
+:class:`~securefl.errors.KeyErasedError`.  As with the dealt factors, "dropped"
+means no reference survives here: Python cannot zero a big integer's memory.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from crypto_backends.base import Scheme
 from crypto_backends.capabilities import FunctionKeys
 from crypto_backends.errors import PolicyError
 from crypto_backends.keys import AggregatorKey, FunctionKey, KeySet, PartyKey
+from securefl.errors import KeyErasedError
 from securefl.state.keystore import KeyStore
 from securefl.state.partystate import PolicyState
 
@@ -42,7 +53,15 @@ class Authority:
         docstring); ``min_contributors``: fewest non-zero weights a function key may cover.
         """
         self.scheme = scheme
-        self._keys = keys if keys is not None else scheme.keygen(list(party_ids))
+        made = keys if keys is not None else scheme.keygen(list(party_ids))
+        self._ids = tuple(sorted(party_ids))
+        self.erases_party_keys = scheme.declarations.threat_model.dealer_erases_party_keys
+        """Whether each party key is handed out once and then forgotten (the scheme's declaration)."""
+        # under an erasing scheme the party keys live only here until delivered, never in the key set this role keeps
+        self._undelivered: dict[str, PartyKey] = dict(made.parties) if self.erases_party_keys else {}
+        self._keys = replace(made, parties={}) if self.erases_party_keys else made
+        del made
+        self._guard = threading.Lock()
         self.policy, self.min_contributors = policy, min_contributors
         log.info("keys %s for %d parties under %s (fingerprint %s)", "loaded" if keys else "made", len(party_ids),
                  scheme.name, self._keys.aggregator.fingerprint)
@@ -56,12 +75,52 @@ class Authority:
 
     @property
     def party_ids(self) -> list[str]:
-        """The ids of every party the authority holds a key for, sorted."""
-        return sorted(self._keys.parties)
+        """The ids of every party of the key set, sorted (under an erasing scheme, delivered keys included)."""
+        return list(self._ids)
 
     def party_key(self, party_id: str) -> PartyKey:
-        """The key for ``party_id`` (to be delivered to that party only)."""
-        return self._keys.parties[party_id]
+        """The key for ``party_id`` (to be delivered to that party only).
+
+        Under a scheme that declares ``dealer_erases_party_keys`` this is its one delivery: the
+        key is erased here on return, and a second request raises :class:`~securefl.errors.KeyErasedError`.
+        """
+        key = self.undelivered_key(party_id)
+        self.erase_party_key(party_id)
+        return key
+
+    def undelivered_key(self, party_id: str) -> PartyKey:
+        """The key for ``party_id``, not yet erased: for a delivery that ends with :meth:`erase_party_key`.
+
+        A transport calls this, sends the key, and erases it only once the sending
+        completed, so a delivery broken on the way does not lose the party's key.
+        Raises ``KeyError`` for a party outside the key set, and
+        :class:`~securefl.errors.KeyErasedError` for a key delivered (and erased) before.
+        """
+        if not self.erases_party_keys:
+            return self._keys.parties[party_id]
+        if party_id not in self._ids:
+            raise KeyError(party_id)
+        with self._guard:
+            key = self._undelivered.get(party_id)
+        if key is None:
+            raise KeyErasedError(
+                f"the key of {party_id!r} is not held here: under {self.scheme.name} the key authority hands each "
+                "party's share out once and then erases it, and its key store keeps none (the authority is trusted "
+                "at setup only). The party keeps its own key in "
+                "its transport.state_dir; restart it with that directory. A party that lost its key needs a new "
+                "key set: start a new federation (delete the key store and the aggregator's checkpoint)"
+            )
+        return key
+
+    def erase_party_key(self, party_id: str) -> None:
+        """Forget ``party_id``'s key after its delivery, if the scheme says so (otherwise a no-op)."""
+        if not self.erases_party_keys:
+            return
+        with self._guard:
+            erased = self._undelivered.pop(party_id, None) is not None
+            left = len(self._undelivered)
+        if erased:
+            log.info("key of %s delivered and erased here (%d party key(s) still to deliver)", party_id, left)
 
     def aggregator_key(self) -> AggregatorKey:
         """The aggregator's key: public material only for schemes that decrypt at the parties."""
@@ -99,7 +158,8 @@ class PersistentAuthority(Authority):
         super().__init__(scheme, party_ids, keys=keys, policy=policy, min_contributors=min_contributors)
         self.store = store
         if keys is None:
-            store.save(self._keys)
+            store.save(self._keys)  # under an erasing scheme self._keys holds no party key: public material only
+        del keys
         log.info("key store: %s", store.path)
 
     def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:

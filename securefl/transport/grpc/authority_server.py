@@ -4,7 +4,10 @@ Service ``securefl.Authority`` (all methods: a header frame in, a framed payload
 
 * ``PartyKey``: the calling party's :class:`~crypto_backends.keys.PartyKey`.  The
   party is the subject of its verified certificate; the request names no one,
-  so a party cannot ask for another's key.
+  so a party cannot ask for another's key.  Under a scheme that declares
+  ``dealer_erases_party_keys`` the key is erased once its last chunk was handed
+  to gRPC (a stream broken before that keeps it), and a second request ends with
+  ``FAILED_PRECONDITION`` (:class:`~securefl.errors.KeyErasedError`'s message).
 * ``AggregatorKey``: the aggregator's key, to the aggregator's certificate only
   (public material only for schemes that decrypt at the parties).
 * ``FunctionKey``: a function key for one round and weight vector, to the
@@ -20,10 +23,11 @@ from collections.abc import Iterator
 
 import grpc
 
-from crypto_backends.keys import SECRET_ACCESS, Key
+from crypto_backends.keys import SECRET_ACCESS, Key, PartyKey
 from securefl.config import Config
 from securefl.core.authority import Authority, PersistentAuthority
 from securefl.core.federation import make_scheme, min_contributors, policy_state
+from securefl.errors import KeyErasedError
 from securefl.state.keystore import KeyStore
 from securefl.transport.grpc import wire
 from securefl.transport.grpc.certs import AGGREGATOR, AUTHORITY, PARTY, Identity
@@ -59,8 +63,19 @@ class AuthorityService:
         """
         wire.parse_header(request, "key_request")
         who = require_peer(context, self._is_party, "fetch a party key", insecure=self.insecure)
+        try:
+            key = self.authority.undelivered_key(who.name)
+        except KeyErasedError as exc:
+            log.warning("refused: %s", exc)
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise  # not reached: abort raises
         log.info("party key sent to %s", who)
-        return self._blob(self.authority.party_key(who.name))
+        return self._delivery(who.name, key)
+
+    def _delivery(self, party_id: str, key: PartyKey) -> Iterator[bytes]:
+        yield from self._blob(key)
+        # gRPC asked past the last chunk: only now is the key forgotten (a stream broken before keeps it)
+        self.authority.erase_party_key(party_id)
 
     def aggregator_key(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         """``AggregatorKey``: the aggregator key, to the aggregator, and to parties when it holds no secret (they

@@ -5,9 +5,12 @@ certificate to use (and, in the demo that splits one data set, which shard),
 and must agree with the certificate.  With ``--data PATH.csv`` (or a trainer of
 its own, :func:`serve_party`) and ``data.dataset = "own"`` it trains on its own
 rows only.  A party that restarts fetches its key again and rejoins
-at the round that is open.  If asked for the same round and model twice (the
-aggregator restarted from its checkpoint), it sends the same update again
-instead of training twice.
+at the round that is open; under a scheme whose authority hands each party key
+out once and then erases it (``dealer_erases_party_keys``: ``threshold_paillier``)
+it keeps its key in ``transport.state_dir`` and, refused by the authority on
+restart, uses that one (:class:`~securefl.state.keystore.PartyKeyFile`).  If
+asked for the same round and model twice (the aggregator restarted from its
+checkpoint), it sends the same update again instead of training twice.
 """
 
 from __future__ import annotations
@@ -19,17 +22,31 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from securefl.config import OWN_DATA, Config, load
 from securefl.core.federation import Federation, PartyDataFederation, federation
 from securefl.core.messages import GlobalModel, parse_metrics
 from securefl.core.party import Party
-from securefl.errors import BudgetExceededError, ConfigError, RefusedError, ReplayError, SecureFLError, TransportError
+from securefl.errors import (
+    BudgetExceededError,
+    ConfigError,
+    KeyErasedError,
+    RefusedError,
+    ReplayError,
+    SecureFLError,
+    TransportError,
+)
 from securefl.ml.trainer import Trainer
+from securefl.state.keystore import PartyKeyFile
+from securefl.state.partystate import federation_id
 from securefl.transport.grpc.certs import PARTY
 from securefl.transport.grpc.channels import Endpoint
 from securefl.transport.grpc.clients import AggregatorClient, AuthorityClient, Task
 from securefl.transport.grpc.identity import CertificateIdentity
+
+if TYPE_CHECKING:
+    from crypto_backends.keys import PartyKey
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +68,14 @@ class NetworkedParty:
         self.federation: Federation = (PartyDataFederation(cfg, data) if data is not None
                                        else Federation(cfg) if trainer is not None else federation(cfg))
         self.endpoint = Endpoint.load(cfg.transport, PARTY, party_id, insecure=insecure)
-        authority = AuthorityClient(self.endpoint, self.federation.scheme)
-        try:
-            key = authority.party_key(party_id)
-            # public: the party refolds aggregates with it before it reveals them (crypto.verify_aggregate)
-            public = authority.aggregator_key() if self.federation.verifies else None
-        finally:
-            authority.close()
+        key = self._key()
+        public = None
+        if self.federation.verifies:  # public: the party refolds aggregates with it before it reveals them
+            authority = AuthorityClient(self.endpoint, self.federation.scheme)
+            try:
+                public = authority.aggregator_key()
+            finally:
+                authority.close()
         log.info("%s: key received (fingerprint %s)", party_id, key.fingerprint)
         # what it sends via the aggregator is signed with its TLS key (none on a plaintext test channel)
         identity = CertificateIdentity(self.endpoint.tls, party_id) if self.endpoint.tls is not None else None
@@ -68,6 +86,26 @@ class NetworkedParty:
         self._sent: tuple[int, bytes, bytes] | None = None  # (round, model digest, update)
         self._caught_up = False
         self._sat_out: tuple[str, int, int] | None = None  # the step this party could not answer
+
+    def _key(self) -> PartyKey:
+        """This party's key from the authority, or (erased there) the one it keeps in ``transport.state_dir``."""
+        scheme, pid = self.federation.scheme, self.party_id
+
+        def fetch() -> PartyKey:
+            authority = AuthorityClient(self.endpoint, scheme)
+            try:
+                return authority.party_key(pid)
+            except RefusedError as exc:
+                if exc.status == "FAILED_PRECONDITION":  # the authority handed it out before and erased it
+                    raise KeyErasedError(str(exc)) from None
+                raise
+            finally:
+                authority.close()
+
+        if not scheme.declarations.threat_model.dealer_erases_party_keys:
+            return fetch()  # the authority keeps every party key: a restarted party fetches it again
+        fid = federation_id(self.cfg.federation.ids, self.cfg.federation.seed)
+        return PartyKeyFile.in_dir(self.cfg.transport.state_dir, fid, scheme, pid).obtain(fetch)
 
     def _update(self, task: Task) -> bytes:
         accountant = self.party.accountant

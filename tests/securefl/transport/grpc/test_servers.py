@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import stat
 import threading
 import time
 from dataclasses import replace
@@ -12,9 +15,11 @@ import grpc
 import numpy as np
 import pytest
 
+from crypto_backends.keys import SECRET_ACCESS
 from securefl.core.federation import make_scheme
 from securefl.core.messages import GlobalModel, metrics_bytes
 from securefl.errors import PartyError, RefusedError, TransportError
+from securefl.state.partystate import federation_id
 from securefl.transport.grpc import certs, wire
 from securefl.transport.grpc.certs import Identity
 from securefl.transport.grpc.channels import Endpoint
@@ -255,3 +260,35 @@ def test_a_party_retrying_an_unreachable_aggregator_knocks_at_least_every_poll_s
         client.upload(0, b"\x00" * 64)
     pauses = [float(m) for m in re.findall(r"retrying in ([\d.]+) s", caplog.text)]
     assert len(pauses) >= 4 and max(pauses) <= d.cfg.transport.poll_seconds, pauses
+
+
+def test_a_threshold_party_keeps_its_share_and_restarted_uses_it_while_the_authority_keeps_none(servers, caplog):
+    """Issue 22 item 5: the authority hands each share out once; the party keeps it in transport.state_dir."""
+    caplog.set_level(logging.INFO)
+    d = servers(config_text("threshold_paillier", parties=3, rounds=2))
+    scheme = make_scheme(d.cfg)
+    p1 = NetworkedParty(d.cfg, "party-1")
+    p1.aggregator.close()
+    kept = p1.party.key
+    share = int(kept.unwrap(scheme.name).share).to_bytes(scheme.params.key_bits // 4, "big").lstrip(b"\0")
+    path = d.state_dir / f"party-party-1-{federation_id(d.cfg.federation.ids, d.cfg.federation.seed)}.key"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert path.read_bytes() == scheme.dump_key(kept, secret_access=SECRET_ACCESS)
+    d.wait_for("authority", r"key of party-1 delivered and erased here \(2 party key")
+    assert share not in d.keystore.read_bytes()  # the authority's store: public material only
+    # a second request with the party's own certificate is refused, naming the fix
+    client = AuthorityClient(p1.endpoint, scheme)
+    with pytest.raises(RefusedError, match="hands each party's share out once.*transport.state_dir") as refused:
+        client.party_key("party-1")
+    client.close()
+    assert refused.value.status == "FAILED_PRECONDITION"
+    # the authority restarted from its key store holds no share; the restarted party uses the one it kept
+    d.kill("authority")
+    d.start("authority:again")
+    d.wait_for("authority:again", "keys loaded for 3 parties")
+    again = NetworkedParty(d.cfg, "party-1")
+    again.aggregator.close()
+    restored = again.party.key
+    assert restored.key_id == kept.key_id and restored.unwrap(scheme.name).share == kept.unwrap(scheme.name).share
+    assert f"using the key kept in {path}" in caplog.text
+    assert "refused: the key of 'party-1' is not held here" in d.log("authority:again")
