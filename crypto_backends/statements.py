@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -244,11 +244,23 @@ def verify_aggregate(verifier: Verifier, aggregate: Envelope, evidence: Evidence
     ``own``: what the verifying party itself signed for this round, if it contributed:
     every contributor must name its model, and its own statement, if listed, must be it.
     """
-    rnd = aggregate.round
+    evidence = verify_contributors(verifier, aggregate.round, aggregate.key_id,
+                                   dict(zip(aggregate.parties, aggregate.weights, strict=True)), evidence, own=own)
+    if verifier.full:
+        _check_fold(verifier, aggregate, evidence)
+
+
+def verify_contributors(verifier: Verifier, rnd: int, key_id: bytes, claimed: Mapping[str, float],
+                        evidence: Evidence | None, *, own: Statement | None = None) -> Evidence:
+    """The statements half of :func:`verify_aggregate`: ``evidence`` signs exactly the ``claimed`` contributors and
+    weights of round ``rnd`` under key set ``key_id``, at least ``verifier.least`` distinct roster parties, one
+    model (and ``own`` unchanged); :class:`AggregateMismatchError` otherwise.  Returns ``evidence``.
+
+    For a role that checks who an aggregate is of without its bytes (a key authority asked for a function key).
+    """
     if evidence is None:
         raise AggregateMismatchError(f"round {rnd}: the aggregate comes without its contributors' signed "
                                      "statements: refused (the aggregator must show them; verify_aggregate)")
-    claimed = dict(zip(aggregate.parties, aggregate.weights, strict=True))
     signed = {s.statement.party: s for s in evidence.signed}
     if len(signed) != len(evidence.signed):
         raise AggregateMismatchError(f"round {rnd}: one party's statement is shown twice: refused")
@@ -257,9 +269,9 @@ def verify_aggregate(verifier: Verifier, aggregate: Envelope, evidence: Evidence
         raise AggregateMismatchError(f"round {rnd}: statements of {', '.join(unknown)}, not parties of this "
                                      "federation: refused (fabricated contributors)")
     for s in evidence.signed:
-        _check_statement(verifier, s, aggregate)
+        _check_statement(verifier, s, rnd, key_id)
     got = {p: s.statement.weight for p, s in signed.items()}
-    if got != claimed:
+    if got != dict(claimed):
         raise AggregateMismatchError(
             f"round {rnd}: the aggregate claims contributors {sorted(claimed)} but the signed statements are of "
             f"{sorted(got)} (or their weights differ): refused (contributors added or weights changed)")
@@ -274,17 +286,15 @@ def verify_aggregate(verifier: Verifier, aggregate: Envelope, evidence: Evidence
     mine = signed.get(own.party) if own is not None else None
     if mine is not None and mine.statement != own:
         raise AggregateMismatchError(f"round {rnd}: this party's own upload was replaced in the aggregate: refused")
-    if verifier.full:
-        _check_fold(verifier, aggregate, evidence)
+    return evidence
 
 
-def _check_statement(verifier: Verifier, s: Signed, aggregate: Envelope) -> None:
+def _check_statement(verifier: Verifier, s: Signed, rnd: int, key_id: bytes) -> None:
     st = s.statement
     if st.context != verifier.context:
-        raise AggregateMismatchError(f"round {aggregate.round}: the statement of {st.party} is of another federation: "
-                                     "refused")
-    if st.round != aggregate.round or st.key_id != aggregate.key_id:
-        raise AggregateMismatchError(f"round {aggregate.round}: the statement of {st.party} is of round {st.round} "
+        raise AggregateMismatchError(f"round {rnd}: the statement of {st.party} is of another federation: refused")
+    if st.round != rnd or st.key_id != key_id:
+        raise AggregateMismatchError(f"round {rnd}: the statement of {st.party} is of round {st.round} "
                                      "or another key set: refused (a replayed statement)")
     s.verify(verifier.checks)
 
