@@ -17,7 +17,10 @@ offers and the round engine discovers with
 * :class:`BindsRound` - a party's key is told the round's context (the digest of
   the global model it trained from) before it protects;
 * :class:`FunctionKeys` - the authority derives a per-round function key and keeps
-  the policy record of what it granted (functional encryption).
+  the policy record of what it granted (functional encryption);
+* :class:`BlockFold` - a payload is a row of ciphertext blocks that fold one index
+  at a time, so a verifier can check sampled blocks of an aggregate against the
+  same blocks of the signed uploads (``crypto.verify_aggregate = "sampled"``).
 
 A scheme offers a capability by inheriting it (``capability(kind)`` then returns
 the scheme itself) or by overriding ``capability`` to return another object (a
@@ -208,3 +211,30 @@ __all__ = [
     "ShareRequest",
     "ShareReveal",
 ]
+
+
+class BlockFold(Capability):
+    """A payload is a row of ciphertext blocks, and block ``i`` of a fold is the fold of the uploads' blocks ``i``.
+
+    What ``crypto.verify_aggregate = "sampled"`` needs: each party commits to its
+    upload block by block (a Merkle root in its signed statement), and a verifier
+    checks the blocks it picked at random, after the aggregate was fixed, instead of
+    refolding every block (:mod:`crypto_backends.statements`).  Promised: the blocks
+    of an envelope cover every ciphertext of its payload, in order, and
+    :meth:`fold_blocks` over the uploads' blocks ``i`` gives exactly the bytes of
+    block ``i`` of the aggregate :meth:`~crypto_backends.base.Scheme.accumulator`
+    makes of them, with the aggregator's (public) key.
+    """
+
+    @abstractmethod
+    def block_count(self, length: int) -> int:
+        """How many blocks the payload of a ``length``-value envelope holds."""
+
+    @abstractmethod
+    def blocks(self, key: AggregatorKey, envelope: Envelope) -> list[memoryview]:
+        """``envelope``'s payload blocks (views, not copies) under ``key``, its framing checked (typed error
+        otherwise)."""
+
+    @abstractmethod
+    def fold_blocks(self, key: AggregatorKey, index: int, blocks: Sequence[bytes | memoryview]) -> bytes:
+        """Block ``index`` of the aggregate of the uploads whose blocks ``index`` are ``blocks``."""

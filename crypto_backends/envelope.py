@@ -96,6 +96,20 @@ class Envelope:
             allow_nan=False,
         ).encode()
 
+    def head_bytes(self) -> bytes:
+        """The header alone (canonical JSON, no payload): what a block commitment binds besides the blocks."""
+        return self._header()
+
+    @classmethod
+    def from_head(cls, data: bytes | memoryview) -> Envelope:
+        """An envelope with an empty payload from :meth:`head_bytes`; refused unless ``data`` is canonical."""
+        if len(data) > MAX_HEADER_BYTES:
+            raise MalformedCiphertextError("envelope header too long")
+        made = cls(payload=b"", **_validate_header(load_header(memoryview(data), "envelope header")))
+        if made.head_bytes() != bytes(data):
+            raise MalformedCiphertextError("envelope header is not in canonical form")
+        return made
+
     def to_bytes(self) -> bytes:
         """Serialize (one copy of the payload)."""
         header = self._header()

@@ -47,15 +47,19 @@ from .base import Scheme
 from .envelope import Envelope, check_party_id
 from .errors import AggregateMismatchError, MalformedCiphertextError, SecureFLError
 from .keys import AggregatorKey, PartyIdentity
+from .sampling import MAX_SAMPLES, Sampler, check_samples
 
-VerifyMode = Literal["full", "off"]
-VERIFY_MODES: tuple[VerifyMode, ...] = ("full", "off")
-"""``full``: statements and uploads, refolded by every verifier; ``off``: no evidence (honest-but-curious)."""
+VerifyMode = Literal["full", "sampled", "off"]
+VERIFY_MODES: tuple[VerifyMode, ...] = ("full", "sampled", "off")
+"""``full``: statements and uploads, refolded by every verifier; ``sampled``: statements, and blocks each verifier
+picked at random, checked against the signed block commitments (:mod:`crypto_backends.sampling`); ``off``: no
+evidence (honest-but-curious)."""
 
 _DOMAIN = b"securefl-upload-statement-v1|"
 _DIGEST = 32
 _U32 = struct.Struct(">I")
 _EVIDENCE = b"SFLV1"
+_SAMPLED = b"SFLV2"
 _SIGNED_UPLOAD = b"SFLU1"
 
 
@@ -195,13 +199,25 @@ def parse_upload(data: bytes | memoryview) -> tuple[Signed | None, memoryview]:
 @dataclass(frozen=True)
 class Evidence:
     """What the aggregator shows a verifier with an aggregate: every contributor's signed statement, and with
-    ``full`` the uploads themselves (the same order; empty for statements only)."""
+    ``full`` the uploads themselves (the same order; empty for statements only), or with ``sampled`` each upload's
+    :class:`~crypto_backends.sampling.Opening` at the verifier's ``indices``."""
 
     signed: tuple[Signed, ...]
     uploads: tuple[bytes, ...] = ()
+    indices: tuple[int, ...] = ()
+    openings: tuple[bytes, ...] = ()
+
+    def statements_only(self) -> Evidence:
+        """This evidence without uploads or openings."""
+        return Evidence(self.signed)
 
     def to_bytes(self) -> bytes:
-        """A tag, the count of statements and of uploads, then each length-prefixed."""
+        """A tag, the count of statements and of uploads (or of indices, then the indices), then each item
+        length-prefixed."""
+        if self.openings:
+            items = [s.to_bytes() for s in self.signed] + [bytes(o) for o in self.openings]
+            return (_SAMPLED + _U32.pack(len(self.signed)) + _U32.pack(len(self.indices))
+                    + b"".join(_U32.pack(i) for i in self.indices) + b"".join(_U32.pack(len(x)) + x for x in items))
         items = [s.to_bytes() for s in self.signed] + [bytes(u) for u in self.uploads]
         return (_EVIDENCE + _U32.pack(len(self.signed)) + _U32.pack(len(self.uploads))
                 + b"".join(_U32.pack(len(x)) + x for x in items))
@@ -211,9 +227,15 @@ class Evidence:
         """Inverse of :meth:`to_bytes`."""
         data = bytes(data)
         head = len(_EVIDENCE) + 2 * _U32.size
-        if data[: len(_EVIDENCE)] != _EVIDENCE or len(data) < head:
+        if data[: len(_EVIDENCE)] not in (_EVIDENCE, _SAMPLED) or len(data) < head:
             raise MalformedCiphertextError("not a securefl evidence message")
         (ns,), (nu,) = _U32.unpack_from(data, len(_EVIDENCE)), _U32.unpack_from(data, len(_EVIDENCE) + _U32.size)
+        if data[: len(_SAMPLED)] == _SAMPLED:
+            if nu > MAX_SAMPLES or len(data) < head + nu * _U32.size:
+                raise MalformedCiphertextError("a garbled sampled evidence message")
+            indices = tuple(_U32.unpack_from(data, head + i * _U32.size)[0] for i in range(nu))
+            items = _split(data[head + nu * _U32.size:], 2 * ns, "evidence message")
+            return cls(tuple(Signed.from_bytes(x) for x in items[:ns]), (), indices, tuple(items[ns:]))
         if nu not in (0, ns):
             raise MalformedCiphertextError("evidence holds uploads for some statements only")
         items = _split(data[head:], ns + nu, "evidence message")
@@ -234,20 +256,39 @@ class Verifier:
     least: int
     """Fewest distinct signed contributors an aggregate may have."""
     full: bool = True
-    """Refold the uploads (``verify_aggregate = "full"``); else check the statements only."""
+    """Refold the uploads (``verify_aggregate = "full"``); else check the statements (and samples) only."""
+    sampler: Sampler | None = None
+    """With ``verify_aggregate = "sampled"`` (and not ``full``): check the blocks this verifier drew."""
+
+    def commitment(self, upload: Envelope, data: bytes | memoryview) -> bytes:
+        """What a statement names ``upload`` (whose bytes are ``data``) by: a block root when sampled, else SHA-256."""
+        return self.sampler.commit(upload) if self.sampler is not None else digest(data)
 
 
 def verify_aggregate(verifier: Verifier, aggregate: Envelope, evidence: Evidence | None, *,
-                     own: Statement | None = None) -> None:
+                     own: Statement | None = None, drawn: tuple[int, tuple[int, ...]] | None = None) -> None:
     """Raise :class:`AggregateMismatchError` unless ``evidence`` proves ``aggregate`` (see the module docstring).
 
     ``own``: what the verifying party itself signed for this round, if it contributed:
     every contributor must name its model, and its own statement, if listed, must be it.
+    ``drawn``: under ``sampled``, the (block count, indices) this verifier drew for this
+    aggregate (:meth:`~crypto_backends.sampling.Sampler.draw`); none drawn is a refusal.
     """
     evidence = verify_contributors(verifier, aggregate.round, aggregate.key_id,
                                    dict(zip(aggregate.parties, aggregate.weights, strict=True)), evidence, own=own)
     if verifier.full:
         _check_fold(verifier, aggregate, evidence)
+    elif verifier.sampler is not None:
+        if drawn is None or not evidence.openings:
+            raise AggregateMismatchError(f"round {aggregate.round}: no blocks of this aggregate were drawn by this "
+                                         "party or opened for it (verify_aggregate = 'sampled'): refused")
+        order = sorted(range(len(evidence.signed)), key=lambda i: evidence.signed[i].statement.party)
+        roots = [(evidence.signed[i].statement.party, evidence.signed[i].statement.weight,
+                  evidence.signed[i].statement.payload) for i in order]
+        if len(evidence.openings) != len(evidence.signed):
+            raise AggregateMismatchError(f"round {aggregate.round}: the evidence opens some uploads only: refused")
+        check_samples(verifier.sampler, aggregate, roots, [evidence.openings[i] for i in order], evidence.indices,
+                      drawn)
 
 
 def verify_contributors(verifier: Verifier, rnd: int, key_id: bytes, claimed: Mapping[str, float],
@@ -328,7 +369,7 @@ def _check_fold(verifier: Verifier, aggregate: Envelope, evidence: Evidence) -> 
 
 
 def check_upload(signed: Signed | None, sender: str, upload: Envelope, body: bytes | memoryview, *,
-                 context: bytes, model: bytes, checks: SignatureChecks) -> None:
+                 context: bytes, model: bytes, checks: SignatureChecks, sampler: Sampler | None = None) -> None:
     """The aggregator's check of one upload's statement on arrival: there, the sender's, naming this upload
     (party, round, key set, weight, digest) and the model the aggregator sent; :class:`AggregateMismatchError`
     otherwise (the upload is refused: it costs its sender only)."""
@@ -337,7 +378,7 @@ def check_upload(signed: Signed | None, sender: str, upload: Envelope, body: byt
                                      "asks for one: every role must run with the same [crypto] settings")
     st = signed.statement
     if (st.party, st.round, st.key_id, st.weight) != (sender, upload.round, upload.key_id, upload.weights[0]) \
-            or st.context != context or st.payload != digest(body):
+            or st.context != context or st.payload != (sampler.commit(upload) if sampler else digest(body)):
         raise AggregateMismatchError(f"the statement sent with the upload of {sender} does not describe that upload "
                                      "(party, round, key set, weight or digest): refused")
     if st.model != model:

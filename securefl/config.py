@@ -45,6 +45,7 @@ from crypto_backends import registry
 from crypto_backends.base import InsecureParametersWarning, SchemeParams, check_federation
 from crypto_backends.envelope import PARTY_ID_RE
 from crypto_backends.errors import InsecureParameterError, SecureFLError
+from crypto_backends.sampling import MAX_SAMPLES
 from crypto_backends.statements import VERIFY_MODES
 from securefl.errors import ConfigError
 
@@ -295,20 +296,28 @@ class CryptoConfig:
     verify_aggregate: str = "full"
     """``full``: every party signs its upload and whoever reveals checks that the aggregate is the fold of at
     least the quorum's signed uploads of one model (a cheating aggregator is refused); ``off``: no signatures
-    and no check, the honest-but-curious protocol (see :mod:`crypto_backends.statements`)."""
+    and no check, the honest-but-curious protocol (see :mod:`crypto_backends.statements`); ``sampled``: the same
+    statements, and each verifier checks ``verify_samples`` blocks it draws at random instead of refolding every
+    upload (:mod:`crypto_backends.sampling`: a fraction of the bytes, a stated chance per altered block)."""
+    verify_samples: int = 32
+    """Blocks of each upload one verifier checks under ``verify_aggregate = "sampled"``."""
 
     def __post_init__(self) -> None:
         _require(isinstance(self.scheme, str), "crypto.scheme", "must be a string naming a scheme")
         _require(self.verify_aggregate in VERIFY_MODES, "crypto.verify_aggregate",
                  f"must be one of {', '.join(map(repr, VERIFY_MODES))}, got {self.verify_aggregate!r}")
+        _require(isinstance(self.verify_samples, int) and not isinstance(self.verify_samples, bool)
+                 and 1 <= self.verify_samples <= MAX_SAMPLES, "crypto.verify_samples",
+                 f"must be an integer from 1 to {MAX_SAMPLES} (blocks each verifier checks), got "
+                 f"{self.verify_samples!r}")
         available = registry.available()
         _require(self.scheme in available, "crypto.scheme",
                  f"{self.scheme!r} is not a registered scheme; use one of {', '.join(available)}")
         _require(isinstance(self.params, Mapping), "crypto.params", "must map scheme names to their parameters")
         for name, params in self.params.items():
             _require(name in available, f"crypto.{name}",
-                     "unknown key; [crypto] holds 'scheme', 'verify_aggregate' and one table per scheme "
-                     f"({', '.join(available)})")
+                     "unknown key; [crypto] holds 'scheme', 'verify_aggregate', 'verify_samples' and one table per "
+                     f"scheme ({', '.join(available)})")
             ptype = registry.params_type(name)
             _require(isinstance(params, ptype), f"crypto.{name}",
                      f"needs {ptype.__name__}, got {type(params).__name__}")
@@ -670,6 +679,7 @@ def to_mapping(cfg: Config) -> dict[str, Any]:
         section = getattr(cfg, name)
         if isinstance(section, CryptoConfig):
             raw[name] = {"scheme": section.scheme, "verify_aggregate": section.verify_aggregate,
+                         "verify_samples": section.verify_samples,
                          **{n: p.as_dict() for n, p in section.params.items()}}
         else:
             raw[name] = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
@@ -783,13 +793,14 @@ def _crypto(table: Mapping[str, Any]) -> CryptoConfig:
     available = registry.available()
     params: dict[str, SchemeParams] = {}
     for key, value in table.items():
-        if key in ("scheme", "verify_aggregate"):
+        if key in ("scheme", "verify_aggregate", "verify_samples"):
             continue
         _require(key in available and isinstance(value, dict), f"crypto.{key}",
-                 "unknown key; [crypto] holds 'scheme', 'verify_aggregate' and one table per scheme "
+                 "unknown key; [crypto] holds 'scheme', 'verify_aggregate', 'verify_samples' and one table per scheme "
                  f"({', '.join(available)})")
         params[key] = scheme_params_from_table(key, value)
-    return CryptoConfig(scheme=scheme, params=params, verify_aggregate=table.get("verify_aggregate", "full"))
+    return CryptoConfig(scheme=scheme, params=params, verify_aggregate=table.get("verify_aggregate", "full"),
+                        verify_samples=table.get("verify_samples", 32))
 
 
 def scheme_params_from_table(name: str, table: Mapping[str, Any]) -> SchemeParams:

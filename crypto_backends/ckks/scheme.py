@@ -39,6 +39,7 @@ import tenseal as ts
 import tenseal.sealapi as seal
 
 from ..base import Accumulator, Declarations, Payload, RevealPlan, Scheme, SchemeParams, ThreatModel
+from ..capabilities import BlockFold
 from ..encoding import ClippedValuesWarning
 from ..envelope import Envelope, check_party_id
 from ..errors import (
@@ -98,7 +99,7 @@ class _Material:
             self.published += 1
 
 
-class CKKSScheme(Scheme):
+class CKKSScheme(Scheme, BlockFold):
     """CKKS weighted sums; parties hold the secret key, the aggregator none (module docstring)."""
 
     name = "ckks"
@@ -288,6 +289,23 @@ class CKKSScheme(Scheme):
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
         """A running encrypted weighted sum of round ``round``'s updates under ``key``."""
         return _CKKSAccumulator(self, key, round=round)
+
+    # --- BlockFold: one block per ciphertext chunk (crypto.verify_aggregate = "sampled") -----
+    def block_count(self, length: int) -> int:
+        """One block per CKKS ciphertext: ``length`` values over ``slots`` per ciphertext."""
+        return codec.chunk_count(length, self.params.slots)
+
+    def blocks(self, key: AggregatorKey, envelope: Envelope) -> list[memoryview]:
+        """Each chunk's serialized ciphertext, the framing and checksums checked."""
+        return codec.split(envelope.payload, self.block_count(envelope.length))
+
+    def fold_blocks(self, key: AggregatorKey, index: int, blocks: Sequence[bytes | memoryview]) -> bytes:
+        """The sum of ciphertexts ``blocks``, serialized as the accumulator serializes its chunk ``index``."""
+        tools = key.unwrap(self.name).tools()
+        acc = codec.load(tools, memoryview(blocks[0]), index=index)
+        for b in blocks[1:]:
+            codec.add_into(tools, acc, codec.load(tools, memoryview(b), index=index), index=index)
+        return codec.serialize(acc)
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """Decrypt the weighted sum (at a party, or the dealer).  Not for release: see :meth:`publish`."""

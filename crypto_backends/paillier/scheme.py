@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..base import Accumulator, Declarations, Payload, RevealPlan, Scheme, ThreatModel
+from ..capabilities import BlockFold
 from ..encoding import ClippedValuesWarning
 from ..envelope import Envelope, check_party_id
 from ..errors import (
@@ -57,7 +58,7 @@ from .params import PaillierParams
 _HEADER = struct.Struct(">HHI")
 
 
-class PaillierScheme(Scheme):
+class PaillierScheme(Scheme, BlockFold):
     """Packed Paillier with DJN randomisation (see the module docstring)."""
 
     name = "paillier"
@@ -218,6 +219,27 @@ class PaillierScheme(Scheme):
     def accumulator(self, key: AggregatorKey, *, round: int) -> Accumulator:
         """A running encrypted weighted sum of round ``round``'s updates under ``key``."""
         return _PaillierAccumulator(self, key, round=round)
+
+    # --- BlockFold: one block per ciphertext (crypto.verify_aggregate = "sampled") -----
+    def block_count(self, length: int) -> int:
+        """One block per ciphertext: the packed plaintexts ``length`` values need."""
+        return self._layout.count(length)
+
+    def blocks(self, key: AggregatorKey, envelope: Envelope) -> list[memoryview]:
+        """Each ciphertext's fixed-width bytes, the payload checked as :meth:`combine` checks it."""
+        public = self._public(key)
+        self._ciphertexts(public, envelope)
+        body, width = memoryview(envelope.payload).cast("B")[_HEADER.size:], public.ciphertext_bytes
+        return [body[i * width:(i + 1) * width] for i in range(len(body) // width)]
+
+    def fold_blocks(self, key: AggregatorKey, index: int, blocks: Sequence[bytes | memoryview]) -> bytes:
+        """The product mod ``n^2`` of ciphertexts ``blocks``, as the accumulator multiplies them."""
+        public = self._public(key)
+        cts = [public.parse_ciphertexts(memoryview(b).cast("B"), 1)[0] for b in blocks]
+        product = cts[0]
+        for c in cts[1:]:
+            product = product * c % public.nsquare
+        return public.ciphertexts_to_bytes([product])
 
     def _reveal(self, key: Key, aggregate: Envelope, function_key: FunctionKey | None) -> np.ndarray:
         """Decrypt and decode the weighted sum (at a party: the aggregator's key cannot decrypt)."""

@@ -31,6 +31,7 @@ from crypto_backends.base import Accumulator, Scheme
 from crypto_backends.envelope import Envelope
 from crypto_backends.errors import CryptoError, SecureFLError
 from crypto_backends.keys import AggregatorKey
+from crypto_backends.sampling import Sampler
 from crypto_backends.statements import Evidence, SignatureChecks, Signed, check_upload, parse_upload
 from securefl.core.fusion import Fuse, mean_from_sum
 from securefl.core.messages import GlobalModel
@@ -67,7 +68,10 @@ class Statements:
     checks: SignatureChecks
     context: bytes
     keep_uploads: bool
-    """Keep each upload's bytes for the evidence: the scheme reveals at or with the parties, who refold them."""
+    """Keep each upload's bytes for the evidence: the scheme reveals at or with the parties, who refold them
+    (``full``) or check blocks of them (``sampled``)."""
+    sampler: Sampler | None = None
+    """Under ``sampled``: how a statement commits to its upload (a block root), and how the blocks are opened."""
 
 
 class Aggregator:
@@ -207,7 +211,8 @@ class Stream:
         env = self.aggregator.check_upload(sender, body, self.round, self._acc)
         rules = self.aggregator.statements
         if rules is not None:
-            check_upload(signed, sender, env, body, context=rules.context, model=self.model, checks=rules.checks)
+            check_upload(signed, sender, env, body, context=rules.context, model=self.model, checks=rules.checks,
+                         sampler=rules.sampler)
         self.fold(env)
         if rules is not None and signed is not None:
             with self._lock:

@@ -48,6 +48,7 @@ from crypto_backends.statements import Evidence
 from securefl.core.aggregator import Aggregator, Combined
 from securefl.core.federation import Federation, RoundMetrics, RunResult
 from securefl.core.messages import GlobalModel, parse_metrics, parse_vector, share_request_bytes
+from securefl.core.proofs import Proofs
 from securefl.errors import QuorumError, SecureFLError
 from securefl.ml.trainer import NUM_EXAMPLES
 from securefl.privacy import PrivacyAccountant
@@ -95,6 +96,7 @@ class _OverTransport(Roles):
 
     def __init__(self, steps: SecureRound, rnd: int, model: GlobalModel) -> None:
         self.aggregator, self.transport, self.timeout = steps.aggregator, steps.transport, steps.timeout
+        self.proofs = steps.proofs
         self.rnd, self.model = rnd, model
         self.dropped: dict[str, str] = {}
         self.sizes: dict[str, int] = {}
@@ -111,7 +113,7 @@ class _OverTransport(Roles):
         # each upload is checked and folded on arrival, then dropped (unless kept as evidence for the parties)
         stream = self.aggregator.stream(self.rnd, self.model.digest)
         uploads: Replies[float] = self.transport.exchange(
-            Request("train", self.rnd, dict.fromkeys(parties, self.model.to_bytes())), stream.accept,
+            Request("train", self.rnd, self.proofs.model_payloads(self.rnd, self.model, parties)), stream.accept,
             timeout=self.timeout)
         combined = self.aggregator.finish(stream)
         # an upload folded just as the deadline passed is in the aggregate: it is not a dropout
@@ -133,9 +135,9 @@ class _OverTransport(Roles):
         """``request.parties`` get the aggregate and ``request.message`` (and ``evidence``) as a ``step`` request;
         the replies that ``check`` passed, at least ``request.needed`` of them (else the quorum rule stops the
         round)."""
-        body = share_request_bytes(request.message, aggregate, evidence)
-        replies = self.transport.exchange(Request(step, self.rnd, dict.fromkeys(request.parties, body)), check,
-                                          timeout=self.timeout)
+        shown = self.proofs.for_parties(self.rnd, aggregate, evidence, request.parties)
+        bodies = {p: share_request_bytes(request.message, aggregate, e) for p, e in shown.items()}
+        replies = self.transport.exchange(Request(step, self.rnd, bodies), check, timeout=self.timeout)
         self.dropped.update({p: f"{what} refused or missing: {why}" for p, why in replies.dropped.items()})
         self.aggregator.require_quorum(self.rnd, len(replies.accepted), replies.dropped, what, request.needed)
         return replies.accepted
@@ -159,6 +161,9 @@ class SecureRound:
         self.aggregator, self.transport, self.timeout = aggregator, transport, timeout
         self.scheme = aggregator.scheme
         self.protocol = SecureSum(aggregator.scheme, aggregator.key)
+        rules = aggregator.statements
+        self.proofs = Proofs(rules.sampler if rules is not None else None, transport, timeout=timeout)
+        """What each party is shown with an aggregate (its own sampled openings under ``sampled``)."""
 
     def run(self, rnd: int, parties: Sequence[str], model: GlobalModel) -> tuple[Collected, GlobalModel]:
         """Setup, every party's protected update folded on arrival, the reveal: the round's next global model."""
@@ -223,7 +228,8 @@ class RoundEngine:
                 measured = self.evaluate(rnd, model, outcome.combined)
                 spent = self.accountant.spent if self.accountant is not None else (None, None)
                 metrics = RoundMetrics.of_round(rnd, outcome.combined, outcome.sizes, outcome.dropped, seconds,
-                                                measured.get(self.metric or "", math.nan), spent, measured)
+                                                measured.get(self.metric or "", math.nan), spent, measured,
+                                                self.steps.proofs.report(outcome.combined.aggregate))
                 history.append(metrics)
                 if self.checkpoint is not None:
                     self.checkpoint.save(model, history)
@@ -265,7 +271,8 @@ class RoundEngine:
     def evaluate(self, rnd: int, model: GlobalModel, combined: Combined) -> dict[str, float]:
         """Every contributor's metrics of ``model`` as released, averaged (see the module docstring)."""
         weights = combined.weights
-        replies = self.transport.exchange(Request("evaluate", rnd, dict.fromkeys(weights, model.to_bytes())),
+        replies = self.transport.exchange(Request("evaluate", rnd, self.steps.proofs.model_payloads(rnd, model,
+                                                                                                     list(weights))),
                                           lambda sender, reply: parse_metrics(reply), timeout=self.timeout)
         for party, why in replies.dropped.items():
             log.warning("round %d: %s did not measure the model: %s", rnd, party, why)

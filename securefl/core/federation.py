@@ -20,9 +20,10 @@ import numpy as np
 
 from crypto_backends import registry
 from crypto_backends.base import RevealSite, Scheme
-from crypto_backends.capabilities import InteractiveSetup
+from crypto_backends.capabilities import BlockFold, InteractiveSetup
 from crypto_backends.dp import DPScheme
 from crypto_backends.keys import AggregatorKey, PartyIdentity, PartyKey
+from crypto_backends.sampling import Sampler
 from crypto_backends.statements import SignatureChecks, Verifier, context_of
 from securefl import privacy
 from securefl.config import OWN_DATA, Config
@@ -60,6 +61,9 @@ class RoundMetrics:
     delta_spent: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     """Every metric the parties reported, averaged over the contributors (``accuracy`` is the run's main one)."""
+    verification: dict[str, Any] = field(default_factory=dict)
+    """Under ``crypto.verify_aggregate = "sampled"``: the blocks and samples of the round's check and the chance
+    that one altered block is caught, by one verifier and by any of them (empty otherwise)."""
 
     def as_json(self) -> dict[str, Any]:
         """The round in the ``--json`` form: a NaN ``accuracy`` as ``null``; privacy spend and metrics only if set."""
@@ -71,6 +75,8 @@ class RoundMetrics:
             data.update(epsilon_spent=self.epsilon_spent, delta_spent=self.delta_spent)
         if self.metrics:
             data["metrics"] = dict(self.metrics)
+        if self.verification:
+            data["verification"] = dict(self.verification)
         return data
 
     @classmethod
@@ -85,16 +91,18 @@ class RoundMetrics:
         return cls(int(obj["round"]), accuracy, float(obj["seconds"]), float(obj["bytes_up"]),
                    tuple(obj["parties"]), {str(k): str(v) for k, v in obj["dropped"].items()},
                    None if spent[0] is None else float(spent[0]), None if spent[1] is None else float(spent[1]),
-                   {str(k): float(v) for k, v in obj.get("metrics", {}).items()})
+                   {str(k): float(v) for k, v in obj.get("metrics", {}).items()},
+                   dict(obj.get("verification", {})))
 
     @classmethod
     def of_round(cls, round: int, combined: Combined, sizes: Mapping[str, int], dropped: Mapping[str, str],
                  seconds: float, accuracy: float, spent: tuple[float | None, float | None] = (None, None),
-                 metrics: Mapping[str, float] | None = None) -> RoundMetrics:
+                 metrics: Mapping[str, float] | None = None,
+                 verification: Mapping[str, Any] | None = None) -> RoundMetrics:
         """The metrics of a fused round: parties missing or rejected are listed with the reason."""
         mean_size = float(np.mean([sizes[p] for p in combined.contributors]))
         return cls(round, accuracy, seconds, mean_size, combined.contributors, dict(dropped), *spent,
-                   metrics=dict(metrics or {}))
+                   metrics=dict(metrics or {}), verification=dict(verification or {}))
 
 
 STOP_REASONS = {QuorumError: "quorum lost", BudgetExceededError: "budget exhausted", KeyboardInterrupt: "interrupted"}
@@ -277,10 +285,10 @@ class Federation:
     def verifier(self, aggregator_key: AggregatorKey, checks: SignatureChecks) -> Verifier:
         """The check of an aggregate before a reveal, for a role holding ``checks`` (see
         :func:`~crypto_backends.statements.verify_aggregate`): at least the quorum (and the DP minimum) of
-        distinct signed contributors, refolded with ``aggregator_key`` under ``full``."""
+        distinct signed contributors, refolded with ``aggregator_key`` under ``full``, sampled under ``sampled``."""
         least = max(self.cfg.federation.min_parties, min_contributors(self.cfg))
         return Verifier(self.scheme, aggregator_key, checks, frozenset(self.party_ids), self.statement_context,
-                        least, full=self.refolds)
+                        least, full=self.refolds, sampler=self.sampler(aggregator_key))
 
     @property
     def refolds(self) -> bool:
@@ -292,11 +300,26 @@ class Federation:
         """
         return self.cfg.crypto.verify_aggregate == "full" and self.scheme.capability(InteractiveSetup) is None
 
-    def statements(self, checks: SignatureChecks | None) -> Statements | None:
+    def sampler(self, aggregator_key: AggregatorKey) -> Sampler | None:
+        """Under ``sampled``, how uploads commit to their blocks and verifiers check some (``None`` otherwise).
+
+        As with :attr:`refolds`, not for a scheme with setup exchanges, and only for one whose payloads are
+        blocks that fold one by one (:class:`~crypto_backends.capabilities.BlockFold`); elsewhere the
+        verifiers check the signed statements alone.
+        """
+        blocks = self.scheme.capability(BlockFold)
+        if (self.cfg.crypto.verify_aggregate != "sampled" or blocks is None
+                or self.scheme.capability(InteractiveSetup) is not None):
+            return None
+        return Sampler(blocks, aggregator_key, self.cfg.crypto.verify_samples)
+
+    def statements(self, checks: SignatureChecks | None,
+                   aggregator_key: AggregatorKey | None = None) -> Statements | None:
         """The aggregator's check of each upload's signed statement (``None`` when verification is off).
 
         The uploads themselves are kept for the evidence only where parties reveal (at the parties or with
-        their shares): they refold them.  :class:`ConfigError` without ``checks`` while verification is on.
+        their shares) and check them: they refold them (``full``) or blocks of them (``sampled``, which
+        needs ``aggregator_key``).  :class:`ConfigError` without ``checks`` while verification is on.
         """
         if not self.verifies:
             return None
@@ -304,7 +327,8 @@ class Federation:
             raise ConfigError(f"crypto.verify_aggregate = {self.cfg.crypto.verify_aggregate!r}: the aggregator "
                               "needs the federation's CA to check the parties' signed uploads. Use TLS "
                               "certificates (`securefl certs`), or set crypto.verify_aggregate = 'off'")
-        return Statements(checks, self.statement_context, self.refolds)
+        sampler = self.sampler(aggregator_key) if aggregator_key is not None else None
+        return Statements(checks, self.statement_context, self.refolds or sampler is not None, sampler)
 
     def trainer(self, party_id: str) -> Trainer:
         """Always raises :class:`ConfigError`: parties of this federation bring their own trainers or data."""
@@ -323,7 +347,7 @@ class Federation:
         fed = self.cfg.federation
         return Aggregator(self.scheme, key, num_parameters=length, quorum=fed.min_parties, fuse=self.fuse,
                           max_weight=fed.max_weight, max_update_norm=fed.max_update_norm or None,
-                          statements=self.statements(checks))
+                          statements=self.statements(checks, key))
 
     def result(self, rounds: list[RoundMetrics], final_parameters: np.ndarray | None,
                accountant: privacy.PrivacyAccountant | None = None, metric: str | None = None,

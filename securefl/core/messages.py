@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,6 +102,20 @@ class GlobalModel:
                 self._cache["wire"] = _EVIDENCED + _LEN.pack(len(proof)) + proof + self.aggregate.to_bytes()
         return self._cache["wire"]
 
+    def shown(self, evidence: Evidence | None) -> bytes:
+        """This sealed model's message with ``evidence`` in place of its own (one verifier's sampled openings); the
+        same model, by :attr:`digest`."""
+        wire = memoryview(self.to_bytes())
+        if self.evidence is None:
+            tail = wire[1:]
+        else:
+            (n,) = _LEN.unpack_from(wire, 1)
+            tail = wire[1 + _LEN.size + n :]
+        if evidence is None:
+            return _SEALED + tail
+        proof = evidence.to_bytes()
+        return b"".join((_EVIDENCED, _LEN.pack(len(proof)), proof, tail))
+
     @classmethod
     def from_bytes(cls, data: bytes) -> GlobalModel:
         """Parse a model message; a sealed one's envelope is parsed here, and only here."""
@@ -117,6 +131,40 @@ class GlobalModel:
                 raise MalformedCiphertextError("global model holds non-finite values")
             return cls(vector=vec)
         raise MalformedCiphertextError("not a securefl global-model message")
+
+
+_CHALLENGE = struct.Struct(">32sI")
+
+
+def challenge_bytes(aggregate_digest: bytes, blocks: int) -> bytes:
+    """A ``challenge`` request (``verify_aggregate = "sampled"``): the fixed aggregate's digest, its block count."""
+    return _CHALLENGE.pack(aggregate_digest, blocks)
+
+
+def parse_challenge(data: bytes) -> tuple[bytes, int]:
+    """Inverse of :func:`challenge_bytes`."""
+    if len(data) != _CHALLENGE.size:
+        raise MalformedCiphertextError("a garbled challenge request")
+    digest, blocks = _CHALLENGE.unpack(data)
+    if not 1 <= blocks <= 2**31:
+        raise MalformedCiphertextError(f"a challenge over {blocks} blocks")
+    return bytes(digest), int(blocks)
+
+
+def indices_bytes(indices: Sequence[int]) -> bytes:
+    """A ``challenge`` reply: the block indices a verifier drew, each 4 bytes big-endian."""
+    return b"".join(_LEN.pack(i) for i in indices)
+
+
+def parse_indices(data: bytes, blocks: int, most: int) -> tuple[int, ...]:
+    """Inverse of :func:`indices_bytes`: ``min(most, blocks)`` distinct sorted indices below ``blocks``, or refused."""
+    if len(data) % _LEN.size:
+        raise MalformedCiphertextError("a garbled challenge reply")
+    got = tuple(_LEN.unpack_from(data, i)[0] for i in range(0, len(data), _LEN.size))
+    if len(got) != min(most, blocks) or list(got) != sorted(set(got)) or (got and got[-1] >= blocks):
+        raise MalformedCiphertextError(f"a challenge reply must name {min(most, blocks)} distinct sorted block "
+                                       f"indices below {blocks}")
+    return got
 
 
 def _evidence_first(body: memoryview) -> tuple[Evidence | None, memoryview]:

@@ -36,7 +36,14 @@ from crypto_backends.statements import (
     verify_aggregate,
 )
 from securefl.core.fusion import Fuse, mean_from_sum
-from securefl.core.messages import GlobalModel, metrics_bytes, parse_share_request, vector_bytes
+from securefl.core.messages import (
+    GlobalModel,
+    indices_bytes,
+    metrics_bytes,
+    parse_challenge,
+    parse_share_request,
+    vector_bytes,
+)
 from securefl.errors import PartyError, SecureFLError
 from securefl.ml.trainer import Trainer, checked_fit, checked_metrics
 from securefl.privacy import PrivacyAccountant
@@ -58,6 +65,9 @@ class Party:
         self.identity, self.verifier = identity, verifier
         """This party's signing identity and its check of every aggregate before it reveals (both ``None``: off)."""
         self._signed: Statement | None = None  # what it signed for its last upload
+        # under verify_aggregate = "sampled": the blocks it drew per aggregate digest (the last few), kept in memory
+        # only: a restarted party has drawn none and refuses the aggregate it is then shown (liveness, not safety)
+        self._drawn: dict[bytes, tuple[int, tuple[int, ...]]] = {}
         self.accountant = accountant
         """This party's own privacy budget (differential privacy): it refuses to release past it, whoever asks."""
         self.state = state if state is not None else PartyState(None, "", f"party:{party_id}")
@@ -102,8 +112,9 @@ class Party:
         if self.verifier is None:
             return
         own = self._signed if self._signed is not None and self._signed.round == aggregate.round else None
+        drawn = self._drawn.get(digest(aggregate.to_bytes())) if self.verifier.sampler is not None else None
         try:
-            verify_aggregate(self.verifier, aggregate, evidence, own=own)
+            verify_aggregate(self.verifier, aggregate, evidence, own=own, drawn=drawn)
         except AggregateMismatchError as exc:
             log.error("%s: reveals nothing for round %d: %s", self.party_id, aggregate.round, exc)
             raise
@@ -126,6 +137,8 @@ class Party:
         if step == "consistency":
             message, aggregate, _ = self._round_aggregate(round, payload)
             return self._capability(ConsistencyCheck, step).consistency_reply(self.key, aggregate, message)
+        if step == "challenge":
+            return self.draw(round, payload)
         if step == "share":
             message, aggregate, evidence = self._round_aggregate(round, payload)
             self.check(aggregate, evidence)
@@ -149,8 +162,24 @@ class Party:
             return data
         assert self.identity is not None  # __init__ refuses a verifier without an identity
         self._signed = Statement(self.verifier.context, upload.key_id, round, self.party_id, upload.weights[0],
-                                 model, digest(data))
+                                 model, self.verifier.commitment(upload, data))
         return signed_upload_bytes(Signed.sign(self._signed, self.identity), data)
+
+    def draw(self, round: int, payload: bytes) -> bytes:
+        """Under ``verify_aggregate = "sampled"``: the block indices this party draws, unpredictably, for the
+        aggregate whose digest ``payload`` names (it is fixed before the aggregator learns them), as a reply."""
+        sampler = self.verifier.sampler if self.verifier is not None else None
+        if sampler is None:
+            raise PartyError(f"{self.party_id} was asked to draw blocks of an aggregate, but it does not run "
+                             "crypto.verify_aggregate = 'sampled' for this scheme: every role must use the same "
+                             "[crypto]")
+        aggregate_digest, count = parse_challenge(payload)
+        indices = sampler.draw(count)
+        while len(self._drawn) >= 4:  # a few rounds' aggregates at most (a model and a share request overlap)
+            del self._drawn[next(iter(self._drawn))]
+        self._drawn[aggregate_digest] = (count, indices)
+        log.debug("%s: round %d: drew %d of %d blocks to check", self.party_id, round, len(indices), count)
+        return indices_bytes(indices)
 
     def _round_aggregate(self, round: int, payload: bytes) -> tuple[bytes, Envelope, Evidence | None]:
         """The message, aggregate and evidence of a ``consistency`` or ``share`` request, which must be of ``round``."""

@@ -38,8 +38,8 @@ from crypto_backends.keys import FunctionKey
 from securefl.core.messages import GlobalModel
 from securefl.errors import TransportError
 
-Step = Literal["init", "train", "setup", "consistency", "share", "evaluate"]
-STEPS: tuple[Step, ...] = ("init", "train", "setup", "consistency", "share", "evaluate")
+Step = Literal["init", "train", "setup", "consistency", "challenge", "share", "evaluate"]
+STEPS: tuple[Step, ...] = ("init", "train", "setup", "consistency", "challenge", "share", "evaluate")
 T = TypeVar("T")
 Accept = Callable[[str, bytes], T]
 """The engine's check of one reply: ``(sender, bytes) -> parsed value``; raises to refuse it."""

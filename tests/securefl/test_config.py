@@ -52,6 +52,10 @@ def test_defaults_fill_missing_sections():
          "preset = 'test'\nthreshold = 4", "crypto.threshold_paillier.threshold"),
         ("[crypto.threshold_paillier]\nthreshold = -1", "crypto.threshold_paillier.threshold"),
         ("[crypto.threshold_paillier]\nthreshold = 3\nshare_requests = 2", "crypto.threshold_paillier.share_requests"),
+        ("[crypto]\nverify_aggregate = 'sometimes'", "crypto.verify_aggregate"),
+        ("[crypto]\nverify_samples = 0", "crypto.verify_samples"),
+        ("[crypto]\nverify_samples = 5000", "crypto.verify_samples"),
+        ("[crypto]\nverify_samples = true", "crypto.verify_samples"),
     ],
 )
 def test_bad_configs_name_the_key(text, key):
@@ -316,3 +320,11 @@ def test_secagg_min_contributors_is_read_checked_against_the_federation_and_reso
     with pytest.raises(ConfigError, match="set crypto.secagg.min_contributors to at least 5"):
         config.loads(text.format(q=0))
     assert config.loads(text.format(q=4)).federation.min_parties == 4
+
+
+def test_sampled_verification_and_its_samples_round_trip_through_the_mapping():
+    cfg = config.loads("[crypto]\nverify_aggregate = 'sampled'\nverify_samples = 7")
+    assert (cfg.crypto.verify_aggregate, cfg.crypto.verify_samples) == ("sampled", 7)
+    again = config.from_mapping(config.to_mapping(cfg))
+    assert (again.crypto.verify_aggregate, again.crypto.verify_samples) == ("sampled", 7)
+    assert config.loads("").crypto.verify_samples == 32

@@ -52,9 +52,10 @@ def _sim(scheme: str, *extra: str, parties: int = 4) -> Simulation:
         *preset, *extra]))
 
 
+@pytest.mark.parametrize("mode", ["full", "sampled"])
 @pytest.mark.parametrize("scheme", SEALED + SHARED)
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
-def test_every_party_refuses_a_cheating_aggregator_and_reveals_nothing(scheme, attack, caplog):
+def test_every_party_refuses_a_cheating_aggregator_and_reveals_nothing(scheme, attack, mode, caplog):
     if attack == "zero-padded aggregate" and scheme == "secagg":
         pytest.skip("secagg's masks serve one update per key and round: no party key encrypts a second one")
     if attack == "single upload decrypted" and scheme == "secagg":
@@ -64,7 +65,7 @@ def test_every_party_refuses_a_cheating_aggregator_and_reveals_nothing(scheme, a
     if attack == "single upload, own statement" and scheme == "secagg":
         pytest.skip("secagg's own share request refuses a sum below min_contributors at the aggregator, and its "
                     "consistency round at the parties (tests/crypto_backends/adversary/test_secagg_aggregator.py)")
-    sim = _sim(scheme)
+    sim = _sim(scheme, f"crypto.verify_aggregate={mode}")
     fn, why = ATTACKS[attack]
     _hostile(sim, fn)
     opened: list[str] = []
@@ -102,3 +103,53 @@ def test_a_statement_carries_what_the_issue_asks_and_round_trips():
     assert Statement.from_bytes(st.to_bytes()) == st
     with pytest.raises(SecureFLError):
         Statement.from_bytes(st.to_bytes() + b"x")
+
+
+@pytest.mark.parametrize("scheme", ["paillier", "threshold_paillier"])
+def test_sampled_an_aggregate_swapped_after_the_parties_drew_their_blocks_is_refused(scheme, caplog, monkeypatch):
+    """The draw names the aggregate it is for: the aggregator cannot learn the indices on one aggregate and then
+    show another (here: one party's upload alone) with openings that fit the honest one."""
+    from securefl.core.proofs import Proofs
+
+    honest: list[Envelope] = []
+
+    def swap(agg, stream, c):
+        honest.append(c.aggregate)
+        return ATTACKS["single upload decrypted"][0](agg, stream, c)
+
+    challenge = Proofs.for_parties
+
+    def drawn_on_the_honest_one(self, rnd, aggregate, evidence, parties):
+        return challenge(self, rnd, honest[-1] if honest else aggregate, evidence, parties)
+
+    monkeypatch.setattr(Proofs, "for_parties", drawn_on_the_honest_one)
+    sim = _sim(scheme, "crypto.verify_aggregate=sampled")
+    _hostile(sim, swap)
+    with caplog.at_level(logging.ERROR), pytest.raises(SecureFLError):
+        sim.run()
+    refusals = [r.getMessage() for r in caplog.records if "reveals nothing" in r.getMessage()]
+    assert refusals and all("no blocks of this aggregate were drawn" in m for m in refusals), refusals
+
+
+def test_sampled_reports_its_detection_chance_and_shows_each_party_a_fraction_of_full(monkeypatch):
+    from securefl.core.proofs import Proofs
+
+    shown: dict[str, list[int]] = {"full": [], "sampled": []}
+    payloads = Proofs.model_payloads
+    for mode in shown:
+        def sizes(self, rnd, model, parties, mode=mode):
+            out = payloads(self, rnd, model, parties)
+            shown[mode] += [len(v) for v in out.values()]
+            return out
+
+        monkeypatch.setattr(Proofs, "model_payloads", sizes)
+        result = _sim("paillier", f"crypto.verify_aggregate={mode}", "crypto.verify_samples=1").run()
+        last = result.rounds[-1].verification
+        if mode == "sampled":
+            assert last["mode"] == "sampled" and last["samples"] == 1 and last["verifiers"] == 4
+            assert last["detect_one_block"] == pytest.approx(1 / last["blocks"])
+            assert last["detect_one_block_any"] == pytest.approx(1 - (1 - 1 / last["blocks"]) ** 4)
+            assert result.as_json()["rounds"][-1]["verification"] == last
+        else:
+            assert last == {}
+    assert max(shown["sampled"]) < min(s for s in shown["full"] if s > 2000)
