@@ -185,11 +185,6 @@ class Prover:
     uploads: Sequence[bytes]
     _trees: list[tuple[bytes, list[memoryview], list[list[bytes]]]] = field(default_factory=list)
 
-    def block_count(self) -> int:
-        """Blocks of each upload (all are of one length)."""
-        self._build()
-        return len(self._trees[0][1]) if self._trees else 0
-
     def open(self, indices: Sequence[int]) -> tuple[bytes, ...]:
         """Each upload's :class:`Opening` at ``indices``, serialized, in the uploads' order."""
         self._build()

@@ -32,13 +32,19 @@ class Proofs:
         self.sampler, self.transport, self.timeout = sampler, transport, timeout
         # aggregate digest -> (its prover, party -> the evidence shown to it); the last two aggregates only
         self._shown: dict[bytes, tuple[Prover, dict[str, Evidence]]] = {}
+        self._last: tuple[Envelope, bytes] | None = None  # the last aggregate digested: one hash per aggregate
+
+    def _digest(self, aggregate: Envelope) -> bytes:
+        if self._last is None or self._last[0] is not aggregate:
+            self._last = (aggregate, digest(aggregate.to_bytes()))
+        return self._last[1]
 
     def for_parties(self, rnd: int, aggregate: Envelope, evidence: Evidence | None,
                     parties: Sequence[str]) -> dict[str, Evidence | None]:
         """The evidence each of ``parties`` is shown with ``aggregate`` (in round ``rnd``'s exchanges)."""
         if self.sampler is None or evidence is None:
             return dict.fromkeys(parties, evidence)
-        key = digest(aggregate.to_bytes())
+        key = self._digest(aggregate)
         if key not in self._shown:
             while len(self._shown) >= 2:
                 del self._shown[next(iter(self._shown))]
@@ -68,7 +74,7 @@ class Proofs:
         """The run JSON's ``verification`` of the round whose aggregate is ``aggregate`` (empty unless sampled)."""
         if self.sampler is None:
             return {}
-        entry = self._shown.get(digest(aggregate.to_bytes()))
+        entry = self._shown.get(self._digest(aggregate))
         verifiers = len(entry[1]) if entry is not None else 0
         blocks = self.sampler.blocks.block_count(aggregate.length)
         one = detection(blocks, self.sampler.samples)

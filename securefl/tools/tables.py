@@ -41,13 +41,19 @@ def _bench_row(r: BenchResult) -> tuple[str, ...]:
             "-" if r.decrypt_error is None else f"{r.decrypt_error:.2e}", f"{r.x_numpy:.2f}x" if r.x_numpy else "-")
 
 
+def _table(title: str, columns: Sequence[str]) -> Table:
+    """An empty table titled ``title``: the scheme column left-aligned, the figures right-aligned."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col == "scheme" else "right")
+    return table
+
+
 def bench_table(results: Sequence[BenchResult], counts: Sequence[int], params: int) -> Table:
     """The bench table: one row per scheme and party count, in the order of ``results``."""
     shown = ", ".join(str(c) for c in counts)
-    table = Table(title=f"securefl bench: {shown} parties x {params} parameters, weights 1..N; max |error| of "
-                        "the published vector, decrypt |error| before publication")
-    for col in BENCH_COLUMNS:
-        table.add_column(col, justify="left" if col == "scheme" else "right")
+    table = _table(f"securefl bench: {shown} parties x {params} parameters, weights 1..N; max |error| of the "
+                   "published vector, decrypt |error| before publication", BENCH_COLUMNS)
     for r in results:
         table.add_row(*_bench_row(r))
     return table
@@ -63,10 +69,8 @@ def verify_table(results: Sequence[BenchResult], counts: Sequence[int], params: 
     of :mod:`securefl.tools.bench`), as ratios to its rounds without verification in the same run: work x and
     round x from the added parts, work x (rounds) from the whole verified rounds."""
     shown = ", ".join(str(c) for c in counts)
-    table = Table(title=f"verified reveal (verify_aggregate = full): {shown} parties x {params} parameters; "
-                        "x = with verification / without, same run and keys")
-    for col in VERIFY_COLUMNS:
-        table.add_column(col, justify="left" if col == "scheme" else "right")
+    table = _table(f"verified reveal (verify_aggregate = full): {shown} parties x {params} parameters; "
+                   "x = with verification / without, same run and keys", VERIFY_COLUMNS)
     for r in results:
         if r.error or "verify_x" not in r.extra:
             continue
