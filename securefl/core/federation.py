@@ -179,6 +179,50 @@ def policy_state(cfg: Config, state_dir: str | Path | None) -> PolicyState | Non
     return PolicyState.in_dir(state_dir, federation_id(cfg.federation.ids, cfg.federation.seed))
 
 
+def verifies(cfg: Config, scheme: Scheme) -> bool:
+    """Whether uploads are signed and checked before any reveal (``crypto.verify_aggregate`` not ``"off"``).
+
+    Where the parties reveal (they open the aggregate, or give shares of it), they check it; under a
+    function-key reveal (``fe``) the key authority checks the request before it derives the key (who
+    contributed, with what weight: :meth:`~securefl.core.authority.Authority.function_key`).  Not where the
+    aggregator reveals on its own key (``plain``): no one else takes part in what it reveals.
+    """
+    plan = scheme.declarations.reveal
+    return cfg.crypto.verify_aggregate != "off" and (plan.shares or plan.function_key
+                                                     or plan.site is RevealSite.PARTIES)
+
+
+def refolds(cfg: Config, scheme: Scheme) -> bool:
+    """Whether verifiers refold the signed uploads (``full``) with the aggregator's public key alone.
+
+    Not for a scheme with setup exchanges (secagg): folding its masked uploads needs the round's setup,
+    which only the aggregator ran; there the verifiers check the signed statements (who, what weight,
+    one model, how many) and the scheme's own consistency round checks the survivor set.  Not under a
+    function-key reveal (fe) either: a function key opens only the weighted sum of the round's ciphertexts
+    of the parties it names, and a ciphertext the aggregator fabricated or replayed does not cancel that
+    round's pads (it decrypts to noise), so what the key authority must check is who contributed and with
+    what weight - the signed statements - and it has no use for the uploads.
+    """
+    plan = scheme.declarations.reveal
+    return (cfg.crypto.verify_aggregate == "full" and scheme.capability(InteractiveSetup) is None
+            and not plan.function_key)
+
+
+def statement_verifier(cfg: Config, scheme: Scheme, aggregator_key: AggregatorKey,
+                       checks: SignatureChecks) -> Verifier:
+    """The check of an aggregate before a reveal, for a role holding ``checks`` (see
+    :func:`~crypto_backends.statements.verify_aggregate`): at least the quorum (and the DP minimum) of
+    distinct signed contributors of the roster, refolded with ``aggregator_key`` where :func:`refolds`.
+
+    A function of the config and the scheme only (no data), so that a role that is no party (the key
+    authority) builds the very check the parties build.
+    """
+    least = max(cfg.federation.min_parties, min_contributors(cfg))
+    ids = cfg.federation.ids
+    return Verifier(scheme, aggregator_key, checks, frozenset(ids), context_of(ids, scheme.name.encode()),
+                    least, full=refolds(cfg, scheme))
+
+
 class Federation:
     """What every role derives from the config alone: the scheme, the fusion rule, the rounds, the results.
 
@@ -261,13 +305,9 @@ class Federation:
 
     @property
     def verifies(self) -> bool:
-        """Whether uploads are signed and aggregates checked before any reveal (``crypto.verify_aggregate``).
-
-        Only where the parties reveal (they open the aggregate, or give shares of it): where the aggregator
-        reveals on its own (plain, fe's function key) there is no one else to check what it reveals.
-        """
-        plan = self.scheme.declarations.reveal
-        return self.cfg.crypto.verify_aggregate != "off" and (plan.shares or plan.site is RevealSite.PARTIES)
+        """Whether uploads are signed and checked before any reveal (``crypto.verify_aggregate``): see
+        :func:`verifies`."""
+        return verifies(self.cfg, self.scheme)
 
     @property
     def statement_context(self) -> bytes:
@@ -275,28 +315,21 @@ class Federation:
         return context_of(self.party_ids, self.scheme.name.encode())
 
     def verifier(self, aggregator_key: AggregatorKey, checks: SignatureChecks) -> Verifier:
-        """The check of an aggregate before a reveal, for a role holding ``checks`` (see
-        :func:`~crypto_backends.statements.verify_aggregate`): at least the quorum (and the DP minimum) of
-        distinct signed contributors, refolded with ``aggregator_key`` under ``full``."""
-        least = max(self.cfg.federation.min_parties, min_contributors(self.cfg))
-        return Verifier(self.scheme, aggregator_key, checks, frozenset(self.party_ids), self.statement_context,
-                        least, full=self.refolds)
+        """The check of an aggregate (or of a function-key request) before a reveal, for a role holding
+        ``checks``: see :func:`statement_verifier`."""
+        return statement_verifier(self.cfg, self.scheme, aggregator_key, checks)
 
     @property
     def refolds(self) -> bool:
-        """Whether verifiers refold the signed uploads (``full``) with the aggregator's public key alone.
-
-        Not for a scheme with setup exchanges (secagg): folding its masked uploads needs the round's setup,
-        which only the aggregator ran; there the verifiers check the signed statements (who, what weight,
-        one model, how many) and the scheme's own consistency round checks the survivor set.
-        """
-        return self.cfg.crypto.verify_aggregate == "full" and self.scheme.capability(InteractiveSetup) is None
+        """Whether verifiers refold the signed uploads (see :func:`refolds`)."""
+        return refolds(self.cfg, self.scheme)
 
     def statements(self, checks: SignatureChecks | None) -> Statements | None:
         """The aggregator's check of each upload's signed statement (``None`` when verification is off).
 
-        The uploads themselves are kept for the evidence only where parties reveal (at the parties or with
-        their shares): they refold them.  :class:`ConfigError` without ``checks`` while verification is on.
+        The uploads themselves are kept for the evidence only where the verifiers refold them (:func:`refolds`);
+        under a function-key reveal (``fe``) the key authority checks the statements alone.
+        :class:`ConfigError` without ``checks`` while verification is on.
         """
         if not self.verifies:
             return None
