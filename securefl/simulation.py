@@ -101,6 +101,9 @@ class Simulation:
             for pid in cfg.federation.ids
         }
         self.aggregator: Aggregator = self.federation.aggregator(aggregator_key, self.ca.verifier())
+        if self.scheme.declarations.reveal.function_key and self.federation.verifies:
+            # a function key only for contributors whose signed statements come with the request
+            self.authority.verifier = self.federation.verifier(aggregator_key, self.ca.verifier())
 
     @property
     def rounds(self) -> int:

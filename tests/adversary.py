@@ -18,7 +18,7 @@ import numpy as np
 
 from crypto_backends.envelope import Envelope
 from crypto_backends.keys import PartyKey
-from crypto_backends.statements import Evidence, Signed
+from crypto_backends.statements import Evidence, Signed, parse_upload
 from securefl.core.aggregator import Aggregator, Combined, Stream
 from securefl.identity import InProcessCA
 
@@ -35,6 +35,22 @@ class Hostile(Aggregator):
     keys: dict[str, PartyKey]
     """The parties' keys: what a colluding party (or, under paillier, the public key alone) lets it encrypt."""
 
+    def stream(self, round: int, model: bytes = b"") -> Stream:
+        """The honest stream, which also keeps every upload it accepts: the aggregator holds them all, also
+        where the evidence keeps none (fe: its authority checks the statements alone)."""
+        made = super().stream(round, model)
+        seen: dict[str, bytes] = {}
+        honest = made.accept
+
+        def accept(sender: str, data: bytes) -> float:
+            weight = honest(sender, data)
+            seen[sender] = bytes(parse_upload(data)[1])
+            return weight
+
+        made.accept = accept  # type: ignore[method-assign]
+        made.__dict__["seen"] = seen
+        return made
+
     def finish(self, stream: Stream, refused: Mapping[str, str] | None = None) -> Combined:
         honest = super().finish(stream, refused)
         return type(self).attack(self, stream, honest)
@@ -50,8 +66,8 @@ def hostile(a: Aggregator, attack: Attack, keys: Mapping[str, PartyKey] | None =
 
 
 def _uploads(stream: Stream) -> dict[str, Envelope]:
-    kept = stream._signed  # the aggregator's own record: statements and (under full) the uploads
-    return {p: Envelope.from_bytes(u) for p, (_, u) in kept.items()}
+    seen: dict[str, bytes] = stream.__dict__["seen"]  # every upload accepted (Hostile.stream)
+    return {p: Envelope.from_bytes(u) for p, u in seen.items()}
 
 
 def _with(combined: Combined, aggregate: Envelope, evidence: Evidence | None) -> Combined:
@@ -71,7 +87,7 @@ def single_upload_own_statement(agg: Aggregator, stream: Stream, c: Combined) ->
     assert c.evidence is not None
     mine = [i for i, s in enumerate(c.evidence.signed) if s.statement.party == VICTIM]
     return _with(c, alone, Evidence(tuple(c.evidence.signed[i] for i in mine),
-                                    tuple(c.evidence.uploads[i] for i in mine)))
+                                    tuple(c.evidence.uploads[i] for i in mine) if c.evidence.uploads else ()))
 
 
 def zero_padded(agg: Aggregator, stream: Stream, c: Combined) -> Combined:

@@ -319,10 +319,13 @@ class FEScheme(Scheme, FunctionKeys):
             "or more parties, update validity (a party can spoil a round), traffic metadata"
         ),
         malicious_aggregator=(
-            "the weighted sums the authority's function keys open, nothing else: the authority refuses a key whose "
-            "span with the keys it granted earlier isolates fewer than min_parties_changed parties (exact "
-            "arithmetic), so combining rounds cannot single out a smaller group; it counts the contributors and "
-            "weights the aggregator claims (signed statements are not yet checked by fe's authority)"
+            "the weighted sums the authority's function keys open, nothing else: the authority derives a key only "
+            "for contributors and weights the parties signed (for this round and key set, one global model, at "
+            "least the quorum and the DP minimum of distinct roster parties: a fabricated, replayed or withheld "
+            "statement, or a changed weight, is refused), and refuses a key whose span with the keys it granted "
+            "earlier isolates fewer than min_parties_changed parties (exact arithmetic), so combining rounds "
+            "cannot single out a smaller group; a ciphertext the aggregator fabricates or replays does not cancel "
+            "the round's pads (it decrypts to noise). It may still drop honest parties, down to the quorum"
         ),
         malicious_aggregator_unverified=(
             "the same: the span policy holds, over the contributors and weights the aggregator claims"

@@ -15,6 +15,17 @@ Two rules are this role's own, because they outlive a key set or concern the run
   minimum): a function key over fewer non-zero weights is refused, since their sum
   would carry less noise than the accountant counts.
 
+With a :class:`~crypto_backends.statements.Verifier` (``crypto.verify_aggregate`` not
+``"off"``) a function-key request must carry the contributors' signed statements
+(:class:`~crypto_backends.statements.Evidence`): the key is derived only if they sign
+exactly the requested contributors and weights, for this round and key set, from at
+least ``verifier.least`` distinct parties of the roster who all trained from one global
+model (:func:`~crypto_backends.statements.verify_contributors`).  That check comes
+first, so the DP minimum and the scheme's policy count signed contributors, not the
+aggregator's claims; a refused request
+(:class:`~crypto_backends.errors.AggregateMismatchError`) is logged and leaves nothing
+in the policy's record.
+
 A scheme whose party keys are distinct shares of a decryption key
 (``threat_model.dealer_erases_party_keys``: ``threshold_paillier``) makes the
 dealer trusted at setup only: each party key is handed out once and then dropped
@@ -33,9 +44,10 @@ from dataclasses import replace
 
 from crypto_backends.base import Scheme
 from crypto_backends.capabilities import FunctionKeys
-from crypto_backends.errors import PolicyError
+from crypto_backends.errors import AggregateMismatchError, PolicyError
 from crypto_backends.keys import AggregatorKey, FunctionKey, KeySet, PartyKey
-from securefl.errors import KeyErasedError
+from crypto_backends.statements import Evidence, Verifier, verify_contributors
+from securefl.errors import ConfigError, KeyErasedError
 from securefl.state.keystore import KeyStore
 from securefl.state.partystate import PolicyState
 
@@ -46,11 +58,15 @@ class Authority:
     """Holds the :class:`~crypto_backends.keys.KeySet`; gives out role keys one at a time."""
 
     def __init__(self, scheme: Scheme, party_ids: Sequence[str], *, keys: KeySet | None = None,
-                 policy: PolicyState | None = None, min_contributors: int = 1) -> None:
+                 policy: PolicyState | None = None, min_contributors: int = 1,
+                 verifier: Verifier | None = None) -> None:
         """Make a new key set for ``party_ids``, or take ``keys`` (a key set made earlier, e.g. reloaded).
 
         ``policy``: the federation's durable record of granted function keys (see the module
-        docstring); ``min_contributors``: fewest non-zero weights a function key may cover.
+        docstring); ``min_contributors``: fewest non-zero weights a function key may cover;
+        ``verifier``: the check of a function-key request's signed statements (``None``: none is
+        checked, ``crypto.verify_aggregate = "off"``); it may also be set later, as :attr:`verifier`,
+        once the key set (made here) is known.
         """
         self.scheme = scheme
         made = keys if keys is not None else scheme.keygen(list(party_ids))
@@ -63,6 +79,8 @@ class Authority:
         del made
         self._guard = threading.Lock()
         self.policy, self.min_contributors = policy, min_contributors
+        self._verifier: Verifier | None = None
+        self.verifier = verifier
         log.info("keys %s for %d parties under %s (fingerprint %s)", "loaded" if keys else "made", len(party_ids),
                  scheme.name, self._keys.aggregator.fingerprint)
         self._fkeys = scheme.capability(FunctionKeys)
@@ -72,6 +90,18 @@ class Authority:
                                   "no function keys): remove the record or use the scheme that wrote it")
             self._fkeys.adopt_policy_record(self._keys.authority, policy.record)
             log.info("policy record of this federation adopted from %s", policy.path)
+
+    @property
+    def verifier(self) -> Verifier | None:
+        """The check of each function-key request's signed statements (``None``: not checked)."""
+        return self._verifier
+
+    @verifier.setter
+    def verifier(self, verifier: Verifier | None) -> None:
+        if verifier is not None and verifier.aggregator_key.key_id != self._keys.aggregator.key_id:
+            raise ConfigError("the authority's statement verifier was built for another key set than the one it "
+                              "holds: build it from this authority's aggregator_key()")
+        self._verifier = verifier
 
     @property
     def party_ids(self) -> list[str]:
@@ -126,12 +156,20 @@ class Authority:
         """The aggregator's key: public material only for schemes that decrypt at the parties."""
         return self._keys.aggregator
 
-    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
-        """A function key for ``weights`` in ``round``, if the scheme's policy allows it."""
+    def function_key(self, round: int, weights: Mapping[str, float], evidence: Evidence | None = None) -> FunctionKey:
+        """A function key for ``weights`` in ``round``, if the signed statements and the scheme's policy allow it.
+
+        With a :attr:`verifier`, ``evidence`` must sign exactly ``weights`` (see the module docstring):
+        :class:`~crypto_backends.errors.AggregateMismatchError` otherwise, before any policy is asked.
+        Without one, ``evidence`` is not looked at.  A refusal (that, or :class:`PolicyError`) is logged
+        as "function key refused" and records nothing.
+        """
         if self._keys.authority is None or self._fkeys is None:
             raise PolicyError(f"the {self.scheme.name} scheme derives no function keys (no authority key, or its "
                               "reveal plan needs none)")
         try:
+            if self._verifier is not None:  # first: the counts below are of signed contributors only
+                verify_contributors(self._verifier, round, self._keys.aggregator.key_id, weights, evidence)
             contributors = sum(1 for w in weights.values() if w != 0)
             if contributors < self.min_contributors:
                 raise PolicyError(
@@ -140,12 +178,13 @@ class Authority:
                     "of the noise); fewer would release a sum with less noise than the budget counts"
                 )
             key = self._fkeys.function_key(self._keys.authority, round=round, weights=weights)
-        except PolicyError as exc:
+        except (PolicyError, AggregateMismatchError) as exc:
             log.warning("round %d: function key refused: %s", round, exc)
             raise
         if self.policy is not None:  # on disk before the key leaves this role
             self.policy.store(self._fkeys.policy_record(self._keys.authority))
-        log.info("round %d: function key granted for %d parties", round, len(weights))
+        log.info("round %d: function key granted for %d parties%s", round, len(weights),
+                 " (their signed statements verified)" if self._verifier is not None else "")
         return key
 
 
@@ -153,21 +192,24 @@ class PersistentAuthority(Authority):
     """An :class:`~securefl.core.authority.Authority` whose key set lives in a :class:`KeyStore` as well."""
 
     def __init__(self, scheme: Scheme, party_ids: Sequence[str], store: KeyStore, *,
-                 policy: PolicyState | None = None, min_contributors: int = 1) -> None:
+                 policy: PolicyState | None = None, min_contributors: int = 1,
+                 verifier: Verifier | None = None) -> None:
         keys = store.load(party_ids)
-        super().__init__(scheme, party_ids, keys=keys, policy=policy, min_contributors=min_contributors)
+        super().__init__(scheme, party_ids, keys=keys, policy=policy, min_contributors=min_contributors,
+                         verifier=verifier)
         self.store = store
         if keys is None:
             store.save(self._keys)  # under an erasing scheme self._keys holds no party key: public material only
         del keys
         log.info("key store: %s", store.path)
 
-    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+    def function_key(self, round: int, weights: Mapping[str, float], evidence: Evidence | None = None) -> FunctionKey:
         """As :meth:`Authority.function_key`, but the key set is saved first, with the policy's record of this grant.
 
-        A refused key (PolicyError) saves nothing; a failed save raises and the key is not handed out.
+        A refused key (PolicyError, AggregateMismatchError) saves nothing; a failed save raises and the key is
+        not handed out.
         """
-        key = super().function_key(round, weights)
+        key = super().function_key(round, weights, evidence)
         # the policy's record of this grant is on disk before the key leaves the authority
         self.store.save(self._keys)
         return key

@@ -143,7 +143,10 @@ class _OverTransport(Roles):
         return replies.accepted
 
     def function_key(self, aggregate: Envelope) -> FunctionKey:
-        return self.transport.function_key(self.rnd, dict(zip(aggregate.parties, aggregate.weights, strict=True)))
+        # the authority derives it only for contributors whose signed statements come along (verify_aggregate)
+        evidence = self.combined.evidence if self.combined is not None else None
+        return self.transport.function_key(self.rnd, dict(zip(aggregate.parties, aggregate.weights, strict=True)),
+                                           evidence)
 
     def left_out(self, party: str, why: str) -> None:
         self.dropped.setdefault(party, why)

@@ -187,6 +187,66 @@ def policy_state(cfg: Config, state_dir: str | Path | None) -> PolicyState | Non
     return PolicyState.in_dir(state_dir, federation_id(cfg.federation.ids, cfg.federation.seed))
 
 
+def verifies(cfg: Config, scheme: Scheme) -> bool:
+    """Whether uploads are signed and checked before any reveal (``crypto.verify_aggregate`` not ``"off"``).
+
+    Where the parties reveal (they open the aggregate, or give shares of it), they check it; under a
+    function-key reveal (``fe``) the key authority checks the request before it derives the key (who
+    contributed, with what weight: :meth:`~securefl.core.authority.Authority.function_key`).  Not where the
+    aggregator reveals on its own key (``plain``): no one else takes part in what it reveals.
+    """
+    plan = scheme.declarations.reveal
+    return cfg.crypto.verify_aggregate != "off" and (plan.shares or plan.function_key
+                                                     or plan.site is RevealSite.PARTIES)
+
+
+def refolds(cfg: Config, scheme: Scheme) -> bool:
+    """Whether verifiers refold the signed uploads (``full``) with the aggregator's public key alone.
+
+    Not for a scheme with setup exchanges (secagg): folding its masked uploads needs the round's setup,
+    which only the aggregator ran; there the verifiers check the signed statements (who, what weight,
+    one model, how many) and the scheme's own consistency round checks the survivor set.  Not under a
+    function-key reveal (fe) either: a function key opens only the weighted sum of the round's ciphertexts
+    of the parties it names, and a ciphertext the aggregator fabricated or replayed does not cancel that
+    round's pads (it decrypts to noise), so what the key authority must check is who contributed and with
+    what weight - the signed statements - and it has no use for the uploads.
+    """
+    plan = scheme.declarations.reveal
+    return (cfg.crypto.verify_aggregate == "full" and scheme.capability(InteractiveSetup) is None
+            and not plan.function_key)
+
+
+def sampler(cfg: Config, scheme: Scheme, aggregator_key: AggregatorKey) -> Sampler | None:
+    """Under ``sampled``, how uploads commit to their blocks and verifiers check some (``None`` otherwise).
+
+    As with :func:`refolds`, not for a scheme with setup exchanges nor under a function-key reveal, and
+    only for one whose payloads are blocks that fold one by one
+    (:class:`~crypto_backends.capabilities.BlockFold`); elsewhere the verifiers check the signed
+    statements alone.
+    """
+    blocks = scheme.capability(BlockFold)
+    if (cfg.crypto.verify_aggregate != "sampled" or blocks is None or scheme.declarations.reveal.function_key
+            or scheme.capability(InteractiveSetup) is not None):
+        return None
+    return Sampler(blocks, aggregator_key, cfg.crypto.verify_samples)
+
+
+def statement_verifier(cfg: Config, scheme: Scheme, aggregator_key: AggregatorKey,
+                       checks: SignatureChecks) -> Verifier:
+    """The check of an aggregate before a reveal, for a role holding ``checks`` (see
+    :func:`~crypto_backends.statements.verify_aggregate`): at least the quorum (and the DP minimum) of
+    distinct signed contributors of the roster, refolded with ``aggregator_key`` where :func:`refolds`,
+    sampled where :func:`sampler`.
+
+    A function of the config and the scheme only (no data), so that a role that is no party (the key
+    authority) builds the very check the parties build.
+    """
+    least = max(cfg.federation.min_parties, min_contributors(cfg))
+    ids = cfg.federation.ids
+    return Verifier(scheme, aggregator_key, checks, frozenset(ids), context_of(ids, scheme.name.encode()),
+                    least, full=refolds(cfg, scheme), sampler=sampler(cfg, scheme, aggregator_key))
+
+
 class Federation:
     """What every role derives from the config alone: the scheme, the fusion rule, the rounds, the results.
 
@@ -269,13 +329,9 @@ class Federation:
 
     @property
     def verifies(self) -> bool:
-        """Whether uploads are signed and aggregates checked before any reveal (``crypto.verify_aggregate``).
-
-        Only where the parties reveal (they open the aggregate, or give shares of it): where the aggregator
-        reveals on its own (plain, fe's function key) there is no one else to check what it reveals.
-        """
-        plan = self.scheme.declarations.reveal
-        return self.cfg.crypto.verify_aggregate != "off" and (plan.shares or plan.site is RevealSite.PARTIES)
+        """Whether uploads are signed and checked before any reveal (``crypto.verify_aggregate``): see
+        :func:`verifies`."""
+        return verifies(self.cfg, self.scheme)
 
     @property
     def statement_context(self) -> bytes:
@@ -283,35 +339,18 @@ class Federation:
         return context_of(self.party_ids, self.scheme.name.encode())
 
     def verifier(self, aggregator_key: AggregatorKey, checks: SignatureChecks) -> Verifier:
-        """The check of an aggregate before a reveal, for a role holding ``checks`` (see
-        :func:`~crypto_backends.statements.verify_aggregate`): at least the quorum (and the DP minimum) of
-        distinct signed contributors, refolded with ``aggregator_key`` under ``full``, sampled under ``sampled``."""
-        least = max(self.cfg.federation.min_parties, min_contributors(self.cfg))
-        return Verifier(self.scheme, aggregator_key, checks, frozenset(self.party_ids), self.statement_context,
-                        least, full=self.refolds, sampler=self.sampler(aggregator_key))
+        """The check of an aggregate (or of a function-key request) before a reveal, for a role holding
+        ``checks``: see :func:`statement_verifier`."""
+        return statement_verifier(self.cfg, self.scheme, aggregator_key, checks)
 
     @property
     def refolds(self) -> bool:
-        """Whether verifiers refold the signed uploads (``full``) with the aggregator's public key alone.
-
-        Not for a scheme with setup exchanges (secagg): folding its masked uploads needs the round's setup,
-        which only the aggregator ran; there the verifiers check the signed statements (who, what weight,
-        one model, how many) and the scheme's own consistency round checks the survivor set.
-        """
-        return self.cfg.crypto.verify_aggregate == "full" and self.scheme.capability(InteractiveSetup) is None
+        """Whether verifiers refold the signed uploads (see :func:`refolds`)."""
+        return refolds(self.cfg, self.scheme)
 
     def sampler(self, aggregator_key: AggregatorKey) -> Sampler | None:
-        """Under ``sampled``, how uploads commit to their blocks and verifiers check some (``None`` otherwise).
-
-        As with :attr:`refolds`, not for a scheme with setup exchanges, and only for one whose payloads are
-        blocks that fold one by one (:class:`~crypto_backends.capabilities.BlockFold`); elsewhere the
-        verifiers check the signed statements alone.
-        """
-        blocks = self.scheme.capability(BlockFold)
-        if (self.cfg.crypto.verify_aggregate != "sampled" or blocks is None
-                or self.scheme.capability(InteractiveSetup) is not None):
-            return None
-        return Sampler(blocks, aggregator_key, self.cfg.crypto.verify_samples)
+        """Under ``sampled``, how uploads commit to their blocks and verifiers check some (see :func:`sampler`)."""
+        return sampler(self.cfg, self.scheme, aggregator_key)
 
     def statements(self, checks: SignatureChecks | None,
                    aggregator_key: AggregatorKey | None = None) -> Statements | None:
@@ -319,7 +358,8 @@ class Federation:
 
         The uploads themselves are kept for the evidence only where parties reveal (at the parties or with
         their shares) and check them: they refold them (``full``) or blocks of them (``sampled``, which
-        needs ``aggregator_key``).  :class:`ConfigError` without ``checks`` while verification is on.
+        needs ``aggregator_key``).  Under a function-key reveal (``fe``) the key authority checks the
+        statements alone.  :class:`ConfigError` without ``checks`` while verification is on.
         """
         if not self.verifies:
             return None
@@ -327,8 +367,8 @@ class Federation:
             raise ConfigError(f"crypto.verify_aggregate = {self.cfg.crypto.verify_aggregate!r}: the aggregator "
                               "needs the federation's CA to check the parties' signed uploads. Use TLS "
                               "certificates (`securefl certs`), or set crypto.verify_aggregate = 'off'")
-        sampler = self.sampler(aggregator_key) if aggregator_key is not None else None
-        return Statements(checks, self.statement_context, self.refolds or sampler is not None, sampler)
+        drawn = self.sampler(aggregator_key) if aggregator_key is not None else None
+        return Statements(checks, self.statement_context, self.refolds or drawn is not None, drawn)
 
     def trainer(self, party_id: str) -> Trainer:
         """Always raises :class:`ConfigError`: parties of this federation bring their own trainers or data."""

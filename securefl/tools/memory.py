@@ -46,6 +46,7 @@ from crypto_backends import registry
 from crypto_backends.base import SECRET_ACCESS, InsecureParametersWarning, Scheme
 from crypto_backends.capabilities import InteractiveSetup
 from crypto_backends.keys import FunctionKey, KeySet, PartyKey
+from crypto_backends.statements import Evidence
 from securefl.core.aggregator import Aggregator
 from securefl.core.engine import SecureRound
 from securefl.core.messages import GlobalModel
@@ -174,7 +175,7 @@ class _ChildParties(Transport):
             raise PartyFailed(data.decode(errors="replace"))
         return data  # type: ignore[return-value]  # a bytearray parses like bytes, and is not copied
 
-    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+    def function_key(self, round: int, weights: Mapping[str, float], evidence: Evidence | None) -> FunctionKey:
         raise ProducerError("the memory tool measures combining only: no function key is asked for")
 
 

@@ -10,7 +10,8 @@ does four things:
   is handed to the engine's ``accept`` callback *as it arrives*, which parses
   and checks it once (raising a :class:`~securefl.errors.SecureFLError` to
   refuse it); a transport may tell a refused sender at once.
-* :meth:`Transport.function_key` - ask the key authority for a function key.
+* :meth:`Transport.function_key` - ask the key authority for a function key,
+  with the contributors' signed statements.
 * :meth:`Transport.finish` - hand out the final model (or the reason the run
   stopped) to the parties.
 * :meth:`Transport.release` - the released model as the engine's caller may
@@ -35,6 +36,7 @@ from typing import Generic, Literal, TypeVar
 import numpy as np
 
 from crypto_backends.keys import FunctionKey
+from crypto_backends.statements import Evidence
 from securefl.core.messages import GlobalModel
 from securefl.errors import TransportError
 
@@ -110,8 +112,10 @@ class Transport(ABC):
         """
 
     @abstractmethod
-    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
-        """The authority's function key for ``weights`` in ``round`` (it may refuse: PolicyError)."""
+    def function_key(self, round: int, weights: Mapping[str, float], evidence: Evidence | None) -> FunctionKey:
+        """The authority's function key for ``weights`` in ``round``; ``evidence``: the contributors' signed
+        statements, which it checks first under ``crypto.verify_aggregate`` (``None``: none kept).  It may
+        refuse: PolicyError, AggregateMismatchError (or, over a network, the transport's refusal)."""
 
     def finish(self, model: GlobalModel | None, message: str, *, contributors: tuple[str, ...] = ()) -> None:
         """The run is over: hand out ``model`` (``None``: the run failed, ``message`` says why)."""

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from crypto_backends.keys import FunctionKey
+from crypto_backends.statements import Evidence
 from securefl.core.authority import Authority
 from securefl.core.messages import GlobalModel
 from securefl.core.party import Party
@@ -69,9 +70,9 @@ class InProcessTransport(Transport):
         # the reply in a box that _take empties: a finished future must not keep an upload's bytes alive
         return [party.respond(request.step, request.round, request.stage, payload)]
 
-    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
-        """The in-process authority's answer, by a direct call (its PolicyError propagates)."""
-        return self.authority.function_key(round, weights)
+    def function_key(self, round: int, weights: Mapping[str, float], evidence: Evidence | None) -> FunctionKey:
+        """The in-process authority's answer, by a direct call (its refusal propagates)."""
+        return self.authority.function_key(round, weights, evidence)
 
     def release(self, model: GlobalModel) -> np.ndarray | None:
         """A sealed model opened by a key holder, with the scheme's publication step (every role is here)."""

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from crypto_backends.keys import SECRET_ACCESS, AggregatorKey, FunctionKey, PartyKey
+from crypto_backends.statements import Evidence
 from securefl.config import Config, from_mapping, to_mapping
 from securefl.core.authority import Authority
 from securefl.core.federation import federation
@@ -317,9 +318,9 @@ class RayTransport(Transport):
         for pid, reply in zip(chunk, framed, strict=True):
             take_reply(replies, request, pid, functools.partial(_unframed, reply), accept, log)
 
-    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
-        """The driver's authority's answer, by a direct call (its PolicyError propagates); no actor is involved."""
-        return self.authority.function_key(round, weights)
+    def function_key(self, round: int, weights: Mapping[str, float], evidence: Evidence | None) -> FunctionKey:
+        """The driver's authority's answer, by a direct call (its refusal propagates); no actor is involved."""
+        return self.authority.function_key(round, weights, evidence)
 
     def release(self, model: GlobalModel) -> np.ndarray | None:
         """A sealed model as the party with the smallest id publishes it (as the threads engine releases it)."""

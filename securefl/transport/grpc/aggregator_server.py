@@ -40,6 +40,7 @@ from typing import Any
 import grpc
 
 from crypto_backends.keys import AggregatorKey, FunctionKey
+from crypto_backends.statements import Evidence
 from securefl.config import Config
 from securefl.core.aggregator import Aggregator
 from securefl.core.engine import OnStop, RoundEngine
@@ -348,13 +349,13 @@ class GrpcTransport(Transport):
         bound = agg.scheme.declarations.max_payload_bytes(agg.num_parameters)
         return cap if bound is None else min(cap, math.ceil(self.UPLOAD_MARGIN * bound) + self.ENVELOPE_SLACK)
 
-    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
+    def function_key(self, round: int, weights: Mapping[str, float], evidence: Evidence | None) -> FunctionKey:
         """The authority's answer over gRPC (:meth:`AuthorityClient.function_key`).
 
         A refusal raises :class:`~securefl.errors.RefusedError` (with the gRPC status), an
         unreachable authority :class:`~securefl.errors.TransportError`: not PolicyError.
         """
-        return self.authority.function_key(round, weights)
+        return self.authority.function_key(round, weights, evidence)
 
     def finish(self, model: GlobalModel | None, message: str, *, contributors: tuple[str, ...] = ()) -> None:
         """Serve the final state until the parties fetched it (or a while passed: some may be gone)."""

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from crypto_backends.errors import PolicyError, SecureFLError
+from crypto_backends.errors import AggregateMismatchError, PolicyError, SecureFLError
 from securefl.config import TransportConfig
 from securefl.errors import RefusedError, TransportError
 from securefl.transport.grpc import certs
@@ -142,8 +142,9 @@ def call_with_retry(what: str, fn: Callable[[], T], *, deadline_s: float, first_
 def answer_errors(handler: Callable[..., T]) -> Callable[..., T]:
     """Turn securefl's typed errors inside a handler into gRPC statuses with the error's message.
 
-    A refused policy is ``PERMISSION_DENIED``; any other securefl error (a malformed
-    or out-of-bounds request) is ``INVALID_ARGUMENT``.  Unexpected exceptions stay
+    A refused policy, or a request whose signed statements do not prove it
+    (:class:`~crypto_backends.errors.AggregateMismatchError`), is ``PERMISSION_DENIED``; any
+    other securefl error (a malformed or out-of-bounds request) is ``INVALID_ARGUMENT``.  Unexpected exceptions stay
     gRPC's ``UNKNOWN`` without details, so internals do not leak to peers.
     """
     # grpc ships no type stubs, so mypy cannot know that context.abort() always raises (never returns None)
@@ -151,7 +152,7 @@ def answer_errors(handler: Callable[..., T]) -> Callable[..., T]:
     def wrapped(request: Any, context: grpc.ServicerContext) -> T:  # type: ignore[return]
         try:
             return handler(request, context)
-        except PolicyError as exc:
+        except (PolicyError, AggregateMismatchError) as exc:
             log.warning("refused: %s", exc)
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except SecureFLError as exc:

@@ -8,12 +8,13 @@ payload received is bounded by ``transport.max_message_bytes``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from crypto_backends.base import Scheme
 from crypto_backends.keys import AggregatorKey, FunctionKey, Key, PartyKey
+from crypto_backends.statements import Evidence
 from securefl.errors import TransportError
 from securefl.transport.grpc import wire
 from securefl.transport.grpc.authority_server import SERVICE as AUTHORITY_SERVICE
@@ -36,10 +37,14 @@ class _Client:
         self.where = f"the {self.role} at {self.transport.address(self.role)}"
 
     def _stream(self, method: str, request: bytes, kind: str, timeout: float | None) -> tuple[dict[str, Any], bytes]:
-        call = self.channel.unary_stream(f"/{self.service}/{method}")
+        return self._call(method, self.channel.unary_stream(f"/{self.service}/{method}"), lambda: request, kind,
+                          timeout)
 
+    def _call(self, method: str, call: Any, request: Callable[[], Any], kind: str,
+              timeout: float | None) -> tuple[dict[str, Any], bytes]:
+        # ``request()``: the request message, or a fresh frame iterator (a retried stream starts from its header)
         def once() -> tuple[dict[str, Any], bytes]:
-            frames = call(request, timeout=timeout, metadata=self.endpoint.metadata())
+            frames = call(request(), timeout=timeout, metadata=self.endpoint.metadata())
             return wire.receive(frames, kind, self.transport.max_message_bytes, f"{method} reply")
 
         return call_with_retry(f"{method} from {self.where}", once, deadline_s=self.transport.connect_timeout,
@@ -60,6 +65,9 @@ class AuthorityClient(_Client):
 
     def _key(self, method: str, request: bytes, cls: type[Key]) -> Key:
         _, data = self._stream(method, request, "blob", timeout=self.transport.connect_timeout)
+        return self._loaded(data, cls)
+
+    def _loaded(self, data: bytes, cls: type[Key]) -> Key:
         key = self.scheme.load_key(data)
         if not isinstance(key, cls):
             raise TransportError(f"{self.where} sent a {type(key).__name__} where a {cls.__name__} was due")
@@ -84,10 +92,19 @@ class AuthorityClient(_Client):
         """
         return self._key("AggregatorKey", wire.header("key_request"), AggregatorKey)  # type: ignore[return-value]
 
-    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
-        """A function key for ``weights`` in ``round`` (what the gRPC transport asks the authority for)."""
-        request = wire.header("function_key", round=round, weights=wire.weights_field(weights))
-        return self._key("FunctionKey", request, FunctionKey)  # type: ignore[return-value]
+    def function_key(self, round: int, weights: Mapping[str, float], evidence: Evidence | None) -> FunctionKey:
+        """A function key for ``weights`` in ``round`` (what the gRPC transport asks the authority for).
+
+        ``evidence``'s signed statements follow the header as a framed payload (none: 0 bytes): with one
+        certificate each, a few dozen parties' outgrow a header.  Its uploads, if any, are not sent: the
+        authority checks who contributed, not their bytes.
+        """
+        data = b"" if evidence is None else Evidence(evidence.signed).to_bytes()
+        head = wire.header("function_key", round=round, weights=wire.weights_field(weights), bytes=len(data))
+        call = self.channel.stream_stream(f"/{self.service}/FunctionKey")
+        _, blob = self._call("FunctionKey", call, lambda: wire.send(head, data, self.transport.chunk_bytes), "blob",
+                             self.transport.connect_timeout)
+        return self._loaded(blob, FunctionKey)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,9 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "heartbeat": {"step": _STR, "round": _INT, "stage": _INT, "refused": _STR},
     # party -> aggregator: the reply to the open step of `round` (an update for `train`) follows
     "upload": {"step": _STR, "round": _INT, "stage": _INT, "bytes": _INT},
-    # aggregator -> authority: a function key for these weights in `round`
-    "function_key": {"round": _INT, "weights": _WEIGHTS},
+    # aggregator -> authority: a function key for these weights in `round`; the contributors' signed statements
+    # (an Evidence message, `bytes` long; 0: none) follow as a payload: they outgrow a header past ~60 parties
+    "function_key": {"round": _INT, "weights": _WEIGHTS, "bytes": _INT},
     # any role -> any role: a payload of `bytes` follows (keys), or a plain acknowledgement
     "blob": {"bytes": _INT},
     "ack": {"message": _STR},
@@ -150,6 +151,17 @@ def grpc_options(chunk_bytes: int) -> list[tuple[str, int]]:
     """
     limit = chunk_bytes + FRAME_OVERHEAD
     return [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+
+
+EVIDENCE_BYTES_PER_PARTY = 8 * 1024
+"""Most bytes one contributor's signed statement may take in a function-key request's evidence: an honest one
+is about 1 KB (the statement ~250 bytes, an ECDSA signature ~72, its DER certificate ~700)."""
+
+
+def evidence_limit(parties: int) -> int:
+    """Most bytes a function-key request's evidence may take in a federation of ``parties``: one signed statement
+    each (:data:`EVIDENCE_BYTES_PER_PARTY`) and the message's own framing."""
+    return 64 + parties * EVIDENCE_BYTES_PER_PARTY
 
 
 def weights_field(weights: Mapping[str, float]) -> dict[str, float]:

@@ -88,11 +88,46 @@ def _spy(party: Party, opened: list[str]) -> None:
     party.check = check_then  # type: ignore[method-assign]
 
 
-@pytest.mark.parametrize("scheme", SEALED + SHARED)
+FE_DOES_NOT_APPLY = {
+    "single upload decrypted": "a function key for every contributor opens only their joint sum: one ciphertext "
+                               "under it keeps the others' pads (it decrypts to noise), so the authority checks "
+                               "who and with what weight, which this attack leaves genuine",
+    "zero-padded aggregate": "fe's party keys are each party's own secret: encrypting zeros under the others' "
+                             "ids needs every other party's key, a collusion of all but the victim",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_fes_authority_refuses_a_cheating_aggregator_and_derives_no_function_key(attack, caplog, monkeypatch):
+    """Under fe the aggregator reveals with a function key: the authority is the verifier that refuses."""
+    if attack in FE_DOES_NOT_APPLY:
+        pytest.skip(FE_DOES_NOT_APPLY[attack])
+    sim = _sim("fe")
+    fn, why = ATTACKS[attack]
+    _hostile(sim, fn)
+    fkeys = sim.authority._fkeys
+    assert fkeys is not None
+    derived: list[int] = []
+    honest = fkeys.function_key
+
+    def spy(key, *, round, weights):  # type: ignore[no-untyped-def]
+        derived.append(round)
+        return honest(key, round=round, weights=weights)
+
+    monkeypatch.setattr(fkeys, "function_key", spy)
+    with caplog.at_level(logging.WARNING), pytest.raises(SecureFLError):
+        sim.run()
+    refusals = [r.getMessage() for r in caplog.records if "function key refused" in r.getMessage()]
+    assert refusals and all(why in m for m in refusals), [r.getMessage() for r in caplog.records]
+    cheated = 1 if attack == "replayed round" else 0
+    assert [r for r in derived if r >= cheated] == [] and derived == list(range(cheated)), derived
+
+
+@pytest.mark.parametrize("scheme", [*SEALED, *SHARED, "fe"])
 def test_the_honest_path_gives_the_same_model_with_verification_on_and_off(scheme):
     on, off = _sim(scheme).run(), _sim(scheme, "crypto.verify_aggregate=off").run()
     assert [r.parties for r in on.rounds] == [r.parties for r in off.rounds]
-    if scheme in ("paillier", "threshold_paillier"):  # exact schemes: bit-identical
+    if scheme in ("paillier", "threshold_paillier", "fe"):  # exact schemes: bit-identical
         np.testing.assert_array_equal(on.final_parameters, off.final_parameters)
     else:  # ckks's encryption noise and secagg's stochastic rounding differ run to run: equal up to them
         np.testing.assert_allclose(on.final_parameters, off.final_parameters, atol=2e-3)

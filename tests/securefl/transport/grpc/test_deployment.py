@@ -344,3 +344,22 @@ def test_a_cheating_aggregator_process_is_refused_by_every_party_process(deploy,
     cheated = 1 if attack == "replayed round" else 0
     assert result["stopped"] in ("quorum lost", "error"), result
     assert all(r["accuracy"] is None for r in result["rounds"][cheated:]), result["rounds"]
+
+
+@pytest.mark.parametrize("attack", ["fabricated contributor", "another federation's signature"])
+def test_a_cheating_aggregator_process_gets_no_function_key_from_the_authority_process(deploy, attack):
+    """Issue 22 item 2 over gRPC: under fe the authority process checks the signed statements (its CA: the
+    deployment's) that stream with the request, refuses, and the aggregator process stops with no key."""
+    d = deploy(config_text("fe", parties=3, rounds=2, round_timeout=60))
+    d.start("authority")
+    d.start_module("aggregator", "tests.securefl.transport.grpc.cheating_aggregator", attack, "aggregator",
+                   str(d.path), "--json", str(d.json))
+    for pid in d.cfg.federation.ids:
+        d.start(f"party:{pid}", "--id", pid)
+    assert d.wait_exit("aggregator", 120) != 0
+    log = d.log("authority")
+    assert "round 0: function key refused" in log and ATTACKS[attack][1] in log, log[-3000:]
+    assert "function key granted" not in log
+    result = json.loads(d.json.read_text())
+    assert result["rounds"] == [] and result["stopped"] == "error", result
+    assert "PERMISSION_DENIED" in result["stop_message"], result["stop_message"]

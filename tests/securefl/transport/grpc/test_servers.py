@@ -94,7 +94,7 @@ def test_clients_without_a_valid_certificate_or_role_are_refused(servers, tmp_pa
     authority = AuthorityClient(party3, scheme)
     assert not authority.aggregator_key().holds_secret
     with pytest.raises(RefusedError, match="party 'party-3' may not") as err:
-        authority.function_key(0, {"party-1": 1.0, "party-2": 1.0})
+        authority.function_key(0, {"party-1": 1.0, "party-2": 1.0}, None)
     assert err.value.status == "PERMISSION_DENIED"
     with pytest.raises(TransportError, match="sent the key of 'party-3' to 'party-1'"):
         authority.party_key("party-1")

@@ -34,10 +34,11 @@ def test_headers_are_strict(frame, needle):
 
 
 def test_weights_and_rounds_are_checked():
-    assert wire.parse_header(wire.header("function_key", round=3, weights={"a": 1.0}), "function_key")["round"] == 3
+    assert wire.parse_header(wire.header("function_key", round=3, weights={"a": 1.0}, bytes=0),
+                             "function_key")["round"] == 3
     for weights in ({}, {"a": 0.0}, {"a b": 1.0}, {"a": float("inf")}):
         with pytest.raises((TransportError, ValueError)):
-            wire.header("function_key", round=0, weights=weights)
+            wire.header("function_key", round=0, weights=weights, bytes=0)
     with pytest.raises(TransportError, match="out of range"):
         wire.parse_header(b'H{"step": "train", "round": 4294967296, "stage": 0, "bytes": 1}', "upload")
 
