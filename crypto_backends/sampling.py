@@ -35,7 +35,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .capabilities import BlockFold
+from .base import Scheme
+from .capabilities import BlockFold, InteractiveSetup
 from .envelope import Envelope
 from .errors import AggregateMismatchError, MalformedCiphertextError, SecureFLError
 from .keys import AggregatorKey
@@ -116,6 +117,20 @@ class Sampler:
         if count < 1:
             raise MalformedCiphertextError("an aggregate of no blocks cannot be sampled")
         return tuple(sorted(secrets.SystemRandom().sample(range(count), min(self.samples, count))))
+
+
+def block_source(scheme: Scheme) -> BlockFold | None:
+    """``scheme``'s blocks where ``sampled`` verifiers check blocks of the uploads; ``None`` where they check the
+    signed statements alone, as under ``full``.
+
+    Those are a scheme without :class:`~.capabilities.BlockFold`, one with setup exchanges
+    (:class:`~.capabilities.InteractiveSetup`: its masked uploads fold only with the round's setup, which the
+    aggregator alone ran) and a function-key reveal (the key authority checks who contributed with what
+    weight; a ciphertext the aggregator fabricated does not cancel the round's pads).
+    """
+    if scheme.declarations.reveal.function_key or scheme.capability(InteractiveSetup) is not None:
+        return None
+    return scheme.capability(BlockFold)
 
 
 def detection(blocks: int, samples: int, altered: int = 1) -> float:

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from crypto_backends.keys import FunctionKey
+from crypto_backends.statements import Evidence
 from securefl import config
 from securefl.config import Config
 from securefl.simulation import Simulation
@@ -67,9 +68,11 @@ class CountingTransport(InProcessTransport):
         self.received += sum(replies.sizes.values())
         return replies
 
-    def function_key(self, round: int, weights: Mapping[str, float]) -> FunctionKey:
-        """The authority's function key, counted at its serialised size (what a network would carry)."""
-        key = super().function_key(round, weights)
+    def function_key(self, round: int, weights: Mapping[str, float], evidence: Evidence | None) -> FunctionKey:
+        """The authority's function key and the signed statements sent for it, counted at their serialised
+        sizes (what a network would carry)."""
+        self.sent += len(evidence.to_bytes()) if evidence is not None else 0
+        key = super().function_key(round, weights, evidence)
         from crypto_backends import SECRET_ACCESS  # the count needs the bytes; they never leave this process
 
         self.received += len(self.authority.scheme.dump_key(key, secret_access=SECRET_ACCESS))

@@ -20,10 +20,10 @@ import numpy as np
 
 from crypto_backends import registry
 from crypto_backends.base import RevealSite, Scheme
-from crypto_backends.capabilities import BlockFold, InteractiveSetup
+from crypto_backends.capabilities import InteractiveSetup
 from crypto_backends.dp import DPScheme
 from crypto_backends.keys import AggregatorKey, PartyIdentity, PartyKey
-from crypto_backends.sampling import Sampler
+from crypto_backends.sampling import Sampler, block_source
 from crypto_backends.statements import SignatureChecks, Verifier, context_of
 from securefl import privacy
 from securefl.config import OWN_DATA, Config
@@ -217,16 +217,11 @@ def refolds(cfg: Config, scheme: Scheme) -> bool:
 
 
 def sampler(cfg: Config, scheme: Scheme, aggregator_key: AggregatorKey) -> Sampler | None:
-    """Under ``sampled``, how uploads commit to their blocks and verifiers check some (``None`` otherwise).
-
-    As with :func:`refolds`, not for a scheme with setup exchanges nor under a function-key reveal, and
-    only for one whose payloads are blocks that fold one by one
-    (:class:`~crypto_backends.capabilities.BlockFold`); elsewhere the verifiers check the signed
-    statements alone.
+    """Under ``sampled``, how uploads commit to their blocks and verifiers check some; ``None`` under another
+    mode or where the verifiers check the signed statements alone (:func:`~crypto_backends.sampling.block_source`).
     """
-    blocks = scheme.capability(BlockFold)
-    if (cfg.crypto.verify_aggregate != "sampled" or blocks is None or scheme.declarations.reveal.function_key
-            or scheme.capability(InteractiveSetup) is not None):
+    blocks = block_source(scheme)
+    if cfg.crypto.verify_aggregate != "sampled" or blocks is None:
         return None
     return Sampler(blocks, aggregator_key, cfg.crypto.verify_samples)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from crypto_backends import registry
 from crypto_backends.base import MIN_SECURITY_BITS, SchemeParams, ThreatModel
+from crypto_backends.sampling import block_source
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class SchemeFacts:
     hides_updates: bool
     presets: Mapping[str, int] = field(default_factory=dict)
     """Preset name -> its security level in bits."""
+    samples_blocks: bool = False
+    """Whether ``crypto.verify_aggregate = "sampled"`` checks blocks of the uploads (else the statements alone)."""
 
     @property
     def insecure(self) -> bool:
@@ -61,7 +64,17 @@ class SchemeFacts:
         """What an actively malicious aggregator learns, under each ``crypto.verify_aggregate`` setting."""
         t = self.threat
         return (f'with crypto.verify_aggregate = "full" (the default): {t.malicious_aggregator}; '
-                f'with "off": {t.malicious_aggregator_unverified}')
+                f'with "sampled": {self.sampled_text()}; with "off": {t.malicious_aggregator_unverified}')
+
+    def sampled_text(self) -> str:
+        """What ``crypto.verify_aggregate = "sampled"`` changes from ``"full"`` against a malicious aggregator."""
+        if not self.samples_blocks:
+            return 'the same as "full" (its verifiers check the signed statements, not the uploads\' bytes)'
+        return ('the same as "full" for the signed statements (who, what weight, one model, how many) and for an '
+                'aggregate that differs from the fold of the signed uploads in every block (a single upload, a '
+                'zero-padded or replayed sum); an aggregate altered in b of its B blocks passes one verifier '
+                'with chance C(B-b, k) / C(B, k), about 1 - k/B for one block (k = crypto.verify_samples), '
+                'reported per round in the run JSON')
 
     def presets_text(self) -> str:
         """The presets as a table cell, each with its security level if the scheme hides updates."""
@@ -89,6 +102,7 @@ def scheme_facts(name: str, params: SchemeParams | None = None) -> SchemeFacts:
         needs_function_key=cls.reveal_plan.function_key,
         hides_updates=cls.threat_model.hides_updates,
         presets={pname: int(p.security_bits()) for pname, p in ptype.presets().items()},
+        samples_blocks=block_source(registry.create(name, params)) is not None,
     )
 
 

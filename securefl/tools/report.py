@@ -262,8 +262,7 @@ def _threat_blocks(comparison: Comparison) -> list[Block]:
         items = [f"**key held by the {role}**: {what}" for role, what in t.key_holders.items()]
         items += [
             f"**an honest-but-curious aggregator learns**: {t.aggregator_learns}",
-            f"**an actively malicious aggregator learns**, with `crypto.verify_aggregate = \"full\"` (the default): "
-            f"{t.malicious_aggregator}; with `\"off\"`: {t.malicious_aggregator_unverified}",
+            f"**an actively malicious aggregator learns**, {f.malicious_aggregator_text()}",
             f"**a party learns**: {t.party_learns}",
             f"**a party colluding with the aggregator learns**: {t.collusion}",
             f"**dropouts**: {t.dropouts}",

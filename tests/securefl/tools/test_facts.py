@@ -54,3 +54,15 @@ def test_a_scheme_that_hides_nothing_claims_no_security_level():
 
 def test_cells_are_one_line_and_escape_pipes():
     assert cell("a |\n b") == "a \\| b"
+
+
+def test_the_sampled_setting_is_stated_from_what_the_scheme_can_sample():
+    # the schemes whose uploads are blocks that fold one by one state the detection chance; the others say
+    # that their verifiers check the signed statements only, as under "full"
+    for name in registry.available():
+        facts = scheme_facts(name)
+        text = facts.malicious_aggregator_text()
+        assert 'with "sampled": ' in text and text.index('"full"') < text.index('"sampled"') < text.index('"off"')
+        assert ("C(B-b, k) / C(B, k)" in text) == facts.samples_blocks
+    assert {n for n in registry.available() if scheme_facts(n).samples_blocks} == {"paillier", "ckks",
+                                                                             "threshold_paillier"}

@@ -22,9 +22,9 @@ def test_a_real_round_sends_what_the_trace_says(name, monkeypatch, tmp_path):
         sent.append(f"setup:{request.stage}" if request.step == "setup" else request.step)
         return exchange(self, request, accept, timeout=timeout)
 
-    def recording_function_key(self, round, weights):
+    def recording_function_key(self, round, weights, evidence):
         sent.append("function_key")
-        return function_key(self, round, weights)
+        return function_key(self, round, weights, evidence)
 
     monkeypatch.setattr(InProcessTransport, "exchange", recording_exchange)
     monkeypatch.setattr(InProcessTransport, "function_key", recording_function_key)
