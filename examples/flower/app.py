@@ -29,6 +29,7 @@ from flwr.common import Metrics, ndarrays_to_parameters
 from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow.default_workflows import default_fit_workflow
 
 from securefl.config import Config
 from securefl.flower import SecureFLWorkflow, securefl_mod
@@ -37,6 +38,8 @@ from securefl.ml.data import load_table
 CLASSES, FEATURES = 10, 64
 LOCAL_STEPS, LEARNING_RATE, HELD_OUT = 5, 0.5, 0.25
 RECORD_ENV = "SECUREFL_FLOWER_RECORD"
+BYTES_ENV = "SECUREFL_FLOWER_BYTES"
+"""A directory: every node appends the serialised size of each reply it sends (``bytes-node-N.txt``)."""
 
 
 def node_data(partition: int, partitions: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -97,7 +100,7 @@ def client_app(*, secure: bool = False, flower_secaggplus: bool = False, seed: i
         return DigitsClient(context.node_id, int(cfg["partition-id"]), int(cfg["num-partitions"]),
                             seed).to_client()
 
-    mods = []
+    mods: list[Any] = [reply_bytes_mod] if os.environ.get(BYTES_ENV) else []
     if secure:
         mods.append(securefl_mod)  # securefl
     if flower_secaggplus:
@@ -105,6 +108,17 @@ def client_app(*, secure: bool = False, flower_secaggplus: bool = False, seed: i
 
         mods.append(secaggplus_mod)
     return ClientApp(client_fn=client_fn, mods=mods)
+
+
+def reply_bytes_mod(msg: Any, ctxt: Context, call_next: Any) -> Any:
+    """Outermost mod of the side-by-side: records the protobuf size of every fit-round reply this node sends."""
+    from flwr.common.serde import recorddict_to_proto
+
+    out = call_next(msg, ctxt)
+    if out.has_content() and msg.metadata.message_type == "train":  # the fit and its secure steps, not evaluation
+        with open(Path(os.environ[BYTES_ENV]) / f"bytes-node-{ctxt.node_id}.txt", "a") as f:
+            f.write(f"{msg.metadata.group_id} {recorddict_to_proto(out.content).ByteSize()}\n")
+    return out
 
 
 def _weighted_accuracy(metrics: list[tuple[int, Metrics]]) -> Metrics:
@@ -117,7 +131,8 @@ def server_app(rounds: int, nodes: int, *, secure: Config | None = None, flower_
                ) -> ServerApp:
     """The ServerApp: FedAvg over all ``nodes`` nodes; ``secure``: securefl's workflow with this config.
 
-    ``out`` receives the run's ``history``, the final ``arrays``, the ``workflow`` and a
+    ``out`` receives the run's ``history``, each round's fit-workflow wall time (``fit_seconds``), the ``workflow``
+    and a
     ``strategy`` that recorded what ``aggregate_fit`` was given each round (or the ``error`` that stopped
     it).  ``roster``: the connected node ids -> securefl's explicit node_ids mapping (default: sorted ids).
     """
@@ -137,9 +152,16 @@ def server_app(rounds: int, nodes: int, *, secure: Config | None = None, flower_
             node_ids = None if roster is None else roster(_connected(grid, nodes))
             fit = SecureFLWorkflow(secure, node_ids=node_ids)  # securefl
         elif flower_secaggplus:
-            fit = SecAggPlusWorkflow(num_shares=3, reconstruction_threshold=2)
+            fit = SecAggPlusWorkflow(num_shares=nodes, reconstruction_threshold=nodes // 2 + 1)
+        seconds = out.setdefault("fit_seconds", [])
+
+        def timed_fit(grid: Any, context: Context) -> None:
+            t0 = time.perf_counter()
+            (fit or default_fit_workflow)(grid, context)
+            seconds.append(time.perf_counter() - t0)
+
         try:
-            DefaultWorkflow(fit_workflow=fit)(grid, legacy)
+            DefaultWorkflow(fit_workflow=timed_fit)(grid, legacy)
         except Exception as exc:  # Flower's simulation logs it and carries on: keep it for the caller
             out["error"] = exc
             raise
