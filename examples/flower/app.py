@@ -6,9 +6,10 @@ below: the client mod and the fit workflow.  ``secure=None`` runs plain FedAvg; 
 config runs every round through securefl's scheme; ``flower_secaggplus=True`` runs Flower's
 own SecAgg+ on the same app (for the side-by-side).
 
-Each node holds a share of the digits (node ``i`` of ``n`` holds ``i + 1`` parts of
-``n (n + 1) / 2``, so weights differ) and keeps a quarter of it as its own held-out rows;
-training is full-batch gradient descent, so a run is a function of the seed alone.
+Each node holds a share of the digits (node ``i`` of ``n`` holds ``n + i`` parts, so weights
+differ, and no node holds half: fe's inference-prevention policy refuses a function key where one
+does) and keeps a quarter of it as its own held-out rows; training is full-batch gradient descent, so a
+run is a function of the seed alone.
 With ``SECUREFL_FLOWER_RECORD`` set to a directory, each node also writes the arrays
 and ``num_examples`` its fit returned (``round-R-node-N.npz``): the test compares the
 strategy's arrays with numpy's weighted mean of those.
@@ -46,7 +47,8 @@ def node_data(partition: int, partitions: int, seed: int) -> tuple[np.ndarray, n
     """Node ``partition``'s training and held-out rows (pixels over their public range 16)."""
     X, y, _ = load_table("digits")
     order = np.random.default_rng(seed).permutation(len(y))  # experiment design, not a secret
-    bounds = np.cumsum([0] + [i + 1 for i in range(partitions)]) * len(y) // (partitions * (partitions + 1) // 2)
+    parts = [partitions + i for i in range(partitions)]  # unequal, none above half (fe's default max_share)
+    bounds = np.cumsum([0] + parts) * len(y) // sum(parts)
     rows = order[bounds[partition]:bounds[partition + 1]]
     cut = int(len(rows) * (1 - HELD_OUT))
     X = X / 16.0

@@ -157,9 +157,3 @@ def _setup(ctxt: Context, record: ConfigRecord, key_bytes: bytes) -> bytes:
     log.info("node %d is securefl party %s (%s)", ctxt.node_id, pid, scheme.name)
     return pid.encode()
 
-
-def forget(run_id: int) -> None:
-    """Drop the parties of ``run_id`` held in this process (their keys go with them)."""
-    with _GUARD:
-        for k in [k for k in _PARTIES if k[0] == run_id]:
-            del _PARTIES[k]
