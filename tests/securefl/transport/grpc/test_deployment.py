@@ -44,10 +44,17 @@ def deploy(tmp_path):
         d.stop()
 
 
+REFERENCE_CHECKPOINT = "in-process.ckpt"
+
+
 def _in_process(d: Deployment, *overrides: str):
+    """The same federation run in process, from scratch: with its own checkpoint (``REFERENCE_CHECKPOINT``),
+    since one of the networked run's would be resumed (its rounds read back, not run again)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureParametersWarning)  # the test presets say so loudly
-        return Simulation(config.load(d.path, ["transport.kind=threads", *overrides])).run()
+        return Simulation(config.load(d.path, ["transport.kind=threads",
+                                               f"transport.checkpoint={d.tmp / REFERENCE_CHECKPOINT}",
+                                               *overrides])).run()
 
 
 @pytest.mark.parametrize("scheme", registry.available())
@@ -85,16 +92,15 @@ def _opened(d: Deployment, checkpoint: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("scheme", ["paillier", "threshold_paillier", "ckks"])
-def test_a_sampled_networked_run_gives_the_model_of_a_full_in_process_one(deploy, tmp_path, scheme):
+def test_a_sampled_networked_run_gives_the_model_of_a_full_in_process_one(deploy, scheme):
     """Issue 22 item 2 over gRPC: under ``sampled`` the challenge step runs between processes (each party draws
     its blocks, then is shown their openings) and the model is the one ``full`` makes, bit for bit where the
     arithmetic is exact."""
     d = deploy(_verify(config_text(scheme, rounds=2), "sampled"))
     d.start_all()
     result = d.finish()
-    # the reference: in process, full verification, its own checkpoint (the networked one would be resumed)
-    ref_ckpt = tmp_path / "reference.ckpt"
-    reference = _in_process(d, "crypto.verify_aggregate=full", f"transport.checkpoint={ref_ckpt}")
+    reference = _in_process(d, "crypto.verify_aggregate=full")  # in process, full verification
+    ref_ckpt = d.tmp / REFERENCE_CHECKPOINT
     assert [r["parties"] for r in result["rounds"]] == [["party-1", "party-2", "party-3"]] * 2
     for r in result["rounds"]:
         v = r["verification"]
