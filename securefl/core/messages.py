@@ -156,6 +156,11 @@ def indices_bytes(indices: Sequence[int]) -> bytes:
     return b"".join(_LEN.pack(i) for i in indices)
 
 
+def max_indices_bytes(samples: int) -> int:
+    """Most bytes an honest ``challenge`` reply takes when each verifier draws ``samples`` blocks."""
+    return samples * _LEN.size
+
+
 def parse_indices(data: bytes, blocks: int, most: int) -> tuple[int, ...]:
     """Inverse of :func:`indices_bytes`: ``min(most, blocks)`` distinct sorted indices below ``blocks``, or refused."""
     if len(data) % _LEN.size:

@@ -45,7 +45,7 @@ from securefl.config import Config
 from securefl.core.aggregator import Aggregator
 from securefl.core.engine import OnStop, RoundEngine
 from securefl.core.federation import RoundMetrics, RunResult, federation
-from securefl.core.messages import MAX_METRICS_BYTES, GlobalModel
+from securefl.core.messages import MAX_METRICS_BYTES, GlobalModel, max_indices_bytes
 from securefl.errors import SecureFLError
 from securefl.state.checkpoint import CheckpointWriter, resume
 from securefl.transport.base import STEPS, Accept, Replies, Request, T, Transport
@@ -338,11 +338,14 @@ class GrpcTransport(Transport):
 
     def upload_limit(self, step: str) -> int:
         """Most bytes a reply to ``step`` may have: for an update, what the scheme says an honest one of the
-        model's length takes, with a margin; for a metrics reply, its own bound; else (and while the model's
-        length is unknown) ``transport.max_message_bytes``, which caps every limit."""
+        model's length takes, with a margin; for a metrics reply, its own bound; for a challenge reply, the
+        ``crypto.verify_samples`` indices a verifier draws; else (and while the model's length is unknown)
+        ``transport.max_message_bytes``, which caps every limit."""
         cap = self.cfg.transport.max_message_bytes
         if step == "evaluate":
             return min(cap, MAX_METRICS_BYTES)
+        if step == "challenge":
+            return min(cap, max_indices_bytes(self.cfg.crypto.verify_samples))
         agg = self.aggregator
         if step != "train" or agg is None or agg.num_parameters is None:
             return cap

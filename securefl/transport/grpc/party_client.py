@@ -200,7 +200,10 @@ class NetworkedParty:
     def _refuse(self, task: Task, why: Exception) -> None:
         """Tell the aggregator at once that this party cannot answer ``task``, so the step does not wait for it."""
         try:
-            self.aggregator.heartbeat(task.state, task.round, task.stage, refused=str(why) or type(why).__name__)
+            # typed, as an in-process refusal reads ("ExceptionType: message"): the run's reasons tell a cheated
+            # aggregate (AggregateMismatchError) from a local failure
+            said = f"{type(why).__name__}: {why}" if str(why) else type(why).__name__
+            self.aggregator.heartbeat(task.state, task.round, task.stage, refused=said)
         except TransportError as exc:  # unreachable: the step ends by its deadline or our silence, as before
             log.warning("%s: could not tell the aggregator it refuses round %d's %s: %s", self.party_id, task.round,
                         task.state, exc)

@@ -372,3 +372,43 @@ def test_a_failure_of_ray_init_itself_is_a_transport_error_naming_the_address():
     with pytest.raises(TransportError, match=r"cannot join the Ray cluster at transport.ray_address = 'auto' "
                                              r"\(ConnectionError: ray client connection timeout\); check that"):
         connect(FakeRay, "auto")
+
+
+SAMPLED = ["crypto.verify_aggregate=sampled", "crypto.verify_samples=1"]
+"""Each party checks one block of each upload (of the paillier test preset's two) in the challenge step."""
+
+
+@pytest.mark.parametrize("name", ["paillier", "ckks"])
+def test_sampled_verification_on_ray_gives_the_model_of_full_on_threads(local_ray, name):
+    """Issue 22 item 2 on Ray: the challenge step goes to the actors (each party draws its blocks there, then is
+    shown their openings) and the model is the one full verification makes on threads."""
+    threads = _run(_config(*SCHEMES[name]))
+    on_ray = _run(_config(*SCHEMES[name], *SAMPLED, "transport.kind=ray"))
+    assert all(len(r.parties) == 4 and not r.dropped for r in on_ray.rounds)
+    for r in on_ray.rounds:
+        v = r.verification
+        assert v["mode"] == "sampled" and v["samples"] == 1 and v["verifiers"] == 4, v
+    assert on_ray.final_parameters is not None and threads.final_parameters is not None
+    if name in EXACT:
+        assert [{k: v for k, v in a.items() if k != "verification"} for a in _rounds(on_ray)] == _rounds(threads)
+        np.testing.assert_array_equal(on_ray.final_parameters, threads.final_parameters)
+    else:  # ckks's encryption noise comes from the OS CSPRNG: equal up to it
+        np.testing.assert_allclose(on_ray.final_parameters, threads.final_parameters, atol=1e-3)
+
+
+def test_a_cheating_aggregator_is_refused_by_every_party_in_its_actor_under_sampled(local_ray):
+    """The hostile aggregator of the in-process suite (tests/adversary.py) above parties in Ray actors: each
+    refuses the substituted aggregate with AggregateMismatchError before it opens it (none of the four takes the
+    sealed model: an opening party would measure it) and the run stops for want of a quorum."""
+    from securefl.errors import QuorumError
+    from tests.adversary import ATTACKS, hostile
+
+    fn, why = ATTACKS["single upload decrypted"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureParametersWarning)
+        sim = Simulation(_config(*SCHEMES["paillier"], *SAMPLED, "transport.kind=ray"))
+        sim.aggregator = hostile(sim.aggregator, fn)
+        with pytest.raises(QuorumError) as raised:
+            sim.run()
+    message = str(raised.value)
+    assert "only 0 usable taker" in message and message.count("AggregateMismatchError") == 4 and why in message, message

@@ -9,7 +9,7 @@ import pytest
 from securefl import config
 from securefl.errors import TransportError
 from securefl.transport.grpc import wire
-from securefl.transport.grpc.aggregator_server import AggregatorService, Board
+from securefl.transport.grpc.aggregator_server import AggregatorService, Board, GrpcTransport
 from securefl.transport.grpc.certs import PARTY, Identity
 from securefl.transport.grpc.channels import Endpoint
 
@@ -82,3 +82,13 @@ def test_only_a_heartbeat_for_the_open_step_from_its_holder_counts():
         beat("party-9", "evaluate", 1)
     with pytest.raises(TransportError, match="has fields"):
         service.heartbeat(b'H{"step": "evaluate", "round": 1, "stage": 0, "pad": "x"}', _Context(()))
+
+
+def test_a_challenge_reply_is_bounded_by_the_indices_a_verifier_draws():
+    """Under verify_aggregate = "sampled" a challenge reply is ``verify_samples`` 4-byte indices: a party may not
+    make the aggregator read transport.max_message_bytes (2 GiB) for one."""
+    cfg = config.loads('[federation]\nparties = 3\n[crypto]\nscheme = "paillier"\nverify_aggregate = "sampled"\n'
+                       "verify_samples = 5\n")
+    transport = GrpcTransport(cfg, Board(), authority=None)  # type: ignore[arg-type]  # no authority asked
+    assert transport.upload_limit("challenge") == 20
+    assert transport.upload_limit("share") == cfg.transport.max_message_bytes

@@ -6,15 +6,18 @@ import json
 import re
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from crypto_backends import InsecureParametersWarning, registry
 from securefl import config
+from securefl.core.federation import Federation
 from securefl.core.messages import GlobalModel
 from securefl.simulation import Simulation
 from securefl.state.checkpoint import Checkpoint
+from securefl.state.keystore import load_keyset
 from tests.adversary import ATTACKS
 from tests.paths import CONFIGS
 from tests.schemes import make_scheme
@@ -41,10 +44,17 @@ def deploy(tmp_path):
         d.stop()
 
 
-def _in_process(d: Deployment):
+REFERENCE_CHECKPOINT = "in-process.ckpt"
+
+
+def _in_process(d: Deployment, *overrides: str):
+    """The same federation run in process, from scratch: with its own checkpoint (``REFERENCE_CHECKPOINT``),
+    since one of the networked run's would be resumed (its rounds read back, not run again)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureParametersWarning)  # the test presets say so loudly
-        return Simulation(config.load(d.path, ["transport.kind=threads"])).run()
+        return Simulation(config.load(d.path, ["transport.kind=threads",
+                                               f"transport.checkpoint={d.tmp / REFERENCE_CHECKPOINT}",
+                                               *overrides])).run()
 
 
 @pytest.mark.parametrize("scheme", registry.available())
@@ -66,6 +76,51 @@ def test_networked_run_gives_the_in_process_result(deploy, scheme):
         np.testing.assert_allclose(final.vector, reference.final_parameters,
                                    atol=10 * make_scheme(scheme).tolerance([1.0] * 3) + 1e-12)
     assert "party key sent to party 'party-1'" in d.log("authority")
+
+
+def _opened(d: Deployment, checkpoint: Path) -> np.ndarray:
+    """The final model in ``checkpoint``, opened with party-1's key from the authority's store (a sealed scheme)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureParametersWarning)
+        fed = Federation(d.cfg)
+    key = load_keyset(fed.scheme, d.keystore.read_bytes(), fed.party_ids).parties["party-1"]
+    saved = Checkpoint.load(checkpoint)
+    assert saved is not None
+    model = GlobalModel.from_bytes(saved.model)
+    assert model.aggregate is not None
+    return fed.fuse(fed.scheme.reveal(key, model.aggregate), model.aggregate.total_weight)
+
+
+@pytest.mark.parametrize("scheme", ["paillier", "threshold_paillier", "ckks"])
+def test_a_sampled_networked_run_gives_the_model_of_a_full_in_process_one(deploy, scheme):
+    """Issue 22 item 2 over gRPC: under ``sampled`` the challenge step runs between processes (each party draws
+    its blocks, then is shown their openings) and the model is the one ``full`` makes, bit for bit where the
+    arithmetic is exact."""
+    d = deploy(_verify(config_text(scheme, rounds=2), "sampled"))
+    d.start_all()
+    result = d.finish()
+    reference = _in_process(d, "crypto.verify_aggregate=full")  # in process, full verification
+    ref_ckpt = d.tmp / REFERENCE_CHECKPOINT
+    assert [r["parties"] for r in result["rounds"]] == [["party-1", "party-2", "party-3"]] * 2
+    for r in result["rounds"]:
+        v = r["verification"]
+        # each party checks one block: of the exact schemes' two, ckks's one (its default N=4096 holds the model)
+        assert v["mode"] == "sampled" and v["samples"] == 1 and v["verifiers"] == 3, v
+        assert v["blocks"] == (1 if scheme == "ckks" else 2), v
+    assert all(r.verification == {} for r in reference.rounds)
+    log = d.log("aggregator")
+    assert all(f"round {rnd} open: challenge request to party-1, party-2, party-3" in log for rnd in (0, 1)), log
+    networked = np.array([r["accuracy"] for r in result["rounds"]])
+    expected = np.array([r.accuracy for r in reference.rounds])
+    final = GlobalModel.from_bytes(Checkpoint.load(d.checkpoint).model)
+    if scheme == "ckks":  # approximate arithmetic and fresh encryption noise each run
+        np.testing.assert_allclose(networked, expected, atol=0.02)
+        return
+    np.testing.assert_array_equal(networked, expected)  # exact schemes: the same arithmetic
+    if final.is_sealed:  # paillier: the parties open it; both runs' models opened with the same key
+        np.testing.assert_array_equal(_opened(d, d.checkpoint), _opened(d, ref_ckpt))
+    else:
+        np.testing.assert_array_equal(final.vector, reference.final_parameters)
 
 
 # with functional encryption the survivors' round needs a function key for exactly them: the interesting case
@@ -317,17 +372,30 @@ def test_a_restarted_aggregator_does_not_wait_round_timeout_for_a_party_that_die
     assert elapsed < 90, f"{elapsed:.0f} s: the restarted aggregator waited for party-3 (round_timeout 120 s)"
 
 
-OVER_GRPC = [("paillier", a) for a in ("single upload decrypted", "fabricated contributor",
-                                       "another federation's signature", "replayed round", "statement withheld",
-                                       "altered model digest", "no evidence")] + [
-    (scheme, a) for scheme in ("ckks", "threshold_paillier") for a in ("single upload decrypted",)] + [
-    ("secagg", "another federation's signature")]
+OVER_GRPC = [("paillier", a, "full") for a in ("single upload decrypted", "fabricated contributor",
+                                               "another federation's signature", "replayed round",
+                                               "statement withheld", "altered model digest", "no evidence")] + [
+    (scheme, a, "full") for scheme in ("ckks", "threshold_paillier") for a in ("single upload decrypted",)] + [
+    ("secagg", "another federation's signature", "full")] + [
+    # sampled: each party checks the blocks it drew in the challenge step; two attacks on the blocks, one on
+    # the statements, under a sealed scheme and a shared one
+    ("paillier", "single upload decrypted", "sampled"), ("paillier", "zero-padded aggregate", "sampled"),
+    ("threshold_paillier", "single upload decrypted", "sampled"), ("threshold_paillier", "replayed round", "sampled")]
 
 
-@pytest.mark.parametrize(("scheme", "attack"), OVER_GRPC)
-def test_a_cheating_aggregator_process_is_refused_by_every_party_process(deploy, scheme, attack):
-    """Issue 22 item 7 over gRPC: real processes, TLS identities; the aggregator alone cheats."""
-    d = deploy(config_text(scheme, parties=3, rounds=2, round_timeout=60))
+def _verify(text: str, mode: str, samples: int = 1) -> str:
+    """``text`` with ``crypto.verify_aggregate = mode`` (and, sampled, ``samples`` blocks per verifier: one of the
+    test presets' two, so each party checks half an upload)."""
+    if mode == "full":
+        return text
+    return text.replace("[crypto]\n", f"[crypto]\nverify_aggregate = \"{mode}\"\nverify_samples = {samples}\n", 1)
+
+
+@pytest.mark.parametrize(("scheme", "attack", "mode"), OVER_GRPC)
+def test_a_cheating_aggregator_process_is_refused_by_every_party_process(deploy, scheme, attack, mode):
+    """Issue 22 item 7 over gRPC: real processes, TLS identities; the aggregator alone cheats (under zero padding
+    it holds the parties' keys from the authority's store: it colludes)."""
+    d = deploy(_verify(config_text(scheme, parties=3, rounds=2, round_timeout=60), mode))
     d.start("authority")
     d.start_module("aggregator", "tests.securefl.transport.grpc.cheating_aggregator", attack, "aggregator",
                    str(d.path), "--json", str(d.json))
@@ -335,15 +403,22 @@ def test_a_cheating_aggregator_process_is_refused_by_every_party_process(deploy,
         d.start(f"party:{pid}", "--id", pid)
     assert d.wait_exit("aggregator", 120) != 0  # the round stops: no party answers a cheated aggregate
     why = ATTACKS[attack][1]
+    cheated = 1 if attack == "replayed round" else 0
     for pid in d.cfg.federation.ids:
         d.wait_exit(f"party:{pid}", 60)
         log = d.log(f"party:{pid}")
         assert "reveals nothing" in log and why in log, log[-3000:]
+        if mode == "sampled":  # it drew its blocks of the cheated aggregate before it was shown any opening
+            assert f"round {cheated}: challenge" in log, log[-3000:]
     result = json.loads(d.json.read_text())
     # a sealed aggregate is made but no party opens it (none measures it); a shared one gets no share
-    cheated = 1 if attack == "replayed round" else 0
     assert result["stopped"] in ("quorum lost", "error"), result
     assert all(r["accuracy"] is None for r in result["rounds"][cheated:]), result["rounds"]
+    if mode == "sampled":
+        assert "AggregateMismatchError" in result["stop_message"] and why in result["stop_message"], result
+        log = d.log("aggregator")
+        assert f"round {cheated} open: challenge request to party-1, party-2, party-3" in log, log[-3000:]
+        assert not re.search(rf"round {cheated}: share reply of party-\d received", log), log[-3000:]
 
 
 @pytest.mark.parametrize("attack", ["fabricated contributor", "another federation's signature"])
