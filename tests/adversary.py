@@ -167,3 +167,26 @@ ATTACKS: dict[str, tuple[Attack, str]] = {
 }
 
 
+NOT_APPLICABLE: dict[tuple[str, str], str] = {
+    ("secagg", "zero-padded aggregate"): "secagg's masks serve one update per key and round: no party key encrypts "
+                                         "a second one",
+    ("secagg", "single upload decrypted"): "secagg's verifiers check statements only (its masked uploads fold only "
+                                           "with the aggregator's round setup); one masked upload passed off as the "
+                                           "sum unmasks to noise: the others' pairwise masks do not cancel, and its "
+                                           "consistency round pins the survivor set",
+    ("secagg", "single upload, own statement"): "secagg's own share request refuses a sum below min_contributors at "
+                                                "the aggregator, and its consistency round at the parties "
+                                                "(tests/crypto_backends/adversary/test_secagg_aggregator.py)",
+    ("fe", "single upload decrypted"): "a function key for every contributor opens only their joint sum: one "
+                                       "ciphertext under it keeps the others' pads (it decrypts to noise), so the "
+                                       "authority checks who and with what weight, which this attack leaves genuine",
+    ("fe", "zero-padded aggregate"): "fe's party keys are each party's own secret: encrypting zeros under the others' "
+                                     "ids needs every other party's key, a collusion of all but the victim",
+}
+"""(scheme, attack) pairs the attack cannot be mounted in, with the reason."""
+
+
+def applies(scheme: str, attack: str) -> str | None:
+    """``None`` if ``attack`` can be mounted under ``scheme``, else why not (:data:`NOT_APPLICABLE`)."""
+    return NOT_APPLICABLE.get((scheme, attack))
+

@@ -24,7 +24,7 @@ from crypto_backends.statements import Evidence, Statement
 from securefl import config
 from securefl.core.party import Party
 from securefl.simulation import Simulation
-from tests.adversary import ATTACKS, Attack, hostile
+from tests.adversary import ATTACKS, Attack, applies, hostile
 from tests.paths import CONFIGS
 
 SEALED = ["paillier", "ckks"]
@@ -56,15 +56,8 @@ def _sim(scheme: str, *extra: str, parties: int = 4) -> Simulation:
 @pytest.mark.parametrize("scheme", SEALED + SHARED)
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_every_party_refuses_a_cheating_aggregator_and_reveals_nothing(scheme, attack, mode, caplog):
-    if attack == "zero-padded aggregate" and scheme == "secagg":
-        pytest.skip("secagg's masks serve one update per key and round: no party key encrypts a second one")
-    if attack == "single upload decrypted" and scheme == "secagg":
-        pytest.skip("secagg's verifiers check statements only (its masked uploads fold only with the aggregator's "
-                    "round setup); one masked upload passed off as the sum unmasks to noise: the others' pairwise "
-                    "masks do not cancel, and its consistency round pins the survivor set")
-    if attack == "single upload, own statement" and scheme == "secagg":
-        pytest.skip("secagg's own share request refuses a sum below min_contributors at the aggregator, and its "
-                    "consistency round at the parties (tests/crypto_backends/adversary/test_secagg_aggregator.py)")
+    if why_not := applies(scheme, attack):
+        pytest.skip(why_not)
     sim = _sim(scheme, f"crypto.verify_aggregate={mode}")
     fn, why = ATTACKS[attack]
     _hostile(sim, fn)
@@ -88,20 +81,11 @@ def _spy(party: Party, opened: list[str]) -> None:
     party.check = check_then  # type: ignore[method-assign]
 
 
-FE_DOES_NOT_APPLY = {
-    "single upload decrypted": "a function key for every contributor opens only their joint sum: one ciphertext "
-                               "under it keeps the others' pads (it decrypts to noise), so the authority checks "
-                               "who and with what weight, which this attack leaves genuine",
-    "zero-padded aggregate": "fe's party keys are each party's own secret: encrypting zeros under the others' "
-                             "ids needs every other party's key, a collusion of all but the victim",
-}
-
-
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_fes_authority_refuses_a_cheating_aggregator_and_derives_no_function_key(attack, caplog, monkeypatch):
     """Under fe the aggregator reveals with a function key: the authority is the verifier that refuses."""
-    if attack in FE_DOES_NOT_APPLY:
-        pytest.skip(FE_DOES_NOT_APPLY[attack])
+    if why_not := applies("fe", attack):
+        pytest.skip(why_not)
     sim = _sim("fe")
     fn, why = ATTACKS[attack]
     _hostile(sim, fn)
