@@ -44,6 +44,8 @@ _U32 = struct.Struct(">I")
 _HASH = 32
 MAX_SAMPLES = 4096
 """Most blocks one verifier may ask to see of each upload."""
+DEFAULT_SAMPLES = 32
+"""Blocks of each upload one verifier checks unless told otherwise (``crypto.verify_samples``)."""
 
 
 def _leaf(tag: bytes, data: bytes | memoryview) -> bytes:
@@ -284,4 +286,4 @@ def _check_head(head: bytes, aggregate: Envelope, party: str, weight: float) -> 
                                      "statement or the aggregate: refused")
 
 
-__all__ = ["MAX_SAMPLES", "Opening", "Prover", "Sampler", "check_samples", "detection"]
+__all__ = ["DEFAULT_SAMPLES", "MAX_SAMPLES", "Opening", "Prover", "Sampler", "check_samples", "detection"]
