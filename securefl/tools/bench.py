@@ -40,26 +40,34 @@ A scheme with a consistency exchange before its shares (``secagg``) also gets
 ``share_message_bytes`` (the share request's message, which then carries every
 confirmation; the parties' verification of them is inside ``share_s``).
 
-With ``verify=True`` (``securefl bench --verify``), every scheme row also runs ``repeat`` rounds
-with the verified reveal of :mod:`crypto_backends.statements` (``crypto.verify_aggregate =
-"full"``: each party signs its upload's statement, the aggregator checks each on arrival, every
-role that reveals refolds the signed uploads under the aggregator's public key first; see
-:func:`crypto_backends.roundtrip.run_round`), under the same keys and vectors, and gets in
-``extra``: ``sign_s`` (median per party), ``check_s`` (the aggregator's checks of all N statements
-and its serialisation of the evidence), ``verify_s`` (median per verifier: parsing the evidence,
-N signature checks, the refold), ``verifiers`` (the party opening a sealed aggregate, or every
-party asked for a share; 0 where the aggregator reveals, as ``fe``: nothing to verify),
-``statement_bytes`` (what a signed statement adds to one upload), ``evidence_bytes`` (what each
-verifier receives beside the aggregate); ``verify_added_s = N * sign_s + check_s + verifiers *
-verify_s`` (the work verification adds), ``verify_work_s`` (``work_s`` of the verified rounds,
-verification included), and ratios to the rounds without verification measured just before in
-the same run: ``verify_added_x = (work_s + verify_added_s) / work_s`` (total work, from the added
-parts: the figure to read), ``verify_x = verify_work_s / work_s`` (the same from the whole
-verified rounds: it also holds the two rounds' noise and warm-up, e.g. a table built on first
-use), ``verify_round_x = (round_s + sign_s + check_s + verify_s) / round_s`` (latency: parties
-sign at once, one verifier on the critical path) and ``verify_bytes_x`` (one verifier's traffic,
-its upload and the aggregate, with the statement and evidence over without).  The ``sampled`` mode of
-issue 22 is not built; only ``full`` is measured.
+With ``verify`` (``securefl bench --verify``: ``("full", "sampled")``, or either), every scheme row also runs
+``repeat`` rounds per mode with the verified reveal of :mod:`crypto_backends.statements`, as
+``crypto.verify_aggregate`` runs it in a federation (:func:`crypto_backends.roundtrip.run_round`), under the
+same keys and vectors: each party signs its upload's statement (under ``sampled`` naming the Merkle root of its
+blocks), the aggregator checks each on arrival (recomputing that root); every role that reveals then checks the
+aggregate: under ``full`` it refolds the signed uploads under the aggregator's public key; under ``sampled``
+(``samples`` blocks, ``crypto.verify_samples``) it draws block indices once the aggregate is fixed, the aggregator
+opens every signed upload there, and it refolds those blocks.  A scheme whose verifiers cannot fold its uploads
+(:func:`~crypto_backends.statements.refoldable`: secagg, fe) has its statements checked alone in either mode.
+Each mode's columns in ``extra`` end in ``_full`` or ``_sampled``: ``sign_s`` (median per party), ``check_s``
+(the aggregator's checks of all N statements and, under ``full``, its serialisation of the evidence),
+``prove_s`` (``sampled``: the aggregator's digest of the aggregate, Merkle trees and every verifier's openings),
+``verify_s`` (median per verifier: its draw, parsing the evidence, N signature checks, the refold of every upload
+or of the drawn blocks), ``verifiers`` (the party opening a sealed aggregate, or every party asked for a share;
+0 where the aggregator reveals, as ``fe``: nothing to verify), ``statement_bytes`` (what a signed statement adds
+to one upload), ``evidence_bytes`` (what each verifier receives beside the aggregate), ``challenge_bytes``
+(``sampled``: one verifier's challenge request and reply); ``verify_added_s = N * sign_s + check_s + prove_s +
+verifiers * verify_s`` (the work verification adds), ``verify_work_s`` (``work_s`` of the verified rounds,
+verification included), and ratios to the rounds without verification measured just before in the same run:
+``verify_added_x = (work_s + verify_added_s) / work_s`` (total work, from the added parts: the figure to read),
+``verify_x = verify_work_s / work_s`` (the same from the whole verified rounds: it also holds the two rounds'
+noise and warm-up, e.g. a table built on first use), ``verify_round_x = (round_s + sign_s + check_s + prove_s +
+verify_s) / round_s`` (latency: parties sign at once, one verifier on the critical path) and ``verify_bytes_x``
+(one verifier's traffic, its upload and the aggregate, with the statement, evidence and challenge over without);
+``blocks`` and ``samples`` (``sampled``: the aggregate's blocks, those each verifier drew), ``detect_one_block``
+(the chance one verifier catches a single altered block: ``samples / blocks`` under ``sampled``, 1 where ``full``
+refolds, 0 where only statements are checked) and ``detect_one_block_any`` (by at least one of the verifiers),
+as the run JSON's ``verification`` reports them.
 
 ``round_s = encrypt_s + aggregate_s + decrypt_s`` is a round's latency with parties
 working in parallel; ``work_s = N * encrypt_s + aggregate_s + decrypt_s`` is the

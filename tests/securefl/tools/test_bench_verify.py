@@ -11,10 +11,11 @@ import pytest
 
 from crypto_backends.roundtrip import RoundTrip
 from crypto_backends.sampling import detection
+from crypto_backends.statements import VerifyMode
 from securefl.tools import bench
 from tests.schemes import fast_params
 
-MODES = ("full", "sampled")
+MODES: tuple[VerifyMode, ...] = ("full", "sampled")
 COLUMNS = ("sign_s", "check_s", "prove_s", "verify_s", "verifiers", "statement_bytes", "evidence_bytes",
            "challenge_bytes", "verify_added_s", "verify_work_s", "verify_x", "verify_added_x", "verify_round_x",
            "verify_bytes_x", "blocks", "samples", "detect_one_block", "detect_one_block_any")
