@@ -18,14 +18,15 @@ the round engine runs; here every message is a direct call (:class:`_InProcess`)
   exchange, if the scheme offers one), with the authority's function key
   (:func:`function_key_for`), at the aggregator, or opened by the first party;
 * divided by the contributors' total weight, it is the fused mean;
-* with ``verify=True``, the round also runs the verified reveal of
-  :mod:`crypto_backends.statements` (``crypto.verify_aggregate = "full"``): every
-  party signs its upload's :class:`~crypto_backends.statements.Statement`, the
-  aggregator checks each on arrival (:func:`~crypto_backends.statements.check_upload`),
+* with ``verify="full"`` (or ``True``) or ``"sampled"``, the round also runs the verified reveal of
+  :mod:`crypto_backends.statements` as ``crypto.verify_aggregate`` says: every party signs its upload's
+  :class:`~crypto_backends.statements.Statement` (under ``sampled`` naming the Merkle root of its blocks),
+  the aggregator checks each on arrival (:func:`~crypto_backends.statements.check_upload`),
   and every role that reveals (the party that opens a sealed aggregate, every party
   asked for a share) first verifies the aggregate against the
-  :class:`~crypto_backends.statements.Evidence` (every signature, and the uploads
-  refolded under the aggregator's public key) and raises
+  :class:`~crypto_backends.statements.Evidence` (every signature, and under ``full`` the uploads
+  refolded under the aggregator's public key; under ``sampled`` it draws block indices once the aggregate
+  is fixed, the aggregator opens them, and it refolds those blocks) and raises
   :class:`~crypto_backends.errors.AggregateMismatchError` for one that is not their fold;
 * with ``publish=True``, the sum also goes through the publication step a real
   federation applies before the fused vector leaves the key holders
@@ -51,25 +52,31 @@ import numpy as np
 from .base import RevealSite, Scheme, offered, weighted_mean
 from .capabilities import ConsistencyCheck, FunctionKeys, InteractiveSetup, Precompute, ShareRequest, ShareReveal
 from .envelope import Envelope
-from .errors import KeyRoleError, ShareError
+from .errors import InvalidParameterError, KeyRoleError, ShareError
 from .identities import LocalAuthority
 from .keys import FunctionKey, Key, KeySet, PartyIdentity
 from .protocol import CheckShare, Roles, SecureSum
+from .sampling import DEFAULT_SAMPLES, Prover
 from .statements import (
     Evidence,
     Signed,
     Statement,
     Verifier,
+    VerifyMode,
+    block_sampler,
     check_upload,
     context_of,
     digest,
     parse_upload,
+    refoldable,
     signed_upload_bytes,
     verify_aggregate,
 )
 
 MODEL_DIGEST = digest(b"securefl-roundtrip-model")
 """The global model every party of a verified in-process round names in its statement (there is no model here)."""
+_U32 = 4
+"""Bytes of a count or a block index in the engine's challenge messages (``securefl.core.messages``)."""
 
 
 def contributor_weights(aggregate: Envelope) -> dict[str, float]:
@@ -114,31 +121,47 @@ class _Statements:
 
     Each party signs its upload with its identity; the aggregator checks each statement on arrival and
     keeps it with the upload; a role that reveals parses the :class:`Evidence` and verifies the aggregate
-    (refolding the uploads, ``full``) before it reveals.  Times are ``time.perf_counter`` seconds.
+    before it reveals, as the federation's roles do under ``mode``: ``full`` refolds the uploads, ``sampled``
+    runs the challenge (the aggregator names the fixed aggregate's digest, the verifier draws block indices,
+    the aggregator opens them, :class:`~crypto_backends.sampling.Prover`) and checks the drawn blocks; where
+    the scheme is not :func:`~crypto_backends.statements.refoldable` (secagg, fe), the statements alone are
+    checked in either mode.  Times are ``time.perf_counter`` seconds.
     """
 
-    def __init__(self, scheme: Scheme, keys: KeySet, identities: Mapping[str, PartyIdentity]) -> None:
+    def __init__(self, scheme: Scheme, keys: KeySet, identities: Mapping[str, PartyIdentity], mode: VerifyMode,
+                 samples: int) -> None:
         self.identities = identities
         self.context = context_of(sorted(keys.parties), scheme.name.encode())
         checks = next(iter(identities.values()))  # any identity of the one authority checks every certificate
-        self.verifier = Verifier(scheme, keys.aggregator, checks, frozenset(keys.parties), self.context, least=1)
+        sampler = block_sampler(scheme, keys.aggregator, samples) if mode == "sampled" else None
+        self.verifier = Verifier(scheme, keys.aggregator, checks, frozenset(keys.parties), self.context, least=1,
+                                 full=mode == "full" and refoldable(scheme), sampler=sampler)
         plan = scheme.declarations.reveal
-        self.keep = plan.shares or plan.site is RevealSite.PARTIES
-        """Keep the uploads for the evidence: parties reveal, and refold them first (as the federation's aggregator)."""
+        self.keep = (plan.shares or plan.site is RevealSite.PARTIES) and (self.verifier.full or sampler is not None)
+        """Keep the uploads for the evidence: parties reveal, and refold them or blocks of them first (as the
+        federation's aggregator does)."""
         self.own: dict[str, Statement] = {}
         self.kept: dict[str, tuple[Signed, bytes]] = {}
         self.sign_s: list[float] = []
         self.check_s = 0.0
+        self.prove_s = 0.0
         self.verify_s: list[float] = []
         self.verifiers: list[str] = []
         self.statement_bytes: list[int] = []
+        self.evidence_bytes: list[int] = []
+        self.challenge_bytes: list[int] = []
         self.evidence: bytes = b""
+        self._sealed: Evidence | None = None
+        self._prover: Prover | None = None
+        self._digest: tuple[Envelope, bytes] | None = None  # the aggregator hashes each aggregate once
+        self._drawn: dict[str, tuple[bytes, tuple[int, tuple[int, ...]]]] = {}  # party -> (digest, its draw)
 
     def sign(self, party: str, upload: Envelope, data: bytes) -> bytes:
-        """``data`` (``upload``'s bytes) with ``party``'s signed statement of it, as it travels."""
+        """``data`` (``upload``'s bytes) with ``party``'s signed statement of it (its digest, or its block root
+        under ``sampled``), as it travels."""
         t0 = time.perf_counter()
         statement = Statement(self.context, upload.key_id, upload.round, party, upload.weights[0], MODEL_DIGEST,
-                              digest(data))
+                              self.verifier.commitment(upload, data))
         wire = signed_upload_bytes(Signed.sign(statement, self.identities[party]), data)
         self.sign_s.append(time.perf_counter() - t0)
         self.own[party] = statement
@@ -151,26 +174,64 @@ class _Statements:
         upload = Envelope.from_bytes(body)
         t0 = time.perf_counter()
         check_upload(signed, sender, upload, body, context=self.context, model=MODEL_DIGEST,
-                     checks=self.verifier.checks)
+                     checks=self.verifier.checks, sampler=self.verifier.sampler)
         assert signed is not None  # check_upload refuses an upload without its statement
         self.kept[sender] = (signed, bytes(body) if self.keep else b"")
         self.check_s += time.perf_counter() - t0
         return upload
 
     def seal(self, aggregate: Envelope) -> None:
-        """The aggregator's evidence for ``aggregate``'s contributors, serialised once for every verifier."""
+        """The aggregator's evidence for ``aggregate``'s contributors: serialised once for every verifier, or
+        under ``sampled`` kept for the openings each verifier's draw asks for."""
         t0 = time.perf_counter()
         kept = [self.kept[p] for p in aggregate.parties]
-        self.evidence = Evidence(tuple(s for s, _ in kept), tuple(u for _, u in kept) if self.keep else ()).to_bytes()
+        sealed = Evidence(tuple(s for s, _ in kept), tuple(u for _, u in kept) if self.keep else ())
+        if self.verifier.sampler is not None and self.keep:
+            self._sealed, self._prover = sealed, Prover(self.verifier.sampler, sealed.uploads)
+        else:
+            self.evidence = sealed.to_bytes()
         self.kept.clear()  # the uploads now live in the evidence only
         self.check_s += time.perf_counter() - t0
 
     def verify(self, party: str, aggregate: Envelope) -> None:
-        """``party``'s check before it reveals: parse the evidence, verify every signature, refold the uploads."""
+        """``party``'s check before it reveals: under ``sampled`` first the challenge (:meth:`_challenge`), then
+        parse the evidence shown to it, verify every signature, and refold the uploads or the drawn blocks."""
+        wire = self._challenge(party, aggregate) if self._prover is not None else self.evidence
         t0 = time.perf_counter()
-        verify_aggregate(self.verifier, aggregate, Evidence.from_bytes(self.evidence), own=self.own.get(party))
-        self.verify_s.append(time.perf_counter() - t0)
+        drawn = None
+        if self._prover is not None:  # the party finds its draw by the digest of the aggregate it is shown
+            key, mine = self._drawn[party]
+            drawn = mine if digest(aggregate.to_bytes()) == key else None
+        verify_aggregate(self.verifier, aggregate, Evidence.from_bytes(wire), own=self.own.get(party), drawn=drawn)
+        spent = time.perf_counter() - t0
+        if self._prover is not None:
+            self.verify_s[-1] += spent  # after its draw's time
+        else:
+            self.verify_s.append(spent)
+            self.verifiers.append(party)
+        self.evidence_bytes.append(len(wire))
+
+    def _challenge(self, party: str, aggregate: Envelope) -> bytes:
+        """The ``sampled`` challenge with ``party``: the aggregator names the aggregate's digest and block count
+        (timed in :attr:`prove_s`), ``party`` draws and keeps its indices (in its ``verify_s``), the aggregator
+        opens every signed upload there and serialises the evidence shown to ``party`` (:attr:`prove_s`)."""
+        sampler, prover, sealed = self.verifier.sampler, self._prover, self._sealed
+        assert sampler is not None and prover is not None and sealed is not None
+        t0 = time.perf_counter()
+        if self._digest is None or self._digest[0] is not aggregate:
+            self._digest = (aggregate, digest(aggregate.to_bytes()))
+        key, count = self._digest[1], sampler.blocks.block_count(aggregate.length)
+        t1 = time.perf_counter()
+        indices = sampler.draw(count)
+        self._drawn[party] = (key, (count, indices))
+        t2 = time.perf_counter()
+        wire = Evidence(sealed.signed, (), indices, prover.open(indices)).to_bytes()
+        self.prove_s += (t1 - t0) + (time.perf_counter() - t2)
+        self.verify_s.append(t2 - t1)
         self.verifiers.append(party)
+        # the engine's challenge request (the digest, a 4-byte block count) and reply (4 bytes per index)
+        self.challenge_bytes.append(len(key) + _U32 + _U32 * len(indices))
+        return wire
 
 
 class _InProcess(Roles):
@@ -384,15 +445,22 @@ class RoundTrip:
     mean as published (:func:`release_mean`; with ``publish=False`` it is ``fused``), the vector a user
     receives; ``release_s`` the publication step's time (not in ``reveal_s``).
 
-    With ``verify=True`` (the verified reveal, ``full``), ``sign_s[i]`` is the ``i``-th uploading party's
-    statement (digest of its upload, signature, framing; not in ``protect_s``) and ``statement_bytes[i]``
-    what it adds to that upload on the wire (``upload_bytes`` stays the envelope's); ``check_s`` is the
-    aggregator's check of every statement on arrival and its serialisation of the evidence (not in
-    ``combine_s``); ``verifiers`` are the parties that verified the aggregate before revealing, in order,
-    ``verify_s[i]`` the ``i``-th one's parse of the evidence, signature checks and refold (not in
-    ``reveal_s``); ``evidence_bytes`` what each verifier receives beside the aggregate (every contributor's
-    signed statement and upload).  A scheme revealed at the aggregator has no verifier: its statements are
-    signed and checked only.
+    With ``verify`` (the verified reveal, ``"full"`` or ``"sampled"``, in ``verify_mode``), ``sign_s[i]`` is the
+    ``i``-th uploading party's statement (its upload's commitment: the digest, or under ``sampled`` the Merkle root
+    of its blocks; the signature, framing; not in ``protect_s``) and ``statement_bytes[i]`` what it adds to that
+    upload on the wire (``upload_bytes`` stays the envelope's); ``check_s`` is the aggregator's check of every
+    statement on arrival (the commitment recomputed) and its evidence (serialised once, not under ``sampled``; not
+    in ``combine_s``); ``prove_s`` the aggregator's part of every ``sampled`` challenge (the aggregate's digest,
+    the Merkle trees, each verifier's openings and their serialisation; not in ``reveal_s``); ``verifiers`` are
+    the parties that verified the aggregate before revealing, in order, ``verify_s[i]`` the ``i``-th one's work
+    (under ``sampled`` its draw and the aggregate's digest, then for both: its parse of the evidence, signature
+    checks and refold of the uploads or of the drawn blocks; not in ``reveal_s``); ``evidence_bytes`` the most any
+    verifier receives beside the aggregate (every contributor's signed statement, and its upload under ``full``
+    or its openings under ``sampled``), ``challenge_bytes[i]`` the ``i``-th verifier's challenge request and
+    reply (``sampled``); ``blocks`` and ``samples`` the aggregate's block count and the blocks each verifier drew
+    (``sampled``, 0 otherwise).  A scheme revealed at the aggregator has no verifier: its statements are signed and
+    checked only; a scheme that is not :func:`~crypto_backends.statements.refoldable` (secagg) has its statements
+    checked in either mode, nothing refolded or sampled.
     """
 
     fused: np.ndarray
@@ -419,6 +487,11 @@ class RoundTrip:
     verifiers: tuple[str, ...] = ()
     verify_s: tuple[float, ...] = ()
     evidence_bytes: int = 0
+    verify_mode: str = ""
+    prove_s: float = 0.0
+    challenge_bytes: tuple[int, ...] = ()
+    blocks: int = 0
+    samples: int = 0
 
     @property
     def published(self) -> np.ndarray:
@@ -436,21 +509,26 @@ def run_round(
     drop: float = 0.0,
     identities: Mapping[str, PartyIdentity] | None = None,
     publish: bool = False,
-    verify: bool = False,
+    verify: bool | VerifyMode = False,
+    samples: int = DEFAULT_SAMPLES,
 ) -> RoundTrip:
     """One round through :class:`SecureSum` with every role here, timing each step (see the module docstring).
 
     ``drop``: the fraction of the parties that leave after the setup exchange (:func:`dropouts`);
     ``identities``: the parties' (:func:`bind_identities`; default: fresh in-process ones).
     ``publish``: also publish the fused mean (:func:`release_mean`) into ``RoundTrip.released``.
-    ``verify``: signed uploads and the verified reveal (``full``), with these identities; an aggregate
-    that is not the fold of the signed uploads raises :class:`~crypto_backends.errors.AggregateMismatchError`
-    before anything is revealed.  The honest result is the same as without.
+    ``verify``: signed uploads and the verified reveal, with these identities: ``"full"`` (or ``True``) or
+    ``"sampled"`` (``samples`` blocks drawn by each verifier), as ``crypto.verify_aggregate``; ``"off"`` or
+    ``False``: none.  An aggregate that is not the fold of the signed uploads (in a drawn block, under
+    ``sampled``) raises :class:`~crypto_backends.errors.AggregateMismatchError` before anything is revealed.
+    The honest result is the same as without.
     """
-    if verify and identities is None:
+    mode = verify_mode(verify)
+    if mode is not None and identities is None:
         identities = LocalAuthority().issue_all(keys.parties)
     bind_identities(scheme, keys, identities)
-    statements = _Statements(scheme, keys, identities) if verify and identities is not None else None
+    statements = (_Statements(scheme, keys, identities, mode, samples)
+                  if mode is not None and identities is not None else None)
     roles = _InProcess(scheme, keys, vectors, weights, round=round, drop=drop, statements=statements)
     steps = SecureSum(scheme, keys.aggregator)
     aggregate = steps.collect(roles, round, list(vectors))
@@ -458,7 +536,7 @@ def run_round(
     total = steps.reveal(roles, aggregate)
     assert total is not None  # in one process a party opens a sealed aggregate at once
     fused = weighted_mean(total, aggregate)
-    verified = sum(statements.verify_s) if statements is not None else 0.0
+    verified = sum(statements.verify_s) + statements.prove_s if statements is not None else 0.0
     reveal_s = roles.clock() - t0 - verified
     unmask_s = reveal_s - roles.in_shares_s + roles.checking_s if steps.shares is not None else 0.0
     t1 = roles.clock()
@@ -468,15 +546,31 @@ def run_round(
                      shares_wall_s=roles.in_shares_s, unmask_s=unmask_s, dropped=roles.gone, aggregate=aggregate,
                      consistency_s=tuple(roles.consistency_s), consistency_bytes=tuple(roles.consistency_bytes),
                      share_message_bytes=roles.share_message_bytes, released=released, release_s=roles.clock() - t1,
-                     **(_verified(statements) if statements is not None else {}))
+                     **(_verified(statements, mode, aggregate) if statements is not None and mode else {}))
 
 
-def _verified(statements: _Statements) -> dict[str, Any]:
+def verify_mode(verify: bool | str) -> VerifyMode | None:
+    """The verified reveal ``verify`` asks for: ``"full"`` (``True``), ``"sampled"``, or ``None`` (``False``,
+    ``"off"``); :class:`~crypto_backends.errors.InvalidParameterError` for anything else."""
+    if verify is True or verify == "full":
+        return "full"
+    if verify == "sampled":
+        return "sampled"
+    if verify is False or verify == "off":
+        return None
+    raise InvalidParameterError(f"verify={verify!r}: the verified reveal is 'full', 'sampled' or 'off' "
+                                "(crypto.verify_aggregate)")
+
+
+def _verified(statements: _Statements, mode: VerifyMode, aggregate: Envelope) -> dict[str, Any]:
     """The :class:`RoundTrip` fields of a verified round's statements."""
+    sampler = statements.verifier.sampler if statements.challenge_bytes else None
+    blocks = sampler.blocks.block_count(aggregate.length) if sampler is not None else 0
     return {"sign_s": tuple(statements.sign_s), "statement_bytes": tuple(statements.statement_bytes),
             "check_s": statements.check_s, "verifiers": tuple(statements.verifiers),
-            "verify_s": tuple(statements.verify_s),
-            "evidence_bytes": len(statements.evidence) if statements.verifiers else 0}
+            "verify_s": tuple(statements.verify_s), "evidence_bytes": max(statements.evidence_bytes, default=0),
+            "verify_mode": mode, "prove_s": statements.prove_s, "challenge_bytes": tuple(statements.challenge_bytes),
+            "blocks": blocks, "samples": min(sampler.samples, blocks) if sampler is not None else 0}
 
 
 def secure_weighted_mean(
@@ -506,4 +600,5 @@ __all__ = [
     "run_round",
     "run_setup",
     "secure_weighted_mean",
+    "verify_mode",
 ]

@@ -35,8 +35,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .base import Scheme
-from .capabilities import BlockFold, InteractiveSetup
+from .capabilities import BlockFold
 from .envelope import Envelope
 from .errors import AggregateMismatchError, MalformedCiphertextError, SecureFLError
 from .keys import AggregatorKey
@@ -45,6 +44,8 @@ _U32 = struct.Struct(">I")
 _HASH = 32
 MAX_SAMPLES = 4096
 """Most blocks one verifier may ask to see of each upload."""
+DEFAULT_SAMPLES = 32
+"""Blocks of each upload one verifier checks unless told otherwise (``crypto.verify_samples``)."""
 
 
 def _leaf(tag: bytes, data: bytes | memoryview) -> bytes:
@@ -117,20 +118,6 @@ class Sampler:
         if count < 1:
             raise MalformedCiphertextError("an aggregate of no blocks cannot be sampled")
         return tuple(sorted(secrets.SystemRandom().sample(range(count), min(self.samples, count))))
-
-
-def block_source(scheme: Scheme) -> BlockFold | None:
-    """``scheme``'s blocks where ``sampled`` verifiers check blocks of the uploads; ``None`` where they check the
-    signed statements alone, as under ``full``.
-
-    Those are a scheme without :class:`~.capabilities.BlockFold`, one with setup exchanges
-    (:class:`~.capabilities.InteractiveSetup`: its masked uploads fold only with the round's setup, which the
-    aggregator alone ran) and a function-key reveal (the key authority checks who contributed with what
-    weight; a ciphertext the aggregator fabricated does not cancel the round's pads).
-    """
-    if scheme.declarations.reveal.function_key or scheme.capability(InteractiveSetup) is not None:
-        return None
-    return scheme.capability(BlockFold)
 
 
 def detection(blocks: int, samples: int, altered: int = 1) -> float:
@@ -299,4 +286,4 @@ def _check_head(head: bytes, aggregate: Envelope, party: str, weight: float) -> 
                                      "statement or the aggregate: refused")
 
 
-__all__ = ["MAX_SAMPLES", "Opening", "Prover", "Sampler", "check_samples", "detection"]
+__all__ = ["DEFAULT_SAMPLES", "MAX_SAMPLES", "Opening", "Prover", "Sampler", "check_samples", "detection"]

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from .base import Scheme
+from .capabilities import BlockFold, InteractiveSetup
 from .envelope import Envelope, check_party_id
 from .errors import AggregateMismatchError, MalformedCiphertextError, SecureFLError
 from .keys import AggregatorKey, PartyIdentity
@@ -265,6 +266,36 @@ class Verifier:
         return self.sampler.commit(upload) if self.sampler is not None else digest(data)
 
 
+def refoldable(scheme: Scheme) -> bool:
+    """Whether a verifier can fold ``scheme``'s signed uploads with the aggregator's public key alone: what
+    ``full`` (every upload) and ``sampled`` (drawn blocks) check beyond the statements.
+
+    Not for a scheme with setup exchanges (secagg): folding its masked uploads needs the round's setup,
+    which only the aggregator ran; there the verifiers check the signed statements (who, what weight,
+    one model, how many) and the scheme's own consistency round checks the survivor set.  Not under a
+    function-key reveal (fe) either: a function key opens only the weighted sum of the round's ciphertexts
+    of the parties it names, and a ciphertext the aggregator fabricated or replayed does not cancel that
+    round's pads (it decrypts to noise), so what the key authority must check is who contributed and with
+    what weight - the signed statements - and it has no use for the uploads.
+    """
+    return scheme.capability(InteractiveSetup) is None and not scheme.declarations.reveal.function_key
+
+
+def block_source(scheme: Scheme) -> BlockFold | None:
+    """``scheme``'s blocks where ``sampled`` verifiers check drawn blocks of the uploads: where
+    :func:`refoldable` and its payloads are blocks that fold one by one
+    (:class:`~crypto_backends.capabilities.BlockFold`); ``None`` elsewhere (the statements alone are checked)."""
+    blocks = scheme.capability(BlockFold)
+    return blocks if blocks is not None and refoldable(scheme) else None
+
+
+def block_sampler(scheme: Scheme, aggregator_key: AggregatorKey, samples: int) -> Sampler | None:
+    """How ``scheme``'s uploads commit to their blocks and a verifier checks ``samples`` of them under
+    ``sampled`` (:func:`block_source`); ``None`` where the statements alone are checked."""
+    blocks = block_source(scheme)
+    return Sampler(blocks, aggregator_key, samples) if blocks is not None else None
+
+
 def verify_aggregate(verifier: Verifier, aggregate: Envelope, evidence: Evidence | None, *,
                      own: Statement | None = None, drawn: tuple[int, tuple[int, ...]] | None = None) -> None:
     """Raise :class:`AggregateMismatchError` unless ``evidence`` proves ``aggregate`` (see the module docstring).
@@ -402,10 +433,12 @@ __all__ = [
     "Statement",
     "Verifier",
     "VerifyMode",
+    "block_sampler",
     "check_upload",
     "context_of",
     "digest",
     "parse_upload",
+    "refoldable",
     "signed_upload_bytes",
     "verify_aggregate",
 ]

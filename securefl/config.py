@@ -45,7 +45,7 @@ from crypto_backends import registry
 from crypto_backends.base import InsecureParametersWarning, SchemeParams, check_federation
 from crypto_backends.envelope import PARTY_ID_RE
 from crypto_backends.errors import InsecureParameterError, SecureFLError
-from crypto_backends.sampling import MAX_SAMPLES
+from crypto_backends.sampling import DEFAULT_SAMPLES, MAX_SAMPLES
 from crypto_backends.statements import VERIFY_MODES
 from securefl.errors import ConfigError
 
@@ -299,7 +299,7 @@ class CryptoConfig:
     and no check, the honest-but-curious protocol (see :mod:`crypto_backends.statements`); ``sampled``: the same
     statements, and each verifier checks ``verify_samples`` blocks it draws at random instead of refolding every
     upload (:mod:`crypto_backends.sampling`: a fraction of the bytes, a stated chance per altered block)."""
-    verify_samples: int = 32
+    verify_samples: int = DEFAULT_SAMPLES
     """Blocks of each upload one verifier checks under ``verify_aggregate = "sampled"``."""
 
     def __post_init__(self) -> None:

@@ -1,16 +1,19 @@
 """``securefl bench``: every scheme protects, combines and reveals the same vectors; with ``--verify``, also
-with the verified reveal (signed uploads, refolded by every revealing party), its cost as ratios."""
+with the verified reveal in each mode asked (signed uploads, refolded by every revealing party under ``full``,
+blocks drawn and checked under ``sampled``), its cost as ratios."""
 
 from __future__ import annotations
 
 import argparse
 
 from crypto_backends import registry
+from crypto_backends.sampling import MAX_SAMPLES
+from crypto_backends.statements import VerifyMode
 from securefl import config as config_mod
 from securefl.cli.common import Steps, check_parent, out, write_json
 from securefl.errors import ConfigError
 from securefl.tools import baselines as baseline_registry
-from securefl.tools.tables import bench_notes, bench_table, verify_table
+from securefl.tools.tables import VERIFIED_MODES, bench_notes, bench_table, verify_table
 
 SLOW_S = 5.0
 """A row estimated to take at least this many seconds gets its estimate printed before it runs."""
@@ -43,6 +46,20 @@ def _check_neighbours(neighbours: int | None, counts: list[int], baselines: list
         raise ConfigError("--neighbours applies to the SecAgg+ baselines (--baselines flower_secaggplus)")
 
 
+def _verified(args: argparse.Namespace, cfg: config_mod.Config) -> tuple[list[VerifyMode], int]:
+    """``--verify``'s modes (none without it) and the blocks each verifier draws under ``sampled``
+    (``--verify-samples``, else ``crypto.verify_samples``)."""
+    modes = _names(args.verify) if args.verify is not None else []
+    _check_known("--verify", "mode", modes, list(VERIFIED_MODES))
+    if args.verify is not None and not modes:
+        raise ConfigError(f"--verify: name the modes to measure ({', '.join(VERIFIED_MODES)}), or give no value for "
+                          "both")
+    samples = cfg.crypto.verify_samples if args.verify_samples is None else args.verify_samples
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise ConfigError(f"--verify-samples {samples}: must be from 1 to {MAX_SAMPLES} (blocks each verifier checks)")
+    return [m for m in VERIFIED_MODES if m in modes], samples
+
+
 def _check_args(args: argparse.Namespace, schemes: list[str], baselines: list[str]) -> None:
     """Every check on the flags, in the order the command has always made them, before any work starts."""
     _check_known("--schemes", "scheme", schemes, registry.available())
@@ -67,6 +84,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     schemes = _names(args.schemes)
     wanted = _names(args.baselines)
     _check_args(args, schemes, wanted)
+    modes, samples = _verified(args, cfg)
     counts: list[int] = args.parties
     bench.check_inputs(counts, args.params)
     variants = 2 if cfg.privacy.enabled else 1
@@ -80,11 +98,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results = bench.run(schemes, parties=counts, params=args.params, repeat=args.repeat,
                             scheme_params=cfg.crypto.scheme_params, baselines=wanted, seed=args.seed,
                             on_step=steps.step, on_estimate=estimate, privacy=cfg.privacy,
-                            baseline_options={"neighbours": args.neighbours}, verify=args.verify)
+                            baseline_options={"neighbours": args.neighbours},
+                            verify=modes, samples=samples)
     out.print(bench_table(results, counts, args.params))
     for line in bench_notes(results):
         out.print(line)
-    if args.verify:
+    if modes:
         out.print(verify_table(results, counts, args.params))
     write_json(args.json, {"results": [r.as_json() for r in results]})
     return 1 if any(r.error for r in results) else 0

@@ -65,10 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "when that reaches N-1): set it to the neighbour count securefl's secagg uses")
     p.add_argument("--config", metavar="CONFIG", help="take [crypto.<scheme>] tables from this file")
     p.add_argument("--seed", type=int, default=0, help="seed of the (non-secret) test vectors")
-    p.add_argument("--verify", action="store_true",
-                   help="also measure the verified reveal (crypto.verify_aggregate = full: signed uploads, every "
-                   "revealing party refolds them) under the same keys, and print its cost as ratios to the rounds "
-                   "without it (a second table; the sampled mode is not built)")
+    p.add_argument("--verify", nargs="?", const="full,sampled", metavar="MODE[,MODE]",
+                   help="also measure the verified reveal in these crypto.verify_aggregate modes (full: every "
+                   "revealing party refolds the signed uploads; sampled: each checks --verify-samples blocks it "
+                   "draws; default: both) under the same keys, and print its cost as ratios to the rounds "
+                   "without it (a second table)")
+    p.add_argument("--verify-samples", type=int, metavar="K",
+                   help="blocks of each upload a verifier checks under sampled (default: crypto.verify_samples, 32)")
     with_set(p)
     p.set_defaults(func=cmd_bench)
 

@@ -20,11 +20,10 @@ import numpy as np
 
 from crypto_backends import registry
 from crypto_backends.base import RevealSite, Scheme
-from crypto_backends.capabilities import InteractiveSetup
 from crypto_backends.dp import DPScheme
 from crypto_backends.keys import AggregatorKey, PartyIdentity, PartyKey
-from crypto_backends.sampling import Sampler, block_source
-from crypto_backends.statements import SignatureChecks, Verifier, context_of
+from crypto_backends.sampling import Sampler
+from crypto_backends.statements import SignatureChecks, Verifier, block_sampler, context_of, refoldable
 from securefl import privacy
 from securefl.config import OWN_DATA, Config
 from securefl.core.aggregator import Aggregator, Combined, Statements
@@ -201,29 +200,23 @@ def verifies(cfg: Config, scheme: Scheme) -> bool:
 
 
 def refolds(cfg: Config, scheme: Scheme) -> bool:
-    """Whether verifiers refold the signed uploads (``full``) with the aggregator's public key alone.
-
-    Not for a scheme with setup exchanges (secagg): folding its masked uploads needs the round's setup,
-    which only the aggregator ran; there the verifiers check the signed statements (who, what weight,
-    one model, how many) and the scheme's own consistency round checks the survivor set.  Not under a
-    function-key reveal (fe) either: a function key opens only the weighted sum of the round's ciphertexts
-    of the parties it names, and a ciphertext the aggregator fabricated or replayed does not cancel that
-    round's pads (it decrypts to noise), so what the key authority must check is who contributed and with
-    what weight - the signed statements - and it has no use for the uploads.
-    """
-    plan = scheme.declarations.reveal
-    return (cfg.crypto.verify_aggregate == "full" and scheme.capability(InteractiveSetup) is None
-            and not plan.function_key)
+    """Whether verifiers refold the signed uploads (``full``) with the aggregator's public key alone: under
+    ``full``, for a scheme :func:`~crypto_backends.statements.refoldable` (not secagg, whose fold needs the
+    aggregator's setup, nor fe, whose key authority checks the statements only: see there)."""
+    return cfg.crypto.verify_aggregate == "full" and refoldable(scheme)
 
 
 def sampler(cfg: Config, scheme: Scheme, aggregator_key: AggregatorKey) -> Sampler | None:
-    """Under ``sampled``, how uploads commit to their blocks and verifiers check some; ``None`` under another
-    mode or where the verifiers check the signed statements alone (:func:`~crypto_backends.sampling.block_source`).
+    """Under ``sampled``, how uploads commit to their blocks and verifiers check some (``None`` otherwise).
+
+    As with :func:`refolds`, not for a scheme with setup exchanges nor under a function-key reveal, and
+    only for one whose payloads are blocks that fold one by one
+    (:class:`~crypto_backends.capabilities.BlockFold`): :func:`~crypto_backends.statements.block_sampler`;
+    elsewhere the verifiers check the signed statements alone.
     """
-    blocks = block_source(scheme)
-    if cfg.crypto.verify_aggregate != "sampled" or blocks is None:
+    if cfg.crypto.verify_aggregate != "sampled":
         return None
-    return Sampler(blocks, aggregator_key, cfg.crypto.verify_samples)
+    return block_sampler(scheme, aggregator_key, cfg.crypto.verify_samples)
 
 
 def statement_verifier(cfg: Config, scheme: Scheme, aggregator_key: AggregatorKey,

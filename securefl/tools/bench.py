@@ -40,26 +40,34 @@ A scheme with a consistency exchange before its shares (``secagg``) also gets
 ``share_message_bytes`` (the share request's message, which then carries every
 confirmation; the parties' verification of them is inside ``share_s``).
 
-With ``verify=True`` (``securefl bench --verify``), every scheme row also runs ``repeat`` rounds
-with the verified reveal of :mod:`crypto_backends.statements` (``crypto.verify_aggregate =
-"full"``: each party signs its upload's statement, the aggregator checks each on arrival, every
-role that reveals refolds the signed uploads under the aggregator's public key first; see
-:func:`crypto_backends.roundtrip.run_round`), under the same keys and vectors, and gets in
-``extra``: ``sign_s`` (median per party), ``check_s`` (the aggregator's checks of all N statements
-and its serialisation of the evidence), ``verify_s`` (median per verifier: parsing the evidence,
-N signature checks, the refold), ``verifiers`` (the party opening a sealed aggregate, or every
-party asked for a share; 0 where the aggregator reveals, as ``fe``: nothing to verify),
-``statement_bytes`` (what a signed statement adds to one upload), ``evidence_bytes`` (what each
-verifier receives beside the aggregate); ``verify_added_s = N * sign_s + check_s + verifiers *
-verify_s`` (the work verification adds), ``verify_work_s`` (``work_s`` of the verified rounds,
-verification included), and ratios to the rounds without verification measured just before in
-the same run: ``verify_added_x = (work_s + verify_added_s) / work_s`` (total work, from the added
-parts: the figure to read), ``verify_x = verify_work_s / work_s`` (the same from the whole
-verified rounds: it also holds the two rounds' noise and warm-up, e.g. a table built on first
-use), ``verify_round_x = (round_s + sign_s + check_s + verify_s) / round_s`` (latency: parties
-sign at once, one verifier on the critical path) and ``verify_bytes_x`` (one verifier's traffic,
-its upload and the aggregate, with the statement and evidence over without).  The ``sampled`` mode of
-issue 22 is not built; only ``full`` is measured.
+With ``verify`` (``securefl bench --verify``: ``("full", "sampled")``, or either), every scheme row also runs
+``repeat`` rounds per mode with the verified reveal of :mod:`crypto_backends.statements`, as
+``crypto.verify_aggregate`` runs it in a federation (:func:`crypto_backends.roundtrip.run_round`), under the
+same keys and vectors: each party signs its upload's statement (under ``sampled`` naming the Merkle root of its
+blocks), the aggregator checks each on arrival (recomputing that root); every role that reveals then checks the
+aggregate: under ``full`` it refolds the signed uploads under the aggregator's public key; under ``sampled``
+(``samples`` blocks, ``crypto.verify_samples``) it draws block indices once the aggregate is fixed, the aggregator
+opens every signed upload there, and it refolds those blocks.  A scheme whose verifiers cannot fold its uploads
+(:func:`~crypto_backends.statements.refoldable`: secagg, fe) has its statements checked alone in either mode.
+Each mode's columns in ``extra`` end in ``_full`` or ``_sampled``: ``sign_s`` (median per party), ``check_s``
+(the aggregator's checks of all N statements and, under ``full``, its serialisation of the evidence),
+``prove_s`` (``sampled``: the aggregator's digest of the aggregate, Merkle trees and every verifier's openings),
+``verify_s`` (median per verifier: its draw, parsing the evidence, N signature checks, the refold of every upload
+or of the drawn blocks), ``verifiers`` (the party opening a sealed aggregate, or every party asked for a share;
+0 where the aggregator reveals, as ``fe``: nothing to verify), ``statement_bytes`` (what a signed statement adds
+to one upload), ``evidence_bytes`` (what each verifier receives beside the aggregate), ``challenge_bytes``
+(``sampled``: one verifier's challenge request and reply); ``verify_added_s = N * sign_s + check_s + prove_s +
+verifiers * verify_s`` (the work verification adds), ``verify_work_s`` (``work_s`` of the verified rounds,
+verification included), and ratios to the rounds without verification measured just before in the same run:
+``verify_added_x = (work_s + verify_added_s) / work_s`` (total work, from the added parts: the figure to read),
+``verify_x = verify_work_s / work_s`` (the same from the whole verified rounds: it also holds the two rounds'
+noise and warm-up, e.g. a table built on first use), ``verify_round_x = (round_s + sign_s + check_s + prove_s +
+verify_s) / round_s`` (latency: parties sign at once, one verifier on the critical path) and ``verify_bytes_x``
+(one verifier's traffic, its upload and the aggregate, with the statement, evidence and challenge over without);
+``blocks`` and ``samples`` (``sampled``: the aggregate's blocks, those each verifier drew), ``detect_one_block``
+(the chance one verifier catches a single altered block: ``samples / blocks`` under ``sampled``, 1 where ``full``
+refolds, 0 where only statements are checked) and ``detect_one_block_any`` (by at least one of the verifiers),
+as the run JSON's ``verification`` reports them.
 
 ``round_s = encrypt_s + aggregate_s + decrypt_s`` is a round's latency with parties
 working in parallel; ``work_s = N * encrypt_s + aggregate_s + decrypt_s`` is the
@@ -97,6 +105,8 @@ from crypto_backends.capabilities import InteractiveSetup, ShareReveal
 from crypto_backends.dp import DPScheme
 from crypto_backends.errors import InvalidParameterError
 from crypto_backends.roundtrip import RoundTrip, run_round, run_setup
+from crypto_backends.sampling import DEFAULT_SAMPLES, detection
+from crypto_backends.statements import VerifyMode, refoldable
 from securefl.config import PrivacyConfig
 from securefl.ml.models import clipped_update_sensitivity
 from securefl.privacy import noise_plan
@@ -151,12 +161,13 @@ def bench_scheme(
     wrap: Callable[[Scheme], Scheme] | None = None,
     label: str | None = None,
     on_estimate: Callable[[float], None] | None = None,
-    verify: bool = False,
+    verify: Sequence[VerifyMode] = (),
+    samples: int = DEFAULT_SAMPLES,
 ) -> BenchResult:
     """Measure one scheme on ``vectors`` (see the module docstring for the columns).
 
-    ``verify``: also ``repeat`` rounds with the verified reveal (``full``), after the measured ones,
-    and the ``verify_*`` columns in ``extra``.
+    ``verify``: the verified reveal's modes (``"full"``, ``"sampled"`` with ``samples`` blocks per verifier):
+    for each, also ``repeat`` rounds with it, after the measured ones, and its ``*_<mode>`` columns in ``extra``.
 
     ``wrap`` (differential privacy) turns the scheme into the one measured; its
     data-independent work (:meth:`~crypto_backends.base.Scheme.prepare`) is timed
@@ -179,7 +190,8 @@ def bench_scheme(
     keygen_s = time.perf_counter() - t0
     if on_estimate is not None and dim >= 4 * PROBE_VALUES:
         on_estimate(probe_estimate(scheme, keys, dict(zip(ids, vectors, strict=True)),
-                                   dict(zip(ids, weights, strict=True)), repeat=repeat, verify=verify))
+                                   dict(zip(ids, weights, strict=True)), repeat=repeat, verify=verify,
+                                   samples=samples))
     enc: list[float] = []
     agg: list[float] = []
     dec: list[float] = []
@@ -210,57 +222,72 @@ def bench_scheme(
                   hides_updates=declared.hides_updates,
                   security_bits=declared.security_bits if declared.hides_updates else None,
                   extra=extra, note=note)
-    if verify:
+    for at, mode in enumerate(verify):
         verified = [run_round(scheme, keys, dict(zip(ids, vectors, strict=True)), dict(zip(ids, weights, strict=True)),
-                              round=repeat + 2 + rnd, verify=True) for rnd in range(repeat)]
-        extra.update(verify_columns(row, verified))
+                              round=repeat + 2 + at * repeat + rnd, verify=mode, samples=samples)
+                    for rnd in range(repeat)]
+        extra.update(verify_columns(row, verified, mode, refolds=refoldable(scheme)))
     return row
 
 
-def verify_columns(row: BenchResult, trips: Sequence[RoundTrip]) -> dict[str, float]:
-    """The ``verify_*`` columns (see the module docstring) of verified rounds ``trips``, against ``row``, the same
-    scheme's rounds without verification measured in the same run."""
+def verify_columns(row: BenchResult, trips: Sequence[RoundTrip], mode: VerifyMode = "full", *,
+                   refolds: bool = True) -> dict[str, float]:
+    """The ``*_<mode>`` columns (see the module docstring) of verified rounds ``trips`` of ``mode``, against
+    ``row``, the same scheme's rounds without verification measured in the same run; ``refolds``: the scheme's
+    verifiers fold its uploads (:func:`~crypto_backends.statements.refoldable`), else they check statements only."""
     n, med = row.parties, statistics.median
     sign = med(t for trip in trips for t in trip.sign_s)
-    check = med(trip.check_s for trip in trips)
+    check, prove = med(trip.check_s for trip in trips), med(trip.prove_s for trip in trips)
     verifiers = len(trips[0].verifiers)
     verify = med(t for trip in trips for t in trip.verify_s) if verifiers else 0.0
     statement = med(b for trip in trips for b in trip.statement_bytes)
     evidence = med(trip.evidence_bytes for trip in trips)
+    challenge = med(b for trip in trips for b in trip.challenge_bytes) if trips[0].challenge_bytes else 0.0
     encrypt, combine, reveal = (med(t for trip in trips for t in trip.protect_s), med(trip.combine_s for trip in trips),
                                 med(trip.reveal_s for trip in trips))
-    added = n * sign + check + verifiers * verify
+    added = n * sign + check + prove + verifiers * verify
     work = n * encrypt + combine + reveal + added
     aggregate = len(trips[0].aggregate.to_bytes()) if trips[0].aggregate is not None else 0
     upload = row.bytes_per_party
-    return {"sign_s": sign, "check_s": check, "verify_s": verify, "verifiers": float(verifiers),
-            "statement_bytes": statement, "evidence_bytes": float(evidence), "verify_added_s": added,
-            "verify_work_s": work, "verify_x": work / row.work_s if row.work_s else math.nan,
-            "verify_added_x": (row.work_s + added) / row.work_s if row.work_s else math.nan,
-            "verify_round_x": (row.round_s + sign + check + verify) / row.round_s if row.round_s else math.nan,
-            "verify_bytes_x": ((upload + statement + aggregate + evidence) / (upload + aggregate)
-                               if verifiers else (upload + statement) / upload)}
+    blocks, drawn = trips[0].blocks, trips[0].samples
+    one = detection(blocks, drawn) if blocks else (1.0 if refolds and mode == "full" and verifiers else 0.0)
+    columns = {"sign_s": sign, "check_s": check, "prove_s": prove, "verify_s": verify, "verifiers": float(verifiers),
+               "statement_bytes": statement, "evidence_bytes": float(evidence), "challenge_bytes": float(challenge),
+               "verify_added_s": added, "verify_work_s": work,
+               "verify_x": work / row.work_s if row.work_s else math.nan,
+               "verify_added_x": (row.work_s + added) / row.work_s if row.work_s else math.nan,
+               "verify_round_x": ((row.round_s + sign + check + prove + verify) / row.round_s
+                                  if row.round_s else math.nan),
+               "verify_bytes_x": ((upload + statement + aggregate + evidence + challenge) / (upload + aggregate)
+                                  if verifiers else (upload + statement) / upload),
+               "blocks": float(blocks), "samples": float(drawn), "detect_one_block": one,
+               "detect_one_block_any": 1 - (1 - one) ** verifiers}
+    return {f"{name}_{mode}": value for name, value in columns.items()}
 
 
 def probe_estimate(scheme: Scheme, keys: Any, vectors: Mapping[str, np.ndarray], weights: Mapping[str, float], *,
-                   repeat: int, verify: bool = False) -> float:
+                   repeat: int, verify: Sequence[VerifyMode] = (), samples: int = DEFAULT_SAMPLES) -> float:
     """Seconds the measured rounds of :func:`bench_scheme` should take, from one round of the first
     :data:`PROBE_VALUES` values of each vector (under the same keys, in a round number the measured rounds
     do not use), scaled linearly by length; a scheme with setup steps also runs its 10%-dropped round.
-    With ``verify``, the probe round is verified and the verified rounds are counted too.
+    With ``verify``, a verified probe round of each mode runs too, and the verified rounds are counted.
 
     An order of magnitude, not a bound: work that does not grow with the length (a table built on first
     use) makes it too high, caches warmed by the probe make the real rounds a little faster.
     """
     dim = len(next(iter(vectors.values())))
     short = {p: v[:PROBE_VALUES] for p, v in vectors.items()}
-    trip = run_round(scheme, keys, short, weights, round=repeat + 1, verify=verify)
+    trip = run_round(scheme, keys, short, weights, round=repeat + 1)
     seconds = (sum(trip.prepare_s) + sum(trip.protect_s) + trip.combine_s + trip.reveal_s) * dim / PROBE_VALUES
-    verified = (sum(trip.sign_s) + trip.check_s + sum(trip.verify_s)) * dim / PROBE_VALUES
+    verified = 0.0
+    for at, mode in enumerate(verify):  # round numbers the measured rounds do not use
+        probe = run_round(scheme, keys, short, weights, round=repeat + 2 + repeat * len(verify) + at, verify=mode,
+                          samples=samples)
+        verified += (sum(probe.sign_s) + probe.check_s + probe.prove_s + sum(probe.verify_s)) * dim / PROBE_VALUES
     setup = scheme.capability(InteractiveSetup)
     rounds = repeat + (1 if trip.share_s and setup is not None and setup.setup_steps(repeat) else 0)
-    checked = repeat if verify else 0
-    return trip.setup_s * (rounds + checked) + seconds * (rounds + checked) + verified * checked
+    checked = repeat * len(verify)
+    return trip.setup_s * (rounds + checked) + seconds * (rounds + checked) + verified * repeat
 
 
 def _floor_column(params: SchemeParams, n: int, per_value: float, extra: dict[str, float], note: str) -> str:
@@ -412,12 +439,14 @@ def run(
     privacy: PrivacyConfig | None = None,
     baseline_options: Mapping[str, Any] | None = None,
     on_estimate: Callable[[str, float], None] = lambda label, seconds: None,
-    verify: bool = False,
+    verify: Sequence[VerifyMode] = (),
+    samples: int = DEFAULT_SAMPLES,
 ) -> list[BenchResult]:
     """Bench ``schemes`` and ``baselines`` on one set of vectors; a failing scheme becomes an error row.
 
-    ``verify``: every scheme row also measures the verified reveal (the ``verify_*`` columns of the
-    module docstring); the baselines and numpy are not verified.
+    ``verify``: every scheme row also measures the verified reveal in each of these modes (``"full"``,
+    ``"sampled"`` with ``samples`` blocks per verifier: the ``*_<mode>`` columns of the module docstring);
+    the baselines and numpy are not verified.
 
     With ``privacy`` enabled, every scheme also gets a ``<scheme>+dp(<mode>)`` row:
     the same scheme wrapped with differential privacy calibrated from ``privacy``
@@ -437,7 +466,7 @@ def run(
         step = on_step if len(counts) == 1 else _prefixed(on_step, f"{n} parties: ")
         estimate = on_estimate if len(counts) == 1 else _prefixed_estimate(on_estimate, f"{n} parties: ")
         results += _run_parties(schemes, n, params, repeat, scheme_params, baselines, seed, (step, estimate),
-                                privacy, baseline_options, verify)
+                                privacy, baseline_options, (tuple(verify), samples))
     return results
 
 
@@ -460,9 +489,10 @@ def _run_parties(
     callbacks: tuple[Callable[[str], None], Callable[[str, float], None]],
     privacy: PrivacyConfig | None,
     baseline_options: Mapping[str, Any] | None,
-    verify: bool = False,
+    verified: tuple[Sequence[VerifyMode], int] = ((), DEFAULT_SAMPLES),
 ) -> list[BenchResult]:
     on_step, on_estimate = callbacks
+    verify, samples = verified
     vectors, weights = vectors_or_error(parties, params, seed)
     results: list[BenchResult] = []
     numpy_row = _baseline("numpy", vectors, weights, repeat)
@@ -474,10 +504,10 @@ def _run_parties(
             label = name + suffix
             on_step(label)
             try:
-                check_scheme_memory(name, parties, params, scheme_params(name), verify=verify)
+                check_scheme_memory(name, parties, params, scheme_params(name), verify=bool(verify))
                 results.append(bench_scheme(name, vectors, weights, params=scheme_params(name), repeat=repeat,
                                             wrap=wrap, label=label, on_estimate=partial(on_estimate, label),
-                                            verify=verify))
+                                            verify=verify, samples=samples))
             except Exception as exc:  # noqa: BLE001 - a report row, not a crash (see docstring)
                 results.append(_failed(label, parties, params, exc))
     for name in dict.fromkeys(baselines):

@@ -20,7 +20,7 @@ from typing import Any
 
 from crypto_backends import registry
 from crypto_backends.base import MIN_SECURITY_BITS, SchemeParams, ThreatModel
-from crypto_backends.sampling import block_source
+from crypto_backends.statements import block_source
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+from crypto_backends.statements import VerifyMode
 from securefl.tools.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
@@ -59,29 +60,43 @@ def bench_table(results: Sequence[BenchResult], counts: Sequence[int], params: i
     return table
 
 
-VERIFY_COLUMNS = ("scheme", "parties", "sign/party", "checks (aggregator)", "verify/verifier", "verifiers",
-                  "work x", "round x", "work x (rounds)", "statement B/upload", "evidence B/verifier",
-                  "verifier bytes x")
+VERIFY_COLUMNS = ("scheme", "parties", "mode", "sign/party", "aggregator", "verify/verifier", "verifiers", "work x",
+                  "round x", "evidence/verifier", "bytes x", "blocks checked", "detect 1 block (one/any)")
+VERIFIED_MODES: tuple[VerifyMode, ...] = ("full", "sampled")
+"""The verified reveal's modes ``securefl bench --verify`` measures, in the order its table shows them."""
 
 
 def verify_table(results: Sequence[BenchResult], counts: Sequence[int], params: int) -> Table:
-    """``securefl bench --verify``'s second table: each scheme row's verified-reveal cost (``verify_*`` columns
-    of :mod:`securefl.tools.bench`), as ratios to its rounds without verification in the same run: work x and
-    round x from the added parts, work x (rounds) from the whole verified rounds."""
+    """``securefl bench --verify``'s second table: each scheme row's verified-reveal cost in each mode measured
+    (the ``*_<mode>`` columns of :mod:`securefl.tools.bench`), as ratios to its rounds without verification in the
+    same run (work x and round x from the added parts), one verifier's bytes (evidence, and x over its traffic
+    without), and the chance that one verifier, and any of them, catches one altered block (under ``sampled``:
+    ``k of B`` blocks drawn; ``all`` refolded under ``full``; ``statements`` where nothing is folded)."""
     shown = ", ".join(str(c) for c in counts)
-    table = _table(f"verified reveal (verify_aggregate = full): {shown} parties x {params} parameters; "
-                   "x = with verification / without, same run and keys", VERIFY_COLUMNS)
+    table = _table(f"verified reveal (verify_aggregate = full / sampled): {shown} parties x {params} parameters; "
+                   "x = with verification / without, same run and keys; aggregator = its checks of the statements "
+                   "and its evidence (openings under sampled)", VERIFY_COLUMNS)
     for r in results:
-        if r.error or "verify_x" not in r.extra:
-            continue
-        e = r.extra
-        verifiers = int(e["verifiers"])
-        table.add_row(r.scheme, str(r.parties), format_seconds(e["sign_s"]), format_seconds(e["check_s"]),
-                      format_seconds(e["verify_s"]) if verifiers else "-", str(verifiers),
-                      f"{e['verify_added_x']:.2f}x", f"{e['verify_round_x']:.2f}x", f"{e['verify_x']:.2f}x",
-                      format_bytes(e["statement_bytes"]), format_bytes(e["evidence_bytes"]) if verifiers else "-",
-                      f"{e['verify_bytes_x']:.2f}x")
+        for mode in VERIFIED_MODES:
+            if not r.error and f"verify_x_{mode}" in r.extra:
+                table.add_row(*_verify_row(r, mode))
     return table
+
+
+def _verify_row(r: BenchResult, mode: str) -> tuple[str, ...]:
+    """One scheme's row of the verified-reveal table in ``mode``."""
+    e = {name.removesuffix(f"_{mode}"): value for name, value in r.extra.items() if name.endswith(f"_{mode}")}
+    verifiers = int(e["verifiers"])
+    if e["blocks"]:
+        drawn = f"{e['samples']:.0f} of {e['blocks']:.0f}"
+        detect = f"{e['detect_one_block']:.3f} / {e['detect_one_block_any']:.3f}"
+    else:  # full refolds every block; a scheme that does not fold checks the statements alone
+        drawn = "all" if e["detect_one_block"] else "statements"  # a scheme verifiers cannot fold (secagg, fe)
+        detect = f"{e['detect_one_block']:.0f} / {e['detect_one_block_any']:.0f}" if verifiers else "-"
+    return (r.scheme, str(r.parties), mode, format_seconds(e["sign_s"]), format_seconds(e["check_s"] + e["prove_s"]),
+            format_seconds(e["verify_s"]) if verifiers else "-", str(verifiers),
+            f"{e['verify_added_x']:.2f}x", f"{e['verify_round_x']:.2f}x",
+            format_bytes(e["evidence_bytes"]) if verifiers else "-", f"{e['verify_bytes_x']:.2f}x", drawn, detect)
 
 
 def bench_notes(results: Sequence[BenchResult]) -> list[Text]:

@@ -1,13 +1,19 @@
-"""The in-process round's verified reveal (``run_round(verify=True)``): same result, its costs, a cheat refused."""
+"""The in-process round's verified reveal (``run_round(verify=...)``, full and sampled): same result, its costs, a
+cheat refused."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
-from crypto_backends.errors import AggregateMismatchError
+from crypto_backends.base import offered
+from crypto_backends.capabilities import BlockFold
+from crypto_backends.errors import AggregateMismatchError, InvalidParameterError
 from crypto_backends.identities import LocalAuthority
 from crypto_backends.roundtrip import run_round
+from crypto_backends.sampling import Sampler
 from crypto_backends.statements import Evidence
 from tests.schemes import make_scheme
 
@@ -83,3 +89,56 @@ def test_an_aggregate_that_is_not_the_fold_of_the_signed_uploads_is_refused(monk
     assert not np.allclose(cheated, honest)  # without verification the substitution goes through
     with pytest.raises(AggregateMismatchError, match="not the fold"):
         run_round(scheme, keys, VECTORS, WEIGHTS, round=2, verify=True)
+
+
+LONG = {p: np.linspace(-1.0, 1.0, 600) * (i + 1) for i, p in enumerate(PARTIES)}
+
+
+def test_a_sampled_round_reveals_the_same_mean_and_shows_each_verifier_its_draw_only():
+    scheme = make_scheme("threshold_paillier")
+    keys = scheme.keygen(PARTIES)
+    full = run_round(scheme, keys, LONG, WEIGHTS, round=0, verify="full")
+    sampled = run_round(scheme, keys, LONG, WEIGHTS, round=1, verify="sampled", samples=3)
+    assert np.array_equal(sampled.fused, full.fused)
+    assert (sampled.verify_mode, sampled.samples) == ("sampled", 3) and sampled.blocks > 3
+    assert sampled.verifiers == full.verifiers and len(sampled.challenge_bytes) == len(sampled.verifiers)
+    assert sampled.prove_s > 0 and full.prove_s == 0 and full.blocks == 0
+    assert sampled.evidence_bytes < full.evidence_bytes / 3  # 3 of the blocks, not every upload
+
+
+def test_verify_names_a_mode():
+    scheme = make_scheme("paillier")
+    with pytest.raises(InvalidParameterError, match="'full', 'sampled' or 'off'"):
+        run_round(scheme, scheme.keygen(PARTIES), VECTORS, WEIGHTS, verify="some")  # type: ignore[arg-type]
+
+
+def _one_block_altered(monkeypatch, scheme, keys, altered: int) -> None:
+    """Make the aggregator swap block ``altered`` of the honest aggregate for that block of a forged one."""
+    real, blocks = scheme.combine, offered(scheme, BlockFold)
+
+    def combine(key, updates, *, round):
+        honest = real(key, updates, round=round)
+        forged = scheme.protect(keys.parties["bob"], np.full(600, 5.0), weight=3.0, round=round)
+        other = real(key, [forged if u.party == "bob" else u for u in updates], round=round)
+        payload = bytes(honest.payload)
+        old, new = bytes(blocks.blocks(key, honest)[altered]), bytes(blocks.blocks(key, other)[altered])
+        at = payload.index(old)
+        return dataclasses.replace(honest, payload=payload[:at] + new + payload[at + len(old):])
+    monkeypatch.setattr(scheme, "combine", combine)
+
+
+@pytest.mark.parametrize("name", ["paillier", "threshold_paillier"])
+def test_sampled_refuses_an_altered_block_it_drew_and_misses_one_it_did_not(monkeypatch, name):
+    scheme = make_scheme(name)
+    keys = scheme.keygen(PARTIES)
+    honest = run_round(scheme, keys, LONG, WEIGHTS).fused
+    _one_block_altered(monkeypatch, scheme, keys, altered=5)
+    monkeypatch.setattr(Sampler, "draw", lambda self, count: (0, 5, count - 1))
+    with pytest.raises(AggregateMismatchError, match="block 5 of the aggregate is not the fold"):
+        run_round(scheme, keys, LONG, WEIGHTS, round=1, verify="sampled", samples=3)
+    with pytest.raises(AggregateMismatchError, match="not the fold"):  # full refolds every block
+        run_round(scheme, keys, LONG, WEIGHTS, round=2, verify="full")
+    # drawn elsewhere, one altered block goes through: the k/B chance sampled trades for its bytes
+    monkeypatch.setattr(Sampler, "draw", lambda self, count: (0, 1, 2))
+    missed = run_round(scheme, keys, LONG, WEIGHTS, round=3, verify="sampled", samples=3).fused
+    assert not np.allclose(missed, honest)

@@ -196,11 +196,28 @@ def test_bench_prints_an_estimate_before_a_slow_row(monkeypatch, capsys):
 
 def test_bench_verify_prints_the_verified_reveal_table_and_writes_its_columns(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    assert main(["bench", "--schemes", "plain", "--parties", "3", "--params", "100", "--verify",
+    assert main(["bench", "--schemes", "paillier", "--parties", "3", "--params", "300", "--verify",
+                 "--verify-samples", "2", "--set", "crypto.paillier.key_bits=1024",
+                 "--set", "crypto.paillier.allow_insecure=true", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "verified reveal (verify_aggregate = full / sampled)" in out and "2 of " in out
+    row = next(r for r in json.loads(path.read_text())["results"] if r["scheme"] == "paillier")
+    for mode in ("full", "sampled"):  # no value: both modes
+        assert {f"{c}_{mode}" for c in ("sign_s", "check_s", "prove_s", "verify_s", "verify_x", "verify_added_x",
+                                         "verify_round_x", "statement_bytes", "evidence_bytes", "verify_bytes_x",
+                                         "detect_one_block", "detect_one_block_any")} <= set(row["extra"])
+    assert row["extra"]["samples_sampled"] == 2
+    assert main(["bench", "--schemes", "plain", "--parties", "3", "--params", "100", "--verify", "full",
                  "--json", str(path)]) == 0
-    assert "verified reveal (verify_aggregate = full)" in capsys.readouterr().out
     plain = next(r for r in json.loads(path.read_text())["results"] if r["scheme"] == "plain")
-    assert {"sign_s", "check_s", "verify_s", "verify_x", "verify_added_x", "statement_bytes",
-            "evidence_bytes", "verify_bytes_x"} <= set(plain["extra"])
+    assert "verify_x_full" in plain["extra"] and "verify_x_sampled" not in plain["extra"]
+    capsys.readouterr()
     assert main(["bench", "--schemes", "plain", "--parties", "3", "--params", "100"]) == 0
     assert "verified reveal" not in capsys.readouterr().out  # the default bench runs no verified round
+
+
+@pytest.mark.parametrize(("flags", "message"), [(["--verify", "fast"], "unknown mode 'fast'"),
+                                                (["--verify", "full", "--verify-samples", "0"], "--verify-samples 0")])
+def test_bench_verify_refuses_an_unknown_mode_or_sample_count(capsys, flags, message):
+    assert main(["bench", "--schemes", "plain", "--parties", "3", "--params", "10", *flags]) != 0
+    assert message in capsys.readouterr().err

@@ -12,7 +12,9 @@ from securefl.tools import baselines, bench
 
 
 def test_a_missing_flwr_is_a_config_error_naming_the_bench_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "flwr", None)  # import flwr now raises ImportError
+    # import flwr (and any flwr.* submodule another test already imported) now raises ImportError
+    for name in [m for m in sys.modules if m == "flwr" or m.startswith("flwr.")] + ["flwr"]:
+        monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "securefl.tools.baselines.flower_secaggplus", raising=False)
     with pytest.raises(ConfigError, match=r"\[bench\]"):
         baselines.load("flower_secaggplus")
